@@ -1,0 +1,178 @@
+#include "build.h"
+
+#include "cli.h"
+
+#include "config.h"
+#include "diag.h"
+#include "log.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cli_ctx {
+	const char *config_path;
+	const char *prog;
+};
+
+struct command {
+	const char *name;
+	int (*run)(struct cli_ctx *ctx, int argc, char **argv);
+	const char *usage;
+	const char *summary;
+};
+
+static int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv);
+
+static const struct command commands[] = {
+	{ "run", cmd_not_built, "run", "serve webhooks, apply them, keep subscriptions healthy" },
+	{ "check", cmd_check, "check [--online] [--fixtures DIR]",
+	  "validate config and mapping; --online also binds to LDAP and calls the API;\n"
+	  "                                     --fixtures renders each DIR/NAME.json and diffs it with DIR/NAME.ldif" },
+	{ "render", cmd_not_built, "render [-m MAPPING] [--kind employee|team] FILE...",
+	  "offline: print the entry each JSON record maps to, as LDIF content records" },
+	{ "apply", cmd_not_built, "apply [--dry-run] --event TYPE FILE|-",
+	  "handle one delivery body as if it arrived for subscription TYPE" },
+	{ "sync", cmd_not_built, "sync [--dry-run] [--employee ID] [--force]",
+	  "reconcile the directory with the Factorial API" },
+	{ "subscriptions", cmd_not_built, "subscriptions list | sync [--dry-run] | delete",
+	  "list, register or remove this agent's webhook subscriptions" },
+	{ "queue", cmd_not_built, "queue list | retry [ID] | drop ID",
+	  "inspect and replay deliveries that failed for good" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static void usage(FILE *fp)
+{
+	fprintf(fp,
+	        "Usage: " PACKAGE_NAME " [-c FILE] COMMAND [ARGS]\n"
+	        "Keeps an LDAP directory in step with Factorial HR.\n"
+	        "\n"
+	        "Options:\n"
+	        "  -c, --config FILE                  the agent configuration (default: %s)\n"
+	        "  -h, --help                         show this help and exit\n"
+	        "  -V, --version                      show the version and exit\n"
+	        "\n"
+	        "Commands:\n",
+	        CONFIG_DEFAULT_PATH);
+	for (const struct command *c = commands; c->name; c++)
+		fprintf(fp, "  %-34s %s\n", c->usage, c->summary);
+	fprintf(fp,
+	        "\n"
+	        "Exit status: 0 done; 1 a runtime failure (directory or API unreachable, a change\n"
+	        "refused); 2 bad usage, invalid configuration or mapping.\n"
+	        "See README.md and the docs/ folder.\n");
+}
+
+static int load_config(struct cli_ctx *ctx, struct config **cfg)
+{
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = config_load(ctx->config_path, cfg, &d);
+	if (rc < 0)
+		diag_print(&d, stderr);
+	diag_free(&d);
+	return rc;
+}
+
+static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "online", no_argument, NULL, 'o' },
+		{ "fixtures", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct config *cfg = NULL;
+	const char *fixtures = NULL;
+	int online = 0;
+	int rc = CLI_USAGE;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			online = 1;
+			break;
+		case 'f':
+			fixtures = optarg;
+			break;
+		case 'h':
+			printf("Usage: %s check [--online] [--fixtures DIR]\n", ctx->prog);
+			return CLI_OK;
+		default:
+			fprintf(stderr, "Usage: %s check [--online] [--fixtures DIR]\n", ctx->prog);
+			return CLI_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: check: unexpected argument \"%s\"\n", ctx->prog, argv[optind]);
+		return CLI_USAGE;
+	}
+	if (load_config(ctx, &cfg) < 0)
+		goto cleanup;
+	if (online || fixtures) {
+		fprintf(stderr, "%s: check %s: not available in this version yet\n", ctx->prog,
+		        online ? "--online" : "--fixtures");
+		goto cleanup;
+	}
+	printf("configuration ok\n");
+	rc = CLI_OK;
+cleanup:
+	config_free(cfg);
+	return rc;
+}
+
+static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv)
+{
+	(void)argc;
+	fprintf(stderr, "%s: %s: not available in this version yet\n", ctx->prog, argv[0]);
+	return CLI_USAGE;
+}
+
+int cli_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli_ctx ctx = { .config_path = CONFIG_DEFAULT_PATH, .prog = PACKAGE_NAME };
+	int c;
+
+	log_setup(LOG_LVL_INFO, LOG_TARGET_STDERR, false);
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			ctx.config_path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return CLI_OK;
+		case 'V':
+			printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			return CLI_OK;
+		default:
+			usage(stderr);
+			return CLI_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "%s: no command given\n\n", ctx.prog);
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	for (const struct command *cmd = commands; cmd->name; cmd++) {
+		if (strcmp(cmd->name, argv[optind]) == 0)
+			return cmd->run(&ctx, argc - optind, argv + optind);
+	}
+	fprintf(stderr, "%s: unknown command \"%s\" (see %s --help)\n", ctx.prog, argv[optind], ctx.prog);
+	return CLI_USAGE;
+}

@@ -1,0 +1,127 @@
+#include "build.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level cur_level = LOG_LVL_INFO;
+static enum log_target cur_target = LOG_TARGET_STDERR;
+static bool cur_timestamps;
+static bool syslog_open;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *log_level_name(enum log_level lvl)
+{
+	if ((unsigned)lvl < sizeof(level_names) / sizeof(level_names[0]))
+		return level_names[lvl];
+	return "?";
+}
+
+void log_setup(enum log_level lvl, enum log_target target, bool timestamps)
+{
+	cur_level = lvl;
+	cur_timestamps = timestamps;
+	if (target == LOG_TARGET_SYSLOG && !syslog_open) {
+		openlog(PACKAGE_NAME, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		syslog_open = true;
+	}
+	cur_target = target;
+}
+
+void log_set_level(enum log_level lvl)
+{
+	cur_level = lvl;
+}
+
+bool log_enabled(enum log_level lvl)
+{
+	return lvl <= cur_level;
+}
+
+void log_close(void)
+{
+	if (syslog_open) {
+		closelog();
+		syslog_open = false;
+	}
+	cur_target = LOG_TARGET_STDERR;
+}
+
+static int syslog_priority(enum log_level lvl)
+{
+	switch (lvl) {
+	case LOG_LVL_ERROR:
+		return LOG_ERR;
+	case LOG_LVL_WARN:
+		return LOG_WARNING;
+	case LOG_LVL_INFO:
+		return LOG_INFO;
+	case LOG_LVL_DEBUG:
+		return LOG_DEBUG;
+	}
+	return LOG_INFO;
+}
+
+void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+{
+	char line[4096];
+	size_t off = 0;
+	int n;
+
+	if (!log_enabled(lvl))
+		return;
+	if (cur_target == LOG_TARGET_SYSLOG) {
+		vsnprintf(line, sizeof(line), fmt, ap);
+		syslog(syslog_priority(lvl), "%s", line);
+		return;
+	}
+	if (cur_timestamps) {
+		struct timespec ts;
+		struct tm tm;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		off = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		n = snprintf(line + off, sizeof(line) - off, ".%03ldZ ", ts.tv_nsec / 1000000);
+		if (n > 0)
+			off += (size_t)n;
+	}
+	n = snprintf(line + off, sizeof(line) - off, "%s: %s: ", PACKAGE_NAME, log_level_name(lvl));
+	if (n > 0)
+		off += (size_t)n;
+	if (off < sizeof(line)) {
+		n = vsnprintf(line + off, sizeof(line) - off, fmt, ap);
+		if (n > 0)
+			off += (size_t)n;
+	}
+	if (off >= sizeof(line) - 1)
+		off = sizeof(line) - 2;
+	line[off++] = '\n';
+	/* one write per line: lines from several threads never interleave */
+	if (write(STDERR_FILENO, line, off) < 0)
+		return;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(lvl, fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,112 @@
+"""The command line as a sysadmin meets it: help, version, check, exit codes."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from agenttest import AgentDir, run_agent  # noqa: E402
+
+COMMANDS = ["run", "check", "render", "apply", "sync", "subscriptions", "queue"]
+
+
+class TestHelpAndVersion(unittest.TestCase):
+    def test_help_lists_every_command(self):
+        r = run_agent("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(r.stdout.startswith("Usage: factorial-ldap-agent [-c FILE] COMMAND [ARGS]"))
+        for c in COMMANDS:
+            self.assertRegex(r.stdout, rf"\n  {c}\b", c)
+        self.assertIn("check [--online] [--fixtures DIR]", r.stdout)
+        self.assertIn("apply [--dry-run] --event TYPE FILE|-", r.stdout)
+        self.assertIn("queue list | retry [ID] | drop ID", r.stdout)
+        self.assertIn("/etc/factorial-ldap-agent/agent.yaml", r.stdout)
+
+    def test_version(self):
+        r = run_agent("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^factorial-ldap-agent \d+\.\d+\.\d+\n$")
+
+    def test_no_command_and_unknown_command_are_usage_errors(self):
+        r = run_agent()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no command given", r.stderr)
+        r = run_agent("frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('unknown command "frobnicate"', r.stderr)
+        r = run_agent("--bogus")
+        self.assertEqual(r.returncode, 2)
+
+
+class TestCheck(unittest.TestCase):
+    def setUp(self):
+        self.d = AgentDir()
+
+    def tearDown(self):
+        self.d.close()
+
+    def test_valid_config(self):
+        cfg = self.d.standard()
+        r = run_agent("-c", cfg, "check")
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "configuration ok\n", ""))
+
+    def test_three_mistakes_three_errors(self):
+        cfg = self.d.standard(extra="log:\n  level: chatty\n")
+        text = open(cfg).read()
+        text = text.replace("company_id: 1234", "company_id: twelve")
+        text = text.replace("  uri: ldap://127.0.0.1:389\n", "  uri: ldpa://127.0.0.1:389\n")
+        self.d.file("agent.yaml", text)
+        r = run_agent("-c", cfg, "check")
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(r.stderr.splitlines(), [
+            f'{cfg}:4:15: factorial.company_id: expected an integer, got "twelve"',
+            f'{cfg}:11:8: ldap.uri: "ldpa://127.0.0.1:389" is not a valid LDAP URI (use ldap://, ldaps:// or ldapi://)',
+            f'{cfg}:17:10: log.level: "chatty" is not one of error | warn | info | debug',
+        ])
+
+    def test_group_readable_secret_is_refused(self):
+        cfg = self.d.standard()
+        pw = os.path.join(self.d.path, "ldap-password")
+        os.chmod(pw, 0o640)
+        r = run_agent("-c", cfg, "check")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"{cfg}:13:23: ldap.bind_password_file: {pw} is open to group or others (mode 0640)",
+                      r.stderr)
+        self.assertNotIn("agent-secret", r.stderr + r.stdout)
+
+    def test_missing_config_file(self):
+        r = run_agent("-c", "/nonexistent/agent.yaml", "check")
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr, "/nonexistent/agent.yaml: cannot read: No such file or directory\n")
+
+    def test_relative_paths_follow_the_config_file(self):
+        cfg = self.d.standard()
+        r = run_agent("-c", cfg, "check", env=None)
+        self.assertEqual(r.returncode, 0)
+        os.remove(os.path.join(self.d.path, "mapping.yaml"))
+        r = run_agent("-c", cfg, "check")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"mapping: cannot read {self.d.path}/mapping.yaml: No such file or directory", r.stderr)
+
+    def test_check_rejects_stray_arguments(self):
+        cfg = self.d.standard()
+        r = run_agent("-c", cfg, "check", "extra")
+        self.assertEqual(r.returncode, 2)
+
+
+class TestNotBuiltYet(unittest.TestCase):
+    """Commands without an implementation say so and exit 2: they never pretend."""
+
+    def test_each_unbuilt_command(self):
+        for args in (["run"], ["render", "x.json"], ["apply", "--event", "employees/employee/update", "-"],
+                     ["sync"], ["subscriptions", "list"], ["queue", "list"]):
+            r = run_agent(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn("not available in this version yet", r.stderr, args)
+            self.assertEqual(r.stdout, "", args)
+
+
+if __name__ == "__main__":
+    taprunner.main()

@@ -1,0 +1,104 @@
+"""The test bed itself: a real slapd comes up, answers on TCP and ldapi,
+holds the base tree, takes writes from the agent's service account and is
+gone afterwards, even when the code using it fails."""
+
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from slapd import Slapd, SlapdError  # noqa: E402
+
+SLAPD = None
+
+
+def setUpModule():
+    global SLAPD
+    SLAPD = Slapd().start()
+
+
+def tearDownModule():
+    SLAPD.stop()
+
+
+class TestHarness(unittest.TestCase):
+    def test_base_tree(self):
+        dns = set(SLAPD.search(attrs=["1.1"]))
+        for ou in ("people", "groups", "former", "services"):
+            self.assertIn(f"ou={ou},dc=example,dc=com", dns)
+
+    def test_service_account_adds_and_reads_back(self):
+        ldif = """dn: uid=jose.nunez,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+objectClass: posixAccount
+uid: jose.nunez
+cn:: Sm9zw6kgTsO6w7Fleg==
+sn:: TsO6w7Fleg==
+employeeNumber: 2
+uidNumber: 10002
+gidNumber: 10000
+homeDirectory: /home/jose.nunez
+"""
+        SLAPD.add(ldif, admin=False)
+        e = SLAPD.entry("uid=jose.nunez,ou=people,dc=example,dc=com")
+        self.assertEqual(e["cn"], ["José Núñez"])
+        self.assertEqual(e["employeeNumber"], ["2"])
+        found = SLAPD.search(filt="(employeeNumber=2)", attrs=["uid"])
+        self.assertEqual(list(found), ["uid=jose.nunez,ou=people,dc=example,dc=com"])
+
+    def test_schema_is_enforced(self):
+        with self.assertRaises(SlapdError) as cm:
+            SLAPD.add("dn: uid=bad,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: bad\n")
+        self.assertIn("Object class violation", str(cm.exception))
+
+    def test_service_account_cannot_write_services(self):
+        with self.assertRaises(SlapdError) as cm:
+            SLAPD.add(f"dn: cn=x,ou=services,dc=example,dc=com\nobjectClass: applicationProcess\ncn: x\n",
+                      admin=False)
+        self.assertIn("Insufficient access", str(cm.exception))
+
+    def test_wrong_password_is_refused(self):
+        r = subprocess.run(["ldapwhoami", "-x", "-H", SLAPD.uri, "-D", SLAPD.agent_dn, "-w", "wrong"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 49, r.stderr)
+
+    def test_ldapi_external_maps_to_service_account(self):
+        r = subprocess.run(["ldapwhoami", "-H", SLAPD.ldapi_uri, "-Y", "EXTERNAL", "-Q"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip().lower(), "dn:" + SLAPD.agent_dn.lower())
+
+
+class TestLifecycle(unittest.TestCase):
+    def test_stopped_and_removed_even_when_the_test_fails(self):
+        with self.assertRaises(RuntimeError):
+            with Slapd() as s:
+                d, proc = s.dir, s.proc
+                self.assertTrue(s.running())
+                raise RuntimeError("a failing test")
+        self.assertIsNotNone(proc.poll())
+        self.assertFalse(os.path.exists(d))
+
+    def test_two_servers_side_by_side(self):
+        with Slapd() as a, Slapd() as b:
+            self.assertNotEqual(a.port, b.port)
+            a.add("dn: cn=only-a,ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: only-a\n"
+                  "member: cn=admin,dc=example,dc=com\n")
+            self.assertIsNone(b.entry("cn=only-a,ou=groups,dc=example,dc=com"))
+
+    def test_pause_and_resume_keep_data(self):
+        with Slapd() as s:
+            s.add("dn: cn=kept,ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: kept\n"
+                  "member: cn=admin,dc=example,dc=com\n")
+            s.pause()
+            r = subprocess.run(["ldapsearch", "-x", "-H", s.uri, "-b", "", "-s", "base"],
+                               capture_output=True)
+            self.assertEqual(r.returncode, 255)
+            s.resume()
+            self.assertIsNotNone(s.entry("cn=kept,ou=groups,dc=example,dc=com"))
+
+
+if __name__ == "__main__":
+    taprunner.main()

@@ -1,0 +1,78 @@
+"""Helpers for tests that run the factorial-ldap-agent binary.
+
+AGENT (the built binary) and TOP_SRCDIR come from the environment that
+`make check` sets; run by hand, they default to the in-tree build.
+AgentDir makes a private folder holding an agent.yaml, its secret files
+(mode 0600) and a mapping, and removes it afterwards.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP_SRCDIR = os.environ.get("TOP_SRCDIR", os.path.abspath(os.path.join(HERE, "..", "..")))
+AGENT = os.environ.get("AGENT", os.path.join(TOP_SRCDIR, "factorial-ldap-agent"))
+FIXTURES = os.path.join(TOP_SRCDIR, "tests", "fixtures")
+
+
+def run_agent(*args, input=None, env=None, timeout=60):
+    """Runs the agent; returns CompletedProcess with text stdout and stderr."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([AGENT, *args], input=input, capture_output=True, text=True,
+                          env=e, timeout=timeout)
+
+
+class AgentDir:
+    def __init__(self):
+        self.path = tempfile.mkdtemp(prefix="fla-agent-")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def file(self, name, content, mode=0o644):
+        p = os.path.join(self.path, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.chmod(p, mode)
+        return p
+
+    def secret(self, name, content):
+        return self.file(name, content + "\n", 0o600)
+
+    def standard(self, ldap_uri="ldap://127.0.0.1:389", base_url="http://127.0.0.1:9",
+                 public_url="http://127.0.0.1:8080/hooks", extra=""):
+        """Writes a valid agent.yaml with its secrets and mapping; returns its path."""
+        self.secret("api-key", "test-api-key")
+        self.secret("challenge", "test-challenge")
+        self.secret("ldap-password", "agent-secret")
+        if not os.path.exists(os.path.join(self.path, "mapping.yaml")):
+            self.file("mapping.yaml", "version: 1\n")
+        os.makedirs(os.path.join(self.path, "state"), exist_ok=True)
+        return self.file("agent.yaml", f"""factorial:
+  base_url: {base_url}
+  api_version: "2026-07-01"
+  company_id: 1234
+  api_key_file: api-key
+webhooks:
+  listen: "127.0.0.1:18080"
+  public_url: {public_url}
+  challenge_file: challenge
+ldap:
+  uri: {ldap_uri}
+  bind_dn: cn=factorial-agent,ou=services,dc=example,dc=com
+  bind_password_file: ldap-password
+mapping: mapping.yaml
+state_dir: state
+{extra}""")
