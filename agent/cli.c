@@ -2,9 +2,12 @@
 
 #include "cli.h"
 
+#include "clock.h"
 #include "config.h"
 #include "diag.h"
 #include "log.h"
+#include "mapping.h"
+#include "render.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -24,14 +27,16 @@ struct command {
 };
 
 static int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_render(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "run", cmd_not_built, "run", "serve webhooks, apply them, keep subscriptions healthy" },
 	{ "check", cmd_check, "check [--online] [--fixtures DIR]",
 	  "validate config and mapping; --online also binds to LDAP and calls the API;\n"
-	  "                                     --fixtures renders each DIR/NAME.json and diffs it with DIR/NAME.ldif" },
-	{ "render", cmd_not_built, "render [-m MAPPING] [--kind employee|team] FILE...",
+	  "                                     --fixtures renders each DIR/NAME.json and diffs it with DIR/NAME.ldif;\n"
+	  "                                     -m MAPPING checks a mapping (and fixtures) without a config" },
+	{ "render", cmd_render, "render [-m MAPPING] [--kind employee|team] FILE...",
 	  "offline: print the entry each JSON record maps to, as LDIF content records" },
 	{ "apply", cmd_not_built, "apply [--dry-run] --event TYPE FILE|-",
 	  "handle one delivery body as if it arrived for subscription TYPE" },
@@ -79,22 +84,38 @@ static int load_config(struct cli_ctx *ctx, struct config **cfg)
 	return rc;
 }
 
+static int load_mapping(const char *path, struct mapping **m)
+{
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = mapping_load(path, m, &d);
+	if (rc < 0)
+		diag_print(&d, stderr);
+	diag_free(&d);
+	return rc;
+}
+
 static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "online", no_argument, NULL, 'o' },
 		{ "fixtures", required_argument, NULL, 'f' },
+		{ "mapping", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const char use[] = "Usage: %s check [--online] [--fixtures DIR] [-m MAPPING]\n";
 	struct config *cfg = NULL;
-	const char *fixtures = NULL;
+	struct mapping *m = NULL;
+	const char *fixtures = NULL, *mapping_path = NULL;
 	int online = 0;
 	int rc = CLI_USAGE;
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hm:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			online = 1;
@@ -102,11 +123,14 @@ static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
 		case 'f':
 			fixtures = optarg;
 			break;
+		case 'm':
+			mapping_path = optarg;
+			break;
 		case 'h':
-			printf("Usage: %s check [--online] [--fixtures DIR]\n", ctx->prog);
+			printf(use, ctx->prog);
 			return CLI_OK;
 		default:
-			fprintf(stderr, "Usage: %s check [--online] [--fixtures DIR]\n", ctx->prog);
+			fprintf(stderr, use, ctx->prog);
 			return CLI_USAGE;
 		}
 	}
@@ -114,16 +138,140 @@ static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: check: unexpected argument \"%s\"\n", ctx->prog, argv[optind]);
 		return CLI_USAGE;
 	}
-	if (load_config(ctx, &cfg) < 0)
+	if (mapping_path && online) {
+		fprintf(stderr, "%s: check: --online needs the configuration, not -m\n", ctx->prog);
+		return CLI_USAGE;
+	}
+	if (!mapping_path) {
+		if (load_config(ctx, &cfg) < 0)
+			goto cleanup;
+		mapping_path = cfg->mapping;
+	}
+	if (load_mapping(mapping_path, &m) < 0)
 		goto cleanup;
-	if (online || fixtures) {
-		fprintf(stderr, "%s: check %s: not available in this version yet\n", ctx->prog,
-		        online ? "--online" : "--fixtures");
+	if (online) {
+		fprintf(stderr, "%s: check --online: not available in this version yet\n", ctx->prog);
 		goto cleanup;
 	}
 	printf("configuration ok\n");
 	rc = CLI_OK;
+	if (fixtures) {
+		struct sbuf err;
+		char today[16];
+		int frc;
+		sbuf_init(&err);
+		clock_today(today, sizeof(today));
+		fflush(stdout);
+		frc = render_fixtures(m, fixtures, today, stdout, &err);
+		if (frc < 0)
+			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		rc = frc == 0 ? CLI_OK : CLI_FAIL;
+		sbuf_free(&err);
+	}
 cleanup:
+	mapping_free(m);
+	config_free(cfg);
+	return rc;
+}
+
+static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mapping", required_argument, NULL, 'm' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char use[] = "Usage: %s render [-m MAPPING] [--kind employee|team] FILE...\n";
+	struct config *cfg = NULL;
+	struct mapping *m = NULL;
+	const char *mapping_path = NULL;
+	enum mapping_kind kind = MAPPING_EMPLOYEE;
+	struct render_stats st = { 0 };
+	struct sbuf out, errs;
+	char today[16];
+	bool file_failed = false;
+	int rc = CLI_USAGE;
+	int c;
+
+	sbuf_init(&out);
+	sbuf_init(&errs);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hm:k:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			mapping_path = optarg;
+			break;
+		case 'k':
+			if (strcmp(optarg, "employee") == 0) {
+				kind = MAPPING_EMPLOYEE;
+			} else if (strcmp(optarg, "team") == 0) {
+				kind = MAPPING_TEAM;
+			} else {
+				fprintf(stderr, "%s: render: --kind must be employee or team, not \"%s\"\n", ctx->prog, optarg);
+				goto cleanup;
+			}
+			break;
+		case 'h':
+			printf(use, ctx->prog);
+			rc = CLI_OK;
+			goto cleanup;
+		default:
+			fprintf(stderr, use, ctx->prog);
+			goto cleanup;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "%s: render: give at least one FILE (- for standard input)\n", ctx->prog);
+		goto cleanup;
+	}
+	if (!mapping_path) {
+		if (load_config(ctx, &cfg) < 0)
+			goto cleanup;
+		mapping_path = cfg->mapping;
+	}
+	if (load_mapping(mapping_path, &m) < 0)
+		goto cleanup;
+	if (!m->obj[kind].present) {
+		fprintf(stderr, "%s: render: %s has no %s section\n", ctx->prog, mapping_path,
+		        kind == MAPPING_TEAM ? "teams" : "employees");
+		goto cleanup;
+	}
+	clock_today(today, sizeof(today));
+	for (int i = optind; i < argc; i++) {
+		struct sbuf err;
+		cJSON *json;
+		sbuf_init(&err);
+		json = render_read_json(argv[i], &err);
+		if (!json) {
+			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+			file_failed = true;
+		} else {
+			render_batch(m, kind, json, today, &out, &errs, &st);
+			cJSON_Delete(json);
+		}
+		sbuf_free(&err);
+		fwrite(sbuf_str(&out), 1, out.len, stdout);
+		sbuf_reset(&out);
+		if (errs.len) {
+			/* one line per failed record, each with the program name */
+			for (char *line = errs.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+				nl = strchr(line, '\n');
+				fprintf(stderr, "%s: %.*s\n", ctx->prog, nl ? (int)(nl - line) : (int)strlen(line), line);
+			}
+			sbuf_reset(&errs);
+		}
+	}
+	if (fflush(stdout) != 0 || out.failed || errs.failed) {
+		fprintf(stderr, "%s: render: cannot write the output\n", ctx->prog);
+		rc = CLI_FAIL;
+		goto cleanup;
+	}
+	rc = (st.failed || file_failed) ? CLI_FAIL : CLI_OK;
+cleanup:
+	sbuf_free(&out);
+	sbuf_free(&errs);
+	mapping_free(m);
 	config_free(cfg);
 	return rc;
 }

@@ -1,0 +1,30 @@
+/*
+ * dn: distinguished names, built and checked by libldap, never by pasting
+ * strings.
+ *
+ * dn_build() makes "<attr>=<value>,<base>": the value goes into an AVA of
+ * type LDAP_AVA_STRING and ldap_dn2bv() writes the DN, escaping whatever
+ * RFC 4514 requires (,+"\<>;= # at the start, leading and trailing spaces).
+ *
+ * Memory: the returned strings are malloc'd and owned by the caller.
+ */
+#ifndef FLA_DN_H
+#define FLA_DN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Returns 0 and a malloc'd DN, or -1 with the reason in err. */
+int dn_build(const char *attr, const char *value, const char *base, char **out, char *err, size_t errlen);
+
+/* Whether s parses as an LDAPv3 DN. */
+bool dn_valid(const char *s);
+
+/* The value of the first RDN's first AVA, malloc'd (NULL when s is not a DN). */
+char *dn_rdn_value(const char *s);
+
+/* Whether two DNs are the same after normalisation by libldap (case of
+ * attribute names, spacing, escaping); attribute values compare exactly. */
+bool dn_equal(const char *a, const char *b);
+
+#endif

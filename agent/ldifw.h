@@ -1,0 +1,21 @@
+/*
+ * ldifw: LDIF output (RFC 2849) for render, dry runs and fixtures.
+ *
+ * Lines are written by libldap's LDIF writer (ldif_put_wrap), which decides
+ * when a value must be base64 ("attr:: ..."): non-ASCII, control
+ * characters, a leading space, colon or '<', a trailing space.  Lines are
+ * not folded, so each value stands on one line.
+ *
+ * Memory: functions append to the caller's sbuf; nothing is retained.
+ */
+#ifndef FLA_LDIFW_H
+#define FLA_LDIFW_H
+
+#include "sbuf.h"
+
+/* "name: value" or "name:: base64" and a newline. */
+void ldifw_attr(struct sbuf *out, const char *name, const char *value);
+/* "# text" and a newline; line breaks inside text become spaces. */
+void ldifw_comment(struct sbuf *out, const char *text);
+
+#endif

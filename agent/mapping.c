@@ -1,0 +1,1143 @@
+#include "build.h"
+
+#include "mapping.h"
+
+#include "dn.h"
+#include "utf8.h"
+#include "yamldoc.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define UNIQUE_MAX_TRIES 10000
+
+struct loader {
+	struct ydoc y;
+	struct diag *d;
+	struct mapping *m;
+};
+
+static const char *const kind_names[] = { "employee", "team" };
+static const char *const section_names[] = { "employees", "teams" };
+
+const char *mapping_kind_name(enum mapping_kind kind)
+{
+	return kind_names[kind];
+}
+
+/* ---- loading helpers ---------------------------------------------------- */
+
+static void join(char *buf, size_t len, const char *a, const char *b)
+{
+	int n = snprintf(buf, len, "%s.%s", a, b);
+
+	if (n < 0 || (size_t)n >= len)
+		buf[len - 1] = '\0'; /* a key path that long is cut in messages */
+}
+
+static yaml_node_t *map_get(struct loader *L, yaml_node_t *m, const char *name, yaml_node_t **keynode)
+{
+	if (!m || m->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = ydoc_node(&L->y, p->key);
+		const char *ks = ydoc_scalar(k);
+		if (ks && strcmp(ks, name) == 0) {
+			if (keynode)
+				*keynode = k;
+			return ydoc_node(&L->y, p->value);
+		}
+	}
+	return NULL;
+}
+
+/* Reports keys of m that are not in allowed (NULL-terminated). */
+static void check_keys(struct loader *L, yaml_node_t *m, const char *path, const char *const *allowed)
+{
+	char key[512];
+
+	if (!m || m->type != YAML_MAPPING_NODE)
+		return;
+	ydoc_check_duplicates(&L->y, L->d, m, path);
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = ydoc_node(&L->y, p->key);
+		const char *ks = ydoc_scalar(k);
+		bool known = false;
+		if (!ks) {
+			ydoc_error(&L->y, L->d, k, path, "a key must be a name, got %s", ydoc_kind(k));
+			continue;
+		}
+		for (size_t i = 0; allowed[i] && !known; i++)
+			known = strcmp(allowed[i], ks) == 0;
+		if (!known) {
+			if (path && *path)
+				join(key, sizeof(key), path, ks);
+			else
+				snprintf(key, sizeof(key), "%s", ks);
+			ydoc_error(&L->y, L->d, k, key, "unknown key");
+		}
+	}
+}
+
+static bool want_map(struct loader *L, yaml_node_t *n, const char *key)
+{
+	if (n && n->type == YAML_MAPPING_NODE)
+		return true;
+	ydoc_error(&L->y, L->d, n, key, "expected a mapping, got %s", ydoc_kind(n));
+	return false;
+}
+
+static const char *want_string(struct loader *L, yaml_node_t *n, const char *key)
+{
+	const char *s = ydoc_scalar(n);
+
+	if (!s || ydoc_is_null(n)) {
+		ydoc_error(&L->y, L->d, n, key, "expected a string, got %s", ydoc_kind(n));
+		return NULL;
+	}
+	return s;
+}
+
+static int want_bool(struct loader *L, yaml_node_t *n, const char *key, bool *out)
+{
+	const char *s = ydoc_scalar(n);
+
+	if (s && ydoc_is_plain(n) && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)) {
+		*out = s[0] == 't';
+		return 0;
+	}
+	ydoc_error(&L->y, L->d, n, key, "expected true or false, got %s%s%s", s ? "\"" : "",
+	           s ? s : ydoc_kind(n), s ? "\"" : "");
+	return -1;
+}
+
+static bool valid_attr_name(const char *s)
+{
+	/* a descriptor (RFC 4512: keystring) with optional ;options, or a numeric OID */
+	if (isdigit((unsigned char)*s)) {
+		for (; *s; s++)
+			if (!isdigit((unsigned char)*s) && *s != '.')
+				return false;
+		return true;
+	}
+	if (!isalpha((unsigned char)*s))
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != ';')
+			return false;
+	return true;
+}
+
+static char *dup_dn(struct loader *L, yaml_node_t *n, const char *key)
+{
+	const char *s = want_string(L, n, key);
+
+	if (!s)
+		return NULL;
+	if (!dn_valid(s)) {
+		ydoc_error(&L->y, L->d, n, key, "\"%s\" is not a valid DN", s);
+		return NULL;
+	}
+	return strdup(s);
+}
+
+static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
+{
+	const char *s = ydoc_scalar(n);
+	char err[512] = "", num[64];
+	size_t off = 0;
+	struct tmpl *t = NULL;
+
+	if (!s) {
+		ydoc_error(&L->y, L->d, n, key, "expected a template string, got %s", ydoc_kind(n));
+		return NULL;
+	}
+	if (ydoc_is_null(n))
+		s = "";
+	if (ydoc_is_plain(n) && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)) {
+		snprintf(num, sizeof(num), "%s", s);
+		s = num;
+	}
+	if (tmpl_parse(s, &t, err, sizeof(err), &off) < 0) {
+		unsigned col = ydoc_col(n) + (unsigned)off;
+		if (n->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+		    n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
+			col++;
+		diag_add(L->d, L->y.file, ydoc_line(n), col, key, "%s", err);
+		return NULL;
+	}
+	return t;
+}
+
+static void attr_free(struct mapping_attr *a)
+{
+	free(a->name);
+	for (size_t i = 0; i < a->ntmpls; i++)
+		tmpl_free(a->tmpls[i]);
+	free(a->tmpls);
+}
+
+static int add_tmpl(struct mapping_attr *a, struct tmpl *t)
+{
+	struct tmpl **v = realloc(a->tmpls, (a->ntmpls + 1) * sizeof(*v));
+
+	if (!v) {
+		tmpl_free(t);
+		return -1;
+	}
+	a->tmpls = v;
+	a->tmpls[a->ntmpls++] = t;
+	return 0;
+}
+
+/* value: TEMPLATE | [TEMPLATE...] */
+static void load_values(struct loader *L, yaml_node_t *v, const char *key, struct mapping_attr *a)
+{
+	if (v && v->type == YAML_SEQUENCE_NODE) {
+		for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+			struct tmpl *t = compile(L, ydoc_node(&L->y, *it), key);
+			if (t && add_tmpl(a, t) < 0)
+				ydoc_error(&L->y, L->d, v, key, "out of memory");
+		}
+		return;
+	}
+	{
+		struct tmpl *t = compile(L, v, key);
+		if (t && add_tmpl(a, t) < 0)
+			ydoc_error(&L->y, L->d, v, key, "out of memory");
+	}
+}
+
+static const char *const attr_keys[] = { "value", "unique", "create_only", "required", "max_length", NULL };
+
+/* NAME: TEMPLATE | [TEMPLATE...] | {value, unique, create_only, required, max_length} */
+static void load_attr(struct loader *L, yaml_node_t *k, yaml_node_t *v, const char *key, struct mapping_attr *a,
+                      bool options_allowed)
+{
+	a->name = strdup(ydoc_scalar(k));
+	if (!v || v->type != YAML_MAPPING_NODE) {
+		load_values(L, v, key, a);
+		return;
+	}
+	if (!options_allowed) {
+		ydoc_error(&L->y, L->d, v, key, "expected a template or a list of templates, got a mapping");
+		return;
+	}
+	check_keys(L, v, key, attr_keys);
+	{
+		char sub[512];
+		yaml_node_t *x;
+		bool b;
+		x = map_get(L, v, "value", NULL);
+		if (!x)
+			ydoc_error(&L->y, L->d, v, key, "value is missing");
+		else {
+			join(sub, sizeof(sub), key, "value");
+			load_values(L, x, sub, a);
+		}
+		static const struct {
+			const char *name;
+			unsigned flag;
+		} flags[] = { { "unique", MAPPING_ATTR_UNIQUE },
+			      { "create_only", MAPPING_ATTR_CREATE_ONLY },
+			      { "required", MAPPING_ATTR_REQUIRED } };
+		for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+			x = map_get(L, v, flags[i].name, NULL);
+			join(sub, sizeof(sub), key, flags[i].name);
+			if (x && want_bool(L, x, sub, &b) == 0 && b)
+				a->flags |= flags[i].flag;
+		}
+		x = map_get(L, v, "max_length", NULL);
+		if (x) {
+			const char *s = ydoc_scalar(x);
+			char *end = NULL;
+			long long n = s ? strtoll(s, &end, 10) : 0;
+			join(sub, sizeof(sub), key, "max_length");
+			if (!s || !*s || *end || n < 1 || n > 65535)
+				ydoc_error(&L->y, L->d, x, sub, "expected a number of characters from 1 to 65535");
+			else
+				a->max_length = (size_t)n;
+		}
+	}
+}
+
+static int find_attr(const struct mapping_object *o, const char *name)
+{
+	for (size_t i = 0; i < o->nattrs; i++)
+		if (strcasecmp(o->attrs[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Resolves {@attr} in the templates of a; records dependencies in deps. */
+static void resolve_refs(struct loader *L, struct mapping_object *o, struct mapping_attr *a, yaml_node_t *at,
+                         const char *key, bool *deps)
+{
+	for (size_t t = 0; t < a->ntmpls; t++) {
+		struct tmpl *tp = a->tmpls[t];
+		for (size_t i = 0; i < tp->n; i++) {
+			struct tmpl_part *p = &tp->parts[i];
+			int idx;
+			if (p->kind != TP_ATTR)
+				continue;
+			idx = find_attr(o, p->text);
+			if (idx < 0) {
+				ydoc_error(&L->y, L->d, at, key, "{@%s} names an attribute this mapping does not set", p->text);
+				continue;
+			}
+			p->attr_index = idx;
+			if (deps)
+				deps[idx] = true;
+		}
+	}
+}
+
+struct topo {
+	struct mapping_object *o;
+	bool *deps; /* nattrs x nattrs: deps[a * n + b] = a uses b */
+	int *state; /* 0 new, 1 visiting, 2 done */
+	size_t *stack;
+	size_t depth;
+	size_t norder;
+	int cycle;   /* attribute index where a cycle was found, or -1 */
+	char path[512];
+};
+
+static void visit(struct topo *T, size_t a)
+{
+	size_t n = T->o->nattrs;
+
+	if (T->state[a] == 2 || T->cycle >= 0)
+		return;
+	if (T->state[a] == 1) {
+		/* describe the cycle: from a's first appearance on the stack back to a */
+		size_t start = 0;
+		while (start < T->depth && T->stack[start] != a)
+			start++;
+		T->path[0] = '\0';
+		for (size_t i = start; i < T->depth; i++) {
+			strncat(T->path, T->o->attrs[T->stack[i]].name, sizeof(T->path) - strlen(T->path) - 1);
+			strncat(T->path, " -> ", sizeof(T->path) - strlen(T->path) - 1);
+		}
+		strncat(T->path, T->o->attrs[a].name, sizeof(T->path) - strlen(T->path) - 1);
+		T->cycle = (int)a;
+		return;
+	}
+	T->state[a] = 1;
+	T->stack[T->depth++] = a;
+	for (size_t b = 0; b < n; b++)
+		if (T->deps[a * n + b])
+			visit(T, b);
+	T->depth--;
+	T->state[a] = 2;
+	if (T->cycle < 0)
+		T->o->order[T->norder++] = a;
+}
+
+static const char *const object_keys[] = { "base", "search_base", "key", "rdn", "object_classes", "only_if",
+	                                    "attributes", "terminated", NULL };
+static const char *const terminated_keys[] = { "action", "move_to", "attributes", "remove_from_groups", NULL };
+
+static void load_terminated(struct loader *L, struct mapping_object *o, yaml_node_t *t, const char *path)
+{
+	char key[512];
+	yaml_node_t *x;
+
+	if (!want_map(L, t, path))
+		return;
+	check_keys(L, t, path, terminated_keys);
+	o->terminated_given = true;
+	x = map_get(L, t, "action", NULL);
+	join(key, sizeof(key), path, "action");
+	if (x) {
+		const char *s = want_string(L, x, key);
+		if (s && strcmp(s, "disable") == 0)
+			o->action = MAPPING_DISABLE;
+		else if (s && strcmp(s, "move") == 0)
+			o->action = MAPPING_MOVE;
+		else if (s && strcmp(s, "delete") == 0)
+			o->action = MAPPING_DELETE;
+		else if (s)
+			ydoc_error(&L->y, L->d, x, key, "\"%s\" is not one of disable | move | delete", s);
+	}
+	x = map_get(L, t, "move_to", NULL);
+	join(key, sizeof(key), path, "move_to");
+	if (x)
+		o->move_to = dup_dn(L, x, key);
+	else if (o->action == MAPPING_MOVE)
+		ydoc_error(&L->y, L->d, t, key, "required with action: move");
+	x = map_get(L, t, "remove_from_groups", NULL);
+	join(key, sizeof(key), path, "remove_from_groups");
+	if (x)
+		want_bool(L, x, key, &o->remove_from_groups);
+	x = map_get(L, t, "attributes", NULL);
+	join(key, sizeof(key), path, "attributes");
+	if (x && want_map(L, x, key)) {
+		size_t n = (size_t)(x->data.mapping.pairs.top - x->data.mapping.pairs.start);
+		ydoc_check_duplicates(&L->y, L->d, x, key);
+		o->term_attrs = calloc(n ? n : 1, sizeof(*o->term_attrs));
+		if (!o->term_attrs) {
+			ydoc_error(&L->y, L->d, x, key, "out of memory");
+			return;
+		}
+		for (yaml_node_pair_t *p = x->data.mapping.pairs.start; p < x->data.mapping.pairs.top; p++) {
+			yaml_node_t *k = ydoc_node(&L->y, p->key);
+			const char *ks = ydoc_scalar(k);
+			char akey[512];
+			struct mapping_attr *a;
+			if (!ks || !valid_attr_name(ks)) {
+				ydoc_error(&L->y, L->d, k, key, "\"%s\" is not an attribute name", ks ? ks : "?");
+				continue;
+			}
+			join(akey, sizeof(akey), key, ks);
+			if (strcasecmp(ks, "objectClass") == 0 || (o->key_attr && strcasecmp(ks, o->key_attr) == 0) ||
+			    strcasecmp(ks, o->rdn ? o->rdn : "") == 0) {
+				ydoc_error(&L->y, L->d, k, akey, "cannot be changed on termination (objectClass, the key "
+				                                  "and the RDN attribute stay as they are)");
+				continue;
+			}
+			a = &o->term_attrs[o->nterm_attrs++];
+			load_attr(L, k, ydoc_node(&L->y, p->value), akey, a, false);
+			resolve_refs(L, o, a, ydoc_node(&L->y, p->value), akey, NULL);
+		}
+	}
+}
+
+static void load_scope(struct loader *L, struct mapping_object *o, yaml_node_t *s, const char *path)
+{
+	size_t n;
+
+	if (!want_map(L, s, path))
+		return;
+	ydoc_check_duplicates(&L->y, L->d, s, path);
+	n = (size_t)(s->data.mapping.pairs.top - s->data.mapping.pairs.start);
+	o->scope = calloc(n ? n : 1, sizeof(*o->scope));
+	if (!o->scope)
+		return;
+	for (yaml_node_pair_t *p = s->data.mapping.pairs.start; p < s->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = ydoc_node(&L->y, p->key), *v = ydoc_node(&L->y, p->value);
+		const char *ks = ydoc_scalar(k);
+		struct mapping_scope *sc = &o->scope[o->nscope];
+		char key[512], err[256];
+		struct tmpl *t = NULL;
+		size_t off;
+		if (!ks)
+			continue;
+		join(key, sizeof(key), path, ks);
+		/* the field is parsed as a {path} to share the template's rules */
+		{
+			char buf[300];
+			snprintf(buf, sizeof(buf), "{%s}", ks);
+			if (tmpl_parse(buf, &t, err, sizeof(err), &off) < 0 || t->n != 1 || t->parts[0].kind != TP_FIELD ||
+			    t->parts[0].nfilters) {
+				ydoc_error(&L->y, L->d, k, key, "\"%s\" is not a field name (a or a.b)", ks);
+				tmpl_free(t);
+				continue;
+			}
+		}
+		sc->field = strdup(ks);
+		sc->path = t->parts[0].path;
+		t->parts[0].path.seg = NULL;
+		t->parts[0].path.n = 0;
+		tmpl_free(t);
+		vlist_init(&sc->allowed);
+		o->nscope++;
+		if (v && v->type == YAML_SEQUENCE_NODE) {
+			for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+				yaml_node_t *e = ydoc_node(&L->y, *it);
+				const char *es = ydoc_scalar(e);
+				if (!es)
+					ydoc_error(&L->y, L->d, e, key, "expected a value, got %s", ydoc_kind(e));
+				else
+					vlist_push_copy(&sc->allowed, es, strlen(es));
+			}
+		} else if (ydoc_scalar(v) && !ydoc_is_null(v)) {
+			vlist_push_copy(&sc->allowed, ydoc_scalar(v), strlen(ydoc_scalar(v)));
+		} else {
+			ydoc_error(&L->y, L->d, v, key, "expected a value or a list of values, got %s", ydoc_kind(v));
+		}
+	}
+}
+
+static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *sec)
+{
+	struct mapping_object *o = &L->m->obj[kind];
+	const char *path = section_names[kind];
+	char key[512];
+	yaml_node_t *x, *kn = NULL, *attrs;
+	bool *deps = NULL;
+	size_t n;
+
+	if (!want_map(L, sec, path))
+		return;
+	o->present = true;
+	vlist_init(&o->object_classes);
+	check_keys(L, sec, path, object_keys);
+	if (kind == MAPPING_TEAM && map_get(L, sec, "terminated", &kn))
+		ydoc_error(&L->y, L->d, kn, "teams.terminated", "teams are not terminated: a deleted team's group is deleted");
+
+	join(key, sizeof(key), path, "base");
+	if (!(x = map_get(L, sec, "base", NULL)))
+		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+	else
+		o->base = dup_dn(L, x, key);
+	join(key, sizeof(key), path, "search_base");
+	if ((x = map_get(L, sec, "search_base", NULL)))
+		o->search_base = dup_dn(L, x, key);
+	else if (o->base)
+		o->search_base = strdup(o->base);
+
+	join(key, sizeof(key), path, "key");
+	if (!(x = map_get(L, sec, "key", NULL))) {
+		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+	} else if (want_map(L, x, key)) {
+		static const char *const kkeys[] = { "attribute", "value", NULL };
+		yaml_node_t *ka = map_get(L, x, "attribute", NULL), *kv = map_get(L, x, "value", NULL);
+		char sub[512];
+		check_keys(L, x, key, kkeys);
+		join(sub, sizeof(sub), key, "attribute");
+		if (!ka) {
+			ydoc_error(&L->y, L->d, x, sub, "required key is missing");
+		} else {
+			const char *s = want_string(L, ka, sub);
+			if (s && !valid_attr_name(s))
+				ydoc_error(&L->y, L->d, ka, sub, "\"%s\" is not an attribute name", s);
+			else if (s)
+				o->key_attr = strdup(s);
+		}
+		join(sub, sizeof(sub), key, "value");
+		if (!kv)
+			ydoc_error(&L->y, L->d, x, sub, "required key is missing");
+		else
+			o->key_value = compile(L, kv, sub);
+		if (o->key_value) {
+			for (size_t i = 0; i < o->key_value->n; i++)
+				if (o->key_value->parts[i].kind == TP_ATTR)
+					ydoc_error(&L->y, L->d, kv, sub, "the key cannot use {@attr}: it must come from the record");
+		}
+	}
+
+	join(key, sizeof(key), path, "object_classes");
+	if (!(x = map_get(L, sec, "object_classes", NULL))) {
+		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+	} else if (x->type != YAML_SEQUENCE_NODE || x->data.sequence.items.top == x->data.sequence.items.start) {
+		ydoc_error(&L->y, L->d, x, key, "expected a list of object classes");
+	} else {
+		for (yaml_node_item_t *it = x->data.sequence.items.start; it < x->data.sequence.items.top; it++) {
+			yaml_node_t *e = ydoc_node(&L->y, *it);
+			const char *s = want_string(L, e, key);
+			if (s && !valid_attr_name(s))
+				ydoc_error(&L->y, L->d, e, key, "\"%s\" is not an object class name", s);
+			else if (s)
+				vlist_push_copy(&o->object_classes, s, strlen(s));
+		}
+	}
+
+	join(key, sizeof(key), path, "only_if");
+	if ((x = map_get(L, sec, "only_if", NULL)))
+		load_scope(L, o, x, key);
+
+	join(key, sizeof(key), path, "attributes");
+	attrs = map_get(L, sec, "attributes", NULL);
+	if (!attrs) {
+		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+		return;
+	}
+	if (!want_map(L, attrs, key))
+		return;
+	ydoc_check_duplicates(&L->y, L->d, attrs, key);
+	n = (size_t)(attrs->data.mapping.pairs.top - attrs->data.mapping.pairs.start);
+	o->attrs = calloc(n + 1, sizeof(*o->attrs));
+	o->order = calloc(n + 1, sizeof(*o->order));
+	if (!o->attrs || !o->order) {
+		ydoc_error(&L->y, L->d, attrs, key, "out of memory");
+		return;
+	}
+	for (yaml_node_pair_t *p = attrs->data.mapping.pairs.start; p < attrs->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = ydoc_node(&L->y, p->key), *v = ydoc_node(&L->y, p->value);
+		const char *ks = ydoc_scalar(k);
+		char akey[512];
+		if (!ks || !valid_attr_name(ks)) {
+			ydoc_error(&L->y, L->d, k, key, "\"%s\" is not an attribute name", ks ? ks : "?");
+			continue;
+		}
+		join(akey, sizeof(akey), key, ks);
+		if (strcasecmp(ks, "objectClass") == 0) {
+			ydoc_error(&L->y, L->d, k, akey, "object classes are set by %s.object_classes", path);
+			continue;
+		}
+		if (find_attr(o, ks) >= 0) {
+			/* the same spelling twice is reported as a duplicate key above */
+			if (strcmp(o->attrs[find_attr(o, ks)].name, ks) != 0)
+				ydoc_error(&L->y, L->d, k, akey, "listed twice (attribute names ignore case)");
+			continue;
+		}
+		if (o->key_attr && strcasecmp(ks, o->key_attr) == 0) {
+			const char *src = o->key_value ? o->key_value->source : NULL;
+			const char *mine = ydoc_scalar(v);
+			if (!src || !mine || strcmp(src, mine) != 0) {
+				ydoc_error(&L->y, L->d, k, akey,
+				           "the key attribute is written from %s.key.value; leave it out here", path);
+				continue;
+			}
+		}
+		load_attr(L, k, v, akey, &o->attrs[o->nattrs], true);
+		if (o->key_attr && strcasecmp(ks, o->key_attr) == 0)
+			o->attrs[o->nattrs].is_key = true;
+		o->nattrs++;
+	}
+	if (!o->key_attr || !o->key_value)
+		return;
+	if (find_attr(o, o->key_attr) < 0) {
+		struct mapping_attr *a = &o->attrs[o->nattrs];
+		a->name = strdup(o->key_attr); /* no templates: evaluated from key_value */
+		a->is_key = true;
+		if (!a->name) {
+			ydoc_error(&L->y, L->d, attrs, key, "out of memory");
+			return;
+		}
+		o->nattrs++;
+	}
+	o->key_index = (size_t)find_attr(o, o->key_attr);
+
+	/* rdn */
+	join(key, sizeof(key), path, "rdn");
+	if (!(x = map_get(L, sec, "rdn", NULL))) {
+		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+	} else {
+		const char *s = want_string(L, x, key);
+		int idx = s ? find_attr(o, s) : -1;
+		if (s && idx < 0)
+			ydoc_error(&L->y, L->d, x, key, "\"%s\" is not among %s.attributes (nor the key attribute)", s, path);
+		else if (s) {
+			o->rdn = strdup(s);
+			o->rdn_index = (size_t)idx;
+		}
+	}
+
+	/* {@attr} references, dependencies and evaluation order */
+	deps = calloc(o->nattrs * o->nattrs, sizeof(*deps));
+	if (!deps) {
+		ydoc_error(&L->y, L->d, attrs, key, "out of memory");
+		return;
+	}
+	for (yaml_node_pair_t *p = attrs->data.mapping.pairs.start; p < attrs->data.mapping.pairs.top; p++) {
+		const char *ks = ydoc_scalar(ydoc_node(&L->y, p->key));
+		int idx = ks ? find_attr(o, ks) : -1;
+		char akey[512];
+		if (idx < 0)
+			continue;
+		join(akey, sizeof(akey), key, ks);
+		resolve_refs(L, o, &o->attrs[idx], ydoc_node(&L->y, p->value), akey, deps + (size_t)idx * o->nattrs);
+	}
+	{
+		struct topo T = { .o = o, .deps = deps, .cycle = -1 };
+		T.state = calloc(o->nattrs, sizeof(*T.state));
+		T.stack = calloc(o->nattrs, sizeof(*T.stack));
+		if (T.state && T.stack) {
+			for (size_t a = 0; a < o->nattrs && T.cycle < 0; a++)
+				visit(&T, a);
+			if (T.cycle >= 0) {
+				yaml_node_t *ak = NULL;
+				char akey[512];
+				map_get(L, attrs, o->attrs[T.cycle].name, &ak);
+				join(akey, sizeof(akey), key, o->attrs[T.cycle].name);
+				ydoc_error(&L->y, L->d, ak ? ak : attrs, akey, "{@attr} references form a cycle: %s", T.path);
+			}
+		}
+		free(T.state);
+		free(T.stack);
+	}
+	free(deps);
+
+	join(key, sizeof(key), path, "terminated");
+	if ((x = map_get(L, sec, "terminated", NULL)) && kind == MAPPING_EMPLOYEE)
+		load_terminated(L, o, x, key);
+}
+
+static void object_free(struct mapping_object *o)
+{
+	free(o->base);
+	free(o->search_base);
+	free(o->key_attr);
+	tmpl_free(o->key_value);
+	free(o->rdn);
+	vlist_free(&o->object_classes);
+	for (size_t i = 0; i < o->nscope; i++) {
+		free(o->scope[i].field);
+		for (size_t k = 0; k < o->scope[i].path.n; k++)
+			free(o->scope[i].path.seg[k]);
+		free(o->scope[i].path.seg);
+		vlist_free(&o->scope[i].allowed);
+	}
+	free(o->scope);
+	for (size_t i = 0; i < o->nattrs; i++)
+		attr_free(&o->attrs[i]);
+	free(o->attrs);
+	free(o->order);
+	free(o->move_to);
+	for (size_t i = 0; i < o->nterm_attrs; i++)
+		attr_free(&o->term_attrs[i]);
+	free(o->term_attrs);
+}
+
+void mapping_free(struct mapping *m)
+{
+	if (!m)
+		return;
+	object_free(&m->obj[0]);
+	object_free(&m->obj[1]);
+	free(m->path);
+	free(m);
+}
+
+int mapping_load(const char *path, struct mapping **out, struct diag *d)
+{
+	static const char *const top_keys[] = { "version", "employees", "teams", NULL };
+	struct loader L = { .d = d };
+	size_t before = diag_count(d);
+	yaml_node_t *root, *x;
+	int rc = -1;
+
+	*out = NULL;
+	L.m = calloc(1, sizeof(*L.m));
+	if (!L.m || !(L.m->path = strdup(path))) {
+		diag_add(d, path, 0, 0, NULL, "out of memory");
+		goto cleanup;
+	}
+	if (ydoc_load_file(&L.y, path, d) < 0)
+		goto cleanup;
+	root = ydoc_root(&L.y);
+	if (!root) {
+		diag_add(d, path, 0, 0, NULL, "the file is empty");
+		goto cleanup;
+	}
+	if (root->type != YAML_MAPPING_NODE) {
+		ydoc_error(&L.y, d, root, NULL, "expected a mapping with version, employees and teams, got %s",
+		           ydoc_kind(root));
+		goto cleanup;
+	}
+	check_keys(&L, root, "", top_keys);
+	x = map_get(&L, root, "version", NULL);
+	if (!x)
+		ydoc_error(&L.y, d, root, "version", "required key is missing (version: 1)");
+	else if (!ydoc_scalar(x) || strcmp(ydoc_scalar(x), "1") != 0)
+		ydoc_error(&L.y, d, x, "version", "only version 1 is known, got %s", ydoc_scalar(x) ? ydoc_scalar(x) : ydoc_kind(x));
+	for (int k = 0; k < 2; k++) {
+		x = map_get(&L, root, section_names[k], NULL);
+		if (x)
+			load_object(&L, (enum mapping_kind)k, x);
+	}
+	if (!L.m->obj[0].present && !L.m->obj[1].present)
+		ydoc_error(&L.y, d, root, NULL, "give employees, teams or both");
+	if (diag_count(d) != before)
+		goto cleanup;
+	*out = L.m;
+	L.m = NULL;
+	rc = 0;
+cleanup:
+	mapping_free(L.m);
+	ydoc_free(&L.y);
+	return rc;
+}
+
+/* ---- evaluation -------------------------------------------------------- */
+
+char *mapping_record_id(const cJSON *record)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(record, "id");
+	char num[64];
+
+	if (cJSON_IsNumber(id)) {
+		tmpl_format_number(id->valuedouble, num, sizeof(num));
+		return strdup(num);
+	}
+	if (cJSON_IsString(id) && id->valuestring[0])
+		return strdup(id->valuestring);
+	return NULL;
+}
+
+void mapping_result_free(struct mapping_result *r)
+{
+	free(r->id);
+	free(r->terminated_on);
+	free(r->scope_reason);
+	free(r->key_value);
+	free(r->dn);
+	free(r->active_dn);
+	for (size_t i = 0; i < r->nvalues; i++)
+		vlist_free(&r->values[i].values);
+	free(r->values);
+	for (size_t i = 0; i < r->unresolved.n; i++)
+		free(r->unresolved_attr[i]);
+	free(r->unresolved_attr);
+	vlist_free(&r->unresolved);
+	sbuf_free(&r->error);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Rejects strings (values and keys) that are not valid UTF-8. */
+static int check_utf8(const cJSON *v, struct sbuf *err)
+{
+	for (; v; v = v->next) {
+		if (v->string && !utf8_valid(v->string, strlen(v->string))) {
+			sbuf_adds(err, "a field name is not valid UTF-8");
+			return -1;
+		}
+		if (cJSON_IsString(v) && !utf8_valid(v->valuestring, strlen(v->valuestring))) {
+			sbuf_addf(err, "field %s is not valid UTF-8", v->string ? v->string : "(list element)");
+			return -1;
+		}
+		if ((cJSON_IsArray(v) || cJSON_IsObject(v)) && check_utf8(v->child, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int in_scope(const struct mapping_object *o, const cJSON *record, struct mapping_result *r)
+{
+	for (size_t i = 0; i < o->nscope; i++) {
+		const struct mapping_scope *sc = &o->scope[i];
+		struct vlist have;
+		bool ok = false;
+		vlist_init(&have);
+		if (tmpl_field_values(record, &sc->path, &have, &r->error) < 0) {
+			vlist_free(&have);
+			return -1;
+		}
+		for (size_t k = 0; k < have.n && !ok; k++)
+			ok = vlist_contains(&sc->allowed, have.v[k]);
+		if (!ok) {
+			struct sbuf b;
+			sbuf_init(&b);
+			sbuf_addf(&b, "%s ", sc->field);
+			if (have.n == 0)
+				sbuf_adds(&b, "is empty");
+			for (size_t k = 0; k < have.n; k++)
+				sbuf_addf(&b, "%s%s", k ? ", " : "", have.v[k]);
+			sbuf_adds(&b, have.n ? " is not in " : ", not in ");
+			for (size_t k = 0; k < sc->allowed.n; k++)
+				sbuf_addf(&b, "%s%s", k ? ", " : "", sc->allowed.v[k]);
+			r->scope_reason = sbuf_detach(&b);
+			vlist_free(&have);
+			return 0;
+		}
+		vlist_free(&have);
+	}
+	return 1;
+}
+
+static bool is_terminated(const cJSON *record, const char *today, char **on)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(record, "terminated_on");
+	const cJSON *active = cJSON_GetObjectItemCaseSensitive(record, "active");
+	bool term = false;
+
+	if (cJSON_IsString(t) && strlen(t->valuestring) >= 10) {
+		*on = strndup(t->valuestring, 10);
+		if (today && strncmp(t->valuestring, today, 10) <= 0)
+			term = true;
+	}
+	if (cJSON_IsFalse(active))
+		term = true;
+	return term;
+}
+
+/* Appends "2", "3", ... to each value until no other entry holds it. */
+static int settle_unique(const struct mapping_attr *a, const struct mapping_hooks *h, struct vlist *vals,
+                         struct sbuf *err)
+{
+	struct sbuf cand;
+	int rc = -1;
+
+	sbuf_init(&cand);
+	for (size_t i = 0; i < vals->n; i++) {
+		const char *base = vals->v[i];
+		int n;
+		for (n = 1; n <= UNIQUE_MAX_TRIES; n++) {
+			int taken;
+			sbuf_reset(&cand);
+			if (n == 1) {
+				sbuf_adds(&cand, base);
+			} else {
+				char suffix[16];
+				size_t blen = strlen(base);
+				snprintf(suffix, sizeof(suffix), "%d", n);
+				if (a->max_length && utf8_length(base, blen) + strlen(suffix) > a->max_length) {
+					size_t keep = a->max_length > strlen(suffix) ? a->max_length - strlen(suffix) : 0;
+					blen = utf8_prefix_bytes(base, blen, keep);
+				}
+				sbuf_add(&cand, base, blen);
+				sbuf_adds(&cand, suffix);
+			}
+			if (cand.failed)
+				goto cleanup;
+			taken = h->taken(h->ctx, a->name, sbuf_str(&cand), err);
+			if (taken < 0)
+				goto cleanup;
+			if (!taken)
+				break;
+		}
+		if (n > UNIQUE_MAX_TRIES) {
+			sbuf_addf(err, "%s: no free value after %d tries for \"%s\"", a->name, UNIQUE_MAX_TRIES, base);
+			goto cleanup;
+		}
+		if (n > 1) {
+			char *s = sbuf_detach(&cand);
+			if (!s)
+				goto cleanup;
+			free(vals->v[i]);
+			vals->v[i] = s;
+		}
+	}
+	rc = 0;
+cleanup:
+	sbuf_free(&cand);
+	return rc;
+}
+
+static void limit_length(const struct mapping_attr *a, struct vlist *vals)
+{
+	if (!a->max_length)
+		return;
+	for (size_t i = 0; i < vals->n; i++) {
+		size_t len = strlen(vals->v[i]);
+		vals->v[i][utf8_prefix_bytes(vals->v[i], len, a->max_length)] = '\0';
+	}
+}
+
+static int eval_attr(const struct mapping_attr *a, struct tmpl_env *env, struct vlist *out)
+{
+	int rc = 0;
+
+	for (size_t t = 0; t < a->ntmpls && rc == 0; t++)
+		rc = tmpl_eval(a->tmpls[t], env, out);
+	if (rc < 0 && env->err->len) {
+		/* name the attribute in front of the filter's message */
+		struct sbuf b;
+		sbuf_init(&b);
+		sbuf_addf(&b, "%s: %s", a->name, sbuf_str(env->err));
+		sbuf_reset(env->err);
+		sbuf_adds(env->err, sbuf_str(&b));
+		sbuf_free(&b);
+	}
+	return rc;
+}
+
+/* Remembers which attribute each newly unresolved id belongs to. */
+static int note_unresolved(struct mapping_result *r, size_t before, const char *attr)
+{
+	char **v;
+
+	if (r->unresolved.n == before)
+		return 0;
+	v = realloc(r->unresolved_attr, r->unresolved.n * sizeof(*v));
+	if (!v)
+		return -1;
+	r->unresolved_attr = v;
+	for (size_t i = before; i < r->unresolved.n; i++)
+		if (!(v[i] = strdup(attr)))
+			return -1;
+	return 0;
+}
+
+int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *record,
+                 const struct mapping_hooks *hooks, struct mapping_result *r)
+{
+	const struct mapping_object *o = &m->obj[kind];
+	struct mapping_hooks none = { 0 };
+	struct tmpl_env env = { 0 };
+	struct vlist *vals = NULL, tmp;
+	char err[512];
+	int rc = -1, scope;
+
+	memset(r, 0, sizeof(*r));
+	vlist_init(&r->unresolved);
+	vlist_init(&tmp);
+	sbuf_init(&r->error);
+	r->kind = kind;
+	if (!hooks)
+		hooks = &none;
+	r->id = cJSON_IsObject(record) ? mapping_record_id(record) : NULL;
+	if (!r->id)
+		r->id = strdup("?");
+	if (!cJSON_IsObject(record)) {
+		sbuf_adds(&r->error, "the record is not a JSON object");
+		goto cleanup;
+	}
+	if (!o->present) {
+		sbuf_addf(&r->error, "the mapping has no %s section", section_names[kind]);
+		goto cleanup;
+	}
+	if (check_utf8(record->child, &r->error) < 0)
+		goto cleanup;
+	scope = in_scope(o, record, r);
+	if (scope < 0)
+		goto cleanup;
+	if (scope == 0)
+		r->state = MAPPING_OUT_OF_SCOPE;
+	if (kind == MAPPING_EMPLOYEE && r->state == MAPPING_ACTIVE && is_terminated(record, hooks->today, &r->terminated_on)) {
+		r->state = MAPPING_TERMINATED;
+		r->action = o->action;
+	}
+
+	vals = calloc(o->nattrs, sizeof(*vals));
+	if (!vals)
+		goto oom;
+	env.record = record;
+	env.attrs = vals;
+	env.employee_dn = hooks->employee_dn;
+	env.ctx = hooks->ctx;
+	env.unresolved = &r->unresolved;
+	env.err = &r->error;
+
+	/* the key */
+	if (tmpl_eval(o->key_value, &env, &tmp) < 0)
+		goto cleanup;
+	vlist_normalize(&tmp);
+	if (tmp.n != 1) {
+		sbuf_addf(&r->error, "key %s: \"%s\" gives %s", o->key_attr, o->key_value->source,
+		          tmp.n ? "more than one value" : "no value");
+		goto cleanup;
+	}
+	r->key_value = strdup(tmp.v[0]);
+	vlist_clear(&tmp);
+	if (!r->key_value)
+		goto oom;
+	if (r->state == MAPPING_OUT_OF_SCOPE) {
+		/* nothing more to compute: the entry, if any, is found by its key */
+		rc = 0;
+		goto cleanup;
+	}
+
+	for (size_t i = 0; i < o->nattrs; i++) {
+		const struct mapping_attr *a = &o->attrs[o->order[i]];
+		struct vlist *v = &vals[o->order[i]];
+		size_t before = r->unresolved.n;
+		if (a->is_key) {
+			if (vlist_push_copy(v, r->key_value, strlen(r->key_value)) < 0)
+				goto oom;
+			continue;
+		}
+		if ((a->flags & MAPPING_ATTR_CREATE_ONLY) && hooks->existing) {
+			int ex = hooks->existing(hooks->ctx, a->name, v, &r->error);
+			if (ex < 0)
+				goto cleanup;
+			if (ex > 0)
+				continue; /* the entry exists: its value stands */
+		}
+		if (eval_attr(a, &env, v) < 0)
+			goto cleanup;
+		if (note_unresolved(r, before, a->name) < 0)
+			goto oom;
+		vlist_normalize(v);
+		limit_length(a, v);
+		vlist_normalize(v);
+		if ((a->flags & MAPPING_ATTR_REQUIRED) && v->n == 0) {
+			sbuf_addf(&r->error, "%s: required, but ", a->name);
+			for (size_t t = 0; t < a->ntmpls; t++)
+				sbuf_addf(&r->error, "%s\"%s\"", t ? ", " : "", a->tmpls[t]->source);
+			sbuf_adds(&r->error, " is empty");
+			goto cleanup;
+		}
+		if ((a->flags & MAPPING_ATTR_UNIQUE) && hooks->taken && settle_unique(a, hooks, v, &r->error) < 0)
+			goto cleanup;
+	}
+
+	/* output: the attributes in mapping order, then terminated-only ones */
+	r->object_classes = &o->object_classes;
+	r->values = calloc(o->nattrs + o->nterm_attrs + 1, sizeof(*r->values));
+	if (!r->values)
+		goto oom;
+	if (o->attrs[o->key_index].ntmpls == 0 && o->key_index == o->nattrs - 1) {
+		/* the implicit key attribute comes first */
+		r->values[r->nvalues].attr = &o->attrs[o->key_index];
+		r->values[r->nvalues++].values = vals[o->key_index];
+		vlist_init(&vals[o->key_index]);
+	}
+	for (size_t i = 0; i < o->nattrs; i++) {
+		if (o->attrs[i].ntmpls == 0 && o->attrs[i].is_key)
+			continue;
+		r->values[r->nvalues].attr = &o->attrs[i];
+		r->values[r->nvalues++].values = vals[i];
+		vlist_init(&vals[i]);
+	}
+
+	/* the DN while active */
+	{
+		const struct vlist *rv = NULL;
+		for (size_t i = 0; i < r->nvalues; i++)
+			if (r->values[i].attr == &o->attrs[o->rdn_index])
+				rv = &r->values[i].values;
+		if (!rv || rv->n != 1) {
+			sbuf_addf(&r->error, "rdn %s: %s", o->rdn, rv && rv->n ? "has more than one value" : "has no value");
+			goto cleanup;
+		}
+		if (dn_build(o->rdn, rv->v[0], o->base, &r->active_dn, err, sizeof(err)) < 0) {
+			sbuf_addf(&r->error, "dn: %s", err);
+			goto cleanup;
+		}
+	}
+
+	if (r->state == MAPPING_TERMINATED) {
+		for (size_t t = 0; t < o->nterm_attrs; t++) {
+			const struct mapping_attr *a = &o->term_attrs[t];
+			struct mapping_value *slot = NULL;
+			size_t before = r->unresolved.n;
+			/* {@attr} in terminated attributes sees the active values */
+			for (size_t i = 0; i < o->nattrs; i++)
+				vlist_clear(&vals[i]);
+			for (size_t i = 0; i < r->nvalues; i++) {
+				size_t idx = (size_t)(r->values[i].attr - o->attrs);
+				if (idx < o->nattrs)
+					for (size_t k = 0; k < r->values[i].values.n; k++)
+						vlist_push_copy(&vals[idx], r->values[i].values.v[k], strlen(r->values[i].values.v[k]));
+			}
+			vlist_clear(&tmp);
+			if (eval_attr(a, &env, &tmp) < 0)
+				goto cleanup;
+			if (note_unresolved(r, before, a->name) < 0)
+				goto oom;
+			vlist_normalize(&tmp);
+			for (size_t i = 0; i < r->nvalues; i++)
+				if (strcasecmp(r->values[i].attr->name, a->name) == 0)
+					slot = &r->values[i];
+			if (!slot) {
+				slot = &r->values[r->nvalues++];
+				slot->attr = a;
+				vlist_init(&slot->values);
+			}
+			vlist_clear(&slot->values);
+			if (vlist_move(&slot->values, &tmp) < 0)
+				goto oom;
+			slot->overridden = true;
+		}
+		if (r->action == MAPPING_MOVE) {
+			const struct vlist *rv = NULL;
+			for (size_t i = 0; i < r->nvalues; i++)
+				if (r->values[i].attr == &o->attrs[o->rdn_index])
+					rv = &r->values[i].values;
+			if (dn_build(o->rdn, rv->v[0], o->move_to, &r->dn, err, sizeof(err)) < 0) {
+				sbuf_addf(&r->error, "dn: %s", err);
+				goto cleanup;
+			}
+		}
+	}
+	if (!r->dn && !(r->dn = strdup(r->active_dn)))
+		goto oom;
+	rc = 0;
+	goto cleanup;
+oom:
+	sbuf_adds(&r->error, "out of memory");
+cleanup:
+	if (vals) {
+		for (size_t i = 0; i < o->nattrs; i++)
+			vlist_free(&vals[i]);
+		free(vals);
+	}
+	vlist_free(&tmp);
+	return rc;
+}

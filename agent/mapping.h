@@ -1,0 +1,153 @@
+/*
+ * mapping: the sysadmin's mapping file, compiled once, and the evaluation of
+ * one Factorial record (employee or team) into the entry it describes.
+ *
+ * mapping_load() reads the YAML (keeping marks), checks everything (unknown
+ * keys, templates, filters and their arguments, {@attr} names and cycles,
+ * rdn, DNs, terminated.action and move_to) and reports every mistake as
+ * "file:line:column: key: what is wrong".  Templates are parsed once; the
+ * evaluation order of attributes ({@attr} dependencies) is settled once.
+ *
+ * mapping_eval() evaluates a record against the compiled mapping: scope
+ * (only_if), termination (terminated_on <= today, or active false), every
+ * attribute in dependency order with uniqueness settled through a hook, the
+ * terminated overrides, the DN (built by libldap, see dn.h).  It needs no
+ * directory: lookups (employee_dn, uniqueness, an existing entry's
+ * create_only values) go through hooks the caller provides, and what cannot
+ * be resolved is listed in the result instead of failing.
+ *
+ * Memory: a struct mapping owns everything it points to (mapping_free).
+ * A struct mapping_result owns its strings and value lists
+ * (mapping_result_free) and borrows attribute names from the mapping, which
+ * must outlive it.
+ */
+#ifndef FLA_MAPPING_H
+#define FLA_MAPPING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "diag.h"
+#include "sbuf.h"
+#include "tmpl.h"
+#include "vlist.h"
+
+enum mapping_kind {
+	MAPPING_EMPLOYEE = 0,
+	MAPPING_TEAM = 1,
+};
+
+enum mapping_action {
+	MAPPING_DISABLE = 0,
+	MAPPING_MOVE,
+	MAPPING_DELETE,
+};
+
+#define MAPPING_ATTR_UNIQUE 0x1u
+#define MAPPING_ATTR_CREATE_ONLY 0x2u
+#define MAPPING_ATTR_REQUIRED 0x4u
+
+struct mapping_attr {
+	char *name;
+	struct tmpl **tmpls; /* one value template, or several (a list) */
+	size_t ntmpls;
+	unsigned flags;
+	size_t max_length; /* characters; 0 = no limit */
+	bool is_key;       /* the key attribute, added when attributes does not list it */
+};
+
+struct mapping_scope {
+	char *field; /* as written, for messages */
+	struct tmpl_path path;
+	struct vlist allowed;
+};
+
+struct mapping_object {
+	bool present;
+	char *base;
+	char *search_base;
+	char *key_attr;
+	struct tmpl *key_value;
+	char *rdn;
+	size_t rdn_index;
+	struct vlist object_classes;
+	struct mapping_scope *scope;
+	size_t nscope;
+	struct mapping_attr *attrs; /* mapping order; the key attribute last if not listed */
+	size_t nattrs;
+	size_t key_index;
+	size_t *order; /* evaluation order (dependencies first) */
+	bool terminated_given;
+	enum mapping_action action;
+	char *move_to;
+	struct mapping_attr *term_attrs;
+	size_t nterm_attrs;
+	bool remove_from_groups;
+};
+
+struct mapping {
+	char *path;
+	struct mapping_object obj[2]; /* indexed by enum mapping_kind */
+};
+
+int mapping_load(const char *path, struct mapping **out, struct diag *d);
+void mapping_free(struct mapping *m);
+
+const char *mapping_kind_name(enum mapping_kind kind);
+
+/* What the caller lends the evaluation. Every hook may be NULL. */
+struct mapping_hooks {
+	/* employee id -> DN (see tmpl_dn_lookup) */
+	tmpl_dn_lookup employee_dn;
+	/* 1 when another entry already holds attr=value, 0 when free, -1 on failure */
+	int (*taken)(void *ctx, const char *attr, const char *value, struct sbuf *err);
+	/* The values attr has on the record's existing entry (for create_only):
+	 * 1 and values appended when the entry exists, 0 when it does not. */
+	int (*existing)(void *ctx, const char *attr, struct vlist *out, struct sbuf *err);
+	void *ctx;
+	const char *today; /* YYYY-MM-DD: terminations on or before it apply */
+};
+
+enum mapping_state {
+	MAPPING_ACTIVE = 0,
+	MAPPING_TERMINATED,
+	MAPPING_OUT_OF_SCOPE,
+};
+
+struct mapping_value {
+	const struct mapping_attr *attr;
+	struct vlist values; /* empty: the attribute is absent */
+	bool overridden;     /* set by terminated.attributes */
+};
+
+struct mapping_result {
+	enum mapping_kind kind;
+	char *id;                /* the record's id as text ("?" when it has none) */
+	enum mapping_state state;
+	enum mapping_action action; /* with MAPPING_TERMINATED */
+	char *terminated_on;     /* as given, or NULL */
+	char *scope_reason;      /* with MAPPING_OUT_OF_SCOPE */
+	char *key_value;
+	char *dn;                /* where the entry stands in this state */
+	char *active_dn;         /* where it stands while active (under base) */
+	const struct vlist *object_classes;
+	struct mapping_value *values; /* objectClass excluded; output order */
+	size_t nvalues;
+	struct vlist unresolved; /* employee ids employee_dn could not resolve */
+	char **unresolved_attr;  /* the attribute each of those belongs to */
+	struct sbuf error;       /* the record error when mapping_eval fails */
+};
+
+/* Evaluates record; returns 0 (the result describes the entry, or says the
+ * record is out of scope), or -1 with the reason in r->error.  The result
+ * must be released with mapping_result_free() in both cases. */
+int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *record,
+                 const struct mapping_hooks *hooks, struct mapping_result *r);
+void mapping_result_free(struct mapping_result *r);
+
+/* The record's id as text (number or string), malloc'd; NULL when absent. */
+char *mapping_record_id(const cJSON *record);
+
+#endif

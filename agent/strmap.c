@@ -1,0 +1,104 @@
+#include "build.h"
+
+#include "strmap.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+void strmap_init(struct strmap *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void strmap_clear(struct strmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		free(m->slots[i].key);
+		free(m->slots[i].value);
+		m->slots[i].key = m->slots[i].value = NULL;
+	}
+	m->n = 0;
+}
+
+void strmap_free(struct strmap *m)
+{
+	strmap_clear(m);
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
+}
+
+static struct strmap_slot *find(const struct strmap *m, const char *key)
+{
+	size_t i = (size_t)hash(key) & (m->cap - 1);
+
+	while (m->slots[i].key && strcmp(m->slots[i].key, key) != 0)
+		i = (i + 1) & (m->cap - 1);
+	return &m->slots[i];
+}
+
+static int grow(struct strmap *m)
+{
+	struct strmap old = *m;
+	size_t cap = m->cap ? m->cap * 2 : 64;
+
+	m->slots = calloc(cap, sizeof(*m->slots));
+	if (!m->slots) {
+		*m = old;
+		return -1;
+	}
+	m->cap = cap;
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.slots[i].key)
+			*find(m, old.slots[i].key) = old.slots[i];
+	free(old.slots);
+	return 0;
+}
+
+int strmap_put(struct strmap *m, const char *key, const char *value)
+{
+	struct strmap_slot *s;
+	char *v = NULL;
+
+	if ((m->n + 1) * 4 > m->cap * 3 && grow(m) < 0)
+		return -1;
+	if (value && !(v = strdup(value)))
+		return -1;
+	s = find(m, key);
+	if (s->key) {
+		free(s->value);
+		s->value = v;
+		return 0;
+	}
+	s->key = strdup(key);
+	if (!s->key) {
+		free(v);
+		return -1;
+	}
+	s->value = v;
+	m->n++;
+	return 0;
+}
+
+const char *strmap_get(const struct strmap *m, const char *key)
+{
+	const struct strmap_slot *s;
+
+	if (!m->cap)
+		return NULL;
+	s = find(m, key);
+	if (!s->key)
+		return NULL;
+	return s->value ? s->value : "";
+}

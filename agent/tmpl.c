@@ -1,0 +1,948 @@
+#include "build.h"
+
+#include "tmpl.h"
+
+#include "utf8.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TMPL_MAX_VALUES 4096 /* combinations one template may produce */
+
+static const struct {
+	const char *name;
+	enum tmpl_filter_id id;
+	size_t nargs;
+} filter_table[] = {
+	{ "lower", TF_LOWER, 0 },     { "upper", TF_UPPER, 0 },       { "trim", TF_TRIM, 0 },
+	{ "ascii", TF_ASCII, 0 },     { "slug", TF_SLUG, 0 },         { "alnum", TF_ALNUM, 0 },
+	{ "truncate", TF_TRUNCATE, 1 }, { "replace", TF_REPLACE, 2 }, { "default", TF_DEFAULT, 1 },
+	{ "date", TF_DATE, 1 },       { "add", TF_ADD, 1 },           { "join", TF_JOIN, 1 },
+	{ "employee_dn", TF_EMPLOYEE_DN, 0 }, { "before", TF_BEFORE, 1 },     { "after", TF_AFTER, 1 },
+};
+
+#define NFILTERS (sizeof(filter_table) / sizeof(filter_table[0]))
+
+/* ---- parsing ---------------------------------------------------------- */
+
+struct parser {
+	const char *s;
+	size_t i;
+	char *err;
+	size_t errlen;
+	size_t err_off;
+};
+
+static int fail(struct parser *p, size_t off, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct parser *p, size_t off, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->err, p->errlen, fmt, ap);
+	va_end(ap);
+	p->err_off = off;
+	return -1;
+}
+
+static void skip_ws(struct parser *p)
+{
+	while (p->s[p->i] == ' ' || p->s[p->i] == '\t')
+		p->i++;
+}
+
+static bool is_seg_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_' || c == '-';
+}
+
+static void path_free(struct tmpl_path *path)
+{
+	for (size_t i = 0; i < path->n; i++)
+		free(path->seg[i]);
+	free(path->seg);
+	path->seg = NULL;
+	path->n = 0;
+}
+
+static int parse_path(struct parser *p, struct tmpl_path *path)
+{
+	for (;;) {
+		size_t start = p->i;
+		char **seg;
+		while (is_seg_char(p->s[p->i]))
+			p->i++;
+		if (p->i == start)
+			return fail(p, start, "expected a field name");
+		seg = realloc(path->seg, (path->n + 1) * sizeof(*seg));
+		if (!seg)
+			return fail(p, start, "out of memory");
+		path->seg = seg;
+		path->seg[path->n] = strndup(p->s + start, p->i - start);
+		if (!path->seg[path->n])
+			return fail(p, start, "out of memory");
+		path->n++;
+		if (p->s[p->i] != '.')
+			return 0;
+		p->i++;
+	}
+}
+
+static int parse_arg(struct parser *p, struct tmpl_arg *a)
+{
+	char c = p->s[p->i];
+	size_t start = p->i;
+
+	if (c == '\'' || c == '"') {
+		struct sbuf b;
+		sbuf_init(&b);
+		p->i++;
+		while (p->s[p->i] && p->s[p->i] != c) {
+			if (p->s[p->i] == '\\' && p->s[p->i + 1])
+				p->i++;
+			sbuf_addc(&b, p->s[p->i]);
+			p->i++;
+		}
+		if (p->s[p->i] != c) {
+			sbuf_free(&b);
+			return fail(p, start, "unterminated string %c...%c in a filter argument", c, c);
+		}
+		p->i++;
+		a->kind = TA_STRING;
+		a->text = sbuf_detach(&b);
+		return a->text ? 0 : fail(p, start, "out of memory");
+	}
+	if (c == '-' || isdigit((unsigned char)c)) {
+		if (c == '-')
+			p->i++;
+		if (!isdigit((unsigned char)p->s[p->i]))
+			return fail(p, start, "expected a number after -");
+		while (isdigit((unsigned char)p->s[p->i]))
+			p->i++;
+		if (p->s[p->i] == '.' && isdigit((unsigned char)p->s[p->i + 1])) {
+			p->i++;
+			while (isdigit((unsigned char)p->s[p->i]))
+				p->i++;
+		}
+		if (is_seg_char(p->s[p->i]) || p->s[p->i] == '.') {
+			/* a field name that starts with a digit */
+			p->i = start;
+			a->kind = TA_PATH;
+			return parse_path(p, &a->path);
+		}
+		a->kind = TA_NUMBER;
+		a->text = strndup(p->s + start, p->i - start);
+		return a->text ? 0 : fail(p, start, "out of memory");
+	}
+	if (is_seg_char(c)) {
+		a->kind = TA_PATH;
+		return parse_path(p, &a->path);
+	}
+	return fail(p, start, "expected a filter argument: a quoted string, a number or a field name");
+}
+
+static bool is_integer_text(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!isdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+static int check_filter_args(struct parser *p, struct tmpl_filter *f, size_t off)
+{
+	const struct tmpl_arg *a = &f->args[0];
+
+	switch (f->id) {
+	case TF_TRUNCATE:
+		if (a->kind == TA_STRING || (a->kind == TA_NUMBER && (!is_integer_text(a->text) || a->text[0] == '-')))
+			return fail(p, off, "truncate: the argument must be a whole number of characters");
+		break;
+	case TF_ADD:
+		if (a->kind == TA_STRING || (a->kind == TA_NUMBER && !is_integer_text(a->text)))
+			return fail(p, off, "add: the argument must be an integer");
+		break;
+	case TF_REPLACE:
+		if (a->kind == TA_STRING && !a->text[0])
+			return fail(p, off, "replace: the text to replace must not be empty");
+		break;
+	case TF_LOWER:
+	case TF_UPPER:
+	case TF_TRIM:
+	case TF_ASCII:
+	case TF_SLUG:
+	case TF_ALNUM:
+	case TF_DEFAULT:
+	case TF_DATE:
+	case TF_JOIN:
+	case TF_EMPLOYEE_DN:
+		break;
+	case TF_BEFORE:
+	case TF_AFTER:
+		if (a->kind == TA_STRING && !a->text[0])
+			return fail(p, off, "%s: the separator must not be empty", f->id == TF_BEFORE ? "before" : "after");
+		break;
+	}
+	return 0;
+}
+
+static int parse_filter(struct parser *p, struct tmpl_filter *f)
+{
+	size_t start = p->i, k;
+	char name[32];
+
+	while (isalnum((unsigned char)p->s[p->i]) || p->s[p->i] == '_')
+		p->i++;
+	if (p->i == start)
+		return fail(p, start, "expected a filter name after |");
+	if (p->i - start >= sizeof(name))
+		return fail(p, start, "unknown filter \"%.*s\"", (int)(p->i - start), p->s + start);
+	memcpy(name, p->s + start, p->i - start);
+	name[p->i - start] = '\0';
+	for (k = 0; k < NFILTERS && strcmp(filter_table[k].name, name) != 0; k++)
+		;
+	if (k == NFILTERS)
+		return fail(p, start, "unknown filter \"%s\"", name);
+	f->id = filter_table[k].id;
+	f->nargs = 0;
+	skip_ws(p);
+	if (p->s[p->i] == '(') {
+		p->i++;
+		skip_ws(p);
+		if (p->s[p->i] != ')') {
+			for (;;) {
+				struct tmpl_arg dummy = { 0 };
+				struct tmpl_arg *a = f->nargs < 2 ? &f->args[f->nargs] : &dummy;
+				int rc = parse_arg(p, a);
+				if (a == &dummy) {
+					free(dummy.text);
+					path_free(&dummy.path);
+				}
+				if (rc < 0)
+					return -1;
+				f->nargs++;
+				skip_ws(p);
+				if (p->s[p->i] == ',') {
+					p->i++;
+					skip_ws(p);
+					continue;
+				}
+				break;
+			}
+		}
+		if (p->s[p->i] != ')')
+			return fail(p, p->i, "expected , or ) in the arguments of %s", name);
+		p->i++;
+	}
+	if (f->nargs != filter_table[k].nargs) {
+		if (filter_table[k].nargs == 0)
+			return fail(p, start, "%s takes no argument, got %zu", name, f->nargs);
+		return fail(p, start, "%s takes %zu argument%s, got %zu", name, filter_table[k].nargs,
+		            filter_table[k].nargs == 1 ? "" : "s", f->nargs);
+	}
+	return check_filter_args(p, f, start);
+}
+
+static void part_free(struct tmpl_part *part)
+{
+	free(part->text);
+	path_free(&part->path);
+	for (size_t i = 0; i < part->nfilters; i++) {
+		for (size_t k = 0; k < part->filters[i].nargs && k < 2; k++) {
+			free(part->filters[i].args[k].text);
+			path_free(&part->filters[i].args[k].path);
+		}
+	}
+	free(part->filters);
+}
+
+static int add_part(struct tmpl *t, struct tmpl_part *part)
+{
+	struct tmpl_part *parts = realloc(t->parts, (t->n + 1) * sizeof(*parts));
+
+	if (!parts)
+		return -1;
+	t->parts = parts;
+	t->parts[t->n++] = *part;
+	return 0;
+}
+
+static int parse_expr(struct parser *p, struct tmpl_part *part)
+{
+	size_t open = p->i - 1;
+
+	skip_ws(p);
+	part->offset = open;
+	if (p->s[p->i] == '@') {
+		size_t start = ++p->i;
+		while (is_seg_char(p->s[p->i]) || p->s[p->i] == ';')
+			p->i++;
+		if (p->i == start)
+			return fail(p, start, "expected an attribute name after @");
+		part->kind = TP_ATTR;
+		part->attr_index = -1;
+		part->text = strndup(p->s + start, p->i - start);
+		if (!part->text)
+			return fail(p, start, "out of memory");
+	} else {
+		part->kind = TP_FIELD;
+		if (p->s[p->i] == '}' || p->s[p->i] == '\0')
+			return p->s[p->i] ? fail(p, open, "empty {} (write {{}} for literal braces)")
+			                  : fail(p, open, "unterminated { (no closing })");
+		if (parse_path(p, &part->path) < 0)
+			return -1;
+	}
+	skip_ws(p);
+	while (p->s[p->i] == '|') {
+		struct tmpl_filter *fs;
+		p->i++;
+		skip_ws(p);
+		fs = realloc(part->filters, (part->nfilters + 1) * sizeof(*fs));
+		if (!fs)
+			return fail(p, p->i, "out of memory");
+		part->filters = fs;
+		memset(&fs[part->nfilters], 0, sizeof(fs[0]));
+		part->nfilters++;
+		if (parse_filter(p, &fs[part->nfilters - 1]) < 0)
+			return -1;
+		skip_ws(p);
+	}
+	if (p->s[p->i] == '\0')
+		return fail(p, open, "unterminated { (no closing })");
+	if (p->s[p->i] != '}')
+		return fail(p, p->i, "unexpected \"%c\" in {...}: expected | or }", p->s[p->i]);
+	p->i++;
+	return 0;
+}
+
+int tmpl_parse(const char *src, struct tmpl **out, char *err, size_t errlen, size_t *err_off)
+{
+	struct parser p = { .s = src, .err = err, .errlen = errlen };
+	struct tmpl *t = calloc(1, sizeof(*t));
+	struct sbuf text;
+	size_t text_start = 0;
+	int rc = -1;
+
+	sbuf_init(&text);
+	*out = NULL;
+	if (!t || !(t->source = strdup(src))) {
+		fail(&p, 0, "out of memory");
+		goto cleanup;
+	}
+	while (src[p.i]) {
+		char c = src[p.i];
+		if ((c == '{' && src[p.i + 1] == '{') || (c == '}' && src[p.i + 1] == '}')) {
+			if (text.len == 0)
+				text_start = p.i;
+			sbuf_addc(&text, c);
+			p.i += 2;
+			continue;
+		}
+		if (c == '}') {
+			fail(&p, p.i, "a lone } (write }} for a literal brace)");
+			goto cleanup;
+		}
+		if (c != '{') {
+			if (text.len == 0)
+				text_start = p.i;
+			sbuf_addc(&text, c);
+			p.i++;
+			continue;
+		}
+		if (text.len) {
+			struct tmpl_part part = { .kind = TP_TEXT, .offset = text_start };
+			part.text = sbuf_detach(&text);
+			if (!part.text || add_part(t, &part) < 0) {
+				free(part.text);
+				fail(&p, p.i, "out of memory");
+				goto cleanup;
+			}
+		}
+		p.i++;
+		{
+			struct tmpl_part part = { 0 };
+			if (parse_expr(&p, &part) < 0 || add_part(t, &part) < 0) {
+				part_free(&part);
+				if (!err[0])
+					fail(&p, p.i, "out of memory");
+				goto cleanup;
+			}
+		}
+	}
+	if (text.len) {
+		struct tmpl_part part = { .kind = TP_TEXT, .offset = text_start };
+		part.text = sbuf_detach(&text);
+		if (!part.text || add_part(t, &part) < 0) {
+			free(part.text);
+			fail(&p, p.i, "out of memory");
+			goto cleanup;
+		}
+	}
+	*out = t;
+	t = NULL;
+	rc = 0;
+cleanup:
+	if (rc < 0 && err_off)
+		*err_off = p.err_off;
+	sbuf_free(&text);
+	tmpl_free(t);
+	return rc;
+}
+
+void tmpl_free(struct tmpl *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++)
+		part_free(&t->parts[i]);
+	free(t->parts);
+	free(t->source);
+	free(t);
+}
+
+bool tmpl_uses_filter(const struct tmpl *t, enum tmpl_filter_id id)
+{
+	for (size_t i = 0; i < t->n; i++)
+		for (size_t k = 0; k < t->parts[i].nfilters; k++)
+			if (t->parts[i].filters[k].id == id)
+				return true;
+	return false;
+}
+
+/* ---- evaluation -------------------------------------------------------- */
+
+void tmpl_format_number(double d, char *buf, size_t len)
+{
+	if (d == floor(d) && fabs(d) < 9007199254740992.0)
+		snprintf(buf, len, "%.0f", d);
+	else
+		snprintf(buf, len, "%.15g", d);
+}
+
+static int push_json_value(const cJSON *v, const struct tmpl_path *path, size_t depth, struct vlist *out,
+                           struct sbuf *err);
+
+static void path_text(struct sbuf *b, const struct tmpl_path *path, size_t upto)
+{
+	for (size_t i = 0; i < upto && i < path->n; i++) {
+		if (i)
+			sbuf_addc(b, '.');
+		sbuf_adds(b, path->seg[i]);
+	}
+}
+
+static int field_error(struct sbuf *err, const struct tmpl_path *path, size_t depth, const char *what)
+{
+	sbuf_adds(err, "field ");
+	path_text(err, path, depth);
+	sbuf_adds(err, what);
+	return -1;
+}
+
+/* v is the value reached after depth segments of path. */
+static int push_json_value(const cJSON *v, const struct tmpl_path *path, size_t depth, struct vlist *out,
+                           struct sbuf *err)
+{
+	char num[64];
+
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (cJSON_IsArray(v)) {
+		const cJSON *e;
+		cJSON_ArrayForEach(e, v) {
+			if (push_json_value(e, path, depth, out, err) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (depth < path->n) {
+		if (!cJSON_IsObject(v))
+			return 0; /* a.b where a is not an object: no value */
+		return push_json_value(cJSON_GetObjectItemCaseSensitive(v, path->seg[depth]), path, depth + 1, out,
+		                       err);
+	}
+	if (cJSON_IsString(v))
+		return vlist_push_copy(out, v->valuestring, strlen(v->valuestring)) < 0
+		               ? field_error(err, path, depth, ": out of memory")
+		               : 0;
+	if (cJSON_IsNumber(v)) {
+		tmpl_format_number(v->valuedouble, num, sizeof(num));
+		return vlist_push_copy(out, num, strlen(num)) < 0 ? field_error(err, path, depth, ": out of memory")
+		                                                 : 0;
+	}
+	if (cJSON_IsBool(v))
+		return vlist_push_copy(out, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
+	if (cJSON_IsObject(v))
+		return field_error(err, path, depth, " is an object: name a field inside it ({a.b})");
+	return 0;
+}
+
+int tmpl_field_values(const cJSON *record, const struct tmpl_path *path, struct vlist *out, struct sbuf *err)
+{
+	return push_json_value(record, path, 0, out, err);
+}
+
+static bool all_empty(const struct vlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i][0])
+			return false;
+	return true;
+}
+
+static int arg_values(const struct tmpl_arg *a, struct tmpl_env *env, struct vlist *out)
+{
+	if (a->kind == TA_PATH)
+		return tmpl_field_values(env->record, &a->path, out, env->err);
+	return vlist_push_copy(out, a->text, strlen(a->text));
+}
+
+/* A filter argument that must be one value (a number, a separator...). */
+static int arg_single(const struct tmpl_arg *a, struct tmpl_env *env, const char *filter, char **out)
+{
+	struct vlist l;
+	int rc = -1;
+
+	vlist_init(&l);
+	if (arg_values(a, env, &l) < 0)
+		goto cleanup;
+	if (l.n != 1) {
+		sbuf_addf(env->err, "%s: the argument ", filter);
+		path_text(env->err, &a->path, a->path.n);
+		sbuf_addf(env->err, " has %zu values, not one", l.n);
+		goto cleanup;
+	}
+	*out = l.v[0];
+	l.n = 0;
+	rc = 0;
+cleanup:
+	vlist_free(&l);
+	return rc;
+}
+
+static int parse_integer(const char *s, long long *out)
+{
+	char *end;
+
+	if (!*s || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	return 0;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m == 2 && leap ? 29 : d[m - 1];
+}
+
+static int digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* ISO 8601: YYYY-MM-DD, optionally [T ]HH:MM[:SS[.frac]][Z|+HH:MM|+HHMM|+HH]. */
+static int parse_iso8601(const char *s, struct tm *tm)
+{
+	int y, mo, d, h = 0, mi = 0, se = 0, off = 0;
+	const char *p = s;
+	time_t t;
+
+	memset(tm, 0, sizeof(*tm));
+	if (strlen(s) < 10 || digits(p, 4, &y) < 0 || p[4] != '-' || digits(p + 5, 2, &mo) < 0 || p[7] != '-' ||
+	    digits(p + 8, 2, &d) < 0)
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
+		return -1;
+	p += 10;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if (digits(p, 2, &h) < 0 || p[2] != ':' || digits(p + 3, 2, &mi) < 0)
+			return -1;
+		p += 5;
+		if (*p == ':') {
+			if (digits(p + 1, 2, &se) < 0)
+				return -1;
+			p += 3;
+			if (*p == '.' || *p == ',') {
+				p++;
+				if (!isdigit((unsigned char)*p))
+					return -1;
+				while (isdigit((unsigned char)*p))
+					p++;
+			}
+		}
+		if (h > 23 || mi > 59 || se > 60)
+			return -1;
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int oh, om = 0, sign = *p == '-' ? -1 : 1;
+			p++;
+			if (digits(p, 2, &oh) < 0)
+				return -1;
+			p += 2;
+			if (*p == ':')
+				p++;
+			if (isdigit((unsigned char)*p)) {
+				if (digits(p, 2, &om) < 0)
+					return -1;
+				p += 2;
+			}
+			if (oh > 23 || om > 59)
+				return -1;
+			off = sign * (oh * 3600 + om * 60);
+		}
+	}
+	if (*p)
+		return -1;
+	tm->tm_year = y - 1900;
+	tm->tm_mon = mo - 1;
+	tm->tm_mday = d;
+	tm->tm_hour = h;
+	tm->tm_min = mi;
+	tm->tm_sec = se > 59 ? 59 : se;
+	if (off) {
+		t = timegm(tm) - off;
+		if (!gmtime_r(&t, tm))
+			return -1;
+	}
+	return 0;
+}
+
+static void slugify(struct sbuf *out, const char *s, size_t len)
+{
+	struct sbuf a;
+	bool dash = false;
+
+	sbuf_init(&a);
+	utf8_ascii(&a, s, len);
+	for (size_t i = 0; i < a.len; i++) {
+		char c = (char)tolower((unsigned char)a.s[i]);
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+			if (dash && out->len)
+				sbuf_addc(out, '-');
+			dash = false;
+			sbuf_addc(out, c);
+		} else {
+			dash = true;
+		}
+	}
+	sbuf_free(&a);
+}
+
+static void trim(struct sbuf *out, const char *s, size_t len)
+{
+	size_t a = 0, b = len;
+
+	/* ASCII white space and U+00A0 NO-BREAK SPACE at either end */
+	for (;;) {
+		if (a < b && isspace((unsigned char)s[a]))
+			a++;
+		else if (a + 1 < b && (unsigned char)s[a] == 0xC2 && (unsigned char)s[a + 1] == 0xA0)
+			a += 2;
+		else
+			break;
+	}
+	for (;;) {
+		if (b > a && isspace((unsigned char)s[b - 1]))
+			b--;
+		else if (b >= a + 2 && (unsigned char)s[b - 2] == 0xC2 && (unsigned char)s[b - 1] == 0xA0)
+			b -= 2;
+		else
+			break;
+	}
+	sbuf_add(out, s + a, b - a);
+}
+
+static int apply_one(const struct tmpl_filter *f, struct tmpl_env *env, const char *in, struct sbuf *out,
+                     const char *arg0, const char *arg1)
+{
+	size_t len = strlen(in);
+
+	switch (f->id) {
+	case TF_LOWER:
+		utf8_lower(out, in, len);
+		return 0;
+	case TF_UPPER:
+		utf8_upper(out, in, len);
+		return 0;
+	case TF_TRIM:
+		trim(out, in, len);
+		return 0;
+	case TF_ASCII:
+		utf8_ascii(out, in, len);
+		return 0;
+	case TF_SLUG:
+		slugify(out, in, len);
+		return 0;
+	case TF_ALNUM:
+		for (size_t i = 0; i < len; i++)
+			if (isalnum((unsigned char)in[i]) && (unsigned char)in[i] < 0x80)
+				sbuf_addc(out, in[i]);
+		return 0;
+	case TF_TRUNCATE: {
+		long long n;
+		if (parse_integer(arg0, &n) < 0 || n < 0) {
+			sbuf_addf(env->err, "truncate: \"%s\" is not a whole number", arg0);
+			return -1;
+		}
+		sbuf_add(out, in, utf8_prefix_bytes(in, len, (size_t)n));
+		return 0;
+	}
+	case TF_REPLACE: {
+		size_t fl = strlen(arg0);
+		const char *p = in, *hit;
+		if (!fl) {
+			sbuf_adds(env->err, "replace: the text to replace is empty");
+			return -1;
+		}
+		while ((hit = strstr(p, arg0))) {
+			sbuf_add(out, p, (size_t)(hit - p));
+			sbuf_adds(out, arg1);
+			p = hit + fl;
+		}
+		sbuf_adds(out, p);
+		return 0;
+	}
+	case TF_DATE: {
+		struct tm tm;
+		char buf[256];
+		size_t n;
+		if (!in[0])
+			return 0;
+		if (parse_iso8601(in, &tm) < 0) {
+			sbuf_addf(env->err, "date: \"%s\" is not an ISO 8601 date or timestamp", in);
+			return -1;
+		}
+		/* the format is the mapping author's, by design */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		n = strftime(buf, sizeof(buf), arg0, &tm);
+#pragma GCC diagnostic pop
+		sbuf_add(out, buf, n);
+		return 0;
+	}
+	case TF_ADD: {
+		long long a, b, r;
+		if (!in[0])
+			return 0;
+		if (parse_integer(in, &a) < 0) {
+			sbuf_addf(env->err, "add: \"%s\" is not an integer", in);
+			return -1;
+		}
+		if (parse_integer(arg0, &b) < 0) {
+			sbuf_addf(env->err, "add: the argument \"%s\" is not an integer", arg0);
+			return -1;
+		}
+		if (__builtin_add_overflow(a, b, &r)) {
+			sbuf_addf(env->err, "add: %lld + %lld is out of range", a, b);
+			return -1;
+		}
+		sbuf_addf(out, "%lld", r);
+		return 0;
+	}
+	case TF_BEFORE:
+	case TF_AFTER: {
+		const char *hit = arg0[0] ? strstr(in, arg0) : NULL;
+		if (f->id == TF_BEFORE)
+			sbuf_add(out, in, hit ? (size_t)(hit - in) : len);
+		else if (hit)
+			sbuf_adds(out, hit + strlen(arg0));
+		return 0;
+	}
+	case TF_DEFAULT:
+	case TF_JOIN:
+	case TF_EMPLOYEE_DN:
+		break;
+	}
+	return 0;
+}
+
+static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
+{
+	struct vlist out;
+	struct sbuf b;
+	char *arg0 = NULL, *arg1 = NULL;
+	int rc = -1;
+
+	vlist_init(&out);
+	sbuf_init(&b);
+	switch (f->id) {
+	case TF_DEFAULT:
+		if (all_empty(vals)) {
+			vlist_clear(vals);
+			if (arg_values(&f->args[0], env, vals) < 0)
+				goto cleanup;
+		}
+		rc = 0;
+		goto cleanup;
+	case TF_JOIN:
+		if (arg_single(&f->args[0], env, "join", &arg0) < 0)
+			goto cleanup;
+		for (size_t i = 0, k = 0; i < vals->n; i++) {
+			if (!vals->v[i][0])
+				continue;
+			if (k++)
+				sbuf_adds(&b, arg0);
+			sbuf_adds(&b, vals->v[i]);
+		}
+		vlist_clear(vals);
+		if (b.len && vlist_push(vals, sbuf_detach(&b)) < 0)
+			goto oom;
+		rc = 0;
+		goto cleanup;
+	case TF_EMPLOYEE_DN:
+		for (size_t i = 0; i < vals->n; i++) {
+			char *dn = NULL;
+			int found;
+			if (!vals->v[i][0])
+				continue;
+			found = env->employee_dn ? env->employee_dn(env->ctx, vals->v[i], &dn, env->err) : 0;
+			if (found < 0)
+				goto cleanup;
+			if (found > 0) {
+				if (vlist_push(&out, dn) < 0)
+					goto oom;
+			} else if (env->unresolved && !vlist_contains(env->unresolved, vals->v[i])) {
+				if (vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0)
+					goto oom;
+			}
+		}
+		break;
+	case TF_LOWER:
+	case TF_UPPER:
+	case TF_TRIM:
+	case TF_ASCII:
+	case TF_SLUG:
+	case TF_ALNUM:
+	case TF_TRUNCATE:
+	case TF_REPLACE:
+	case TF_DATE:
+	case TF_ADD:
+	case TF_BEFORE:
+	case TF_AFTER:
+		if (f->nargs > 0 && arg_single(&f->args[0], env, filter_table[f->id].name, &arg0) < 0)
+			goto cleanup;
+		if (f->nargs > 1 && arg_single(&f->args[1], env, filter_table[f->id].name, &arg1) < 0)
+			goto cleanup;
+		for (size_t i = 0; i < vals->n; i++) {
+			sbuf_reset(&b);
+			if (apply_one(f, env, vals->v[i], &b, arg0, arg1) < 0)
+				goto cleanup;
+			if (b.failed || vlist_push_copy(&out, sbuf_str(&b), b.len) < 0)
+				goto oom;
+		}
+		break;
+	}
+	vlist_clear(vals);
+	if (vlist_move(vals, &out) < 0)
+		goto oom;
+	rc = 0;
+	goto cleanup;
+oom:
+	sbuf_adds(env->err, "out of memory");
+cleanup:
+	free(arg0);
+	free(arg1);
+	sbuf_free(&b);
+	vlist_free(&out);
+	return rc;
+}
+
+static int eval_part(const struct tmpl_part *part, struct tmpl_env *env, struct vlist *vals)
+{
+	if (part->kind == TP_TEXT)
+		return vlist_push_copy(vals, part->text, strlen(part->text));
+	if (part->kind == TP_ATTR) {
+		const struct vlist *src = &env->attrs[part->attr_index];
+		for (size_t i = 0; i < src->n; i++)
+			if (vlist_push_copy(vals, src->v[i], strlen(src->v[i])) < 0)
+				return -1;
+	} else if (tmpl_field_values(env->record, &part->path, vals, env->err) < 0) {
+		return -1;
+	}
+	for (size_t i = 0; i < part->nfilters; i++)
+		if (apply_filter(&part->filters[i], env, vals) < 0)
+			return -1;
+	return 0;
+}
+
+int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
+{
+	struct vlist acc, vals, next;
+	struct sbuf b;
+	int rc = -1;
+
+	if (t->n == 1 && t->parts[0].kind != TP_TEXT) {
+		vlist_init(&vals);
+		rc = eval_part(&t->parts[0], env, &vals);
+		if (rc == 0)
+			rc = vlist_move(out, &vals);
+		vlist_free(&vals);
+		return rc;
+	}
+	vlist_init(&acc);
+	vlist_init(&vals);
+	vlist_init(&next);
+	sbuf_init(&b);
+	if (vlist_push_copy(&acc, "", 0) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < t->n; i++) {
+		vlist_clear(&vals);
+		if (eval_part(&t->parts[i], env, &vals) < 0)
+			goto cleanup;
+		if (vals.n == 0 && vlist_push_copy(&vals, "", 0) < 0)
+			goto cleanup;
+		if (acc.n * vals.n > TMPL_MAX_VALUES) {
+			sbuf_addf(env->err, "the template \"%s\" gives more than %d values", t->source, TMPL_MAX_VALUES);
+			goto cleanup;
+		}
+		vlist_clear(&next);
+		for (size_t a = 0; a < acc.n; a++) {
+			for (size_t v = 0; v < vals.n; v++) {
+				sbuf_reset(&b);
+				sbuf_adds(&b, acc.v[a]);
+				sbuf_adds(&b, vals.v[v]);
+				if (b.failed || vlist_push_copy(&next, sbuf_str(&b), b.len) < 0)
+					goto cleanup;
+			}
+		}
+		vlist_clear(&acc);
+		if (vlist_move(&acc, &next) < 0)
+			goto cleanup;
+	}
+	rc = vlist_move(out, &acc);
+cleanup:
+	if (rc < 0 && env->err->len == 0)
+		sbuf_adds(env->err, "out of memory");
+	vlist_free(&acc);
+	vlist_free(&vals);
+	vlist_free(&next);
+	sbuf_free(&b);
+	return rc;
+}
