@@ -604,17 +604,21 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 	o->key_index = (size_t)find_attr(o, o->key_attr);
 
 	/* rdn */
-	join(key, sizeof(key), path, "rdn");
-	if (!(x = map_get(L, sec, "rdn", NULL))) {
-		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
-	} else {
-		const char *s = want_string(L, x, key);
-		int idx = s ? find_attr(o, s) : -1;
-		if (s && idx < 0)
-			ydoc_error(&L->y, L->d, x, key, "\"%s\" is not among %s.attributes (nor the key attribute)", s, path);
-		else if (s) {
-			o->rdn = strdup(s);
-			o->rdn_index = (size_t)idx;
+	{
+		char rkey[512];
+		join(rkey, sizeof(rkey), path, "rdn");
+		if (!(x = map_get(L, sec, "rdn", NULL))) {
+			ydoc_error(&L->y, L->d, sec, rkey, "required key is missing");
+		} else {
+			const char *s = want_string(L, x, rkey);
+			int idx = s ? find_attr(o, s) : -1;
+			if (s && idx < 0)
+				ydoc_error(&L->y, L->d, x, rkey, "\"%s\" is not among %s.attributes (nor the key attribute)", s,
+				           path);
+			else if (s) {
+				o->rdn = strdup(s);
+				o->rdn_index = (size_t)idx;
+			}
 		}
 	}
 
@@ -731,7 +735,7 @@ int mapping_load(const char *path, struct mapping **out, struct diag *d)
 		if (x)
 			load_object(&L, (enum mapping_kind)k, x);
 	}
-	if (!L.m->obj[0].present && !L.m->obj[1].present)
+	if (!map_get(&L, root, section_names[0], NULL) && !map_get(&L, root, section_names[1], NULL))
 		ydoc_error(&L.y, d, root, NULL, "give employees, teams or both");
 	if (diag_count(d) != before)
 		goto cleanup;

@@ -896,6 +896,7 @@ int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
 {
 	struct vlist acc, vals, next;
 	struct sbuf b;
+	size_t exprs = 0, filled = 0;
 	int rc = -1;
 
 	if (t->n == 1 && t->parts[0].kind != TP_TEXT) {
@@ -916,6 +917,11 @@ int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
 		vlist_clear(&vals);
 		if (eval_part(&t->parts[i], env, &vals) < 0)
 			goto cleanup;
+		if (t->parts[i].kind != TP_TEXT) {
+			exprs++;
+			if (!all_empty(&vals))
+				filled++;
+		}
 		if (vals.n == 0 && vlist_push_copy(&vals, "", 0) < 0)
 			goto cleanup;
 		if (acc.n * vals.n > TMPL_MAX_VALUES) {
@@ -936,7 +942,8 @@ int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
 		if (vlist_move(&acc, &next) < 0)
 			goto cleanup;
 	}
-	rc = vlist_move(out, &acc);
+	/* text around expressions that all came out empty is no value at all */
+	rc = (exprs && !filled) ? 0 : vlist_move(out, &acc);
 cleanup:
 	if (rc < 0 && env->err->len == 0)
 		sbuf_adds(env->err, "out of memory");

@@ -14,8 +14,10 @@
  * When a template is a single expression its values are the expression's;
  * when it mixes text and expressions, each expression stands for one value
  * (an empty list counts as one empty string) and the results are the
- * combinations, in order.  Values that render empty are dropped later by the
- * caller (vlist_normalize), which makes the attribute absent.
+ * combinations, in order.  When every expression of such a template comes
+ * out empty, the template gives no value at all ("/home/{@uid}" with no uid
+ * is absent, not "/home/").  Values that render empty are dropped later by
+ * the caller (vlist_normalize), which makes the attribute absent.
  *
  * Memory: a struct tmpl owns everything it points to; tmpl_free() releases
  * it.  tmpl_eval() appends malloc'd strings to the caller's vlist.

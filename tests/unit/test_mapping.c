@@ -1,0 +1,517 @@
+/* Unit tests of the mapping loader (every mistake, by place) and of the
+ * evaluation of records (scope, termination, uniqueness, create_only, DNs). */
+#include "build.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ldap.h>
+
+#include "dn.h"
+#include "mapping.h"
+#include "strmap.h"
+#include "testutil.h"
+
+static char *dir;
+
+static int setup(void **state)
+{
+	(void)state;
+	dir = tu_mkdtemp();
+	return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tu_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+/* Loads text as m.yaml; returns the mistakes (one a line) and the mapping. */
+static char *load(const char *text, struct mapping **out)
+{
+	char *path = tu_write(dir, "m.yaml", 0644, text);
+	struct mapping *m = NULL;
+	struct diag d;
+	struct sbuf all;
+	FILE *null = fopen("/dev/null", "w");
+
+	sbuf_init(&all);
+	diag_init(&d);
+	mapping_load(path, &m, &d);
+	diag_print(&d, null); /* sorts */
+	fclose(null);
+	for (size_t i = 0; i < d.n; i++) {
+		char line[1024];
+		diag_format(&d, i, line, sizeof(line));
+		sbuf_addf(&all, "%s\n", strstr(line, "m.yaml"));
+	}
+	assert_int_equal(m == NULL, d.n > 0);
+	diag_free(&d);
+	free(path);
+	if (out)
+		*out = m;
+	else
+		mapping_free(m);
+	return sbuf_detach(&all);
+}
+
+static void expect(const char *text, const char *want)
+{
+	char *got = load(text, NULL);
+	if (strcmp(got, want) != 0)
+		fail_msg("got:\n%s\nwant:\n%s", got, want);
+	free(got);
+}
+
+#define HEAD                                                   \
+	"version: 1\n"                                         \
+	"employees:\n"                                         \
+	"  base: ou=people,dc=example,dc=com\n"                \
+	"  key: { attribute: employeeNumber, value: \"{id}\" }\n" \
+	"  rdn: uid\n"                                         \
+	"  object_classes: [inetOrgPerson]\n"
+
+static void test_valid_contract_example(void **state)
+{
+	struct mapping *m = NULL;
+	char *errs;
+
+	(void)state;
+	errs = load(HEAD
+	            "  only_if: { legal_entity_id: [1, 2] }\n"
+	            "  attributes:\n"
+	            "    uid: { value: \"{first_name|slug}.{last_name|slug}\", unique: true, create_only: true }\n"
+	            "    cn: \"{full_name}\"\n"
+	            "    sn: \"{last_name}\"\n"
+	            "    manager: \"{manager_id|employee_dn}\"\n"
+	            "    mail: { value: \"{login_email|lower}\", required: true }\n"
+	            "    homeDirectory: \"/home/{@uid}\"\n"
+	            "    loginShell: /bin/bash\n"
+	            "  terminated:\n"
+	            "    action: move\n"
+	            "    move_to: ou=former,dc=example,dc=com\n"
+	            "    attributes: { loginShell: /usr/sbin/nologin }\n"
+	            "    remove_from_groups: true\n"
+	            "teams:\n"
+	            "  base: ou=groups,dc=example,dc=com\n"
+	            "  key: { attribute: businessCategory, value: \"factorial-team-{id}\" }\n"
+	            "  rdn: cn\n"
+	            "  object_classes: [top, groupOfNames]\n"
+	            "  attributes:\n"
+	            "    cn: \"team-{name|slug}\"\n"
+	            "    member: \"{employee_ids|employee_dn|default('cn=nobody')}\"\n",
+	            &m);
+	assert_string_equal(errs, "");
+	free(errs);
+	assert_true(m->obj[MAPPING_EMPLOYEE].present);
+	assert_int_equal(m->obj[MAPPING_EMPLOYEE].nattrs, 8); /* 7 + the key */
+	assert_string_equal(m->obj[MAPPING_EMPLOYEE].search_base, "ou=people,dc=example,dc=com");
+	assert_int_equal(m->obj[MAPPING_EMPLOYEE].action, MAPPING_MOVE);
+	assert_true(m->obj[MAPPING_EMPLOYEE].remove_from_groups);
+	mapping_free(m);
+}
+
+static void test_unknown_keys_filters_arguments(void **state)
+{
+	(void)state;
+	expect(HEAD
+	       "  colour: blue\n"
+	       "  attributes:\n"
+	       "    uid: \"{first_name|slugg}\"\n"
+	       "    cn: \"{full_name|truncate}\"\n"
+	       "    sn: '{last_name'\n"
+	       "    mail: { value: \"{x}\", unique: yes, sparkle: true }\n",
+	       "m.yaml:7:3: employees.colour: unknown key\n"
+	       "m.yaml:9:23: employees.attributes.uid: unknown filter \"slugg\"\n"
+	       "m.yaml:10:21: employees.attributes.cn: truncate takes 1 argument, got 0\n"
+	       "m.yaml:11:10: employees.attributes.sn: unterminated { (no closing })\n"
+	       "m.yaml:12:35: employees.attributes.mail.unique: expected true or false, got \"yes\"\n"
+	       "m.yaml:12:40: employees.attributes.mail.sparkle: unknown key\n");
+}
+
+static void test_attr_references(void **state)
+{
+	(void)state;
+	expect(HEAD
+	       "  attributes:\n"
+	       "    uid: \"{@cn}\"\n"
+	       "    cn: \"{@sn} x\"\n"
+	       "    sn: \"{@uid}\"\n"
+	       "    home: \"/home/{@nothing}\"\n",
+	       "m.yaml:8:5: employees.attributes.uid: {@attr} references form a cycle: uid -> cn -> sn -> uid\n"
+	       "m.yaml:11:11: employees.attributes.home: {@nothing} names an attribute this mapping does not set\n");
+}
+
+static void test_rdn_key_and_structure(void **state)
+{
+	(void)state;
+	expect("version: 2\n"
+	       "employees:\n"
+	       "  base: not a dn\n"
+	       "  key: { attribute: 'bad name', value: \"{@uid}\" }\n"
+	       "  rdn: cn\n"
+	       "  object_classes: []\n"
+	       "  attributes:\n"
+	       "    uid: \"{id}\"\n"
+	       "    objectClass: x\n"
+	       "    UID: \"{id}\"\n"
+	       "teams:\n"
+	       "  base: ou=groups,dc=example,dc=com\n"
+	       "  rdn: cn\n"
+	       "  object_classes: [groupOfNames]\n"
+	       "  terminated: { action: delete }\n"
+	       "  attributes: { cn: x }\n",
+	       "m.yaml:1:10: version: only version 1 is known, got 2\n"
+	       "m.yaml:3:9: employees.base: \"not a dn\" is not a valid DN\n"
+	       "m.yaml:4:21: employees.key.attribute: \"bad name\" is not an attribute name\n"
+	       "m.yaml:4:40: employees.key.value: the key cannot use {@attr}: it must come from the record\n"
+	       "m.yaml:6:19: employees.object_classes: expected a list of object classes\n"
+	       "m.yaml:9:5: employees.attributes.objectClass: object classes are set by employees.object_classes\n"
+	       "m.yaml:10:5: employees.attributes.UID: listed twice (attribute names ignore case)\n"
+	       "m.yaml:12:3: teams.key: required key is missing\n"
+	       "m.yaml:15:3: teams.terminated: teams are not terminated: a deleted team's group is deleted\n");
+}
+
+static void test_rdn_not_among_attributes(void **state)
+{
+	(void)state;
+	expect("version: 1\n"
+	       "employees:\n"
+	       "  base: ou=people,dc=example,dc=com\n"
+	       "  key: { attribute: employeeNumber, value: \"{id}\" }\n"
+	       "  rdn: uid\n"
+	       "  object_classes: [inetOrgPerson]\n"
+	       "  attributes:\n"
+	       "    cn: \"{full_name}\"\n"
+	       "    employeeNumber: \"{id}x\"\n"
+	       "  terminated:\n"
+	       "    action: move\n"
+	       "    attributes: { cn: gone, employeeNumber: x }\n",
+	       "m.yaml:5:8: employees.rdn: \"uid\" is not among employees.attributes (nor the key attribute)\n"
+	       "m.yaml:9:5: employees.attributes.employeeNumber: the key attribute is written from employees.key.value; "
+	       "leave it out here\n"
+	       "m.yaml:11:5: employees.terminated.move_to: required with action: move\n"
+	       "m.yaml:12:29: employees.terminated.attributes.employeeNumber: cannot be changed on termination "
+	       "(objectClass, the key and the RDN attribute stay as they are)\n");
+}
+
+static void test_whole_file_mistakes(void **state)
+{
+	(void)state;
+	expect("", "m.yaml: the file is empty\n");
+	expect("version: 1\n", "m.yaml:1:1: give employees, teams or both\n");
+	expect("version: 1\nemployees: [a]\n", "m.yaml:2:12: employees: expected a mapping, got a list\n");
+	expect("employees:\n  base: [\n",
+	       "m.yaml:3:1: YAML syntax error: did not find expected node content while parsing a flow node\n");
+}
+
+/* ---- evaluation ------------------------------------------------------- */
+
+static struct mapping *good_mapping(void)
+{
+	struct mapping *m = NULL;
+	char *errs = load(HEAD
+	                  "  only_if: { legal_entity_id: [1, 2] }\n"
+	                  "  attributes:\n"
+	                  "    uid: { value: \"{first_name|slug}.{last_name|slug}\", unique: true, create_only: true }\n"
+	                  "    cn: \"{full_name}\"\n"
+	                  "    sn: \"{last_name}\"\n"
+	                  "    mail: { value: \"{login_email|lower}\", required: true }\n"
+	                  "    homeDirectory: \"/home/{@uid}\"\n"
+	                  "    short: { value: \"{last_name|lower}\", unique: true, max_length: 4 }\n"
+	                  "    loginShell: /bin/bash\n"
+	                  "    description: [\"{title}\", \"employee {id}\", \"{title}\"]\n"
+	                  "  terminated:\n"
+	                  "    action: move\n"
+	                  "    move_to: ou=former,dc=example,dc=com\n"
+	                  "    attributes: { loginShell: /usr/sbin/nologin, description: \"left {terminated_on}, was {@uid}\" }\n",
+	                  &m);
+	assert_string_equal(errs, "");
+	free(errs);
+	return m;
+}
+
+struct world {
+	struct strmap taken;
+	const char *existing_uid;
+};
+
+static int w_taken(void *ctx, const char *attr, const char *value, struct sbuf *err)
+{
+	struct world *w = ctx;
+	char k[512];
+	(void)err;
+	snprintf(k, sizeof(k), "%s=%s", attr, value);
+	return strmap_get(&w->taken, k) != NULL;
+}
+
+static int w_existing(void *ctx, const char *attr, struct vlist *out, struct sbuf *err)
+{
+	struct world *w = ctx;
+	(void)err;
+	if (!w->existing_uid)
+		return 0;
+	if (strcmp(attr, "uid") == 0)
+		vlist_push_copy(out, w->existing_uid, strlen(w->existing_uid));
+	return 1;
+}
+
+static const struct vlist *values(const struct mapping_result *r, const char *attr)
+{
+	for (size_t i = 0; i < r->nvalues; i++)
+		if (strcmp(r->values[i].attr->name, attr) == 0)
+			return &r->values[i].values;
+	return NULL;
+}
+
+static int eval_json(struct mapping *m, const char *json, struct world *w, struct mapping_result *r)
+{
+	struct mapping_hooks h = { .taken = w_taken, .existing = w_existing, .ctx = w, .today = "2026-11-27" };
+	cJSON *rec = cJSON_Parse(json);
+	int rc;
+
+	assert_non_null(rec);
+	rc = mapping_eval(m, MAPPING_EMPLOYEE, rec, &h, r);
+	cJSON_Delete(rec);
+	return rc;
+}
+
+static void test_eval_active_entry(void **state)
+{
+	struct mapping *m = good_mapping();
+	struct world w = { .existing_uid = NULL };
+	struct mapping_result r;
+	const struct vlist *v;
+
+	(void)state;
+	strmap_init(&w.taken);
+	assert_int_equal(eval_json(m, "{\"id\": 7, \"first_name\": \"Zo\\u00eb\", \"last_name\": \"M\\u00fcller\","
+	                              " \"full_name\": \"Zo\\u00eb M\\u00fcller\", \"login_email\": \"Zoe@Example.com\","
+	                              " \"legal_entity_id\": 2, \"title\": \"Designer\"}",
+	                         &w, &r),
+	                 0);
+	assert_int_equal(r.state, MAPPING_ACTIVE);
+	assert_string_equal(r.dn, "uid=zoe.muller,ou=people,dc=example,dc=com");
+	assert_string_equal(r.key_value, "7");
+	assert_string_equal(r.values[0].attr->name, "employeeNumber"); /* the implicit key comes first */
+	assert_string_equal(values(&r, "mail")->v[0], "zoe@example.com");
+	assert_string_equal(values(&r, "homeDirectory")->v[0], "/home/zoe.muller");
+	assert_string_equal(values(&r, "short")->v[0], "müll");
+	v = values(&r, "description");
+	assert_int_equal(v->n, 2);
+	assert_string_equal(v->v[0], "Designer");
+	assert_string_equal(v->v[1], "employee 7");
+	mapping_result_free(&r);
+	strmap_free(&w.taken);
+	mapping_free(m);
+}
+
+static void test_eval_unique_three_ana_garcia(void **state)
+{
+	struct mapping *m = good_mapping();
+	struct world w = { 0 };
+	const char *want_uid[] = { "ana.garcia", "ana.garcia2", "ana.garcia3" };
+	const char *want_short[] = { "garc", "gar2", "gar3" };
+
+	(void)state;
+	strmap_init(&w.taken);
+	for (int i = 0; i < 3; i++) {
+		struct mapping_result r;
+		char json[256], k[128];
+		snprintf(json, sizeof(json),
+		         "{\"id\": %d, \"first_name\": \"Ana\", \"last_name\": \"Garc\\u00eda\", \"full_name\": \"Ana\","
+		         " \"login_email\": \"ana%d@example.com\", \"legal_entity_id\": 1}",
+		         i + 1, i);
+		assert_int_equal(eval_json(m, json, &w, &r), 0);
+		assert_string_equal(values(&r, "uid")->v[0], want_uid[i]);
+		assert_string_equal(values(&r, "homeDirectory")->v[0], strcmp(want_uid[i], "ana.garcia") == 0
+		                                                            ? "/home/ana.garcia"
+		                                                            : (i == 1 ? "/home/ana.garcia2" : "/home/ana.garcia3"));
+		assert_string_equal(values(&r, "short")->v[0], want_short[i]);
+		snprintf(k, sizeof(k), "uid=%s", values(&r, "uid")->v[0]);
+		strmap_put(&w.taken, k, NULL);
+		snprintf(k, sizeof(k), "short=%s", values(&r, "short")->v[0]);
+		strmap_put(&w.taken, k, NULL);
+		mapping_result_free(&r);
+	}
+	strmap_free(&w.taken);
+	mapping_free(m);
+}
+
+static void test_eval_create_only_keeps_existing(void **state)
+{
+	struct mapping *m = good_mapping();
+	struct world w = { .existing_uid = "jnunez" };
+	struct mapping_result r;
+
+	(void)state;
+	strmap_init(&w.taken);
+	strmap_put(&w.taken, "uid=jnunez", NULL); /* held by this very entry: no suffix */
+	assert_int_equal(eval_json(m, "{\"id\": 2, \"first_name\": \"Jos\\u00e9\", \"last_name\": \"N\\u00fa\\u00f1ez\","
+	                              " \"login_email\": \"j@example.com\", \"legal_entity_id\": 1}",
+	                         &w, &r),
+	                 0);
+	assert_string_equal(values(&r, "uid")->v[0], "jnunez");
+	assert_string_equal(values(&r, "homeDirectory")->v[0], "/home/jnunez");
+	assert_string_equal(r.dn, "uid=jnunez,ou=people,dc=example,dc=com");
+	mapping_result_free(&r);
+	strmap_free(&w.taken);
+	mapping_free(m);
+}
+
+static void test_eval_scope_and_termination(void **state)
+{
+	struct mapping *m = good_mapping();
+	struct world w = { 0 };
+	struct mapping_result r;
+
+	(void)state;
+	strmap_init(&w.taken);
+	assert_int_equal(eval_json(m, "{\"id\": 3, \"legal_entity_id\": 3, \"first_name\": \"A\"}", &w, &r), 0);
+	assert_int_equal(r.state, MAPPING_OUT_OF_SCOPE);
+	assert_string_equal(r.scope_reason, "legal_entity_id 3 is not in 1, 2");
+	assert_string_equal(r.key_value, "3");
+	mapping_result_free(&r);
+
+	assert_int_equal(eval_json(m, "{\"id\": 3, \"first_name\": \"A\"}", &w, &r), 0);
+	assert_int_equal(r.state, MAPPING_OUT_OF_SCOPE);
+	assert_string_equal(r.scope_reason, "legal_entity_id is empty, not in 1, 2");
+	mapping_result_free(&r);
+
+	/* terminated yesterday: moved, overrides applied, {@uid} sees the active value */
+	assert_int_equal(eval_json(m, "{\"id\": \"8\", \"legal_entity_id\": \"1\", \"first_name\": \"\\u00d8yvind\","
+	                              " \"last_name\": \"\\u00c6r\\u00f8\", \"login_email\": \"o@example.com\","
+	                              " \"terminated_on\": \"2026-11-26\"}",
+	                         &w, &r),
+	                 0);
+	assert_int_equal(r.state, MAPPING_TERMINATED);
+	assert_int_equal(r.action, MAPPING_MOVE);
+	assert_string_equal(r.dn, "uid=oyvind.aero,ou=former,dc=example,dc=com");
+	assert_string_equal(r.active_dn, "uid=oyvind.aero,ou=people,dc=example,dc=com");
+	assert_string_equal(values(&r, "loginShell")->v[0], "/usr/sbin/nologin");
+	assert_int_equal(values(&r, "description")->n, 1);
+	assert_string_equal(values(&r, "description")->v[0], "left 2026-11-26, was oyvind.aero");
+	mapping_result_free(&r);
+
+	/* terminated today counts; tomorrow does not yet; active false does */
+	assert_int_equal(eval_json(m, "{\"id\": 9, \"legal_entity_id\": 1, \"first_name\": \"a\", \"last_name\": \"b\","
+	                              " \"login_email\": \"x@y\", \"terminated_on\": \"2026-11-27\"}",
+	                         &w, &r),
+	                 0);
+	assert_int_equal(r.state, MAPPING_TERMINATED);
+	mapping_result_free(&r);
+	assert_int_equal(eval_json(m, "{\"id\": 9, \"legal_entity_id\": 1, \"first_name\": \"a\", \"last_name\": \"b\","
+	                              " \"login_email\": \"x@y\", \"terminated_on\": \"2026-11-28\"}",
+	                         &w, &r),
+	                 0);
+	assert_int_equal(r.state, MAPPING_ACTIVE);
+	assert_string_equal(r.terminated_on, "2026-11-28");
+	mapping_result_free(&r);
+	assert_int_equal(eval_json(m, "{\"id\": 9, \"legal_entity_id\": 1, \"first_name\": \"a\", \"last_name\": \"b\","
+	                              " \"login_email\": \"x@y\", \"active\": false}",
+	                         &w, &r),
+	                 0);
+	assert_int_equal(r.state, MAPPING_TERMINATED);
+	mapping_result_free(&r);
+	strmap_free(&w.taken);
+	mapping_free(m);
+}
+
+static void test_eval_record_errors(void **state)
+{
+	struct mapping *m = good_mapping();
+	struct world w = { 0 };
+	struct mapping_result r;
+
+	(void)state;
+	strmap_init(&w.taken);
+	assert_int_equal(eval_json(m, "{\"id\": 10, \"legal_entity_id\": 1, \"first_name\": \"a\", \"last_name\": \"b\","
+	                              " \"login_email\": null}",
+	                         &w, &r),
+	                 -1);
+	assert_string_equal(r.id, "10");
+	assert_string_equal(sbuf_str(&r.error), "mail: required, but \"{login_email|lower}\" is empty");
+	mapping_result_free(&r);
+
+	assert_int_equal(eval_json(m, "{\"legal_entity_id\": 1}", &w, &r), -1);
+	assert_string_equal(r.id, "?");
+	assert_string_equal(sbuf_str(&r.error), "key employeeNumber: \"{id}\" gives no value");
+	mapping_result_free(&r);
+
+	assert_int_equal(eval_json(m, "{\"id\": 12, \"legal_entity_id\": 1, \"login_email\": \"x@y\"}", &w, &r), -1);
+	assert_string_equal(sbuf_str(&r.error), "rdn uid: has no value");
+	mapping_result_free(&r);
+	strmap_free(&w.taken);
+	mapping_free(m);
+}
+
+static void test_invalid_utf8_bytes(void **state)
+{
+	struct mapping *m = good_mapping();
+	struct mapping_result r;
+	struct mapping_hooks h = { .today = "2026-11-27" };
+	cJSON *rec = cJSON_Parse("{\"id\": 1, \"legal_entity_id\": 1, \"first_name\": \"ok\"}");
+
+	(void)state;
+	cJSON_ReplaceItemInObject(rec, "first_name", cJSON_CreateString("bad \xC3\x28 byte"));
+	assert_int_equal(mapping_eval(m, MAPPING_EMPLOYEE, rec, &h, &r), -1);
+	assert_string_equal(sbuf_str(&r.error), "field first_name is not valid UTF-8");
+	mapping_result_free(&r);
+	cJSON_Delete(rec);
+	mapping_free(m);
+}
+
+static void test_dn_escaping_round_trips(void **state)
+{
+	static const char *values[] = {
+		"Smith, Jr.", "a+b", "quote\"d", "back\\slash", "<angle>", "semi;colon", "eq=ual",
+		"#hash", " leading space", "trailing space ", "José Núñez", "王小明", "*)(uid=*",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		char *dn = NULL, *back, err[256];
+		assert_int_equal(dn_build("cn", values[i], "ou=people,dc=example,dc=com", &dn, err, sizeof(err)), 0);
+		assert_true(dn_valid(dn));
+		back = dn_rdn_value(dn);
+		if (!back || strcmp(back, values[i]) != 0)
+			fail_msg("\"%s\" -> %s -> \"%s\"", values[i], dn, back ? back : "(null)");
+		assert_non_null(strstr(dn, ",ou=people,dc=example,dc=com"));
+		free(back);
+		free(dn);
+	}
+	{
+		char *dn = NULL, err[256];
+		assert_int_equal(dn_build("cn", "Smith, Jr.", "ou=people,dc=example,dc=com", &dn, err, sizeof(err)), 0);
+		assert_string_equal(dn, "cn=Smith\\2C Jr.,ou=people,dc=example,dc=com");
+		free(dn);
+		assert_int_equal(dn_build("cn", "", "dc=x", &dn, err, sizeof(err)), -1);
+		assert_true(dn_equal("UID=a, OU=People,dc=example,dc=com", "uid=a,ou=people,dc=example,dc=com"));
+		assert_false(dn_equal("uid=a,ou=people,dc=example,dc=com", "uid=b,ou=people,dc=example,dc=com"));
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_contract_example),
+		cmocka_unit_test(test_unknown_keys_filters_arguments),
+		cmocka_unit_test(test_attr_references),
+		cmocka_unit_test(test_rdn_key_and_structure),
+		cmocka_unit_test(test_rdn_not_among_attributes),
+		cmocka_unit_test(test_whole_file_mistakes),
+		cmocka_unit_test(test_eval_active_entry),
+		cmocka_unit_test(test_eval_unique_three_ana_garcia),
+		cmocka_unit_test(test_eval_create_only_keeps_existing),
+		cmocka_unit_test(test_eval_scope_and_termination),
+		cmocka_unit_test(test_eval_record_errors),
+		cmocka_unit_test(test_invalid_utf8_bytes),
+		cmocka_unit_test(test_dn_escaping_round_trips),
+	};
+	return cmocka_run_group_tests_name("mapping", tests, setup, teardown);
+}
