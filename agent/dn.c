@@ -41,7 +41,7 @@ int dn_build(const char *attr, const char *value, const char *base, char **out, 
 	dn[0] = avas;
 	for (size_t i = 0; i < nbase; i++)
 		dn[i + 1] = base_dn[i];
-	if (ldap_dn2bv(dn, &bv, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS) {
+	if (ldap_dn2bv(dn, &bv, LDAP_DN_FORMAT_LDAPV3 | LDAP_DN_PRETTY) != LDAP_SUCCESS) {
 		snprintf(err, errlen, "cannot build a DN from %s=\"%s\"", attr, value);
 		goto cleanup;
 	}

@@ -4,7 +4,8 @@
  *
  * dn_build() makes "<attr>=<value>,<base>": the value goes into an AVA of
  * type LDAP_AVA_STRING and ldap_dn2bv() writes the DN, escaping whatever
- * RFC 4514 requires (,+"\<>;= # at the start, leading and trailing spaces).
+ * RFC 4514 requires (,+"\<>;= # at the start, leading and trailing spaces)
+ * and leaving UTF-8 as it is (LDAP_DN_PRETTY).
  *
  * Memory: the returned strings are malloc'd and owned by the caller.
  */

@@ -1077,7 +1077,11 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 			if (r->values[i].attr == &o->attrs[o->rdn_index])
 				rv = &r->values[i].values;
 		if (!rv || rv->n != 1) {
-			sbuf_addf(&r->error, "rdn %s: %s", o->rdn, rv && rv->n ? "has more than one value" : "has no value");
+			const struct mapping_attr *ra = &o->attrs[o->rdn_index];
+			sbuf_addf(&r->error, "rdn %s: ", o->rdn);
+			for (size_t t = 0; t < ra->ntmpls; t++)
+				sbuf_addf(&r->error, "%s\"%s\"", t ? ", " : "", ra->tmpls[t]->source);
+			sbuf_adds(&r->error, rv && rv->n ? " gives more than one value" : " gives no value");
 			goto cleanup;
 		}
 		if (dn_build(o->rdn, rv->v[0], o->base, &r->active_dn, err, sizeof(err)) < 0) {

@@ -2,6 +2,7 @@
 
 #include "tmpl.h"
 
+#include "dn.h"
 #include "utf8.h"
 
 #include <ctype.h>
@@ -26,6 +27,7 @@ static const struct {
 	{ "truncate", TF_TRUNCATE, 1 }, { "replace", TF_REPLACE, 2 }, { "default", TF_DEFAULT, 1 },
 	{ "date", TF_DATE, 1 },       { "add", TF_ADD, 1 },           { "join", TF_JOIN, 1 },
 	{ "employee_dn", TF_EMPLOYEE_DN, 0 }, { "before", TF_BEFORE, 1 },     { "after", TF_AFTER, 1 },
+	{ "rdn", TF_RDN, 0 },
 };
 
 #define NFILTERS (sizeof(filter_table) / sizeof(filter_table[0]))
@@ -188,6 +190,7 @@ static int check_filter_args(struct parser *p, struct tmpl_filter *f, size_t off
 	case TF_DATE:
 	case TF_JOIN:
 	case TF_EMPLOYEE_DN:
+	case TF_RDN:
 		break;
 	case TF_BEFORE:
 	case TF_AFTER:
@@ -775,6 +778,19 @@ static int apply_one(const struct tmpl_filter *f, struct tmpl_env *env, const ch
 			sbuf_adds(out, hit + strlen(arg0));
 		return 0;
 	}
+	case TF_RDN: {
+		char *v;
+		if (!in[0])
+			return 0;
+		v = dn_rdn_value(in);
+		if (!v) {
+			sbuf_addf(env->err, "rdn: \"%s\" is not a DN", in);
+			return -1;
+		}
+		sbuf_adds(out, v);
+		free(v);
+		return 0;
+	}
 	case TF_DEFAULT:
 	case TF_JOIN:
 	case TF_EMPLOYEE_DN:
@@ -846,6 +862,7 @@ static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struc
 	case TF_ADD:
 	case TF_BEFORE:
 	case TF_AFTER:
+	case TF_RDN:
 		if (f->nargs > 0 && arg_single(&f->args[0], env, filter_table[f->id].name, &arg0) < 0)
 			goto cleanup;
 		if (f->nargs > 1 && arg_single(&f->args[1], env, filter_table[f->id].name, &arg1) < 0)

@@ -49,6 +49,7 @@ enum tmpl_filter_id {
 	TF_EMPLOYEE_DN,
 	TF_BEFORE,
 	TF_AFTER,
+	TF_RDN,
 };
 
 struct tmpl_path {

@@ -445,7 +445,7 @@ static void test_eval_record_errors(void **state)
 	mapping_result_free(&r);
 
 	assert_int_equal(eval_json(m, "{\"id\": 12, \"legal_entity_id\": 1, \"login_email\": \"x@y\"}", &w, &r), -1);
-	assert_string_equal(sbuf_str(&r.error), "rdn uid: has no value");
+	assert_string_equal(sbuf_str(&r.error), "rdn uid: \"{first_name|slug}.{last_name|slug}\" gives no value");
 	mapping_result_free(&r);
 	strmap_free(&w.taken);
 	mapping_free(m);

@@ -273,6 +273,8 @@ static void test_employee_dn(void **state)
 	check("{id|employee_dn}", "");
 	check("{id|employee_dn|default('cn=nobody')}", "cn=nobody");
 	check("{missing|employee_dn}", "");
+	check("{ids|employee_dn|rdn}", "ana | jose");
+	check("{words|rdn}", "ERR: rdn: \"Seán O'Brien\" is not a DN");
 }
 
 static void check_parse(const char *src, size_t want_off, const char *want)
