@@ -540,6 +540,10 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 	if ((x = map_get(L, sec, "only_if", NULL)))
 		load_scope(L, o, x, key);
 
+	join(key, sizeof(key), path, "rdn");
+	if (!map_get(L, sec, "rdn", NULL))
+		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+
 	join(key, sizeof(key), path, "attributes");
 	attrs = map_get(L, sec, "attributes", NULL);
 	if (!attrs) {
@@ -607,9 +611,7 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 	{
 		char rkey[512];
 		join(rkey, sizeof(rkey), path, "rdn");
-		if (!(x = map_get(L, sec, "rdn", NULL))) {
-			ydoc_error(&L->y, L->d, sec, rkey, "required key is missing");
-		} else {
+		if ((x = map_get(L, sec, "rdn", NULL))) {
 			const char *s = want_string(L, x, rkey);
 			int idx = s ? find_attr(o, s) : -1;
 			if (s && idx < 0)

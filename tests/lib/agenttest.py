@@ -58,7 +58,8 @@ class AgentDir:
         self.secret("challenge", "test-challenge")
         self.secret("ldap-password", "agent-secret")
         if not os.path.exists(os.path.join(self.path, "mapping.yaml")):
-            self.file("mapping.yaml", "version: 1\n")
+            with open(os.path.join(TOP_SRCDIR, "examples", "mapping.yaml"), encoding="utf-8") as f:
+                self.file("mapping.yaml", f.read())
         os.makedirs(os.path.join(self.path, "state"), exist_ok=True)
         return self.file("agent.yaml", f"""factorial:
   base_url: {base_url}
