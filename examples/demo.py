@@ -2,6 +2,7 @@
 Factorial, writes an agent configuration for them, and walks through what the
 agent does today.  Everything it starts is stopped and removed at the end."""
 
+import json
 import os
 import subprocess
 import sys
@@ -42,26 +43,30 @@ def main():
         cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url,
                          public_url="http://127.0.0.1:18080/hooks")
         d.secret("api-key", "demo-api-key")
-        with open(os.path.join(TOP, "examples", "mapping.yaml")) as f:
+        with open(os.path.join(TOP, "mappings", "openldap-inetorgperson.yaml")) as f:
             d.file("mapping.yaml", f.read())
 
-        step("The configuration is checked (every mistake, by file:line:column)")
+        step("The configuration and the mapping are checked (every mistake, by file:line:column)")
         agent("-c", cfg, "check")
         with open(cfg) as f:
             text = f.read().replace("company_id: 1234", "company_id: ACME").replace("ldap://", "ldpa://")
         bad = d.file("broken.yaml", text + "log:\n  levle: info\n")
         agent("-c", bad, "check")
 
+        step("What the mapping makes of Factorial's employees (render: offline, as LDIF)")
+        people = d.file("people.json", json.dumps([fake.employees[i] for i in (1, 2, 3, 8, 10)],
+                                                  ensure_ascii=False))
+        agent("-c", cfg, "render", people)
+
         step("The directory as it stands")
         for dn in sorted(ldap.search(attrs=["1.1"]), key=lambda x: (x.count(","), x)):
             print(f"  {dn}")
 
         step("What comes next")
-        print("This version checks its configuration; the other commands say they are not\n"
-              "available yet rather than pretend.  As they land, this demo registers the\n"
-              "agent's webhook subscriptions with Factorial, receives sample deliveries and\n"
-              "shows the entries they produce.")
-        agent("-c", cfg, "render", os.path.join(TOP, "tests", "fixtures", "factorial", "employees.json"))
+        print("This version checks its configuration and renders the mapping; run, apply, sync,\n"
+              "subscriptions and queue say they are not available yet rather than pretend.  As\n"
+              "they land, this demo registers the agent's webhook subscriptions with Factorial,\n"
+              "receives sample deliveries and shows the entries they produce in the directory.")
     print("\nEverything the demo started has been stopped and removed.")
     return 0
 

@@ -201,6 +201,35 @@ static void test_rdn_not_among_attributes(void **state)
 	       "(objectClass, the key and the RDN attribute stay as they are)\n");
 }
 
+static void test_option_scope_and_termination_mistakes(void **state)
+{
+	(void)state;
+	expect(HEAD
+	       "  only_if: { 'a b': [1], legal_entity_id: { x: 1 } }\n"
+	       "  attributes:\n"
+	       "    uid: { unique: true }\n"
+	       "    cn: { value: x, max_length: many }\n"
+	       "    sn: { value: { nested: x } }\n"
+	       "    9bad: x\n"
+	       "  terminated:\n"
+	       "    action: lock\n"
+	       "    move_to: nowhere\n"
+	       "    remove_from_groups: 1\n"
+	       "    attributes: { description: { value: x }, 'no way': y }\n",
+	       "m.yaml:7:14: employees.only_if.a b: \"a b\" is not a field name (a or a.b)\n"
+	       "m.yaml:7:43: employees.only_if.legal_entity_id: expected a value or a list of values, got a mapping\n"
+	       "m.yaml:9:10: employees.attributes.uid: value is missing\n"
+	       "m.yaml:10:33: employees.attributes.cn.max_length: expected a number of characters from 1 to 65535\n"
+	       "m.yaml:11:18: employees.attributes.sn.value: expected a template string, got a mapping\n"
+	       "m.yaml:12:5: employees.attributes: \"9bad\" is not an attribute name\n"
+	       "m.yaml:14:13: employees.terminated.action: \"lock\" is not one of disable | move | delete\n"
+	       "m.yaml:15:14: employees.terminated.move_to: \"nowhere\" is not a valid DN\n"
+	       "m.yaml:16:25: employees.terminated.remove_from_groups: expected true or false, got \"1\"\n"
+	       "m.yaml:17:32: employees.terminated.attributes.description: expected a template or a list of "
+	       "templates, got a mapping\n"
+	       "m.yaml:17:46: employees.terminated.attributes: \"no way\" is not an attribute name\n");
+}
+
 static void test_whole_file_mistakes(void **state)
 {
 	(void)state;
@@ -504,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_attr_references),
 		cmocka_unit_test(test_rdn_key_and_structure),
 		cmocka_unit_test(test_rdn_not_among_attributes),
+		cmocka_unit_test(test_option_scope_and_termination_mistakes),
 		cmocka_unit_test(test_whole_file_mistakes),
 		cmocka_unit_test(test_eval_active_entry),
 		cmocka_unit_test(test_eval_unique_three_ana_garcia),
