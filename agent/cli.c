@@ -2,12 +2,15 @@
 
 #include "cli.h"
 
+#include "apply.h"
 #include "clock.h"
 #include "config.h"
 #include "diag.h"
 #include "log.h"
 #include "mapping.h"
+#include "ldapw.h"
 #include "render.h"
+#include "store.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -28,6 +31,7 @@ struct command {
 
 static int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_render(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct command commands[] = {
@@ -38,7 +42,7 @@ static const struct command commands[] = {
 	  "                                     -m MAPPING checks a mapping (and fixtures) without a config" },
 	{ "render", cmd_render, "render [-m MAPPING] [--kind employee|team] FILE...",
 	  "offline: print the entry each JSON record maps to, as LDIF content records" },
-	{ "apply", cmd_not_built, "apply [--dry-run] --event TYPE FILE|-",
+	{ "apply", cmd_apply, "apply [--dry-run] --event TYPE FILE|-",
 	  "handle one delivery body as if it arrived for subscription TYPE" },
 	{ "sync", cmd_not_built, "sync [--dry-run] [--employee ID] [--force]",
 	  "reconcile the directory with the Factorial API" },
@@ -273,6 +277,115 @@ cleanup:
 	sbuf_free(&errs);
 	mapping_free(m);
 	config_free(cfg);
+	return rc;
+}
+
+static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "event", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char use[] = "Usage: %s apply [--dry-run] --event TYPE FILE|-\n";
+	struct apply_ctx a = { 0 };
+	struct config *cfg = NULL;
+	struct mapping *m = NULL;
+	struct ldapw *lw = NULL;
+	struct store *st = NULL;
+	struct ldapw_error lerr;
+	struct sbuf err, ldif, summary;
+	const char *type = NULL;
+	cJSON *body = NULL;
+	char today[16];
+	bool dry_run = false;
+	int rc = CLI_USAGE;
+	int c;
+
+	sbuf_init(&err);
+	sbuf_init(&ldif);
+	sbuf_init(&summary);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hne:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			dry_run = true;
+			break;
+		case 'e':
+			type = optarg;
+			break;
+		case 'h':
+			printf(use, ctx->prog);
+			rc = CLI_OK;
+			goto cleanup;
+		default:
+			fprintf(stderr, use, ctx->prog);
+			goto cleanup;
+		}
+	}
+	if (!type || optind != argc - 1) {
+		fprintf(stderr, use, ctx->prog);
+		goto cleanup;
+	}
+	if (!apply_known_type(type)) {
+		fprintf(stderr, "%s: apply: \"%s\" is not a subscription type the agent handles:\n", ctx->prog, type);
+		for (size_t i = 0; config_subscription_types[i]; i++)
+			fprintf(stderr, "  %s\n", config_subscription_types[i]);
+		goto cleanup;
+	}
+	if (load_config(ctx, &cfg) < 0 || load_mapping(cfg->mapping, &m) < 0)
+		goto cleanup;
+	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
+	rc = CLI_FAIL;
+	body = render_read_json(argv[optind], &err);
+	if (!body) {
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
+	if (cfg->factorial.enrich)
+		log_warn("factorial.enrich is on, but this version does not read records from the API yet: the "
+		         "delivery is mapped as it came");
+	if (ldapw_open(cfg, &lw, &lerr) != 0) {
+		fprintf(stderr, "%s: %s: %s%s%s: %s\n", ctx->prog, cfg->ldap.uri, lerr.op,
+		        cfg->ldap.bind_dn && strcmp(lerr.op, "bind") == 0 ? " as " : "",
+		        cfg->ldap.bind_dn && strcmp(lerr.op, "bind") == 0 ? cfg->ldap.bind_dn : "", lerr.text);
+		goto cleanup;
+	}
+	if (!dry_run && store_open(cfg->state_dir, &st, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
+	clock_today(today, sizeof(today));
+	a.m = m;
+	a.lw = lw;
+	a.st = st;
+	a.dry_run = dry_run;
+	a.today = today;
+	a.ldif = &ldif;
+	if (apply_delivery(&a, type, body, &err) < 0) {
+		fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
+		fflush(stdout);
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
+	fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
+	if (fflush(stdout) != 0 || ldif.failed) {
+		fprintf(stderr, "%s: apply: cannot write the output\n", ctx->prog);
+		goto cleanup;
+	}
+	apply_summary_line(&a, &summary);
+	fprintf(stderr, "%s\n", sbuf_str(&summary));
+	rc = CLI_OK;
+cleanup:
+	cJSON_Delete(body);
+	store_close(st);
+	ldapw_close(lw);
+	mapping_free(m);
+	config_free(cfg);
+	sbuf_free(&err);
+	sbuf_free(&ldif);
+	sbuf_free(&summary);
 	return rc;
 }
 

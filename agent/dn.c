@@ -3,9 +3,11 @@
 #include "dn.h"
 
 #include <ldap.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int dn_build(const char *attr, const char *value, const char *base, char **out, char *err, size_t errlen)
 {
@@ -81,6 +83,39 @@ char *dn_rdn_value(const char *s)
 		v = strndup(dn[0][0]->la_value.bv_val, dn[0][0]->la_value.bv_len);
 	ldap_dnfree(dn);
 	return v;
+}
+
+static char *dn_slice(const char *s, bool first)
+{
+	LDAPDN dn = NULL;
+	char *out = NULL, *str = NULL;
+
+	if (ldap_str2dn(s, &dn, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS)
+		return NULL;
+	if (!dn || !dn[0]) {
+		out = strdup("");
+	} else if (first) {
+		LDAPRDN one[2] = { dn[0], NULL };
+		if (ldap_dn2str(one, &str, LDAP_DN_FORMAT_LDAPV3 | LDAP_DN_PRETTY) == LDAP_SUCCESS)
+			out = strdup(str);
+	} else if (!dn[1]) {
+		out = strdup("");
+	} else if (ldap_dn2str(dn + 1, &str, LDAP_DN_FORMAT_LDAPV3 | LDAP_DN_PRETTY) == LDAP_SUCCESS) {
+		out = strdup(str);
+	}
+	ldap_memfree(str);
+	ldap_dnfree(dn);
+	return out;
+}
+
+char *dn_parent(const char *s)
+{
+	return dn_slice(s, false);
+}
+
+char *dn_first_rdn(const char *s)
+{
+	return dn_slice(s, true);
 }
 
 bool dn_equal(const char *a, const char *b)

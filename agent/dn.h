@@ -24,6 +24,13 @@ bool dn_valid(const char *s);
 /* The value of the first RDN's first AVA, malloc'd (NULL when s is not a DN). */
 char *dn_rdn_value(const char *s);
 
+/* The DN without its first RDN ("" for a one-RDN DN), malloc'd; NULL when
+ * s is not a DN. */
+char *dn_parent(const char *s);
+
+/* The first RDN as a string ("uid=a"), malloc'd; NULL when s is not a DN. */
+char *dn_first_rdn(const char *s);
+
 /* Whether two DNs are the same after normalisation by libldap (case of
  * attribute names, spacing, escaping); attribute values compare exactly. */
 bool dn_equal(const char *a, const char *b);

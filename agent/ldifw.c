@@ -27,3 +27,17 @@ void ldifw_comment(struct sbuf *out, const char *text)
 		sbuf_addc(out, (*p == '\n' || *p == '\r') ? ' ' : *p);
 	sbuf_addc(out, '\n');
 }
+
+void ldifw_change(struct sbuf *out, const char *dn, const char *changetype)
+{
+	ldifw_attr(out, "dn", dn);
+	sbuf_addf(out, "changetype: %s\n", changetype);
+}
+
+void ldifw_mod(struct sbuf *out, const char *op, const char *attr, const char *const *values, size_t n)
+{
+	sbuf_addf(out, "%s: %s\n", op, attr);
+	for (size_t i = 0; i < n; i++)
+		ldifw_attr(out, attr, values[i]);
+	sbuf_adds(out, "-\n");
+}

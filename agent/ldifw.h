@@ -11,11 +11,19 @@
 #ifndef FLA_LDIFW_H
 #define FLA_LDIFW_H
 
+#include <stddef.h>
+
 #include "sbuf.h"
 
 /* "name: value" or "name:: base64" and a newline. */
 void ldifw_attr(struct sbuf *out, const char *name, const char *value);
 /* "# text" and a newline; line breaks inside text become spaces. */
 void ldifw_comment(struct sbuf *out, const char *text);
+
+/* A change record's first lines: "dn: ..." and "changetype: ...". */
+void ldifw_change(struct sbuf *out, const char *dn, const char *changetype);
+/* One modification of a changetype: modify record: "replace: attr", the
+ * values, and the "-" line.  values may be NULL (delete the attribute). */
+void ldifw_mod(struct sbuf *out, const char *op, const char *attr, const char *const *values, size_t n);
 
 #endif

@@ -766,6 +766,37 @@ char *mapping_record_id(const cJSON *record)
 	return NULL;
 }
 
+int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *record, char **key, struct sbuf *err)
+{
+	const struct mapping_object *o = &m->obj[kind];
+	struct tmpl_env env = { .record = record, .err = err };
+	struct vlist v, unresolved;
+	int rc = -1;
+
+	*key = NULL;
+	vlist_init(&v);
+	vlist_init(&unresolved);
+	env.unresolved = &unresolved;
+	if (!o->present) {
+		sbuf_addf(err, "the mapping has no %s section", section_names[kind]);
+		goto cleanup;
+	}
+	if (tmpl_eval(o->key_value, &env, &v) < 0)
+		goto cleanup;
+	vlist_normalize(&v);
+	if (v.n != 1) {
+		sbuf_addf(err, "key %s: \"%s\" gives %s", o->key_attr, o->key_value->source,
+		          v.n ? "more than one value" : "no value");
+		goto cleanup;
+	}
+	*key = strdup(v.v[0]);
+	rc = *key ? 0 : -1;
+cleanup:
+	vlist_free(&v);
+	vlist_free(&unresolved);
+	return rc;
+}
+
 void mapping_result_free(struct mapping_result *r)
 {
 	free(r->id);
@@ -988,6 +1019,12 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 	if (kind == MAPPING_EMPLOYEE && r->state == MAPPING_ACTIVE && is_terminated(record, hooks->today, &r->terminated_on)) {
 		r->state = MAPPING_TERMINATED;
 		r->action = o->action;
+	}
+	if (kind == MAPPING_EMPLOYEE && hooks->force == MAPPING_FORCE_TERMINATED) {
+		r->state = MAPPING_TERMINATED;
+		r->action = o->action;
+	} else if (hooks->force == MAPPING_FORCE_ACTIVE && r->state == MAPPING_TERMINATED) {
+		r->state = MAPPING_ACTIVE;
 	}
 
 	vals = calloc(o->nattrs, sizeof(*vals));

@@ -97,6 +97,12 @@ void mapping_free(struct mapping *m);
 
 const char *mapping_kind_name(enum mapping_kind kind);
 
+enum mapping_force {
+	MAPPING_FORCE_NONE = 0,
+	MAPPING_FORCE_ACTIVE,     /* an unterminate: the record is active whatever its dates say */
+	MAPPING_FORCE_TERMINATED, /* a terminate that is due, or a record that fell out of scope */
+};
+
 /* What the caller lends the evaluation. Every hook may be NULL. */
 struct mapping_hooks {
 	/* employee id -> DN (see tmpl_dn_lookup) */
@@ -108,6 +114,7 @@ struct mapping_hooks {
 	int (*existing)(void *ctx, const char *attr, struct vlist *out, struct sbuf *err);
 	void *ctx;
 	const char *today; /* YYYY-MM-DD: terminations on or before it apply */
+	enum mapping_force force;
 };
 
 enum mapping_state {
@@ -146,6 +153,10 @@ struct mapping_result {
 int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *record,
                  const struct mapping_hooks *hooks, struct mapping_result *r);
 void mapping_result_free(struct mapping_result *r);
+
+/* The key value of a record alone (no directory needed); returns 0 and a
+ * malloc'd value, or -1 with the reason in err. */
+int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *record, char **key, struct sbuf *err);
 
 /* The record's id as text (number or string), malloc'd; NULL when absent. */
 char *mapping_record_id(const cJSON *record);

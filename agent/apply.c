@@ -1,0 +1,1317 @@
+#include "build.h"
+
+#include "apply.h"
+
+#include "dn.h"
+#include "ldifw.h"
+#include "log.h"
+#include "strmap.h"
+
+#include <ldap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum cat {
+	CAT_NONE,
+	CAT_ADD,
+	CAT_MODIFY,
+	CAT_RENAME,
+	CAT_DISABLE,
+	CAT_DELETE,
+};
+
+/* One attribute change of a modify, or one attribute of an add. */
+struct change {
+	int op;
+	char *attr;
+	struct vlist values;
+};
+
+struct changes {
+	struct change *v;
+	size_t n;
+};
+
+/* What one record's handling shares. */
+struct job {
+	struct apply_ctx *a;
+	const char *kind;  /* "employee", "team" */
+	const char *id;
+	const char *event; /* the last part of the subscription type */
+	const char *type;  /* the whole subscription type, for the audit log */
+	struct sbuf *err;
+	bool counted;      /* the record's category was counted */
+	struct strmap dn_cache; /* employee id -> DN ("" when none) */
+	struct strmap touched;  /* group DNs already changed for this record */
+};
+
+static const char *const employee_types[] = {
+	"employees/employee/create_with_contract", "employees/employee/invite",
+	"employees/employee/update",               "employees/employee/terminate",
+	"employees/employee/unterminate",          "employees/employee/set_regular_access_start_date",
+	NULL,
+};
+
+bool apply_known_type(const char *type)
+{
+	for (size_t i = 0; employee_types[i]; i++)
+		if (strcmp(type, employee_types[i]) == 0)
+			return true;
+	return strcmp(type, "teams/team/create") == 0 || strcmp(type, "teams/team/update") == 0 ||
+	       strcmp(type, "teams/team/delete") == 0 || strcmp(type, "teams/membership/create") == 0 ||
+	       strcmp(type, "teams/membership/update") == 0 || strcmp(type, "teams/membership/delete") == 0 ||
+	       strcmp(type, "teams/membership/bulk_upsert") == 0;
+}
+
+/* ---- changes ------------------------------------------------------------ */
+
+static void changes_free(struct changes *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->v[i].attr);
+		vlist_free(&c->v[i].values);
+	}
+	free(c->v);
+	c->v = NULL;
+	c->n = 0;
+}
+
+/* Adds a change; values (may be NULL) are copied. */
+static int changes_add(struct changes *c, int op, const char *attr, const struct vlist *values)
+{
+	struct change *v = realloc(c->v, (c->n + 1) * sizeof(*v));
+	struct change *ch;
+
+	if (!v)
+		return -1;
+	c->v = v;
+	ch = &c->v[c->n];
+	ch->op = op;
+	ch->attr = strdup(attr);
+	vlist_init(&ch->values);
+	if (!ch->attr)
+		return -1;
+	c->n++;
+	for (size_t i = 0; values && i < values->n; i++)
+		if (vlist_push_copy(&ch->values, values->v[i], strlen(values->v[i])) < 0)
+			return -1;
+	return 0;
+}
+
+static bool same_set(const struct vlist *a, const struct vlist *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!vlist_contains(b, a->v[i]))
+			return false;
+	return true;
+}
+
+/* The smallest modification that turns current into desired (exact values). */
+static int diff_attr(struct changes *c, const char *attr, const struct vlist *cur, const struct vlist *want)
+{
+	static const struct vlist none = { 0 };
+	struct vlist del, add;
+	int rc = -1;
+
+	if (!cur)
+		cur = &none;
+	if (same_set(cur, want))
+		return 0;
+	if (want->n == 0)
+		return changes_add(c, LDAP_MOD_DELETE, attr, NULL);
+	if (cur->n <= 1 || want->n == 1)
+		return changes_add(c, LDAP_MOD_REPLACE, attr, want);
+	vlist_init(&del);
+	vlist_init(&add);
+	for (size_t i = 0; i < cur->n; i++)
+		if (!vlist_contains(want, cur->v[i]) && vlist_push_copy(&del, cur->v[i], strlen(cur->v[i])) < 0)
+			goto cleanup;
+	for (size_t i = 0; i < want->n; i++)
+		if (!vlist_contains(cur, want->v[i]) && vlist_push_copy(&add, want->v[i], strlen(want->v[i])) < 0)
+			goto cleanup;
+	/* delete first: a value that only changes case must leave before it comes back */
+	if (del.n && changes_add(c, LDAP_MOD_DELETE, attr, &del) < 0)
+		goto cleanup;
+	if (add.n && changes_add(c, LDAP_MOD_ADD, attr, &add) < 0)
+		goto cleanup;
+	rc = 0;
+cleanup:
+	vlist_free(&del);
+	vlist_free(&add);
+	return rc;
+}
+
+/* "title, mail" for messages and the audit log. */
+static void attr_names(const struct changes *c, struct sbuf *out)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		bool seen = false;
+		for (size_t k = 0; k < i; k++)
+			seen = seen || strcasecmp(c->v[k].attr, c->v[i].attr) == 0;
+		if (!seen)
+			sbuf_addf(out, "%s%s", out->len ? ", " : "", c->v[i].attr);
+	}
+}
+
+/* ---- operations: to the directory, or as LDIF --------------------------- */
+
+static void count(struct job *j, enum cat cat)
+{
+	struct apply_summary *s = &j->a->sum;
+
+	switch (cat) {
+	case CAT_ADD:
+		s->add++;
+		break;
+	case CAT_MODIFY:
+		s->modify++;
+		break;
+	case CAT_RENAME:
+		s->rename++;
+		break;
+	case CAT_DISABLE:
+		s->disable++;
+		break;
+	case CAT_DELETE:
+		s->del++;
+		break;
+	case CAT_NONE:
+		break;
+	}
+}
+
+static void say(struct job *j, const char *what)
+{
+	struct sbuf line;
+
+	sbuf_init(&line);
+	sbuf_addf(&line, "%s %s (%s): %s", j->kind, j->id, j->event, what);
+	if (j->a->dry_run)
+		ldifw_comment(j->a->ldif, sbuf_str(&line));
+	else
+		log_info("%s", sbuf_str(&line));
+	sbuf_free(&line);
+}
+
+static int failed(struct job *j, const char *dn, const struct ldapw_error *e)
+{
+	sbuf_addf(j->err, "%s %s: %s: %s: %s", j->kind, j->id, dn, e->op, e->text);
+	j->a->connection_lost = ldapw_error_is_connection(e);
+	return -1;
+}
+
+static void audit(struct job *j, const char *dn, const char *op, const char *attrs)
+{
+	struct sbuf e;
+
+	if (!j->a->st)
+		return;
+	sbuf_init(&e);
+	if (store_audit(j->a->st, j->type, j->kind, j->id, dn, op, attrs, &e) < 0)
+		log_warn("%s %s: %s: the audit log could not be written: %s", j->kind, j->id, dn, sbuf_str(&e));
+	sbuf_free(&e);
+}
+
+static struct ldapw_mod *to_mods(const struct changes *c)
+{
+	struct ldapw_mod *m = calloc(c->n ? c->n : 1, sizeof(*m));
+
+	for (size_t i = 0; m && i < c->n; i++) {
+		m[i].op = c->v[i].op;
+		m[i].attr = c->v[i].attr;
+		m[i].values = &c->v[i].values;
+	}
+	return m;
+}
+
+static int op_add(struct job *j, const char *dn, const struct changes *attrs, enum cat cat)
+{
+	struct sbuf what, names;
+	struct ldapw_error e;
+	struct ldapw_mod *mods = NULL;
+	int rc = -1;
+
+	sbuf_init(&what);
+	sbuf_init(&names);
+	attr_names(attrs, &names);
+	sbuf_addf(&what, "add %s", dn);
+	say(j, sbuf_str(&what));
+	if (j->a->dry_run) {
+		ldifw_change(j->a->ldif, dn, "add");
+		for (size_t i = 0; i < attrs->n; i++)
+			for (size_t k = 0; k < attrs->v[i].values.n; k++)
+				ldifw_attr(j->a->ldif, attrs->v[i].attr, attrs->v[i].values.v[k]);
+		sbuf_addc(j->a->ldif, '\n');
+	} else {
+		if (!(mods = to_mods(attrs)))
+			goto cleanup;
+		if (ldapw_add(j->a->lw, dn, mods, attrs->n, &e) != LDAP_SUCCESS) {
+			failed(j, dn, &e);
+			goto cleanup;
+		}
+		audit(j, dn, "add", sbuf_str(&names));
+	}
+	if (!j->counted)
+		count(j, cat);
+	j->counted = true;
+	rc = 0;
+cleanup:
+	free(mods);
+	sbuf_free(&what);
+	sbuf_free(&names);
+	return rc;
+}
+
+static int op_modify(struct job *j, const char *dn, const struct changes *c, enum cat cat, const char *verb)
+{
+	struct sbuf what, names;
+	struct ldapw_error e;
+	struct ldapw_mod *mods = NULL;
+	int rc = -1;
+
+	if (c->n == 0)
+		return 0;
+	sbuf_init(&what);
+	sbuf_init(&names);
+	attr_names(c, &names);
+	sbuf_addf(&what, "%s %s: %s", verb, dn, sbuf_str(&names));
+	say(j, sbuf_str(&what));
+	if (j->a->dry_run) {
+		ldifw_change(j->a->ldif, dn, "modify");
+		for (size_t i = 0; i < c->n; i++) {
+			const char *op = c->v[i].op == LDAP_MOD_ADD ? "add" : c->v[i].op == LDAP_MOD_DELETE ? "delete" : "replace";
+			ldifw_mod(j->a->ldif, op, c->v[i].attr, (const char *const *)c->v[i].values.v, c->v[i].values.n);
+		}
+		sbuf_addc(j->a->ldif, '\n');
+	} else {
+		if (!(mods = to_mods(c)))
+			goto cleanup;
+		if (ldapw_modify(j->a->lw, dn, mods, c->n, &e) != LDAP_SUCCESS) {
+			failed(j, dn, &e);
+			goto cleanup;
+		}
+		audit(j, dn, "modify", sbuf_str(&names));
+	}
+	if (cat == CAT_MODIFY || !j->counted)
+		count(j, cat);
+	if (cat != CAT_MODIFY)
+		j->counted = true;
+	rc = 0;
+cleanup:
+	free(mods);
+	sbuf_free(&what);
+	sbuf_free(&names);
+	return rc;
+}
+
+static int op_rename(struct job *j, const char *dn, const char *newdn, const char *newrdn, const char *newsup,
+                     enum cat cat)
+{
+	struct sbuf what;
+	struct ldapw_error e;
+	int rc = -1;
+
+	sbuf_init(&what);
+	sbuf_addf(&what, "rename %s to %s", dn, newdn);
+	say(j, sbuf_str(&what));
+	if (j->a->dry_run) {
+		ldifw_change(j->a->ldif, dn, "modrdn");
+		ldifw_attr(j->a->ldif, "newrdn", newrdn);
+		sbuf_adds(j->a->ldif, "deleteoldrdn: 1\n");
+		if (newsup)
+			ldifw_attr(j->a->ldif, "newsuperior", newsup);
+		sbuf_addc(j->a->ldif, '\n');
+	} else {
+		if (ldapw_rename(j->a->lw, dn, newrdn, newsup, &e) != LDAP_SUCCESS) {
+			failed(j, dn, &e);
+			goto cleanup;
+		}
+		audit(j, dn, "modrdn", newdn);
+	}
+	if (!j->counted)
+		count(j, cat);
+	j->counted = true;
+	rc = 0;
+cleanup:
+	sbuf_free(&what);
+	return rc;
+}
+
+static int op_delete(struct job *j, const char *dn)
+{
+	struct sbuf what;
+	struct ldapw_error e;
+	int rc = -1;
+
+	sbuf_init(&what);
+	sbuf_addf(&what, "delete %s", dn);
+	say(j, sbuf_str(&what));
+	if (j->a->dry_run) {
+		ldifw_change(j->a->ldif, dn, "delete");
+		sbuf_addc(j->a->ldif, '\n');
+	} else {
+		if (ldapw_delete(j->a->lw, dn, &e) != LDAP_SUCCESS) {
+			failed(j, dn, &e);
+			goto cleanup;
+		}
+		audit(j, dn, "delete", "");
+	}
+	count(j, CAT_DELETE);
+	j->counted = true;
+	rc = 0;
+cleanup:
+	sbuf_free(&what);
+	return rc;
+}
+
+/* ---- reading the directory ------------------------------------------------- */
+
+/* objectClass and every attribute the section owns, NULL-terminated. */
+static const char **owned_attrs(const struct mapping_object *o)
+{
+	const char **v = calloc(o->nattrs + o->nterm_attrs + 2, sizeof(*v));
+	size_t n = 0;
+
+	if (!v)
+		return NULL;
+	v[n++] = "objectClass";
+	for (size_t i = 0; i < o->nattrs; i++)
+		v[n++] = o->attrs[i].name;
+	for (size_t i = 0; i < o->nterm_attrs; i++)
+		v[n++] = o->term_attrs[i].name;
+	return v;
+}
+
+/* Finds the one entry holding key under the section's search_base. */
+static int find_by_key(struct job *j, const struct mapping_object *o, const char *key, struct ldapw_entries *out)
+{
+	const char **attrs = owned_attrs(o);
+	char *filter = ldapw_eq_filter(o->key_attr, key);
+	struct ldapw_error e;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (!attrs || !filter) {
+		sbuf_adds(j->err, "out of memory");
+		goto cleanup;
+	}
+	if (ldapw_search(j->a->lw, o->search_base, filter, attrs, 0, out, &e) != LDAP_SUCCESS) {
+		failed(j, o->search_base, &e);
+		goto cleanup;
+	}
+	if (out->n > 1) {
+		sbuf_addf(j->err, "%s %s: the key %s=%s is held by %zu entries (", j->kind, j->id, o->key_attr, key, out->n);
+		for (size_t i = 0; i < out->n; i++)
+			sbuf_addf(j->err, "%s%s", i ? "; " : "", out->v[i].dn);
+		sbuf_adds(j->err, "); nothing changed: remove the duplicate");
+		ldapw_entries_free(out);
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	free(attrs);
+	free(filter);
+	return rc;
+}
+
+struct hookctx {
+	struct job *j;
+	const struct ldapw_entry *own;
+	const char *search_base;
+};
+
+static int hook_taken(void *ctx, const char *attr, const char *value, struct sbuf *err)
+{
+	struct hookctx *h = ctx;
+	static const char *const none[] = { "1.1", NULL };
+	struct ldapw_entries found;
+	struct ldapw_error e;
+	char *filter = ldapw_eq_filter(attr, value);
+	int taken = 0;
+
+	if (!filter)
+		return -1;
+	if (ldapw_search(h->j->a->lw, h->search_base, filter, none, 2, &found, &e) != LDAP_SUCCESS) {
+		free(filter);
+		sbuf_addf(err, "checking that %s=%s is free: %s", attr, value, e.text);
+		h->j->a->connection_lost = ldapw_error_is_connection(&e);
+		return -1;
+	}
+	for (size_t i = 0; i < found.n; i++)
+		if (!h->own || !dn_equal(found.v[i].dn, h->own->dn))
+			taken = 1;
+	ldapw_entries_free(&found);
+	free(filter);
+	return taken;
+}
+
+static int hook_existing(void *ctx, const char *attr, struct vlist *out, struct sbuf *err)
+{
+	struct hookctx *h = ctx;
+	const struct vlist *v;
+
+	(void)err;
+	if (!h->own || !(v = ldapw_entry_values(h->own, attr)) || v->n == 0)
+		return 0;
+	for (size_t i = 0; i < v->n; i++)
+		if (vlist_push_copy(out, v->v[i], strlen(v->v[i])) < 0)
+			return -1;
+	return 1;
+}
+
+/* A record holding only an id, as an employee or team reference sees it. */
+static cJSON *id_record(const char *id)
+{
+	cJSON *r = cJSON_CreateObject();
+	char *end;
+	double d = strtod(id, &end);
+
+	if (!r)
+		return NULL;
+	if (*id && !*end)
+		cJSON_AddNumberToObject(r, "id", d);
+	else
+		cJSON_AddStringToObject(r, "id", id);
+	return r;
+}
+
+/* The DN of employee id's entry: 1 found, 0 none, -1 failure. */
+static int lookup_employee(struct job *j, const char *id, char **dn)
+{
+	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
+	static const char *const none[] = { "1.1", NULL };
+	const char *cached = strmap_get(&j->dn_cache, id);
+	struct ldapw_entries found;
+	struct ldapw_error e;
+	char *key = NULL, *filter = NULL;
+	cJSON *rec;
+	int rc = -1;
+
+	*dn = NULL;
+	if (cached) {
+		if (!*cached)
+			return 0;
+		*dn = strdup(cached);
+		return *dn ? 1 : -1;
+	}
+	if (!o->present)
+		return 0;
+	rec = id_record(id);
+	if (!rec || mapping_key(j->a->m, MAPPING_EMPLOYEE, rec, &key, j->err) < 0)
+		goto cleanup;
+	if (!(filter = ldapw_eq_filter(o->key_attr, key)))
+		goto cleanup;
+	if (ldapw_search(j->a->lw, o->search_base, filter, none, 2, &found, &e) != LDAP_SUCCESS) {
+		failed(j, o->search_base, &e);
+		goto cleanup;
+	}
+	rc = found.n > 0;
+	if (rc)
+		*dn = strdup(found.v[0].dn);
+	strmap_put(&j->dn_cache, id, rc ? found.v[0].dn : "");
+	ldapw_entries_free(&found);
+	if (rc && !*dn)
+		rc = -1;
+cleanup:
+	cJSON_Delete(rec);
+	free(key);
+	free(filter);
+	return rc;
+}
+
+static int hook_employee_dn(void *ctx, const char *id, char **dn, struct sbuf *err)
+{
+	struct hookctx *h = ctx;
+
+	(void)err;
+	return lookup_employee(h->j, id, dn);
+}
+
+/* ---- membership attributes ---------------------------------------------- */
+
+/* Team attributes that hold members: those whose template uses employee_dn;
+ * by_rdn when the value is the member's RDN value (memberUid). */
+static bool is_member_attr(const struct mapping_attr *a, bool *by_rdn)
+{
+	bool member = false, rdn = false;
+
+	for (size_t t = 0; t < a->ntmpls; t++) {
+		member = member || tmpl_uses_filter(a->tmpls[t], TF_EMPLOYEE_DN);
+		rdn = rdn || tmpl_uses_filter(a->tmpls[t], TF_RDN);
+	}
+	if (by_rdn)
+		*by_rdn = rdn;
+	return member;
+}
+
+/* The values attribute a of a team with these members would have. */
+static int member_values(struct job *j, const struct mapping_attr *a, const char *team_id, const char *employee_id,
+                         struct vlist *out)
+{
+	struct hookctx hc = { .j = j };
+	struct vlist unresolved;
+	struct tmpl_env env = { 0 };
+	cJSON *rec = team_id ? id_record(team_id) : cJSON_CreateObject();
+	cJSON *ids = cJSON_CreateArray();
+	int rc = -1;
+
+	vlist_init(&unresolved);
+	if (!rec || !ids) {
+		cJSON_Delete(ids);
+		goto cleanup;
+	}
+	if (employee_id) {
+		cJSON *one = id_record(employee_id);
+		cJSON *idv = one ? cJSON_DetachItemFromObject(one, "id") : NULL;
+		cJSON_Delete(one);
+		if (!idv)
+			goto cleanup;
+		cJSON_AddItemToArray(ids, idv);
+	}
+	cJSON_AddItemToObject(rec, "employee_ids", ids);
+	env.record = rec;
+	env.employee_dn = hook_employee_dn;
+	env.ctx = &hc;
+	env.unresolved = &unresolved;
+	env.err = j->err;
+	for (size_t t = 0; t < a->ntmpls; t++)
+		if (tmpl_eval(a->tmpls[t], &env, out) < 0)
+			goto cleanup;
+	vlist_normalize(out);
+	rc = 0;
+cleanup:
+	vlist_free(&unresolved);
+	cJSON_Delete(rec);
+	return rc;
+}
+
+/* Changes that take the member values `gone` out of attribute a of a group
+ * holding `cur`; when nothing would be left, the values of a team without
+ * members (cn=nobody) take their place. */
+static int drop_members(struct job *j, struct changes *c, const struct mapping_attr *a, const struct vlist *cur,
+                        const struct vlist *gone)
+{
+	struct vlist placeholder;
+	size_t left = cur ? cur->n : 0;
+	int rc = -1;
+
+	vlist_init(&placeholder);
+	if (!gone->n)
+		return 0;
+	for (size_t i = 0; cur && i < cur->n; i++)
+		if (vlist_contains(gone, cur->v[i]))
+			left--;
+	if (changes_add(c, LDAP_MOD_DELETE, a->name, gone) < 0)
+		goto cleanup;
+	if (left == 0) {
+		if (member_values(j, a, NULL, NULL, &placeholder) < 0)
+			goto cleanup;
+		if (placeholder.n && changes_add(c, LDAP_MOD_ADD, a->name, &placeholder) < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	vlist_free(&placeholder);
+	return rc;
+}
+
+/* The values of cur that stand for member (by DN, or by RDN value). */
+static void matching(const struct vlist *cur, const char *dn, const char *rdnval, bool by_rdn, struct vlist *out)
+{
+	for (size_t i = 0; cur && i < cur->n; i++) {
+		bool hit = by_rdn ? (rdnval && strcmp(cur->v[i], rdnval) == 0) : dn_equal(cur->v[i], dn);
+		if (hit)
+			vlist_push_copy(out, cur->v[i], strlen(cur->v[i]));
+	}
+}
+
+/* Builds "(&(key=*)(|(a1=v1)(a2=v2)...))" for the member attributes of teams. */
+static char *member_filter(const struct mapping_object *t, const char *dn, const char *rdnval)
+{
+	struct sbuf f;
+
+	sbuf_init(&f);
+	sbuf_addf(&f, "(&(%s=*)(|", t->key_attr);
+	for (size_t i = 0; i < t->nattrs; i++) {
+		bool by_rdn;
+		char *one;
+		if (!is_member_attr(&t->attrs[i], &by_rdn) || (by_rdn && !rdnval))
+			continue;
+		one = ldapw_eq_filter(t->attrs[i].name, by_rdn ? rdnval : dn);
+		if (one)
+			sbuf_adds(&f, one);
+		free(one);
+	}
+	sbuf_adds(&f, "))");
+	return sbuf_detach(&f);
+}
+
+static const char **member_attr_names(const struct mapping_object *t)
+{
+	const char **v = calloc(t->nattrs + 1, sizeof(*v));
+	size_t n = 0;
+
+	for (size_t i = 0; v && i < t->nattrs; i++)
+		if (is_member_attr(&t->attrs[i], NULL))
+			v[n++] = t->attrs[i].name;
+	return v;
+}
+
+/* Takes the member dn (rdnval for memberUid-like attributes) out of every
+ * managed group. */
+static int remove_from_groups(struct job *j, const char *dn, const char *rdnval)
+{
+	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
+	struct ldapw_entries groups = { 0 };
+	struct ldapw_error e;
+	const char **names = NULL;
+	char *filter = NULL;
+	int rc = -1;
+
+	if (!t->present)
+		return 0;
+	names = member_attr_names(t);
+	filter = member_filter(t, dn, rdnval);
+	if (!names || !filter)
+		goto cleanup;
+	if (!names[0]) {
+		rc = 0;
+		goto cleanup;
+	}
+	if (ldapw_search(j->a->lw, t->search_base, filter, names, 0, &groups, &e) != LDAP_SUCCESS) {
+		failed(j, t->search_base, &e);
+		goto cleanup;
+	}
+	for (size_t g = 0; g < groups.n; g++) {
+		struct changes c = { 0 };
+		int r = 0;
+		for (size_t i = 0; i < t->nattrs && r == 0; i++) {
+			bool by_rdn;
+			struct vlist gone;
+			const struct vlist *cur;
+			if (!is_member_attr(&t->attrs[i], &by_rdn))
+				continue;
+			cur = ldapw_entry_values(&groups.v[g], t->attrs[i].name);
+			vlist_init(&gone);
+			matching(cur, dn, rdnval, by_rdn, &gone);
+			r = drop_members(j, &c, &t->attrs[i], cur, &gone);
+			vlist_free(&gone);
+		}
+		if (r == 0)
+			r = op_modify(j, groups.v[g].dn, &c, CAT_MODIFY, "leave group");
+		strmap_put(&j->touched, groups.v[g].dn, NULL);
+		changes_free(&c);
+		if (r < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	ldapw_entries_free(&groups);
+	free(names);
+	free(filter);
+	return rc;
+}
+
+/* After a rename: old DN -> new DN in managed groups and in the employee
+ * reference attributes (manager), on entries holding the key attribute. */
+static int rewrite_references(struct job *j, const char *old_dn, const char *new_dn)
+{
+	const struct mapping *m = j->a->m;
+	char *old_rdn = dn_rdn_value(old_dn), *new_rdn = dn_rdn_value(new_dn);
+	bool rdn_changed = old_rdn && new_rdn && strcmp(old_rdn, new_rdn) != 0;
+	int rc = -1;
+
+	for (int k = 0; k < 2; k++) {
+		const struct mapping_object *o = &m->obj[k];
+		struct ldapw_entries found = { 0 };
+		struct ldapw_error e;
+		const char **names;
+		char *filter;
+		if (!o->present)
+			continue;
+		names = member_attr_names(o);
+		filter = member_filter(o, old_dn, rdn_changed && k == MAPPING_TEAM ? old_rdn : NULL);
+		if (!names || !filter) {
+			free(names);
+			free(filter);
+			goto cleanup;
+		}
+		if (names[0] && ldapw_search(j->a->lw, o->search_base, filter, names, 0, &found, &e) != LDAP_SUCCESS) {
+			free(names);
+			free(filter);
+			failed(j, o->search_base, &e);
+			goto cleanup;
+		}
+		free(names);
+		free(filter);
+		for (size_t g = 0; g < found.n; g++) {
+			struct changes c = { 0 };
+			int r = 0;
+			if (strmap_get(&j->touched, found.v[g].dn))
+				continue; /* this record's change already took it out */
+			for (size_t i = 0; i < o->nattrs && r == 0; i++) {
+				bool by_rdn;
+				struct vlist gone, repl;
+				if (!is_member_attr(&o->attrs[i], &by_rdn) || (by_rdn && (!rdn_changed || k != MAPPING_TEAM)))
+					continue;
+				vlist_init(&gone);
+				vlist_init(&repl);
+				matching(ldapw_entry_values(&found.v[g], o->attrs[i].name), old_dn, old_rdn, by_rdn, &gone);
+				if (gone.n) {
+					vlist_push_copy(&repl, by_rdn ? new_rdn : new_dn, strlen(by_rdn ? new_rdn : new_dn));
+					if (changes_add(&c, LDAP_MOD_DELETE, o->attrs[i].name, &gone) < 0 ||
+					    changes_add(&c, LDAP_MOD_ADD, o->attrs[i].name, &repl) < 0)
+						r = -1;
+				}
+				vlist_free(&gone);
+				vlist_free(&repl);
+			}
+			if (r == 0)
+				r = op_modify(j, found.v[g].dn, &c, CAT_MODIFY, "follow rename");
+			changes_free(&c);
+			if (r < 0) {
+				ldapw_entries_free(&found);
+				goto cleanup;
+			}
+		}
+		ldapw_entries_free(&found);
+	}
+	rc = 0;
+cleanup:
+	free(old_rdn);
+	free(new_rdn);
+	return rc;
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+/* The current values of attr after a modrdn from cur->dn to new_dn. */
+static void after_rename(const struct ldapw_entry *cur, const char *new_dn, const char *attr, struct vlist *out)
+{
+	const struct vlist *v = ldapw_entry_values(cur, attr);
+	char *old_rdn = new_dn ? dn_first_rdn(cur->dn) : NULL, *new_rdn = new_dn ? dn_first_rdn(new_dn) : NULL;
+	char *old_val = new_dn ? dn_rdn_value(cur->dn) : NULL, *new_val = new_dn ? dn_rdn_value(new_dn) : NULL;
+	size_t alen = strlen(attr);
+
+	for (size_t i = 0; v && i < v->n; i++) {
+		bool is_old = old_rdn && strncasecmp(old_rdn, attr, alen) == 0 && old_rdn[alen] == '=' && old_val &&
+		              strcmp(v->v[i], old_val) == 0;
+		if (!is_old || !new_dn)
+			vlist_push_copy(out, v->v[i], strlen(v->v[i]));
+	}
+	if (new_dn && new_rdn && strncasecmp(new_rdn, attr, alen) == 0 && new_rdn[alen] == '=' && new_val &&
+	    !vlist_contains(out, new_val))
+		vlist_push_copy(out, new_val, strlen(new_val));
+	free(old_rdn);
+	free(new_rdn);
+	free(old_val);
+	free(new_val);
+}
+
+static int add_entry(struct job *j, const struct mapping_result *r, enum cat cat)
+{
+	struct changes c = { 0 };
+	int rc = -1;
+
+	if (changes_add(&c, LDAP_MOD_ADD, "objectClass", r->object_classes) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < r->nvalues; i++)
+		if (r->values[i].values.n && changes_add(&c, LDAP_MOD_ADD, r->values[i].attr->name, &r->values[i].values) < 0)
+			goto cleanup;
+	rc = op_add(j, r->dn, &c, cat);
+cleanup:
+	changes_free(&c);
+	return rc;
+}
+
+/* Brings an existing entry to the mapped result: at most one rename, one modify. */
+static int update_entry(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
+                        const struct mapping_result *r, enum cat cat, bool *renamed)
+{
+	struct changes c = { 0 };
+	const char *new_dn = NULL;
+	struct vlist have, missing;
+	int rc = -1;
+
+	*renamed = false;
+	vlist_init(&have);
+	vlist_init(&missing);
+	if (!dn_equal(cur->dn, r->dn)) {
+		char *newrdn = dn_first_rdn(r->dn), *np = dn_parent(r->dn), *cp = dn_parent(cur->dn);
+		int x = -1;
+		if (newrdn && np && cp)
+			x = op_rename(j, cur->dn, r->dn, newrdn, dn_equal(np, cp) ? NULL : np,
+			              cat == CAT_DISABLE ? CAT_DISABLE : CAT_RENAME);
+		free(newrdn);
+		free(np);
+		free(cp);
+		if (x < 0)
+			goto cleanup;
+		new_dn = r->dn;
+		*renamed = true;
+	}
+	/* objectClass: add what is missing, never remove */
+	{
+		const struct vlist *oc = ldapw_entry_values(cur, "objectClass");
+		for (size_t i = 0; i < r->object_classes->n; i++) {
+			bool present = false;
+			for (size_t k = 0; oc && k < oc->n; k++)
+				present = present || strcasecmp(oc->v[k], r->object_classes->v[i]) == 0;
+			if (!present && vlist_push_copy(&missing, r->object_classes->v[i], strlen(r->object_classes->v[i])) < 0)
+				goto cleanup;
+		}
+		if (missing.n && changes_add(&c, LDAP_MOD_ADD, "objectClass", &missing) < 0)
+			goto cleanup;
+	}
+	for (size_t i = 0; i < r->nvalues; i++) {
+		vlist_clear(&have);
+		after_rename(cur, new_dn, r->values[i].attr->name, &have);
+		if (diff_attr(&c, r->values[i].attr->name, &have, &r->values[i].values) < 0)
+			goto cleanup;
+	}
+	/* attributes only termination sets are absent while active */
+	if (r->state == MAPPING_ACTIVE) {
+		static const struct vlist none = { 0 };
+		for (size_t t = 0; t < o->nterm_attrs; t++) {
+			bool normal = false;
+			for (size_t i = 0; i < r->nvalues; i++)
+				normal = normal || strcasecmp(r->values[i].attr->name, o->term_attrs[t].name) == 0;
+			if (normal)
+				continue;
+			vlist_clear(&have);
+			after_rename(cur, new_dn, o->term_attrs[t].name, &have);
+			if (diff_attr(&c, o->term_attrs[t].name, &have, &none) < 0)
+				goto cleanup;
+		}
+	}
+	rc = op_modify(j, r->dn, &c, cat, cat == CAT_DISABLE ? "disable" : "modify");
+cleanup:
+	changes_free(&c);
+	vlist_free(&have);
+	vlist_free(&missing);
+	return rc;
+}
+
+static void note_unresolved(struct job *j, const struct mapping_result *r)
+{
+	for (size_t i = 0; i < r->unresolved.n; i++) {
+		struct sbuf m;
+		sbuf_init(&m);
+		sbuf_addf(&m, "%s: employee %s has no entry; left out", r->unresolved_attr[i], r->unresolved.v[i]);
+		if (j->a->dry_run)
+			say(j, sbuf_str(&m));
+		else
+			log_warn("%s %s (%s): %s", j->kind, j->id, j->event, sbuf_str(&m));
+		sbuf_free(&m);
+	}
+}
+
+static int evaluate(struct job *j, enum mapping_kind kind, const cJSON *rec, const struct ldapw_entry *own,
+                    enum mapping_force force, struct mapping_result *r)
+{
+	const struct mapping_object *o = &j->a->m->obj[kind];
+	struct hookctx hc = { .j = j, .own = own, .search_base = o->search_base };
+	struct mapping_hooks h = {
+		.employee_dn = hook_employee_dn,
+		.taken = hook_taken,
+		.existing = hook_existing,
+		.ctx = &hc,
+		.today = j->a->today,
+		.force = force,
+	};
+
+	if (mapping_eval(j->a->m, kind, rec, &h, r) < 0) {
+		if (!j->err->len)
+			sbuf_addf(j->err, "%s %s: %s", j->kind, j->id, sbuf_str(&r->error));
+		return -1;
+	}
+	return 0;
+}
+
+static void schedule(struct job *j, const cJSON *rec, const char *due, bool put)
+{
+	struct sbuf e;
+	char *body;
+
+	if (!j->a->st)
+		return;
+	sbuf_init(&e);
+	if (put) {
+		body = cJSON_PrintUnformatted(rec);
+		if (!body || store_schedule_put(j->a->st, "employee", j->id, due, body, &e) < 0)
+			log_warn("employee %s: the termination due on %s could not be recorded: %s", j->id, due, sbuf_str(&e));
+		free(body);
+	} else if (store_schedule_remove(j->a->st, "employee", j->id, &e) < 0) {
+		log_warn("employee %s: the schedule could not be updated: %s", j->id, sbuf_str(&e));
+	}
+	sbuf_free(&e);
+}
+
+static int apply_employee(struct job *j, const cJSON *rec)
+{
+	const struct mapping *m = j->a->m;
+	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
+	const cJSON *ton = cJSON_GetObjectItemCaseSensitive(rec, "terminated_on");
+	const char *on = cJSON_IsString(ton) && strlen(ton->valuestring) >= 10 ? ton->valuestring : NULL;
+	bool future = on && strncmp(on, j->a->today, 10) > 0;
+	enum mapping_force force = MAPPING_FORCE_NONE;
+	struct ldapw_entries found = { 0 };
+	struct mapping_result r = { 0 };
+	const struct ldapw_entry *cur;
+	char *key = NULL, *rdnval = NULL, *old_dn = NULL, due[11];
+	bool renamed = false;
+	int rc = -1;
+
+	{
+		struct sbuf kerr;
+		sbuf_init(&kerr);
+		if (mapping_key(m, MAPPING_EMPLOYEE, rec, &key, &kerr) < 0) {
+			sbuf_addf(j->err, "employee %s: %s", j->id, sbuf_str(&kerr));
+			sbuf_free(&kerr);
+			goto cleanup;
+		}
+		sbuf_free(&kerr);
+	}
+	if (strcmp(j->event, "terminate") == 0) {
+		if (future) {
+			snprintf(due, sizeof(due), "%.10s", on);
+			schedule(j, rec, due, true);
+			{
+				struct sbuf m2;
+				sbuf_init(&m2);
+				sbuf_addf(&m2, "terminated_on %s is in the future: nothing changes now; the termination is "
+				               "applied on that day",
+				          due);
+				say(j, sbuf_str(&m2));
+				sbuf_free(&m2);
+			}
+			rc = 0;
+			goto cleanup;
+		}
+		force = MAPPING_FORCE_TERMINATED;
+	} else if (strcmp(j->event, "unterminate") == 0) {
+		force = MAPPING_FORCE_ACTIVE;
+	}
+	if (find_by_key(j, o, key, &found) < 0)
+		goto cleanup;
+	cur = found.n ? &found.v[0] : NULL;
+	if (evaluate(j, MAPPING_EMPLOYEE, rec, cur, force, &r) < 0)
+		goto cleanup;
+	if (r.state == MAPPING_OUT_OF_SCOPE) {
+		if (!cur) {
+			say(j, "out of scope and not in the directory: nothing to do");
+			rc = 0;
+			goto cleanup;
+		}
+		mapping_result_free(&r);
+		say(j, "out of scope: treated as terminated");
+		if (evaluate(j, MAPPING_EMPLOYEE, rec, cur, MAPPING_FORCE_TERMINATED, &r) < 0)
+			goto cleanup;
+	}
+	/* the schedule follows the record's dates */
+	if (r.state == MAPPING_ACTIVE && future && strcmp(j->event, "unterminate") != 0) {
+		snprintf(due, sizeof(due), "%.10s", on);
+		schedule(j, rec, due, true);
+	} else {
+		schedule(j, rec, NULL, false);
+	}
+	note_unresolved(j, &r);
+
+	if (r.state == MAPPING_TERMINATED) {
+		if (!cur) {
+			say(j, "terminated and not in the directory: nothing to do");
+			rc = 0;
+			goto cleanup;
+		}
+		rdnval = dn_rdn_value(cur->dn);
+		old_dn = strdup(cur->dn);
+		if (!old_dn)
+			goto cleanup;
+		if (o->remove_from_groups && remove_from_groups(j, cur->dn, rdnval) < 0)
+			goto cleanup;
+		if (r.action == MAPPING_DELETE) {
+			rc = op_delete(j, cur->dn);
+			goto cleanup;
+		}
+		if (update_entry(j, o, cur, &r, CAT_DISABLE, &renamed) < 0)
+			goto cleanup;
+	} else if (!cur) {
+		rc = add_entry(j, &r, CAT_ADD);
+		goto cleanup;
+	} else {
+		old_dn = strdup(cur->dn);
+		if (!old_dn || update_entry(j, o, cur, &r, CAT_MODIFY, &renamed) < 0)
+			goto cleanup;
+	}
+	if (renamed && rewrite_references(j, old_dn, r.dn) < 0)
+		goto cleanup;
+	rc = 0;
+cleanup:
+	free(key);
+	free(rdnval);
+	free(old_dn);
+	mapping_result_free(&r);
+	ldapw_entries_free(&found);
+	return rc;
+}
+
+static int apply_team(struct job *j, const cJSON *rec, bool del)
+{
+	const struct mapping *m = j->a->m;
+	const struct mapping_object *o = &m->obj[MAPPING_TEAM];
+	struct ldapw_entries found = { 0 };
+	struct mapping_result r = { 0 };
+	char *key = NULL;
+	bool renamed = false;
+	int rc = -1;
+
+	{
+		struct sbuf kerr;
+		sbuf_init(&kerr);
+		if (mapping_key(m, MAPPING_TEAM, rec, &key, &kerr) < 0) {
+			sbuf_addf(j->err, "team %s: %s", j->id, sbuf_str(&kerr));
+			sbuf_free(&kerr);
+			goto cleanup;
+		}
+		sbuf_free(&kerr);
+	}
+	if (find_by_key(j, o, key, &found) < 0)
+		goto cleanup;
+	if (del) {
+		if (!found.n) {
+			say(j, "no group in the directory: nothing to do");
+			rc = 0;
+		} else {
+			rc = op_delete(j, found.v[0].dn);
+		}
+		goto cleanup;
+	}
+	if (evaluate(j, MAPPING_TEAM, rec, found.n ? &found.v[0] : NULL, MAPPING_FORCE_NONE, &r) < 0)
+		goto cleanup;
+	note_unresolved(j, &r);
+	if (!found.n)
+		rc = add_entry(j, &r, CAT_ADD);
+	else
+		rc = update_entry(j, o, &found.v[0], &r, CAT_MODIFY, &renamed);
+cleanup:
+	free(key);
+	mapping_result_free(&r);
+	ldapw_entries_free(&found);
+	return rc;
+}
+
+static char *json_id(const cJSON *v)
+{
+	char num[64];
+
+	if (cJSON_IsNumber(v)) {
+		tmpl_format_number(v->valuedouble, num, sizeof(num));
+		return strdup(num);
+	}
+	if (cJSON_IsString(v) && v->valuestring[0])
+		return strdup(v->valuestring);
+	return NULL;
+}
+
+/* One membership {employee_id, team_id}: add (or remove) the member's values. */
+static int apply_membership(struct job *j, const cJSON *rec, bool remove)
+{
+	const struct mapping *m = j->a->m;
+	const struct mapping_object *t = &m->obj[MAPPING_TEAM];
+	char *emp = json_id(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
+	char *team = json_id(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
+	struct ldapw_entries found = { 0 };
+	struct changes c = { 0 };
+	char *key = NULL, *dn = NULL;
+	cJSON *trec = NULL;
+	int rc = -1;
+
+	if (!emp || !team) {
+		sbuf_addf(j->err, "membership %s: employee_id and team_id are required", j->id);
+		goto cleanup;
+	}
+	if (!t->present) {
+		say(j, "the mapping has no teams section: nothing to do");
+		rc = 0;
+		goto cleanup;
+	}
+	trec = id_record(team);
+	if (!trec || mapping_key(m, MAPPING_TEAM, trec, &key, j->err) < 0)
+		goto cleanup;
+	if (find_by_key(j, t, key, &found) < 0)
+		goto cleanup;
+	if (!found.n) {
+		if (remove) {
+			say(j, "the team has no group in the directory: nothing to do");
+			rc = 0;
+		} else {
+			sbuf_addf(j->err, "membership %s: team %s has no group in the directory yet (%s=%s)", j->id, team,
+			          t->key_attr, key);
+		}
+		goto cleanup;
+	}
+	{
+		int got = lookup_employee(j, emp, &dn);
+		if (got < 0)
+			goto cleanup;
+		if (got == 0 && !remove) {
+			sbuf_addf(j->err, "membership %s: employee %s has no entry in the directory yet", j->id, emp);
+			goto cleanup;
+		}
+		if (got == 0) {
+			say(j, "the employee has no entry: nothing to do");
+			rc = 0;
+			goto cleanup;
+		}
+	}
+	for (size_t i = 0; i < t->nattrs; i++) {
+		const struct mapping_attr *a = &t->attrs[i];
+		const struct vlist *cur = ldapw_entry_values(&found.v[0], a->name);
+		struct vlist mine, placeholder, add, gone;
+		bool by_rdn;
+		int r = 0;
+		if (!is_member_attr(a, &by_rdn))
+			continue;
+		vlist_init(&mine);
+		vlist_init(&placeholder);
+		vlist_init(&add);
+		vlist_init(&gone);
+		if (member_values(j, a, team, emp, &mine) < 0 || member_values(j, a, team, NULL, &placeholder) < 0) {
+			r = -1;
+		} else if (remove) {
+			for (size_t k = 0; k < mine.n; k++)
+				matching(cur, mine.v[k], mine.v[k], by_rdn, &gone);
+			r = drop_members(j, &c, a, cur, &gone);
+		} else {
+			for (size_t k = 0; k < mine.n; k++) {
+				struct vlist hit;
+				vlist_init(&hit);
+				matching(cur, mine.v[k], mine.v[k], by_rdn, &hit);
+				if (!hit.n)
+					vlist_push_copy(&add, mine.v[k], strlen(mine.v[k]));
+				vlist_free(&hit);
+			}
+			for (size_t k = 0; add.n && k < placeholder.n; k++)
+				if (cur && vlist_contains(cur, placeholder.v[k]) && !vlist_contains(&mine, placeholder.v[k]))
+					vlist_push_copy(&gone, placeholder.v[k], strlen(placeholder.v[k]));
+			if (gone.n)
+				r = changes_add(&c, LDAP_MOD_DELETE, a->name, &gone);
+			if (r == 0 && add.n)
+				r = changes_add(&c, LDAP_MOD_ADD, a->name, &add);
+		}
+		vlist_free(&mine);
+		vlist_free(&placeholder);
+		vlist_free(&add);
+		vlist_free(&gone);
+		if (r < 0)
+			goto cleanup;
+	}
+	if (c.n == 0) {
+		say(j, "the group is already right: nothing to do");
+		rc = 0;
+		goto cleanup;
+	}
+	rc = op_modify(j, found.v[0].dn, &c, CAT_MODIFY, remove ? "leave group" : "join group");
+cleanup:
+	free(emp);
+	free(team);
+	free(key);
+	free(dn);
+	cJSON_Delete(trec);
+	changes_free(&c);
+	ldapw_entries_free(&found);
+	return rc;
+}
+
+int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, struct sbuf *err)
+{
+	struct job j = { .a = a, .type = type, .err = err };
+	const char *slash = strrchr(type, '/');
+	char *id = NULL;
+	int rc = -1;
+
+	a->connection_lost = false;
+	strmap_init(&j.dn_cache);
+	strmap_init(&j.touched);
+	j.event = slash ? slash + 1 : type;
+	if (!apply_known_type(type)) {
+		sbuf_addf(err, "\"%s\" is not a subscription type the agent handles", type);
+		goto cleanup;
+	}
+	if (strncmp(type, "teams/membership/", 17) == 0) {
+		const cJSON *list = NULL, *it;
+		j.kind = "membership";
+		if (cJSON_IsArray(body)) {
+			list = body;
+		} else if (cJSON_IsObject(body) && !cJSON_GetObjectItemCaseSensitive(body, "employee_id")) {
+			cJSON_ArrayForEach(it, body) {
+				if (cJSON_IsArray(it))
+					list = it;
+			}
+		}
+		if (!list) {
+			id = mapping_record_id(body);
+			j.id = id ? id : "?";
+			rc = apply_membership(&j, body, strcmp(j.event, "delete") == 0);
+			goto cleanup;
+		}
+		rc = 0;
+		cJSON_ArrayForEach(it, list) {
+			free(id);
+			id = mapping_record_id(it);
+			j.id = id ? id : "?";
+			j.counted = false;
+			if (apply_membership(&j, it, false) < 0) {
+				rc = -1;
+				break;
+			}
+		}
+		goto cleanup;
+	}
+	if (!cJSON_IsObject(body)) {
+		sbuf_adds(err, "the delivery body is not a JSON object");
+		goto cleanup;
+	}
+	id = mapping_record_id(body);
+	j.id = id ? id : "?";
+	if (strncmp(type, "teams/team/", 11) == 0) {
+		j.kind = "team";
+		if (!a->m->obj[MAPPING_TEAM].present) {
+			say(&j, "the mapping has no teams section: nothing to do");
+			rc = 0;
+			goto cleanup;
+		}
+		rc = apply_team(&j, body, strcmp(j.event, "delete") == 0);
+	} else {
+		j.kind = "employee";
+		if (!a->m->obj[MAPPING_EMPLOYEE].present) {
+			say(&j, "the mapping has no employees section: nothing to do");
+			rc = 0;
+			goto cleanup;
+		}
+		rc = apply_employee(&j, body);
+	}
+cleanup:
+	free(id);
+	strmap_free(&j.dn_cache);
+	strmap_free(&j.touched);
+	return rc;
+}
+
+void apply_summary_line(const struct apply_ctx *a, struct sbuf *out)
+{
+	const struct apply_summary *s = &a->sum;
+
+	if (a->dry_run)
+		sbuf_addf(out, "%u to add, %u to modify, %u to rename, %u to disable, %u to delete", s->add, s->modify,
+		          s->rename, s->disable, s->del);
+	else if (s->add + s->modify + s->rename + s->disable + s->del == 0)
+		sbuf_adds(out, "nothing to do");
+	else
+		sbuf_addf(out, "%u added, %u modified, %u renamed, %u disabled, %u deleted", s->add, s->modify, s->rename,
+		          s->disable, s->del);
+}

@@ -1,0 +1,70 @@
+/*
+ * apply: one Factorial delivery turned into the smallest correct set of
+ * directory operations, applied or (dry run) printed as LDIF.
+ *
+ * The subscription type says what the body is and what to do:
+ *   employees/employee/...     create or update the person's entry; a due
+ *                              terminate applies the termination policy, a
+ *                              future one only records its day in the store;
+ *                              unterminate undoes the termination; a person
+ *                              out of the mapping's scope is treated as
+ *                              terminated;
+ *   teams/team/create|update   create or update the team's group;
+ *   teams/team/delete          delete it;
+ *   teams/membership/...       add or remove one member value (bulk_upsert:
+ *                              several).
+ *
+ * Entries are found by the mapping's key (filter value escaped by libldap);
+ * a key held by two entries is an error naming both.  Only the attributes the
+ * mapping owns are compared and changed (plus objectClass additions); a new
+ * entry is added whole, an existing one gets at most one rename and one
+ * modify; after a rename the references to the old DN in managed groups and
+ * in employee reference attributes (manager) are rewritten.  Every change
+ * applied is written to the audit log (attribute names only).
+ *
+ * Reads always go to the directory; with dry_run nothing is written (neither
+ * directory nor store) and the change records go to the ldif buffer, each
+ * under a "# employee 42 (update): ..." comment, so that ldapmodify given
+ * that LDIF makes the same directory a real apply makes.
+ *
+ * Memory: the context borrows everything it points to; nothing is retained
+ * between calls but the summary counters.
+ */
+#ifndef FLA_APPLY_H
+#define FLA_APPLY_H
+
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+
+#include "ldapw.h"
+#include "mapping.h"
+#include "sbuf.h"
+#include "store.h"
+
+struct apply_summary {
+	unsigned add, modify, rename, disable, del;
+};
+
+struct apply_ctx {
+	const struct mapping *m;
+	struct ldapw *lw;
+	struct store *st; /* NULL: nothing recorded (dry run) */
+	bool dry_run;
+	const char *today;
+	struct sbuf *ldif; /* dry run: the change records */
+	struct apply_summary sum;
+	bool connection_lost; /* the last failure was the connection, not the record */
+};
+
+/* Whether the agent handles subscription type. */
+bool apply_known_type(const char *type);
+
+/* Applies one delivery body; returns 0, or -1 with a message naming the
+ * record, the DN and the directory's answer in err. */
+int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, struct sbuf *err);
+
+/* "N to add, N to modify, ..." (dry run) or "N added, N modified, ...". */
+void apply_summary_line(const struct apply_ctx *a, struct sbuf *out);
+
+#endif

@@ -1,0 +1,420 @@
+#include "build.h"
+
+#include "ldapw.h"
+
+#include "secret.h"
+
+#include <ldap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+struct ldapw {
+	LDAP *ld;
+	char *uri;
+	bool starttls;
+	char *ca_file;
+	char *bind_dn;
+	char *password_file;
+	char *sasl_mech;
+	long network_timeout;
+	long timeout;
+};
+
+static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
+{
+	char *diag = NULL;
+
+	err->rc = rc;
+	snprintf(err->op, sizeof(err->op), "%s", op);
+	if (lw && lw->ld)
+		ldap_get_option(lw->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+	if (diag && *diag)
+		snprintf(err->text, sizeof(err->text), "%s (%d): %s", ldap_err2string(rc), rc, diag);
+	else
+		snprintf(err->text, sizeof(err->text), "%s (%d)", ldap_err2string(rc), rc);
+	ldap_memfree(diag);
+}
+
+bool ldapw_error_is_connection(const struct ldapw_error *err)
+{
+	return err->rc == LDAP_SERVER_DOWN || err->rc == LDAP_TIMEOUT || err->rc == LDAP_CONNECT_ERROR ||
+	       err->rc == LDAP_UNAVAILABLE || err->rc == LDAP_BUSY;
+}
+
+const char *ldapw_uri(const struct ldapw *lw)
+{
+	return lw->uri;
+}
+
+static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
+{
+	struct timeval nto = { lw->network_timeout, 0 }, oto = { lw->timeout, 0 };
+	int version = LDAP_VERSION3, demand = LDAP_OPT_X_TLS_DEMAND, zero = 0;
+	struct secret pw = { 0 };
+	char perr[512];
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	rc = ldap_initialize(&lw->ld, lw->uri);
+	if (rc != LDAP_SUCCESS) {
+		set_error(NULL, err, "connect", rc);
+		return rc;
+	}
+	ldap_set_option(lw->ld, LDAP_OPT_PROTOCOL_VERSION, &version);
+	ldap_set_option(lw->ld, LDAP_OPT_NETWORK_TIMEOUT, &nto);
+	ldap_set_option(lw->ld, LDAP_OPT_TIMEOUT, &oto);
+	ldap_set_option(lw->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+	ldap_set_option(lw->ld, LDAP_OPT_RESTART, LDAP_OPT_ON);
+	/* TLS: verified, always; a private context so these settings hold */
+	ldap_set_option(lw->ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
+	if (lw->ca_file)
+		ldap_set_option(lw->ld, LDAP_OPT_X_TLS_CACERTFILE, lw->ca_file);
+	ldap_set_option(lw->ld, LDAP_OPT_X_TLS_NEWCTX, &zero);
+	if (lw->starttls) {
+		rc = ldap_start_tls_s(lw->ld, NULL, NULL);
+		if (rc != LDAP_SUCCESS) {
+			set_error(lw, err, "StartTLS", rc);
+			goto fail;
+		}
+	}
+	if (lw->sasl_mech) {
+		struct berval cred = { 0, NULL };
+		rc = ldap_sasl_bind_s(lw->ld, NULL, lw->sasl_mech, &cred, NULL, NULL, NULL);
+		if (rc != LDAP_SUCCESS) {
+			set_error(lw, err, "SASL bind", rc);
+			goto fail;
+		}
+	} else if (lw->bind_dn) {
+		struct berval cred;
+		if (secret_read_file(lw->password_file, &pw, perr, sizeof(perr)) < 0) {
+			err->rc = LDAP_INVALID_CREDENTIALS;
+			snprintf(err->op, sizeof(err->op), "bind");
+			snprintf(err->text, sizeof(err->text), "%s", perr);
+			rc = LDAP_INVALID_CREDENTIALS;
+			goto fail;
+		}
+		cred.bv_val = pw.data;
+		cred.bv_len = pw.len;
+		rc = ldap_sasl_bind_s(lw->ld, lw->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+		secret_free(&pw);
+		if (rc != LDAP_SUCCESS) {
+			set_error(lw, err, "bind", rc);
+			goto fail;
+		}
+	}
+	return LDAP_SUCCESS;
+fail:
+	secret_free(&pw);
+	ldap_unbind_ext_s(lw->ld, NULL, NULL);
+	lw->ld = NULL;
+	return rc;
+}
+
+int ldapw_open(const struct config *cfg, struct ldapw **out, struct ldapw_error *err)
+{
+	struct ldapw *lw = calloc(1, sizeof(*lw));
+	int rc;
+
+	*out = NULL;
+	memset(err, 0, sizeof(*err));
+	if (!lw) {
+		err->rc = LDAP_NO_MEMORY;
+		snprintf(err->text, sizeof(err->text), "out of memory");
+		return LDAP_NO_MEMORY;
+	}
+	lw->uri = strdup(cfg->ldap.uri);
+	lw->starttls = cfg->ldap.starttls;
+	lw->ca_file = cfg->ldap.ca_file ? strdup(cfg->ldap.ca_file) : NULL;
+	lw->bind_dn = cfg->ldap.bind_dn ? strdup(cfg->ldap.bind_dn) : NULL;
+	lw->password_file = cfg->ldap.bind_password_file ? strdup(cfg->ldap.bind_password_file) : NULL;
+	lw->sasl_mech = cfg->ldap.sasl_mech ? strdup(cfg->ldap.sasl_mech) : NULL;
+	lw->network_timeout = (long)cfg->ldap.network_timeout;
+	lw->timeout = (long)cfg->ldap.timeout;
+	if (!lw->uri) {
+		ldapw_close(lw);
+		err->rc = LDAP_NO_MEMORY;
+		return LDAP_NO_MEMORY;
+	}
+	rc = connect_bind(lw, err);
+	if (rc != LDAP_SUCCESS) {
+		ldapw_close(lw);
+		return rc;
+	}
+	*out = lw;
+	return LDAP_SUCCESS;
+}
+
+int ldapw_reconnect(struct ldapw *lw, struct ldapw_error *err)
+{
+	if (lw->ld)
+		ldap_unbind_ext_s(lw->ld, NULL, NULL);
+	lw->ld = NULL;
+	return connect_bind(lw, err);
+}
+
+void ldapw_close(struct ldapw *lw)
+{
+	if (!lw)
+		return;
+	if (lw->ld)
+		ldap_unbind_ext_s(lw->ld, NULL, NULL);
+	free(lw->uri);
+	free(lw->ca_file);
+	free(lw->bind_dn);
+	free(lw->password_file);
+	free(lw->sasl_mech);
+	free(lw);
+}
+
+static int need_connection(struct ldapw *lw, struct ldapw_error *err, const char *op)
+{
+	if (lw->ld)
+		return LDAP_SUCCESS;
+	set_error(NULL, err, op, LDAP_SERVER_DOWN);
+	return LDAP_SERVER_DOWN;
+}
+
+void ldapw_entries_free(struct ldapw_entries *e)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		for (size_t a = 0; a < e->v[i].nattrs; a++) {
+			free(e->v[i].attrs[a].name);
+			vlist_free(&e->v[i].attrs[a].values);
+		}
+		free(e->v[i].attrs);
+		free(e->v[i].dn);
+	}
+	free(e->v);
+	e->v = NULL;
+	e->n = 0;
+}
+
+const struct vlist *ldapw_entry_values(const struct ldapw_entry *e, const char *attr)
+{
+	for (size_t a = 0; a < e->nattrs; a++)
+		if (strcasecmp(e->attrs[a].name, attr) == 0)
+			return &e->attrs[a].values;
+	return NULL;
+}
+
+static int collect(LDAP *ld, LDAPMessage *res, struct ldapw_entries *out)
+{
+	int n = ldap_count_entries(ld, res), i = 0;
+
+	out->v = calloc((size_t)(n > 0 ? n : 1), sizeof(*out->v));
+	if (!out->v)
+		return -1;
+	for (LDAPMessage *m = ldap_first_entry(ld, res); m; m = ldap_next_entry(ld, m), i++) {
+		struct ldapw_entry *e = &out->v[i];
+		BerElement *ber = NULL;
+		char *dn = ldap_get_dn(ld, m);
+		size_t cap = 0;
+		out->n++;
+		e->dn = dn ? strdup(dn) : NULL;
+		ldap_memfree(dn);
+		if (!e->dn)
+			return -1;
+		for (char *a = ldap_first_attribute(ld, m, &ber); a; a = ldap_next_attribute(ld, m, ber)) {
+			struct berval **vals = ldap_get_values_len(ld, m, a);
+			struct ldapw_attr *at;
+			if (e->nattrs == cap) {
+				struct ldapw_attr *v;
+				cap = cap ? cap * 2 : 8;
+				v = realloc(e->attrs, cap * sizeof(*v));
+				if (!v) {
+					ldap_memfree(a);
+					ldap_value_free_len(vals);
+					ber_free(ber, 0);
+					return -1;
+				}
+				e->attrs = v;
+			}
+			at = &e->attrs[e->nattrs++];
+			at->name = strdup(a);
+			vlist_init(&at->values);
+			for (size_t k = 0; vals && vals[k]; k++)
+				vlist_push_copy(&at->values, vals[k]->bv_val, vals[k]->bv_len);
+			ldap_value_free_len(vals);
+			ldap_memfree(a);
+		}
+		ber_free(ber, 0);
+	}
+	return 0;
+}
+
+static int search_scope(struct ldapw *lw, const char *base, int scope, const char *filter, const char *const *attrs,
+                        int sizelimit, struct ldapw_entries *out, struct ldapw_error *err)
+{
+	LDAPMessage *res = NULL;
+	struct timeval to = { lw->timeout, 0 };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = need_connection(lw, err, "search")) != LDAP_SUCCESS)
+		return rc;
+	rc = ldap_search_ext_s(lw->ld, base, scope, filter, (char **)attrs, 0, NULL, NULL, &to, sizelimit, &res);
+	if (rc == LDAP_NO_SUCH_OBJECT) {
+		ldap_msgfree(res);
+		return LDAP_SUCCESS; /* the base does not exist: nothing found */
+	}
+	if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
+		set_error(lw, err, "search", rc);
+		ldap_msgfree(res);
+		return rc;
+	}
+	if (collect(lw->ld, res, out) < 0) {
+		ldapw_entries_free(out);
+		set_error(NULL, err, "search", LDAP_NO_MEMORY);
+		ldap_msgfree(res);
+		return LDAP_NO_MEMORY;
+	}
+	ldap_msgfree(res);
+	return LDAP_SUCCESS;
+}
+
+int ldapw_search(struct ldapw *lw, const char *base, const char *filter, const char *const *attrs, int sizelimit,
+                 struct ldapw_entries *out, struct ldapw_error *err)
+{
+	return search_scope(lw, base, LDAP_SCOPE_SUBTREE, filter, attrs, sizelimit, out, err);
+}
+
+int ldapw_read(struct ldapw *lw, const char *dn, const char *const *attrs, struct ldapw_entries *out,
+               struct ldapw_error *err)
+{
+	return search_scope(lw, dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, out, err);
+}
+
+/* LDAPMod arrays for add and modify; the berval arrays point into the vlists. */
+static LDAPMod **build_mods(const struct ldapw_mod *mods, size_t n)
+{
+	/* v[n] ends the list; v[n + 1] keeps the block of LDAPMods for free_mods */
+	LDAPMod **v = calloc(n + 2, sizeof(*v));
+	LDAPMod *m = calloc(n ? n : 1, sizeof(*m));
+
+	if (!v || !m) {
+		free(v);
+		free(m);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t nv = mods[i].values ? mods[i].values->n : 0;
+		m[i].mod_op = mods[i].op | LDAP_MOD_BVALUES;
+		m[i].mod_type = (char *)mods[i].attr;
+		if (nv) {
+			struct berval **bv = calloc(nv + 1, sizeof(*bv));
+			struct berval *b = calloc(nv, sizeof(*b));
+			if (!bv || !b) {
+				free(bv);
+				free(b);
+				for (size_t k = 0; k < i; k++)
+					if (m[k].mod_bvalues) {
+						free(m[k].mod_bvalues[0]);
+						free(m[k].mod_bvalues);
+					}
+				free(m);
+				free(v);
+				return NULL;
+			}
+			for (size_t k = 0; k < nv; k++) {
+				b[k].bv_val = mods[i].values->v[k];
+				b[k].bv_len = strlen(mods[i].values->v[k]);
+				bv[k] = &b[k];
+			}
+			m[i].mod_bvalues = bv;
+		}
+		v[i] = &m[i];
+	}
+	v[n + 1] = m;
+	return v;
+}
+
+static void free_mods(LDAPMod **v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i]->mod_bvalues) {
+			free(v[i]->mod_bvalues[0]);
+			free(v[i]->mod_bvalues);
+		}
+	}
+	free(v[n + 1]);
+	free(v);
+}
+
+static int write_op(struct ldapw *lw, const char *op, const char *dn, const struct ldapw_mod *mods, size_t n,
+                    bool add, struct ldapw_error *err)
+{
+	LDAPMod **lm;
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, op)) != LDAP_SUCCESS)
+		return rc;
+	lm = build_mods(mods, n);
+	if (!lm) {
+		set_error(NULL, err, op, LDAP_NO_MEMORY);
+		return LDAP_NO_MEMORY;
+	}
+	rc = add ? ldap_add_ext_s(lw->ld, dn, lm, NULL, NULL) : ldap_modify_ext_s(lw->ld, dn, lm, NULL, NULL);
+	if (rc != LDAP_SUCCESS)
+		set_error(lw, err, op, rc);
+	free_mods(lm, n);
+	return rc;
+}
+
+int ldapw_add(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err)
+{
+	return write_op(lw, "add", dn, mods, n, true, err);
+}
+
+int ldapw_modify(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err)
+{
+	return write_op(lw, "modify", dn, mods, n, false, err);
+}
+
+int ldapw_rename(struct ldapw *lw, const char *dn, const char *newrdn, const char *newsuperior,
+                 struct ldapw_error *err)
+{
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, "modrdn")) != LDAP_SUCCESS)
+		return rc;
+	rc = ldap_rename_s(lw->ld, dn, newrdn, newsuperior, 1, NULL, NULL);
+	if (rc != LDAP_SUCCESS)
+		set_error(lw, err, "modrdn", rc);
+	return rc;
+}
+
+int ldapw_delete(struct ldapw *lw, const char *dn, struct ldapw_error *err)
+{
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, "delete")) != LDAP_SUCCESS)
+		return rc;
+	rc = ldap_delete_ext_s(lw->ld, dn, NULL, NULL);
+	if (rc != LDAP_SUCCESS)
+		set_error(lw, err, "delete", rc);
+	return rc;
+}
+
+char *ldapw_eq_filter(const char *attr, const char *value)
+{
+	struct berval in = { strlen(value), (char *)value }, out = { 0, NULL };
+	size_t len;
+	char *f;
+
+	if (ldap_bv2escaped_filter_value(&in, &out) != 0)
+		return NULL;
+	len = strlen(attr) + out.bv_len + 4;
+	f = malloc(len);
+	if (f)
+		snprintf(f, len, "(%s=%s)", attr, out.bv_val);
+	ber_memfree(out.bv_val);
+	return f;
+}

@@ -1,0 +1,90 @@
+/*
+ * ldapw: the agent's connection to the directory, on libldap.
+ *
+ * It takes away the set-up a sysadmin expects to be right without thinking
+ * about it: LDAPv3; ldap://, ldaps:// and ldapi:// (several URIs are tried in
+ * turn by libldap); StartTLS; certificates verified by default against the
+ * configured CA file; network and operation timeouts; a simple bind whose
+ * password is read from its file for the bind and wiped right after, or SASL
+ * EXTERNAL (typically over ldapi://); no referral chasing.  When the server
+ * went away, ldapw_reconnect() starts again from scratch.
+ *
+ * Operations return an LDAP result code; on failure the struct ldapw_error
+ * holds the code, the server's diagnostic message and the operation, for a
+ * message that names what failed (the caller adds employee id and DN).
+ *
+ * Memory: an ldapw owns its LDAP handle and copies of what it was opened
+ * with (never the password).  Search results are handed to the caller as
+ * struct ldapw_entry lists it frees with ldapw_entries_free().
+ */
+#ifndef FLA_LDAPW_H
+#define FLA_LDAPW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "sbuf.h"
+#include "vlist.h"
+
+struct ldapw;
+
+struct ldapw_error {
+	int rc;
+	char op[32];
+	char text[1024]; /* "Invalid credentials (49): diagnostic message" */
+};
+
+struct ldapw_attr {
+	char *name;
+	struct vlist values;
+};
+
+struct ldapw_entry {
+	char *dn;
+	struct ldapw_attr *attrs;
+	size_t nattrs;
+};
+
+struct ldapw_entries {
+	struct ldapw_entry *v;
+	size_t n;
+};
+
+/* One change of a modify (or one attribute of an add). */
+struct ldapw_mod {
+	int op; /* LDAP_MOD_ADD, LDAP_MOD_DELETE, LDAP_MOD_REPLACE */
+	const char *attr;
+	const struct vlist *values; /* NULL or empty: the whole attribute (delete) */
+};
+
+/* Connects and binds as the configuration says. */
+int ldapw_open(const struct config *cfg, struct ldapw **out, struct ldapw_error *err);
+int ldapw_reconnect(struct ldapw *lw, struct ldapw_error *err);
+void ldapw_close(struct ldapw *lw);
+/* Whether an error means the connection is gone (server down, timeout). */
+bool ldapw_error_is_connection(const struct ldapw_error *err);
+
+/* Searches base (subtree) with filter; attrs NULL-terminated (NULL: all
+ * user attributes).  sizelimit 0: no limit. */
+int ldapw_search(struct ldapw *lw, const char *base, const char *filter, const char *const *attrs, int sizelimit,
+                 struct ldapw_entries *out, struct ldapw_error *err);
+/* Reads one entry by DN (base scope); *found is false when it does not exist. */
+int ldapw_read(struct ldapw *lw, const char *dn, const char *const *attrs, struct ldapw_entries *out,
+               struct ldapw_error *err);
+void ldapw_entries_free(struct ldapw_entries *e);
+const struct vlist *ldapw_entry_values(const struct ldapw_entry *e, const char *attr);
+
+int ldapw_add(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err);
+int ldapw_modify(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err);
+int ldapw_rename(struct ldapw *lw, const char *dn, const char *newrdn, const char *newsuperior,
+                 struct ldapw_error *err);
+int ldapw_delete(struct ldapw *lw, const char *dn, struct ldapw_error *err);
+
+/* "(attr=value)" with the value escaped by ldap_bv2escaped_filter_value. */
+char *ldapw_eq_filter(const char *attr, const char *value);
+
+/* The URI the connection was opened with, for messages. */
+const char *ldapw_uri(const struct ldapw *lw);
+
+#endif

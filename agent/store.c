@@ -1,0 +1,186 @@
+#include "build.h"
+
+#include "store.h"
+
+#include "clock.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct store {
+	sqlite3 *db;
+};
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=FULL;"
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');"
+	"CREATE TABLE IF NOT EXISTS audit ("
+	"  id INTEGER PRIMARY KEY,"
+	"  time TEXT NOT NULL,"
+	"  event TEXT NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  record_id TEXT NOT NULL,"
+	"  dn TEXT NOT NULL,"
+	"  operation TEXT NOT NULL,"
+	"  attributes TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS schedule ("
+	"  kind TEXT NOT NULL,"
+	"  record_id TEXT NOT NULL,"
+	"  due TEXT NOT NULL,"
+	"  body TEXT NOT NULL,"
+	"  created TEXT NOT NULL,"
+	"  PRIMARY KEY (kind, record_id));";
+
+static int db_error(struct store *st, struct sbuf *err, const char *what)
+{
+	sbuf_addf(err, "state store: %s: %s", what, st->db ? sqlite3_errmsg(st->db) : "no database");
+	return -1;
+}
+
+int store_open(const char *state_dir, struct store **out, struct sbuf *err)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	struct sbuf path;
+	int rc = -1;
+
+	*out = NULL;
+	sbuf_init(&path);
+	if (!st) {
+		sbuf_adds(err, "state store: out of memory");
+		goto cleanup;
+	}
+	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
+		sbuf_addf(err, "state store: cannot create %s: %s", state_dir, strerror(errno));
+		goto cleanup;
+	}
+	sbuf_addf(&path, "%s/state.db", state_dir);
+	if (sqlite3_open_v2(sbuf_str(&path), &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
+		db_error(st, err, sbuf_str(&path));
+		goto cleanup;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	if (sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(st, err, sbuf_str(&path));
+		goto cleanup;
+	}
+	*out = st;
+	st = NULL;
+	rc = 0;
+cleanup:
+	store_close(st);
+	sbuf_free(&path);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	sqlite3_close(st->db);
+	free(st);
+}
+
+static void now_text(char *buf, size_t len)
+{
+	time_t t = clock_now();
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Runs one statement with text parameters (NULL-terminated list). */
+static int exec_text(struct store *st, const char *sql, const char *const *params, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		db_error(st, err, "prepare");
+		goto cleanup;
+	}
+	for (int i = 0; params[i]; i++)
+		sqlite3_bind_text(stmt, i + 1, params[i], -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) != SQLITE_DONE) {
+		db_error(st, err, "write");
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int store_audit(struct store *st, const char *event, const char *kind, const char *record_id, const char *dn,
+                const char *operation, const char *attributes, struct sbuf *err)
+{
+	char now[32];
+	const char *p[] = { now, event, kind, record_id, dn, operation, attributes, NULL };
+
+	now_text(now, sizeof(now));
+	return exec_text(st,
+	                 "INSERT INTO audit (time, event, kind, record_id, dn, operation, attributes) "
+	                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
+	                 p, err);
+}
+
+int store_schedule_put(struct store *st, const char *kind, const char *record_id, const char *due,
+                       const char *body, struct sbuf *err)
+{
+	char now[32];
+	const char *p[] = { kind, record_id, due, body, now, NULL };
+
+	now_text(now, sizeof(now));
+	return exec_text(st,
+	                 "INSERT INTO schedule (kind, record_id, due, body, created) VALUES (?, ?, ?, ?, ?) "
+	                 "ON CONFLICT (kind, record_id) DO UPDATE SET due = excluded.due, body = excluded.body",
+	                 p, err);
+}
+
+int store_schedule_remove(struct store *st, const char *kind, const char *record_id, struct sbuf *err)
+{
+	const char *p[] = { kind, record_id, NULL };
+
+	return exec_text(st, "DELETE FROM schedule WHERE kind = ? AND record_id = ?", p, err);
+}
+
+int store_schedule_get(struct store *st, const char *kind, const char *record_id, char **due, char **body,
+                       struct sbuf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = -1, step;
+
+	*due = NULL;
+	if (body)
+		*body = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT due, body FROM schedule WHERE kind = ? AND record_id = ?", -1, &stmt,
+	                       NULL) != SQLITE_OK) {
+		db_error(st, err, "prepare");
+		goto cleanup;
+	}
+	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, record_id, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_DONE) {
+		rc = 0;
+		goto cleanup;
+	}
+	if (step != SQLITE_ROW) {
+		db_error(st, err, "read");
+		goto cleanup;
+	}
+	*due = strdup((const char *)sqlite3_column_text(stmt, 0));
+	if (body)
+		*body = strdup((const char *)sqlite3_column_text(stmt, 1));
+	rc = 1;
+cleanup:
+	sqlite3_finalize(stmt);
+	return rc;
+}

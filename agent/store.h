@@ -1,0 +1,38 @@
+/*
+ * store: the agent's durable state, one SQLite database in state_dir
+ * (state.db, WAL journal, synchronous commits).
+ *
+ * Today it holds the audit log (every change applied to the directory: time,
+ * event, record, DN, operation and the names of the attributes changed,
+ * never their values) and the schedule of future terminations (the delivery
+ * body and the day it becomes due).  The delivery queue joins it.
+ *
+ * state_dir is created (mode 0700) when missing.  Every write is one
+ * transaction, committed before the call returns.
+ *
+ * Memory: a struct store owns its SQLite handle.  Strings returned through
+ * out-parameters are malloc'd and owned by the caller.
+ */
+#ifndef FLA_STORE_H
+#define FLA_STORE_H
+
+#include "sbuf.h"
+
+struct store;
+
+int store_open(const char *state_dir, struct store **out, struct sbuf *err);
+void store_close(struct store *st);
+
+int store_audit(struct store *st, const char *event, const char *kind, const char *record_id, const char *dn,
+                const char *operation, const char *attributes, struct sbuf *err);
+
+/* Records (or moves) the day a termination becomes due, with the body to
+ * apply then. */
+int store_schedule_put(struct store *st, const char *kind, const char *record_id, const char *due,
+                       const char *body, struct sbuf *err);
+int store_schedule_remove(struct store *st, const char *kind, const char *record_id, struct sbuf *err);
+/* 1 and the due day (and body) when scheduled, 0 when not. */
+int store_schedule_get(struct store *st, const char *kind, const char *record_id, char **due, char **body,
+                       struct sbuf *err);
+
+#endif
