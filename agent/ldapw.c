@@ -49,6 +49,16 @@ const char *ldapw_uri(const struct ldapw *lw)
 	return lw->uri;
 }
 
+/* EXTERNAL asks nothing: every prompt gets its default (none). */
+static int sasl_nothing(LDAP *ld, unsigned flags, void *defaults, void *interact)
+{
+	(void)ld;
+	(void)flags;
+	(void)defaults;
+	(void)interact;
+	return LDAP_SUCCESS;
+}
+
 static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 {
 	struct timeval nto = { lw->network_timeout, 0 }, oto = { lw->timeout, 0 };
@@ -81,8 +91,8 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 		}
 	}
 	if (lw->sasl_mech) {
-		struct berval cred = { 0, NULL };
-		rc = ldap_sasl_bind_s(lw->ld, NULL, lw->sasl_mech, &cred, NULL, NULL, NULL);
+		rc = ldap_sasl_interactive_bind_s(lw->ld, NULL, lw->sasl_mech, NULL, NULL, LDAP_SASL_QUIET, sasl_nothing,
+		                                  NULL);
 		if (rc != LDAP_SUCCESS) {
 			set_error(lw, err, "SASL bind", rc);
 			goto fail;

@@ -52,7 +52,7 @@ class AgentDir:
         return self.file(name, content + "\n", 0o600)
 
     def standard(self, ldap_uri="ldap://127.0.0.1:389", base_url="http://127.0.0.1:9",
-                 public_url="http://127.0.0.1:8080/hooks", extra=""):
+                 public_url="http://127.0.0.1:8080/hooks", extra="", enrich=None, ldap_extra=""):
         """Writes a valid agent.yaml with its secrets and mapping; returns its path."""
         self.secret("api-key", "test-api-key")
         self.secret("challenge", "test-challenge")
@@ -66,7 +66,7 @@ class AgentDir:
   api_version: "2026-07-01"
   company_id: 1234
   api_key_file: api-key
-webhooks:
+{"" if enrich is None else f"  enrich: {'true' if enrich else 'false'}{chr(10)}"}webhooks:
   listen: "127.0.0.1:18080"
   public_url: {public_url}
   challenge_file: challenge
@@ -74,6 +74,6 @@ ldap:
   uri: {ldap_uri}
   bind_dn: cn=factorial-agent,ou=services,dc=example,dc=com
   bind_password_file: ldap-password
-mapping: mapping.yaml
+{ldap_extra}mapping: mapping.yaml
 state_dir: state
 {extra}""")

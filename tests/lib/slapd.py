@@ -281,6 +281,22 @@ index uid,cn,mail,employeeNumber,businessCategory,memberUid,member eq
             raise SlapdError(f"ldapsearch failed ({r.returncode}): {r.stderr.decode('utf-8', 'replace')}")
         return parse_ldif(r.stdout.decode("utf-8"))
 
+    def clear(self, *bases):
+        """Deletes every entry below each base (the bases stay)."""
+        for base in bases:
+            for dn in self.search(base, attrs=["1.1"], scope="one"):
+                r = subprocess.run(["ldapdelete", "-r", "-H", self.uri, *self._bind_args(True), dn],
+                                   capture_output=True)
+                if r.returncode != 0:
+                    raise SlapdError(f"ldapdelete {dn}: {r.stderr.decode('utf-8', 'replace')}")
+
+    def dump(self, base=None):
+        """Every entry below base with all its user attributes, values sorted: for comparing directories."""
+        out = {}
+        for dn, attrs in self.search(base, attrs=["*"]).items():
+            out[dn.lower()] = {k.lower(): sorted(v) for k, v in attrs.items()}
+        return out
+
     def entry(self, dn, attrs=("*",)):
         found = self.search(dn, attrs=attrs, scope="base")
         return found.get(dn) if found else None

@@ -1,0 +1,480 @@
+"""`apply`: one delivery ends as the smallest correct change in a real slapd.
+Every test reads the directory back."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from agenttest import TOP_SRCDIR, AgentDir, run_agent  # noqa: E402
+from slapd import Slapd  # noqa: E402
+
+TODAY = "2026-11-27"
+PEOPLE = "ou=people,dc=example,dc=com"
+FORMER = "ou=former,dc=example,dc=com"
+GROUPS = "ou=groups,dc=example,dc=com"
+
+MAPPING = """version: 1
+employees:
+  base: ou=people,dc=example,dc=com
+  search_base: dc=example,dc=com
+  key: { attribute: employeeNumber, value: "{id}" }
+  rdn: uid
+  object_classes: [top, person, organizationalPerson, inetOrgPerson, posixAccount]
+  only_if: { legal_entity_id: [1, 2] }
+  attributes:
+    uid: { value: "{first_name|slug}.{last_name|slug}", unique: true }
+    cn: "{full_name}"
+    sn: "{last_name}"
+    givenName: "{preferred_name|default(first_name)}"
+    telephoneNumber: "{phone_number}"
+    manager: "{manager_id|employee_dn}"
+    mail: { value: "{login_email|lower}", required: true }
+    uidNumber: { value: "{id|add(10000)}", create_only: true }
+    gidNumber: "10000"
+    homeDirectory: "/home/{@uid}"
+    loginShell: /bin/bash
+  terminated:
+    action: move
+    move_to: ou=former,dc=example,dc=com
+    attributes: { loginShell: /usr/sbin/nologin, description: "left on {terminated_on}" }
+    remove_from_groups: true
+teams:
+  base: ou=groups,dc=example,dc=com
+  key: { attribute: businessCategory, value: "factorial-team-{id}" }
+  rdn: cn
+  object_classes: [top, groupOfNames]
+  attributes:
+    cn: "team-{name|slug}"
+    description: "{description}"
+    member: "{employee_ids|employee_dn|default('cn=nobody')}"
+"""
+
+# A mapping whose RDN is the full name, for DN escaping.
+CN_MAPPING = """version: 1
+employees:
+  base: ou=people,dc=example,dc=com
+  key: { attribute: employeeNumber, value: "{id}" }
+  rdn: cn
+  object_classes: [inetOrgPerson]
+  attributes:
+    cn: "{full_name}"
+    sn: "{last_name}"
+    manager: "{manager_id|employee_dn}"
+"""
+
+
+def person(i, first, last, **kw):
+    e = {"id": i, "first_name": first, "last_name": last, "full_name": f"{first} {last}",
+         "login_email": f"p{i}@example.com", "legal_entity_id": 1, "company_id": 1234,
+         "terminated_on": None, "active": True, "manager_id": None, "phone_number": None}
+    e.update(kw)
+    return e
+
+
+class Base(unittest.TestCase):
+    mapping = MAPPING
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ldap = Slapd().start()
+        cls.dir = AgentDir()
+        cls.dir.file("mapping.yaml", cls.mapping)
+        cls.cfg = cls.dir.standard(ldap_uri=cls.ldap.uri, enrich=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ldap.stop()
+        cls.dir.close()
+
+    def setUp(self):
+        self.ldap.clear(PEOPLE, FORMER, GROUPS)
+
+    def apply(self, event, record, dry=False, cfg=None, today=TODAY):
+        args = ["-c", cfg or self.cfg, "apply"] + (["--dry-run"] if dry else []) + ["--event", event, "-"]
+        return run_agent(*args, input=json.dumps(record, ensure_ascii=False),
+                         env={"FACTORIAL_LDAP_AGENT_NOW": today})
+
+    def ok(self, event, record, **kw):
+        r = self.apply(event, record, **kw)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def entry(self, dn):
+        return self.ldap.entry(dn)
+
+    def by_key(self, i):
+        found = self.ldap.search(filt=f"(employeeNumber={i})", attrs=["*"])
+        self.assertLessEqual(len(found), 1)
+        return next(iter(found.items())) if found else (None, None)
+
+
+class TestEmployees(Base):
+    def test_create_then_same_delivery_changes_nothing(self):
+        ana = person(1, "Ana", "García López", phone_number="+34 600")
+        r = self.ok("employees/employee/create_with_contract", ana)
+        self.assertEqual(r.stderr.splitlines()[-1], "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        e = self.entry(f"uid=ana.garcia-lopez,{PEOPLE}")
+        self.assertEqual(e["cn"], ["Ana García López"])
+        self.assertEqual(e["employeeNumber"], ["1"])
+        self.assertEqual(e["homeDirectory"], ["/home/ana.garcia-lopez"])
+        self.assertEqual(sorted(e["objectClass"]), sorted(["top", "person", "organizationalPerson",
+                                                           "inetOrgPerson", "posixAccount"]))
+        before = self.ldap.dump()
+        r = self.ok("employees/employee/create_with_contract", ana)
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        self.assertEqual(self.ldap.dump(), before)
+        r = self.ok("employees/employee/update", ana, dry=True)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(r.stderr.splitlines()[-1], "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
+
+    def test_update_changes_only_owned_attributes(self):
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Pérez", phone_number="+1 1"))
+        dn = f"uid=ana.perez,{PEOPLE}"
+        # a sysadmin's own attribute, and an objectClass the mapping does not name
+        self.ldap.modify(f"dn: {dn}\nchangetype: modify\nadd: roomNumber\nroomNumber: 42\n-\n"
+                         f"add: objectClass\nobjectClass: shadowAccount\n-\n")
+        r = self.ok("employees/employee/update", person(1, "Ana", "Pérez", phone_number=None, preferred_name="Anita"))
+        self.assertIn("modify uid=ana.perez,ou=people,dc=example,dc=com: givenName, telephoneNumber", r.stderr)
+        e = self.entry(dn)
+        self.assertEqual(e["givenName"], ["Anita"])
+        self.assertNotIn("telephoneNumber", e)
+        self.assertEqual(e["roomNumber"], ["42"])
+        self.assertIn("shadowAccount", e["objectClass"])
+        self.assertEqual(e["uidNumber"], ["10001"])
+
+    def test_missing_object_class_is_added(self):
+        self.ldap.add(f"dn: uid=pre,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: pre\ncn: Pre\nsn: Existing\n"
+                      "employeeNumber: 9\nmail: p9@example.com\n")
+        r = self.ok("employees/employee/update", person(9, "Pre", "Existing"))
+        dn, e = self.by_key(9)
+        self.assertEqual(dn, f"uid=pre.existing,{PEOPLE}")
+        self.assertIn("posixAccount", e["objectClass"])
+        self.assertEqual(e["uidNumber"], ["10009"])
+        self.assertIn("rename uid=pre,ou=people,dc=example,dc=com to uid=pre.existing", r.stderr)
+
+    def test_rename_rewrites_group_and_manager(self):
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Pérez"))
+        self.ok("employees/employee/create_with_contract", person(2, "Luis", "Gil", manager_id=1))
+        self.ok("teams/team/create", {"id": 5, "name": "Ops", "description": "Operations",
+                                      "employee_ids": [1, 2], "lead_ids": [], "company_id": 1234})
+        r = self.ok("employees/employee/update", person(1, "Ana", "Pérez Ruiz", full_name="Ana Pérez Ruiz"))
+        self.assertEqual(r.stderr.splitlines()[-1], "0 added, 3 modified, 1 renamed, 0 disabled, 0 deleted")
+        new = f"uid=ana.perez-ruiz,{PEOPLE}"
+        self.assertIsNone(self.entry(f"uid=ana.perez,{PEOPLE}"))
+        e = self.entry(new)
+        self.assertEqual(e["uid"], ["ana.perez-ruiz"])
+        self.assertEqual(e["homeDirectory"], ["/home/ana.perez-ruiz"])
+        self.assertEqual(self.entry(f"uid=luis.gil,{PEOPLE}")["manager"], [new])
+        self.assertEqual(sorted(self.entry(f"cn=team-ops,{GROUPS}")["member"]), sorted([new, f"uid=luis.gil,{PEOPLE}"]))
+
+    def test_terminate_now_moves_disables_and_leaves_groups(self):
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Pérez"))
+        self.ok("employees/employee/create_with_contract", person(2, "Luis", "Gil", manager_id=1))
+        self.ok("teams/team/create", {"id": 5, "name": "Ops", "employee_ids": [1]})
+        r = self.ok("employees/employee/terminate", person(1, "Ana", "Pérez", terminated_on="2026-11-27",
+                                                           active=False))
+        self.assertEqual(r.stderr.splitlines()[-1], "0 added, 2 modified, 0 renamed, 1 disabled, 0 deleted")
+        gone = f"uid=ana.perez,{FORMER}"
+        e = self.entry(gone)
+        self.assertEqual(e["loginShell"], ["/usr/sbin/nologin"])
+        self.assertEqual(e["description"], ["left on 2026-11-27"])
+        self.assertIsNone(self.entry(f"uid=ana.perez,{PEOPLE}"))
+        # the group needs a member: the placeholder takes the leaver's place
+        self.assertEqual(self.entry(f"cn=team-ops,{GROUPS}")["member"], ["cn=nobody"])
+        self.assertEqual(self.entry(f"uid=luis.gil,{PEOPLE}")["manager"], [gone])
+        r = self.ok("employees/employee/terminate", person(1, "Ana", "Pérez", terminated_on="2026-11-27"))
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+
+    def test_terminate_in_the_future_changes_nothing_and_stores_the_day(self):
+        self.ok("employees/employee/create_with_contract", person(3, "Eva", "Sanz"))
+        before = self.ldap.dump()
+        r = self.ok("employees/employee/terminate", person(3, "Eva", "Sanz", terminated_on="2027-01-15"))
+        self.assertIn("terminated_on 2027-01-15 is in the future: nothing changes now", r.stderr)
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        self.assertEqual(self.ldap.dump(), before)
+        db = sqlite3.connect(os.path.join(self.dir.path, "state", "state.db"))
+        rows = db.execute("SELECT kind, record_id, due, body FROM schedule WHERE record_id = '3'").fetchall()
+        db.close()
+        self.assertEqual(rows[0][:3], ("employee", "3", "2027-01-15"))
+        self.assertEqual(json.loads(rows[0][3])["terminated_on"], "2027-01-15")
+        # on the day, the same delivery applies it
+        self.ok("employees/employee/terminate", person(3, "Eva", "Sanz", terminated_on="2027-01-15"),
+                today="2027-01-15")
+        self.assertIsNotNone(self.entry(f"uid=eva.sanz,{FORMER}"))
+        db = sqlite3.connect(os.path.join(self.dir.path, "state", "state.db"))
+        self.assertEqual(db.execute("SELECT count(*) FROM schedule WHERE record_id = '3'").fetchone()[0], 0)
+        db.close()
+
+    def test_unterminate_undoes_the_termination(self):
+        self.ok("employees/employee/create_with_contract", person(4, "Iker", "Sola"))
+        self.ok("employees/employee/terminate", person(4, "Iker", "Sola", terminated_on="2026-11-01"))
+        self.assertIsNotNone(self.entry(f"uid=iker.sola,{FORMER}"))
+        r = self.ok("employees/employee/unterminate", person(4, "Iker", "Sola", terminated_on="2026-11-01"))
+        self.assertEqual(r.stderr.splitlines()[-1], "0 added, 1 modified, 1 renamed, 0 disabled, 0 deleted")
+        e = self.entry(f"uid=iker.sola,{PEOPLE}")
+        self.assertEqual(e["loginShell"], ["/bin/bash"])
+        self.assertNotIn("description", e)
+        self.assertIsNone(self.entry(f"uid=iker.sola,{FORMER}"))
+
+    def test_out_of_scope_is_treated_as_terminated(self):
+        self.ok("employees/employee/create_with_contract", person(6, "Olga", "Mir"))
+        r = self.ok("employees/employee/update", person(6, "Olga", "Mir", legal_entity_id=7))
+        self.assertIn("out of scope: treated as terminated", r.stderr)
+        self.assertEqual(self.entry(f"uid=olga.mir,{FORMER}")["loginShell"], ["/usr/sbin/nologin"])
+        # out of scope and never created: nothing at all
+        r = self.ok("employees/employee/create_with_contract", person(60, "Nadie", "Fuera", legal_entity_id=7))
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        self.assertEqual(self.by_key(60), (None, None))
+
+    def test_terminated_without_entry_creates_nothing(self):
+        r = self.ok("employees/employee/update", person(61, "Ex", "Worker", active=False))
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        self.assertEqual(self.by_key(61), (None, None))
+
+    def test_three_ana_garcia_get_distinct_uids(self):
+        for i in (11, 12, 13):
+            self.ok("employees/employee/create_with_contract", person(i, "Ana", "García"))
+        uids = sorted(self.by_key(i)[1]["uid"][0] for i in (11, 12, 13))
+        self.assertEqual(uids, ["ana.garcia", "ana.garcia2", "ana.garcia3"])
+        self.assertEqual(self.by_key(12)[1]["homeDirectory"], ["/home/ana.garcia2"])
+        # applying the second again keeps its uid (its own entry does not count as taken)
+        r = self.ok("employees/employee/update", person(12, "Ana", "García"))
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+
+    def test_key_held_by_two_entries_changes_nothing(self):
+        for u in ("dup1", "dup2"):
+            self.ldap.add(f"dn: uid={u},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {u}\ncn: D\nsn: D\n"
+                          "employeeNumber: 77\n")
+        before = self.ldap.dump()
+        r = self.apply("employees/employee/update", person(77, "Dup", "Licate"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("employee 77: the key employeeNumber=77 is held by 2 entries", r.stderr)
+        self.assertIn(f"uid=dup1,{PEOPLE}", r.stderr)
+        self.assertIn(f"uid=dup2,{PEOPLE}", r.stderr)
+        self.assertEqual(self.ldap.dump(), before)
+
+    def test_required_value_missing_is_a_record_error(self):
+        r = self.apply("employees/employee/create_with_contract", person(8, "No", "Mail", login_email=None))
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.splitlines()[-1],
+                         'factorial-ldap-agent: employee 8: mail: required, but "{login_email|lower}" is empty')
+        self.assertEqual(self.by_key(8), (None, None))
+
+    def test_audit_log_names_attributes_never_values(self):
+        self.ok("employees/employee/create_with_contract",
+                person(21, "Sara", "Vidal", social_security_number="281234567840", bank_number="ES9121"))
+        self.ok("employees/employee/update", person(21, "Sara", "Vidal", phone_number="+34 699 111 222"))
+        db = sqlite3.connect(os.path.join(self.dir.path, "state", "state.db"))
+        rows = db.execute("SELECT event, kind, record_id, dn, operation, attributes FROM audit "
+                          "WHERE record_id = '21' ORDER BY id").fetchall()
+        db.close()
+        self.assertEqual(rows[0][:5], ("employees/employee/create_with_contract", "employee", "21",
+                                       f"uid=sara.vidal,{PEOPLE}", "add"))
+        self.assertEqual(rows[1][4:], ("modify", "telephoneNumber"))
+        text = json.dumps(rows)
+        for secret in ("699 111 222", "281234567840", "ES9121", "Vidal\""):
+            self.assertNotIn(secret, text.replace(f"uid=sara.vidal", ""))
+
+    def test_schema_violation_names_employee_dn_and_diagnostic(self):
+        cfg_dir = AgentDir()
+        try:
+            cfg_dir.file("mapping.yaml", MAPPING.replace("    loginShell: /bin/bash\n",
+                                                         "    loginShell: /bin/bash\n    shoeSize: \"42\"\n"))
+            cfg = cfg_dir.standard(ldap_uri=self.ldap.uri, enrich=False)
+            r = self.apply("employees/employee/create_with_contract", person(31, "Ada", "Ruiz"), cfg=cfg)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr.splitlines()[-1],
+                             f"factorial-ldap-agent: employee 31: uid=ada.ruiz,{PEOPLE}: add: "
+                             "Undefined attribute type (17): shoeSize: attribute type undefined")
+            self.assertEqual(self.by_key(31), (None, None))
+        finally:
+            cfg_dir.close()
+
+    def test_insufficient_access(self):
+        cfg_dir = AgentDir()
+        try:
+            cfg_dir.file("mapping.yaml", MAPPING.replace("  base: ou=people,dc=example,dc=com",
+                                                         "  base: ou=services,dc=example,dc=com"))
+            cfg = cfg_dir.standard(ldap_uri=self.ldap.uri, enrich=False)
+            r = self.apply("employees/employee/create_with_contract", person(32, "Bo", "Li"), cfg=cfg)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("factorial-ldap-agent: employee 32: uid=bo.li,ou=services,dc=example,dc=com: add: "
+                          "Insufficient access (50)", r.stderr)
+        finally:
+            cfg_dir.close()
+
+
+class TestConnection(Base):
+    def test_wrong_password(self):
+        d = AgentDir()
+        try:
+            d.file("mapping.yaml", MAPPING)
+            cfg = d.standard(ldap_uri=self.ldap.uri, enrich=False)
+            d.secret("ldap-password", "not-the-password")
+            r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr, f"factorial-ldap-agent: {self.ldap.uri}: bind as "
+                                       "cn=factorial-agent,ou=services,dc=example,dc=com: Invalid credentials (49)\n")
+            self.assertNotIn("not-the-password", r.stderr + r.stdout)
+        finally:
+            d.close()
+
+    def test_unreachable_server(self):
+        d = AgentDir()
+        try:
+            d.file("mapping.yaml", MAPPING)
+            cfg = d.standard(ldap_uri="ldap://127.0.0.1:9", enrich=False)
+            r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr, "factorial-ldap-agent: ldap://127.0.0.1:9: bind as "
+                                       "cn=factorial-agent,ou=services,dc=example,dc=com: Can't contact LDAP server (-1)\n")
+        finally:
+            d.close()
+
+    def test_sasl_external_over_ldapi(self):
+        d = AgentDir()
+        try:
+            d.file("mapping.yaml", MAPPING)
+            cfg = d.standard(ldap_uri=self.ldap.ldapi_uri, enrich=False)
+            text = open(cfg).read()
+            text = text.replace("  bind_dn: cn=factorial-agent,ou=services,dc=example,dc=com\n"
+                                "  bind_password_file: ldap-password\n", "  sasl_mech: EXTERNAL\n")
+            d.file("agent.yaml", text)
+            r = self.apply("employees/employee/create_with_contract", person(41, "Ext", "Ernal"), cfg=cfg)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIsNotNone(self.entry(f"uid=ext.ernal,{PEOPLE}"))
+        finally:
+            d.close()
+
+    def test_unknown_event_is_a_usage_error(self):
+        r = self.apply("employees/employee/delete", person(1, "A", "B"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('"employees/employee/delete" is not a subscription type the agent handles', r.stderr)
+
+
+class TestTeams(Base):
+    def test_team_and_membership_events(self):
+        for i, (f, l) in enumerate([("Ana", "Pérez"), ("Luis", "Gil"), ("Eva", "Sanz")], start=1):
+            self.ok("employees/employee/create_with_contract", person(i, f, l))
+        r = self.ok("teams/team/create", {"id": 7, "name": "R&D, Labs", "description": "Research",
+                                          "employee_ids": [1, 99], "lead_ids": [1]})
+        self.assertIn("member: employee 99 has no entry; left out", r.stderr)
+        g = f"cn=team-r-d-labs,{GROUPS}"
+        e = self.entry(g)
+        self.assertEqual(e["member"], [f"uid=ana.perez,{PEOPLE}"])
+        self.assertEqual(e["businessCategory"], ["factorial-team-7"])
+        self.ok("teams/membership/create", {"id": 1, "employee_id": 2, "team_id": 7, "lead": False})
+        self.assertEqual(sorted(self.entry(g)["member"]), [f"uid=ana.perez,{PEOPLE}", f"uid=luis.gil,{PEOPLE}"])
+        r = self.ok("teams/membership/create", {"id": 1, "employee_id": 2, "team_id": 7, "lead": False})
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        self.ok("teams/membership/bulk_upsert", [{"id": 2, "employee_id": 3, "team_id": 7},
+                                                {"id": 3, "employee_id": 1, "team_id": 7}])
+        self.assertEqual(len(self.entry(g)["member"]), 3)
+        for emp in (1, 2, 3):
+            self.ok("teams/membership/delete", {"id": 9, "employee_id": emp, "team_id": 7})
+        self.assertEqual(self.entry(g)["member"], ["cn=nobody"])
+        self.ok("teams/membership/create", {"id": 1, "employee_id": 2, "team_id": 7})
+        self.assertEqual(self.entry(g)["member"], [f"uid=luis.gil,{PEOPLE}"])
+        # a renamed team is renamed; a deleted team's group is deleted
+        self.ok("teams/team/update", {"id": 7, "name": "Labs", "description": None, "employee_ids": [2, 3]})
+        self.assertIsNone(self.entry(g))
+        e = self.entry(f"cn=team-labs,{GROUPS}")
+        self.assertNotIn("description", e)
+        self.assertEqual(sorted(e["member"]), [f"uid=eva.sanz,{PEOPLE}", f"uid=luis.gil,{PEOPLE}"])
+        self.ok("teams/team/delete", {"id": 7})
+        self.assertEqual(self.ldap.search(GROUPS, scope="one", attrs=["1.1"]), {})
+
+    def test_membership_waits_for_missing_entries(self):
+        self.ok("teams/team/create", {"id": 8, "name": "Empty", "employee_ids": []})
+        self.assertEqual(self.entry(f"cn=team-empty,{GROUPS}")["member"], ["cn=nobody"])
+        r = self.apply("teams/membership/create", {"id": 5, "employee_id": 42, "team_id": 8})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("membership 5: employee 42 has no entry in the directory yet", r.stderr)
+        r = self.apply("teams/membership/create", {"id": 6, "employee_id": 42, "team_id": 99})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("membership 6: team 99 has no group in the directory yet", r.stderr)
+
+
+class TestSpecialNames(Base):
+    mapping = CN_MAPPING
+
+    def test_dn_special_characters_round_trip(self):
+        names = ["Smith, Jr.", "a+b", 'Quote"d', "Back\\slash", "<Angle>", "Semi;colon", "Eq=ual",
+                 "#Hash", " Leading", "José Núñez", "O'Brien"]
+        for i, n in enumerate(names, start=100):
+            rec = {"id": i, "full_name": n, "last_name": n, "manager_id": 100 if i > 100 else None}
+            self.ok("employees/employee/create_with_contract", rec)
+        for i, n in enumerate(names, start=100):
+            dn, e = self.by_key(i)
+            self.assertIsNotNone(dn, n)
+            self.assertEqual(e["cn"], [n])
+            if i > 100:
+                self.assertEqual(self.ldap.entry(e["manager"][0])["cn"], ["Smith, Jr."])
+            rec = {"id": i, "full_name": n, "last_name": n, "manager_id": 100 if i > 100 else None}
+            r = self.ok("employees/employee/update", rec)
+            self.assertEqual(r.stderr.splitlines()[-1], "nothing to do", n)
+
+    def test_hostile_key_matches_nothing_and_harms_nothing(self):
+        self.ok("employees/employee/create_with_contract", {"id": 1, "full_name": "Ana", "last_name": "Pérez"})
+        before = self.ldap.dump()
+        r = self.ok("employees/employee/update", {"id": "*)(uid=*", "full_name": "Mal Icioso",
+                                                  "last_name": "Icioso", "manager_id": "*)(uid=*"})
+        after = self.ldap.dump()
+        added = set(after) - set(before)
+        self.assertEqual(added, {f"cn=mal icioso,{PEOPLE}".lower()})
+        self.assertEqual(after[f"cn=mal icioso,{PEOPLE}".lower()]["employeenumber"], ["*)(uid=*"])
+        self.assertNotIn("manager", after[f"cn=mal icioso,{PEOPLE}".lower()])
+        for dn in before:
+            self.assertEqual(after[dn], before[dn])
+        self.assertIn("manager: employee *)(uid=* has no entry; left out", r.stderr)
+
+
+class TestDryRunEqualsApply(unittest.TestCase):
+    """The LDIF a dry run prints, fed to ldapmodify, makes the directory a real apply makes."""
+
+    def test_sequence(self):
+        events = [
+            ("employees/employee/create_with_contract", person(1, "Ana", "Pérez", phone_number="+34 1")),
+            ("employees/employee/create_with_contract", person(2, "Luis", "Gil", manager_id=1)),
+            ("employees/employee/create_with_contract", person(3, "Ana", "Pérez")),
+            ("teams/team/create", {"id": 5, "name": "Ops", "description": "Operations", "employee_ids": [1, 2]}),
+            ("teams/membership/create", {"id": 1, "employee_id": 3, "team_id": 5}),
+            ("employees/employee/update", person(1, "Ana", "Pérez Ruiz", full_name="Ana Pérez Ruiz",
+                                                 preferred_name="Anita")),
+            ("employees/employee/terminate", person(2, "Luis", "Gil", manager_id=1, terminated_on="2026-11-01")),
+            ("employees/employee/unterminate", person(2, "Luis", "Gil", manager_id=1)),
+            ("teams/membership/delete", {"id": 1, "employee_id": 3, "team_id": 5}),
+            ("employees/employee/update", person(3, "Ana", "Pérez", legal_entity_id=9)),
+            ("teams/team/update", {"id": 5, "name": "Operations", "employee_ids": [2]}),
+        ]
+        with Slapd() as real, Slapd() as dry, AgentDir() as dr, AgentDir() as dd:
+            dr.file("mapping.yaml", MAPPING)
+            dd.file("mapping.yaml", MAPPING)
+            cr = dr.standard(ldap_uri=real.uri, enrich=False)
+            cd = dd.standard(ldap_uri=dry.uri, enrich=False)
+            env = {"FACTORIAL_LDAP_AGENT_NOW": TODAY}
+            for event, rec in events:
+                body = json.dumps(rec, ensure_ascii=False)
+                a = run_agent("-c", cr, "apply", "--event", event, "-", input=body, env=env)
+                self.assertEqual(a.returncode, 0, f"{event}: {a.stderr}")
+                d = run_agent("-c", cd, "apply", "--dry-run", "--event", event, "-", input=body, env=env)
+                self.assertEqual(d.returncode, 0, f"{event}: {d.stderr}")
+                if d.stdout.strip():
+                    m = subprocess.run(["ldapmodify", "-H", dry.uri, "-x", "-D", dry.agent_dn, "-w", dry.agent_pw],
+                                       input=d.stdout.encode(), capture_output=True)
+                    self.assertEqual(m.returncode, 0, f"{event}: {m.stderr.decode()}\n{d.stdout}")
+                self.assertEqual(dry.dump(), real.dump(), event)
+                # the summary of the dry run says what the real run did
+                words = d.stderr.splitlines()[-1].replace(" to ", " ").split(", ")
+                done = a.stderr.splitlines()[-1]
+                if done == "nothing to do":
+                    self.assertTrue(all(w.startswith("0 ") for w in words), (event, words))
+
+
+if __name__ == "__main__":
+    taprunner.main()
