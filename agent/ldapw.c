@@ -31,7 +31,7 @@ static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op,
 	snprintf(err->op, sizeof(err->op), "%s", op);
 	if (lw && lw->ld)
 		ldap_get_option(lw->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
-	if (diag && *diag)
+	if (diag && *diag && strcmp(diag, "(unknown error code)") != 0)
 		snprintf(err->text, sizeof(err->text), "%s (%d): %s", ldap_err2string(rc), rc, diag);
 	else
 		snprintf(err->text, sizeof(err->text), "%s (%d)", ldap_err2string(rc), rc);
@@ -117,6 +117,13 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 	}
 	return LDAP_SUCCESS;
 fail:
+	if ((rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR) &&
+	    (lw->starttls || strncasecmp(lw->uri, "ldaps://", 8) == 0)) {
+		size_t len = strlen(err->text);
+		snprintf(err->text + len, sizeof(err->text) - len,
+		         "; with TLS, check that ldap.ca_file holds the CA that signed the server's certificate and that "
+		         "the certificate names this host");
+	}
 	secret_free(&pw);
 	ldap_unbind_ext_s(lw->ld, NULL, NULL);
 	lw->ld = NULL;

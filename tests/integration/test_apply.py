@@ -94,6 +94,13 @@ class Base(unittest.TestCase):
     def setUp(self):
         self.ldap.clear(PEOPLE, FORMER, GROUPS)
 
+    def other_config(self, mapping=MAPPING, ldap_uri=None):
+        """A second configuration (its own folder, removed after the test)."""
+        d = AgentDir()
+        self.addCleanup(d.close)
+        d.file("mapping.yaml", mapping)
+        return d, d.standard(ldap_uri=ldap_uri or self.ldap.uri, enrich=False)
+
     def apply(self, event, record, dry=False, cfg=None, today=TODAY):
         args = ["-c", cfg or self.cfg, "apply"] + (["--dry-run"] if dry else []) + ["--event", event, "-"]
         return run_agent(*args, input=json.dumps(record, ensure_ascii=False),
@@ -281,80 +288,99 @@ class TestEmployees(Base):
             self.assertNotIn(secret, text.replace(f"uid=sara.vidal", ""))
 
     def test_schema_violation_names_employee_dn_and_diagnostic(self):
-        cfg_dir = AgentDir()
-        try:
-            cfg_dir.file("mapping.yaml", MAPPING.replace("    loginShell: /bin/bash\n",
-                                                         "    loginShell: /bin/bash\n    shoeSize: \"42\"\n"))
-            cfg = cfg_dir.standard(ldap_uri=self.ldap.uri, enrich=False)
-            r = self.apply("employees/employee/create_with_contract", person(31, "Ada", "Ruiz"), cfg=cfg)
-            self.assertEqual(r.returncode, 1)
-            self.assertEqual(r.stderr.splitlines()[-1],
-                             f"factorial-ldap-agent: employee 31: uid=ada.ruiz,{PEOPLE}: add: "
-                             "Undefined attribute type (17): shoeSize: attribute type undefined")
-            self.assertEqual(self.by_key(31), (None, None))
-        finally:
-            cfg_dir.close()
+        _, cfg = self.other_config(MAPPING.replace("    loginShell: /bin/bash\n",
+                                                   "    loginShell: /bin/bash\n    shoeSize: \"42\"\n"))
+        r = self.apply("employees/employee/create_with_contract", person(31, "Ada", "Ruiz"), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.splitlines()[-1],
+                         f"factorial-ldap-agent: employee 31: uid=ada.ruiz,{PEOPLE}: add: "
+                         "Undefined attribute type (17): shoeSize: attribute type undefined")
+        self.assertEqual(self.by_key(31), (None, None))
 
     def test_insufficient_access(self):
-        cfg_dir = AgentDir()
-        try:
-            cfg_dir.file("mapping.yaml", MAPPING.replace("  base: ou=people,dc=example,dc=com",
-                                                         "  base: ou=services,dc=example,dc=com"))
-            cfg = cfg_dir.standard(ldap_uri=self.ldap.uri, enrich=False)
-            r = self.apply("employees/employee/create_with_contract", person(32, "Bo", "Li"), cfg=cfg)
-            self.assertEqual(r.returncode, 1)
-            self.assertIn("factorial-ldap-agent: employee 32: uid=bo.li,ou=services,dc=example,dc=com: add: "
-                          "Insufficient access (50)", r.stderr)
-        finally:
-            cfg_dir.close()
+        _, cfg = self.other_config(MAPPING.replace("  base: ou=people,dc=example,dc=com",
+                                                   "  base: ou=services,dc=example,dc=com"))
+        r = self.apply("employees/employee/create_with_contract", person(32, "Bo", "Li"), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("factorial-ldap-agent: employee 32: uid=bo.li,ou=services,dc=example,dc=com: add: "
+                      "Insufficient access (50)", r.stderr)
 
 
 class TestConnection(Base):
     def test_wrong_password(self):
-        d = AgentDir()
-        try:
-            d.file("mapping.yaml", MAPPING)
-            cfg = d.standard(ldap_uri=self.ldap.uri, enrich=False)
-            d.secret("ldap-password", "not-the-password")
-            r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
-            self.assertEqual(r.returncode, 1)
-            self.assertEqual(r.stderr, f"factorial-ldap-agent: {self.ldap.uri}: bind as "
-                                       "cn=factorial-agent,ou=services,dc=example,dc=com: Invalid credentials (49)\n")
-            self.assertNotIn("not-the-password", r.stderr + r.stdout)
-        finally:
-            d.close()
+        d, cfg = self.other_config()
+        d.secret("ldap-password", "not-the-password")
+        r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, f"factorial-ldap-agent: {self.ldap.uri}: bind as "
+                                   "cn=factorial-agent,ou=services,dc=example,dc=com: Invalid credentials (49)\n")
+        self.assertNotIn("not-the-password", r.stderr + r.stdout)
 
     def test_unreachable_server(self):
-        d = AgentDir()
-        try:
-            d.file("mapping.yaml", MAPPING)
-            cfg = d.standard(ldap_uri="ldap://127.0.0.1:9", enrich=False)
-            r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
-            self.assertEqual(r.returncode, 1)
-            self.assertEqual(r.stderr, "factorial-ldap-agent: ldap://127.0.0.1:9: bind as "
-                                       "cn=factorial-agent,ou=services,dc=example,dc=com: Can't contact LDAP server (-1)\n")
-        finally:
-            d.close()
+        _, cfg = self.other_config(ldap_uri="ldap://127.0.0.1:9")
+        r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "factorial-ldap-agent: ldap://127.0.0.1:9: bind as "
+                                   "cn=factorial-agent,ou=services,dc=example,dc=com: Can't contact LDAP server (-1)\n")
 
     def test_sasl_external_over_ldapi(self):
-        d = AgentDir()
-        try:
-            d.file("mapping.yaml", MAPPING)
-            cfg = d.standard(ldap_uri=self.ldap.ldapi_uri, enrich=False)
-            text = open(cfg).read()
-            text = text.replace("  bind_dn: cn=factorial-agent,ou=services,dc=example,dc=com\n"
-                                "  bind_password_file: ldap-password\n", "  sasl_mech: EXTERNAL\n")
-            d.file("agent.yaml", text)
-            r = self.apply("employees/employee/create_with_contract", person(41, "Ext", "Ernal"), cfg=cfg)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertIsNotNone(self.entry(f"uid=ext.ernal,{PEOPLE}"))
-        finally:
-            d.close()
+        d, cfg = self.other_config(ldap_uri=self.ldap.ldapi_uri)
+        with open(cfg) as f:
+            text = f.read().replace("  bind_dn: cn=factorial-agent,ou=services,dc=example,dc=com\n"
+                                    "  bind_password_file: ldap-password\n", "  sasl_mech: EXTERNAL\n")
+        d.file("agent.yaml", text)
+        r = self.apply("employees/employee/create_with_contract", person(41, "Ext", "Ernal"), cfg=cfg)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIsNotNone(self.entry(f"uid=ext.ernal,{PEOPLE}"))
 
     def test_unknown_event_is_a_usage_error(self):
         r = self.apply("employees/employee/delete", person(1, "A", "B"))
         self.assertEqual(r.returncode, 2)
         self.assertIn('"employees/employee/delete" is not a subscription type the agent handles', r.stderr)
+
+
+class TestTls(unittest.TestCase):
+    """TLS is verified by default: the configured CA file makes it work, and a
+    server whose certificate nothing vouches for is refused."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ldap = Slapd(tls=True).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ldap.stop()
+
+    def run_with(self, uri, ca=True, starttls=False):
+        d = AgentDir()
+        self.addCleanup(d.close)
+        d.file("mapping.yaml", MAPPING)
+        extra = ""
+        if ca:
+            extra += f"  ca_file: {self.ldap.ca_file}\n"
+        if starttls:
+            extra += "  starttls: true\n"
+        cfg = d.standard(ldap_uri=uri, enrich=False, ldap_extra=extra)
+        return run_agent("-c", cfg, "apply", "--dry-run", "--event", "employees/employee/update", "-",
+                         input=json.dumps(person(1, "Tee", "Ls")), env={"FACTORIAL_LDAP_AGENT_NOW": TODAY})
+
+    def test_ldaps_with_ca(self):
+        r = self.run_with(self.ldap.ldaps_uri)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("changetype: add", r.stdout)
+
+    def test_starttls_with_ca(self):
+        r = self.run_with(self.ldap.uri, starttls=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_untrusted_certificate_is_refused(self):
+        r = self.run_with(self.ldap.ldaps_uri, ca=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"factorial-ldap-agent: {self.ldap.ldaps_uri}: bind as cn=factorial-agent", r.stderr)
+        self.assertIn("Can't contact LDAP server (-1)", r.stderr)
+        r = self.run_with(self.ldap.uri, ca=False, starttls=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"factorial-ldap-agent: {self.ldap.uri}: StartTLS: Connect error (-11)", r.stderr)
 
 
 class TestTeams(Base):
