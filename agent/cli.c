@@ -2,6 +2,7 @@
 
 #include "cli.h"
 
+#include "agentd.h"
 #include "apply.h"
 #include "clock.h"
 #include "config.h"
@@ -10,9 +11,12 @@
 #include "mapping.h"
 #include "ldapw.h"
 #include "render.h"
+#include "queue.h"
 #include "store.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +36,12 @@ struct command {
 static int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_render(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct command commands[] = {
-	{ "run", cmd_not_built, "run", "serve webhooks, apply them, keep subscriptions healthy" },
+	{ "run", cmd_run, "run", "serve webhooks, apply them, keep subscriptions healthy" },
 	{ "check", cmd_check, "check [--online] [--fixtures DIR]",
 	  "validate config and mapping; --online also binds to LDAP and calls the API;\n"
 	  "                                     --fixtures renders each DIR/NAME.json and diffs it with DIR/NAME.ldif;\n"
@@ -48,7 +54,7 @@ static const struct command commands[] = {
 	  "reconcile the directory with the Factorial API" },
 	{ "subscriptions", cmd_not_built, "subscriptions list | sync [--dry-run] | delete",
 	  "list, register or remove this agent's webhook subscriptions" },
-	{ "queue", cmd_not_built, "queue list | retry [ID] | drop ID",
+	{ "queue", cmd_queue, "queue list | retry [ID] | drop ID",
 	  "inspect and replay deliveries that failed for good" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -386,6 +392,95 @@ cleanup:
 	sbuf_free(&err);
 	sbuf_free(&ldif);
 	sbuf_free(&summary);
+	return rc;
+}
+
+static int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+	if (argc > 1) {
+		if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+			printf("Usage: %s [-c FILE] run\n", ctx->prog);
+			return CLI_OK;
+		}
+		fprintf(stderr, "%s: run: unexpected argument \"%s\"\n", ctx->prog, argv[1]);
+		return CLI_USAGE;
+	}
+	return agentd_run(ctx->config_path);
+}
+
+static int parse_id(const char *s, int64_t *id)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end || v <= 0)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const char use[] = "Usage: %s queue list | retry [ID] | drop ID\n";
+	struct config *cfg = NULL;
+	struct queue *q = NULL;
+	struct sbuf out, err;
+	int64_t id = 0;
+	int rc = CLI_USAGE;
+
+	sbuf_init(&out);
+	sbuf_init(&err);
+	if (argc < 2 || (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "retry") != 0 && strcmp(argv[1], "drop") != 0) ||
+	    (strcmp(argv[1], "list") == 0 && argc != 2) || (strcmp(argv[1], "retry") == 0 && argc > 3) ||
+	    (strcmp(argv[1], "drop") == 0 && argc != 3)) {
+		fprintf(stderr, use, ctx->prog);
+		goto cleanup;
+	}
+	if (argc == 3 && parse_id(argv[2], &id) < 0) {
+		fprintf(stderr, "%s: queue %s: \"%s\" is not a delivery id\n", ctx->prog, argv[1], argv[2]);
+		goto cleanup;
+	}
+	if (load_config(ctx, &cfg) < 0)
+		goto cleanup;
+	rc = CLI_FAIL;
+	if (queue_open(cfg->state_dir, &q, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
+	if (strcmp(argv[1], "list") == 0) {
+		if (queue_list(q, &out, &err) < 0)
+			goto failed;
+		fputs(sbuf_str(&out), stdout);
+	} else if (strcmp(argv[1], "retry") == 0) {
+		long n = queue_retry(q, id, &err);
+		if (n < 0)
+			goto failed;
+		if (id && n == 0) {
+			fprintf(stderr, "%s: queue retry: no dead letter %lld\n", ctx->prog, (long long)id);
+			goto cleanup;
+		}
+		printf("%ld deliver%s queued again\n", n, n == 1 ? "y" : "ies");
+	} else {
+		int n = queue_drop(q, id, &err);
+		if (n < 0)
+			goto failed;
+		if (n == 0) {
+			fprintf(stderr, "%s: queue drop: no dead letter %lld\n", ctx->prog, (long long)id);
+			goto cleanup;
+		}
+		printf("dead letter %lld dropped\n", (long long)id);
+	}
+	rc = CLI_OK;
+	goto cleanup;
+failed:
+	fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+cleanup:
+	queue_close(q);
+	config_free(cfg);
+	sbuf_free(&out);
+	sbuf_free(&err);
 	return rc;
 }
 

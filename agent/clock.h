@@ -4,7 +4,9 @@
  *
  * The environment variable FACTORIAL_LDAP_AGENT_NOW, when set, fixes the
  * time: either seconds since the epoch or an ISO 8601 date or timestamp
- * ("2026-03-01", "2026-03-01T08:00:00Z").  It exists for tests and for
+ * ("2026-03-01", "2026-03-01T08:00:00Z"), or "@FILE" to read such a value
+ * from FILE at every call (so a running daemon's clock can be moved).  It
+ * exists for tests and for
  * rehearsing a future termination date; it is documented as such.
  *
  * Memory: nothing allocated.

@@ -145,6 +145,14 @@ static const struct field safety_fields[] = {
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };
 
+static const struct field queue_fields[] = {
+	{ "workers", F_INT, OFF(queue.workers), 0, NULL, NULL, 1, 64, NULL },
+	{ "max_attempts", F_INT, OFF(queue.max_attempts), 0, NULL, NULL, 1, 1000, NULL },
+	{ "retry_delay", F_DURATION, OFF(queue.retry_delay), 0, NULL, NULL, 0, 86400, NULL },
+	{ "schedule_check", F_DURATION, OFF(queue.schedule_check), 0, NULL, NULL, 1, 86400, NULL },
+	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
+};
+
 static const struct field log_fields[] = {
 	{ "level", F_ENUM, OFF(log.level), 0, NULL, level_choices, 0, 0, NULL },
 	{ "target", F_ENUM, OFF(log.target), 0, NULL, target_choices, 0, 0, NULL },
@@ -159,6 +167,7 @@ static const struct field top_fields[] = {
 	{ "state_dir", F_DIR, OFF(state_dir), 0, NULL, NULL, 0, 0, NULL },
 	{ "sync", F_SECTION, NOOFF, 0, sync_fields, NULL, 0, 0, NULL },
 	{ "safety", F_SECTION, NOOFF, 0, safety_fields, NULL, 0, 0, NULL },
+	{ "queue", F_SECTION, NOOFF, 0, queue_fields, NULL, 0, 0, NULL },
 	{ "log", F_SECTION, NOOFF, 0, log_fields, NULL, 0, 0, NULL },
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };
@@ -798,6 +807,10 @@ static int set_defaults(struct config *cfg)
 	cfg->sync.orphans = CONFIG_ORPHANS_REPORT;
 	cfg->safety.max_disables = 25;
 	cfg->safety.max_disables_percent = 20.0;
+	cfg->queue.workers = 4;
+	cfg->queue.max_attempts = 5;
+	cfg->queue.retry_delay = 10;
+	cfg->queue.schedule_check = 60;
 	cfg->log.level = LOG_LVL_INFO;
 	cfg->log.target = LOG_TARGET_STDERR;
 

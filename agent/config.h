@@ -96,6 +96,13 @@ struct config {
 	} safety;
 
 	struct {
+		long long workers;        /* records applied in parallel */
+		long long max_attempts;   /* record-level failures before a dead letter */
+		long long retry_delay;    /* seconds before the first retry; doubles each time */
+		long long schedule_check; /* seconds between checks for due terminations */
+	} queue;
+
+	struct {
 		int level;  /* enum log_level */
 		int target; /* enum log_target */
 	} log;

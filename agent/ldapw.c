@@ -2,6 +2,7 @@
 
 #include "ldapw.h"
 
+#include "metrics.h"
 #include "secret.h"
 
 #include <ldap.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <time.h>
 
 struct ldapw {
 	LDAP *ld;
@@ -22,6 +24,13 @@ struct ldapw {
 	long network_timeout;
 	long timeout;
 };
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
 {
@@ -272,7 +281,11 @@ static int search_scope(struct ldapw *lw, const char *base, int scope, const cha
 	memset(out, 0, sizeof(*out));
 	if ((rc = need_connection(lw, err, "search")) != LDAP_SUCCESS)
 		return rc;
-	rc = ldap_search_ext_s(lw->ld, base, scope, filter, (char **)attrs, 0, NULL, NULL, &to, sizelimit, &res);
+	{
+		double t0 = mono();
+		rc = ldap_search_ext_s(lw->ld, base, scope, filter, (char **)attrs, 0, NULL, NULL, &to, sizelimit, &res);
+		metrics_ldap_seconds(mono() - t0);
+	}
 	if (rc == LDAP_NO_SUCH_OBJECT) {
 		ldap_msgfree(res);
 		return LDAP_SUCCESS; /* the base does not exist: nothing found */
@@ -376,7 +389,11 @@ static int write_op(struct ldapw *lw, const char *op, const char *dn, const stru
 		set_error(NULL, err, op, LDAP_NO_MEMORY);
 		return LDAP_NO_MEMORY;
 	}
-	rc = add ? ldap_add_ext_s(lw->ld, dn, lm, NULL, NULL) : ldap_modify_ext_s(lw->ld, dn, lm, NULL, NULL);
+	{
+		double t0 = mono();
+		rc = add ? ldap_add_ext_s(lw->ld, dn, lm, NULL, NULL) : ldap_modify_ext_s(lw->ld, dn, lm, NULL, NULL);
+		metrics_ldap_seconds(mono() - t0);
+	}
 	if (rc != LDAP_SUCCESS)
 		set_error(lw, err, op, rc);
 	free_mods(lm, n);
@@ -401,7 +418,11 @@ int ldapw_rename(struct ldapw *lw, const char *dn, const char *newrdn, const cha
 	memset(err, 0, sizeof(*err));
 	if ((rc = need_connection(lw, err, "modrdn")) != LDAP_SUCCESS)
 		return rc;
-	rc = ldap_rename_s(lw->ld, dn, newrdn, newsuperior, 1, NULL, NULL);
+	{
+		double t0 = mono();
+		rc = ldap_rename_s(lw->ld, dn, newrdn, newsuperior, 1, NULL, NULL);
+		metrics_ldap_seconds(mono() - t0);
+	}
 	if (rc != LDAP_SUCCESS)
 		set_error(lw, err, "modrdn", rc);
 	return rc;
@@ -414,7 +435,11 @@ int ldapw_delete(struct ldapw *lw, const char *dn, struct ldapw_error *err)
 	memset(err, 0, sizeof(*err));
 	if ((rc = need_connection(lw, err, "delete")) != LDAP_SUCCESS)
 		return rc;
-	rc = ldap_delete_ext_s(lw->ld, dn, NULL, NULL);
+	{
+		double t0 = mono();
+		rc = ldap_delete_ext_s(lw->ld, dn, NULL, NULL);
+		metrics_ldap_seconds(mono() - t0);
+	}
 	if (rc != LDAP_SUCCESS)
 		set_error(lw, err, "delete", rc);
 	return rc;

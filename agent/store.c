@@ -184,3 +184,51 @@ cleanup:
 	sqlite3_finalize(stmt);
 	return rc;
 }
+
+int store_schedule_due(struct store *st, const char *today,
+                       int (*fn)(void *ctx, const char *kind, const char *record_id, const char *body), void *ctx,
+                       struct sbuf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT kind, record_id, body FROM schedule WHERE due <= ? ORDER BY due", -1,
+	                       &stmt, NULL) != SQLITE_OK)
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, today, -1, SQLITE_STATIC);
+	for (;;) {
+		int step = sqlite3_step(stmt);
+		if (step == SQLITE_DONE)
+			break;
+		if (step != SQLITE_ROW) {
+			db_error(st, err, "read");
+			goto cleanup;
+		}
+		if (fn(ctx, (const char *)sqlite3_column_text(stmt, 0), (const char *)sqlite3_column_text(stmt, 1),
+		       (const char *)sqlite3_column_text(stmt, 2)) < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int store_probe(struct store *st, struct sbuf *err)
+{
+	if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(st, err, "cannot commit");
+	if (sqlite3_exec(st->db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', datetime('now'))", NULL,
+	                 NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(st, err, "cannot commit");
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+void store_set_busy_timeout(struct store *st, int ms)
+{
+	sqlite3_busy_timeout(st->db, ms);
+}

@@ -35,4 +35,13 @@ int store_schedule_remove(struct store *st, const char *kind, const char *record
 int store_schedule_get(struct store *st, const char *kind, const char *record_id, char **due, char **body,
                        struct sbuf *err);
 
+/* Calls fn for every termination due on or before today (YYYY-MM-DD). */
+int store_schedule_due(struct store *st, const char *today,
+                       int (*fn)(void *ctx, const char *kind, const char *record_id, const char *body), void *ctx,
+                       struct sbuf *err);
+
+/* Whether a write can be committed now (takes and releases the write lock). */
+int store_probe(struct store *st, struct sbuf *err);
+void store_set_busy_timeout(struct store *st, int ms);
+
 #endif

@@ -2,6 +2,7 @@
 
 #include "strmap.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,31 @@ const char *strmap_get(const struct strmap *m, const char *key)
 	if (!s->key)
 		return NULL;
 	return s->value ? s->value : "";
+}
+
+void strmap_del(struct strmap *m, const char *key)
+{
+	struct strmap_slot *s;
+	size_t i, j;
+
+	if (!m->cap)
+		return;
+	s = find(m, key);
+	if (!s->key)
+		return;
+	free(s->key);
+	free(s->value);
+	s->key = s->value = NULL;
+	m->n--;
+	/* shift back the entries of the probe run that follow, so lookups still find them */
+	i = (size_t)(s - m->slots);
+	for (j = (i + 1) & (m->cap - 1); m->slots[j].key; j = (j + 1) & (m->cap - 1)) {
+		size_t home = (size_t)hash(m->slots[j].key) & (m->cap - 1);
+		bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (between)
+			continue;
+		m->slots[i] = m->slots[j];
+		m->slots[j].key = m->slots[j].value = NULL;
+		i = j;
+	}
 }

@@ -27,6 +27,9 @@ void strmap_free(struct strmap *m);
 void strmap_clear(struct strmap *m);
 /* Sets key to value (a copy; value may be NULL for a set); returns -1 on OOM. */
 int strmap_put(struct strmap *m, const char *key, const char *value);
+/* Removes key (nothing when absent). */
+void strmap_del(struct strmap *m, const char *key);
+
 /* The value for key, "" for a key stored with NULL, or NULL when absent. */
 const char *strmap_get(const struct strmap *m, const char *key);
 

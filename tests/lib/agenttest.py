@@ -77,3 +77,87 @@ ldap:
 {ldap_extra}mapping: mapping.yaml
 state_dir: state
 {extra}""")
+
+
+class AgentProcess:
+    """`factorial-ldap-agent run` in the background, its log in a file."""
+
+    def __init__(self, config, log_path, env=None):
+        self.config = config
+        self.log_path = log_path
+        self.env = env
+        self.proc = None
+        self.port = None
+
+    def start(self, wait=True):
+        import re
+        import urllib.error
+        import urllib.request
+        import time
+        text = open(self.config).read()
+        self.port = int(re.search(r'listen: "127\.0\.0\.1:(\d+)"', text).group(1))
+        e = dict(os.environ)
+        if self.env:
+            e.update(self.env)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([AGENT, "-c", self.config, "run"], stdout=self.log, stderr=self.log, env=e)
+        if not wait:
+            return self
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the agent exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                with urllib.request.urlopen(self.url("/healthz"), timeout=2):
+                    return self
+            except urllib.error.HTTPError:
+                return self  # it answers (503 is an answer: the test decides)
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the agent did not answer /healthz in time:\n" + self.log_text())
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=60):
+        import signal
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        self.log = None
+
+
+def http(method, url, body=None, headers=None, timeout=30):
+    """(status, body text) of one request; HTTP errors are answers, not exceptions."""
+    import urllib.error
+    import urllib.request
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")

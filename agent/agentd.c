@@ -1,0 +1,811 @@
+#include "build.h"
+
+#include "agentd.h"
+
+#include "apply.h"
+#include "clock.h"
+#include "config.h"
+#include "diag.h"
+#include "http.h"
+#include "ldapw.h"
+#include "log.h"
+#include "mapping.h"
+#include "metrics.h"
+#include "queue.h"
+#include "secret.h"
+#include "store.h"
+#include "strmap.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKOFF_MAX 10.0 /* seconds between reconnection attempts, at most */
+
+/* The configuration, mapping and challenge in force; replaced whole on reload. */
+struct snapshot {
+	int refs;
+	struct config *cfg;
+	struct mapping *m;
+	struct secret challenge;
+	char *prefix; /* the path of public_url, without a trailing slash */
+};
+
+struct agentd {
+	const char *config_path;
+	pthread_mutex_t snap_mu;
+	struct snapshot *snap;
+
+	struct queue_committer *committer;
+	struct http_server *http;
+	struct http_server *mhttp;
+
+	pthread_mutex_t mu; /* dispatcher: busy records, pause, stop */
+	pthread_cond_t cv;
+	struct strmap busy;
+	bool stop;
+	double pause_until;
+	double backoff;
+
+	pthread_t *workers;
+	size_t nworkers;
+	pthread_t scheduler;
+	bool scheduler_started;
+
+	pthread_mutex_t side_mu; /* handles the HTTP threads share */
+	struct queue *side_q;
+	struct store *side_st;
+	struct ldapw *probe;
+};
+
+struct worker {
+	struct agentd *a;
+	struct ldapw *lw;
+	struct queue *q;
+	struct store *st;
+};
+
+static double wall_now(void)
+{
+	return (double)clock_now();
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void deadline_in(struct timespec *ts, double seconds)
+{
+	double whole;
+	double frac = modf(seconds, &whole);
+
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += (time_t)whole;
+	ts->tv_nsec += (long)(frac * 1e9);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+static void snapshot_free(struct snapshot *s)
+{
+	if (!s)
+		return;
+	mapping_free(s->m);
+	config_free(s->cfg);
+	secret_free(&s->challenge);
+	free(s->prefix);
+	free(s);
+}
+
+static char *url_path(const char *url)
+{
+	CURLU *u = curl_url();
+	char *path = NULL, *out = NULL;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+		size_t n = strlen(path);
+		while (n > 0 && path[n - 1] == '/')
+			n--;
+		out = strndup(path, n);
+	}
+	curl_free(path);
+	curl_url_cleanup(u);
+	return out;
+}
+
+/* Loads configuration, mapping and challenge; mistakes go to d. */
+static int snapshot_load(const char *path, struct snapshot **out, struct diag *d)
+{
+	struct snapshot *s = calloc(1, sizeof(*s));
+	char err[512];
+
+	*out = NULL;
+	if (!s)
+		return -1;
+	s->refs = 1;
+	if (config_load(path, &s->cfg, d) < 0 || mapping_load(s->cfg->mapping, &s->m, d) < 0)
+		goto fail;
+	if (secret_read_file(s->cfg->webhooks.challenge_file, &s->challenge, err, sizeof(err)) < 0) {
+		diag_add(d, path, 0, 0, "webhooks.challenge_file", "%s", err);
+		goto fail;
+	}
+	s->prefix = url_path(s->cfg->webhooks.public_url);
+	if (!s->prefix) {
+		diag_add(d, path, 0, 0, "webhooks.public_url", "cannot read the path of %s", s->cfg->webhooks.public_url);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	snapshot_free(s);
+	return -1;
+}
+
+static struct snapshot *snap_get(struct agentd *a)
+{
+	struct snapshot *s;
+
+	pthread_mutex_lock(&a->snap_mu);
+	s = a->snap;
+	s->refs++;
+	pthread_mutex_unlock(&a->snap_mu);
+	return s;
+}
+
+static void snap_put(struct agentd *a, struct snapshot *s)
+{
+	bool last;
+
+	pthread_mutex_lock(&a->snap_mu);
+	last = --s->refs == 0;
+	pthread_mutex_unlock(&a->snap_mu);
+	if (last)
+		snapshot_free(s);
+}
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+/* The subscription type a path routes to, or NULL. */
+static const char *route(const struct snapshot *s, const char *path)
+{
+	size_t n = strlen(s->prefix);
+
+	if (strncmp(path, s->prefix, n) != 0 || path[n] != '/')
+		return NULL;
+	for (size_t i = 0; i < s->cfg->webhooks.subscriptions.n; i++)
+		if (strcmp(path + n + 1, s->cfg->webhooks.subscriptions.v[i]) == 0)
+			return s->cfg->webhooks.subscriptions.v[i];
+	return NULL;
+}
+
+static bool is_status_path(const char *path)
+{
+	return strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0;
+}
+
+static int precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len)
+{
+	struct agentd *a = ctx;
+	struct snapshot *s;
+	const char *type;
+	int status = 0;
+
+	if (is_status_path(path))
+		return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? 0 : 405;
+	s = snap_get(a);
+	type = route(s, path);
+	if (!type)
+		status = 404;
+	else if (strcmp(method, "POST") != 0)
+		status = 405;
+	else if (!challenge || !secret_equals(&s->challenge, challenge, strlen(challenge)))
+		status = 401;
+	else if (len >= 0 && (unsigned long long)len > (unsigned long long)s->cfg->webhooks.max_body_bytes)
+		status = 413;
+	if (status) {
+		metrics_delivery(type ? type : "unknown", status);
+		log_info("delivery refused: %s %s: %d%s", method, path, status,
+		         status == 401 ? (challenge ? " (wrong challenge)" : " (no challenge)") : "");
+	}
+	snap_put(a, s);
+	return status;
+}
+
+static void refused(void *ctx, const char *path, int status)
+{
+	struct agentd *a = ctx;
+	struct snapshot *s = snap_get(a);
+	const char *type = route(s, path);
+
+	metrics_delivery(type ? type : "unknown", status);
+	log_info("delivery refused: %s: %d (body larger than webhooks.max_body_bytes)", path, status);
+	snap_put(a, s);
+}
+
+/* 0 when the directory answers and the store commits; else the reason. */
+static int health(struct agentd *a, struct sbuf *reason)
+{
+	static const char *const none[] = { "1.1", NULL };
+	struct snapshot *s = snap_get(a);
+	struct ldapw_entries e;
+	struct ldapw_error le;
+	struct sbuf err;
+	int rc = 0;
+
+	sbuf_init(&err);
+	pthread_mutex_lock(&a->side_mu);
+	if (store_probe(a->side_st, &err) < 0) {
+		sbuf_addf(reason, "%s\n", sbuf_str(&err));
+		rc = -1;
+	}
+	if (a->probe && ldapw_read(a->probe, "", none, &e, &le) == 0) {
+		ldapw_entries_free(&e);
+	} else {
+		ldapw_close(a->probe);
+		a->probe = NULL;
+		if (ldapw_open(s->cfg, &a->probe, &le) != 0 || ldapw_read(a->probe, "", none, &e, &le) != 0) {
+			sbuf_addf(reason, "directory %s: %s: %s\n", s->cfg->ldap.uri, le.op, le.text);
+			rc = -1;
+		} else {
+			ldapw_entries_free(&e);
+		}
+	}
+	pthread_mutex_unlock(&a->side_mu);
+	sbuf_free(&err);
+	snap_put(a, s);
+	return rc;
+}
+
+static void deliver(struct agentd *a, const char *type, const char *body, size_t len, struct http_reply *reply)
+{
+	cJSON *j = cJSON_ParseWithLength(body, len);
+	const char *reason = NULL;
+	struct sbuf err;
+	double t0 = mono_now();
+
+	sbuf_init(&err);
+	if (len == 0)
+		reason = "empty body";
+	else if (!j)
+		reason = "not valid JSON";
+	else if (!cJSON_IsObject(j) && !(cJSON_IsArray(j) && strcmp(type, "teams/membership/bulk_upsert") == 0))
+		reason = "not a JSON object";
+	if (reason) {
+		reply->status = 400;
+		sbuf_addf(&reply->body, "%s\n", reason);
+		pthread_mutex_lock(&a->side_mu);
+		if (queue_reject(a->side_q, type, reason, body, len, &err) < 0)
+			log_warn("the rejected log could not be written: %s", sbuf_str(&err));
+		pthread_mutex_unlock(&a->side_mu);
+		log_info("delivery refused: %s: 400 (%s)", type, reason);
+	} else if (queue_submit(a->committer, type, body, &err) < 0) {
+		reply->status = 503;
+		sbuf_adds(&reply->body, "the delivery could not be stored; retry later\n");
+		log_error("delivery not stored (answered 503): %s: %s", type, sbuf_str(&err));
+	} else {
+		reply->status = 200;
+		log_debug("delivery stored: %s (%.1f ms)", type, (mono_now() - t0) * 1000);
+	}
+	metrics_delivery(type, reply->status);
+	cJSON_Delete(j);
+	sbuf_free(&err);
+}
+
+static void handle(void *ctx, const char *method, const char *path, const char *body, size_t len,
+                   struct http_reply *reply)
+{
+	struct agentd *a = ctx;
+
+	(void)method;
+	if (strcmp(path, "/healthz") == 0) {
+		if (health(a, &reply->body) == 0) {
+			reply->status = 200;
+			sbuf_adds(&reply->body, "ok\n");
+		} else {
+			reply->status = 503;
+		}
+	} else if (strcmp(path, "/metrics") == 0) {
+		struct metrics_gauges g = { 0 };
+		struct sbuf err;
+		sbuf_init(&err);
+		pthread_mutex_lock(&a->side_mu);
+		if (queue_counts(a->side_q, &g.queue_depth, &g.dead_letters, &g.held, &err) < 0)
+			log_warn("metrics: %s", sbuf_str(&err));
+		pthread_mutex_unlock(&a->side_mu);
+		sbuf_free(&err);
+		metrics_render(&reply->body, &g);
+		reply->status = 200;
+		reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	} else {
+		struct snapshot *s = snap_get(a);
+		const char *type = route(s, path);
+		char *t = type ? strdup(type) : NULL;
+		snap_put(a, s);
+		if (!t) { /* the configuration changed between precheck and now */
+			reply->status = 404;
+			return;
+		}
+		deliver(a, t, body, len, reply);
+		free(t);
+	}
+}
+
+/* ---- workers -------------------------------------------------------------- */
+
+static void wake(void *ctx)
+{
+	struct agentd *a = ctx;
+
+	pthread_mutex_lock(&a->mu);
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void commit_observed(double seconds, bool ok, void *ctx)
+{
+	(void)ok;
+	(void)ctx;
+	metrics_commit_seconds(seconds);
+}
+
+/* The directory is unreachable: every worker waits, longer each time. */
+static void pause_directory(struct agentd *a, const char *why)
+{
+	double now = mono_now(), wait;
+
+	pthread_mutex_lock(&a->mu);
+	if (now >= a->pause_until) {
+		a->backoff = a->backoff == 0 ? 1.0 : fmin(a->backoff * 2, BACKOFF_MAX);
+		wait = a->backoff * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
+		a->pause_until = now + wait;
+		log_warn("directory unavailable (%s); deliveries wait, next attempt in %.1f s", why, wait);
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void directory_ok(struct agentd *a)
+{
+	pthread_mutex_lock(&a->mu);
+	if (a->backoff != 0)
+		log_info("directory reachable again");
+	a->backoff = 0;
+	pthread_mutex_unlock(&a->mu);
+}
+
+static const char *action_of(const struct apply_summary *s)
+{
+	if (s->add)
+		return "add";
+	if (s->del)
+		return "delete";
+	if (s->disable)
+		return "disable";
+	if (s->rename)
+		return "rename";
+	if (s->modify)
+		return "modify";
+	return "none";
+}
+
+static void process(struct worker *w, struct queue_delivery *d)
+{
+	struct agentd *a = w->a;
+	struct snapshot *s = snap_get(a);
+	struct apply_ctx ac = { 0 };
+	struct ldapw_error le;
+	struct sbuf err, ldif;
+	cJSON *body = NULL;
+	char today[16];
+	double t0 = mono_now();
+	char coalesced[64] = "";
+
+	sbuf_init(&err);
+	sbuf_init(&ldif);
+	if (d->nids > 1)
+		snprintf(coalesced, sizeof(coalesced), " (%zu deliveries coalesced)", d->nids);
+	if (!w->lw) {
+		if (ldapw_open(s->cfg, &w->lw, &le) != 0) {
+			pause_directory(a, le.text);
+			goto cleanup;
+		}
+		directory_ok(a);
+	}
+	body = cJSON_Parse(d->body);
+	clock_today(today, sizeof(today));
+	ac.m = s->m;
+	ac.lw = w->lw;
+	ac.st = w->st;
+	ac.today = today;
+	ac.ldif = &ldif;
+	if (body && apply_delivery(&ac, d->type, body, &err) == 0) {
+		const char *act = action_of(&ac.sum);
+		if (queue_done(w->q, d, &err) < 0)
+			log_error("delivery %lld: applied, but the queue could not be updated: %s", (long long)d->id,
+			          sbuf_str(&err));
+		metrics_apply(act, true);
+		directory_ok(a);
+		log_info("delivery %lld %s %s: %s: ok (%.0f ms)%s", (long long)d->id, d->type, d->record_key, act,
+		         (mono_now() - t0) * 1000, coalesced);
+	} else if (ac.connection_lost) {
+		ldapw_close(w->lw);
+		w->lw = NULL;
+		metrics_apply("none", false);
+		pause_directory(a, sbuf_str(&err));
+	} else {
+		int attempts = d->attempts + 1;
+		bool dead = attempts >= s->cfg->queue.max_attempts;
+		double delay = (double)s->cfg->queue.retry_delay * pow(2, attempts - 1) * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
+		struct sbuf qe;
+		if (!body)
+			sbuf_adds(&err, "the stored body is not JSON");
+		sbuf_init(&qe);
+		if (queue_failed(w->q, d, sbuf_str(&err), wall_now() + delay, dead, &qe) < 0)
+			log_error("delivery %lld: %s", (long long)d->id, sbuf_str(&qe));
+		sbuf_free(&qe);
+		metrics_apply(action_of(&ac.sum), false);
+		if (dead)
+			log_error("delivery %lld %s %s: failed for good after %d attempts, kept as a dead letter: %s",
+			          (long long)d->id, d->type, d->record_key, attempts, sbuf_str(&err));
+		else
+			log_warn("delivery %lld %s %s: failed (attempt %d of %lld, next in %.0f s): %s", (long long)d->id,
+			         d->type, d->record_key, attempts, s->cfg->queue.max_attempts, delay, sbuf_str(&err));
+	}
+cleanup:
+	cJSON_Delete(body);
+	sbuf_free(&err);
+	sbuf_free(&ldif);
+	snap_put(a, s);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct agentd *a = w->a;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	for (;;) {
+		struct queue_delivery d;
+		int got = 0;
+		pthread_mutex_lock(&a->mu);
+		while (!a->stop) {
+			double now = mono_now();
+			struct timespec ts;
+			if (now < a->pause_until) {
+				deadline_in(&ts, a->pause_until - now);
+				pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+				continue;
+			}
+			sbuf_reset(&err);
+			got = queue_next(w->q, wall_now(), &a->busy, &d, &err);
+			if (got == 1) {
+				strmap_put(&a->busy, d.record_key, NULL);
+				break;
+			}
+			if (got < 0)
+				log_warn("queue: %s", sbuf_str(&err));
+			deadline_in(&ts, 1.0);
+			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+		}
+		if (a->stop && got != 1) {
+			pthread_mutex_unlock(&a->mu);
+			break;
+		}
+		pthread_mutex_unlock(&a->mu);
+		process(w, &d);
+		pthread_mutex_lock(&a->mu);
+		strmap_del(&a->busy, d.record_key);
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		queue_delivery_free(&d);
+	}
+	sbuf_free(&err);
+	return NULL;
+}
+
+/* ---- scheduled terminations ---------------------------------------------- */
+
+struct due_ctx {
+	struct agentd *a;
+	struct store *st;
+};
+
+static int enqueue_due(void *ctx, const char *kind, const char *record_id, const char *body)
+{
+	struct due_ctx *c = ctx;
+	struct sbuf err;
+	int rc = 0;
+
+	sbuf_init(&err);
+	if (strcmp(kind, "employee") != 0)
+		goto cleanup;
+	if (queue_submit(c->a->committer, "employees/employee/terminate", body, &err) < 0) {
+		log_error("employee %s: the termination due today could not be queued: %s", record_id, sbuf_str(&err));
+		goto cleanup;
+	}
+	log_info("employee %s: termination due: queued", record_id);
+	if (store_schedule_remove(c->st, kind, record_id, &err) < 0)
+		log_warn("employee %s: %s", record_id, sbuf_str(&err));
+cleanup:
+	sbuf_free(&err);
+	return rc;
+}
+
+static void *scheduler_main(void *arg)
+{
+	struct agentd *a = arg;
+	struct store *st = NULL;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	{
+		struct snapshot *s = snap_get(a);
+		if (store_open(s->cfg->state_dir, &st, &err) < 0)
+			log_error("scheduler: %s", sbuf_str(&err));
+		snap_put(a, s);
+	}
+	while (st) {
+		struct snapshot *s = snap_get(a);
+		struct due_ctx dc = { .a = a, .st = st };
+		double every = (double)s->cfg->queue.schedule_check;
+		char today[16];
+		struct timespec ts;
+		snap_put(a, s);
+		clock_today(today, sizeof(today));
+		sbuf_reset(&err);
+		if (store_schedule_due(st, today, enqueue_due, &dc, &err) < 0)
+			log_warn("scheduler: %s", sbuf_str(&err));
+		pthread_mutex_lock(&a->mu);
+		if (!a->stop) {
+			deadline_in(&ts, every);
+			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+		}
+		if (a->stop) {
+			pthread_mutex_unlock(&a->mu);
+			break;
+		}
+		pthread_mutex_unlock(&a->mu);
+	}
+	store_close(st);
+	sbuf_free(&err);
+	return NULL;
+}
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+static void log_diag(struct diag *d, const char *what)
+{
+	char line[2048];
+	FILE *null = fopen("/dev/null", "w");
+
+	if (null) {
+		diag_print(d, null); /* sorts */
+		fclose(null);
+	}
+	log_error("%s", what);
+	for (size_t i = 0; i < d->n; i++) {
+		diag_format(d, i, line, sizeof(line));
+		log_error("%s", line);
+	}
+}
+
+static void reload(struct agentd *a)
+{
+	struct snapshot *n = NULL, *old;
+	struct diag d;
+
+	diag_init(&d);
+	if (snapshot_load(a->config_path, &n, &d) < 0) {
+		log_diag(&d, "reload refused: the new configuration or mapping has mistakes; the running one stays");
+		diag_free(&d);
+		return;
+	}
+	diag_free(&d);
+	pthread_mutex_lock(&a->snap_mu);
+	old = a->snap;
+	a->snap = n;
+	pthread_mutex_unlock(&a->snap_mu);
+	if (strcmp(old->cfg->webhooks.listen, n->cfg->webhooks.listen) != 0 ||
+	    strcmp(old->cfg->state_dir, n->cfg->state_dir) != 0)
+		log_warn("reload: webhooks.listen and state_dir take effect at the next start");
+	log_set_level((enum log_level)n->cfg->log.level);
+	log_info("configuration and mapping reloaded (%s, %s)", n->cfg->path, n->m->path);
+	snap_put(a, old);
+	wake(a);
+}
+
+static int start_http(struct agentd *a, const struct config *cfg, const char *listen, struct http_server **out,
+                      struct sbuf *err)
+{
+	struct http_callbacks cb = { .precheck = precheck, .handle = handle, .refused = refused, .ctx = a };
+	struct http_options o = {
+		.listen = listen,
+		.max_body = (size_t)cfg->webhooks.max_body_bytes,
+		.timeout = (unsigned)cfg->webhooks.request_timeout,
+		.threads = 8,
+	};
+	struct secret key = { 0 };
+	char *cert = NULL;
+	char e[512];
+	int rc = -1;
+
+	if (cfg->webhooks.tls_cert_file) {
+		FILE *fp = fopen(cfg->webhooks.tls_cert_file, "r");
+		struct sbuf b;
+		char chunk[4096];
+		size_t n;
+		sbuf_init(&b);
+		if (!fp) {
+			sbuf_addf(err, "webhooks.tls_cert_file: cannot read %s: %s", cfg->webhooks.tls_cert_file,
+			          strerror(errno));
+			goto cleanup;
+		}
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+			sbuf_add(&b, chunk, n);
+		fclose(fp);
+		cert = sbuf_detach(&b);
+		if (secret_read_file(cfg->webhooks.tls_key_file, &key, e, sizeof(e)) < 0) {
+			sbuf_addf(err, "webhooks.tls_key_file: %s", e);
+			goto cleanup;
+		}
+		o.tls_cert = cert;
+		o.tls_key = key.data;
+	}
+	rc = http_start(&o, &cb, out, err);
+cleanup:
+	free(cert);
+	secret_free(&key);
+	return rc;
+}
+
+int agentd_run(const char *config_path)
+{
+	struct agentd a = { .config_path = config_path };
+	struct worker *ws = NULL;
+	struct diag d;
+	struct sbuf err;
+	sigset_t set;
+	int rc = 1, sig;
+
+	diag_init(&d);
+	sbuf_init(&err);
+	pthread_mutex_init(&a.snap_mu, NULL);
+	pthread_mutex_init(&a.mu, NULL);
+	pthread_cond_init(&a.cv, NULL);
+	pthread_mutex_init(&a.side_mu, NULL);
+	strmap_init(&a.busy);
+	if (snapshot_load(config_path, &a.snap, &d) < 0) {
+		diag_print(&d, stderr);
+		rc = 2;
+		goto cleanup;
+	}
+	log_setup((enum log_level)a.snap->cfg->log.level, (enum log_target)a.snap->cfg->log.target, true);
+	srand((unsigned)(time(NULL) ^ getpid()));
+
+	/* signals are taken by sigwait() here; every thread started below inherits the mask */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (queue_open(a.snap->cfg->state_dir, &a.side_q, &err) < 0 ||
+	    store_open(a.snap->cfg->state_dir, &a.side_st, &err) < 0) {
+		log_error("%s", sbuf_str(&err));
+		goto cleanup;
+	}
+	store_set_busy_timeout(a.side_st, 1000);
+	queue_set_busy_timeout(a.side_q, 2000);
+	if (queue_committer_start(a.snap->cfg->state_dir, &a.committer, &err) < 0) {
+		log_error("%s", sbuf_str(&err));
+		goto cleanup;
+	}
+	queue_committer_observe(a.committer, commit_observed, NULL);
+	queue_committer_notify(a.committer, wake, &a);
+
+	a.nworkers = (size_t)a.snap->cfg->queue.workers;
+	ws = calloc(a.nworkers, sizeof(*ws));
+	a.workers = calloc(a.nworkers, sizeof(*a.workers));
+	if (!ws || !a.workers)
+		goto cleanup;
+	for (size_t i = 0; i < a.nworkers; i++) {
+		ws[i].a = &a;
+		if (queue_open(a.snap->cfg->state_dir, &ws[i].q, &err) < 0 ||
+		    store_open(a.snap->cfg->state_dir, &ws[i].st, &err) < 0) {
+			log_error("%s", sbuf_str(&err));
+			a.nworkers = i;
+			goto stop;
+		}
+		if (pthread_create(&a.workers[i], NULL, worker_main, &ws[i]) != 0) {
+			queue_close(ws[i].q);
+			store_close(ws[i].st);
+			a.nworkers = i;
+			goto stop;
+		}
+	}
+	if (pthread_create(&a.scheduler, NULL, scheduler_main, &a) == 0)
+		a.scheduler_started = true;
+
+	if (start_http(&a, a.snap->cfg, a.snap->cfg->webhooks.listen, &a.http, &err) < 0) {
+		log_error("%s", sbuf_str(&err));
+		goto stop;
+	}
+	if (a.snap->cfg->webhooks.metrics_listen &&
+	    start_http(&a, a.snap->cfg, a.snap->cfg->webhooks.metrics_listen, &a.mhttp, &err) < 0) {
+		log_error("%s", sbuf_str(&err));
+		goto stop;
+	}
+	log_info("listening on %s for %zu subscription types under %s/; state in %s; %zu workers",
+	         a.snap->cfg->webhooks.listen, a.snap->cfg->webhooks.subscriptions.n,
+	         a.snap->prefix, a.snap->cfg->state_dir, a.nworkers);
+	if (a.snap->cfg->factorial.enrich)
+		log_warn("factorial.enrich is on, but this version does not read records from the API yet: "
+		         "deliveries are mapped as they came");
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: reloading %s", config_path);
+			reload(&a);
+			continue;
+		}
+		log_info("%s: stopping: no new deliveries; finishing what is in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		break;
+	}
+	rc = 0;
+stop:
+	http_quiesce(a.http);
+	http_quiesce(a.mhttp);
+	http_stop(a.http);
+	http_stop(a.mhttp);
+	a.http = a.mhttp = NULL;
+	pthread_mutex_lock(&a.mu);
+	a.stop = true;
+	pthread_cond_broadcast(&a.cv);
+	pthread_mutex_unlock(&a.mu);
+	for (size_t i = 0; i < a.nworkers; i++) {
+		pthread_join(a.workers[i], NULL);
+		ldapw_close(ws[i].lw);
+		queue_close(ws[i].q);
+		store_close(ws[i].st);
+	}
+	if (a.scheduler_started)
+		pthread_join(a.scheduler, NULL);
+	if (rc == 0)
+		log_info("stopped");
+cleanup:
+	queue_committer_stop(a.committer);
+	ldapw_close(a.probe);
+	queue_close(a.side_q);
+	store_close(a.side_st);
+	free(ws);
+	free(a.workers);
+	if (a.snap)
+		snap_put(&a, a.snap);
+	strmap_free(&a.busy);
+	pthread_mutex_destroy(&a.snap_mu);
+	pthread_mutex_destroy(&a.mu);
+	pthread_cond_destroy(&a.cv);
+	pthread_mutex_destroy(&a.side_mu);
+	diag_free(&d);
+	sbuf_free(&err);
+	return rc;
+}

@@ -1,0 +1,28 @@
+/*
+ * agentd: `factorial-ldap-agent run`, the daemon.
+ *
+ * It wires the modules together: the HTTP endpoint (http) checks each
+ * delivery and stores it durably through the group committer (queue) before
+ * answering 200; worker threads, each with its own directory connection
+ * (ldapw) and store handles, take deliveries from the queue in arrival order
+ * per record and apply them (apply); a connection failure pauses every
+ * worker with exponential backoff and jitter, never dropping anything; a
+ * record failure is retried, then kept as a dead letter.  A scheduler turns
+ * terminations that have come due into deliveries.  GET /healthz and
+ * GET /metrics answer on the same listener (or on webhooks.metrics_listen).
+ *
+ * Signals: SIGTERM and SIGINT stop accepting, let what is in flight finish
+ * and return 0; SIGHUP reloads the configuration and the mapping, keeping
+ * the running ones when the new ones have mistakes (which are logged).
+ *
+ * Memory: agentd_run() owns everything it starts and releases all of it
+ * before returning.
+ */
+#ifndef FLA_AGENTD_H
+#define FLA_AGENTD_H
+
+/* Runs until SIGTERM/SIGINT; returns the process exit code (0, 1, or 2 when
+ * the configuration or mapping at start is invalid). */
+int agentd_run(const char *config_path);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * http: the embedded HTTP(S) endpoint, on libmicrohttpd.
+ *
+ * It owns the protocol side of a request and nothing of its meaning: a
+ * thread pool serves connections; for each request the precheck callback
+ * decides from the method, path, challenge header and declared length
+ * whether to read the body at all (and answers 401, 404, 405 or 413 at once
+ * when not); the body is collected up to max_body bytes (a body that grows
+ * past it is answered 413 and the rest is not read); then the handle
+ * callback produces the answer.  A request that stalls longer than the
+ * timeout is dropped by libmicrohttpd.  Optional TLS from PEM certificate
+ * and key held in memory.
+ *
+ * Memory: the server keeps copies of what http_start() is given (the key
+ * buffer is wiped once libmicrohttpd has it); each request's state is freed
+ * in libmicrohttpd's completion callback.
+ */
+#ifndef FLA_HTTP_H
+#define FLA_HTTP_H
+
+#include <stddef.h>
+
+#include "sbuf.h"
+
+struct http_reply {
+	int status;
+	const char *content_type; /* default text/plain */
+	struct sbuf body;
+};
+
+struct http_callbacks {
+	/* 0 to read the body and call handle; else the status to answer now.
+	 * challenge is NULL when the header is absent; content_length -1 when
+	 * not declared. */
+	int (*precheck)(void *ctx, const char *method, const char *path, const char *challenge, long long content_length);
+	void (*handle)(void *ctx, const char *method, const char *path, const char *body, size_t len,
+	               struct http_reply *reply);
+	/* Told when a body grew past max_body and was answered 413 (may be NULL). */
+	void (*refused)(void *ctx, const char *path, int status);
+	void *ctx;
+};
+
+struct http_options {
+	const char *listen;    /* host:port */
+	size_t max_body;
+	unsigned timeout;      /* seconds */
+	unsigned threads;
+	const char *tls_cert;  /* PEM text, or NULL */
+	char *tls_key;         /* PEM text, or NULL; wiped by http_start */
+};
+
+struct http_server;
+
+int http_start(const struct http_options *o, const struct http_callbacks *cb, struct http_server **out,
+               struct sbuf *err);
+/* Stops accepting new connections; requests in flight finish. */
+void http_quiesce(struct http_server *s);
+void http_stop(struct http_server *s);
+/* Splits "host:port" for bind(); returns 0 or -1. */
+int http_parse_listen(const char *listen, char *host, size_t hostlen, char *port, size_t portlen);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * queue: the durable delivery queue, in the state store's SQLite database
+ * (state_dir/state.db, WAL, synchronous=FULL).
+ *
+ * A delivery is committed here before the receiver answers 200: the body,
+ * its subscription type, the arrival time and a record key that orders the
+ * deliveries of one record ("employee:42", "team:3",
+ * "membership:3:42").  Concurrent requests share one commit (group commit):
+ * queue_submit() hands the delivery to the committer thread, which writes
+ * every waiting delivery in one transaction and wakes each caller with the
+ * outcome; a failed commit is reported to every caller, never hidden.
+ *
+ * Workers take the oldest pending delivery of a record that is not being
+ * worked on, whose retry time has come, and that does not wait for an older
+ * pending delivery of a record it depends on (a team or membership waits for
+ * the employees it names); consecutive pending deliveries of the same type
+ * for the same record are coalesced into the newest.  A delivery leaves the
+ * queue when applied; after max_attempts record-level failures it becomes a
+ * dead letter with its reason, which `queue retry` or `queue drop` settles.
+ * Invalid bodies go to a separate rejected log with their reason.
+ *
+ * Memory: a struct queue owns one SQLite connection; use one per thread.
+ * A struct queue_committer owns its thread and connection.  Strings in a
+ * struct queue_delivery are malloc'd and released by queue_delivery_free().
+ */
+#ifndef FLA_QUEUE_H
+#define FLA_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sbuf.h"
+#include "strmap.h"
+
+struct queue;
+
+int queue_open(const char *state_dir, struct queue **out, struct sbuf *err);
+void queue_close(struct queue *q);
+/* Milliseconds SQLite waits for a lock before a write fails. */
+void queue_set_busy_timeout(struct queue *q, int ms);
+
+/* The record key of a delivery body for a subscription type. */
+char *queue_record_key(const char *type, const char *body_json);
+
+/* Writes deliveries in one transaction (used by the committer). */
+struct queue_new {
+	const char *type;
+	const char *record_key;
+	const char *body;
+	int64_t id; /* set when committed */
+};
+int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *err);
+
+/* Keeps an invalid body with the reason it was refused (at most 64 KiB of it). */
+int queue_reject(struct queue *q, const char *type, const char *reason, const char *body, size_t len,
+                 struct sbuf *err);
+
+struct queue_delivery {
+	int64_t id;        /* the newest of the coalesced run */
+	int64_t *ids;      /* every delivery of the run, oldest first */
+	size_t nids;
+	char *type;
+	char *record_key;
+	char *body;
+	int attempts;
+	char *received;
+};
+
+void queue_delivery_free(struct queue_delivery *d);
+
+/* Claims the next delivery a worker may apply now (record keys in busy are
+ * being worked on).  Returns 1 and fills d, 0 when none is ready, -1 on a
+ * store failure. */
+int queue_next(struct queue *q, double now, const struct strmap *busy, struct queue_delivery *d, struct sbuf *err);
+
+/* The run was applied: it leaves the queue. */
+int queue_done(struct queue *q, const struct queue_delivery *d, struct sbuf *err);
+/* A record-level failure: retried at next_attempt, or dead after the last attempt. */
+int queue_failed(struct queue *q, const struct queue_delivery *d, const char *reason, double next_attempt, bool dead,
+                 struct sbuf *err);
+
+/* Counts for /metrics and `queue list`. */
+int queue_counts(struct queue *q, long *pending, long *dead, long *held, struct sbuf *err);
+
+/* `queue list`: dead letters and pending counts, one line each, into out. */
+int queue_list(struct queue *q, struct sbuf *out, struct sbuf *err);
+/* `queue retry [ID]`: dead letters back to pending (all when id is 0);
+ * returns how many, -1 on failure. */
+long queue_retry(struct queue *q, int64_t id, struct sbuf *err);
+/* `queue drop ID`: removes a dead letter; returns 1, 0 when no such dead letter. */
+int queue_drop(struct queue *q, int64_t id, struct sbuf *err);
+
+/* ---- group commit ------------------------------------------------------- */
+
+struct queue_committer;
+
+int queue_committer_start(const char *state_dir, struct queue_committer **out, struct sbuf *err);
+/* Stops after committing what is waiting. */
+void queue_committer_stop(struct queue_committer *c);
+/* Durably stores one delivery; returns 0 once committed, -1 (reason in err)
+ * when the store could not commit it. */
+int queue_submit(struct queue_committer *c, const char *type, const char *body, struct sbuf *err);
+/* Called after every commit with its duration in seconds and outcome. */
+void queue_committer_observe(struct queue_committer *c, void (*fn)(double seconds, bool ok, void *ctx), void *ctx);
+/* Called after every successful commit (workers wake up). */
+void queue_committer_notify(struct queue_committer *c, void (*fn)(void *ctx), void *ctx);
+
+#endif
