@@ -94,7 +94,8 @@ class AgentProcess:
         import urllib.error
         import urllib.request
         import time
-        text = open(self.config).read()
+        with open(self.config) as f:
+            text = f.read()
         self.port = int(re.search(r'listen: "127\.0\.0\.1:(\d+)"', text).group(1))
         e = dict(os.environ)
         if self.env:

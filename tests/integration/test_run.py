@@ -1,0 +1,391 @@
+"""`run`: the daemon receives Factorial's deliveries, stores each durably
+before answering 200, and applies them to a real slapd, losing nothing."""
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from agenttest import AgentDir, AgentProcess, http, run_agent  # noqa: E402
+from fakefactorial import FakeFactorial  # noqa: E402
+from slapd import Slapd, free_port  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_apply import MAPPING, person  # noqa: E402
+
+PEOPLE = "ou=people,dc=example,dc=com"
+GROUPS = "ou=groups,dc=example,dc=com"
+FORMER = "ou=former,dc=example,dc=com"
+CHALLENGE = "test-challenge"
+H = {"x-factorial-wh-challenge": CHALLENGE, "Content-Type": "application/json"}
+
+
+def wait_for(pred, timeout=60, every=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric(agent, name, **labels):
+    status, text = http("GET", agent.url("/metrics"))
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+    for line in text.splitlines():
+        if line.startswith(f"factorial_ldap_agent_{name}{want} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+class Daemon(unittest.TestCase):
+    """A slapd and an agent configuration per test; the agent started by the test."""
+
+    extra = "queue: { retry_delay: 1s, max_attempts: 2, schedule_check: 1s }\n"
+    webhooks_extra = ""
+
+    def setUp(self):
+        self.ldap = Slapd().start()
+        self.addCleanup(self.ldap.stop)
+        self.d = AgentDir()
+        self.addCleanup(self.d.close)
+        self.port = free_port()
+        self.d.file("mapping.yaml", MAPPING)
+        self.clock = self.d.file("now", "2026-11-27T09:00:00Z\n")
+        cfg = self.d.standard(ldap_uri=self.ldap.uri, enrich=False,
+                              public_url=f"https://agent.example.com/hooks", extra=self.extra)
+        with open(cfg) as f:
+            text = f.read()
+        text = text.replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{self.port}"')
+        text = text.replace("  challenge_file: challenge\n", "  challenge_file: challenge\n" + self.webhooks_extra)
+        self.cfg = self.d.file("agent.yaml", text)
+        self.agent = None
+
+    def start(self):
+        self.agent = AgentProcess(self.cfg, os.path.join(self.d.path, "agent.log"),
+                                  env={"FACTORIAL_LDAP_AGENT_NOW": "@" + self.clock}).start()
+        self.addCleanup(self.agent.stop)
+        return self.agent
+
+    def post(self, type_, record, challenge=CHALLENGE):
+        h = dict(H)
+        if challenge is None:
+            del h["x-factorial-wh-challenge"]
+        else:
+            h["x-factorial-wh-challenge"] = challenge
+        body = record if isinstance(record, (str, bytes)) else json.dumps(record, ensure_ascii=False)
+        return http("POST", self.agent.url("/hooks/" + type_), body, h)[0]
+
+    def drained(self, timeout=90):
+        wait_for(lambda: metric(self.agent, "queue_depth") == 0 and self.busy_free(), timeout, what="an empty queue")
+
+    def busy_free(self):
+        time.sleep(0.2)  # a delivery being applied has left the queue only when done
+        return metric(self.agent, "queue_depth") == 0
+
+    def count(self, i):
+        return len(self.ldap.search(filt=f"(employeeNumber={i})", attrs=["1.1"]))
+
+    def fail_with_log(self, msg):
+        self.fail(msg + "\n" + (self.agent.log_text() if self.agent else ""))
+
+
+class TestReceiver(Daemon):
+    def test_every_type_ends_in_the_directory(self):
+        agent = self.start()
+        fake = FakeFactorial(max_retries=3, retry_interval=0.05).start()
+        self.addCleanup(fake.stop)
+        types = ["employees/employee/create_with_contract", "employees/employee/invite", "employees/employee/update",
+                 "employees/employee/set_regular_access_start_date", "employees/employee/terminate",
+                 "employees/employee/unterminate", "teams/team/create", "teams/team/update", "teams/team/delete",
+                 "teams/membership/create", "teams/membership/update", "teams/membership/delete",
+                 "teams/membership/bulk_upsert"]
+        for t in types:
+            fake.add_subscription(t, agent.url("/hooks/" + t), challenge=CHALLENGE)
+        steps = [
+            ("employees/employee/create_with_contract", person(1, "Ana", "Pérez")),
+            ("employees/employee/invite", person(2, "Luis", "Gil", manager_id=1)),
+            ("employees/employee/set_regular_access_start_date", person(3, "Eva", "Sanz")),
+            ("employees/employee/update", person(1, "Ana", "Pérez", phone_number="+34 600")),
+            ("teams/team/create", {"id": 5, "name": "Ops", "employee_ids": [1]}),
+            ("teams/membership/create", {"id": 1, "employee_id": 2, "team_id": 5}),
+            ("teams/membership/bulk_upsert", [{"id": 2, "employee_id": 3, "team_id": 5}]),
+            ("teams/membership/update", {"id": 2, "employee_id": 3, "team_id": 5, "lead": True}),
+            ("teams/membership/delete", {"id": 1, "employee_id": 2, "team_id": 5}),
+            ("teams/team/update", {"id": 5, "name": "Operations", "employee_ids": [1, 3]}),
+            ("employees/employee/terminate", person(3, "Eva", "Sanz", terminated_on="2026-11-20")),
+            ("employees/employee/unterminate", person(3, "Eva", "Sanz")),
+            ("teams/team/create", {"id": 6, "name": "Temp", "employee_ids": []}),
+            ("teams/team/delete", {"id": 6}),
+        ]
+        for t, rec in steps:
+            fake.deliver(t, rec)
+        self.assertTrue(fake.wait_deliveries(30))
+        self.assertEqual({d["status"] for d in fake.deliveries}, {200})
+        self.drained()
+        self.assertEqual(self.ldap.entry(f"uid=ana.perez,{PEOPLE}")["telephoneNumber"], ["+34 600"])
+        self.assertEqual(self.ldap.entry(f"uid=luis.gil,{PEOPLE}")["manager"], [f"uid=ana.perez,{PEOPLE}"])
+        self.assertEqual(sorted(self.ldap.entry(f"cn=team-operations,{GROUPS}")["member"]),
+                         [f"uid=ana.perez,{PEOPLE}", f"uid=eva.sanz,{PEOPLE}"])
+        self.assertEqual(self.ldap.entry(f"uid=eva.sanz,{PEOPLE}")["loginShell"], ["/bin/bash"])
+        self.assertIsNone(self.ldap.entry(f"cn=team-temp,{GROUPS}"))
+        self.assertEqual(metric(agent, "dead_letters"), 0)
+
+    def test_refusals_and_the_process_stays_up(self):
+        agent = self.start()
+        t = "employees/employee/update"
+        self.assertEqual(self.post(t, person(1, "A", "B"), challenge="wrong"), 401)
+        self.assertEqual(self.post(t, person(1, "A", "B"), challenge=None), 401)
+        self.assertEqual(self.post("employees/employee/delete", person(1, "A", "B")), 404)
+        self.assertEqual(http("GET", agent.url("/hooks/" + t))[0], 405)
+        self.assertEqual(http("GET", agent.url("/elsewhere"))[0], 404)
+        self.assertEqual(self.post(t, "{not json"), 400)
+        self.assertEqual(self.post(t, "[1, 2]"), 400)
+        self.assertEqual(self.post(t, ""), 400)
+        # 2 MiB, declared: refused from the headers, the body is not read
+        big = json.dumps({"id": 9, "blob": "x" * (2 << 20)})
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=10) as s:
+            s.sendall((f"POST /hooks/{t} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       f"x-factorial-wh-challenge: {CHALLENGE}\r\nContent-Length: {len(big)}\r\n"
+                       "Expect: 100-continue\r\n\r\n").encode())
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 413"))
+        # chunked, no length: cut off once past the limit, the rest not read.  The 413
+        # is sent, but a client still sending may see the connection reset instead.
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=10) as s:
+            s.sendall((f"POST /hooks/{t} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                       f"x-factorial-wh-challenge: {CHALLENGE}\r\n\r\n").encode())
+            chunk = b"x" * 65536
+            try:
+                for _ in range(40):
+                    s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                answer = s.recv(4096)
+            except OSError:
+                answer = b""
+            self.assertTrue(answer == b"" or answer.startswith(b"HTTP/1.1 413"), answer[:100])
+        # a request that stalls is dropped, and others are served meanwhile
+        stall = socket.create_connection(("127.0.0.1", agent.port), timeout=60)
+        stall.sendall(f"POST /hooks/{t} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                      f"x-factorial-wh-challenge: {CHALLENGE}\r\n\r\n{{".encode())
+        self.assertEqual(self.post(t, person(1, "Still", "Here")), 200)
+        self.assertEqual(stall.recv(4096), b"")  # closed by the agent after webhooks.request_timeout
+        stall.close()
+        self.drained()
+        self.assertEqual(self.count(1), 1)
+        self.assertEqual(metric(agent, "deliveries_total", type=t, status="401"), 2)
+        self.assertEqual(metric(agent, "deliveries_total", type="unknown", status="404"), 2)
+        self.assertEqual(metric(agent, "deliveries_total", type=t, status="400"), 3)
+        self.assertEqual(metric(agent, "deliveries_total", type=t, status="413"), 2)
+        self.assertEqual(metric(agent, "deliveries_total", type=t, status="200"), 1)
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
+        reasons = [r[0] for r in db.execute("SELECT reason FROM rejected ORDER BY id")]
+        db.close()
+        self.assertEqual(reasons, ["not valid JSON", "not a JSON object", "empty body"])
+        log = agent.log_text()
+        self.assertNotIn(CHALLENGE, log)
+        self.assertNotIn("wrong", log.replace("(wrong challenge)", ""))
+        self.assertEqual(agent.stop(), 0)
+
+    webhooks_extra = "  request_timeout: 2s\n"   # the stalled request is dropped quickly
+
+
+class TestDurability(Daemon):
+    def test_sigkill_midway_loses_nothing_and_doubles_nothing(self):
+        agent = self.start()
+        ok = []
+        lock = threading.Lock()
+
+        def send(i):
+            try:
+                st = self.post("employees/employee/create_with_contract",
+                               person(1000 + i, f"N{i}", "Durable", login_email=f"n{i}@example.com"))
+            except OSError:
+                return
+            if st == 200:
+                with lock:
+                    ok.append(1000 + i)
+
+        pool = ThreadPoolExecutor(8)
+        futures = [pool.submit(send, i) for i in range(500)]
+        wait_for(lambda: len(ok) >= 200, 60, 0.01, "200 acknowledged deliveries")
+        agent.kill()
+        for f in futures:
+            f.result()
+        pool.shutdown()
+        acked = sorted(ok)
+        self.assertGreaterEqual(len(acked), 200)
+        agent = self.start()
+        self.drained(120)
+        missing = [i for i in acked if self.count(i) != 1]
+        self.assertEqual(missing, [], "acknowledged deliveries missing or doubled")
+        # nothing that was never acknowledged appears twice either
+        for i in range(1000, 1500):
+            self.assertLessEqual(self.count(i), 1)
+
+    def test_directory_outage_keeps_everything_in_order(self):
+        agent = self.start()
+        self.assertEqual(self.post("employees/employee/create_with_contract", person(1, "Ana", "Order")), 200)
+        self.drained()
+        stop = threading.Event()
+        sent = []
+        statuses = []
+
+        def stream():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                statuses.append(self.post("employees/employee/update",
+                                          person(1, "Ana", "Order", phone_number=f"+1 {n:04d}")))
+                statuses.append(self.post("employees/employee/create_with_contract",
+                                          person(100 + n, f"P{n}", "Stream", login_email=f"s{n}@example.com")))
+                sent.append(n)
+                time.sleep(0.1)
+
+        th = threading.Thread(target=stream)
+        th.start()
+        time.sleep(1)
+        self.ldap.pause()
+        down = time.monotonic()
+        saw_503 = False
+        while time.monotonic() - down < 10:
+            st, body = http("GET", agent.url("/healthz"))
+            if st == 503:
+                saw_503 = True
+                self.assertIn("directory", body)
+            time.sleep(0.5)
+        self.ldap.resume()
+        time.sleep(1)
+        stop.set()
+        th.join()
+        self.assertTrue(saw_503, "/healthz never said 503 while the directory was down")
+        self.assertEqual(set(statuses), {200})
+        self.drained(120)
+        self.assertEqual(http("GET", agent.url("/healthz"))[0], 200)
+        last = sent[-1]
+        self.assertEqual(self.ldap.entry(f"uid=ana.order,{PEOPLE}")["telephoneNumber"], [f"+1 {last:04d}"])
+        missing = [n for n in sent if self.count(100 + n) != 1]
+        self.assertEqual(missing, [])
+        self.assertIn("directory unavailable", agent.log_text())
+
+    def test_store_that_cannot_commit_answers_503(self):
+        agent = self.start()
+        self.assertEqual(self.post("employees/employee/update", person(1, "A", "Lock")), 200)
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"), isolation_level=None, timeout=30)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            self.assertEqual(self.post("employees/employee/update", person(2, "B", "Lock")), 503)
+            st, body = http("GET", agent.url("/healthz"))
+            self.assertEqual(st, 503)
+            self.assertIn("state store", body)
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        self.assertEqual(self.post("employees/employee/update", person(3, "C", "Lock")), 200)
+        self.drained()
+        self.assertEqual((self.count(1), self.count(2), self.count(3)), (1, 0, 1))
+        self.assertEqual(metric(agent, "deliveries_total", type="employees/employee/update", status="503"), 1)
+
+
+class TestLifecycle(Daemon):
+    def test_sighup_broken_mapping_keeps_the_old_one(self):
+        agent = self.start()
+        self.d.file("mapping.yaml", MAPPING.replace("{first_name|slug}", "{first_name|slugify}"))
+        agent.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in agent.log_text(), 20, what="the refusal")
+        self.assertIn("unknown filter \"slugify\"", agent.log_text())
+        self.assertEqual(self.post("employees/employee/create_with_contract", person(1, "Old", "Map")), 200)
+        self.drained()
+        self.assertEqual(self.ldap.entry(f"uid=old.map,{PEOPLE}")["loginShell"], ["/bin/bash"])
+        self.d.file("mapping.yaml", MAPPING.replace("loginShell: /bin/bash", "loginShell: /bin/zsh"))
+        agent.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in agent.log_text(), 20, what="the reload")
+        self.assertEqual(self.post("employees/employee/create_with_contract", person(2, "New", "Map")), 200)
+        self.drained()
+        self.assertEqual(self.ldap.entry(f"uid=new.map,{PEOPLE}")["loginShell"], ["/bin/zsh"])
+        self.assertEqual(agent.stop(), 0)
+        self.assertIn("stopped", agent.log_text())
+
+    def test_dead_letters_and_queue_commands(self):
+        agent = self.start()
+        self.assertEqual(self.post("employees/employee/create_with_contract",
+                                   person(7, "No", "Mail", login_email=None)), 200)
+        wait_for(lambda: metric(agent, "dead_letters") == 1, 30, what="a dead letter")
+        r = run_agent("-c", self.cfg, "queue", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "0 pending, 0 held, 1 dead")
+        self.assertRegex(lines[2], r"^1\s+dead\s+\S+\s+employees/employee/create_with_contract\s+2\s+employee:7: "
+                                   r"employee 7: mail: required, but \"\{login_email\|lower\}\" is empty$")
+        # retried while the daemon runs: it fails again, and is dead again
+        r = run_agent("-c", self.cfg, "queue", "retry", "1")
+        self.assertEqual((r.returncode, r.stdout), (0, "1 delivery queued again\n"))
+        wait_for(lambda: "failed for good after 2 attempts" in agent.log_text().split("queued again")[-1]
+                 and metric(agent, "dead_letters") == 1, 30, what="the retry to fail")
+        r = run_agent("-c", self.cfg, "queue", "drop", "1")
+        self.assertEqual((r.returncode, r.stdout), (0, "dead letter 1 dropped\n"))
+        self.assertEqual(run_agent("-c", self.cfg, "queue", "drop", "1").returncode, 1)
+        self.assertEqual(run_agent("-c", self.cfg, "queue", "list").stdout, "0 pending, 0 held, 0 dead\n")
+        self.assertEqual(run_agent("-c", self.cfg, "queue", "drop").returncode, 2)
+        self.assertEqual(metric(agent, "applies_total", operation="none", result="error"), 4)
+
+    def test_membership_waits_for_its_employee(self):
+        agent = self.start()
+        self.assertEqual(self.post("teams/team/create", {"id": 5, "name": "Ops", "employee_ids": []}), 200)
+        self.drained()
+        # the membership arrives right behind the employee it names
+        self.assertEqual(self.post("employees/employee/create_with_contract", person(8, "Wai", "Ting")), 200)
+        self.assertEqual(self.post("teams/membership/create", {"id": 1, "employee_id": 8, "team_id": 5}), 200)
+        self.drained()
+        self.assertEqual(self.ldap.entry(f"cn=team-ops,{GROUPS}")["member"], [f"uid=wai.ting,{PEOPLE}"])
+        self.assertEqual(metric(agent, "dead_letters"), 0)
+
+    def test_scheduled_termination_applied_when_due(self):
+        agent = self.start()
+        self.assertEqual(self.post("employees/employee/create_with_contract", person(9, "Fu", "Ture")), 200)
+        self.assertEqual(self.post("employees/employee/terminate",
+                                   person(9, "Fu", "Ture", terminated_on="2026-12-01")), 200)
+        self.drained()
+        self.assertIsNotNone(self.ldap.entry(f"uid=fu.ture,{PEOPLE}"))
+        self.d.file("now", "2026-12-01T00:30:00Z\n")
+        wait_for(lambda: self.ldap.entry(f"uid=fu.ture,{FORMER}"), 30, what="the due termination")
+        self.assertIsNone(self.ldap.entry(f"uid=fu.ture,{PEOPLE}"))
+        self.assertIn("employee 9: termination due: queued", agent.log_text())
+
+    def test_metrics_match_what_was_sent(self):
+        agent = self.start()
+        for i in range(5):
+            self.assertEqual(self.post("employees/employee/create_with_contract",
+                                       person(20 + i, f"M{i}", "Etric")), 200)
+        self.assertEqual(self.post("teams/team/create", {"id": 3, "name": "M", "employee_ids": []}), 200)
+        self.assertEqual(self.post("teams/team/create", "oops"), 400)
+        self.drained()
+        self.assertEqual(metric(agent, "deliveries_total", type="employees/employee/create_with_contract",
+                                status="200"), 5)
+        self.assertEqual(metric(agent, "deliveries_total", type="teams/team/create", status="200"), 1)
+        self.assertEqual(metric(agent, "deliveries_total", type="teams/team/create", status="400"), 1)
+        self.assertEqual(metric(agent, "applies_total", operation="add", result="ok"), 6)
+        self.assertEqual(metric(agent, "queue_depth"), 0)
+        self.assertGreaterEqual(metric(agent, "store_commit_seconds_count"), 1)
+        self.assertGreaterEqual(metric(agent, "ldap_operation_seconds_count"), 12)
+        status, text = http("GET", agent.url("/metrics"))
+        self.assertIn("# TYPE factorial_ldap_agent_ldap_operation_seconds histogram", text)
+        self.assertTrue(re.search(r'ldap_operation_seconds_bucket\{le="\+Inf"\} \d+', text))
+
+    def test_invalid_configuration_at_start_exits_2(self):
+        self.d.file("mapping.yaml", "version: 1\nemployees: {}\n")
+        r = run_agent("-c", self.cfg, "run", timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("mapping.yaml:2:12: employees.base: required key is missing", r.stderr)
+
+
+if __name__ == "__main__":
+    taprunner.main()
