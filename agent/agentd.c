@@ -39,6 +39,14 @@ struct snapshot {
 	char *prefix; /* the path of public_url, without a trailing slash */
 };
 
+struct agentd;
+
+/* What one listener serves: everything, or (metrics_listen) only /healthz and /metrics. */
+struct listener {
+	struct agentd *a;
+	bool status_only;
+};
+
 struct agentd {
 	const char *config_path;
 	pthread_mutex_t snap_mu;
@@ -47,6 +55,7 @@ struct agentd {
 	struct queue_committer *committer;
 	struct http_server *http;
 	struct http_server *mhttp;
+	struct listener main_l, status_l;
 
 	pthread_mutex_t mu; /* dispatcher: busy records, pause, stop */
 	pthread_cond_t cv;
@@ -205,13 +214,16 @@ static bool is_status_path(const char *path)
 
 static int precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len)
 {
-	struct agentd *a = ctx;
+	struct listener *l = ctx;
+	struct agentd *a = l->a;
 	struct snapshot *s;
 	const char *type;
 	int status = 0;
 
 	if (is_status_path(path))
 		return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? 0 : 405;
+	if (l->status_only)
+		return 404;
 	s = snap_get(a);
 	type = route(s, path);
 	if (!type)
@@ -233,7 +245,7 @@ static int precheck(void *ctx, const char *method, const char *path, const char 
 
 static void refused(void *ctx, const char *path, int status)
 {
-	struct agentd *a = ctx;
+	struct agentd *a = ((struct listener *)ctx)->a;
 	struct snapshot *s = snap_get(a);
 	const char *type = route(s, path);
 
@@ -314,7 +326,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 static void handle(void *ctx, const char *method, const char *path, const char *body, size_t len,
                    struct http_reply *reply)
 {
-	struct agentd *a = ctx;
+	struct agentd *a = ((struct listener *)ctx)->a;
 
 	(void)method;
 	if (strcmp(path, "/healthz") == 0) {
@@ -634,10 +646,10 @@ static void reload(struct agentd *a)
 	wake(a);
 }
 
-static int start_http(struct agentd *a, const struct config *cfg, const char *listen, struct http_server **out,
+static int start_http(struct listener *l, const struct config *cfg, const char *listen, struct http_server **out,
                       struct sbuf *err)
 {
-	struct http_callbacks cb = { .precheck = precheck, .handle = handle, .refused = refused, .ctx = a };
+	struct http_callbacks cb = { .precheck = precheck, .handle = handle, .refused = refused, .ctx = l };
 	struct http_options o = {
 		.listen = listen,
 		.max_body = (size_t)cfg->webhooks.max_body_bytes,
@@ -649,7 +661,7 @@ static int start_http(struct agentd *a, const struct config *cfg, const char *li
 	char e[512];
 	int rc = -1;
 
-	if (cfg->webhooks.tls_cert_file) {
+	if (cfg->webhooks.tls_cert_file && !l->status_only) {
 		FILE *fp = fopen(cfg->webhooks.tls_cert_file, "r");
 		struct sbuf b;
 		char chunk[4096];
@@ -747,12 +759,15 @@ int agentd_run(const char *config_path)
 	if (pthread_create(&a.scheduler, NULL, scheduler_main, &a) == 0)
 		a.scheduler_started = true;
 
-	if (start_http(&a, a.snap->cfg, a.snap->cfg->webhooks.listen, &a.http, &err) < 0) {
+	a.main_l.a = &a;
+	a.status_l.a = &a;
+	a.status_l.status_only = true;
+	if (start_http(&a.main_l, a.snap->cfg, a.snap->cfg->webhooks.listen, &a.http, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
 		goto stop;
 	}
 	if (a.snap->cfg->webhooks.metrics_listen &&
-	    start_http(&a, a.snap->cfg, a.snap->cfg->webhooks.metrics_listen, &a.mhttp, &err) < 0) {
+	    start_http(&a.status_l, a.snap->cfg, a.snap->cfg->webhooks.metrics_listen, &a.mhttp, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
 		goto stop;
 	}

@@ -10,9 +10,9 @@ import sys
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
 
-from agenttest import AgentDir  # noqa: E402
+from agenttest import AgentDir, AgentProcess  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
-from slapd import Slapd  # noqa: E402
+from slapd import Slapd, free_port  # noqa: E402
 
 AGENT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(TOP, "factorial-ldap-agent")
 
@@ -31,6 +31,12 @@ def agent(*args):
     return r
 
 
+def show_entries(ldap, base, attrs):
+    for dn, e in sorted(ldap.search(base, attrs=list(attrs), scope="one").items()):
+        shown = "  ".join(f"{a}={','.join(e.get(a, []))}" for a in attrs if e.get(a))
+        print(f"  {dn}\n      {shown}")
+
+
 def main():
     with Slapd() as ldap, FakeFactorial(api_key="demo-api-key") as fake, AgentDir() as d:
         step("A throwaway directory and a fake Factorial")
@@ -40,8 +46,13 @@ def main():
             state = "terminated " + e["terminated_on"] if e.get("terminated_on") else "active"
             print(f"  employee {e['id']:>2}  {e['full_name']:<28} {state}")
 
-        cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url,
-                         public_url="http://127.0.0.1:18080/hooks")
+        port = free_port()
+        cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=False,
+                         public_url=f"http://127.0.0.1:{port}/hooks",
+                         extra="queue: { retry_delay: 1s, max_attempts: 2 }\n")
+        with open(cfg) as f:
+            text = f.read().replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{port}"')
+        d.file("agent.yaml", text)
         d.secret("api-key", "demo-api-key")
         with open(os.path.join(TOP, "mappings", "openldap-inetorgperson.yaml")) as f:
             d.file("mapping.yaml", f.read())
@@ -53,22 +64,63 @@ def main():
         bad = d.file("broken.yaml", text + "log:\n  levle: info\n")
         agent("-c", bad, "check")
 
-        step("What the mapping makes of Factorial's employees (render: offline, as LDIF)")
-        people = d.file("people.json", json.dumps([fake.employees[i] for i in (1, 2, 3, 8, 10)],
-                                                  ensure_ascii=False))
-        agent("-c", cfg, "render", people)
+        step("What the mapping makes of one employee (render: offline, as LDIF)")
+        one = d.file("one.json", json.dumps(fake.employees[2], ensure_ascii=False))
+        agent("-c", cfg, "render", one)
 
-        step("The directory as it stands")
-        for dn in sorted(ldap.search(attrs=["1.1"]), key=lambda x: (x.count(","), x)):
-            print(f"  {dn}")
+        step("The agent runs; Factorial delivers every employee and team to it")
+        daemon = AgentProcess(cfg, os.path.join(d.path, "agent.log")).start()
+        print(f"$ factorial-ldap-agent -c {cfg} run     (listening on 127.0.0.1:{port})")
+        for t in ("employees/employee/create_with_contract", "employees/employee/terminate", "teams/team/create"):
+            fake.add_subscription(t, daemon.url("/hooks/" + t), challenge="test-challenge")
+        print("(the subscriptions are added to the fake Factorial by the demo: `subscriptions sync`,\n"
+              " which registers them from the agent itself, is not available in this version yet)")
+        for e in sorted(fake.employees.values(), key=lambda x: x["id"]):
+            fake.deliver("employees/employee/create_with_contract", e)
+        for t in fake.teams.values():
+            fake.deliver("teams/team/create", t)
+        fake.wait_deliveries(30)
+        print(f"{len(fake.deliveries)} deliveries posted, answered {sorted({x['status'] for x in fake.deliveries})}")
+        wait_until_applied(daemon)
+
+        step("The directory now")
+        show_entries(ldap, "ou=people,dc=example,dc=com", ("uid", "mail", "manager"))
+        show_entries(ldap, "ou=former,dc=example,dc=com", ("uid",))
+        show_entries(ldap, "ou=groups,dc=example,dc=com", ("member",))
+
+        step("Someone leaves: Factorial delivers the termination")
+        fake.deliver("employees/employee/terminate", dict(fake.employees[3], terminated_on="2026-01-15", active=False))
+        fake.wait_deliveries(30)
+        wait_until_applied(daemon)
+        show_entries(ldap, "ou=former,dc=example,dc=com", ("uid",))
+        show_entries(ldap, "ou=groups,dc=example,dc=com", ("member",))
+
+        step("What could not be applied waits as a dead letter, with its reason")
+        agent("-c", cfg, "queue", "list")
+
+        step("The agent's log")
+        daemon.stop()
+        print(daemon.log_text().rstrip())
 
         step("What comes next")
-        print("This version checks its configuration and renders the mapping; run, apply, sync,\n"
-              "subscriptions and queue say they are not available yet rather than pretend.  As\n"
-              "they land, this demo registers the agent's webhook subscriptions with Factorial,\n"
-              "receives sample deliveries and shows the entries they produce in the directory.")
+        print("The agent does not yet talk to the Factorial API itself: registering its own\n"
+              "subscriptions, reading fresh records (enrich) and full reconciliation (sync) land next.")
     print("\nEverything the demo started has been stopped and removed.")
     return 0
+
+
+def wait_until_applied(daemon, timeout=60):
+    import time
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(daemon.url("/metrics"), timeout=5) as r:
+            text = r.read().decode()
+        depth = [l for l in text.splitlines() if l.startswith("factorial_ldap_agent_queue_depth ")]
+        if depth and float(depth[0].split()[1]) == 0:
+            time.sleep(0.3)
+            return
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -198,6 +198,51 @@ class TestReceiver(Daemon):
     webhooks_extra = "  request_timeout: 2s\n"   # the stalled request is dropped quickly
 
 
+class TestListeners(Daemon):
+    def test_https_and_a_separate_metrics_listener(self):
+        import ssl
+        import subprocess
+        d = self.d.path
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", f"{d}/hook.key", "-out", f"{d}/hook.pem"], check=True, capture_output=True)
+        os.chmod(f"{d}/hook.key", 0o600)
+        mport = free_port()
+        with open(self.cfg) as f:
+            text = f.read()
+        text = text.replace("  challenge_file: challenge\n",
+                            "  challenge_file: challenge\n  tls_cert_file: hook.pem\n  tls_key_file: hook.key\n"
+                            f'  metrics_listen: "127.0.0.1:{mport}"\n')
+        self.d.file("agent.yaml", text)
+        agent = AgentProcess(self.cfg, os.path.join(d, "agent.log")).start(wait=False)
+        self.addCleanup(agent.stop)
+        agent.port = mport  # /healthz and /metrics over plain HTTP on the metrics listener
+        wait_for(lambda: self._answers(f"http://127.0.0.1:{mport}/healthz"), 30, what="the metrics listener")
+        ctx = ssl.create_default_context(cafile=f"{d}/hook.pem")
+        import urllib.request
+        req = urllib.request.Request(f"https://127.0.0.1:{self.port}/hooks/employees/employee/update",
+                                     data=json.dumps(person(1, "Tls", "Hook")).encode(), headers=H, method="POST")
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        with self.assertRaises(OSError):  # plain HTTP on the TLS port is not a delivery
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{self.port}/hooks/employees/employee/update", data=b"{}", headers=H), timeout=5)
+        self.assertEqual(http("POST", f"http://127.0.0.1:{mport}/hooks/employees/employee/update", "{}", H)[0],
+                         404)  # the metrics listener takes no deliveries
+        self.agent = agent
+        self.drained()
+        self.assertEqual(self.count(1), 1)
+        self.assertEqual(metric(agent, "deliveries_total", type="employees/employee/update", status="200"), 1)
+        self.assertEqual(agent.stop(), 0)
+
+    @staticmethod
+    def _answers(url):
+        try:
+            return http("GET", url, timeout=2)[0] in (200, 503)
+        except OSError:
+            return False
+
+
 class TestDurability(Daemon):
     def test_sigkill_midway_loses_nothing_and_doubles_nothing(self):
         agent = self.start()
