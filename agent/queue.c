@@ -35,7 +35,8 @@ static const char schema[] =
 	"  state TEXT NOT NULL DEFAULT 'pending',"
 	"  attempts INTEGER NOT NULL DEFAULT 0,"
 	"  next_attempt REAL NOT NULL DEFAULT 0,"
-	"  last_error TEXT);"
+	"  last_error TEXT,"
+	"  refs TEXT NOT NULL DEFAULT '');"
 	"CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);"
 	"CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (record_key, id);"
 	"CREATE TABLE IF NOT EXISTS rejected ("
@@ -153,6 +154,25 @@ char *queue_record_key(const char *type, const char *body_json)
 	return sbuf_detach(&k);
 }
 
+static void dependencies(const char *type, const char *body, struct strmap *deps);
+
+/* " key1 key2 " of the records a delivery depends on, for the reverse wait. */
+static char *refs_text(const char *type, const char *body)
+{
+	struct strmap deps;
+	struct sbuf b;
+
+	strmap_init(&deps);
+	sbuf_init(&b);
+	dependencies(type, body, &deps);
+	sbuf_addc(&b, ' ');
+	for (size_t i = 0; i < deps.cap; i++)
+		if (deps.slots[i].key)
+			sbuf_addf(&b, "%s ", deps.slots[i].key);
+	strmap_free(&deps);
+	return sbuf_detach(&b);
+}
+
 int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *err)
 {
 	sqlite3_stmt *st = NULL;
@@ -164,18 +184,24 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 		db_error(q, err, "begin");
 		return -1;
 	}
-	if (sqlite3_prepare_v2(q->db, "INSERT INTO deliveries (type, record_key, body, received) VALUES (?, ?, ?, ?)",
-	                       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(q->db,
+	                       "INSERT INTO deliveries (type, record_key, body, received, refs) VALUES (?, ?, ?, ?, ?)", -1,
+	                       &st, NULL) != SQLITE_OK) {
 		db_error(q, err, "prepare");
 		goto cleanup;
 	}
 	for (size_t i = 0; i < n; i++) {
+		char *refs = refs_text(items[i].type, items[i].body);
+		int step;
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, items[i].type, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, items[i].record_key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, items[i].body, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_DONE) {
+		sqlite3_bind_text(st, 5, refs ? refs : " ", -1, SQLITE_TRANSIENT);
+		step = sqlite3_step(st);
+		free(refs);
+		if (step != SQLITE_DONE) {
 			db_error(q, err, "insert");
 			goto cleanup;
 		}
@@ -318,6 +344,30 @@ static int waits(struct queue *q, const struct strmap *deps, int64_t before, str
 	return found;
 }
 
+/* Whether an older pending delivery names record key (a team listing this
+ * employee): the record then waits, so deliveries touching the same entries
+ * apply in arrival order. */
+static int referenced(struct queue *q, const char *key, int64_t before, struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL;
+	int found = 0, step;
+
+	if (sqlite3_prepare_v2(q->db,
+	                       "SELECT 1 FROM deliveries WHERE id < ? AND state IN ('pending', 'held') "
+	                       "AND instr(refs, ' ' || ? || ' ') > 0 LIMIT 1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_error(q, err, "prepare");
+	sqlite3_bind_int64(st, 1, before);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW)
+		found = 1;
+	else if (step != SQLITE_DONE)
+		found = db_error(q, err, "read");
+	sqlite3_finalize(st);
+	return found;
+}
+
 /* Fills d with the run of same-type pending deliveries of key starting at first. */
 static int load_run(struct queue *q, const char *key, int64_t first, struct queue_delivery *d, struct sbuf *err)
 {
@@ -394,6 +444,12 @@ int queue_next(struct queue *q, double now, const struct strmap *busy, struct qu
 		strmap_init(&deps);
 		dependencies((const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3), &deps);
 		w = waits(q, &deps, id, err);
+		if (w == 0)
+			w = referenced(q, key, id, err);
+		/* deliveries that change the same group apply one after the other */
+		for (size_t i = 0; w == 0 && i < deps.cap; i++)
+			if (deps.slots[i].key && strncmp(deps.slots[i].key, "team:", 5) == 0)
+				w = referenced(q, deps.slots[i].key, id, err);
 		strmap_free(&deps);
 		if (w < 0) {
 			rc = -1;

@@ -13,7 +13,9 @@
  * Workers take the oldest pending delivery of a record that is not being
  * worked on, whose retry time has come, and that does not wait for an older
  * pending delivery of a record it depends on (a team or membership waits for
- * the employees it names); consecutive pending deliveries of the same type
+ * the employees it names, an employee for its manager) nor for an older one
+ * that names it (an employee waits for the team listing it), and deliveries
+ * that change the same team's group apply one at a time; consecutive pending deliveries of the same type
  * for the same record are coalesced into the newest.  A delivery leaves the
  * queue when applied; after max_attempts record-level failures it becomes a
  * dead letter with its reason, which `queue retry` or `queue drop` settles.
