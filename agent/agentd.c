@@ -476,8 +476,8 @@ static void process(struct worker *w, struct queue_delivery *d)
 		sbuf_free(&qe);
 		metrics_apply(action_of(&ac.sum), false);
 		if (dead)
-			log_error("delivery %lld %s %s: failed for good after %d attempts, kept as a dead letter: %s",
-			          (long long)d->id, d->type, d->record_key, attempts, sbuf_str(&err));
+			log_error("delivery %lld %s %s: failed for good after %d attempt%s, kept as a dead letter: %s",
+			          (long long)d->id, d->type, d->record_key, attempts, attempts == 1 ? "" : "s", sbuf_str(&err));
 		else
 			log_warn("delivery %lld %s %s: failed (attempt %d of %lld, next in %.0f s): %s", (long long)d->id,
 			         d->type, d->record_key, attempts, s->cfg->queue.max_attempts, delay, sbuf_str(&err));
