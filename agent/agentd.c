@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "config.h"
 #include "diag.h"
+#include "factorial.h"
 #include "http.h"
 #include "ldapw.h"
 #include "log.h"
@@ -15,6 +16,7 @@
 #include "secret.h"
 #include "store.h"
 #include "strmap.h"
+#include "subscriptions.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -68,6 +70,9 @@ struct agentd {
 	size_t nworkers;
 	pthread_t scheduler;
 	bool scheduler_started;
+	pthread_t subscriber;
+	bool subscriber_started;
+	bool reconcile_requested; /* a subscription was found disabled: deliveries were missed */
 
 	pthread_mutex_t side_mu; /* handles the HTTP threads share */
 	struct queue *side_q;
@@ -77,6 +82,8 @@ struct agentd {
 
 struct worker {
 	struct agentd *a;
+	const struct snapshot *seen; /* the snapshot lw and api were opened with */
+	struct factorial *api;
 	struct ldapw *lw;
 	struct queue *q;
 	struct store *st;
@@ -380,8 +387,8 @@ static void commit_observed(double seconds, bool ok, void *ctx)
 	metrics_commit_seconds(seconds);
 }
 
-/* The directory is unreachable: every worker waits, longer each time. */
-static void pause_directory(struct agentd *a, const char *why)
+/* The directory (or the API) is unreachable: every worker waits, longer each time. */
+static void pause_directory(struct agentd *a, const char *what, const char *why)
 {
 	double now = mono_now(), wait;
 
@@ -390,7 +397,7 @@ static void pause_directory(struct agentd *a, const char *why)
 		a->backoff = a->backoff == 0 ? 1.0 : fmin(a->backoff * 2, BACKOFF_MAX);
 		wait = a->backoff * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
 		a->pause_until = now + wait;
-		log_warn("directory unavailable (%s); deliveries wait, next attempt in %.1f s", why, wait);
+		log_warn("%s unavailable (%s); deliveries wait, next attempt in %.1f s", what, why, wait);
 	}
 	pthread_mutex_unlock(&a->mu);
 }
@@ -435,9 +442,22 @@ static void process(struct worker *w, struct queue_delivery *d)
 	sbuf_init(&ldif);
 	if (d->nids > 1)
 		snprintf(coalesced, sizeof(coalesced), " (%zu deliveries coalesced)", d->nids);
+	if (w->seen != s) {
+		/* a reload may have changed the directory or the API: connect again */
+		ldapw_close(w->lw);
+		factorial_close(w->api);
+		w->lw = NULL;
+		w->api = NULL;
+		w->seen = s;
+	}
+	if (s->cfg->factorial.enrich && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
+		log_error("delivery %lld: %s", (long long)d->id, sbuf_str(&err));
+		pause_directory(a, "Factorial API", "the client could not be set up");
+		goto cleanup;
+	}
 	if (!w->lw) {
 		if (ldapw_open(s->cfg, &w->lw, &le) != 0) {
-			pause_directory(a, le.text);
+			pause_directory(a, "directory", le.text);
 			goto cleanup;
 		}
 		directory_ok(a);
@@ -449,6 +469,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 	ac.st = w->st;
 	ac.today = today;
 	ac.ldif = &ldif;
+	ac.api = w->api;
 	if (body && apply_delivery(&ac, d->type, body, &err) == 0) {
 		const char *act = action_of(&ac.sum);
 		if (queue_done(w->q, d, &err) < 0)
@@ -459,10 +480,13 @@ static void process(struct worker *w, struct queue_delivery *d)
 		log_info("delivery %lld %s %s: %s: ok (%.0f ms)%s", (long long)d->id, d->type, d->record_key, act,
 		         (mono_now() - t0) * 1000, coalesced);
 	} else if (ac.connection_lost) {
-		ldapw_close(w->lw);
-		w->lw = NULL;
+		if (!ac.api_unavailable) {
+			/* the directory went away: connect again after the pause */
+			ldapw_close(w->lw);
+			w->lw = NULL;
+		}
 		metrics_apply("none", false);
-		pause_directory(a, sbuf_str(&err));
+		pause_directory(a, ac.api_unavailable ? "Factorial API" : "directory", sbuf_str(&err));
 	} else {
 		int attempts = d->attempts + 1;
 		bool dead = attempts >= s->cfg->queue.max_attempts;
@@ -599,6 +623,74 @@ static void *scheduler_main(void *arg)
 		pthread_mutex_unlock(&a->mu);
 	}
 	store_close(st);
+	sbuf_free(&err);
+	return NULL;
+}
+
+/* ---- own subscriptions ---------------------------------------------------- */
+
+static void *subscriber_main(void *arg)
+{
+	struct agentd *a = arg;
+	struct factorial *api = NULL;
+	struct sbuf out, err;
+
+	sbuf_init(&out);
+	sbuf_init(&err);
+	for (;;) {
+		struct snapshot *s = snap_get(a);
+		struct subscriptions_result res;
+		double every = (double)s->cfg->webhooks.check_interval;
+		struct timespec ts;
+		bool once = every <= 0;
+		sbuf_reset(&out);
+		sbuf_reset(&err);
+		factorial_close(api);
+		api = NULL;
+		if (!s->cfg->webhooks.manage_subscriptions) {
+			/* managed by hand: nothing to do until a reload says otherwise */
+		} else if (factorial_open(s->cfg, &api, &err) < 0 ||
+		           subscriptions_sync(api, s->cfg, false, &out, &res, &err) < 0) {
+			log_error("subscriptions: %s (trying again in %.0f s)", sbuf_str(&err), once ? 60.0 : every);
+			every = once ? 60 : every;
+			once = false;
+		} else {
+			char *line = out.s, *nl;
+			if (res.created || res.updated || res.deleted)
+				for (; line && *line; line = nl ? nl + 1 : NULL) {
+					nl = strchr(line, '\n');
+					log_info("subscriptions: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
+				}
+			if (res.reenabled) {
+				log_warn("subscriptions: %u of this agent's subscriptions had been disabled by Factorial (it gave "
+				         "up delivering) and were enabled again; deliveries were missed: a full reconcile "
+				         "(sync) is needed",
+				         res.reenabled);
+				pthread_mutex_lock(&a->mu);
+				a->reconcile_requested = true;
+				pthread_cond_broadcast(&a->cv);
+				pthread_mutex_unlock(&a->mu);
+			}
+		}
+		snap_put(a, s);
+		pthread_mutex_lock(&a->mu);
+		if (!a->stop && !once) {
+			deadline_in(&ts, every);
+			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+			while (!a->stop && (double)time(NULL) < (double)ts.tv_sec)
+				pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+		} else if (!a->stop) {
+			while (!a->stop)
+				pthread_cond_wait(&a->cv, &a->mu);
+		}
+		if (a->stop) {
+			pthread_mutex_unlock(&a->mu);
+			break;
+		}
+		pthread_mutex_unlock(&a->mu);
+	}
+	factorial_close(api);
+	sbuf_free(&out);
 	sbuf_free(&err);
 	return NULL;
 }
@@ -758,6 +850,8 @@ int agentd_run(const char *config_path)
 	}
 	if (pthread_create(&a.scheduler, NULL, scheduler_main, &a) == 0)
 		a.scheduler_started = true;
+	if (pthread_create(&a.subscriber, NULL, subscriber_main, &a) == 0)
+		a.subscriber_started = true;
 
 	a.main_l.a = &a;
 	a.status_l.a = &a;
@@ -774,9 +868,6 @@ int agentd_run(const char *config_path)
 	log_info("listening on %s for %zu subscription types under %s/; state in %s; %zu workers",
 	         a.snap->cfg->webhooks.listen, a.snap->cfg->webhooks.subscriptions.n,
 	         a.snap->prefix, a.snap->cfg->state_dir, a.nworkers);
-	if (a.snap->cfg->factorial.enrich)
-		log_warn("factorial.enrich is on, but this version does not read records from the API yet: "
-		         "deliveries are mapped as they came");
 
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
@@ -803,11 +894,14 @@ stop:
 	for (size_t i = 0; i < a.nworkers; i++) {
 		pthread_join(a.workers[i], NULL);
 		ldapw_close(ws[i].lw);
+		factorial_close(ws[i].api);
 		queue_close(ws[i].q);
 		store_close(ws[i].st);
 	}
 	if (a.scheduler_started)
 		pthread_join(a.scheduler, NULL);
+	if (a.subscriber_started)
+		pthread_join(a.subscriber, NULL);
 	if (rc == 0)
 		log_info("stopped");
 cleanup:

@@ -1235,6 +1235,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	int rc = -1;
 
 	a->connection_lost = false;
+	a->api_unavailable = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
 	j.event = slash ? slash + 1 : type;
@@ -1291,6 +1292,26 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 		if (!a->m->obj[MAPPING_EMPLOYEE].present) {
 			say(&j, "the mapping has no employees section: nothing to do");
 			rc = 0;
+			goto cleanup;
+		}
+		if (a->api) {
+			struct sbuf e;
+			cJSON *fresh = NULL;
+			int got;
+			sbuf_init(&e);
+			got = factorial_enrich(a->api, j.id, &fresh, &e);
+			if (got < 0) {
+				sbuf_addf(err, "employee %s: reading it from the Factorial API: %s", j.id, sbuf_str(&e));
+				a->connection_lost = true;
+				a->api_unavailable = true;
+			} else if (got == 0) {
+				say(&j, "no longer exists in Factorial: skipped");
+				rc = 0;
+			} else {
+				rc = apply_employee(&j, fresh);
+			}
+			cJSON_Delete(fresh);
+			sbuf_free(&e);
 			goto cleanup;
 		}
 		rc = apply_employee(&j, body);

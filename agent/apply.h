@@ -22,6 +22,10 @@
  * in employee reference attributes (manager) are rewritten.  Every change
  * applied is written to the audit log (attribute names only).
  *
+ * With an API client (factorial.enrich), an employee delivery is replaced by
+ * the employee read fresh by id, with job_title and team_ids; an employee the
+ * API no longer knows is skipped.
+ *
  * Reads always go to the directory; with dry_run nothing is written (neither
  * directory nor store) and the change records go to the ldif buffer, each
  * under a "# employee 42 (update): ..." comment, so that ldapmodify given
@@ -37,6 +41,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "factorial.h"
 #include "ldapw.h"
 #include "mapping.h"
 #include "sbuf.h"
@@ -53,8 +58,10 @@ struct apply_ctx {
 	bool dry_run;
 	const char *today;
 	struct sbuf *ldif; /* dry run: the change records */
+	struct factorial *api; /* factorial.enrich: employees are read fresh from it; NULL: as delivered */
 	struct apply_summary sum;
-	bool connection_lost; /* the last failure was the connection, not the record */
+	bool connection_lost; /* the last failure was the directory or the API being unreachable, not the record */
+	bool api_unavailable; /* ... and it was the API */
 };
 
 /* Whether the agent handles subscription type. */

@@ -5,6 +5,7 @@
 #include "agentd.h"
 #include "apply.h"
 #include "clock.h"
+#include "factorial.h"
 #include "config.h"
 #include "diag.h"
 #include "log.h"
@@ -13,6 +14,7 @@
 #include "render.h"
 #include "queue.h"
 #include "store.h"
+#include "subscriptions.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -38,6 +40,7 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct command commands[] = {
@@ -52,7 +55,7 @@ static const struct command commands[] = {
 	  "handle one delivery body as if it arrived for subscription TYPE" },
 	{ "sync", cmd_not_built, "sync [--dry-run] [--employee ID] [--force]",
 	  "reconcile the directory with the Factorial API" },
-	{ "subscriptions", cmd_not_built, "subscriptions list | sync [--dry-run] | delete",
+	{ "subscriptions", cmd_subscriptions, "subscriptions list | sync [--dry-run] | delete",
 	  "list, register or remove this agent's webhook subscriptions" },
 	{ "queue", cmd_queue, "queue list | retry [ID] | drop ID",
 	  "inspect and replay deliveries that failed for good" },
@@ -104,6 +107,51 @@ static int load_mapping(const char *path, struct mapping **m)
 	if (rc < 0)
 		diag_print(&d, stderr);
 	diag_free(&d);
+	return rc;
+}
+
+/* check --online: a bind to the directory and a call to the API, each ok or its exact failure. */
+static int check_online(struct cli_ctx *ctx, const struct config *cfg)
+{
+	struct ldapw *lw = NULL;
+	struct ldapw_error le;
+	struct factorial *api = NULL;
+	struct factorial_answer ans = { 0 };
+	struct sbuf err;
+	char q[64];
+	int rc = 0;
+
+	sbuf_init(&err);
+	fflush(stdout);
+	if (ldapw_open(cfg, &lw, &le) != 0) {
+		fprintf(stderr, "%s: directory %s: %s%s%s: %s\n", ctx->prog, cfg->ldap.uri, le.op,
+		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? " as " : "",
+		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? cfg->ldap.bind_dn : "", le.text);
+		rc = -1;
+	} else {
+		printf("directory %s: ok (bound %s%s)\n", cfg->ldap.uri, cfg->ldap.sasl_mech ? "with SASL " : "as ",
+		       cfg->ldap.sasl_mech ? cfg->ldap.sasl_mech : cfg->ldap.bind_dn ? cfg->ldap.bind_dn : "anonymously");
+	}
+	snprintf(q, sizeof(q), "company_id=%lld&limit=1", cfg->factorial.company_id);
+	if (factorial_open(cfg, &api, &err) < 0 ||
+	    factorial_call(api, "GET", "api_public/webhook_subscriptions", q, NULL, &ans, &err) < 0) {
+		fprintf(stderr, "%s: Factorial API %s: %s\n", ctx->prog, cfg->factorial.base_url, sbuf_str(&err));
+		rc = -1;
+	} else if (ans.status != 200) {
+		fprintf(stderr, "%s: Factorial API %s: HTTP %ld%s\n", ctx->prog, cfg->factorial.base_url, ans.status,
+		        ans.status == 401 || ans.status == 403
+		                ? ": the API refused the credentials (check factorial.api_key_file or the oauth block)"
+		                : "");
+		rc = -1;
+	} else {
+		printf("Factorial API %s: ok (version %s, company %lld)\n", cfg->factorial.base_url,
+		       cfg->factorial.api_version, cfg->factorial.company_id);
+	}
+	fflush(stdout);
+	factorial_answer_free(&ans);
+	factorial_close(api);
+	ldapw_close(lw);
+	sbuf_free(&err);
 	return rc;
 }
 
@@ -159,12 +207,10 @@ static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (load_mapping(mapping_path, &m) < 0)
 		goto cleanup;
-	if (online) {
-		fprintf(stderr, "%s: check --online: not available in this version yet\n", ctx->prog);
-		goto cleanup;
-	}
 	printf("configuration ok\n");
 	rc = CLI_OK;
+	if (online && check_online(ctx, cfg) < 0)
+		rc = CLI_FAIL;
 	if (fixtures) {
 		struct sbuf err;
 		char today[16];
@@ -300,6 +346,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	struct mapping *m = NULL;
 	struct ldapw *lw = NULL;
 	struct store *st = NULL;
+	struct factorial *api = NULL;
 	struct ldapw_error lerr;
 	struct sbuf err, ldif, summary;
 	const char *type = NULL;
@@ -349,9 +396,10 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (cfg->factorial.enrich)
-		log_warn("factorial.enrich is on, but this version does not read records from the API yet: the "
-		         "delivery is mapped as it came");
+	if (cfg->factorial.enrich && factorial_open(cfg, &api, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
 	if (ldapw_open(cfg, &lw, &lerr) != 0) {
 		fprintf(stderr, "%s: %s: %s%s%s: %s\n", ctx->prog, cfg->ldap.uri, lerr.op,
 		        cfg->ldap.bind_dn && strcmp(lerr.op, "bind") == 0 ? " as " : "",
@@ -369,6 +417,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	a.dry_run = dry_run;
 	a.today = today;
 	a.ldif = &ldif;
+	a.api = api;
 	if (apply_delivery(&a, type, body, &err) < 0) {
 		fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
 		fflush(stdout);
@@ -387,6 +436,7 @@ cleanup:
 	cJSON_Delete(body);
 	store_close(st);
 	ldapw_close(lw);
+	factorial_close(api);
 	mapping_free(m);
 	config_free(cfg);
 	sbuf_free(&err);
@@ -478,6 +528,51 @@ failed:
 	fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 cleanup:
 	queue_close(q);
+	config_free(cfg);
+	sbuf_free(&out);
+	sbuf_free(&err);
+	return rc;
+}
+
+static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const char use[] = "Usage: %s subscriptions list | sync [--dry-run] | delete\n";
+	struct subscriptions_result res;
+	struct config *cfg = NULL;
+	struct factorial *api = NULL;
+	struct sbuf out, err;
+	const char *what = argc > 1 ? argv[1] : "";
+	bool dry_run = argc == 3 && strcmp(argv[2], "--dry-run") == 0;
+	int rc = CLI_USAGE, r;
+
+	sbuf_init(&out);
+	sbuf_init(&err);
+	if (!((strcmp(what, "list") == 0 && argc == 2) || (strcmp(what, "delete") == 0 && argc == 2) ||
+	      (strcmp(what, "sync") == 0 && (argc == 2 || dry_run)))) {
+		fprintf(stderr, use, ctx->prog);
+		goto cleanup;
+	}
+	if (load_config(ctx, &cfg) < 0)
+		goto cleanup;
+	rc = CLI_FAIL;
+	if (factorial_open(cfg, &api, &err) < 0)
+		goto failed;
+	if (strcmp(what, "list") == 0)
+		r = subscriptions_list(api, cfg, &out, &err);
+	else if (strcmp(what, "sync") == 0)
+		r = subscriptions_sync(api, cfg, dry_run, &out, &res, &err);
+	else
+		r = subscriptions_delete(api, cfg, &out, &res, &err);
+	fputs(sbuf_str(&out), stdout);
+	fflush(stdout);
+	if (r < 0)
+		goto failed;
+	rc = CLI_OK;
+	goto cleanup;
+failed:
+	fprintf(stderr, "%s: subscriptions %s: %s\n", ctx->prog, what, sbuf_str(&err));
+cleanup:
+	factorial_close(api);
 	config_free(cfg);
 	sbuf_free(&out);
 	sbuf_free(&err);

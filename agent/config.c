@@ -117,6 +117,7 @@ static const struct field webhooks_fields[] = {
 	{ "tls_cert_file", F_FILE, OFF(webhooks.tls_cert_file), 0, NULL, NULL, 0, 0, NULL },
 	{ "tls_key_file", F_SECRET, OFF(webhooks.tls_key_file), 0, NULL, NULL, 0, 0, NULL },
 	{ "check_interval", F_DURATION, OFF(webhooks.check_interval), 0, NULL, NULL, 0, LLONG_MAX, NULL },
+	{ "manage_subscriptions", F_BOOL, OFF(webhooks.manage_subscriptions), 0, NULL, NULL, 0, 0, NULL },
 	{ "metrics_listen", F_LISTEN, OFF(webhooks.metrics_listen), 0, NULL, NULL, 0, 0, NULL },
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };
@@ -800,6 +801,7 @@ static int set_defaults(struct config *cfg)
 	cfg->webhooks.max_body_bytes = 1024 * 1024;
 	cfg->webhooks.request_timeout = 30;
 	cfg->webhooks.check_interval = 600;
+	cfg->webhooks.manage_subscriptions = true;
 	cfg->ldap.network_timeout = 10;
 	cfg->ldap.timeout = 30;
 	cfg->state_dir = strdup("/var/lib/factorial-ldap-agent");

@@ -68,6 +68,7 @@ struct config {
 		char *tls_cert_file;
 		char *tls_key_file;
 		long long check_interval; /* seconds */
+		bool manage_subscriptions;
 		char *metrics_listen;
 	} webhooks;
 

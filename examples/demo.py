@@ -9,6 +9,8 @@ import sys
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
+if len(sys.argv) > 1:
+    os.environ["AGENT"] = os.path.abspath(sys.argv[1])  # the helpers below run this binary
 
 from agenttest import AgentDir, AgentProcess  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
@@ -47,7 +49,7 @@ def main():
             print(f"  employee {e['id']:>2}  {e['full_name']:<28} {state}")
 
         port = free_port()
-        cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=False,
+        cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True,
                          public_url=f"http://127.0.0.1:{port}/hooks",
                          extra="queue: { retry_delay: 1s, max_attempts: 2 }\n")
         with open(cfg) as f:
@@ -68,13 +70,16 @@ def main():
         one = d.file("one.json", json.dumps(fake.employees[2], ensure_ascii=False))
         agent("-c", cfg, "render", one)
 
-        step("The agent runs; Factorial delivers every employee and team to it")
+        step("The agent checks that it can reach the directory and the API")
+        agent("-c", cfg, "check", "--online")
+
+        step("The agent runs: it registers its own webhook subscriptions with Factorial")
         daemon = AgentProcess(cfg, os.path.join(d.path, "agent.log")).start()
         print(f"$ factorial-ldap-agent -c {cfg} run     (listening on 127.0.0.1:{port})")
-        for t in ("employees/employee/create_with_contract", "employees/employee/terminate", "teams/team/create"):
-            fake.add_subscription(t, daemon.url("/hooks/" + t), challenge="test-challenge")
-        print("(the subscriptions are added to the fake Factorial by the demo: `subscriptions sync`,\n"
-              " which registers them from the agent itself, is not available in this version yet)")
+        wait_for_subscriptions(fake)
+        agent("-c", cfg, "subscriptions", "list")
+
+        step("Factorial delivers every employee and team; the agent reads each employee fresh (enrich)")
         for e in sorted(fake.employees.values(), key=lambda x: x["id"]):
             fake.deliver("employees/employee/create_with_contract", e)
         for t in fake.teams.values():
@@ -89,7 +94,8 @@ def main():
         show_entries(ldap, "ou=groups,dc=example,dc=com", ("member",))
 
         step("Someone leaves: Factorial delivers the termination")
-        fake.deliver("employees/employee/terminate", dict(fake.employees[3], terminated_on="2026-01-15", active=False))
+        leaver = fake.update_employee(3, terminated_on="2026-01-15", active=False)
+        fake.deliver("employees/employee/terminate", leaver)
         fake.wait_deliveries(30)
         wait_until_applied(daemon)
         show_entries(ldap, "ou=former,dc=example,dc=com", ("uid",))
@@ -103,10 +109,17 @@ def main():
         print(daemon.log_text().rstrip())
 
         step("What comes next")
-        print("The agent does not yet talk to the Factorial API itself: registering its own\n"
-              "subscriptions, reading fresh records (enrich) and full reconciliation (sync) land next.")
+        print("Full reconciliation against the API (sync: missed webhooks, drift, the deletion guard)\n"
+              "lands next; until then `sync` says it is not available.")
     print("\nEverything the demo started has been stopped and removed.")
     return 0
+
+
+def wait_for_subscriptions(fake, timeout=30):
+    import time
+    deadline = time.monotonic() + timeout
+    while len(fake.subscriptions) < 13 and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def wait_until_applied(daemon, timeout=60):

@@ -150,6 +150,17 @@ class TestPagination(FakeTestCase):
         self.assertEqual([e["id"] for e in body["data"]], [5, 700])
 
 
+class TestPageOnly(FakeTestCase):
+    fake_args = {"fixtures": None, "generate_employees": 250, "paging": "page"}
+
+    def test_no_cursor_in_the_older_api(self):
+        status, body, _ = call(self.fake, "GET", EMPS + "?limit=100&after_id=100")
+        self.assertEqual([e["id"] for e in body["data"]][:2], [1, 2])  # after_id is not known
+        self.assertNotIn("end_cursor", body["meta"])
+        _, last, _ = call(self.fake, "GET", EMPS + "?limit=100&page=3")
+        self.assertEqual([e["id"] for e in last["data"]], list(range(201, 251)))
+
+
 class TestResources(FakeTestCase):
     def test_get_employee_by_id_and_404(self):
         status, body, _ = call(self.fake, "GET", EMPS + "/2")

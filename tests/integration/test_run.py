@@ -53,6 +53,7 @@ class Daemon(unittest.TestCase):
 
     extra = "queue: { retry_delay: 1s, max_attempts: 2, schedule_check: 1s }\n"
     webhooks_extra = ""
+    common_webhooks = "  manage_subscriptions: false\n"   # no Factorial API in these tests
 
     def setUp(self):
         self.ldap = Slapd().start()
@@ -67,7 +68,8 @@ class Daemon(unittest.TestCase):
         with open(cfg) as f:
             text = f.read()
         text = text.replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{self.port}"')
-        text = text.replace("  challenge_file: challenge\n", "  challenge_file: challenge\n" + self.webhooks_extra)
+        text = text.replace("  challenge_file: challenge\n",
+                            "  challenge_file: challenge\n" + self.common_webhooks + self.webhooks_extra)
         self.cfg = self.d.file("agent.yaml", text)
         self.agent = None
 

@@ -14,6 +14,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP_SRCDIR = os.environ.get("TOP_SRCDIR", os.path.abspath(os.path.join(HERE, "..", "..")))
 AGENT = os.environ.get("AGENT", os.path.join(TOP_SRCDIR, "factorial-ldap-agent"))
+API_LIST = os.environ.get("API_LIST", os.path.join(os.path.dirname(AGENT), "tests", "tools", "api_list"))
 FIXTURES = os.path.join(TOP_SRCDIR, "tests", "fixtures")
 
 

@@ -98,9 +98,15 @@ class FakeFactorial:
                  duplicates="overwrite", versions=DEFAULT_VERSIONS, generate_employees=0,
                  max_retries=20, retry_interval=0.05, delivery_timeout=5.0,
                  refresh_token="test-refresh-token", rotate_refresh_tokens=True, expires_in=7200,
-                 client_id="test-client", client_secret="test-client-secret", host="127.0.0.1", port=0):
+                 client_id="test-client", client_secret="test-client-secret", host="127.0.0.1", port=0,
+                 paging="both"):
         if duplicates not in ("overwrite", "reject"):
             raise ValueError("duplicates must be overwrite or reject")
+        if paging not in ("both", "page"):
+            raise ValueError("paging must be both or page")
+        # "page": the older API, which knows page + limit but no cursor (after_id is ignored
+        # and meta carries no cursor fields)
+        self.paging = paging
         self.api_key = api_key
         self.company_id = company_id
         self.duplicates = duplicates
@@ -423,9 +429,9 @@ class FakeFactorial:
         except ValueError:
             return 400, {"error": "limit must be an integer"}
         limit = max(1, min(limit, MAX_LIMIT))
-        if "page" in query:
+        if "page" in query or self.paging == "page":
             try:
-                page = int(query["page"][0])
+                page = int(query.get("page", ["1"])[0])
             except ValueError:
                 return 400, {"error": "page must be an integer"}
             page = max(1, page)
@@ -446,10 +452,13 @@ class FakeFactorial:
                 has_prev = False
             chunk = items[:limit]
             has_next = len(items) > limit
-        meta = {"has_next_page": has_next, "has_previous_page": has_prev,
-                "start_cursor": str(chunk[0]["id"]) if chunk else None,
-                "end_cursor": str(chunk[-1]["id"]) if chunk else None,
-                "total": total, "limit": limit}
+        if self.paging == "page":
+            meta = {"total": total, "limit": limit, "page": int(query.get("page", ["1"])[0])}
+        else:
+            meta = {"has_next_page": has_next, "has_previous_page": has_prev,
+                    "start_cursor": str(chunk[0]["id"]) if chunk else None,
+                    "end_cursor": str(chunk[-1]["id"]) if chunk else None,
+                    "total": total, "limit": limit}
         return 200, {"data": copy.deepcopy(chunk), "meta": meta}
 
     def list_resource(self, rest, query):
@@ -704,6 +713,7 @@ def main(argv=None):
     ap.add_argument("--generate-employees", type=int, default=0)
     ap.add_argument("--max-retries", type=int, default=20)
     ap.add_argument("--retry-interval", type=float, default=0.5)
+    ap.add_argument("--paging", choices=("both", "page"), default="both")
     a = ap.parse_args(argv)
     key = a.api_key
     if a.api_key_file:
@@ -712,7 +722,7 @@ def main(argv=None):
     fake = FakeFactorial(fixtures=a.fixtures or None, api_key=key or "test-api-key",
                          company_id=a.company_id, duplicates=a.duplicates,
                          generate_employees=a.generate_employees, max_retries=a.max_retries,
-                         retry_interval=a.retry_interval, host=a.host, port=a.port)
+                         retry_interval=a.retry_interval, host=a.host, port=a.port, paging=a.paging)
     fake.start()
     if a.port_file:
         tmp = a.port_file + ".tmp"

@@ -1,0 +1,72 @@
+/*
+ * factorial: the Factorial API client, on libcurl.
+ *
+ * It takes away what every call needs: the base URL and dated API version
+ * from the configuration; authentication by `x-api-key` (read from its file)
+ * or by OAuth2 bearer tokens, refreshed with the refresh token when they
+ * expire and once more on a 401, a rotated refresh token written back to its
+ * file atomically (mode 0600); connect and total timeouts; TLS verified
+ * (factorial.ca_file, or the system's CAs); a 429 waits as Retry-After says;
+ * 5xx answers and network errors are retried with backoff a bounded number of
+ * times, then reported with the method, URL and last answer.  No key or
+ * token ever reaches a message.
+ *
+ * factorial_list() pages through a collection: by cursor (`after_id`,
+ * `meta.has_next_page`, `meta.end_cursor`), or, when the API answers
+ * without a cursor, by `page`.  factorial_enrich() re-reads an employee by id
+ * and adds `job_title` (latest contract version) and `team_ids` (from the
+ * teams, cached for a minute).
+ *
+ * Memory: a struct factorial owns its curl handle, its secrets (wiped on
+ * free) and its cache; it is not shared between threads.  cJSON values it
+ * returns belong to the caller.
+ */
+#ifndef FLA_FACTORIAL_H
+#define FLA_FACTORIAL_H
+
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "sbuf.h"
+
+struct factorial;
+
+struct factorial_answer {
+	long status;  /* HTTP status; 0 when no answer came */
+	cJSON *json;  /* the parsed body, or NULL */
+};
+
+int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf *err);
+void factorial_close(struct factorial *f);
+
+/* One request to path (under /api/{version}/resources/, or absolute when it
+ * starts with '/'); query is "a=b&c=d" already escaped, or NULL; body is
+ * JSON or NULL.  Returns 0 with the answer (any status the caller must judge,
+ * after retries), or -1 when no usable answer came (reason in err). */
+int factorial_call(struct factorial *f, const char *method, const char *path, const char *query, const cJSON *body,
+                   struct factorial_answer *ans, struct sbuf *err);
+void factorial_answer_free(struct factorial_answer *a);
+
+/* Calls fn for every element of every page of a collection; returns the
+ * number of elements, or -1. */
+long factorial_list(struct factorial *f, const char *path, const char *query,
+                    int (*fn)(void *ctx, const cJSON *item), void *ctx, struct sbuf *err);
+
+/* A factorial_list() callback that appends a copy of each item to the
+ * cJSON array given as ctx. */
+int factorial_collect(void *ctx, const cJSON *item);
+
+/* GET by id: 1 and *out when found, 0 when the API says 404, -1 on failure. */
+int factorial_get(struct factorial *f, const char *path, const char *id, cJSON **out, struct sbuf *err);
+
+/* The employee read fresh, with job_title and team_ids added: 1 and *out;
+ * 0 when the employee no longer exists; -1 on failure. */
+int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sbuf *err);
+
+/* Counters for tests and logs: requests sent, token refreshes. */
+long factorial_requests(const struct factorial *f);
+long factorial_refreshes(const struct factorial *f);
+
+#endif

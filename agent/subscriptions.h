@@ -1,0 +1,37 @@
+/*
+ * subscriptions: the agent's own webhook subscriptions in Factorial.
+ *
+ * Desired: one subscription per configured type, target_url
+ * <public_url>/<type>, the challenge from challenge_file, named
+ * "factorial-ldap-agent <type>", enabled.  A subscription is the agent's own
+ * when it carries that name or points under public_url.  Factorial keeps one
+ * subscription per type and company (a second create overwrites it or is
+ * refused with 422), so sync lists first, updates what exists (a wrong
+ * target_url or challenge, a disabled one re-enabled), creates what is
+ * missing (a 422 "already taken" turns into an update) and deletes its own
+ * subscriptions of types no longer configured.  delete removes only the
+ * agent's own.
+ *
+ * Memory: results are written into the caller's buffer; nothing retained.
+ */
+#ifndef FLA_SUBSCRIPTIONS_H
+#define FLA_SUBSCRIPTIONS_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "factorial.h"
+#include "sbuf.h"
+
+struct subscriptions_result {
+	unsigned created, updated, deleted, unchanged;
+	unsigned reenabled; /* own subscriptions found disabled and enabled again */
+};
+
+int subscriptions_list(struct factorial *f, const struct config *cfg, struct sbuf *out, struct sbuf *err);
+int subscriptions_sync(struct factorial *f, const struct config *cfg, bool dry_run, struct sbuf *out,
+                       struct subscriptions_result *res, struct sbuf *err);
+int subscriptions_delete(struct factorial *f, const struct config *cfg, struct sbuf *out,
+                         struct subscriptions_result *res, struct sbuf *err);
+
+#endif

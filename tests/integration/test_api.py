@@ -1,0 +1,379 @@
+"""The Factorial API client and the agent's own webhook subscriptions, against
+the fake Factorial server (there is no network here)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from agenttest import API_LIST, AgentDir, AgentProcess, run_agent  # noqa: E402
+from fakefactorial import FakeFactorial  # noqa: E402
+from slapd import Slapd, free_port  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_apply import MAPPING  # noqa: E402
+
+ALL_TYPES = ["employees/employee/create_with_contract", "employees/employee/invite", "employees/employee/update",
+             "employees/employee/terminate", "employees/employee/unterminate",
+             "employees/employee/set_regular_access_start_date", "teams/team/create", "teams/team/update",
+             "teams/team/delete", "teams/membership/create", "teams/membership/update", "teams/membership/delete",
+             "teams/membership/bulk_upsert"]
+PUBLIC = "https://agent.example.com/hooks"
+
+
+class Api(unittest.TestCase):
+    fake_args = {}
+
+    def setUp(self):
+        self.fake = FakeFactorial(**self.fake_args).start()
+        self.addCleanup(self.fake.stop)
+        self.d = AgentDir()
+        self.addCleanup(self.d.close)
+        self.d.file("mapping.yaml", MAPPING)
+        self.cfg = self.d.standard(base_url=self.fake.base_url, public_url=PUBLIC)
+
+    def agent(self, *args, **kw):
+        return run_agent("-c", self.cfg, *args, **kw)
+
+    def ours(self):
+        return {s["type"]: s for s in self.fake.subscriptions.values()}
+
+    def modifying_requests(self):
+        return [r for r in self.fake.requests if r[0] in ("POST", "PUT", "DELETE")]
+
+
+class TestSubscriptions(Api):
+    def test_sync_creates_one_per_type_then_changes_nothing(self):
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[-1], "13 created, 0 updated, 0 deleted, 0 unchanged")
+        subs = self.ours()
+        self.assertEqual(sorted(subs), sorted(ALL_TYPES))
+        for t, s in subs.items():
+            self.assertEqual(s["target_url"], f"{PUBLIC}/{t}")
+            self.assertEqual(s["challenge"], "test-challenge")
+            self.assertEqual(s["name"], f"factorial-ldap-agent {t}")
+            self.assertTrue(s["enabled"])
+            self.assertEqual(s["company_id"], 1234)
+        before = len(self.modifying_requests())
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.stdout.splitlines()[-1], "0 created, 0 updated, 0 deleted, 13 unchanged")
+        self.assertEqual(len(self.modifying_requests()), before)
+
+    def test_wrong_target_and_disabled_are_corrected(self):
+        self.agent("subscriptions", "sync")
+        subs = self.ours()
+        subs["teams/team/create"]["target_url"] = "https://old.example.com/hooks/teams/team/create"
+        subs["employees/employee/update"]["enabled"] = False
+        subs["teams/team/delete"]["challenge"] = "stale"
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout
+        self.assertIn(f"updated  {subs['teams/team/create']['id']}  teams/team/create: target_url\n", out)
+        self.assertIn(f"updated  {subs['employees/employee/update']['id']}  employees/employee/update: enabled\n", out)
+        self.assertIn(f"updated  {subs['teams/team/delete']['id']}  teams/team/delete: challenge\n", out)
+        subs = self.ours()
+        self.assertEqual(subs["teams/team/create"]["target_url"], f"{PUBLIC}/teams/team/create")
+        self.assertTrue(subs["employees/employee/update"]["enabled"])
+        self.assertEqual(subs["teams/team/delete"]["challenge"], "test-challenge")
+
+    def test_dry_run_changes_nothing(self):
+        self.fake.add_subscription("teams/team/create", "https://old.example.com/x", challenge="c")
+        r = self.agent("subscriptions", "sync", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("would create  employees/employee/update  " + PUBLIC + "/employees/employee/update\n", r.stdout)
+        self.assertIn("would update  1  teams/team/create: target_url, challenge, name", r.stdout)
+        self.assertEqual(r.stdout.splitlines()[-1], "12 to create, 1 to update, 0 to delete, 0 unchanged")
+        self.assertEqual(self.modifying_requests(), [])
+        self.assertEqual(self.fake.subscriptions[1]["target_url"], "https://old.example.com/x")
+
+    def test_delete_touches_only_owned(self):
+        other = self.fake.add_subscription("locations/location/create", "https://other.example.com/x", name="erp")
+        self.agent("subscriptions", "sync")
+        self.assertEqual(len(self.fake.subscriptions), 14)
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, rf"\n{other['id']}\s+locations/location/create\s+yes\s+no\s+https://other\.example\.com/x\n")
+        self.assertRegex(r.stdout, r"\n\d+\s+teams/team/create\s+yes\s+yes\s+" + PUBLIC + "/teams/team/create\n")
+        r = self.agent("subscriptions", "delete")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[-1], "13 deleted, 1 not this agent's left alone")
+        self.assertEqual(list(self.fake.subscriptions), [other["id"]])
+
+    def test_unconfigured_own_subscription_is_removed(self):
+        with open(self.cfg) as f:
+            text = f.read().replace("  challenge_file: challenge\n",
+                                    "  challenge_file: challenge\n  subscriptions: [employees/employee/update]\n")
+        self.d.file("agent.yaml", text)
+        stale = self.fake.add_subscription("teams/team/create", f"{PUBLIC}/teams/team/create", challenge="x",
+                                           name="factorial-ldap-agent teams/team/create")
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"deleted  {stale['id']}  teams/team/create (no longer configured)\n", r.stdout)
+        self.assertEqual([s["type"] for s in self.fake.subscriptions.values()], ["employees/employee/update"])
+
+
+class TestDuplicatesRejected(Api):
+    fake_args = {"duplicates": "reject"}
+
+    def test_existing_subscription_is_updated_not_duplicated(self):
+        theirs = self.fake.add_subscription("teams/team/create", "https://old.example.com/t", challenge="c")
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"updated  {theirs['id']}  teams/team/create: target_url, challenge, name (it was not this "
+                      "agent's: there is one subscription per type)", r.stdout)
+        self.assertEqual(len(self.fake.subscriptions), 13)
+
+    def test_422_already_taken_turns_into_an_update(self):
+        # the list does not show it yet (as if written a moment ago): create answers 422
+        theirs = self.fake.add_subscription("teams/team/update", "https://old.example.com/t", challenge="c")
+        real_list = self.fake.list_resource
+        calls = []
+
+        def stale_list(rest, query):
+            calls.append(rest)
+            status, body = real_list(rest, query)
+            if rest == "api_public/webhook_subscriptions" and len(calls) == 1:
+                body["data"] = [s for s in body["data"] if s["id"] != theirs["id"]]
+            return status, body
+        self.fake.list_resource = stale_list
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"updated  {theirs['id']}  teams/team/update: target_url, challenge, name", r.stdout)
+        self.assertIn(("POST", "/api/2026-07-01/resources/api_public/webhook_subscriptions", 422), self.fake.requests)
+        self.assertEqual(len(self.fake.subscriptions), 13)
+        self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], f"{PUBLIC}/teams/team/update")
+
+
+class TestDuplicatesOverwritten(Api):
+    def test_create_overwrites_an_unlisted_one(self):
+        theirs = self.fake.add_subscription("teams/team/update", "https://old.example.com/t", challenge="c")
+        real_list = self.fake.list_resource
+
+        def stale_list(rest, query):
+            status, body = real_list(rest, query)
+            body["data"] = [s for s in body["data"] if s["id"] != theirs["id"]]
+            return status, body
+        self.fake.list_resource = stale_list
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.fake.subscriptions), 13)
+        self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], f"{PUBLIC}/teams/team/update")
+
+
+class TestClient(Api):
+    def test_429_retry_after_is_respected(self):
+        self.fake.fail_next(429, retry_after=2)
+        t = time.monotonic()
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreaterEqual(time.monotonic() - t, 2.0)
+        self.assertEqual([x[2] for x in self.fake.requests], [429, 200])
+
+    def test_a_run_of_500s_ends_in_a_clear_error(self):
+        self.fake.fail_next(500, count=50)
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "factorial-ldap-agent: subscriptions list: GET "
+                                   f"{self.fake.base_url}/api/2026-07-01/resources/api_public/webhook_subscriptions"
+                                   "?company_id=1234&limit=100: HTTP 500 (after 5 attempts)\n")
+        self.assertEqual(len(self.fake.requests), 5)
+
+    def test_unreachable_api(self):
+        with open(self.cfg) as f:
+            text = f.read().replace(self.fake.base_url, "http://127.0.0.1:9")
+        self.d.file("agent.yaml", text)
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("http://127.0.0.1:9/api/2026-07-01/resources/api_public/webhook_subscriptions?company_id=1234"
+                      "&limit=100: Couldn't connect to server (after 5 attempts)", r.stderr)
+
+    def test_wrong_key_is_refused_and_never_shown(self):
+        self.d.secret("api-key", "not-the-key")
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 401: the API refused the credentials", r.stderr)
+        self.assertNotIn("not-the-key", r.stderr + r.stdout)
+
+
+class TestOAuth(Api):
+    def setUp(self):
+        super().setUp()
+        self.d.secret("client-secret", "test-client-secret")
+        self.d.secret("refresh-token", "test-refresh-token")
+        with open(self.cfg) as f:
+            text = f.read().replace("  api_key_file: api-key\n",
+                                    f"  oauth:\n    token_url: {self.fake.base_url}/oauth/token\n"
+                                    "    client_id: test-client\n    client_secret_file: client-secret\n"
+                                    "    refresh_token_file: refresh-token\n")
+        self.d.file("agent.yaml", text)
+
+    def test_a_401_leads_to_exactly_one_refresh(self):
+        self.fake.fail_next(401, prefix="/api/")
+        r = subprocess.run([API_LIST, self.cfg, "api_public/webhook_subscriptions"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[-1], "0 items, 4 requests, 2 token refreshes")
+        # one refresh to start, one after the 401; the rotated refresh token was written back
+        self.assertEqual(self.fake.token_requests, 2)
+        path = os.path.join(self.d.path, "refresh-token")
+        with open(path) as f:
+            token = f.read().strip()
+        self.assertIn(token, self.fake.refresh_tokens)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+
+    def test_persistent_401_fails_after_one_refresh(self):
+        self.fake.fail_next(401, count=10, prefix="/api/")
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 401: the API refused the credentials", r.stderr)
+        self.assertEqual(self.fake.token_requests, 2)
+
+    def test_refused_refresh_token(self):
+        self.d.secret("refresh-token", "revoked")
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"OAuth: POST {self.fake.base_url}/oauth/token: HTTP 400 invalid_grant", r.stderr)
+        self.assertNotIn("revoked", r.stderr)
+
+
+class TestPaginator(unittest.TestCase):
+    def run_list(self, paging):
+        with FakeFactorial(fixtures=None, generate_employees=1000, paging=paging) as fake, AgentDir() as d:
+            cfg = d.standard(base_url=fake.base_url)
+            r = subprocess.run([API_LIST, cfg, "employees/employees"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.splitlines()
+            return [int(x) for x in lines[:-1]], lines[-1], list(fake.requests)
+
+    def test_cursor(self):
+        ids, summary, reqs = self.run_list("both")
+        self.assertEqual(ids, list(range(1, 1001)))
+        self.assertEqual(summary, "1000 items, 10 requests, 0 token refreshes")
+        self.assertEqual(reqs[1][1], "/api/2026-07-01/resources/employees/employees?limit=100&after_id=100")
+
+    def test_page_when_the_api_has_no_cursor(self):
+        ids, summary, reqs = self.run_list("page")
+        self.assertEqual(ids, list(range(1, 1001)))
+        self.assertEqual(summary, "1000 items, 10 requests, 0 token refreshes")
+        self.assertEqual(reqs[1][1], "/api/2026-07-01/resources/employees/employees?limit=100&page=2")
+
+
+class TestEnrichment(unittest.TestCase):
+    def test_null_email_delivery_is_enriched_into_a_full_entry(self):
+        with Slapd() as ldap, FakeFactorial() as fake, AgentDir() as d:
+            d.file("mapping.yaml", MAPPING.replace('    loginShell: /bin/bash\n',
+                                                   '    loginShell: /bin/bash\n    title: "{job_title}"\n'
+                                                   '    departmentNumber: "{team_ids}"\n'))
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True)
+            body = dict(fake.employees[2], login_email=None, phone_number=None)
+            r = run_agent("-c", cfg, "apply", "--event", "employees/employee/create_with_contract", "-",
+                          input=json.dumps(body, ensure_ascii=False))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            e = ldap.entry("uid=jose.nunez,ou=people,dc=example,dc=com")
+            self.assertEqual(e["mail"], ["jose.nunez@example.com"])
+            self.assertEqual(e["title"], ["Software Engineer"])  # the latest contract version
+            self.assertEqual(e["departmentNumber"], ["1"])
+            # an employee the API no longer knows is skipped
+            fake.remove_employee(3)
+            r = run_agent("-c", cfg, "apply", "--event", "employees/employee/update", "-",
+                          input=json.dumps(fake_employee(3)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("employee 3 (update): no longer exists in Factorial: skipped", r.stderr)
+            self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+
+    def test_without_enrich_the_body_is_mapped_as_it_came(self):
+        with Slapd() as ldap, FakeFactorial() as fake, AgentDir() as d:
+            d.file("mapping.yaml", MAPPING)
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=False)
+            body = dict(fake.employees[2], login_email=None)
+            r = run_agent("-c", cfg, "apply", "--event", "employees/employee/create_with_contract", "-",
+                          input=json.dumps(body, ensure_ascii=False))
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("employee 2: mail: required", r.stderr)
+            self.assertEqual(fake.requests, [])
+
+
+def fake_employee(i):
+    return {"id": i, "first_name": "Gone", "last_name": "Person", "full_name": "Gone Person",
+            "login_email": "gone@example.com", "legal_entity_id": 1}
+
+
+class TestCheckOnline(unittest.TestCase):
+    def test_ok_and_precise_failures(self):
+        with Slapd() as ldap, FakeFactorial() as fake, AgentDir() as d:
+            d.file("mapping.yaml", MAPPING)
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url)
+            r = run_agent("-c", cfg, "check", "--online")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, "configuration ok\n"
+                                       f"directory {ldap.uri}: ok (bound as cn=factorial-agent,ou=services,dc=example,dc=com)\n"
+                                       f"Factorial API {fake.base_url}: ok (version 2026-07-01, company 1234)\n")
+            d.secret("api-key", "wrong-key")
+            r = run_agent("-c", cfg, "check", "--online")
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr, f"factorial-ldap-agent: Factorial API {fake.base_url}: HTTP 401: the API "
+                                       "refused the credentials (check factorial.api_key_file or the oauth block)\n")
+            self.assertIn(f"directory {ldap.uri}: ok", r.stdout)
+            d.secret("api-key", "test-api-key")
+            d.secret("ldap-password", "wrong-password")
+            r = run_agent("-c", cfg, "check", "--online")
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr, f"factorial-ldap-agent: directory {ldap.uri}: bind as "
+                                       "cn=factorial-agent,ou=services,dc=example,dc=com: Invalid credentials (49)\n")
+            self.assertIn(f"Factorial API {fake.base_url}: ok", r.stdout)
+            self.assertNotIn("wrong-password", r.stdout + r.stderr)
+
+
+class TestRunKeepsSubscriptions(unittest.TestCase):
+    def test_run_registers_receives_and_reenables(self):
+        with Slapd() as ldap, FakeFactorial(max_retries=2, retry_interval=0.05) as fake, AgentDir() as d:
+            port = free_port()
+            d.file("mapping.yaml", MAPPING)
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True,
+                             public_url=f"http://127.0.0.1:{port}/hooks",
+                             extra="queue: { retry_delay: 1s }\n")
+            with open(cfg) as f:
+                text = f.read().replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{port}"')
+            text = text.replace("  challenge_file: challenge\n", "  challenge_file: challenge\n  check_interval: 2s\n")
+            d.file("agent.yaml", text)
+            agent = AgentProcess(cfg, os.path.join(d.path, "agent.log")).start()
+            try:
+                deadline = time.monotonic() + 30
+                while len(fake.subscriptions) < 13 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                self.assertEqual(len(fake.subscriptions), 13, agent.log_text())
+                # Factorial delivers to the subscriptions the agent registered itself
+                fake.deliver("employees/employee/create_with_contract", dict(fake.employees[1], login_email=None))
+                self.assertTrue(fake.wait_deliveries(20))
+                self.assertEqual([x["status"] for x in fake.deliveries], [200])
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not ldap.entry("uid=ana.garcia-lopez,ou=people,dc=example,dc=com"):
+                    time.sleep(0.1)
+                e = ldap.entry("uid=ana.garcia-lopez,ou=people,dc=example,dc=com")
+                self.assertEqual(e["mail"], ["ana.garcia@example.com"])
+                # Factorial gives up on one and disables it: the agent enables it again
+                sub = next(s for s in fake.subscriptions.values() if s["type"] == "teams/team/create")
+                sub["enabled"] = False
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not sub["enabled"]:
+                    time.sleep(0.1)
+                self.assertTrue(sub["enabled"])
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and "enabled again" not in agent.log_text():
+                    time.sleep(0.1)
+                self.assertIn("had been disabled by Factorial (it gave up delivering) and were enabled again; "
+                              "deliveries were missed: a full reconcile (sync) is needed", agent.log_text())
+                self.assertNotIn("test-api-key", agent.log_text())
+                self.assertNotIn("test-challenge", agent.log_text())
+                self.assertEqual(agent.stop(), 0)
+            finally:
+                agent.stop()
+
+
+if __name__ == "__main__":
+    taprunner.main()
