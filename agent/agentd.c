@@ -13,6 +13,7 @@
 #include "mapping.h"
 #include "metrics.h"
 #include "queue.h"
+#include "reconcile.h"
 #include "secret.h"
 #include "store.h"
 #include "strmap.h"
@@ -72,6 +73,8 @@ struct agentd {
 	bool scheduler_started;
 	pthread_t subscriber;
 	bool subscriber_started;
+	pthread_t reconciler;
+	bool reconciler_started;
 	bool reconcile_requested; /* a subscription was found disabled: deliveries were missed */
 
 	pthread_mutex_t side_mu; /* handles the HTTP threads share */
@@ -426,6 +429,67 @@ static const char *action_of(const struct apply_summary *s)
 	return "none";
 }
 
+/* The deletion guard in run: counts disables and deletes over a rolling hour. */
+struct guard_note {
+	bool destructive;
+};
+
+static int note_destructive(void *ctx, const cJSON *record, const char *key, const char *dn)
+{
+	struct guard_note *g = ctx;
+
+	(void)record;
+	(void)key;
+	(void)dn;
+	g->destructive = true;
+	return 0;
+}
+
+/* 1 when one more disable or delete stays within the limits of the last hour. */
+static int guard_allows_one(struct worker *w, const struct config *cfg, const struct mapping *m, struct sbuf *why)
+{
+	static const char *const none[] = { "1.1", NULL };
+	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
+	struct ldapw_entries all;
+	struct ldapw_error le;
+	struct sbuf e, f;
+	long done;
+	double pct;
+	int rc = 0;
+
+	sbuf_init(&e);
+	sbuf_init(&f);
+	done = store_guard_count(w->st, wall_now() - 3600, &e);
+	if (done < 0) {
+		sbuf_addf(why, "deletion guard: %s", sbuf_str(&e));
+		goto cleanup;
+	}
+	pct = 0;
+	if (cfg->safety.max_disables_percent >= 0) {
+		sbuf_addf(&f, "(%s=*)", o->key_attr);
+		if (ldapw_search_paged(w->lw, o->search_base, sbuf_str(&f), none, 1000, &all, &le) != 0) {
+			sbuf_addf(why, "deletion guard: counting the managed entries: %s", le.text);
+			goto cleanup;
+		}
+		pct = all.n ? 100.0 * (double)(done + 1) / (double)all.n : 100.0;
+		ldapw_entries_free(&all);
+	}
+	if (done + 1 > cfg->safety.max_disables ||
+	    (cfg->safety.max_disables_percent >= 0 && pct > cfg->safety.max_disables_percent)) {
+		sbuf_addf(why,
+		          "deletion guard: %ld disables and deletes in the last hour, and this one is over "
+		          "safety.max_disables %lld%s; held until `queue retry --force`",
+		          done, cfg->safety.max_disables,
+		          cfg->safety.max_disables_percent >= 0 ? " or max_disables_percent" : "");
+		goto cleanup;
+	}
+	rc = 1;
+cleanup:
+	sbuf_free(&e);
+	sbuf_free(&f);
+	return rc;
+}
+
 static void process(struct worker *w, struct queue_delivery *d)
 {
 	struct agentd *a = w->a;
@@ -437,6 +501,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 	char today[16];
 	double t0 = mono_now();
 	char coalesced[64] = "";
+	int applied;
 
 	sbuf_init(&err);
 	sbuf_init(&ldif);
@@ -467,11 +532,50 @@ static void process(struct worker *w, struct queue_delivery *d)
 	ac.m = s->m;
 	ac.lw = w->lw;
 	ac.st = w->st;
+	ac.state = w->st;
 	ac.today = today;
 	ac.ldif = &ldif;
 	ac.api = w->api;
-	if (body && apply_delivery(&ac, d->type, body, &err) == 0) {
+	applied = -1;
+	if (body && !d->forced) {
+		/* first with disables and deletes set aside: the guard counts them */
+		struct guard_note g = { false };
+		ac.defer_destructive = true;
+		ac.on_destructive = note_destructive;
+		ac.destructive_ctx = &g;
+		applied = apply_delivery(&ac, d->type, body, &err);
+		if (applied == 0 && g.destructive) {
+			struct sbuf why, qe;
+			sbuf_init(&why);
+			sbuf_init(&qe);
+			if (guard_allows_one(w, s->cfg, s->m, &why) != 1) {
+				if (queue_hold(w->q, d, sbuf_str(&why), &qe) < 0)
+					log_error("delivery %lld: %s", (long long)d->id, sbuf_str(&qe));
+				metrics_apply("held", false);
+				log_error("delivery %lld %s %s: %s", (long long)d->id, d->type, d->record_key, sbuf_str(&why));
+				sbuf_free(&why);
+				sbuf_free(&qe);
+				goto cleanup;
+			}
+			sbuf_free(&why);
+			sbuf_free(&qe);
+			/* within the limits: now with the disables and deletes */
+			ac.defer_destructive = false;
+			sbuf_reset(&err);
+			applied = apply_delivery(&ac, d->type, body, &err);
+		}
+	} else if (body) {
+		applied = apply_delivery(&ac, d->type, body, &err);
+	}
+	if (applied == 0) {
 		const char *act = action_of(&ac.sum);
+		if (ac.sum.disable || ac.sum.del) {
+			struct sbuf ge;
+			sbuf_init(&ge);
+			if (store_guard_add(w->st, wall_now(), &ge) < 0)
+				log_warn("deletion guard: %s", sbuf_str(&ge));
+			sbuf_free(&ge);
+		}
 		if (queue_done(w->q, d, &err) < 0)
 			log_error("delivery %lld: applied, but the queue could not be updated: %s", (long long)d->id,
 			          sbuf_str(&err));
@@ -695,6 +799,98 @@ static void *subscriber_main(void *arg)
 	return NULL;
 }
 
+/* ---- periodic reconcile ---------------------------------------------------- */
+
+static void reconcile_once(struct agentd *a, struct snapshot *s, const char *why)
+{
+	struct reconcile_options opt = { 0 };
+	struct reconcile_report rep;
+	struct factorial *api = NULL;
+	struct ldapw *lw = NULL;
+	struct store *st = NULL;
+	struct ldapw_error le;
+	struct sbuf err, ldif, report;
+	double t0 = mono_now();
+	int rc;
+
+	(void)a;
+	sbuf_init(&err);
+	sbuf_init(&ldif);
+	sbuf_init(&report);
+	log_info("sync: starting (%s)", why);
+	if (factorial_open(s->cfg, &api, &err) < 0 || store_open(s->cfg->state_dir, &st, &err) < 0) {
+		log_error("sync: %s", sbuf_str(&err));
+		goto cleanup;
+	}
+	if (ldapw_open(s->cfg, &lw, &le) != 0) {
+		log_error("sync: directory %s: %s: %s", s->cfg->ldap.uri, le.op, le.text);
+		goto cleanup;
+	}
+	rc = reconcile_run(s->cfg, s->m, lw, api, st, &opt, &ldif, &report, &rep, &err);
+	for (char *line = report.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		log_warn("sync: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
+	}
+	if (rc < 0) {
+		log_error("sync: %s", sbuf_str(&err));
+		goto cleanup;
+	}
+	metrics_drift(rep.checked, rep.differing, rep.fixed, rep.orphans);
+	log_info("sync: %ld employees read; %ld records checked, %ld differed, %ld fixed; %ld orphans%s (%.1f s)",
+	         rep.employees, rep.checked, rep.differing, rep.fixed, rep.orphans,
+	         rep.guard_tripped ? "; the deletion guard held changes back" : "", mono_now() - t0);
+cleanup:
+	ldapw_close(lw);
+	factorial_close(api);
+	store_close(st);
+	sbuf_free(&err);
+	sbuf_free(&ldif);
+	sbuf_free(&report);
+}
+
+static void *reconciler_main(void *arg)
+{
+	struct agentd *a = arg;
+	bool first = true;
+
+	for (;;) {
+		struct snapshot *s = snap_get(a);
+		double every = (double)s->cfg->sync.interval;
+		bool requested;
+		struct timespec ts;
+		pthread_mutex_lock(&a->mu);
+		requested = a->reconcile_requested;
+		a->reconcile_requested = false;
+		pthread_mutex_unlock(&a->mu);
+		if ((first && every > 0) || requested)
+			reconcile_once(a, s, requested ? "subscriptions were found disabled" : "at start");
+		else if (!first && every > 0)
+			reconcile_once(a, s, "sync.interval");
+		first = false;
+		snap_put(a, s);
+		pthread_mutex_lock(&a->mu);
+		if (every > 0)
+			deadline_in(&ts, every);
+		else
+			deadline_in(&ts, 3600);
+		while (!a->stop && !a->reconcile_requested) {
+			if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) != 0)
+				break;
+		}
+		if (a->stop) {
+			pthread_mutex_unlock(&a->mu);
+			break;
+		}
+		if (every <= 0 && !a->reconcile_requested) {
+			pthread_mutex_unlock(&a->mu);
+			first = false;
+			continue;
+		}
+		pthread_mutex_unlock(&a->mu);
+	}
+	return NULL;
+}
+
 /* ---- life cycle ----------------------------------------------------------- */
 
 static void log_diag(struct diag *d, const char *what)
@@ -852,6 +1048,8 @@ int agentd_run(const char *config_path)
 		a.scheduler_started = true;
 	if (pthread_create(&a.subscriber, NULL, subscriber_main, &a) == 0)
 		a.subscriber_started = true;
+	if (pthread_create(&a.reconciler, NULL, reconciler_main, &a) == 0)
+		a.reconciler_started = true;
 
 	a.main_l.a = &a;
 	a.status_l.a = &a;
@@ -902,6 +1100,8 @@ stop:
 		pthread_join(a.scheduler, NULL);
 	if (a.subscriber_started)
 		pthread_join(a.subscriber, NULL);
+	if (a.reconciler_started)
+		pthread_join(a.reconciler, NULL);
 	if (rc == 0)
 		log_info("stopped");
 cleanup:

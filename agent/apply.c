@@ -43,8 +43,21 @@ struct job {
 	const char *type;  /* the whole subscription type, for the audit log */
 	struct sbuf *err;
 	bool counted;      /* the record's category was counted */
+	bool probe;        /* only count what would be done (the deletion guard asks) */
+	unsigned probed;   /* operations counted in probe mode */
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
 	struct strmap touched;  /* group DNs already changed for this record */
+};
+
+struct apply_cache {
+	struct ldapw_entries emp;  /* managed employee entries, as read */
+	struct strmap by_key;      /* key value -> index in emp */
+	struct strmap dn_by_key;   /* key value -> DN now (follows adds, renames, deletes) */
+	struct strmap values;      /* "attr=value" lower-cased -> DN holding it ("\1" when several) */
+	struct strmap seen;        /* keys of the records this run had */
+	struct strmap terminated;  /* keys of employees terminated or out of scope, per the API */
+	struct ldapw_entries added; /* entries this run added (for a second look at them) */
+	struct strmap added_by_key;
 };
 
 static const char *const employee_types[] = {
@@ -188,6 +201,13 @@ static void say(struct job *j, const char *what)
 {
 	struct sbuf line;
 
+	if (j->probe)
+		return;
+	if (strcmp(j->event, "sync") == 0 && strstr(what, "nothing to do")) {
+		/* a sync sees every former employee: these only matter when debugging */
+		log_debug("%s %s (%s): %s", j->kind, j->id, j->event, what);
+		return;
+	}
 	sbuf_init(&line);
 	sbuf_addf(&line, "%s %s (%s): %s", j->kind, j->id, j->event, what);
 	if (j->a->dry_run)
@@ -235,6 +255,10 @@ static int op_add(struct job *j, const char *dn, const struct changes *attrs, en
 	struct ldapw_mod *mods = NULL;
 	int rc = -1;
 
+	if (j->probe) {
+		j->probed++;
+		return 0;
+	}
 	sbuf_init(&what);
 	sbuf_init(&names);
 	attr_names(attrs, &names);
@@ -275,6 +299,10 @@ static int op_modify(struct job *j, const char *dn, const struct changes *c, enu
 
 	if (c->n == 0)
 		return 0;
+	if (j->probe) {
+		j->probed++;
+		return 0;
+	}
 	sbuf_init(&what);
 	sbuf_init(&names);
 	attr_names(c, &names);
@@ -315,6 +343,10 @@ static int op_rename(struct job *j, const char *dn, const char *newdn, const cha
 	struct ldapw_error e;
 	int rc = -1;
 
+	if (j->probe) {
+		j->probed++;
+		return 0;
+	}
 	sbuf_init(&what);
 	sbuf_addf(&what, "rename %s to %s", dn, newdn);
 	say(j, sbuf_str(&what));
@@ -347,6 +379,10 @@ static int op_delete(struct job *j, const char *dn)
 	struct ldapw_error e;
 	int rc = -1;
 
+	if (j->probe) {
+		j->probed++;
+		return 0;
+	}
 	sbuf_init(&what);
 	sbuf_addf(&what, "delete %s", dn);
 	say(j, sbuf_str(&what));
@@ -386,31 +422,53 @@ static const char **owned_attrs(const struct mapping_object *o)
 	return v;
 }
 
-/* Finds the one entry holding key under the section's search_base. */
-static int find_by_key(struct job *j, const struct mapping_object *o, const char *key, struct ldapw_entries *out)
+/* Finds the one entry holding key under the section's search_base: from the
+ * cache (sync) or the directory.  *cur points into own or into the cache. */
+static int find_by_key(struct job *j, const struct mapping_object *o, enum mapping_kind kind, const char *key,
+                       struct ldapw_entries *own, const struct ldapw_entry **cur)
 {
-	const char **attrs = owned_attrs(o);
-	char *filter = ldapw_eq_filter(o->key_attr, key);
+	const char **attrs = NULL;
+	char *filter = NULL;
 	struct ldapw_error e;
 	int rc = -1;
 
-	memset(out, 0, sizeof(*out));
+	memset(own, 0, sizeof(*own));
+	*cur = NULL;
+	if (kind == MAPPING_EMPLOYEE && j->a->cache) {
+		struct apply_cache *c = j->a->cache;
+		const char *idx = strmap_get(&c->by_key, key);
+		const char *added = strmap_get(&c->added_by_key, key);
+		strmap_put(&c->seen, key, NULL);
+		if (idx && *idx == '!') {
+			sbuf_addf(j->err, "%s %s: the key %s=%s is held by %s; nothing changed: remove the duplicate", j->kind,
+			          j->id, o->key_attr, key, idx + 1);
+			return -1;
+		}
+		if (added)
+			*cur = &c->added.v[atol(added)];
+		else if (idx && strmap_get(&c->dn_by_key, key))
+			*cur = &c->emp.v[atol(idx)];
+		return 0;
+	}
+	attrs = owned_attrs(o);
+	filter = ldapw_eq_filter(o->key_attr, key);
 	if (!attrs || !filter) {
 		sbuf_adds(j->err, "out of memory");
 		goto cleanup;
 	}
-	if (ldapw_search(j->a->lw, o->search_base, filter, attrs, 0, out, &e) != LDAP_SUCCESS) {
+	if (ldapw_search(j->a->lw, o->search_base, filter, attrs, 0, own, &e) != LDAP_SUCCESS) {
 		failed(j, o->search_base, &e);
 		goto cleanup;
 	}
-	if (out->n > 1) {
-		sbuf_addf(j->err, "%s %s: the key %s=%s is held by %zu entries (", j->kind, j->id, o->key_attr, key, out->n);
-		for (size_t i = 0; i < out->n; i++)
-			sbuf_addf(j->err, "%s%s", i ? "; " : "", out->v[i].dn);
+	if (own->n > 1) {
+		sbuf_addf(j->err, "%s %s: the key %s=%s is held by %zu entries (", j->kind, j->id, o->key_attr, key, own->n);
+		for (size_t i = 0; i < own->n; i++)
+			sbuf_addf(j->err, "%s%s", i ? "; " : "", own->v[i].dn);
 		sbuf_adds(j->err, "); nothing changed: remove the duplicate");
-		ldapw_entries_free(out);
+		ldapw_entries_free(own);
 		goto cleanup;
 	}
+	*cur = own->n ? &own->v[0] : NULL;
 	rc = 0;
 cleanup:
 	free(attrs);
@@ -418,10 +476,21 @@ cleanup:
 	return rc;
 }
 
+static void lower_key(struct sbuf *b, const char *attr, const char *value)
+{
+	sbuf_reset(b);
+	for (const char *p = attr; *p; p++)
+		sbuf_addc(b, (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p));
+	sbuf_addc(b, '=');
+	for (const char *p = value; *p; p++)
+		sbuf_addc(b, (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p));
+}
+
 struct hookctx {
 	struct job *j;
 	const struct ldapw_entry *own;
 	const char *search_base;
+	enum mapping_kind kind;
 };
 
 static int hook_taken(void *ctx, const char *attr, const char *value, struct sbuf *err)
@@ -435,6 +504,18 @@ static int hook_taken(void *ctx, const char *attr, const char *value, struct sbu
 
 	if (!filter)
 		return -1;
+	if (h->j->a->cache && h->kind == MAPPING_EMPLOYEE) {
+		struct sbuf k;
+		const char *holder;
+		sbuf_init(&k);
+		lower_key(&k, attr, value);
+		holder = strmap_get(&h->j->a->cache->values, sbuf_str(&k));
+		sbuf_free(&k);
+		free(filter);
+		if (!holder)
+			return 0;
+		return holder[0] == '\1' || !h->own || !dn_equal(holder, h->own->dn);
+	}
 	if (ldapw_search(h->j->a->lw, h->search_base, filter, none, 2, &found, &e) != LDAP_SUCCESS) {
 		free(filter);
 		sbuf_addf(err, "checking that %s=%s is free: %s", attr, value, e.text);
@@ -480,11 +561,31 @@ static cJSON *id_record(const char *id)
 }
 
 /* The DN of employee id's entry: 1 found, 0 none, -1 failure. */
-static int lookup_employee(struct job *j, const char *id, char **dn)
+/* Whether the employee with this key is a leaver to keep out of groups. */
+static int kept_out(struct job *j, const char *key)
+{
+	struct sbuf e;
+	int t;
+
+	if (!j->a->m->obj[MAPPING_EMPLOYEE].remove_from_groups)
+		return 0;
+	if (j->a->cache)
+		return strmap_get(&j->a->cache->terminated, key) != NULL;
+	if (!j->a->state)
+		return 0;
+	sbuf_init(&e);
+	t = store_terminated(j->a->state, key, &e);
+	if (t < 0)
+		log_warn("%s", sbuf_str(&e));
+	sbuf_free(&e);
+	return t > 0;
+}
+
+static int lookup_employee(struct job *j, const char *id, char **dn, bool membership)
 {
 	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
 	static const char *const none[] = { "1.1", NULL };
-	const char *cached = strmap_get(&j->dn_cache, id);
+	const char *cached = membership ? NULL : strmap_get(&j->dn_cache, id);
 	struct ldapw_entries found;
 	struct ldapw_error e;
 	char *key = NULL, *filter = NULL;
@@ -503,6 +604,17 @@ static int lookup_employee(struct job *j, const char *id, char **dn)
 	rec = id_record(id);
 	if (!rec || mapping_key(j->a->m, MAPPING_EMPLOYEE, rec, &key, j->err) < 0)
 		goto cleanup;
+	if (membership && kept_out(j, key)) {
+		rc = 2;
+		goto cleanup;
+	}
+	if (j->a->cache) {
+		const char *known = strmap_get(&j->a->cache->dn_by_key, key);
+		rc = known != NULL;
+		if (rc && !(*dn = strdup(known)))
+			rc = -1;
+		goto cleanup;
+	}
 	if (!(filter = ldapw_eq_filter(o->key_attr, key)))
 		goto cleanup;
 	if (ldapw_search(j->a->lw, o->search_base, filter, none, 2, &found, &e) != LDAP_SUCCESS) {
@@ -512,7 +624,8 @@ static int lookup_employee(struct job *j, const char *id, char **dn)
 	rc = found.n > 0;
 	if (rc)
 		*dn = strdup(found.v[0].dn);
-	strmap_put(&j->dn_cache, id, rc ? found.v[0].dn : "");
+	if (!membership)
+		strmap_put(&j->dn_cache, id, rc ? found.v[0].dn : "");
 	ldapw_entries_free(&found);
 	if (rc && !*dn)
 		rc = -1;
@@ -528,7 +641,7 @@ static int hook_employee_dn(void *ctx, const char *id, char **dn, struct sbuf *e
 	struct hookctx *h = ctx;
 
 	(void)err;
-	return lookup_employee(h->j, id, dn);
+	return lookup_employee(h->j, id, dn, h->kind == MAPPING_TEAM);
 }
 
 /* ---- membership attributes ---------------------------------------------- */
@@ -552,7 +665,7 @@ static bool is_member_attr(const struct mapping_attr *a, bool *by_rdn)
 static int member_values(struct job *j, const struct mapping_attr *a, const char *team_id, const char *employee_id,
                          struct vlist *out)
 {
-	struct hookctx hc = { .j = j };
+	struct hookctx hc = { .j = j, .kind = MAPPING_TEAM };
 	struct vlist unresolved;
 	struct tmpl_env env = { 0 };
 	cJSON *rec = team_id ? id_record(team_id) : cJSON_CreateObject();
@@ -898,6 +1011,8 @@ cleanup:
 
 static void note_unresolved(struct job *j, const struct mapping_result *r)
 {
+	if (r->unresolved.n)
+		j->a->unresolved = true;
 	for (size_t i = 0; i < r->unresolved.n; i++) {
 		struct sbuf m;
 		sbuf_init(&m);
@@ -914,7 +1029,7 @@ static int evaluate(struct job *j, enum mapping_kind kind, const cJSON *rec, con
                     enum mapping_force force, struct mapping_result *r)
 {
 	const struct mapping_object *o = &j->a->m->obj[kind];
-	struct hookctx hc = { .j = j, .own = own, .search_base = o->search_base };
+	struct hookctx hc = { .j = j, .own = own, .search_base = o->search_base, .kind = kind };
 	struct mapping_hooks h = {
 		.employee_dn = hook_employee_dn,
 		.taken = hook_taken,
@@ -951,6 +1066,117 @@ static void schedule(struct job *j, const cJSON *rec, const char *due, bool put)
 	sbuf_free(&e);
 }
 
+/* The termination policy on an existing entry: leave groups, then delete it
+ * or bring it to its terminated form. */
+static int terminate_entry(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
+                           const struct mapping_result *r, bool *renamed)
+{
+	char *rdnval = dn_rdn_value(cur->dn);
+	int rc = -1;
+
+	*renamed = false;
+	if (o->remove_from_groups && remove_from_groups(j, cur->dn, rdnval) < 0)
+		goto cleanup;
+	if (r->action == MAPPING_DELETE)
+		rc = op_delete(j, cur->dn);
+	else
+		rc = update_entry(j, o, cur, r, CAT_DISABLE, renamed);
+cleanup:
+	free(rdnval);
+	return rc;
+}
+
+/* ---- the sync cache ------------------------------------------------------ */
+
+static void cache_values(struct apply_cache *c, const struct mapping_object *o, const struct ldapw_entry *e,
+                         const char *dn, bool add)
+{
+	struct sbuf k;
+
+	sbuf_init(&k);
+	for (size_t i = 0; i < o->nattrs; i++) {
+		const struct vlist *v;
+		if (!(o->attrs[i].flags & MAPPING_ATTR_UNIQUE) || !(v = ldapw_entry_values(e, o->attrs[i].name)))
+			continue;
+		for (size_t n = 0; n < v->n; n++) {
+			const char *holder;
+			lower_key(&k, o->attrs[i].name, v->v[n]);
+			holder = strmap_get(&c->values, sbuf_str(&k));
+			if (add)
+				strmap_put(&c->values, sbuf_str(&k), holder && !dn_equal(holder, dn) ? "\1" : dn);
+			else if (holder && dn_equal(holder, dn))
+				strmap_del(&c->values, sbuf_str(&k));
+		}
+	}
+	sbuf_free(&k);
+}
+
+/* Sets e to what the mapping result says (the directory after this change). */
+static void entry_set(struct ldapw_entry *e, const struct mapping_result *r)
+{
+	for (size_t a = 0; a < e->nattrs; a++) {
+		free(e->attrs[a].name);
+		vlist_free(&e->attrs[a].values);
+	}
+	free(e->attrs);
+	free(e->dn);
+	e->dn = strdup(r->dn);
+	e->attrs = calloc(r->nvalues + 1, sizeof(*e->attrs));
+	e->nattrs = 0;
+	if (!e->attrs)
+		return;
+	e->attrs[0].name = strdup("objectClass");
+	vlist_init(&e->attrs[0].values);
+	for (size_t i = 0; i < r->object_classes->n; i++)
+		vlist_push_copy(&e->attrs[0].values, r->object_classes->v[i], strlen(r->object_classes->v[i]));
+	e->nattrs = 1;
+	for (size_t i = 0; i < r->nvalues; i++) {
+		struct ldapw_attr *at = &e->attrs[e->nattrs++];
+		at->name = strdup(r->values[i].attr->name);
+		vlist_init(&at->values);
+		for (size_t n = 0; n < r->values[i].values.n; n++)
+			vlist_push_copy(&at->values, r->values[i].values.v[n], strlen(r->values[i].values.v[n]));
+	}
+}
+
+/* After a change in sync: the cache holds the entry as it now stands. */
+static void cache_keep(struct job *j, const char *key, const struct ldapw_entry *cur, const struct mapping_result *r)
+{
+	struct apply_cache *c = j->a->cache;
+	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
+	struct ldapw_entry *e = (struct ldapw_entry *)cur;
+
+	if (!c || j->probe || r->kind != MAPPING_EMPLOYEE)
+		return;
+	if (e)
+		cache_values(c, o, e, e->dn, false);
+	if (!e) {
+		struct ldapw_entry *v = realloc(c->added.v, (c->added.n + 1) * sizeof(*v));
+		char idx[32];
+		if (!v)
+			return;
+		c->added.v = v;
+		e = &c->added.v[c->added.n];
+		memset(e, 0, sizeof(*e));
+		snprintf(idx, sizeof(idx), "%zu", c->added.n++);
+		strmap_put(&c->added_by_key, key, idx);
+	}
+	entry_set(e, r);
+	strmap_put(&c->dn_by_key, key, r->dn);
+	cache_values(c, o, e, r->dn, true);
+}
+
+static void cache_forget(struct job *j, const char *key, const struct ldapw_entry *cur)
+{
+	struct apply_cache *c = j->a->cache;
+
+	if (!c || j->probe)
+		return;
+	cache_values(c, &j->a->m->obj[MAPPING_EMPLOYEE], cur, cur->dn, false);
+	strmap_del(&c->dn_by_key, key);
+	strmap_del(&c->added_by_key, key);
+}
+
 static int apply_employee(struct job *j, const cJSON *rec)
 {
 	const struct mapping *m = j->a->m;
@@ -963,7 +1189,7 @@ static int apply_employee(struct job *j, const cJSON *rec)
 	struct mapping_result r = { 0 };
 	const struct ldapw_entry *cur;
 	char *key = NULL, *rdnval = NULL, *old_dn = NULL, due[11];
-	bool renamed = false;
+	bool renamed = false, settled = false;
 	int rc = -1;
 
 	{
@@ -996,9 +1222,8 @@ static int apply_employee(struct job *j, const cJSON *rec)
 	} else if (strcmp(j->event, "unterminate") == 0) {
 		force = MAPPING_FORCE_ACTIVE;
 	}
-	if (find_by_key(j, o, key, &found) < 0)
+	if (find_by_key(j, o, MAPPING_EMPLOYEE, key, &found, &cur) < 0)
 		goto cleanup;
-	cur = found.n ? &found.v[0] : NULL;
 	if (evaluate(j, MAPPING_EMPLOYEE, rec, cur, force, &r) < 0)
 		goto cleanup;
 	if (r.state == MAPPING_OUT_OF_SCOPE) {
@@ -1012,6 +1237,13 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		if (evaluate(j, MAPPING_EMPLOYEE, rec, cur, MAPPING_FORCE_TERMINATED, &r) < 0)
 			goto cleanup;
 	}
+	if (j->a->cache && !j->probe) {
+		if (r.state == MAPPING_TERMINATED)
+			strmap_put(&j->a->cache->terminated, key, NULL);
+		else
+			strmap_del(&j->a->cache->terminated, key);
+	}
+	settled = true;
 	/* the schedule follows the record's dates */
 	if (r.state == MAPPING_ACTIVE && future && strcmp(j->event, "unterminate") != 0) {
 		snprintf(due, sizeof(due), "%.10s", on);
@@ -1027,30 +1259,53 @@ static int apply_employee(struct job *j, const cJSON *rec)
 			rc = 0;
 			goto cleanup;
 		}
-		rdnval = dn_rdn_value(cur->dn);
 		old_dn = strdup(cur->dn);
 		if (!old_dn)
 			goto cleanup;
-		if (o->remove_from_groups && remove_from_groups(j, cur->dn, rdnval) < 0)
-			goto cleanup;
-		if (r.action == MAPPING_DELETE) {
-			rc = op_delete(j, cur->dn);
+		if (j->a->defer_destructive) {
+			/* the deletion guard decides: only count what would change now */
+			settled = false;
+			int p;
+			j->probe = true;
+			j->probed = 0;
+			p = terminate_entry(j, o, cur, &r, &renamed);
+			j->probe = false;
+			strmap_clear(&j->touched);
+			if (p == 0 && j->probed)
+				p = j->a->on_destructive(j->a->destructive_ctx, rec, key, cur->dn);
+			rc = p;
 			goto cleanup;
 		}
-		if (update_entry(j, o, cur, &r, CAT_DISABLE, &renamed) < 0)
+		if (terminate_entry(j, o, cur, &r, &renamed) < 0)
 			goto cleanup;
+		if (r.action == MAPPING_DELETE) {
+			cache_forget(j, key, cur);
+			rc = 0;
+			goto cleanup;
+		}
 	} else if (!cur) {
 		rc = add_entry(j, &r, CAT_ADD);
+		if (rc == 0)
+			cache_keep(j, key, NULL, &r);
 		goto cleanup;
 	} else {
 		old_dn = strdup(cur->dn);
 		if (!old_dn || update_entry(j, o, cur, &r, CAT_MODIFY, &renamed) < 0)
 			goto cleanup;
 	}
+	cache_keep(j, key, cur, &r);
 	if (renamed && rewrite_references(j, old_dn, r.dn) < 0)
 		goto cleanup;
 	rc = 0;
 cleanup:
+	if (rc == 0 && settled && !j->probe && j->a->st) {
+		/* remembered, so that team deliveries keep a leaver out of groups */
+		struct sbuf e;
+		sbuf_init(&e);
+		if (store_set_terminated(j->a->st, key, r.state == MAPPING_TERMINATED, &e) < 0)
+			log_warn("employee %s: %s", j->id, sbuf_str(&e));
+		sbuf_free(&e);
+	}
 	free(key);
 	free(rdnval);
 	free(old_dn);
@@ -1064,6 +1319,7 @@ static int apply_team(struct job *j, const cJSON *rec, bool del)
 	const struct mapping *m = j->a->m;
 	const struct mapping_object *o = &m->obj[MAPPING_TEAM];
 	struct ldapw_entries found = { 0 };
+	const struct ldapw_entry *cur = NULL;
 	struct mapping_result r = { 0 };
 	char *key = NULL;
 	bool renamed = false;
@@ -1079,24 +1335,24 @@ static int apply_team(struct job *j, const cJSON *rec, bool del)
 		}
 		sbuf_free(&kerr);
 	}
-	if (find_by_key(j, o, key, &found) < 0)
+	if (find_by_key(j, o, MAPPING_TEAM, key, &found, &cur) < 0)
 		goto cleanup;
 	if (del) {
-		if (!found.n) {
+		if (!cur) {
 			say(j, "no group in the directory: nothing to do");
 			rc = 0;
 		} else {
-			rc = op_delete(j, found.v[0].dn);
+			rc = op_delete(j, cur->dn);
 		}
 		goto cleanup;
 	}
-	if (evaluate(j, MAPPING_TEAM, rec, found.n ? &found.v[0] : NULL, MAPPING_FORCE_NONE, &r) < 0)
+	if (evaluate(j, MAPPING_TEAM, rec, cur, MAPPING_FORCE_NONE, &r) < 0)
 		goto cleanup;
 	note_unresolved(j, &r);
-	if (!found.n)
+	if (!cur)
 		rc = add_entry(j, &r, CAT_ADD);
 	else
-		rc = update_entry(j, o, &found.v[0], &r, CAT_MODIFY, &renamed);
+		rc = update_entry(j, o, cur, &r, CAT_MODIFY, &renamed);
 cleanup:
 	free(key);
 	mapping_result_free(&r);
@@ -1125,6 +1381,7 @@ static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 	char *emp = json_id(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
 	char *team = json_id(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
 	struct ldapw_entries found = { 0 };
+	const struct ldapw_entry *group = NULL;
 	struct changes c = { 0 };
 	char *key = NULL, *dn = NULL;
 	cJSON *trec = NULL;
@@ -1142,9 +1399,9 @@ static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 	trec = id_record(team);
 	if (!trec || mapping_key(m, MAPPING_TEAM, trec, &key, j->err) < 0)
 		goto cleanup;
-	if (find_by_key(j, t, key, &found) < 0)
+	if (find_by_key(j, t, MAPPING_TEAM, key, &found, &group) < 0)
 		goto cleanup;
-	if (!found.n) {
+	if (!group) {
 		if (remove) {
 			say(j, "the team has no group in the directory: nothing to do");
 			rc = 0;
@@ -1155,7 +1412,7 @@ static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 		goto cleanup;
 	}
 	{
-		int got = lookup_employee(j, emp, &dn);
+		int got = lookup_employee(j, emp, &dn, false);
 		if (got < 0)
 			goto cleanup;
 		if (got == 0 && !remove) {
@@ -1170,7 +1427,7 @@ static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 	}
 	for (size_t i = 0; i < t->nattrs; i++) {
 		const struct mapping_attr *a = &t->attrs[i];
-		const struct vlist *cur = ldapw_entry_values(&found.v[0], a->name);
+		const struct vlist *cur = ldapw_entry_values(group, a->name);
 		struct vlist mine, placeholder, add, gone;
 		bool by_rdn;
 		int r = 0;
@@ -1215,7 +1472,7 @@ static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 		rc = 0;
 		goto cleanup;
 	}
-	rc = op_modify(j, found.v[0].dn, &c, CAT_MODIFY, remove ? "leave group" : "join group");
+	rc = op_modify(j, group->dn, &c, CAT_MODIFY, remove ? "leave group" : "join group");
 cleanup:
 	free(emp);
 	free(team);
@@ -1335,4 +1592,280 @@ void apply_summary_line(const struct apply_ctx *a, struct sbuf *out)
 	else
 		sbuf_addf(out, "%u added, %u modified, %u renamed, %u disabled, %u deleted", s->add, s->modify, s->rename,
 		          s->disable, s->del);
+}
+
+/* ---- sync ------------------------------------------------------------------ */
+
+int apply_cache_load(struct apply_ctx *a, struct sbuf *err)
+{
+	const struct mapping_object *o = &a->m->obj[MAPPING_EMPLOYEE];
+	struct apply_cache *c = calloc(1, sizeof(*c));
+	const char **attrs = NULL;
+	struct ldapw_error e;
+	struct sbuf f;
+	int rc = -1;
+
+	sbuf_init(&f);
+	if (!c) {
+		sbuf_adds(err, "out of memory");
+		return -1;
+	}
+	strmap_init(&c->by_key);
+	strmap_init(&c->dn_by_key);
+	strmap_init(&c->values);
+	strmap_init(&c->seen);
+	strmap_init(&c->terminated);
+	strmap_init(&c->added_by_key);
+	a->cache = c;
+	if (!o->present)
+		return 0;
+	attrs = owned_attrs(o);
+	sbuf_addf(&f, "(%s=*)", o->key_attr);
+	if (!attrs || f.failed) {
+		sbuf_adds(err, "out of memory");
+		goto cleanup;
+	}
+	if (ldapw_search_paged(a->lw, o->search_base, sbuf_str(&f), attrs, 500, &c->emp, &e) != LDAP_SUCCESS) {
+		sbuf_addf(err, "reading the managed entries under %s: %s: %s", o->search_base, e.op, e.text);
+		a->connection_lost = ldapw_error_is_connection(&e);
+		goto cleanup;
+	}
+	for (size_t i = 0; i < c->emp.n; i++) {
+		const struct vlist *k = ldapw_entry_values(&c->emp.v[i], o->key_attr);
+		const char *seen;
+		char idx[32];
+		if (!k || !k->n)
+			continue;
+		seen = strmap_get(&c->by_key, k->v[0]);
+		if (seen) {
+			/* two entries hold one key: the record is refused, nothing touches either */
+			struct sbuf two;
+			sbuf_init(&two);
+			if (*seen == '!')
+				sbuf_addf(&two, "%s; %s", seen, c->emp.v[i].dn);
+			else
+				sbuf_addf(&two, "!%s; %s", c->emp.v[atol(seen)].dn, c->emp.v[i].dn);
+			strmap_put(&c->by_key, k->v[0], sbuf_str(&two));
+			strmap_del(&c->dn_by_key, k->v[0]);
+			sbuf_free(&two);
+			continue;
+		}
+		snprintf(idx, sizeof(idx), "%zu", i);
+		strmap_put(&c->by_key, k->v[0], idx);
+		strmap_put(&c->dn_by_key, k->v[0], c->emp.v[i].dn);
+	}
+	/* every value of the unique attributes under search_base, managed or not */
+	for (size_t i = 0; i < o->nattrs; i++) {
+		const char *one[2] = { o->attrs[i].name, NULL };
+		struct ldapw_entries holders;
+		if (!(o->attrs[i].flags & MAPPING_ATTR_UNIQUE))
+			continue;
+		sbuf_reset(&f);
+		sbuf_addf(&f, "(%s=*)", o->attrs[i].name);
+		if (ldapw_search_paged(a->lw, o->search_base, sbuf_str(&f), one, 500, &holders, &e) != LDAP_SUCCESS) {
+			sbuf_addf(err, "reading %s values under %s: %s: %s", o->attrs[i].name, o->search_base, e.op, e.text);
+			a->connection_lost = ldapw_error_is_connection(&e);
+			goto cleanup;
+		}
+		for (size_t n = 0; n < holders.n; n++)
+			cache_values(c, o, &holders.v[n], holders.v[n].dn, true);
+		ldapw_entries_free(&holders);
+	}
+	rc = 0;
+cleanup:
+	free(attrs);
+	sbuf_free(&f);
+	return rc;
+}
+
+void apply_cache_free(struct apply_ctx *a)
+{
+	struct apply_cache *c = a->cache;
+
+	if (!c)
+		return;
+	ldapw_entries_free(&c->emp);
+	ldapw_entries_free(&c->added);
+	strmap_free(&c->by_key);
+	strmap_free(&c->dn_by_key);
+	strmap_free(&c->values);
+	strmap_free(&c->seen);
+	strmap_free(&c->terminated);
+	strmap_free(&c->added_by_key);
+	free(c);
+	a->cache = NULL;
+}
+
+size_t apply_cache_entries(const struct apply_ctx *a)
+{
+	return a->cache ? a->cache->emp.n : 0;
+}
+
+int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *record, struct sbuf *err)
+{
+	struct job j = { .a = a, .type = "sync", .event = "sync", .err = err };
+	char *id = mapping_record_id(record);
+	int rc;
+
+	a->connection_lost = false;
+	a->api_unavailable = false;
+	a->unresolved = false;
+	strmap_init(&j.dn_cache);
+	strmap_init(&j.touched);
+	j.id = id ? id : "?";
+	j.kind = kind == MAPPING_TEAM ? "team" : "employee";
+	rc = kind == MAPPING_TEAM ? apply_team(&j, record, false) : apply_employee(&j, record);
+	strmap_free(&j.dn_cache);
+	strmap_free(&j.touched);
+	free(id);
+	return rc;
+}
+
+void apply_cache_orphans(struct apply_ctx *a, void (*fn)(void *ctx, const char *key, const char *dn), void *ctx)
+{
+	struct apply_cache *c = a->cache;
+
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->by_key.cap; i++) {
+		const char *key = c->by_key.slots[i].key;
+		const char *dn;
+		if (!key || strmap_get(&c->seen, key) || !(dn = strmap_get(&c->dn_by_key, key)))
+			continue;
+		fn(ctx, key, dn);
+	}
+}
+
+/* The changes an orphan's termination makes, without a record: the
+ * terminated.attributes that need no record field, and the DN under move_to. */
+static int orphan_changes(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
+                          struct changes *c, char **newdn)
+{
+	struct vlist *vals = calloc(o->nattrs + 1, sizeof(*vals)), unresolved;
+	cJSON *empty = cJSON_CreateObject();
+	struct tmpl_env env = { 0 };
+	char err[256];
+	int rc = -1;
+
+	*newdn = NULL;
+	vlist_init(&unresolved);
+	if (!vals || !empty)
+		goto cleanup;
+	for (size_t i = 0; i < o->nattrs; i++) {
+		const struct vlist *v = ldapw_entry_values(cur, o->attrs[i].name);
+		for (size_t n = 0; v && n < v->n; n++)
+			vlist_push_copy(&vals[i], v->v[n], strlen(v->v[n]));
+	}
+	env.record = empty;
+	env.attrs = vals;
+	env.unresolved = &unresolved;
+	env.err = j->err;
+	for (size_t t = 0; t < o->nterm_attrs; t++) {
+		struct vlist want;
+		vlist_init(&want);
+		for (size_t k = 0; k < o->term_attrs[t].ntmpls; k++)
+			if (tmpl_eval(o->term_attrs[t].tmpls[k], &env, &want) < 0) {
+				vlist_free(&want);
+				goto cleanup;
+			}
+		vlist_normalize(&want);
+		if (diff_attr(c, o->term_attrs[t].name, ldapw_entry_values(cur, o->term_attrs[t].name), &want) < 0) {
+			vlist_free(&want);
+			goto cleanup;
+		}
+		vlist_free(&want);
+	}
+	if (o->action == MAPPING_MOVE) {
+		char *first = dn_first_rdn(cur->dn), *value = dn_rdn_value(cur->dn), *eq = first ? strchr(first, '=') : NULL;
+		if (eq) {
+			*eq = '\0';
+			if (dn_build(first, value, o->move_to, newdn, err, sizeof(err)) < 0)
+				sbuf_addf(j->err, "%s", err);
+		}
+		free(first);
+		free(value);
+		if (!*newdn)
+			goto cleanup;
+		if (dn_equal(*newdn, cur->dn)) {
+			free(*newdn);
+			*newdn = NULL;
+		}
+	}
+	rc = 0;
+cleanup:
+	for (size_t i = 0; vals && i < o->nattrs; i++)
+		vlist_free(&vals[i]);
+	free(vals);
+	vlist_free(&unresolved);
+	cJSON_Delete(empty);
+	return rc;
+}
+
+static int orphan_apply(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur, bool delete)
+{
+	struct changes c = { 0 };
+	char *rdnval = dn_rdn_value(cur->dn), *newdn = NULL;
+	int rc = -1;
+
+	if ((delete || o->remove_from_groups) && remove_from_groups(j, cur->dn, rdnval) < 0)
+		goto cleanup;
+	if (delete) {
+		rc = op_delete(j, cur->dn);
+		goto cleanup;
+	}
+	if (orphan_changes(j, o, cur, &c, &newdn) < 0)
+		goto cleanup;
+	if (newdn) {
+		char *newrdn = dn_first_rdn(newdn), *parent = dn_parent(newdn);
+		int x = newrdn && parent ? op_rename(j, cur->dn, newdn, newrdn, parent, CAT_DISABLE) : -1;
+		free(newrdn);
+		free(parent);
+		if (x < 0)
+			goto cleanup;
+	}
+	if (op_modify(j, newdn ? newdn : cur->dn, &c, CAT_DISABLE, "disable") < 0)
+		goto cleanup;
+	if (newdn && !j->probe && rewrite_references(j, cur->dn, newdn) < 0)
+		goto cleanup;
+	rc = 0;
+cleanup:
+	changes_free(&c);
+	free(rdnval);
+	free(newdn);
+	return rc;
+}
+
+int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf *err)
+{
+	const struct mapping_object *o = &a->m->obj[MAPPING_EMPLOYEE];
+	struct job j = { .a = a, .type = "sync", .event = "orphan", .kind = "employee", .id = key, .err = err };
+	struct ldapw_entries own = { 0 };
+	const struct ldapw_entry *cur = NULL;
+	int rc = -1;
+
+	a->connection_lost = false;
+	strmap_init(&j.dn_cache);
+	strmap_init(&j.touched);
+	if (find_by_key(&j, o, MAPPING_EMPLOYEE, key, &own, &cur) < 0)
+		goto cleanup;
+	if (!cur) {
+		rc = 0;
+		goto cleanup;
+	}
+	if (a->defer_destructive) {
+		j.probe = true;
+		rc = orphan_apply(&j, o, cur, delete);
+		j.probe = false;
+		if (rc == 0 && j.probed)
+			rc = a->on_destructive(a->destructive_ctx, NULL, key, cur->dn);
+		goto cleanup;
+	}
+	rc = orphan_apply(&j, o, cur, delete);
+	if (rc == 0 && delete)
+		cache_forget(&j, key, cur);
+cleanup:
+	strmap_free(&j.dn_cache);
+	strmap_free(&j.touched);
+	ldapw_entries_free(&own);
+	return rc;
 }

@@ -51,10 +51,13 @@ struct apply_summary {
 	unsigned add, modify, rename, disable, del;
 };
 
+struct apply_cache;
+
 struct apply_ctx {
 	const struct mapping *m;
 	struct ldapw *lw;
 	struct store *st; /* NULL: nothing recorded (dry run) */
+	struct store *state; /* read even in a dry run: which employees are terminated; may be NULL */
 	bool dry_run;
 	const char *today;
 	struct sbuf *ldif; /* dry run: the change records */
@@ -62,6 +65,15 @@ struct apply_ctx {
 	struct apply_summary sum;
 	bool connection_lost; /* the last failure was the directory or the API being unreachable, not the record */
 	bool api_unavailable; /* ... and it was the API */
+
+	/* sync: the managed entries read once (apply_cache_load) instead of one search per record */
+	struct apply_cache *cache;
+	/* the deletion guard: when set, a termination or an orphan that would change an
+	 * entry is handed to on_destructive instead of being applied */
+	bool defer_destructive;
+	int (*on_destructive)(void *ctx, const cJSON *record, const char *key, const char *dn);
+	void *destructive_ctx;
+	bool unresolved; /* the last record left a reference unresolved */
 };
 
 /* Whether the agent handles subscription type. */
@@ -70,6 +82,26 @@ bool apply_known_type(const char *type);
 /* Applies one delivery body; returns 0, or -1 with a message naming the
  * record, the DN and the directory's answer in err. */
 int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, struct sbuf *err);
+
+/* Reads every managed employee entry (one paged search) and the values of
+ * unique attributes under search_base, so that sync needs no search per
+ * record; the cache then follows the changes the run makes. */
+int apply_cache_load(struct apply_ctx *a, struct sbuf *err);
+void apply_cache_free(struct apply_ctx *a);
+size_t apply_cache_entries(const struct apply_ctx *a);
+
+/* sync: one record read from the API (event "sync"). */
+int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *record, struct sbuf *err);
+
+/* Calls fn for every cached managed entry whose key no record of this run
+ * had (an orphan). */
+void apply_cache_orphans(struct apply_ctx *a, void (*fn)(void *ctx, const char *key, const char *dn), void *ctx);
+
+/* An orphan: delete it (delete true) or apply the termination policy to it
+ * as far as it can be without a record: move (action move), the
+ * terminated.attributes that need no record field, and leaving groups.
+ * With defer_destructive set, a change is handed to on_destructive. */
+int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf *err);
 
 /* "N to add, N to modify, ..." (dry run) or "N added, N modified, ...". */
 void apply_summary_line(const struct apply_ctx *a, struct sbuf *out);

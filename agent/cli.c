@@ -13,6 +13,7 @@
 #include "ldapw.h"
 #include "render.h"
 #include "queue.h"
+#include "reconcile.h"
 #include "store.h"
 #include "subscriptions.h"
 
@@ -41,7 +42,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv);
-static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "run", "serve webhooks, apply them, keep subscriptions healthy" },
@@ -53,12 +54,13 @@ static const struct command commands[] = {
 	  "offline: print the entry each JSON record maps to, as LDIF content records" },
 	{ "apply", cmd_apply, "apply [--dry-run] --event TYPE FILE|-",
 	  "handle one delivery body as if it arrived for subscription TYPE" },
-	{ "sync", cmd_not_built, "sync [--dry-run] [--employee ID] [--force]",
+	{ "sync", cmd_sync, "sync [--dry-run] [--employee ID] [--force]",
 	  "reconcile the directory with the Factorial API" },
 	{ "subscriptions", cmd_subscriptions, "subscriptions list | sync [--dry-run] | delete",
 	  "list, register or remove this agent's webhook subscriptions" },
 	{ "queue", cmd_queue, "queue list | retry [ID] | drop ID",
-	  "inspect and replay deliveries that failed for good" },
+	  "inspect and replay deliveries that failed for good\n"
+	  "                                     (retry --force: also those the deletion guard held)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -75,8 +77,12 @@ static void usage(FILE *fp)
 	        "\n"
 	        "Commands:\n",
 	        CONFIG_DEFAULT_PATH);
-	for (const struct command *c = commands; c->name; c++)
-		fprintf(fp, "  %-34s %s\n", c->usage, c->summary);
+	for (const struct command *c = commands; c->name; c++) {
+		if (strlen(c->usage) > 34)
+			fprintf(fp, "  %s\n  %-34s %s\n", c->usage, "", c->summary);
+		else
+			fprintf(fp, "  %-34s %s\n", c->usage, c->summary);
+	}
 	fprintf(fp,
 	        "\n"
 	        "Exit status: 0 done; 1 a runtime failure (directory or API unreachable, a change\n"
@@ -406,14 +412,15 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		        cfg->ldap.bind_dn && strcmp(lerr.op, "bind") == 0 ? cfg->ldap.bind_dn : "", lerr.text);
 		goto cleanup;
 	}
-	if (!dry_run && store_open(cfg->state_dir, &st, &err) < 0) {
+	if (store_open(cfg->state_dir, &st, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
 	clock_today(today, sizeof(today));
 	a.m = m;
 	a.lw = lw;
-	a.st = st;
+	a.st = dry_run ? NULL : st;
+	a.state = st;
 	a.dry_run = dry_run;
 	a.today = today;
 	a.ldif = &ldif;
@@ -473,23 +480,34 @@ static int parse_id(const char *s, int64_t *id)
 
 static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 {
-	static const char use[] = "Usage: %s queue list | retry [ID] | drop ID\n";
+	static const char use[] = "Usage: %s queue list | retry [ID] | drop ID\n"
+	                          "       (retry --force [ID]: also deliveries the deletion guard held)\n";
 	struct config *cfg = NULL;
 	struct queue *q = NULL;
 	struct sbuf out, err;
+	const char *what = argc > 1 ? argv[1] : "";
+	const char *idarg = NULL;
+	bool force = false;
 	int64_t id = 0;
 	int rc = CLI_USAGE;
 
 	sbuf_init(&out);
 	sbuf_init(&err);
-	if (argc < 2 || (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "retry") != 0 && strcmp(argv[1], "drop") != 0) ||
-	    (strcmp(argv[1], "list") == 0 && argc != 2) || (strcmp(argv[1], "retry") == 0 && argc > 3) ||
-	    (strcmp(argv[1], "drop") == 0 && argc != 3)) {
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(what, "retry") == 0 && strcmp(argv[i], "--force") == 0 && !force)
+			force = true;
+		else if (!idarg && argv[i][0] != '-')
+			idarg = argv[i];
+		else
+			what = "";
+	}
+	if (!((strcmp(what, "list") == 0 && argc == 2) || strcmp(what, "retry") == 0 ||
+	      (strcmp(what, "drop") == 0 && idarg))) {
 		fprintf(stderr, use, ctx->prog);
 		goto cleanup;
 	}
-	if (argc == 3 && parse_id(argv[2], &id) < 0) {
-		fprintf(stderr, "%s: queue %s: \"%s\" is not a delivery id\n", ctx->prog, argv[1], argv[2]);
+	if (idarg && parse_id(idarg, &id) < 0) {
+		fprintf(stderr, "%s: queue %s: \"%s\" is not a delivery id\n", ctx->prog, what, idarg);
 		goto cleanup;
 	}
 	if (load_config(ctx, &cfg) < 0)
@@ -499,16 +517,18 @@ static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (strcmp(argv[1], "list") == 0) {
+	if (strcmp(what, "list") == 0) {
 		if (queue_list(q, &out, &err) < 0)
 			goto failed;
 		fputs(sbuf_str(&out), stdout);
-	} else if (strcmp(argv[1], "retry") == 0) {
-		long n = queue_retry(q, id, &err);
+	} else if (strcmp(what, "retry") == 0) {
+		long n = queue_retry(q, id, force, &err);
 		if (n < 0)
 			goto failed;
 		if (id && n == 0) {
-			fprintf(stderr, "%s: queue retry: no dead letter %lld\n", ctx->prog, (long long)id);
+			fprintf(stderr, "%s: queue retry: no %s %lld\n", ctx->prog,
+			        force ? "dead letter or held delivery" : "dead letter (held deliveries need --force)",
+			        (long long)id);
 			goto cleanup;
 		}
 		printf("%ld deliver%s queued again\n", n, n == 1 ? "y" : "ies");
@@ -579,11 +599,105 @@ cleanup:
 	return rc;
 }
 
-static int cmd_not_built(struct cli_ctx *ctx, int argc, char **argv)
+static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 {
-	(void)argc;
-	fprintf(stderr, "%s: %s: not available in this version yet\n", ctx->prog, argv[0]);
-	return CLI_USAGE;
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "employee", required_argument, NULL, 'e' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char use[] = "Usage: %s sync [--dry-run] [--employee ID] [--force]\n";
+	struct reconcile_options opt = { 0 };
+	struct reconcile_report rep;
+	struct config *cfg = NULL;
+	struct mapping *m = NULL;
+	struct ldapw *lw = NULL;
+	struct store *st = NULL;
+	struct factorial *api = NULL;
+	struct ldapw_error le;
+	struct sbuf err, ldif, report, summary;
+	struct apply_ctx sumctx = { 0 };
+	int rc = CLI_USAGE, r, c;
+
+	sbuf_init(&err);
+	sbuf_init(&ldif);
+	sbuf_init(&report);
+	sbuf_init(&summary);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hne:f", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			opt.dry_run = true;
+			break;
+		case 'e':
+			opt.employee_id = optarg;
+			break;
+		case 'f':
+			opt.force = true;
+			break;
+		case 'h':
+			printf(use, ctx->prog);
+			rc = CLI_OK;
+			goto cleanup;
+		default:
+			fprintf(stderr, use, ctx->prog);
+			goto cleanup;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, use, ctx->prog);
+		goto cleanup;
+	}
+	if (load_config(ctx, &cfg) < 0 || load_mapping(cfg->mapping, &m) < 0)
+		goto cleanup;
+	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
+	rc = CLI_FAIL;
+	if (factorial_open(cfg, &api, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
+	if (ldapw_open(cfg, &lw, &le) != 0) {
+		fprintf(stderr, "%s: %s: %s%s%s: %s\n", ctx->prog, cfg->ldap.uri, le.op,
+		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? " as " : "",
+		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? cfg->ldap.bind_dn : "", le.text);
+		goto cleanup;
+	}
+	if (store_open(cfg->state_dir, &st, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
+	r = reconcile_run(cfg, m, lw, api, st, &opt, &ldif, &report, &rep, &err);
+	fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
+	fflush(stdout);
+	for (char *line = report.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		fprintf(stderr, "%s: %.*s\n", ctx->prog, nl ? (int)(nl - line) : (int)strlen(line), line);
+	}
+	if (r < 0) {
+		fprintf(stderr, "%s: sync: %s\n", ctx->prog, sbuf_str(&err));
+		goto cleanup;
+	}
+	sumctx.dry_run = opt.dry_run;
+	sumctx.sum = rep.sum;
+	apply_summary_line(&sumctx, &summary);
+	fprintf(stderr, "%ld employees read; %ld records checked, %ld differ%s; %ld orphan%s%s\n", rep.employees,
+	        rep.checked, rep.differing, opt.dry_run ? "" : "ed", rep.orphans, rep.orphans == 1 ? "" : "s",
+	        rep.guard_tripped ? ", the deletion guard held changes back" : "");
+	fprintf(stderr, "%s\n", sbuf_str(&summary));
+	rc = r == 0 ? CLI_OK : CLI_FAIL;
+cleanup:
+	store_close(st);
+	ldapw_close(lw);
+	factorial_close(api);
+	mapping_free(m);
+	config_free(cfg);
+	sbuf_free(&err);
+	sbuf_free(&ldif);
+	sbuf_free(&report);
+	sbuf_free(&summary);
+	return rc;
 }
 
 int cli_main(int argc, char **argv)

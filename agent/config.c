@@ -808,7 +808,7 @@ static int set_defaults(struct config *cfg)
 	cfg->sync.interval = 6 * 3600;
 	cfg->sync.orphans = CONFIG_ORPHANS_REPORT;
 	cfg->safety.max_disables = 25;
-	cfg->safety.max_disables_percent = 20.0;
+	cfg->safety.max_disables_percent = -1; /* no percentage limit unless set */
 	cfg->queue.workers = 4;
 	cfg->queue.max_attempts = 5;
 	cfg->queue.retry_delay = 10;

@@ -93,7 +93,7 @@ struct config {
 
 	struct {
 		long long max_disables;
-		double max_disables_percent;
+		double max_disables_percent; /* < 0: not set, no percentage limit */
 	} safety;
 
 	struct {

@@ -226,13 +226,17 @@ const struct vlist *ldapw_entry_values(const struct ldapw_entry *e, const char *
 	return NULL;
 }
 
+/* Appends the entries of res to out. */
 static int collect(LDAP *ld, LDAPMessage *res, struct ldapw_entries *out)
 {
-	int n = ldap_count_entries(ld, res), i = 0;
+	int n = ldap_count_entries(ld, res);
+	size_t i = out->n;
+	struct ldapw_entry *v = realloc(out->v, (out->n + (size_t)(n > 0 ? n : 0) + 1) * sizeof(*v));
 
-	out->v = calloc((size_t)(n > 0 ? n : 1), sizeof(*out->v));
-	if (!out->v)
+	if (!v)
 		return -1;
+	out->v = v;
+	memset(out->v + out->n, 0, ((size_t)(n > 0 ? n : 0) + 1) * sizeof(*v));
 	for (LDAPMessage *m = ldap_first_entry(ld, res); m; m = ldap_next_entry(ld, m), i++) {
 		struct ldapw_entry *e = &out->v[i];
 		BerElement *ber = NULL;
@@ -247,16 +251,16 @@ static int collect(LDAP *ld, LDAPMessage *res, struct ldapw_entries *out)
 			struct berval **vals = ldap_get_values_len(ld, m, a);
 			struct ldapw_attr *at;
 			if (e->nattrs == cap) {
-				struct ldapw_attr *v;
+				struct ldapw_attr *grown;
 				cap = cap ? cap * 2 : 8;
-				v = realloc(e->attrs, cap * sizeof(*v));
-				if (!v) {
+				grown = realloc(e->attrs, cap * sizeof(*grown));
+				if (!grown) {
 					ldap_memfree(a);
 					ldap_value_free_len(vals);
 					ber_free(ber, 0);
 					return -1;
 				}
-				e->attrs = v;
+				e->attrs = grown;
 			}
 			at = &e->attrs[e->nattrs++];
 			at->name = strdup(a);
@@ -309,6 +313,74 @@ int ldapw_search(struct ldapw *lw, const char *base, const char *filter, const c
                  struct ldapw_entries *out, struct ldapw_error *err)
 {
 	return search_scope(lw, base, LDAP_SCOPE_SUBTREE, filter, attrs, sizelimit, out, err);
+}
+
+int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, const char *const *attrs,
+                       int page_size, struct ldapw_entries *out, struct ldapw_error *err)
+{
+	struct berval cookie = { 0, NULL };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, "search")) != LDAP_SUCCESS)
+		return rc;
+	for (;;) {
+		LDAPControl *page = NULL, *sctrls[2] = { NULL, NULL }, **rctrls = NULL;
+		LDAPMessage *res = NULL;
+		struct timeval to = { lw->timeout, 0 };
+		int code = LDAP_SUCCESS;
+		double t0;
+
+		rc = ldap_create_page_control(lw->ld, (ber_int_t)page_size, cookie.bv_val ? &cookie : NULL, 1, &page);
+		if (rc != LDAP_SUCCESS) {
+			set_error(lw, err, "search", rc);
+			break;
+		}
+		sctrls[0] = page;
+		t0 = mono();
+		rc = ldap_search_ext_s(lw->ld, base, LDAP_SCOPE_SUBTREE, filter, (char **)attrs, 0, sctrls, NULL, &to, 0,
+		                       &res);
+		metrics_ldap_seconds(mono() - t0);
+		ldap_control_free(page);
+		if (rc == LDAP_NO_SUCH_OBJECT) {
+			ldap_msgfree(res);
+			rc = LDAP_SUCCESS;
+			break;
+		}
+		if (rc != LDAP_SUCCESS || ldap_parse_result(lw->ld, res, &code, NULL, NULL, NULL, &rctrls, 0) != LDAP_SUCCESS) {
+			set_error(lw, err, "search", rc != LDAP_SUCCESS ? rc : LDAP_OTHER);
+			ldap_msgfree(res);
+			rc = err->rc;
+			break;
+		}
+		if (collect(lw->ld, res, out) < 0) {
+			set_error(NULL, err, "search", LDAP_NO_MEMORY);
+			ldap_msgfree(res);
+			ldap_controls_free(rctrls);
+			rc = LDAP_NO_MEMORY;
+			break;
+		}
+		ldap_msgfree(res);
+		if (cookie.bv_val)
+			ber_memfree(cookie.bv_val);
+		cookie.bv_val = NULL;
+		cookie.bv_len = 0;
+		{
+			LDAPControl *pr = rctrls ? ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL) : NULL;
+			ber_int_t estimate;
+			if (pr && ldap_parse_pageresponse_control(lw->ld, pr, &estimate, &cookie) != LDAP_SUCCESS)
+				cookie.bv_len = 0;
+		}
+		ldap_controls_free(rctrls);
+		if (!cookie.bv_val || cookie.bv_len == 0)
+			break;
+	}
+	if (cookie.bv_val)
+		ber_memfree(cookie.bv_val);
+	if (rc != LDAP_SUCCESS)
+		ldapw_entries_free(out);
+	return rc;
 }
 
 int ldapw_read(struct ldapw *lw, const char *dn, const char *const *attrs, struct ldapw_entries *out,

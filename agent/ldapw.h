@@ -69,6 +69,11 @@ bool ldapw_error_is_connection(const struct ldapw_error *err);
  * user attributes).  sizelimit 0: no limit. */
 int ldapw_search(struct ldapw *lw, const char *base, const char *filter, const char *const *attrs, int sizelimit,
                  struct ldapw_entries *out, struct ldapw_error *err);
+/* The same as ldapw_search, but in pages of page_size entries (RFC 2696
+ * paged results), for reading a whole managed subtree in one pass. */
+int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, const char *const *attrs,
+                       int page_size, struct ldapw_entries *out, struct ldapw_error *err);
+
 /* Reads one entry by DN (base scope); *found is false when it does not exist. */
 int ldapw_read(struct ldapw *lw, const char *dn, const char *const *attrs, struct ldapw_entries *out,
                struct ldapw_error *err);

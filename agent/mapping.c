@@ -1188,3 +1188,40 @@ cleanup:
 	vlist_free(&tmp);
 	return rc;
 }
+
+static bool tmpl_reads(const struct tmpl *t, const char *name)
+{
+	for (size_t i = 0; t && i < t->n; i++) {
+		const struct tmpl_part *p = &t->parts[i];
+		if (p->kind == TP_FIELD && p->path.n && strcmp(p->path.seg[0], name) == 0)
+			return true;
+		for (size_t f = 0; f < p->nfilters; f++)
+			for (size_t a = 0; a < p->filters[f].nargs && a < 2; a++)
+				if (p->filters[f].args[a].kind == TA_PATH && p->filters[f].args[a].path.n &&
+				    strcmp(p->filters[f].args[a].path.seg[0], name) == 0)
+					return true;
+	}
+	return false;
+}
+
+bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const char *name)
+{
+	const struct mapping_object *o = &m->obj[kind];
+
+	if (!o->present)
+		return false;
+	if (tmpl_reads(o->key_value, name))
+		return true;
+	for (size_t i = 0; i < o->nattrs; i++)
+		for (size_t t = 0; t < o->attrs[i].ntmpls; t++)
+			if (tmpl_reads(o->attrs[i].tmpls[t], name))
+				return true;
+	for (size_t i = 0; i < o->nterm_attrs; i++)
+		for (size_t t = 0; t < o->term_attrs[i].ntmpls; t++)
+			if (tmpl_reads(o->term_attrs[i].tmpls[t], name))
+				return true;
+	for (size_t i = 0; i < o->nscope; i++)
+		if (o->scope[i].path.n && strcmp(o->scope[i].path.seg[0], name) == 0)
+			return true;
+	return false;
+}

@@ -158,6 +158,9 @@ void mapping_result_free(struct mapping_result *r);
  * malloc'd value, or -1 with the reason in err. */
 int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *record, char **key, struct sbuf *err);
 
+/* Whether any template of the section reads record field name ({name...}). */
+bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const char *name);
+
 /* The record's id as text (number or string), malloc'd; NULL when absent. */
 char *mapping_record_id(const cJSON *record);
 

@@ -36,7 +36,8 @@ static const char schema[] =
 	"  attempts INTEGER NOT NULL DEFAULT 0,"
 	"  next_attempt REAL NOT NULL DEFAULT 0,"
 	"  last_error TEXT,"
-	"  refs TEXT NOT NULL DEFAULT '');"
+	"  refs TEXT NOT NULL DEFAULT '',"
+	"  forced INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);"
 	"CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (record_key, id);"
 	"CREATE TABLE IF NOT EXISTS rejected ("
@@ -375,7 +376,7 @@ static int load_run(struct queue *q, const char *key, int64_t first, struct queu
 	int rc = -1;
 
 	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT id, type, body, attempts, received FROM deliveries "
+	                       "SELECT id, type, body, attempts, received, forced FROM deliveries "
 	                       "WHERE record_key = ? AND state = 'pending' AND id >= ? ORDER BY id",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return db_error(q, err, "prepare");
@@ -397,6 +398,7 @@ static int load_run(struct queue *q, const char *key, int64_t first, struct queu
 			d->attempts = sqlite3_column_int(st, 3);
 			d->received = col(st, 4);
 		}
+		d->forced = d->forced || sqlite3_column_int(st, 5);
 		free(d->body);
 		d->body = col(st, 2);
 	}
@@ -516,6 +518,11 @@ int queue_done(struct queue *q, const struct queue_delivery *d, struct sbuf *err
 	return exec_ids(q, "DELETE FROM deliveries WHERE id = ?", d, NULL, -1, err);
 }
 
+int queue_hold(struct queue *q, const struct queue_delivery *d, const char *reason, struct sbuf *err)
+{
+	return exec_ids(q, "UPDATE deliveries SET state = 'held', last_error = ? WHERE id = ?", d, reason, -1, err);
+}
+
 int queue_failed(struct queue *q, const struct queue_delivery *d, const char *reason, double next_attempt, bool dead,
                  struct sbuf *err)
 {
@@ -586,13 +593,21 @@ int queue_list(struct queue *q, struct sbuf *out, struct sbuf *err)
 	return rc;
 }
 
-long queue_retry(struct queue *q, int64_t id, struct sbuf *err)
+long queue_retry(struct queue *q, int64_t id, bool force, struct sbuf *err)
 {
 	sqlite3_stmt *st = NULL;
 	long n = -1;
-	const char *sql = id ? "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0 "
-	                       "WHERE state = 'dead' AND id = ?"
-	                     : "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0 WHERE state = 'dead'";
+	const char *sql;
+
+	if (force)
+		sql = id ? "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0, forced = 1 "
+		           "WHERE state IN ('held', 'dead') AND id = ?"
+		         : "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0, forced = 1 "
+		           "WHERE state IN ('held', 'dead')";
+	else
+		sql = id ? "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0 "
+		           "WHERE state = 'dead' AND id = ?"
+		         : "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0 WHERE state = 'dead'";
 
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_error(q, err, "prepare");

@@ -67,6 +67,7 @@ struct queue_delivery {
 	char *body;
 	int attempts;
 	char *received;
+	bool forced; /* `queue retry --force`: past the deletion guard */
 };
 
 void queue_delivery_free(struct queue_delivery *d);
@@ -82,14 +83,18 @@ int queue_done(struct queue *q, const struct queue_delivery *d, struct sbuf *err
 int queue_failed(struct queue *q, const struct queue_delivery *d, const char *reason, double next_attempt, bool dead,
                  struct sbuf *err);
 
+/* The deletion guard held it back: it waits for `queue retry --force`. */
+int queue_hold(struct queue *q, const struct queue_delivery *d, const char *reason, struct sbuf *err);
+
 /* Counts for /metrics and `queue list`. */
 int queue_counts(struct queue *q, long *pending, long *dead, long *held, struct sbuf *err);
 
 /* `queue list`: dead letters and pending counts, one line each, into out. */
 int queue_list(struct queue *q, struct sbuf *out, struct sbuf *err);
-/* `queue retry [ID]`: dead letters back to pending (all when id is 0);
- * returns how many, -1 on failure. */
-long queue_retry(struct queue *q, int64_t id, struct sbuf *err);
+/* `queue retry [--force] [ID]`: dead letters (with force, also deliveries
+ * the deletion guard held) back to pending, all when id is 0; forced ones
+ * pass the guard.  Returns how many, -1 on failure. */
+long queue_retry(struct queue *q, int64_t id, bool force, struct sbuf *err);
 /* `queue drop ID`: removes a dead letter; returns 1, 0 when no such dead letter. */
 int queue_drop(struct queue *q, int64_t id, struct sbuf *err);
 

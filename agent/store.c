@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,7 +36,11 @@ static const char schema[] =
 	"  due TEXT NOT NULL,"
 	"  body TEXT NOT NULL,"
 	"  created TEXT NOT NULL,"
-	"  PRIMARY KEY (kind, record_id));";
+	"  PRIMARY KEY (kind, record_id));"
+	"CREATE TABLE IF NOT EXISTS guard (time REAL NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS terminated ("
+	"  key TEXT PRIMARY KEY,"
+	"  since TEXT NOT NULL);";
 
 static int db_error(struct store *st, struct sbuf *err, const char *what)
 {
@@ -147,7 +152,13 @@ int store_schedule_put(struct store *st, const char *kind, const char *record_id
 int store_schedule_remove(struct store *st, const char *kind, const char *record_id, struct sbuf *err)
 {
 	const char *p[] = { kind, record_id, NULL };
+	char *due = NULL;
+	int have = store_schedule_get(st, kind, record_id, &due, NULL, err);
 
+	/* a read first: most records have nothing scheduled, and a write costs a commit */
+	free(due);
+	if (have <= 0)
+		return have;
 	return exec_text(st, "DELETE FROM schedule WHERE kind = ? AND record_id = ?", p, err);
 }
 
@@ -231,4 +242,66 @@ int store_probe(struct store *st, struct sbuf *err)
 void store_set_busy_timeout(struct store *st, int ms)
 {
 	sqlite3_busy_timeout(st->db, ms);
+}
+
+int store_terminated(struct store *st, const char *key, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = -1, step;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM terminated WHERE key = ?", -1, &stmt, NULL) != SQLITE_OK)
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW)
+		rc = 1;
+	else if (step == SQLITE_DONE)
+		rc = 0;
+	else
+		db_error(st, err, "read");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int store_set_terminated(struct store *st, const char *key, bool terminated, struct sbuf *err)
+{
+	char now[32];
+	const char *add[] = { key, now, NULL };
+	const char *del[] = { key, NULL };
+	int have = store_terminated(st, key, err);
+
+	/* a read first: a write costs a commit, and nearly every call changes nothing */
+	if (have < 0 || have == (int)terminated)
+		return have < 0 ? -1 : 0;
+	now_text(now, sizeof(now));
+	if (terminated)
+		return exec_text(st, "INSERT OR REPLACE INTO terminated (key, since) VALUES (?, ?)", add, err);
+	return exec_text(st, "DELETE FROM terminated WHERE key = ?", del, err);
+}
+
+long store_guard_count(struct store *st, double since, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	long n = -1;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM guard WHERE time > ?", -1, &stmt, NULL) != SQLITE_OK)
+		return db_error(st, err, "prepare");
+	sqlite3_bind_double(stmt, 1, since);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		n = sqlite3_column_int(stmt, 0);
+	else
+		db_error(st, err, "read");
+	sqlite3_finalize(stmt);
+	return n;
+}
+
+int store_guard_add(struct store *st, double when, struct sbuf *err)
+{
+	char buf[64];
+	const char *p[] = { buf, NULL };
+
+	snprintf(buf, sizeof(buf), "%.3f", when);
+	if (exec_text(st, "DELETE FROM guard WHERE time < ? - 86400", p, err) < 0)
+		return -1;
+	return exec_text(st, "INSERT INTO guard (time) VALUES (?)", p, err);
 }

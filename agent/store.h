@@ -2,10 +2,11 @@
  * store: the agent's durable state, one SQLite database in state_dir
  * (state.db, WAL journal, synchronous commits).
  *
- * Today it holds the audit log (every change applied to the directory: time,
+ * It holds the audit log (every change applied to the directory: time,
  * event, record, DN, operation and the names of the attributes changed,
- * never their values) and the schedule of future terminations (the delivery
- * body and the day it becomes due).  The delivery queue joins it.
+ * never their values), the schedule of future terminations (the delivery
+ * body and the day it becomes due) and the employees whose termination was
+ * applied.  The delivery queue (queue.h) lives in the same database.
  *
  * state_dir is created (mode 0700) when missing.  Every write is one
  * transaction, committed before the call returns.
@@ -15,6 +16,8 @@
  */
 #ifndef FLA_STORE_H
 #define FLA_STORE_H
+
+#include <stdbool.h>
 
 #include "sbuf.h"
 
@@ -39,6 +42,16 @@ int store_schedule_get(struct store *st, const char *kind, const char *record_id
 int store_schedule_due(struct store *st, const char *today,
                        int (*fn)(void *ctx, const char *kind, const char *record_id, const char *body), void *ctx,
                        struct sbuf *err);
+
+/* Employees whose termination was applied (by their key): they are kept
+ * out of groups when the mapping says remove_from_groups.  1 / 0 / -1. */
+int store_terminated(struct store *st, const char *key, struct sbuf *err);
+int store_set_terminated(struct store *st, const char *key, bool terminated, struct sbuf *err);
+
+/* The deletion guard in `run`: disables and deletes applied since a time
+ * (seconds since the epoch), and one more. */
+long store_guard_count(struct store *st, double since, struct sbuf *err);
+int store_guard_add(struct store *st, double when, struct sbuf *err);
 
 /* Whether a write can be committed now (takes and releases the write lock). */
 int store_probe(struct store *st, struct sbuf *err);

@@ -841,10 +841,10 @@ static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struc
 			found = env->employee_dn ? env->employee_dn(env->ctx, vals->v[i], &dn, env->err) : 0;
 			if (found < 0)
 				goto cleanup;
-			if (found > 0) {
+			if (found == 1) {
 				if (vlist_push(&out, dn) < 0)
 					goto oom;
-			} else if (env->unresolved && !vlist_contains(env->unresolved, vals->v[i])) {
+			} else if (found == 0 && env->unresolved && !vlist_contains(env->unresolved, vals->v[i])) {
 				if (vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0)
 					goto oom;
 			}

@@ -106,7 +106,8 @@ void tmpl_free(struct tmpl *t);
 bool tmpl_uses_filter(const struct tmpl *t, enum tmpl_filter_id id);
 
 /* Looks up an employee's DN: returns 1 and a malloc'd DN in *dn when found,
- * 0 when there is no such entry, -1 on failure (with a message in err). */
+ * 0 when there is no such entry, 2 when the employee is deliberately left
+ * out (a leaver kept out of groups), -1 on failure (with a message in err). */
 typedef int (*tmpl_dn_lookup)(void *ctx, const char *employee_id, char **dn, struct sbuf *err);
 
 struct tmpl_env {

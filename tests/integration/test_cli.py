@@ -96,15 +96,22 @@ class TestCheck(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
 
 
-class TestNotBuiltYet(unittest.TestCase):
-    """Commands without an implementation say so and exit 2: they never pretend."""
+class TestUsage(unittest.TestCase):
+    """Bad usage is exit 2 with the command's usage line, before anything is read."""
 
-    def test_each_unbuilt_command(self):
-        for args in (["sync"], ["sync", "--dry-run"]):
-            with AgentDir() as d:
-                r = run_agent("-c", d.standard(), *args)
+    def test_each_command(self):
+        for args, usage in ((["sync", "extra"], "sync [--dry-run] [--employee ID] [--force]"),
+                            (["sync", "--bogus"], "sync [--dry-run] [--employee ID] [--force]"),
+                            (["subscriptions"], "subscriptions list | sync [--dry-run] | delete"),
+                            (["subscriptions", "sync", "--force"], "subscriptions list | sync [--dry-run] | delete"),
+                            (["queue", "retry", "x"], "is not a delivery id"),
+                            (["queue"], "queue list | retry [ID] | drop ID"),
+                            (["apply", "-"], "apply [--dry-run] --event TYPE FILE|-"),
+                            (["render"], "give at least one FILE"),
+                            (["run", "now"], "run: unexpected argument")):
+            r = run_agent("-c", "/nonexistent/agent.yaml", *args)
             self.assertEqual(r.returncode, 2, args)
-            self.assertIn("not available in this version yet", r.stderr, args)
+            self.assertIn(usage, r.stderr, args)
             self.assertEqual(r.stdout, "", args)
 
 

@@ -51,7 +51,7 @@ def metric(agent, name, **labels):
 class Daemon(unittest.TestCase):
     """A slapd and an agent configuration per test; the agent started by the test."""
 
-    extra = "queue: { retry_delay: 1s, max_attempts: 2, schedule_check: 1s }\n"
+    extra = "queue: { retry_delay: 1s, max_attempts: 2, schedule_check: 1s }\nsync: { interval: 0 }\n"
     webhooks_extra = ""
     common_webhooks = "  manage_subscriptions: false\n"   # no Factorial API in these tests
 

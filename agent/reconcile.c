@@ -1,0 +1,379 @@
+#include "build.h"
+
+#include "reconcile.h"
+
+#include "clock.h"
+#include "log.h"
+#include "strmap.h"
+#include "tmpl.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A termination or orphan action the guard holds until it has counted them all. */
+struct held {
+	cJSON *record; /* NULL for an orphan */
+	char *key;
+	char *dn;
+};
+
+struct run {
+	const struct config *cfg;
+	const struct mapping *m;
+	struct apply_ctx a;
+	struct reconcile_report *rep;
+	struct sbuf *report;
+	struct sbuf *err;
+	struct strmap titles; /* employee id -> job title of the latest contract version */
+	struct strmap title_dates; /* employee id -> date of that version */
+	cJSON *teams;         /* the teams, when read */
+	cJSON *team_ids;      /* employee id -> [team ids] */
+	cJSON *again;         /* records to look at once more (references resolved later) */
+	struct held *held;
+	size_t nheld;
+	bool orphan_delete;
+	bool failed;          /* the directory or the API failed: stop */
+};
+
+static char *id_of(const cJSON *o, const char *field)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+	char num[64];
+
+	if (cJSON_IsNumber(v)) {
+		tmpl_format_number(v->valuedouble, num, sizeof(num));
+		return strdup(num);
+	}
+	return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+static int on_destructive(void *ctx, const cJSON *record, const char *key, const char *dn)
+{
+	struct run *r = ctx;
+	struct held *v = realloc(r->held, (r->nheld + 1) * sizeof(*v));
+
+	if (!v)
+		return -1;
+	r->held = v;
+	v[r->nheld].record = record ? cJSON_Duplicate(record, 1) : NULL;
+	v[r->nheld].key = strdup(key);
+	v[r->nheld].dn = strdup(dn);
+	r->nheld++;
+	return 0;
+}
+
+static int keep_title(void *ctx, const cJSON *c)
+{
+	struct run *r = ctx;
+	char *emp = id_of(c, "employee_id");
+	const cJSON *title = cJSON_GetObjectItemCaseSensitive(c, "job_title");
+	const char *date = "";
+	static const char *const keys[] = { "effective_on", "starts_on", "created_at", NULL };
+
+	for (size_t i = 0; keys[i]; i++) {
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, keys[i]);
+		if (cJSON_IsString(d)) {
+			date = d->valuestring;
+			break;
+		}
+	}
+	if (emp && cJSON_IsString(title)) {
+		const char *have = strmap_get(&r->title_dates, emp);
+		/* the latest version wins; ids ascend, so a tie goes to the later one */
+		if (!have || strcmp(date, have) >= 0) {
+			strmap_put(&r->titles, emp, title->valuestring);
+			strmap_put(&r->title_dates, emp, date);
+		}
+	}
+	free(emp);
+	return 0;
+}
+
+static int keep_team(void *ctx, const cJSON *t)
+{
+	struct run *r = ctx;
+	const cJSON *members = cJSON_GetObjectItemCaseSensitive(t, "employee_ids"), *m;
+
+	if (factorial_collect(r->teams, t) < 0)
+		return -1;
+	cJSON_ArrayForEach(m, members) {
+		char num[64];
+		cJSON *list;
+		if (cJSON_IsNumber(m))
+			tmpl_format_number(m->valuedouble, num, sizeof(num));
+		else if (cJSON_IsString(m))
+			snprintf(num, sizeof(num), "%s", m->valuestring);
+		else
+			continue;
+		list = cJSON_GetObjectItemCaseSensitive(r->team_ids, num);
+		if (!list)
+			list = cJSON_AddArrayToObject(r->team_ids, num);
+		if (list)
+			cJSON_AddItemToArray(list, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "id"), 0));
+	}
+	return 0;
+}
+
+/* An id for a query string (libcurl escapes it). */
+static char *curl_escape_id(const char *id)
+{
+	char *e = curl_easy_escape(NULL, id, 0), *out = e ? strdup(e) : NULL;
+
+	curl_free(e);
+	return out;
+}
+
+static void record_error(struct run *r, const char *what)
+{
+	r->rep->record_errors++;
+	sbuf_addf(r->report, "%s\n", what);
+}
+
+/* One record through apply; the counters say whether its entry differed. */
+static void handle(struct run *r, enum mapping_kind kind, const cJSON *rec, bool second_look)
+{
+	struct apply_summary before = r->a.sum;
+	struct sbuf err;
+	unsigned ops;
+
+	sbuf_init(&err);
+	if (apply_record(&r->a, kind, rec, &err) < 0) {
+		if (r->a.connection_lost) {
+			sbuf_adds(r->err, sbuf_str(&err));
+			r->failed = true;
+		} else {
+			record_error(r, sbuf_str(&err));
+		}
+	}
+	ops = (r->a.sum.add - before.add) + (r->a.sum.modify - before.modify) + (r->a.sum.rename - before.rename) +
+	      (r->a.sum.disable - before.disable) + (r->a.sum.del - before.del);
+	if (!second_look) {
+		r->rep->checked++;
+		if (kind == MAPPING_EMPLOYEE && r->a.unresolved && r->again)
+			cJSON_AddItemToArray(r->again, cJSON_Duplicate(rec, 1));
+	}
+	if (ops && !second_look) {
+		r->rep->differing++;
+		if (!r->a.dry_run)
+			r->rep->fixed++;
+	}
+	sbuf_free(&err);
+}
+
+static int on_employee(void *ctx, const cJSON *item)
+{
+	struct run *r = ctx;
+	cJSON *rec;
+	char *id;
+
+	if (r->failed)
+		return -1;
+	r->rep->employees++;
+	rec = cJSON_Duplicate(item, 1);
+	id = id_of(item, "id");
+	if (!rec || !id) {
+		cJSON_Delete(rec);
+		free(id);
+		record_error(r, "an employee without an id was skipped");
+		return 0;
+	}
+	if (strmap_get(&r->titles, id)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(rec, "job_title");
+		cJSON_AddStringToObject(rec, "job_title", strmap_get(&r->titles, id));
+	}
+	if (r->team_ids) {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(r->team_ids, id);
+		cJSON_DeleteItemFromObjectCaseSensitive(rec, "team_ids");
+		cJSON_AddItemToObject(rec, "team_ids", t ? cJSON_Duplicate(t, 1) : cJSON_CreateArray());
+	}
+	handle(r, MAPPING_EMPLOYEE, rec, false);
+	cJSON_Delete(rec);
+	free(id);
+	return r->failed ? -1 : 0;
+}
+
+static void on_orphan(void *ctx, const char *key, const char *dn)
+{
+	struct run *r = ctx;
+	struct sbuf err;
+
+	r->rep->orphans++;
+	if (r->cfg->sync.orphans == CONFIG_ORPHANS_REPORT) {
+		sbuf_addf(r->report, "orphan: %s (%s=%s): no employee in Factorial has this key; left as it is "
+		                     "(sync.orphans: report)\n",
+		          dn, r->m->obj[MAPPING_EMPLOYEE].key_attr, key);
+		return;
+	}
+	sbuf_init(&err);
+	if (apply_orphan(&r->a, key, r->orphan_delete, &err) < 0)
+		record_error(r, sbuf_str(&err));
+	sbuf_free(&err);
+}
+
+/* The guard's verdict on what it holds. */
+static bool guard_allows(struct run *r, const struct reconcile_options *opt)
+{
+	size_t managed = apply_cache_entries(&r->a);
+	double pct = managed ? 100.0 * (double)r->nheld / (double)managed : 0;
+	long long max = r->cfg->safety.max_disables;
+	double max_pct = r->cfg->safety.max_disables_percent;
+
+	if (r->nheld == 0)
+		return true;
+	if (r->rep->employees == 0) {
+		sbuf_addf(r->report, "deletion guard: the API listed no employee at all; nothing is disabled or deleted "
+		                     "(not even with --force)\n");
+		return false;
+	}
+	if ((long long)r->nheld <= max && (max_pct < 0 || pct <= max_pct))
+		return true;
+	if (opt->force) {
+		sbuf_addf(r->report, "deletion guard: %zu disables and deletes (%.0f%% of %zu managed entries) are over the "
+		                     "limit (safety.max_disables %lld%s); --force: applied\n",
+		          r->nheld, pct, managed, max, max_pct < 0 ? "" : ", or max_disables_percent");
+		return true;
+	}
+	if (max_pct < 0)
+		sbuf_addf(r->report, "deletion guard: this sync would disable or delete %zu entries (%.0f%% of %zu managed), "
+		                     "over safety.max_disables %lld: none of them is applied; check them, then run "
+		                     "sync --force:\n",
+		          r->nheld, pct, managed, max);
+	else
+		sbuf_addf(r->report, "deletion guard: this sync would disable or delete %zu entries (%.0f%% of %zu managed), "
+		                     "over safety.max_disables %lld or max_disables_percent %g: none of them is applied; "
+		                     "check them, then run sync --force:\n",
+		          r->nheld, pct, managed, max, max_pct);
+	for (size_t i = 0; i < r->nheld; i++)
+		sbuf_addf(r->report, "  %s\n", r->held[i].dn);
+	return false;
+}
+
+int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldapw *lw, struct factorial *api,
+                  struct store *st, const struct reconcile_options *opt, struct sbuf *ldif, struct sbuf *report,
+                  struct reconcile_report *rep, struct sbuf *err)
+{
+	struct run r = { .cfg = cfg, .m = m, .rep = rep, .report = report, .err = err };
+	char today[16];
+	struct sbuf q;
+	int rc = -1;
+
+	memset(rep, 0, sizeof(*rep));
+	sbuf_init(&q);
+	strmap_init(&r.titles);
+	strmap_init(&r.title_dates);
+	clock_today(today, sizeof(today));
+	r.a.m = m;
+	r.a.lw = lw;
+	r.a.st = opt->dry_run ? NULL : st;
+	r.a.state = st;
+	r.a.dry_run = opt->dry_run;
+	r.a.today = today;
+	r.a.ldif = ldif;
+	r.a.defer_destructive = true;
+	r.a.on_destructive = on_destructive;
+	r.a.destructive_ctx = &r;
+	r.orphan_delete = cfg->sync.orphans == CONFIG_ORPHANS_DELETE;
+	r.again = cJSON_CreateArray();
+
+	if (apply_cache_load(&r.a, err) < 0)
+		goto cleanup;
+	if (opt->employee_id) {
+		char *e = curl_escape_id(opt->employee_id);
+		sbuf_addf(&q, "employee_ids%%5B%%5D=%s", e ? e : "");
+		free(e);
+	}
+	if (mapping_uses_field(m, MAPPING_EMPLOYEE, "job_title") &&
+	    factorial_list(api, "contracts/contract_versions", opt->employee_id ? sbuf_str(&q) : NULL, keep_title, &r,
+	                   err) < 0)
+		goto cleanup;
+	if (m->obj[MAPPING_TEAM].present || mapping_uses_field(m, MAPPING_EMPLOYEE, "team_ids")) {
+		r.teams = cJSON_CreateArray();
+		r.team_ids = cJSON_CreateObject();
+		if (!r.teams || !r.team_ids || factorial_list(api, "teams/teams", NULL, keep_team, &r, err) < 0)
+			goto cleanup;
+		if (!mapping_uses_field(m, MAPPING_EMPLOYEE, "team_ids")) {
+			cJSON_Delete(r.team_ids);
+			r.team_ids = NULL;
+		}
+	}
+	sbuf_reset(&q);
+	if (opt->employee_id) {
+		char *e = curl_escape_id(opt->employee_id);
+		sbuf_addf(&q, "ids%%5B%%5D=%s", e ? e : "");
+		free(e);
+	}
+	if (m->obj[MAPPING_EMPLOYEE].present &&
+	    factorial_list(api, "employees/employees", opt->employee_id ? sbuf_str(&q) : NULL, on_employee, &r, err) < 0) {
+		if (!r.failed && !err->len)
+			sbuf_adds(err, "reading the employees failed");
+		goto cleanup;
+	}
+	if (opt->employee_id && rep->employees == 0)
+		sbuf_addf(report, "employee %s: not in Factorial\n", opt->employee_id);
+	/* a second look at records whose references were created later in the run */
+	{
+		const cJSON *rec;
+		cJSON_ArrayForEach(rec, r.again) {
+			handle(&r, MAPPING_EMPLOYEE, rec, true);
+			if (r.failed)
+				goto cleanup;
+		}
+	}
+	if (!opt->employee_id && rep->employees > 0)
+		apply_cache_orphans(&r.a, on_orphan, &r);
+	if (r.failed)
+		goto cleanup;
+	/* the guard, then what it allows */
+	if (guard_allows(&r, opt)) {
+		r.a.defer_destructive = false;
+		for (size_t i = 0; i < r.nheld && !r.failed; i++) {
+			struct sbuf e;
+			sbuf_init(&e);
+			if (r.held[i].record) {
+				handle(&r, MAPPING_EMPLOYEE, r.held[i].record, true);
+			} else if (apply_orphan(&r.a, r.held[i].key, r.orphan_delete, &e) < 0) {
+				if (r.a.connection_lost) {
+					sbuf_adds(err, sbuf_str(&e));
+					r.failed = true;
+				} else {
+					record_error(&r, sbuf_str(&e));
+				}
+			}
+			sbuf_free(&e);
+		}
+		if (r.failed)
+			goto cleanup;
+	} else {
+		rep->guard_tripped = true;
+		rep->guarded = (long)r.nheld;
+	}
+	/* teams */
+	if (!opt->employee_id && r.teams && m->obj[MAPPING_TEAM].present) {
+		const cJSON *t;
+		r.a.defer_destructive = false;
+		cJSON_ArrayForEach(t, r.teams) {
+			handle(&r, MAPPING_TEAM, t, false);
+			if (r.failed)
+				goto cleanup;
+		}
+	}
+	rc = (rep->record_errors || rep->guard_tripped) ? 1 : 0;
+cleanup:
+	rep->sum = r.a.sum;
+	apply_cache_free(&r.a);
+	for (size_t i = 0; i < r.nheld; i++) {
+		cJSON_Delete(r.held[i].record);
+		free(r.held[i].key);
+		free(r.held[i].dn);
+	}
+	free(r.held);
+	cJSON_Delete(r.teams);
+	cJSON_Delete(r.team_ids);
+	cJSON_Delete(r.again);
+	strmap_free(&r.titles);
+	strmap_free(&r.title_dates);
+	sbuf_free(&q);
+	return rc;
+}

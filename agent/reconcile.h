@@ -1,0 +1,60 @@
+/*
+ * reconcile: `sync`, the whole directory made to match Factorial.
+ *
+ * It reads every employee from the API (and the teams and contract versions
+ * when the mapping uses team_ids or job_title), reads every managed entry
+ * with one paged search, and handles each record as apply does: add,
+ * modify, rename, move, disable, delete, or nothing.  A reference to an
+ * employee the run creates later is resolved in a second look at the records
+ * that needed it.  Entries holding the key attribute whose employee no longer
+ * exists are orphans, handled by sync.orphans (report, disable, delete).
+ *
+ * The deletion guard: terminations and orphan actions that would change an
+ * entry are collected first; when there are more than safety.max_disables of
+ * them, or more than safety.max_disables_percent of the managed entries,
+ * none of them is applied (the rest of the sync is) and the report names
+ * them, unless force.  An empty employee list from the API never disables
+ * anything, force or not.
+ *
+ * Memory: everything is freed before reconcile_run() returns; the LDIF and
+ * messages go to the caller's buffers.
+ */
+#ifndef FLA_RECONCILE_H
+#define FLA_RECONCILE_H
+
+#include <stdbool.h>
+
+#include "apply.h"
+#include "config.h"
+#include "factorial.h"
+#include "ldapw.h"
+#include "mapping.h"
+#include "sbuf.h"
+#include "store.h"
+
+struct reconcile_options {
+	bool dry_run;
+	const char *employee_id; /* only this employee (no orphans, no teams) */
+	bool force;              /* past the deletion guard */
+};
+
+struct reconcile_report {
+	long employees;   /* records read from the API */
+	long checked;     /* records compared with the directory */
+	long differing;   /* records whose entry needed a change */
+	long fixed;       /* records whose entry was changed */
+	long orphans;     /* managed entries without an employee */
+	long record_errors;
+	long guarded;     /* disables and deletes the guard held back */
+	bool guard_tripped;
+	struct apply_summary sum;
+};
+
+/* Runs a sync; returns 0 when everything was done, 1 when records failed or
+ * the guard held changes back, -1 when the directory or the API failed (the
+ * reason in err).  Messages a person reads go to report, one a line. */
+int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldapw *lw, struct factorial *api,
+                  struct store *st, const struct reconcile_options *opt, struct sbuf *ldif, struct sbuf *report,
+                  struct reconcile_report *rep, struct sbuf *err);
+
+#endif
