@@ -476,16 +476,6 @@ cleanup:
 	return rc;
 }
 
-static void lower_key(struct sbuf *b, const char *attr, const char *value)
-{
-	sbuf_reset(b);
-	for (const char *p = attr; *p; p++)
-		sbuf_addc(b, (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p));
-	sbuf_addc(b, '=');
-	for (const char *p = value; *p; p++)
-		sbuf_addc(b, (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p));
-}
-
 struct hookctx {
 	struct job *j;
 	const struct ldapw_entry *own;
@@ -508,7 +498,7 @@ static int hook_taken(void *ctx, const char *attr, const char *value, struct sbu
 		struct sbuf k;
 		const char *holder;
 		sbuf_init(&k);
-		lower_key(&k, attr, value);
+		strmap_fold_key(&k, attr, value);
 		holder = strmap_get(&h->j->a->cache->values, sbuf_str(&k));
 		sbuf_free(&k);
 		free(filter);
@@ -1100,7 +1090,7 @@ static void cache_values(struct apply_cache *c, const struct mapping_object *o, 
 			continue;
 		for (size_t n = 0; n < v->n; n++) {
 			const char *holder;
-			lower_key(&k, o->attrs[i].name, v->v[n]);
+			strmap_fold_key(&k, o->attrs[i].name, v->v[n]);
 			holder = strmap_get(&c->values, sbuf_str(&k));
 			if (add)
 				strmap_put(&c->values, sbuf_str(&k), holder && !dn_equal(holder, dn) ? "\1" : dn);

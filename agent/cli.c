@@ -90,6 +90,20 @@ static void usage(FILE *fp)
 	        "See README.md and the docs/ folder.\n");
 }
 
+/* Connects and binds; a failure is printed as "PREFIXURI: bind as DN: reason". */
+static int open_directory(struct cli_ctx *ctx, const struct config *cfg, const char *prefix, struct ldapw **lw)
+{
+	struct ldapw_error le;
+	bool bind = false;
+
+	if (ldapw_open(cfg, lw, &le) == 0)
+		return 0;
+	bind = cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0;
+	fprintf(stderr, "%s: %s%s: %s%s%s: %s\n", ctx->prog, prefix, cfg->ldap.uri, le.op, bind ? " as " : "",
+	        bind ? cfg->ldap.bind_dn : "", le.text);
+	return -1;
+}
+
 static int load_config(struct cli_ctx *ctx, struct config **cfg)
 {
 	struct diag d;
@@ -120,7 +134,6 @@ static int load_mapping(const char *path, struct mapping **m)
 static int check_online(struct cli_ctx *ctx, const struct config *cfg)
 {
 	struct ldapw *lw = NULL;
-	struct ldapw_error le;
 	struct factorial *api = NULL;
 	struct factorial_answer ans = { 0 };
 	struct sbuf err;
@@ -129,10 +142,7 @@ static int check_online(struct cli_ctx *ctx, const struct config *cfg)
 
 	sbuf_init(&err);
 	fflush(stdout);
-	if (ldapw_open(cfg, &lw, &le) != 0) {
-		fprintf(stderr, "%s: directory %s: %s%s%s: %s\n", ctx->prog, cfg->ldap.uri, le.op,
-		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? " as " : "",
-		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? cfg->ldap.bind_dn : "", le.text);
+	if (open_directory(ctx, cfg, "directory ", &lw) < 0) {
 		rc = -1;
 	} else {
 		printf("directory %s: ok (bound %s%s)\n", cfg->ldap.uri, cfg->ldap.sasl_mech ? "with SASL " : "as ",
@@ -353,7 +363,6 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	struct ldapw *lw = NULL;
 	struct store *st = NULL;
 	struct factorial *api = NULL;
-	struct ldapw_error lerr;
 	struct sbuf err, ldif, summary;
 	const char *type = NULL;
 	cJSON *body = NULL;
@@ -406,12 +415,8 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (ldapw_open(cfg, &lw, &lerr) != 0) {
-		fprintf(stderr, "%s: %s: %s%s%s: %s\n", ctx->prog, cfg->ldap.uri, lerr.op,
-		        cfg->ldap.bind_dn && strcmp(lerr.op, "bind") == 0 ? " as " : "",
-		        cfg->ldap.bind_dn && strcmp(lerr.op, "bind") == 0 ? cfg->ldap.bind_dn : "", lerr.text);
+	if (open_directory(ctx, cfg, "", &lw) < 0)
 		goto cleanup;
-	}
 	if (store_open(cfg->state_dir, &st, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
@@ -616,7 +621,6 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	struct ldapw *lw = NULL;
 	struct store *st = NULL;
 	struct factorial *api = NULL;
-	struct ldapw_error le;
 	struct sbuf err, ldif, report, summary;
 	struct apply_ctx sumctx = { 0 };
 	int rc = CLI_USAGE, r, c;
@@ -658,12 +662,8 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (ldapw_open(cfg, &lw, &le) != 0) {
-		fprintf(stderr, "%s: %s: %s%s%s: %s\n", ctx->prog, cfg->ldap.uri, le.op,
-		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? " as " : "",
-		        cfg->ldap.bind_dn && strcmp(le.op, "bind") == 0 ? cfg->ldap.bind_dn : "", le.text);
+	if (open_directory(ctx, cfg, "", &lw) < 0)
 		goto cleanup;
-	}
 	if (store_open(cfg->state_dir, &st, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;

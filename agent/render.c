@@ -19,17 +19,6 @@ struct batch_ctx {
 	struct strmap taken; /* "attr=value" (attr and value lower-cased ASCII) */
 };
 
-static void taken_key(struct sbuf *b, const char *attr, const char *value)
-{
-	sbuf_reset(b);
-	for (const char *p = attr; *p; p++)
-		sbuf_addc(b, (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p));
-	sbuf_addc(b, '=');
-	/* LDAP equality on names and mail is case-insensitive: so is this */
-	for (const char *p = value; *p; p++)
-		sbuf_addc(b, (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p));
-}
-
 static int batch_taken(void *ctx, const char *attr, const char *value, struct sbuf *err)
 {
 	struct batch_ctx *c = ctx;
@@ -38,7 +27,7 @@ static int batch_taken(void *ctx, const char *attr, const char *value, struct sb
 
 	(void)err;
 	sbuf_init(&k);
-	taken_key(&k, attr, value);
+	strmap_fold_key(&k, attr, value);
 	rc = k.failed ? -1 : strmap_get(&c->taken, sbuf_str(&k)) != NULL;
 	sbuf_free(&k);
 	return rc;
@@ -67,7 +56,7 @@ static int remember(struct batch_ctx *c, const struct mapping_result *r)
 		if (!(r->values[i].attr->flags & MAPPING_ATTR_UNIQUE))
 			continue;
 		for (size_t v = 0; v < r->values[i].values.n && rc == 0; v++) {
-			taken_key(&k, r->values[i].attr->name, r->values[i].values.v[v]);
+			strmap_fold_key(&k, r->values[i].attr->name, r->values[i].values.v[v]);
 			rc = k.failed ? -1 : strmap_put(&c->taken, sbuf_str(&k), NULL);
 		}
 	}

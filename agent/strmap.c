@@ -130,3 +130,17 @@ void strmap_del(struct strmap *m, const char *key)
 		i = j;
 	}
 }
+
+static void add_lower(struct sbuf *b, const char *s)
+{
+	for (const char *p = s; *p; p++)
+		sbuf_addc(b, (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p));
+}
+
+void strmap_fold_key(struct sbuf *out, const char *attr, const char *value)
+{
+	sbuf_reset(out);
+	add_lower(out, attr);
+	sbuf_addc(out, '=');
+	add_lower(out, value);
+}

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "sbuf.h"
+
 struct strmap_slot {
 	char *key;
 	char *value;
@@ -29,6 +31,10 @@ void strmap_clear(struct strmap *m);
 int strmap_put(struct strmap *m, const char *key, const char *value);
 /* Removes key (nothing when absent). */
 void strmap_del(struct strmap *m, const char *key);
+
+/* Sets out to "attr=value" with ASCII letters lower-cased: a key for values
+ * compared the way LDAP compares names and mail addresses (case-insensitive). */
+void strmap_fold_key(struct sbuf *out, const char *attr, const char *value);
 
 /* The value for key, "" for a key stored with NULL, or NULL when absent. */
 const char *strmap_get(const struct strmap *m, const char *key);
