@@ -44,9 +44,22 @@ struct job {
 	struct sbuf *err;
 	bool counted;      /* the record's category was counted */
 	bool probe;        /* only count what would be done (the deletion guard asks) */
+	bool changed;      /* an operation was made (or printed) for this record */
+	const char *key;   /* the record's key, once known */
 	unsigned probed;   /* operations counted in probe mode */
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
 	struct strmap touched;  /* group DNs already changed for this record */
+};
+
+#define PIPELINE_WINDOW 32 /* adds in flight at most */
+
+struct pending_add {
+	int msgid;
+	char *id;
+	char *key;
+	char *dn;
+	char *names;
+	char *type;
 };
 
 struct apply_cache {
@@ -58,6 +71,8 @@ struct apply_cache {
 	struct strmap terminated;  /* keys of employees terminated or out of scope, per the API */
 	struct ldapw_entries added; /* entries this run added (for a second look at them) */
 	struct strmap added_by_key;
+	struct pending_add *pending; /* adds sent, answers not read yet */
+	size_t npending;
 };
 
 static const char *const employee_types[] = {
@@ -248,6 +263,77 @@ static struct ldapw_mod *to_mods(const struct changes *c)
 	return m;
 }
 
+static void pending_free(struct pending_add *p)
+{
+	free(p->id);
+	free(p->key);
+	free(p->dn);
+	free(p->names);
+	free(p->type);
+}
+
+/* Reads the answer to one add in flight; -1 when it failed. */
+static int collect_one(struct apply_ctx *a)
+{
+	struct apply_cache *c = a->cache;
+	struct ldapw_error e;
+	int msgid = -1, code;
+	size_t i;
+
+	code = ldapw_next_result(a->lw, &msgid, &e);
+	for (i = 0; i < c->npending && c->pending[i].msgid != msgid; i++)
+		;
+	if (i == c->npending) {
+		if (code == LDAP_SUCCESS)
+			return 0;
+		/* no answer at all: the connection went; every add in flight is lost with it */
+		a->connection_lost = ldapw_error_is_connection(&e);
+		for (size_t k = 0; k < c->npending; k++) {
+			struct sbuf m;
+			sbuf_init(&m);
+			sbuf_addf(&m, "employee %s: %s: add: %s", c->pending[k].id, c->pending[k].dn, e.text);
+			if (a->async_error)
+				a->async_error(a->async_ctx, sbuf_str(&m), a->connection_lost);
+			sbuf_free(&m);
+			a->sum.add--;
+			strmap_del(&c->dn_by_key, c->pending[k].key);
+			pending_free(&c->pending[k]);
+		}
+		c->npending = 0;
+		return -1;
+	}
+	if (code == LDAP_SUCCESS) {
+		struct job j = { .a = a, .type = c->pending[i].type, .kind = "employee", .id = c->pending[i].id };
+		audit(&j, c->pending[i].dn, "add", c->pending[i].names);
+	} else {
+		struct sbuf m;
+		sbuf_init(&m);
+		sbuf_addf(&m, "employee %s: %s: add: %s", c->pending[i].id, c->pending[i].dn, e.text);
+		if (a->async_error)
+			a->async_error(a->async_ctx, sbuf_str(&m), ldapw_error_is_connection(&e));
+		sbuf_free(&m);
+		a->sum.add--;
+		strmap_del(&c->dn_by_key, c->pending[i].key);
+		strmap_del(&c->added_by_key, c->pending[i].key);
+	}
+	pending_free(&c->pending[i]);
+	c->pending[i] = c->pending[--c->npending];
+	return code == LDAP_SUCCESS ? 0 : -1;
+}
+
+int apply_flush(struct apply_ctx *a)
+{
+	int rc = 0;
+
+	while (a->cache && a->cache->npending) {
+		if (collect_one(a) < 0 && a->connection_lost) {
+			rc = -1;
+			break;
+		}
+	}
+	return rc;
+}
+
 static int op_add(struct job *j, const char *dn, const struct changes *attrs, enum cat cat)
 {
 	struct sbuf what, names;
@@ -270,6 +356,28 @@ static int op_add(struct job *j, const char *dn, const struct changes *attrs, en
 			for (size_t k = 0; k < attrs->v[i].values.n; k++)
 				ldifw_attr(j->a->ldif, attrs->v[i].attr, attrs->v[i].values.v[k]);
 		sbuf_addc(j->a->ldif, '\n');
+	} else if (j->a->pipeline && j->a->cache && j->key && strcmp(j->kind, "employee") == 0) {
+		struct apply_cache *c = j->a->cache;
+		struct pending_add *p;
+		int msgid;
+		while (c->npending >= PIPELINE_WINDOW)
+			if (collect_one(j->a) < 0 && j->a->connection_lost)
+				goto cleanup;
+		p = realloc(c->pending, (c->npending + 1) * sizeof(*p));
+		if (!p || !(mods = to_mods(attrs)))
+			goto cleanup;
+		c->pending = p;
+		if (ldapw_add_async(j->a->lw, dn, mods, attrs->n, &msgid, &e) != LDAP_SUCCESS) {
+			failed(j, dn, &e);
+			goto cleanup;
+		}
+		p = &c->pending[c->npending++];
+		p->msgid = msgid;
+		p->id = strdup(j->id);
+		p->key = strdup(j->key);
+		p->dn = strdup(dn);
+		p->names = sbuf_detach(&names);
+		p->type = strdup(j->type);
 	} else {
 		if (!(mods = to_mods(attrs)))
 			goto cleanup;
@@ -282,6 +390,7 @@ static int op_add(struct job *j, const char *dn, const struct changes *attrs, en
 	if (!j->counted)
 		count(j, cat);
 	j->counted = true;
+	j->changed = true;
 	rc = 0;
 cleanup:
 	free(mods);
@@ -328,6 +437,7 @@ static int op_modify(struct job *j, const char *dn, const struct changes *c, enu
 		count(j, cat);
 	if (cat != CAT_MODIFY)
 		j->counted = true;
+	j->changed = true;
 	rc = 0;
 cleanup:
 	free(mods);
@@ -367,6 +477,7 @@ static int op_rename(struct job *j, const char *dn, const char *newdn, const cha
 	if (!j->counted)
 		count(j, cat);
 	j->counted = true;
+	j->changed = true;
 	rc = 0;
 cleanup:
 	sbuf_free(&what);
@@ -398,6 +509,7 @@ static int op_delete(struct job *j, const char *dn)
 	}
 	count(j, CAT_DELETE);
 	j->counted = true;
+	j->changed = true;
 	rc = 0;
 cleanup:
 	sbuf_free(&what);
@@ -1191,6 +1303,7 @@ static int apply_employee(struct job *j, const cJSON *rec)
 			goto cleanup;
 		}
 		sbuf_free(&kerr);
+		j->key = key;
 	}
 	if (strcmp(j->event, "terminate") == 0) {
 		if (future) {
@@ -1283,7 +1396,8 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		if (!old_dn || update_entry(j, o, cur, &r, CAT_MODIFY, &renamed) < 0)
 			goto cleanup;
 	}
-	cache_keep(j, key, cur, &r);
+	if (j->changed)
+		cache_keep(j, key, cur, &r);
 	if (renamed && rewrite_references(j, old_dn, r.dn) < 0)
 		goto cleanup;
 	rc = 0;
@@ -1644,14 +1758,17 @@ int apply_cache_load(struct apply_ctx *a, struct sbuf *err)
 		strmap_put(&c->by_key, k->v[0], idx);
 		strmap_put(&c->dn_by_key, k->v[0], c->emp.v[i].dn);
 	}
-	/* every value of the unique attributes under search_base, managed or not */
+	/* every value of the unique attributes under search_base: the managed entries'
+	 * are in the cache, the others are read (there are few: service accounts and such) */
+	for (size_t i = 0; i < c->emp.n; i++)
+		cache_values(c, o, &c->emp.v[i], c->emp.v[i].dn, true);
 	for (size_t i = 0; i < o->nattrs; i++) {
 		const char *one[2] = { o->attrs[i].name, NULL };
 		struct ldapw_entries holders;
 		if (!(o->attrs[i].flags & MAPPING_ATTR_UNIQUE))
 			continue;
 		sbuf_reset(&f);
-		sbuf_addf(&f, "(%s=*)", o->attrs[i].name);
+		sbuf_addf(&f, "(&(%s=*)(!(%s=*)))", o->attrs[i].name, o->key_attr);
 		if (ldapw_search_paged(a->lw, o->search_base, sbuf_str(&f), one, 500, &holders, &e) != LDAP_SUCCESS) {
 			sbuf_addf(err, "reading %s values under %s: %s: %s", o->attrs[i].name, o->search_base, e.op, e.text);
 			a->connection_lost = ldapw_error_is_connection(&e);
@@ -1674,6 +1791,9 @@ void apply_cache_free(struct apply_ctx *a)
 
 	if (!c)
 		return;
+	for (size_t i = 0; i < c->npending; i++)
+		pending_free(&c->pending[i]);
+	free(c->pending);
 	ldapw_entries_free(&c->emp);
 	ldapw_entries_free(&c->added);
 	strmap_free(&c->by_key);

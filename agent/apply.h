@@ -74,6 +74,11 @@ struct apply_ctx {
 	int (*on_destructive)(void *ctx, const cJSON *record, const char *key, const char *dn);
 	void *destructive_ctx;
 	bool unresolved; /* the last record left a reference unresolved */
+	/* sync, for real: adds of employees are sent without waiting for each answer
+	 * (apply_flush collects them); an add refused later is told here */
+	bool pipeline;
+	void (*async_error)(void *ctx, const char *message, bool connection);
+	void *async_ctx;
 };
 
 /* Whether the agent handles subscription type. */
@@ -88,6 +93,8 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
  * record; the cache then follows the changes the run makes. */
 int apply_cache_load(struct apply_ctx *a, struct sbuf *err);
 void apply_cache_free(struct apply_ctx *a);
+/* Waits for every add still in flight; -1 when the connection failed. */
+int apply_flush(struct apply_ctx *a);
 size_t apply_cache_entries(const struct apply_ctx *a);
 
 /* sync: one record read from the API (event "sync"). */

@@ -265,12 +265,25 @@ static int collect(LDAP *ld, LDAPMessage *res, struct ldapw_entries *out)
 			at = &e->attrs[e->nattrs++];
 			at->name = strdup(a);
 			vlist_init(&at->values);
+			{
+				size_t nv = 0;
+				while (vals && vals[nv])
+					nv++;
+				/* exactly as many slots as values: a directory read is mostly single values */
+				at->values.v = nv ? malloc(nv * sizeof(char *)) : NULL;
+				at->values.cap = at->values.v ? nv : 0;
+			}
 			for (size_t k = 0; vals && vals[k]; k++)
 				vlist_push_copy(&at->values, vals[k]->bv_val, vals[k]->bv_len);
 			ldap_value_free_len(vals);
 			ldap_memfree(a);
 		}
 		ber_free(ber, 0);
+		if (e->nattrs && e->nattrs < cap) {
+			struct ldapw_attr *fit = realloc(e->attrs, e->nattrs * sizeof(*fit));
+			if (fit)
+				e->attrs = fit;
+		}
 	}
 	return 0;
 }
@@ -475,6 +488,61 @@ static int write_op(struct ldapw *lw, const char *op, const char *dn, const stru
 int ldapw_add(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err)
 {
 	return write_op(lw, "add", dn, mods, n, true, err);
+}
+
+int ldapw_add_async(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, int *msgid,
+                    struct ldapw_error *err)
+{
+	LDAPMod **lm;
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
+		return rc;
+	lm = build_mods(mods, n);
+	if (!lm) {
+		set_error(NULL, err, "add", LDAP_NO_MEMORY);
+		return LDAP_NO_MEMORY;
+	}
+	/* the request is encoded before this returns: the values may go */
+	rc = ldap_add_ext(lw->ld, dn, lm, NULL, NULL, msgid);
+	if (rc != LDAP_SUCCESS)
+		set_error(lw, err, "add", rc);
+	free_mods(lm, n);
+	return rc;
+}
+
+int ldapw_next_result(struct ldapw *lw, int *msgid, struct ldapw_error *err)
+{
+	struct timeval to = { lw->timeout, 0 };
+	LDAPMessage *res = NULL;
+	char *diag = NULL;
+	int code = LDAP_OTHER, rc;
+	double t0 = mono();
+
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
+		return rc;
+	rc = ldap_result(lw->ld, LDAP_RES_ANY, LDAP_MSG_ONE, &to, &res);
+	metrics_ldap_seconds(mono() - t0);
+	if (rc <= 0) {
+		set_error(lw, err, "add", rc == 0 ? LDAP_TIMEOUT : LDAP_SERVER_DOWN);
+		ldap_msgfree(res);
+		return err->rc;
+	}
+	*msgid = ldap_msgid(res);
+	if (ldap_parse_result(lw->ld, res, &code, NULL, &diag, NULL, NULL, 1) != LDAP_SUCCESS)
+		code = LDAP_OTHER;
+	if (code != LDAP_SUCCESS) {
+		err->rc = code;
+		snprintf(err->op, sizeof(err->op), "add");
+		if (diag && *diag)
+			snprintf(err->text, sizeof(err->text), "%s (%d): %s", ldap_err2string(code), code, diag);
+		else
+			snprintf(err->text, sizeof(err->text), "%s (%d)", ldap_err2string(code), code);
+	}
+	ldap_memfree(diag);
+	return code;
 }
 
 int ldapw_modify(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err)

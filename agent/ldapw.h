@@ -81,6 +81,14 @@ void ldapw_entries_free(struct ldapw_entries *e);
 const struct vlist *ldapw_entry_values(const struct ldapw_entry *e, const char *attr);
 
 int ldapw_add(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err);
+/* An add sent without waiting for its answer (sync pipelines its adds);
+ * ldapw_next_result() collects the answers, in whatever order they come. */
+int ldapw_add_async(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, int *msgid,
+                    struct ldapw_error *err);
+/* Waits for the answer to any request sent asynchronously: *msgid says which;
+ * returns its result code (err filled when it is not success). */
+int ldapw_next_result(struct ldapw *lw, int *msgid, struct ldapw_error *err);
+
 int ldapw_modify(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err);
 int ldapw_rename(struct ldapw *lw, const char *dn, const char *newrdn, const char *newsuperior,
                  struct ldapw_error *err);

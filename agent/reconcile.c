@@ -11,6 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* A termination or orphan action the guard holds until it has counted them all. */
 struct held {
@@ -34,6 +42,8 @@ struct run {
 	struct held *held;
 	size_t nheld;
 	bool orphan_delete;
+	long batch;           /* records since the store's last commit */
+	double batch_start;   /* when that transaction began (monotonic seconds) */
 	bool failed;          /* the directory or the API failed: stop */
 };
 
@@ -131,6 +141,33 @@ static void record_error(struct run *r, const char *what)
 	sbuf_addf(r->report, "%s\n", what);
 }
 
+/* An add sent earlier was refused, or its connection went. */
+static void async_error(void *ctx, const char *message, bool connection)
+{
+	struct run *r = ctx;
+
+	if (connection) {
+		if (!r->failed)
+			sbuf_adds(r->err, message);
+		r->failed = true;
+	} else {
+		record_error(r, message);
+	}
+	if (r->rep->differing > 0)
+		r->rep->fixed--;
+}
+
+static int flush(struct run *r)
+{
+	if (apply_flush(&r->a) < 0 || r->failed) {
+		r->failed = true;
+		if (!r->err->len)
+			sbuf_adds(r->err, "the connection to the directory failed");
+		return -1;
+	}
+	return 0;
+}
+
 /* One record through apply; the counters say whether its entry differed. */
 static void handle(struct run *r, enum mapping_kind kind, const cJSON *rec, bool second_look)
 {
@@ -191,6 +228,17 @@ static int on_employee(void *ctx, const cJSON *item)
 	handle(r, MAPPING_EMPLOYEE, rec, false);
 	cJSON_Delete(rec);
 	free(id);
+	if (r->a.st && (++r->batch >= 500 || mono() - r->batch_start > 0.25)) {
+		/* the audit rows of up to 500 records in one commit, holding the store's write
+		 * lock a quarter of a second at most: deliveries commit in between */
+		struct sbuf e;
+		sbuf_init(&e);
+		if (store_commit(r->a.st, &e) < 0 || store_begin(r->a.st, &e) < 0)
+			log_warn("sync: %s", sbuf_str(&e));
+		sbuf_free(&e);
+		r->batch = 0;
+		r->batch_start = mono();
+	}
 	return r->failed ? -1 : 0;
 }
 
@@ -274,11 +322,17 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 	r.a.defer_destructive = true;
 	r.a.on_destructive = on_destructive;
 	r.a.destructive_ctx = &r;
+	r.a.pipeline = !opt->dry_run;
+	r.a.async_error = async_error;
+	r.a.async_ctx = &r;
 	r.orphan_delete = cfg->sync.orphans == CONFIG_ORPHANS_DELETE;
 	r.again = cJSON_CreateArray();
 
 	if (apply_cache_load(&r.a, err) < 0)
 		goto cleanup;
+	if (r.a.st && store_begin(r.a.st, err) < 0)
+		goto cleanup;
+	r.batch_start = mono();
 	if (opt->employee_id) {
 		char *e = curl_escape_id(opt->employee_id);
 		sbuf_addf(&q, "employee_ids%%5B%%5D=%s", e ? e : "");
@@ -312,6 +366,8 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 	}
 	if (opt->employee_id && rep->employees == 0)
 		sbuf_addf(report, "employee %s: not in Factorial\n", opt->employee_id);
+	if (flush(&r) < 0)
+		goto cleanup;
 	/* a second look at records whose references were created later in the run */
 	{
 		const cJSON *rec;
@@ -349,6 +405,8 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 		rep->guard_tripped = true;
 		rep->guarded = (long)r.nheld;
 	}
+	if (flush(&r) < 0)
+		goto cleanup;
 	/* teams */
 	if (!opt->employee_id && r.teams && m->obj[MAPPING_TEAM].present) {
 		const cJSON *t;
@@ -359,8 +417,18 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 				goto cleanup;
 		}
 	}
+	if (flush(&r) < 0)
+		goto cleanup;
 	rc = (rep->record_errors || rep->guard_tripped) ? 1 : 0;
 cleanup:
+	apply_flush(&r.a);
+	if (r.a.st) {
+		struct sbuf e;
+		sbuf_init(&e);
+		if (store_commit(r.a.st, &e) < 0)
+			log_warn("sync: %s", sbuf_str(&e));
+		sbuf_free(&e);
+	}
 	rep->sum = r.a.sum;
 	apply_cache_free(&r.a);
 	for (size_t i = 0; i < r.nheld; i++) {

@@ -12,9 +12,36 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#define STMT_CACHE 16
+
 struct store {
 	sqlite3 *db;
+	/* prepared statements, kept: sync asks the same few questions per record */
+	struct {
+		const char *sql; /* compared by address: the callers' string literals */
+		sqlite3_stmt *stmt;
+	} cache[STMT_CACHE];
 };
+
+/* A prepared statement for sql, reset and ready for new bindings; owned by the store. */
+static sqlite3_stmt *prepared(struct store *st, const char *sql)
+{
+	size_t i;
+
+	for (i = 0; i < STMT_CACHE && st->cache[i].sql; i++) {
+		if (st->cache[i].sql == sql) {
+			sqlite3_reset(st->cache[i].stmt);
+			sqlite3_clear_bindings(st->cache[i].stmt);
+			return st->cache[i].stmt;
+		}
+	}
+	if (i == STMT_CACHE)
+		return NULL;
+	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->cache[i].stmt, NULL) != SQLITE_OK)
+		return NULL;
+	st->cache[i].sql = sql;
+	return st->cache[i].stmt;
+}
 
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -88,6 +115,8 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
+	for (size_t i = 0; i < STMT_CACHE && st->cache[i].sql; i++)
+		sqlite3_finalize(st->cache[i].stmt);
 	sqlite3_close(st->db);
 	free(st);
 }
@@ -104,13 +133,11 @@ static void now_text(char *buf, size_t len)
 /* Runs one statement with text parameters (NULL-terminated list). */
 static int exec_text(struct store *st, const char *sql, const char *const *params, struct sbuf *err)
 {
-	sqlite3_stmt *stmt = NULL;
+	sqlite3_stmt *stmt = prepared(st, sql);
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-		db_error(st, err, "prepare");
-		goto cleanup;
-	}
+	if (!stmt)
+		return db_error(st, err, "prepare");
 	for (int i = 0; params[i]; i++)
 		sqlite3_bind_text(stmt, i + 1, params[i], -1, SQLITE_STATIC);
 	if (sqlite3_step(stmt) != SQLITE_DONE) {
@@ -119,7 +146,7 @@ static int exec_text(struct store *st, const char *sql, const char *const *param
 	}
 	rc = 0;
 cleanup:
-	sqlite3_finalize(stmt);
+	sqlite3_reset(stmt);
 	return rc;
 }
 
@@ -171,8 +198,7 @@ int store_schedule_get(struct store *st, const char *kind, const char *record_id
 	*due = NULL;
 	if (body)
 		*body = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT due, body FROM schedule WHERE kind = ? AND record_id = ?", -1, &stmt,
-	                       NULL) != SQLITE_OK) {
+	if (!(stmt = prepared(st, "SELECT due, body FROM schedule WHERE kind = ? AND record_id = ?"))) {
 		db_error(st, err, "prepare");
 		goto cleanup;
 	}
@@ -192,7 +218,8 @@ int store_schedule_get(struct store *st, const char *kind, const char *record_id
 		*body = strdup((const char *)sqlite3_column_text(stmt, 1));
 	rc = 1;
 cleanup:
-	sqlite3_finalize(stmt);
+	if (stmt)
+		sqlite3_reset(stmt);
 	return rc;
 }
 
@@ -249,7 +276,7 @@ int store_terminated(struct store *st, const char *key, struct sbuf *err)
 	sqlite3_stmt *stmt = NULL;
 	int rc = -1, step;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM terminated WHERE key = ?", -1, &stmt, NULL) != SQLITE_OK)
+	if (!(stmt = prepared(st, "SELECT 1 FROM terminated WHERE key = ?")))
 		return db_error(st, err, "prepare");
 	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
 	step = sqlite3_step(stmt);
@@ -259,7 +286,7 @@ int store_terminated(struct store *st, const char *key, struct sbuf *err)
 		rc = 0;
 	else
 		db_error(st, err, "read");
-	sqlite3_finalize(stmt);
+	sqlite3_reset(stmt);
 	return rc;
 }
 
@@ -304,4 +331,23 @@ int store_guard_add(struct store *st, double when, struct sbuf *err)
 	if (exec_text(st, "DELETE FROM guard WHERE time < ? - 86400", p, err) < 0)
 		return -1;
 	return exec_text(st, "INSERT INTO guard (time) VALUES (?)", p, err);
+}
+
+int store_begin(struct store *st, struct sbuf *err)
+{
+	if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(st, err, "begin");
+	return 0;
+}
+
+int store_commit(struct store *st, struct sbuf *err)
+{
+	if (sqlite3_get_autocommit(st->db))
+		return 0;
+	if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(st, err, "commit");
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
 }

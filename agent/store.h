@@ -53,6 +53,11 @@ int store_set_terminated(struct store *st, const char *key, bool terminated, str
 long store_guard_count(struct store *st, double since, struct sbuf *err);
 int store_guard_add(struct store *st, double when, struct sbuf *err);
 
+/* Groups the writes that follow into one transaction (sync makes thousands
+ * of audit rows: one commit each would cost a disk flush each). */
+int store_begin(struct store *st, struct sbuf *err);
+int store_commit(struct store *st, struct sbuf *err);
+
 /* Whether a write can be committed now (takes and releases the write lock). */
 int store_probe(struct store *st, struct sbuf *err);
 void store_set_busy_timeout(struct store *st, int ms);

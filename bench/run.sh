@@ -9,3 +9,4 @@ fla_install_deps
 fla_build "$top/_build/bench"
 python3 "$top/bench/render_bench.py" "$top/_build/bench/factorial-ldap-agent" "${1:-10000}"
 python3 "$top/bench/receive_bench.py" "$top/_build/bench/factorial-ldap-agent" 5
+python3 "$top/bench/sync_bench.py" "$top/_build/bench/factorial-ldap-agent" 10000

@@ -237,6 +237,20 @@ class TestClockAndScope(SyncCase):
         r = self.sync("--employee", "77")
         self.assertIn("employee 77: not in Factorial", r.stderr)
 
+    def test_refused_adds_are_reported_per_record(self):
+        # the adds of a sync are pipelined: a refusal comes back later and still names its record
+        self.d.file("mapping.yaml", SYNC_MAPPING.replace("    loginShell: /bin/bash\n",
+                                                         "    loginShell: /bin/bash\n    shoeSize: \"{id}\"\n"))
+        r = self.sync()
+        self.assertEqual(r.returncode, 1)
+        for i in range(1, 6):
+            self.assertIn(f"factorial-ldap-agent: employee {i}: uid=p{i}.sync,{PEOPLE}: add: "
+                          "Undefined attribute type (17): shoeSize: attribute type undefined\n", r.stderr)
+        # only the team's group was added (its members had no entries: the placeholder stands in)
+        self.assertEqual(self.last(r), "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        self.assertEqual(self.entries(), {})
+        self.assertEqual(self.ldap.entry(f"cn=team-all,{GROUPS}")["member"], ["cn=nobody"])
+
     def test_unreachable_api_fails_cleanly(self):
         with open(self.cfg) as f:
             text = f.read().replace(self.fake.base_url, "http://127.0.0.1:9")

@@ -579,6 +579,9 @@ class FakeFactorial:
 class _Handler(BaseHTTPRequestHandler):
     server_fake = None
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without this, Nagle's algorithm
+    # and the client's delayed ACK stall every answer by some 40 ms
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):  # quiet
         pass
