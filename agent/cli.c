@@ -87,7 +87,7 @@ static void usage(FILE *fp)
 	        "\n"
 	        "Exit status: 0 done; 1 a runtime failure (directory or API unreachable, a change\n"
 	        "refused); 2 bad usage, invalid configuration or mapping.\n"
-	        "See README.md and the docs/ folder.\n");
+	        "See factorial-ldap-agent(8), README.md and the docs/ folder.\n");
 }
 
 /* Connects and binds; a failure is printed as "PREFIXURI: bind as DN: reason". */

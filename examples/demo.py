@@ -51,7 +51,7 @@ def main():
         port = free_port()
         cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True,
                          public_url=f"http://127.0.0.1:{port}/hooks",
-                         extra="queue: { retry_delay: 1s, max_attempts: 2 }\n")
+                         extra="queue: { retry_delay: 1s, max_attempts: 2 }\nsync: { interval: 0 }\n")
         with open(cfg) as f:
             text = f.read().replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{port}"')
         d.file("agent.yaml", text)
@@ -108,9 +108,14 @@ def main():
         daemon.stop()
         print(daemon.log_text().rstrip())
 
-        step("What comes next")
-        print("Full reconciliation against the API (sync: missed webhooks, drift, the deletion guard)\n"
-              "lands next; until then `sync` says it is not available.")
+        step("Webhooks missed while the agent was down: sync finds and fixes the drift")
+        fake.put_employee(dict(fake.employees[7], id=13, access_id=1013, first_name="Lucía", last_name="Fernández",
+                               full_name="Lucía Fernández", login_email="lucia.fernandez@example.com",
+                               company_identifier="E0013", manager_id=7, preferred_name=None))
+        fake.update_employee(2, phone_number="+34 600 000 002")
+        agent("-c", cfg, "sync", "--dry-run")
+        agent("-c", cfg, "sync")
+        agent("-c", cfg, "sync")
     print("\nEverything the demo started has been stopped and removed.")
     return 0
 
