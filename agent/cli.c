@@ -417,7 +417,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (open_directory(ctx, cfg, "", &lw) < 0)
 		goto cleanup;
-	if (store_open(cfg->state_dir, &st, &err) < 0) {
+	if ((dry_run ? store_open_readonly(cfg->state_dir, &st, &err) : store_open(cfg->state_dir, &st, &err)) < 0) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
@@ -664,7 +664,7 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (open_directory(ctx, cfg, "", &lw) < 0)
 		goto cleanup;
-	if (store_open(cfg->state_dir, &st, &err) < 0) {
+	if ((opt.dry_run ? store_open_readonly(cfg->state_dir, &st, &err) : store_open(cfg->state_dir, &st, &err)) < 0) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}

@@ -111,6 +111,39 @@ cleanup:
 	return rc;
 }
 
+int store_open_readonly(const char *state_dir, struct store **out, struct sbuf *err)
+{
+	struct store *st = NULL;
+	struct sbuf path;
+	struct stat sb;
+	int rc = -1;
+
+	*out = NULL;
+	sbuf_init(&path);
+	sbuf_addf(&path, "%s/state.db", state_dir);
+	if (stat(sbuf_str(&path), &sb) < 0) {
+		rc = 0; /* no store yet: nothing to read */
+		goto cleanup;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		sbuf_adds(err, "state store: out of memory");
+		goto cleanup;
+	}
+	if (sqlite3_open_v2(sbuf_str(&path), &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		db_error(st, err, sbuf_str(&path));
+		goto cleanup;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	*out = st;
+	st = NULL;
+	rc = 0;
+cleanup:
+	store_close(st);
+	sbuf_free(&path);
+	return rc;
+}
+
 void store_close(struct store *st)
 {
 	if (!st)

@@ -24,6 +24,9 @@
 struct store;
 
 int store_open(const char *state_dir, struct store **out, struct sbuf *err);
+/* For dry runs: opens an existing store read-only; *out is NULL (and the
+ * result 0) when there is none yet.  Nothing is created. */
+int store_open_readonly(const char *state_dir, struct store **out, struct sbuf *err);
 void store_close(struct store *st);
 
 int store_audit(struct store *st, const char *event, const char *kind, const char *record_id, const char *dn,

@@ -138,6 +138,16 @@ class TestEmployees(Base):
         r = self.ok("employees/employee/update", ana, dry=True)
         self.assertEqual(r.stdout, "")
         self.assertEqual(r.stderr.splitlines()[-1], "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
+        # a dry run writes nothing, not even the agent's own state
+        with AgentDir() as fresh:
+            fresh.file("mapping.yaml", MAPPING)
+            cfg = fresh.standard(ldap_uri=self.ldap.uri, enrich=False)
+            import shutil
+            shutil.rmtree(os.path.join(fresh.path, "state"))
+            r = self.apply("employees/employee/update", person(2, "Dry", "Run"), dry=True, cfg=cfg)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("changetype: add", r.stdout)
+            self.assertFalse(os.path.exists(os.path.join(fresh.path, "state")))
 
     def test_update_changes_only_owned_attributes(self):
         self.ok("employees/employee/create_with_contract", person(1, "Ana", "Pérez", phone_number="+1 1"))

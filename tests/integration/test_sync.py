@@ -66,6 +66,11 @@ class SyncCase(unittest.TestCase):
 
 class TestFirstAndSecond(SyncCase):
     def test_first_sync_creates_all_second_changes_nothing(self):
+        r = self.sync("--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(self.last(r), "301 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
+        self.assertEqual(self.entries(), {})
+        self.assertFalse(os.path.exists(os.path.join(self.d.path, "state", "state.db")))  # nothing written
         r = self.sync()
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         self.assertEqual(self.last(r), "301 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
