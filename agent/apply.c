@@ -1290,7 +1290,7 @@ static int apply_employee(struct job *j, const cJSON *rec)
 	struct ldapw_entries found = { 0 };
 	struct mapping_result r = { 0 };
 	const struct ldapw_entry *cur;
-	char *key = NULL, *rdnval = NULL, *old_dn = NULL, due[11];
+	char *key = NULL, *old_dn = NULL, due[11];
 	bool renamed = false, settled = false;
 	int rc = -1;
 
@@ -1411,7 +1411,6 @@ cleanup:
 		sbuf_free(&e);
 	}
 	free(key);
-	free(rdnval);
 	free(old_dn);
 	mapping_result_free(&r);
 	ldapw_entries_free(&found);

@@ -26,7 +26,6 @@ struct http_server {
 
 struct request {
 	bool answered; /* a response was queued before the body was read */
-	bool too_large;
 	struct sbuf body;
 };
 
@@ -145,7 +144,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (*upload_data_size) {
 		if (r->body.len + *upload_data_size > s->max_body) {
 			r->answered = true;
-			r->too_large = true;
 			*upload_data_size = 0;
 			if (s->cb.refused)
 				s->cb.refused(s->cb.ctx, url, 413);

@@ -52,12 +52,6 @@ bool ldapw_error_is_connection(const struct ldapw_error *err)
 	return err->rc == LDAP_SERVER_DOWN || err->rc == LDAP_TIMEOUT || err->rc == LDAP_CONNECT_ERROR ||
 	       err->rc == LDAP_UNAVAILABLE || err->rc == LDAP_BUSY;
 }
-
-const char *ldapw_uri(const struct ldapw *lw)
-{
-	return lw->uri;
-}
-
 /* EXTERNAL asks nothing: every prompt gets its default (none). */
 static int sasl_nothing(LDAP *ld, unsigned flags, void *defaults, void *interact)
 {
@@ -172,15 +166,6 @@ int ldapw_open(const struct config *cfg, struct ldapw **out, struct ldapw_error 
 	*out = lw;
 	return LDAP_SUCCESS;
 }
-
-int ldapw_reconnect(struct ldapw *lw, struct ldapw_error *err)
-{
-	if (lw->ld)
-		ldap_unbind_ext_s(lw->ld, NULL, NULL);
-	lw->ld = NULL;
-	return connect_bind(lw, err);
-}
-
 void ldapw_close(struct ldapw *lw)
 {
 	if (!lw)

@@ -7,7 +7,7 @@
  * configured CA file; network and operation timeouts; a simple bind whose
  * password is read from its file for the bind and wiped right after, or SASL
  * EXTERNAL (typically over ldapi://); no referral chasing.  When the server
- * went away, ldapw_reconnect() starts again from scratch.
+ * went away, the caller closes the handle and opens a new one.
  *
  * Operations return an LDAP result code; on failure the struct ldapw_error
  * holds the code, the server's diagnostic message and the operation, for a
@@ -60,7 +60,6 @@ struct ldapw_mod {
 
 /* Connects and binds as the configuration says. */
 int ldapw_open(const struct config *cfg, struct ldapw **out, struct ldapw_error *err);
-int ldapw_reconnect(struct ldapw *lw, struct ldapw_error *err);
 void ldapw_close(struct ldapw *lw);
 /* Whether an error means the connection is gone (server down, timeout). */
 bool ldapw_error_is_connection(const struct ldapw_error *err);
@@ -96,8 +95,5 @@ int ldapw_delete(struct ldapw *lw, const char *dn, struct ldapw_error *err);
 
 /* "(attr=value)" with the value escaped by ldap_bv2escaped_filter_value. */
 char *ldapw_eq_filter(const char *attr, const char *value);
-
-/* The URI the connection was opened with, for messages. */
-const char *ldapw_uri(const struct ldapw *lw);
 
 #endif

@@ -15,17 +15,6 @@ static bool syslog_open;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
-int log_level_parse(const char *s, enum log_level *out)
-{
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (strcmp(s, level_names[i]) == 0) {
-			*out = (enum log_level)i;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 const char *log_level_name(enum log_level lvl)
 {
 	if ((unsigned)lvl < sizeof(level_names) / sizeof(level_names[0]))

@@ -32,8 +32,6 @@ enum log_target {
 	LOG_TARGET_SYSLOG,
 };
 
-/* Parses "error", "warn", "info", "debug"; returns 0 or -1. */
-int log_level_parse(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level lvl);
 
 /* Sets level and target; with syslog, opens it under ident. */

@@ -4,6 +4,7 @@
 #include "build.h"
 
 #include "cli.h"
+#include "log.h"
 
 #include <curl/curl.h>
 #include <locale.h>
@@ -16,6 +17,7 @@ int main(int argc, char **argv)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return CLI_FAIL;
 	rc = cli_main(argc, argv);
+	log_close();
 	curl_global_cleanup();
 	return rc;
 }

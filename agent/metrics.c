@@ -34,27 +34,6 @@ static struct table deliveries, applies;
 static struct histogram ldap_h, commit_h;
 static long drift[4];
 
-static void table_free(struct table *t)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		free(t->v[i].a);
-		free(t->v[i].b);
-	}
-	free(t->v);
-	memset(t, 0, sizeof(*t));
-}
-
-void metrics_reset(void)
-{
-	pthread_mutex_lock(&mu);
-	table_free(&deliveries);
-	table_free(&applies);
-	memset(&ldap_h, 0, sizeof(ldap_h));
-	memset(&commit_h, 0, sizeof(commit_h));
-	memset(drift, 0, sizeof(drift));
-	pthread_mutex_unlock(&mu);
-}
-
 static void bump(struct table *t, const char *a, const char *b)
 {
 	struct labelled *v;

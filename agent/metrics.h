@@ -7,7 +7,7 @@
  * latency histograms of LDAP operations and of store commits.  Queue depth
  * and dead letters are read from the store when the page is rendered.
  *
- * Memory: the module owns its tables; metrics_reset() empties them.
+ * Memory: the module owns its tables, for the life of the process.
  */
 #ifndef FLA_METRICS_H
 #define FLA_METRICS_H
@@ -16,7 +16,6 @@
 
 #include "sbuf.h"
 
-void metrics_reset(void);
 void metrics_delivery(const char *type, int status);
 void metrics_apply(const char *operation, bool ok);
 void metrics_ldap_seconds(double s);
