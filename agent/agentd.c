@@ -157,27 +157,29 @@ static int snapshot_load(const char *path, struct snapshot **out, struct diag *d
 {
 	struct snapshot *s = calloc(1, sizeof(*s));
 	char err[512];
+	int rc = -1;
 
 	*out = NULL;
 	if (!s)
 		return -1;
 	s->refs = 1;
 	if (config_load(path, &s->cfg, d) < 0 || mapping_load(s->cfg->mapping, &s->m, d) < 0)
-		goto fail;
+		goto cleanup;
 	if (secret_read_file(s->cfg->webhooks.challenge_file, &s->challenge, err, sizeof(err)) < 0) {
 		diag_add(d, path, 0, 0, "webhooks.challenge_file", "%s", err);
-		goto fail;
+		goto cleanup;
 	}
 	s->prefix = url_path(s->cfg->webhooks.public_url);
 	if (!s->prefix) {
 		diag_add(d, path, 0, 0, "webhooks.public_url", "cannot read the path of %s", s->cfg->webhooks.public_url);
-		goto fail;
+		goto cleanup;
 	}
 	*out = s;
-	return 0;
-fail:
+	s = NULL;
+	rc = 0;
+cleanup:
 	snapshot_free(s);
-	return -1;
+	return rc;
 }
 
 static struct snapshot *snap_get(struct agentd *a)
@@ -1035,13 +1037,13 @@ int agentd_run(const char *config_path)
 		    store_open(a.snap->cfg->state_dir, &ws[i].st, &err) < 0) {
 			log_error("%s", sbuf_str(&err));
 			a.nworkers = i;
-			goto stop;
+			goto cleanup;
 		}
 		if (pthread_create(&a.workers[i], NULL, worker_main, &ws[i]) != 0) {
 			queue_close(ws[i].q);
 			store_close(ws[i].st);
 			a.nworkers = i;
-			goto stop;
+			goto cleanup;
 		}
 	}
 	if (pthread_create(&a.scheduler, NULL, scheduler_main, &a) == 0)
@@ -1056,12 +1058,12 @@ int agentd_run(const char *config_path)
 	a.status_l.status_only = true;
 	if (start_http(&a.main_l, a.snap->cfg, a.snap->cfg->webhooks.listen, &a.http, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
-		goto stop;
+		goto cleanup;
 	}
 	if (a.snap->cfg->webhooks.metrics_listen &&
 	    start_http(&a.status_l, a.snap->cfg, a.snap->cfg->webhooks.metrics_listen, &a.mhttp, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
-		goto stop;
+		goto cleanup;
 	}
 	log_info("listening on %s for %zu subscription types under %s/; state in %s; %zu workers",
 	         a.snap->cfg->webhooks.listen, a.snap->cfg->webhooks.subscriptions.n,
@@ -1079,7 +1081,7 @@ int agentd_run(const char *config_path)
 		break;
 	}
 	rc = 0;
-stop:
+cleanup:
 	http_quiesce(a.http);
 	http_quiesce(a.mhttp);
 	http_stop(a.http);
@@ -1089,7 +1091,7 @@ stop:
 	a.stop = true;
 	pthread_cond_broadcast(&a.cv);
 	pthread_mutex_unlock(&a.mu);
-	for (size_t i = 0; i < a.nworkers; i++) {
+	for (size_t i = 0; ws && a.workers && i < a.nworkers; i++) {
 		pthread_join(a.workers[i], NULL);
 		ldapw_close(ws[i].lw);
 		factorial_close(ws[i].api);
@@ -1104,7 +1106,6 @@ stop:
 		pthread_join(a.reconciler, NULL);
 	if (rc == 0)
 		log_info("stopped");
-cleanup:
 	queue_committer_stop(a.committer);
 	ldapw_close(a.probe);
 	queue_close(a.side_q);

@@ -524,12 +524,18 @@ static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (strcmp(what, "list") == 0) {
 		if (queue_list(q, &out, &err) < 0)
-			goto failed;
+			{
+			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+			goto cleanup;
+		}
 		fputs(sbuf_str(&out), stdout);
 	} else if (strcmp(what, "retry") == 0) {
 		long n = queue_retry(q, id, force, &err);
 		if (n < 0)
-			goto failed;
+			{
+			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+			goto cleanup;
+		}
 		if (id && n == 0) {
 			fprintf(stderr, "%s: queue retry: no %s %lld\n", ctx->prog,
 			        force ? "dead letter or held delivery" : "dead letter (held deliveries need --force)",
@@ -540,7 +546,10 @@ static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 	} else {
 		int n = queue_drop(q, id, &err);
 		if (n < 0)
-			goto failed;
+			{
+			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+			goto cleanup;
+		}
 		if (n == 0) {
 			fprintf(stderr, "%s: queue drop: no dead letter %lld\n", ctx->prog, (long long)id);
 			goto cleanup;
@@ -548,9 +557,6 @@ static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 		printf("dead letter %lld dropped\n", (long long)id);
 	}
 	rc = CLI_OK;
-	goto cleanup;
-failed:
-	fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 cleanup:
 	queue_close(q);
 	config_free(cfg);
@@ -580,8 +586,10 @@ static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv)
 	if (load_config(ctx, &cfg) < 0)
 		goto cleanup;
 	rc = CLI_FAIL;
-	if (factorial_open(cfg, &api, &err) < 0)
-		goto failed;
+	if (factorial_open(cfg, &api, &err) < 0) {
+		fprintf(stderr, "%s: subscriptions %s: %s\n", ctx->prog, what, sbuf_str(&err));
+		goto cleanup;
+	}
 	if (strcmp(what, "list") == 0)
 		r = subscriptions_list(api, cfg, &out, &err);
 	else if (strcmp(what, "sync") == 0)
@@ -591,11 +599,9 @@ static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv)
 	fputs(sbuf_str(&out), stdout);
 	fflush(stdout);
 	if (r < 0)
-		goto failed;
-	rc = CLI_OK;
-	goto cleanup;
-failed:
-	fprintf(stderr, "%s: subscriptions %s: %s\n", ctx->prog, what, sbuf_str(&err));
+		fprintf(stderr, "%s: subscriptions %s: %s\n", ctx->prog, what, sbuf_str(&err));
+	else
+		rc = CLI_OK;
 cleanup:
 	factorial_close(api);
 	config_free(cfg);

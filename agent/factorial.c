@@ -70,6 +70,7 @@ int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf
 	struct factorial *f = calloc(1, sizeof(*f));
 	char e[512];
 	size_t n;
+	int rc = -1;
 
 	*out = NULL;
 	if (!f) {
@@ -87,7 +88,7 @@ int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf
 	f->timeout = (long)cfg->factorial.timeout;
 	if (!f->curl || !f->base || !f->version) {
 		sbuf_adds(err, "out of memory");
-		goto fail;
+		goto cleanup;
 	}
 	if (cfg->factorial.oauth) {
 		f->oauth = true;
@@ -97,17 +98,18 @@ int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf
 		f->refresh_token_file = strdup(cfg->factorial.refresh_token_file);
 		if (!f->token_url || !f->client_id || !f->client_secret_file || !f->refresh_token_file) {
 			sbuf_adds(err, "out of memory");
-			goto fail;
+			goto cleanup;
 		}
 	} else if (secret_read_file(cfg->factorial.api_key_file, &f->api_key, e, sizeof(e)) < 0) {
 		sbuf_addf(err, "factorial.api_key_file: %s", e);
-		goto fail;
+		goto cleanup;
 	}
 	*out = f;
-	return 0;
-fail:
+	f = NULL;
+	rc = 0;
+cleanup:
 	factorial_close(f);
-	return -1;
+	return rc;
 }
 
 void factorial_close(struct factorial *f)

@@ -90,7 +90,7 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 		rc = ldap_start_tls_s(lw->ld, NULL, NULL);
 		if (rc != LDAP_SUCCESS) {
 			set_error(lw, err, "StartTLS", rc);
-			goto fail;
+			goto cleanup;
 		}
 	}
 	if (lw->sasl_mech) {
@@ -98,7 +98,7 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 		                                  NULL);
 		if (rc != LDAP_SUCCESS) {
 			set_error(lw, err, "SASL bind", rc);
-			goto fail;
+			goto cleanup;
 		}
 	} else if (lw->bind_dn) {
 		struct berval cred;
@@ -107,7 +107,7 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 			snprintf(err->op, sizeof(err->op), "bind");
 			snprintf(err->text, sizeof(err->text), "%s", perr);
 			rc = LDAP_INVALID_CREDENTIALS;
-			goto fail;
+			goto cleanup;
 		}
 		cred.bv_val = pw.data;
 		cred.bv_len = pw.len;
@@ -115,11 +115,14 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 		secret_free(&pw);
 		if (rc != LDAP_SUCCESS) {
 			set_error(lw, err, "bind", rc);
-			goto fail;
+			goto cleanup;
 		}
 	}
-	return LDAP_SUCCESS;
-fail:
+	rc = LDAP_SUCCESS;
+cleanup:
+	secret_free(&pw);
+	if (rc == LDAP_SUCCESS)
+		return rc;
 	if ((rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR) &&
 	    (lw->starttls || strncasecmp(lw->uri, "ldaps://", 8) == 0)) {
 		size_t len = strlen(err->text);
@@ -127,7 +130,6 @@ fail:
 		         "; with TLS, check that ldap.ca_file holds the CA that signed the server's certificate and that "
 		         "the certificate names this host");
 	}
-	secret_free(&pw);
 	ldap_unbind_ext_s(lw->ld, NULL, NULL);
 	lw->ld = NULL;
 	return rc;

@@ -1029,7 +1029,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 
 	vals = calloc(o->nattrs, sizeof(*vals));
 	if (!vals)
-		goto oom;
+		goto cleanup;
 	env.record = record;
 	env.attrs = vals;
 	env.employee_dn = hooks->employee_dn;
@@ -1049,7 +1049,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 	r->key_value = strdup(tmp.v[0]);
 	vlist_clear(&tmp);
 	if (!r->key_value)
-		goto oom;
+		goto cleanup;
 	if (r->state == MAPPING_OUT_OF_SCOPE) {
 		/* nothing more to compute: the entry, if any, is found by its key */
 		rc = 0;
@@ -1062,7 +1062,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 		size_t before = r->unresolved.n;
 		if (a->is_key) {
 			if (vlist_push_copy(v, r->key_value, strlen(r->key_value)) < 0)
-				goto oom;
+				goto cleanup;
 			continue;
 		}
 		if ((a->flags & MAPPING_ATTR_CREATE_ONLY) && hooks->existing) {
@@ -1075,7 +1075,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 		if (eval_attr(a, &env, v) < 0)
 			goto cleanup;
 		if (note_unresolved(r, before, a->name) < 0)
-			goto oom;
+			goto cleanup;
 		vlist_normalize(v);
 		limit_length(a, v);
 		vlist_normalize(v);
@@ -1094,7 +1094,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 	r->object_classes = &o->object_classes;
 	r->values = calloc(o->nattrs + o->nterm_attrs + 1, sizeof(*r->values));
 	if (!r->values)
-		goto oom;
+		goto cleanup;
 	if (o->attrs[o->key_index].ntmpls == 0 && o->key_index == o->nattrs - 1) {
 		/* the implicit key attribute comes first */
 		r->values[r->nvalues].attr = &o->attrs[o->key_index];
@@ -1147,7 +1147,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 			if (eval_attr(a, &env, &tmp) < 0)
 				goto cleanup;
 			if (note_unresolved(r, before, a->name) < 0)
-				goto oom;
+				goto cleanup;
 			vlist_normalize(&tmp);
 			for (size_t i = 0; i < r->nvalues; i++)
 				if (strcasecmp(r->values[i].attr->name, a->name) == 0)
@@ -1159,7 +1159,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 			}
 			vlist_clear(&slot->values);
 			if (vlist_move(&slot->values, &tmp) < 0)
-				goto oom;
+				goto cleanup;
 			slot->overridden = true;
 		}
 		if (r->action == MAPPING_MOVE) {
@@ -1174,12 +1174,11 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 		}
 	}
 	if (!r->dn && !(r->dn = strdup(r->active_dn)))
-		goto oom;
+		goto cleanup;
 	rc = 0;
-	goto cleanup;
-oom:
-	sbuf_adds(&r->error, "out of memory");
 cleanup:
+	if (rc < 0 && !r->error.len)
+		sbuf_adds(&r->error, "out of memory");
 	if (vals) {
 		for (size_t i = 0; i < o->nattrs; i++)
 			vlist_free(&vals[i]);

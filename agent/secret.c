@@ -15,6 +15,7 @@
 static int open_checked(const char *path, struct stat *st, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int rc = -1;
 
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
@@ -22,31 +23,33 @@ static int open_checked(const char *path, struct stat *st, char *err, size_t err
 	}
 	if (fstat(fd, st) < 0) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-		goto fail;
+		goto cleanup;
 	}
 	if (!S_ISREG(st->st_mode)) {
 		snprintf(err, errlen, "%s is not a regular file", path);
-		goto fail;
+		goto cleanup;
 	}
 	if (st->st_mode & (S_IRWXG | S_IRWXO)) {
 		snprintf(err, errlen,
 		         "%s is open to group or others (mode %04o); a secret file must be "
 		         "readable by its owner only: chmod 600 %s",
 		         path, (unsigned)(st->st_mode & 07777), path);
-		goto fail;
+		goto cleanup;
 	}
 	if (st->st_size == 0) {
 		snprintf(err, errlen, "%s is empty", path);
-		goto fail;
+		goto cleanup;
 	}
 	if (st->st_size > SECRET_MAX) {
 		snprintf(err, errlen, "%s is larger than %d bytes: not a secret file", path, SECRET_MAX);
-		goto fail;
+		goto cleanup;
 	}
-	return fd;
-fail:
-	close(fd);
-	return -1;
+	rc = fd;
+	fd = -1;
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 int secret_check_file(const char *path, char *err, size_t errlen)

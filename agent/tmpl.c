@@ -829,7 +829,7 @@ static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struc
 		}
 		vlist_clear(vals);
 		if (b.len && vlist_push(vals, sbuf_detach(&b)) < 0)
-			goto oom;
+			goto cleanup;
 		rc = 0;
 		goto cleanup;
 	case TF_EMPLOYEE_DN:
@@ -843,10 +843,10 @@ static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struc
 				goto cleanup;
 			if (found == 1) {
 				if (vlist_push(&out, dn) < 0)
-					goto oom;
+					goto cleanup;
 			} else if (found == 0 && env->unresolved && !vlist_contains(env->unresolved, vals->v[i])) {
 				if (vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0)
-					goto oom;
+					goto cleanup;
 			}
 		}
 		break;
@@ -872,18 +872,17 @@ static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struc
 			if (apply_one(f, env, vals->v[i], &b, arg0, arg1) < 0)
 				goto cleanup;
 			if (b.failed || vlist_push_copy(&out, sbuf_str(&b), b.len) < 0)
-				goto oom;
+				goto cleanup;
 		}
 		break;
 	}
 	vlist_clear(vals);
 	if (vlist_move(vals, &out) < 0)
-		goto oom;
+		goto cleanup;
 	rc = 0;
-	goto cleanup;
-oom:
-	sbuf_adds(env->err, "out of memory");
 cleanup:
+	if (rc < 0 && !env->err->len)
+		sbuf_adds(env->err, "out of memory");
 	free(arg0);
 	free(arg1);
 	sbuf_free(&b);
