@@ -6,8 +6,8 @@
  * message, like ssh does for private keys.  The value is the file's content
  * with one trailing newline (LF or CRLF) removed.
  *
- * A struct secret owns its buffer; secret_free() zeroes it (explicit_bzero)
- * before releasing it.  Nothing in the agent formats a struct secret into a
+ * Memory: a struct secret owns its buffer; secret_free() zeroes it
+ * (explicit_bzero) before releasing it.  Nothing in the agent formats a struct secret into a
  * message: the module's error texts name the file, never the content.
  */
 #ifndef FLA_SECRET_H

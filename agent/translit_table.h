@@ -1,6 +1,9 @@
-/* Generated from Unicode decompositions (NFKD, ASCII part) plus explicit
+/* translit_table: the ASCII forms of non-ASCII code points, for utf8_ascii().
+ *
+ * Generated from Unicode decompositions (NFKD, ASCII part) plus explicit
  * transliterations for letters without one (ß, Æ, Ø, Ł, Đ, Þ, Œ, ...) and
- * common punctuation.  Sorted by code point; looked up by binary search. */
+ * common punctuation.  Sorted by code point; looked up by binary search.
+ * Included by utf8.c only.  Memory: static, read-only data. */
 static const struct translit_row translit_rows[] = {
 	{ 0x00A0, " " },
 	{ 0x00A1, "!" },
