@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int ydoc_load_file(struct ydoc *y, const char *path, struct diag *d)
 {
@@ -25,6 +26,13 @@ int ydoc_load_file(struct ydoc *y, const char *path, struct diag *d)
 	if (!fp) {
 		diag_add(d, path, 0, 0, NULL, "cannot read: %s", strerror(errno));
 		goto cleanup;
+	}
+	{
+		struct stat st;
+		if (fstat(fileno(fp), &st) == 0 && !S_ISREG(st.st_mode)) {
+			diag_add(d, path, 0, 0, NULL, "cannot read: %s", S_ISDIR(st.st_mode) ? "it is a folder" : "not a regular file");
+			goto cleanup;
+		}
 	}
 	if (!yaml_parser_initialize(&parser)) {
 		diag_add(d, path, 0, 0, NULL, "out of memory");

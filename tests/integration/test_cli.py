@@ -80,6 +80,8 @@ class TestCheck(unittest.TestCase):
         r = run_agent("-c", "/nonexistent/agent.yaml", "check")
         self.assertEqual(r.returncode, 2)
         self.assertEqual(r.stderr, "/nonexistent/agent.yaml: cannot read: No such file or directory\n")
+        r = run_agent("-c", self.d.path, "check")
+        self.assertEqual((r.returncode, r.stderr), (2, f"{self.d.path}: cannot read: it is a folder\n"))
 
     def test_relative_paths_follow_the_config_file(self):
         cfg = self.d.standard()
