@@ -22,7 +22,7 @@ finish() {
 	exit $?
 }
 
-if ! fla_install_deps; then
+if ! fla_install_deps "$FLA_TEST_PACKAGES"; then
 	echo "error: could not install the packages the tests need" >&2
 	finish 0 1 1
 fi

@@ -8,11 +8,17 @@ FLA_PACKAGES="gcc make autoconf automake libtool pkg-config
   libldap2-dev libmicrohttpd-dev libcjson-dev libyaml-dev libcurl4-openssl-dev libsqlite3-dev
   libcmocka-dev slapd ldap-utils python3 ca-certificates"
 
+# Only the tests need these: a real Samba AD domain controller for the
+# Active Directory profile (tests/integration/test_samba.py).
+FLA_TEST_PACKAGES="samba samba-ad-dc samba-ad-provision winbind krb5-user ldb-tools"
+
 fla_say() { printf '==> %s\n' "$*" >&2; }
 
+# fla_install_deps [EXTRA_PACKAGES]: installs what is missing of FLA_PACKAGES
+# and the extra packages named.
 fla_install_deps() {
 	local missing="" p
-	for p in $FLA_PACKAGES; do
+	for p in $FLA_PACKAGES ${1:-}; do
 		if [ "$p" = python3 ] && command -v python3 >/dev/null 2>&1; then
 			continue
 		fi
@@ -31,11 +37,19 @@ fla_install_deps() {
 			return 1
 		fi
 	fi
-	# slapd's own postinst must not start a system server or ask questions
+	# The packages' own postinst scripts must not ask questions, nor start a
+	# system slapd or Samba: the tests start their own servers, and Samba's
+	# LDAP port is fixed.  Without a policy-rc.d in place, one that refuses
+	# every start (exit 101) is put there for the installation only.
 	export DEBIAN_FRONTEND=noninteractive
-	$sudo apt-get update -qq || return 1
+	local policy=/usr/sbin/policy-rc.d added="" rc=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy" && added=1
+	fi
 	# shellcheck disable=SC2086
-	$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null || return 1
+	$sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=1
+	[ -n "$added" ] && $sudo rm -f "$policy"
+	return $rc
 }
 
 # fla_build BUILD_DIR [configure options...]: autogen, configure (again when

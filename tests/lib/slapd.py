@@ -13,7 +13,6 @@ client would.
 """
 
 import atexit
-import base64
 import os
 import shutil
 import signal
@@ -22,6 +21,8 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+
+from ldaptools import Directory, parse_ldif  # noqa: F401  (parse_ldif: for the tests)
 
 SUFFIX = "dc=example,dc=com"
 ADMIN_DN = "cn=admin," + SUFFIX
@@ -98,7 +99,9 @@ class SlapdError(Exception):
     pass
 
 
-class Slapd:
+class Slapd(Directory):
+    error = SlapdError
+
     def __init__(self, base_tree=True, extra_conf="", acl=True, tls=False):
         self.tls = tls
         self.ca_file = None
@@ -118,14 +121,6 @@ class Slapd:
         self.agent_pw = AGENT_PW
 
     # -- life cycle ---------------------------------------------------------
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
     def _conf(self):
         moddir = next((d for d in MODULE_DIRS if os.path.exists(os.path.join(d, "back_mdb.la"))
                        or os.path.exists(os.path.join(d, "back_mdb.so"))), MODULE_DIRS[0])
@@ -291,70 +286,3 @@ index uid,cn,mail,employeeNumber,businessCategory,memberUid,member eq
         if admin:
             return ["-x", "-D", self.admin_dn, "-w", self.admin_pw]
         return ["-x", "-D", self.agent_dn, "-w", self.agent_pw]
-
-    def _tool(self, tool, ldif, admin=True, extra=()):
-        r = subprocess.run([tool, "-H", self.uri, *self._bind_args(admin), *extra],
-                           input=ldif.encode("utf-8"), capture_output=True)
-        if r.returncode != 0:
-            raise SlapdError(f"{tool} failed ({r.returncode}): {r.stderr.decode('utf-8', 'replace')}")
-        return r
-
-    def add(self, ldif, admin=True):
-        return self._tool("ldapadd", ldif, admin)
-
-    def modify(self, ldif, admin=True):
-        return self._tool("ldapmodify", ldif, admin)
-
-    def search(self, base=None, filt="(objectClass=*)", attrs=(), scope="sub", admin=True):
-        """Returns {dn: {attribute: [values]}}, with attribute names as the server sends them."""
-        r = subprocess.run(["ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-H", self.uri,
-                            *self._bind_args(admin), "-b", base or self.suffix, "-s", scope,
-                            filt, *attrs], capture_output=True)
-        if r.returncode == 32:
-            return {}
-        if r.returncode != 0:
-            raise SlapdError(f"ldapsearch failed ({r.returncode}): {r.stderr.decode('utf-8', 'replace')}")
-        return parse_ldif(r.stdout.decode("utf-8"))
-
-    def clear(self, *bases):
-        """Deletes every entry below each base (the bases stay)."""
-        for base in bases:
-            for dn in self.search(base, attrs=["1.1"], scope="one"):
-                r = subprocess.run(["ldapdelete", "-r", "-H", self.uri, *self._bind_args(True), dn],
-                                   capture_output=True)
-                if r.returncode != 0:
-                    raise SlapdError(f"ldapdelete {dn}: {r.stderr.decode('utf-8', 'replace')}")
-
-    def dump(self, base=None):
-        """Every entry below base with all its user attributes, values sorted: for comparing directories."""
-        out = {}
-        for dn, attrs in self.search(base, attrs=["*"]).items():
-            out[dn.lower()] = {k.lower(): sorted(v) for k, v in attrs.items()}
-        return out
-
-    def entry(self, dn, attrs=("*",)):
-        found = self.search(dn, attrs=attrs, scope="base")
-        return found.get(dn) if found else None
-
-
-def parse_ldif(text):
-    """Parses ldapsearch -LLL output (unwrapped) into {dn: {attr: [values]}}."""
-    entries = {}
-    for block in text.strip().split("\n\n"):
-        dn = None
-        attrs = {}
-        for line in block.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            name, sep, rest = line.partition(":")
-            if rest.startswith(":"):
-                value = base64.b64decode(rest[1:].strip()).decode("utf-8")
-            else:
-                value = rest[1:] if rest.startswith(" ") else rest
-            if name == "dn":
-                dn = value
-            else:
-                attrs.setdefault(name, []).append(value)
-        if dn is not None:
-            entries[dn] = attrs
-    return entries

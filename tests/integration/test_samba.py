@@ -1,0 +1,203 @@
+"""The shipped Active Directory profile against a real Samba AD domain
+controller: users, groups, the unique sAMAccountName, renames, and leavers
+disabled and taken out of their groups.  Every test reads the directory back."""
+
+import json
+import os
+import shutil
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from agenttest import TOP_SRCDIR, AgentDir, run_agent  # noqa: E402
+from sambadc import SambaDC  # noqa: E402
+from ldaptools import parse_ldif  # noqa: E402
+
+PEOPLE = "OU=People,DC=example,DC=test"
+GROUPS = "OU=Groups,DC=example,DC=test"
+USER_ATTRS = ["cn", "sAMAccountName", "userPrincipalName", "userAccountControl", "employeeID",
+              "givenName", "sn", "displayName", "mail", "title", "manager", "memberOf"]
+GROUP_ATTRS = ["cn", "sAMAccountName", "description", "groupType", "member", "adminDescription"]
+
+
+def person(i, first, last, email, **kw):
+    e = {"id": i, "first_name": first, "last_name": last, "full_name": f"{first} {last}",
+         "preferred_name": None, "login_email": email, "legal_entity_id": 1, "company_id": 1234,
+         "terminated_on": None, "active": True, "manager_id": None, "phone_number": None,
+         "job_title": None}
+    e.update(kw)
+    return e
+
+
+def setUpModule():
+    global DC, DIR, CFG
+    DC = SambaDC().start()
+    DIR = AgentDir()
+    shutil.copy(os.path.join(TOP_SRCDIR, "mappings", "active-directory.yaml"),
+                os.path.join(DIR.path, "mapping.yaml"))
+    DIR.secret("api-key", "test-api-key")
+    DIR.secret("challenge", "test-challenge")
+    DIR.secret("ldap-password", DC.admin_pw)
+    os.makedirs(os.path.join(DIR.path, "state"))
+    CFG = DIR.file("agent.yaml", f"""factorial:
+  base_url: http://127.0.0.1:9
+  company_id: 1234
+  api_key_file: api-key
+  enrich: false
+webhooks:
+  public_url: http://127.0.0.1:8080/hooks
+  challenge_file: challenge
+ldap:
+  uri: {DC.uri}
+  bind_dn: {DC.admin_dn}
+  bind_password_file: ldap-password
+mapping: mapping.yaml
+state_dir: state
+""")
+
+
+def tearDownModule():
+    DC.stop()
+    DIR.close()
+
+
+class TestActiveDirectory(unittest.TestCase):
+    def setUp(self):
+        DC.clear(PEOPLE, GROUPS)
+
+    def apply(self, event, record, dry=False):
+        args = ["-c", CFG, "apply"] + (["--dry-run"] if dry else []) + ["--event", event, "-"]
+        return run_agent(*args, input=json.dumps(record, ensure_ascii=False),
+                         env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"})
+
+    def ok(self, event, record, **kw):
+        r = self.apply(event, record, **kw)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def user(self, i):
+        found = DC.search(PEOPLE, f"(employeeID={i})", USER_ATTRS)
+        self.assertLessEqual(len(found), 1)
+        return next(iter(found.items())) if found else (None, None)
+
+    def group(self, cn):
+        return DC.entry(f"CN={cn},{GROUPS}", GROUP_ATTRS)
+
+    def test_user_created_enabled_then_nothing_to_do(self):
+        ana = person(1, "Ana", "García", "Ana.Garcia@example.com", job_title="Engineer")
+        r = self.ok("employees/employee/create_with_contract", ana)
+        self.assertEqual(r.stderr.splitlines()[-1], "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        dn, e = self.user(1)
+        self.assertEqual(dn, f"CN=Ana García,{PEOPLE}")
+        self.assertEqual(e["sAMAccountName"], ["ana.garcia"])
+        self.assertEqual(e["userPrincipalName"], ["ana.garcia@example.com"])
+        self.assertEqual(e["userAccountControl"], ["512"])
+        self.assertEqual(e["displayName"], ["Ana García"])
+        self.assertEqual(e["title"], ["Engineer"])
+        r = self.ok("employees/employee/update", ana)
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        r = self.ok("employees/employee/update", ana, dry=True)
+        self.assertEqual(r.stdout, "")
+
+    def test_sam_account_name_made_unique_within_20_characters(self):
+        self.ok("employees/employee/create_with_contract",
+                person(1, "John", "Smith", "jsmith@example.com"))
+        self.ok("employees/employee/create_with_contract",
+                person(2, "Jane", "Smith", "jsmith@example.org"))
+        self.ok("employees/employee/create_with_contract",
+                person(3, "Maximiliana", "Longname", "maximiliana.longname.x@example.com"))
+        self.ok("employees/employee/create_with_contract",
+                person(4, "Maximiliana", "Longnamer", "maximiliana.longname.y@example.com"))
+        self.assertEqual(self.user(1)[1]["sAMAccountName"], ["jsmith"])
+        self.assertEqual(self.user(2)[1]["sAMAccountName"], ["jsmith2"])
+        self.assertEqual(self.user(3)[1]["sAMAccountName"], ["maximiliana.longname"])
+        self.assertEqual(self.user(4)[1]["sAMAccountName"], ["maximiliana.longnam2"])
+
+    def test_rename_keeps_the_account_name(self):
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Garcia", "ana@example.com"))
+        r = self.ok("employees/employee/update",
+                    person(1, "Ana", "Müller, Jr.", "ana.mueller@example.com"))
+        self.assertEqual(r.stderr.splitlines()[-1], "0 added, 1 modified, 1 renamed, 0 disabled, 0 deleted")
+        dn, e = self.user(1)
+        self.assertEqual(dn, f"CN=Ana Müller\\, Jr.,{PEOPLE}")
+        self.assertEqual(e["cn"], ["Ana Müller, Jr."])
+        self.assertEqual(e["sAMAccountName"], ["ana"])
+        self.assertEqual(e["userPrincipalName"], ["ana.mueller@example.com"])
+
+    def test_team_group_members_and_leaver(self):
+        boss = person(1, "Ana", "Garcia", "ana@example.com")
+        bob = person(2, "Bob", "Stone", "bob@example.com", manager_id=1)
+        self.ok("employees/employee/create_with_contract", boss)
+        self.ok("employees/employee/create_with_contract", bob)
+        bob_dn, e = self.user(2)
+        self.assertEqual(e["manager"], [f"CN=Ana Garcia,{PEOPLE}"])
+        self.ok("teams/team/create", {"id": 5, "name": "Ops", "description": "Operations",
+                                      "employee_ids": [1, 2]})
+        g = self.group("Team Ops")
+        self.assertEqual(g["groupType"], ["-2147483646"])
+        self.assertEqual(g["sAMAccountName"], ["team-ops"])
+        self.assertEqual(g["adminDescription"], ["factorial-team-5"])
+        self.assertEqual(sorted(g["member"]), sorted([f"CN=Ana Garcia,{PEOPLE}", bob_dn]))
+        # memberOf is the server's own view of the membership
+        self.assertEqual(self.user(2)[1]["memberOf"], [f"CN=Team Ops,{GROUPS}"])
+        # DN values the server spells its own way are still the same values
+        r = self.ok("employees/employee/update", bob)
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        r = self.ok("teams/team/update", {"id": 5, "name": "Ops", "description": "Operations",
+                                          "employee_ids": [1, 2]})
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+
+        r = self.ok("employees/employee/update", dict(bob, terminated_on="2026-11-20", active=False),
+                    dry=True)
+        self.assertIn("userAccountControl: 514", r.stdout)
+        self.assertEqual(self.user(2)[1]["userAccountControl"], ["512"])
+
+        r = self.ok("employees/employee/update", dict(bob, terminated_on="2026-11-20", active=False))
+        self.assertEqual(r.stderr.splitlines()[-1], "0 added, 1 modified, 0 renamed, 1 disabled, 0 deleted")
+        dn, e = self.user(2)
+        self.assertEqual(dn, bob_dn)
+        self.assertEqual(e["userAccountControl"], ["514"])
+        self.assertNotIn("memberOf", e)
+        self.assertEqual(self.group("Team Ops")["member"], [f"CN=Ana Garcia,{PEOPLE}"])
+        # a team update that still lists the leaver does not put him back
+        self.ok("teams/team/update", {"id": 5, "name": "Ops", "description": "Operations",
+                                      "employee_ids": [1, 2]})
+        self.assertEqual(self.group("Team Ops")["member"], [f"CN=Ana Garcia,{PEOPLE}"])
+
+    def test_team_renamed_in_place(self):
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Garcia", "ana@example.com"))
+        self.ok("teams/team/create", {"id": 6, "name": "R&D", "description": None, "employee_ids": [1]})
+        self.assertIsNotNone(self.group("Team R&D"))
+        self.ok("teams/team/update", {"id": 6, "name": "Labs", "description": "Research", "employee_ids": [1]})
+        self.assertIsNone(self.group("Team R&D"))
+        g = self.group("Team Labs")
+        self.assertEqual(g["description"], ["Research"])
+        self.assertEqual(g["adminDescription"], ["factorial-team-6"])
+        self.assertEqual(g["member"], [f"CN=Ana Garcia,{PEOPLE}"])
+
+    def test_rendered_fixtures_load_as_they_are(self):
+        fixtures = os.path.join(TOP_SRCDIR, "mappings", "fixtures", "active-directory")
+        for name in ("people", "special-characters"):
+            r = run_agent("render", "-m", os.path.join(TOP_SRCDIR, "mappings", "active-directory.yaml"),
+                          os.path.join(fixtures, name + ".json"),
+                          env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            DC.add(r.stdout)
+            want = parse_ldif(r.stdout)
+            self.assertGreater(len(want), 0)
+            for dn, attrs in want.items():
+                got = DC.entry(dn, list(attrs))
+                self.assertIsNotNone(got, dn)
+                for a, vals in attrs.items():
+                    if a in ("manager", "member"):
+                        # the server spells the attribute types of DN values its own way
+                        self.assertEqual(sorted(v.lower() for v in got[a]), sorted(v.lower() for v in vals),
+                                         f"{name} {dn} {a}")
+                    elif a != "objectClass":
+                        self.assertEqual(sorted(got[a]), sorted(vals), f"{name} {dn} {a}")
+            DC.clear(PEOPLE, GROUPS)
+
+
+if __name__ == "__main__":
+    taprunner.main()

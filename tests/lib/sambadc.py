@@ -1,0 +1,173 @@
+"""A real Samba Active Directory domain controller for the tests.
+
+SambaDC() provisions the domain EXAMPLE.TEST (DC=example,DC=test) into a
+private temporary directory, with only the LDAP service, listening on
+127.0.0.2 so that it never meets a server the machine itself runs on 389.  It
+adds OU=People and OU=Groups, polls until LDAP answers, and on stop()
+terminates the server and removes the directory.  Use it as a context manager
+so that it is stopped even when a test fails.
+
+Plain LDAP simple binds are allowed ("ldap server require strong auth = no"):
+the test domain's certificate names the host, not the loopback address.  A
+production domain keeps the default and the agent talks LDAPS or StartTLS.
+
+Reading and writing go through the OpenLDAP command line tools (ldaptools.Directory),
+as for slapd.
+"""
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from ldaptools import Directory
+
+SUFFIX = "DC=example,DC=test"
+ADMIN_DN = "CN=Administrator,CN=Users," + SUFFIX
+ADMIN_PW = "Adm1n-Passw0rd!"
+ADDRESS = "127.0.0.2"
+
+_running = set()
+atexit.register(lambda: [s.stop() for s in list(_running)])
+
+
+class SambaError(Exception):
+    pass
+
+
+def _find(name):
+    for d in ("/usr/sbin", "/usr/bin"):
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK):
+            return p
+    return shutil.which(name)
+
+
+class SambaDC(Directory):
+    error = SambaError
+
+    def __init__(self):
+        self.dir = None
+        self.proc = None
+        self._log = None
+        self.uri = f"ldap://{ADDRESS}"
+        self.suffix = SUFFIX
+        self.admin_dn = ADMIN_DN
+        self.admin_pw = ADMIN_PW
+
+    def _provision(self):
+        tool = _find("samba-tool")
+        if not tool:
+            raise SambaError("samba-tool not found: install the Debian packages samba and samba-ad-provision")
+        d = self.dir
+        for sub in ("run", "log"):
+            os.makedirs(os.path.join(d, sub))
+        empty = os.path.join(d, "empty.conf")
+        open(empty, "w").close()
+        options = {
+            "interfaces": f"{ADDRESS}/8",
+            "bind interfaces only": "yes",
+            "pid directory": f"{d}/run",
+            "log file": f"{d}/log/samba.log",
+            "ncalrpc dir": f"{d}/run/ncalrpc",
+            "winbindd socket directory": f"{d}/run/winbindd",
+            "server services": "ldap",
+        }
+        args = [tool, "domain", "provision", "-s", empty, "--realm=EXAMPLE.TEST", "--domain=EXAMPLE",
+                "--host-name=dc1", "--server-role=dc", "--dns-backend=NONE", "--use-rfc2307",
+                f"--adminpass={ADMIN_PW}", f"--targetdir={d}/dc"]
+        args += [f"--option={k}={v}" for k, v in options.items()]
+        # samba-tool is Python: the tests' own PYTHONPATH must not reach it
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        r = subprocess.run(args, capture_output=True, env=env)
+        if r.returncode != 0:
+            raise SambaError("samba-tool domain provision failed:\n"
+                             + r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace"))
+        # provision leaves these two out of the smb.conf it writes
+        conf = os.path.join(d, "dc", "etc", "smb.conf")
+        with open(conf, encoding="utf-8") as f:
+            text = f.read()
+        text = text.replace("[global]\n", "[global]\n\tldap server require strong auth = no\n"
+                            f"\tntp signd socket directory = {d}/run/ntp_signd\n", 1)
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write(text)
+        return conf
+
+    def start(self):
+        samba = _find("samba")
+        if not samba:
+            raise SambaError("samba not found: install the Debian packages samba and samba-ad-dc")
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((ADDRESS, 389))
+            except OSError as e:
+                raise SambaError(f"{ADDRESS}:389 is taken ({e.strerror}): is a system LDAP server "
+                                 "listening on every address?") from None
+        self.dir = tempfile.mkdtemp(prefix="fla-samba-")
+        _running.add(self)
+        try:
+            conf = self._provision()
+            self._log = open(os.path.join(self.dir, "log", "samba.out"), "wb")
+            self.proc = subprocess.Popen([samba, "-s", conf, "-i"], stdin=subprocess.DEVNULL,
+                                         stdout=self._log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+            self._wait_ready()
+            self.add(f"""dn: OU=People,{SUFFIX}
+objectClass: organizationalUnit
+ou: People
+
+dn: OU=Groups,{SUFFIX}
+objectClass: organizationalUnit
+ou: Groups
+""")
+        except BaseException:
+            log = self.log_text()
+            self.stop()
+            raise SambaError(f"samba did not start:\n{log}")
+        return self
+
+    def _wait_ready(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SambaError(f"samba exited with {self.proc.returncode}")
+            r = subprocess.run(["ldapsearch", "-x", "-H", self.uri, "-D", ADMIN_DN, "-w", ADMIN_PW,
+                                "-b", SUFFIX, "-s", "base", "-o", "nettimeout=1", "1.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if r.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise SambaError("samba did not answer in time")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        if self._log:
+            self._log.close()
+            self._log = None
+        if self.dir and os.path.isdir(self.dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        _running.discard(self)
+
+    def log_text(self):
+        out = ""
+        for name in ("samba.out", "samba.log"):
+            try:
+                with open(os.path.join(self.dir, "log", name), "rb") as f:
+                    out += f.read().decode("utf-8", "replace")[-4000:]
+            except (OSError, TypeError):
+                pass
+        return out
+
+    # -- client side -------------------------------------------------------
+    def _bind_args(self, admin):
+        return ["-x", "-D", ADMIN_DN, "-w", ADMIN_PW]
