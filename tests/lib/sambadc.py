@@ -18,6 +18,7 @@ as for slapd.
 import atexit
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -144,19 +145,31 @@ ou: Groups
         raise SambaError("samba did not answer in time")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
+        if self.proc:
+            # samba's children outlive it by a moment and would write into a
+            # removed folder: the whole process group goes, then the folder
+            self._signal_group(signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while self._signal_group(0) and time.monotonic() < deadline:
+                self.proc.poll()
+                time.sleep(0.05)
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
         if self._log:
             self._log.close()
             self._log = None
         if self.dir and os.path.isdir(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
         _running.discard(self)
+
+    def _signal_group(self, sig):
+        """Sends sig to samba's process group; False when the group is gone."""
+        try:
+            os.killpg(self.proc.pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
 
     def log_text(self):
         out = ""
