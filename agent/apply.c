@@ -8,6 +8,7 @@
 #include "strmap.h"
 
 #include <ldap.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,20 @@ static void say(struct job *j, const char *what)
 	else
 		log_info("%s", sbuf_str(&line));
 	sbuf_free(&line);
+}
+
+static void sayf(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sayf(struct job *j, const char *fmt, ...)
+{
+	struct sbuf what;
+	va_list ap;
+
+	sbuf_init(&what);
+	va_start(ap, fmt);
+	sbuf_vaddf(&what, fmt, ap);
+	va_end(ap);
+	say(j, sbuf_str(&what));
+	sbuf_free(&what);
 }
 
 static int failed(struct job *j, const char *dn, const struct ldapw_error *e)
@@ -1116,14 +1131,11 @@ static void note_unresolved(struct job *j, const struct mapping_result *r)
 	if (r->unresolved.n)
 		j->a->unresolved = true;
 	for (size_t i = 0; i < r->unresolved.n; i++) {
-		struct sbuf m;
-		sbuf_init(&m);
-		sbuf_addf(&m, "%s: employee %s has no entry; left out", r->unresolved_attr[i], r->unresolved.v[i]);
 		if (j->a->dry_run)
-			say(j, sbuf_str(&m));
+			sayf(j, "%s: employee %s has no entry; left out", r->unresolved_attr[i], r->unresolved.v[i]);
 		else
-			log_warn("%s %s (%s): %s", j->kind, j->id, j->event, sbuf_str(&m));
-		sbuf_free(&m);
+			log_warn("%s %s (%s): %s: employee %s has no entry; left out", j->kind, j->id, j->event,
+			         r->unresolved_attr[i], r->unresolved.v[i]);
 	}
 }
 
@@ -1279,6 +1291,20 @@ static void cache_forget(struct job *j, const char *key, const struct ldapw_entr
 	strmap_del(&c->added_by_key, key);
 }
 
+/* The record's key value (malloc'd into *key); a record without one is the job's error. */
+static int record_key(struct job *j, enum mapping_kind kind, const cJSON *rec, char **key)
+{
+	struct sbuf kerr;
+	int rc;
+
+	sbuf_init(&kerr);
+	rc = mapping_key(j->a->m, kind, rec, key, &kerr);
+	if (rc < 0)
+		sbuf_addf(j->err, "%s %s: %s", kind == MAPPING_TEAM ? "team" : "employee", j->id, sbuf_str(&kerr));
+	sbuf_free(&kerr);
+	return rc;
+}
+
 static int apply_employee(struct job *j, const cJSON *rec)
 {
 	const struct mapping *m = j->a->m;
@@ -1294,30 +1320,15 @@ static int apply_employee(struct job *j, const cJSON *rec)
 	bool renamed = false, settled = false;
 	int rc = -1;
 
-	{
-		struct sbuf kerr;
-		sbuf_init(&kerr);
-		if (mapping_key(m, MAPPING_EMPLOYEE, rec, &key, &kerr) < 0) {
-			sbuf_addf(j->err, "employee %s: %s", j->id, sbuf_str(&kerr));
-			sbuf_free(&kerr);
-			goto cleanup;
-		}
-		sbuf_free(&kerr);
-		j->key = key;
-	}
+	if (record_key(j, MAPPING_EMPLOYEE, rec, &key) < 0)
+		goto cleanup;
+	j->key = key;
 	if (strcmp(j->event, "terminate") == 0) {
 		if (future) {
 			snprintf(due, sizeof(due), "%.10s", on);
 			schedule(j, rec, due, true);
-			{
-				struct sbuf m2;
-				sbuf_init(&m2);
-				sbuf_addf(&m2, "terminated_on %s is in the future: nothing changes now; the termination is "
-				               "applied on that day",
-				          due);
-				say(j, sbuf_str(&m2));
-				sbuf_free(&m2);
-			}
+			sayf(j, "terminated_on %s is in the future: nothing changes now; the termination is applied on that day",
+			     due);
 			rc = 0;
 			goto cleanup;
 		}
@@ -1428,16 +1439,8 @@ static int apply_team(struct job *j, const cJSON *rec, bool del)
 	bool renamed = false;
 	int rc = -1;
 
-	{
-		struct sbuf kerr;
-		sbuf_init(&kerr);
-		if (mapping_key(m, MAPPING_TEAM, rec, &key, &kerr) < 0) {
-			sbuf_addf(j->err, "team %s: %s", j->id, sbuf_str(&kerr));
-			sbuf_free(&kerr);
-			goto cleanup;
-		}
-		sbuf_free(&kerr);
-	}
+	if (record_key(j, MAPPING_TEAM, rec, &key) < 0)
+		goto cleanup;
 	if (find_by_key(j, o, MAPPING_TEAM, key, &found, &cur) < 0)
 		goto cleanup;
 	if (del) {

@@ -104,6 +104,29 @@ static int open_directory(struct cli_ctx *ctx, const struct config *cfg, const c
 	return -1;
 }
 
+/* Opens the state store: read-only for a dry run (which writes nothing). */
+static int open_state(struct cli_ctx *ctx, const struct config *cfg, bool dry_run, struct store **st)
+{
+	struct sbuf err;
+	int rc;
+
+	sbuf_init(&err);
+	rc = dry_run ? store_open_readonly(cfg->state_dir, st, &err) : store_open(cfg->state_dir, st, &err);
+	if (rc < 0)
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+	sbuf_free(&err);
+	return rc;
+}
+
+/* Prints each line of text on stderr after the program name. */
+static void print_lines(struct cli_ctx *ctx, const char *text)
+{
+	for (const char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		fprintf(stderr, "%s: %.*s\n", ctx->prog, nl ? (int)(nl - line) : (int)strlen(line), line);
+	}
+}
+
 static int load_config(struct cli_ctx *ctx, struct config **cfg)
 {
 	struct diag d;
@@ -327,10 +350,7 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
 		sbuf_reset(&out);
 		if (errs.len) {
 			/* one line per failed record, each with the program name */
-			for (char *line = errs.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-				nl = strchr(line, '\n');
-				fprintf(stderr, "%s: %.*s\n", ctx->prog, nl ? (int)(nl - line) : (int)strlen(line), line);
-			}
+			print_lines(ctx, sbuf_str(&errs));
 			sbuf_reset(&errs);
 		}
 	}
@@ -417,10 +437,8 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (open_directory(ctx, cfg, "", &lw) < 0)
 		goto cleanup;
-	if ((dry_run ? store_open_readonly(cfg->state_dir, &st, &err) : store_open(cfg->state_dir, &st, &err)) < 0) {
-		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+	if (open_state(ctx, cfg, dry_run, &st) < 0)
 		goto cleanup;
-	}
 	clock_today(today, sizeof(today));
 	a.m = m;
 	a.lw = lw;
@@ -670,17 +688,12 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (open_directory(ctx, cfg, "", &lw) < 0)
 		goto cleanup;
-	if ((opt.dry_run ? store_open_readonly(cfg->state_dir, &st, &err) : store_open(cfg->state_dir, &st, &err)) < 0) {
-		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+	if (open_state(ctx, cfg, opt.dry_run, &st) < 0)
 		goto cleanup;
-	}
 	r = reconcile_run(cfg, m, lw, api, st, &opt, &ldif, &report, &rep, &err);
 	fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
 	fflush(stdout);
-	for (char *line = report.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-		nl = strchr(line, '\n');
-		fprintf(stderr, "%s: %.*s\n", ctx->prog, nl ? (int)(nl - line) : (int)strlen(line), line);
-	}
+	print_lines(ctx, report.s);
 	if (r < 0) {
 		fprintf(stderr, "%s: sync: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;

@@ -898,10 +898,6 @@ int config_load(const char *path, struct config **out, struct diag *d)
 	if (ydoc_load_file(&L.y, path, d) < 0)
 		goto cleanup;
 	root = ydoc_root(&L.y);
-	if (!root) {
-		diag_add(d, path, 0, 0, NULL, "the file is empty");
-		goto cleanup;
-	}
 	walk_map(&L, root, top_fields, "");
 	if (diag_count(d) != before)
 		goto cleanup;

@@ -717,10 +717,6 @@ int mapping_load(const char *path, struct mapping **out, struct diag *d)
 	if (ydoc_load_file(&L.y, path, d) < 0)
 		goto cleanup;
 	root = ydoc_root(&L.y);
-	if (!root) {
-		diag_add(d, path, 0, 0, NULL, "the file is empty");
-		goto cleanup;
-	}
 	if (root->type != YAML_MAPPING_NODE) {
 		ydoc_error(&L.y, d, root, NULL, "expected a mapping with version, employees and teams, got %s",
 		           ydoc_kind(root));

@@ -121,6 +121,20 @@ static void label(struct sbuf *out, const char *v)
 	}
 }
 
+/* A counter with two labels, one line per pair of label values seen. */
+static void counter(struct sbuf *out, const char *name, const char *help, const char *la, const char *lb,
+                    const struct table *t)
+{
+	sbuf_addf(out, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s counter\n", name, help, name);
+	for (size_t i = 0; i < t->n; i++) {
+		sbuf_addf(out, PREFIX "%s{%s=\"", name, la);
+		label(out, t->v[i].a);
+		sbuf_addf(out, "\",%s=\"", lb);
+		label(out, t->v[i].b);
+		sbuf_addf(out, "\"} %lu\n", t->v[i].n);
+	}
+}
+
 static void histogram(struct sbuf *out, const char *name, const char *help, const struct histogram *h)
 {
 	sbuf_addf(out, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s histogram\n", name, help, name);
@@ -133,24 +147,10 @@ static void histogram(struct sbuf *out, const char *name, const char *help, cons
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 {
 	pthread_mutex_lock(&mu);
-	sbuf_adds(out, "# HELP " PREFIX "deliveries_total Deliveries received, by subscription type and HTTP status.\n"
-	               "# TYPE " PREFIX "deliveries_total counter\n");
-	for (size_t i = 0; i < deliveries.n; i++) {
-		sbuf_adds(out, PREFIX "deliveries_total{type=\"");
-		label(out, deliveries.v[i].a);
-		sbuf_adds(out, "\",status=\"");
-		label(out, deliveries.v[i].b);
-		sbuf_addf(out, "\"} %lu\n", deliveries.v[i].n);
-	}
-	sbuf_adds(out, "# HELP " PREFIX "applies_total Deliveries applied to the directory, by operation and result.\n"
-	               "# TYPE " PREFIX "applies_total counter\n");
-	for (size_t i = 0; i < applies.n; i++) {
-		sbuf_adds(out, PREFIX "applies_total{operation=\"");
-		label(out, applies.v[i].a);
-		sbuf_adds(out, "\",result=\"");
-		label(out, applies.v[i].b);
-		sbuf_addf(out, "\"} %lu\n", applies.v[i].n);
-	}
+	counter(out, "deliveries_total", "Deliveries received, by subscription type and HTTP status.", "type", "status",
+	        &deliveries);
+	counter(out, "applies_total", "Deliveries applied to the directory, by operation and result.", "operation",
+	        "result", &applies);
 	sbuf_addf(out,
 	          "# HELP " PREFIX "queue_depth Deliveries stored and not applied yet.\n"
 	          "# TYPE " PREFIX "queue_depth gauge\n" PREFIX "queue_depth %ld\n"

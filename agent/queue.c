@@ -4,16 +4,15 @@
 
 #include "clock.h"
 #include "log.h"
+#include "store.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define CANDIDATES 500
@@ -56,36 +55,21 @@ static int db_error(struct queue *q, struct sbuf *err, const char *what)
 int queue_open(const char *state_dir, struct queue **out, struct sbuf *err)
 {
 	struct queue *q = calloc(1, sizeof(*q));
-	struct sbuf path;
 	int rc = -1;
 
 	*out = NULL;
-	sbuf_init(&path);
 	if (!q) {
 		sbuf_adds(err, "state store: out of memory");
 		goto cleanup;
 	}
-	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
-		sbuf_addf(err, "state store: cannot create %s: %s", state_dir, strerror(errno));
+	if (store_db_open(state_dir, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, 10000, schema,
+	                  &q->db, err) < 0)
 		goto cleanup;
-	}
-	sbuf_addf(&path, "%s/state.db", state_dir);
-	if (sqlite3_open_v2(sbuf_str(&path), &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	                    NULL) != SQLITE_OK) {
-		db_error(q, err, sbuf_str(&path));
-		goto cleanup;
-	}
-	sqlite3_busy_timeout(q->db, 10000);
-	if (sqlite3_exec(q->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		db_error(q, err, sbuf_str(&path));
-		goto cleanup;
-	}
 	*out = q;
 	q = NULL;
 	rc = 0;
 cleanup:
 	queue_close(q);
-	sbuf_free(&path);
 	return rc;
 }
 

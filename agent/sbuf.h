@@ -11,6 +11,7 @@
 #define FLA_SBUF_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 struct sbuf {
@@ -27,6 +28,7 @@ void sbuf_add(struct sbuf *b, const char *s, size_t len);
 void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_addc(struct sbuf *b, char c);
 void sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* The content ("" when empty), still owned by the buffer. */
 const char *sbuf_str(const struct sbuf *b);
 /* The content as a malloc'd string (NULL when allocation failed). */

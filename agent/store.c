@@ -75,43 +75,39 @@ static int db_error(struct store *st, struct sbuf *err, const char *what)
 	return -1;
 }
 
-int store_open(const char *state_dir, struct store **out, struct sbuf *err)
+int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl, struct sqlite3 **db,
+                  struct sbuf *err)
 {
-	struct store *st = calloc(1, sizeof(*st));
 	struct sbuf path;
 	int rc = -1;
 
-	*out = NULL;
+	*db = NULL;
 	sbuf_init(&path);
-	if (!st) {
-		sbuf_adds(err, "state store: out of memory");
-		goto cleanup;
-	}
-	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
+	if ((flags & SQLITE_OPEN_CREATE) && mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
 		sbuf_addf(err, "state store: cannot create %s: %s", state_dir, strerror(errno));
 		goto cleanup;
 	}
 	sbuf_addf(&path, "%s/state.db", state_dir);
-	if (sqlite3_open_v2(sbuf_str(&path), &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-	                    NULL) != SQLITE_OK) {
-		db_error(st, err, sbuf_str(&path));
+	if (sqlite3_open_v2(sbuf_str(&path), db, flags, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(*db, busy_ms) != SQLITE_OK ||
+	    (ddl && sqlite3_exec(*db, ddl, NULL, NULL, NULL) != SQLITE_OK)) {
+		sbuf_addf(err, "state store: %s: %s", sbuf_str(&path), *db ? sqlite3_errmsg(*db) : "out of memory");
 		goto cleanup;
 	}
-	sqlite3_busy_timeout(st->db, 5000);
-	if (sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		db_error(st, err, sbuf_str(&path));
-		goto cleanup;
-	}
-	*out = st;
-	st = NULL;
 	rc = 0;
 cleanup:
-	store_close(st);
+	if (rc < 0) {
+		sqlite3_close(*db);
+		*db = NULL;
+	}
 	sbuf_free(&path);
 	return rc;
 }
 
-int store_open_readonly(const char *state_dir, struct store **out, struct sbuf *err)
+/* Opens the store with the given flags; a read-only open of a store that
+ * does not exist yet leaves *out NULL and succeeds. */
+static int open_with(const char *state_dir, int flags, const char *with_schema, struct store **out,
+                     struct sbuf *err)
 {
 	struct store *st = NULL;
 	struct sbuf path;
@@ -121,7 +117,7 @@ int store_open_readonly(const char *state_dir, struct store **out, struct sbuf *
 	*out = NULL;
 	sbuf_init(&path);
 	sbuf_addf(&path, "%s/state.db", state_dir);
-	if (stat(sbuf_str(&path), &sb) < 0) {
+	if (!(flags & SQLITE_OPEN_CREATE) && stat(sbuf_str(&path), &sb) < 0) {
 		rc = 0; /* no store yet: nothing to read */
 		goto cleanup;
 	}
@@ -130,11 +126,8 @@ int store_open_readonly(const char *state_dir, struct store **out, struct sbuf *
 		sbuf_adds(err, "state store: out of memory");
 		goto cleanup;
 	}
-	if (sqlite3_open_v2(sbuf_str(&path), &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-		db_error(st, err, sbuf_str(&path));
+	if (store_db_open(state_dir, flags | SQLITE_OPEN_FULLMUTEX, 5000, with_schema, &st->db, err) < 0)
 		goto cleanup;
-	}
-	sqlite3_busy_timeout(st->db, 5000);
 	*out = st;
 	st = NULL;
 	rc = 0;
@@ -142,6 +135,16 @@ cleanup:
 	store_close(st);
 	sbuf_free(&path);
 	return rc;
+}
+
+int store_open(const char *state_dir, struct store **out, struct sbuf *err)
+{
+	return open_with(state_dir, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, schema, out, err);
+}
+
+int store_open_readonly(const char *state_dir, struct store **out, struct sbuf *err)
+{
+	return open_with(state_dir, SQLITE_OPEN_READONLY, NULL, out, err);
 }
 
 void store_close(struct store *st)

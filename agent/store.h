@@ -22,6 +22,14 @@
 #include "sbuf.h"
 
 struct store;
+struct sqlite3;
+
+/* Opens state_dir/state.db with these sqlite3_open_v2 flags (creating
+ * state_dir, mode 0700, with SQLITE_OPEN_CREATE), sets the busy timeout and
+ * runs ddl (when not NULL).  Shared with the queue, which lives in the
+ * same database.  *db is NULL on failure; the caller closes it otherwise. */
+int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl, struct sqlite3 **db,
+                  struct sbuf *err);
 
 int store_open(const char *state_dir, struct store **out, struct sbuf *err);
 /* For dry runs: opens an existing store read-only; *out is NULL (and the

@@ -53,6 +53,10 @@ int ydoc_load_file(struct ydoc *y, const char *path, struct diag *d)
 		goto cleanup;
 	}
 	y->loaded = true;
+	if (!yaml_document_get_root_node(&y->doc)) {
+		diag_add(d, path, 0, 0, NULL, "the file is empty");
+		goto cleanup;
+	}
 	rc = 0;
 cleanup:
 	if (parser_ready)

@@ -25,7 +25,8 @@ struct ydoc {
 };
 
 /* Loads path; on failure adds one diag entry and returns -1.  An empty file
- * loads as a document without a root (ydoc_root() returns NULL). */
+ * (no document, or an empty one) is such a failure: "the file is empty".
+ * After a success ydoc_root() is never NULL. */
 int ydoc_load_file(struct ydoc *y, const char *path, struct diag *d);
 void ydoc_free(struct ydoc *y);
 
