@@ -15,6 +15,7 @@
 #include "queue.h"
 #include "reconcile.h"
 #include "secret.h"
+#include "statedir.h"
 #include "store.h"
 #include "strmap.h"
 #include "subscriptions.h"
@@ -32,6 +33,10 @@
 #include <unistd.h>
 
 #define BACKOFF_MAX 10.0 /* seconds between reconnection attempts, at most */
+#define HEALTH_GRACE 3.0 /* seconds the directory may go unanswered after a failure before /healthz says 503 */
+#define MONITOR_EVERY 1.0 /* seconds between the monitor's looks */
+#define PROBE_IDLE 60.0 /* seconds without a directory answer before the monitor asks for one */
+#define STORE_PROBE_EVERY 10.0 /* seconds between the monitor's store write checks */
 
 /* The configuration, mapping and challenge in force; replaced whole on reload. */
 struct snapshot {
@@ -43,6 +48,19 @@ struct snapshot {
 };
 
 struct agentd;
+
+/* What the workers and the monitor saw, for /healthz: it never asks the
+ * directory itself. */
+struct health {
+	pthread_mutex_t mu;
+	double dir_alive;    /* wall time of the last sign the directory is there (an answer, an open connection) */
+	double dir_answered; /* of the last answer to a request */
+	double dir_failed;   /* of the last failure to reach it */
+	char dir_error[512];
+	bool store_failed;   /* the last commit (or check) failed */
+	char store_error[512];
+	long pending, held, dead;
+};
 
 /* What one listener serves: everything, or (metrics_listen) only /healthz and /metrics. */
 struct listener {
@@ -68,19 +86,27 @@ struct agentd {
 	double backoff;
 
 	pthread_t *workers;
-	size_t nworkers;
+	size_t nslots;   /* workers prepared (each with its store handles) */
+	size_t nworkers; /* worker threads started */
 	pthread_t scheduler;
 	bool scheduler_started;
 	pthread_t subscriber;
 	bool subscriber_started;
 	pthread_t reconciler;
 	bool reconciler_started;
-	bool reconcile_requested; /* a subscription was found disabled: deliveries were missed */
+	bool reconcile_requested; /* SIGUSR1, or a subscription was found disabled: deliveries were missed */
+	const char *reconcile_why;
+
+	pthread_t monitor;
+	bool monitor_started;
+	volatile sig_atomic_t stopping; /* a long sync stops between operations when set */
 
 	pthread_mutex_t side_mu; /* handles the HTTP threads share */
 	struct queue *side_q;
-	struct store *side_st;
-	struct ldapw *probe;
+
+	struct statedir_lock *lock;
+	int listen_fd, metrics_fd; /* bound before anything is written; served once the store is open */
+	struct health health;
 };
 
 struct worker {
@@ -266,38 +292,77 @@ static void refused(void *ctx, const char *path, int status)
 	snap_put(a, s);
 }
 
-/* 0 when the directory answers and the store commits; else the reason. */
-static int health(struct agentd *a, struct sbuf *reason)
-{
-	static const char *const none[] = { "1.1", NULL };
-	struct snapshot *s = snap_get(a);
-	struct ldapw_entries e;
-	struct ldapw_error le;
-	struct sbuf err;
-	int rc = 0;
+/* ---- health ----------------------------------------------------------------- */
 
-	sbuf_init(&err);
-	pthread_mutex_lock(&a->side_mu);
-	if (store_probe(a->side_st, &err) < 0) {
-		sbuf_addf(reason, "%s\n", sbuf_str(&err));
-		rc = -1;
-	}
-	if (a->probe && ldapw_read(a->probe, "", none, &e, &le) == 0) {
-		ldapw_entries_free(&e);
+/* A worker or the monitor reached the directory (error NULL; answered: a
+ * request was answered, not only a connection seen open) or failed to. */
+static void health_directory(struct agentd *a, const char *error, bool answered)
+{
+	double now = wall_now();
+
+	pthread_mutex_lock(&a->health.mu);
+	if (!error) {
+		a->health.dir_alive = now;
+		if (answered)
+			a->health.dir_answered = now;
 	} else {
-		ldapw_close(a->probe);
-		a->probe = NULL;
-		if (ldapw_open(s->cfg, &a->probe, &le) != 0 || ldapw_read(a->probe, "", none, &e, &le) != 0) {
-			sbuf_addf(reason, "directory %s: %s: %s\n", s->cfg->ldap.uri, le.op, le.text);
-			rc = -1;
-		} else {
-			ldapw_entries_free(&e);
-		}
+		a->health.dir_failed = now;
+		snprintf(a->health.dir_error, sizeof(a->health.dir_error), "%s", error);
 	}
-	pthread_mutex_unlock(&a->side_mu);
-	sbuf_free(&err);
+	pthread_mutex_unlock(&a->health.mu);
+}
+
+static void health_store(struct agentd *a, const char *error)
+{
+	pthread_mutex_lock(&a->health.mu);
+	a->health.store_failed = error != NULL;
+	if (error)
+		snprintf(a->health.store_error, sizeof(a->health.store_error), "%s", error);
+	pthread_mutex_unlock(&a->health.mu);
+}
+
+/* Whether the last thing known of the directory is a failure newer than any answer. */
+static bool health_doubts_directory(struct agentd *a, double *answered)
+{
+	bool doubt;
+
+	pthread_mutex_lock(&a->health.mu);
+	doubt = a->health.dir_failed >= a->health.dir_answered;
+	*answered = a->health.dir_answered;
+	pthread_mutex_unlock(&a->health.mu);
+	return doubt;
+}
+
+/* /healthz: 200 or 503, and what is known, one line each; no request to anything. */
+static int health_render(struct agentd *a, struct sbuf *out)
+{
+	struct snapshot *s = snap_get(a);
+	struct health h;
+	double now = wall_now();
+	bool dir_down, ok;
+
+	pthread_mutex_lock(&a->health.mu);
+	h = a->health;
+	pthread_mutex_unlock(&a->health.mu);
+	dir_down = h.dir_failed >= h.dir_alive && now - h.dir_alive > HEALTH_GRACE;
+	ok = !dir_down && !h.store_failed;
+	sbuf_adds(out, ok ? "ok\n" : "unavailable\n");
+	if (dir_down && h.dir_alive > 0)
+		sbuf_addf(out, "directory %s: unreachable for %.0f s: %s\n", s->cfg->ldap.uri, now - h.dir_alive,
+		          h.dir_error);
+	else if (dir_down)
+		sbuf_addf(out, "directory %s: unreachable: %s\n", s->cfg->ldap.uri, h.dir_error);
+	else if (h.dir_answered > 0)
+		sbuf_addf(out, "directory %s: ok (last answer %.0f s ago)\n", s->cfg->ldap.uri, now - h.dir_answered);
+	else
+		sbuf_addf(out, "directory %s: ok\n", s->cfg->ldap.uri);
+	if (h.store_failed)
+		sbuf_addf(out, "%s\n", h.store_error);
+	else
+		sbuf_adds(out, "state store: ok\n");
+	sbuf_addf(out, "queue: %ld pending, %ld held, %ld dead\n", h.pending, h.held, h.dead);
 	snap_put(a, s);
-	return rc;
+	return ok ? 200 : 503;
 }
 
 static void deliver(struct agentd *a, const char *type, const char *body, size_t len, struct http_reply *reply)
@@ -342,12 +407,7 @@ static void handle(void *ctx, const char *method, const char *path, const char *
 
 	(void)method;
 	if (strcmp(path, "/healthz") == 0) {
-		if (health(a, &reply->body) == 0) {
-			reply->status = 200;
-			sbuf_adds(&reply->body, "ok\n");
-		} else {
-			reply->status = 503;
-		}
+		reply->status = health_render(a, &reply->body);
 	} else if (strcmp(path, "/metrics") == 0) {
 		struct metrics_gauges g = { 0 };
 		struct sbuf err;
@@ -357,6 +417,7 @@ static void handle(void *ctx, const char *method, const char *path, const char *
 			log_warn("metrics: %s", sbuf_str(&err));
 		pthread_mutex_unlock(&a->side_mu);
 		sbuf_free(&err);
+		g.token_unsaved = factorial_token_unsaved();
 		metrics_render(&reply->body, &g);
 		reply->status = 200;
 		reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -385,10 +446,9 @@ static void wake(void *ctx)
 	pthread_mutex_unlock(&a->mu);
 }
 
-static void commit_observed(double seconds, bool ok, void *ctx)
+static void commit_observed(double seconds, const char *error, void *ctx)
 {
-	(void)ok;
-	(void)ctx;
+	health_store(ctx, error);
 	metrics_commit_seconds(seconds);
 }
 
@@ -409,6 +469,7 @@ static void pause_directory(struct agentd *a, const char *what, const char *why)
 
 static void directory_ok(struct agentd *a)
 {
+	health_directory(a, NULL, true);
 	pthread_mutex_lock(&a->mu);
 	if (a->backoff != 0)
 		log_info("directory reachable again");
@@ -524,6 +585,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 	}
 	if (!w->lw) {
 		if (ldapw_open(s->cfg, &w->lw, &le) != 0) {
+			health_directory(a, le.text, false);
 			pause_directory(a, "directory", le.text);
 			goto cleanup;
 		}
@@ -592,6 +654,8 @@ static void process(struct worker *w, struct queue_delivery *d)
 			w->lw = NULL;
 		}
 		metrics_apply("none", false);
+		if (!ac.api_unavailable)
+			health_directory(a, sbuf_str(&err), false);
 		pause_directory(a, ac.api_unavailable ? "Factorial API" : "directory", sbuf_str(&err));
 	} else {
 		int attempts = d->attempts + 1;
@@ -733,6 +797,15 @@ static void *scheduler_main(void *arg)
 	return NULL;
 }
 
+static void request_reconcile(struct agentd *a, const char *why)
+{
+	pthread_mutex_lock(&a->mu);
+	a->reconcile_requested = true;
+	a->reconcile_why = why;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
 /* ---- own subscriptions ---------------------------------------------------- */
 
 static void *subscriber_main(void *arg)
@@ -772,10 +845,7 @@ static void *subscriber_main(void *arg)
 				         "up delivering) and were enabled again; deliveries were missed: a full reconcile "
 				         "(sync) is needed",
 				         res.reenabled);
-				pthread_mutex_lock(&a->mu);
-				a->reconcile_requested = true;
-				pthread_cond_broadcast(&a->cv);
-				pthread_mutex_unlock(&a->mu);
+				request_reconcile(a, "subscriptions were found disabled");
 			}
 		}
 		snap_put(a, s);
@@ -803,9 +873,11 @@ static void *subscriber_main(void *arg)
 
 /* ---- periodic reconcile ---------------------------------------------------- */
 
-static void reconcile_once(struct agentd *a, struct snapshot *s, const char *why)
+/* One sync as `sync` does it; 0 when it ran (records may have failed), -1
+ * when the directory or the API could not be used (it is tried again). */
+static int reconcile_once(struct agentd *a, struct snapshot *s, const char *why)
 {
-	struct reconcile_options opt = { 0 };
+	struct reconcile_options opt = { .stop = &a->stopping };
 	struct reconcile_report rep;
 	struct factorial *api = NULL;
 	struct ldapw *lw = NULL;
@@ -813,9 +885,8 @@ static void reconcile_once(struct agentd *a, struct snapshot *s, const char *why
 	struct ldapw_error le;
 	struct sbuf err, ldif, report;
 	double t0 = mono_now();
-	int rc;
+	int rc = -1, r;
 
-	(void)a;
 	sbuf_init(&err);
 	sbuf_init(&ldif);
 	sbuf_init(&report);
@@ -828,19 +899,22 @@ static void reconcile_once(struct agentd *a, struct snapshot *s, const char *why
 		log_error("sync: directory %s: %s: %s", s->cfg->ldap.uri, le.op, le.text);
 		goto cleanup;
 	}
-	rc = reconcile_run(s->cfg, s->m, lw, api, st, &opt, &ldif, &report, &rep, &err);
+	r = reconcile_run(s->cfg, s->m, lw, api, st, &opt, &ldif, &report, &rep, &err);
 	for (char *line = report.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 		nl = strchr(line, '\n');
 		log_warn("sync: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
 	}
-	if (rc < 0) {
+	if (r < 0) {
 		log_error("sync: %s", sbuf_str(&err));
 		goto cleanup;
 	}
 	metrics_drift(rep.checked, rep.differing, rep.fixed, rep.orphans);
-	log_info("sync: %ld employees read; %ld records checked, %ld differed, %ld fixed; %ld orphans%s (%.1f s)",
-	         rep.employees, rep.checked, rep.differing, rep.fixed, rep.orphans,
-	         rep.guard_tripped ? "; the deletion guard held changes back" : "", mono_now() - t0);
+	log_info("sync: %ld employees read; %ld records checked, %ld differed, %ld fixed, %ld failed; %ld orphans%s%s "
+	         "(%.1f s)",
+	         rep.employees, rep.checked, rep.differing, rep.fixed, rep.record_errors, rep.orphans,
+	         rep.guard_tripped ? "; the deletion guard held changes back" : "",
+	         rep.interrupted ? "; stopped early: the agent is stopping" : "", mono_now() - t0);
+	rc = 0;
 cleanup:
 	ldapw_close(lw);
 	factorial_close(api);
@@ -848,48 +922,185 @@ cleanup:
 	sbuf_free(&err);
 	sbuf_free(&ldif);
 	sbuf_free(&report);
+	return rc;
 }
 
+/* Waits until the monotonic time due, a request for a reconcile, or stop;
+ * false when stopping. */
+static bool reconciler_wait(struct agentd *a, double due)
+{
+	bool go_on;
+
+	pthread_mutex_lock(&a->mu);
+	while (!a->stop && !a->reconcile_requested && mono_now() < due) {
+		struct timespec ts;
+		deadline_in(&ts, fmin(due - mono_now(), 3600));
+		pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+	}
+	go_on = !a->stop;
+	pthread_mutex_unlock(&a->mu);
+	return go_on;
+}
+
+/* At start (when sync.interval is set), every interval, when asked (SIGUSR1,
+ * or subscriptions found disabled); a failed one is tried again after
+ * sync.retry_delay, doubling up to the interval. */
 static void *reconciler_main(void *arg)
 {
 	struct agentd *a = arg;
-	bool first = true;
+	const char *why = "at start";
+	double due, retry = 0;
 
-	for (;;) {
+	{
+		struct snapshot *s = snap_get(a);
+		due = s->cfg->sync.interval > 0 ? mono_now() : INFINITY;
+		snap_put(a, s);
+	}
+	while (reconciler_wait(a, due)) {
 		struct snapshot *s = snap_get(a);
 		double every = (double)s->cfg->sync.interval;
-		bool requested;
-		struct timespec ts;
 		pthread_mutex_lock(&a->mu);
-		requested = a->reconcile_requested;
+		if (a->reconcile_requested)
+			why = a->reconcile_why;
 		a->reconcile_requested = false;
 		pthread_mutex_unlock(&a->mu);
-		if ((first && every > 0) || requested)
-			reconcile_once(a, s, requested ? "subscriptions were found disabled" : "at start");
-		else if (!first && every > 0)
-			reconcile_once(a, s, "sync.interval");
-		first = false;
+		if (reconcile_once(a, s, why) == 0) {
+			retry = 0;
+			due = every > 0 ? mono_now() + every : INFINITY;
+			why = "sync.interval";
+		} else {
+			retry = retry == 0 ? (double)s->cfg->sync.retry_delay : retry * 2;
+			if (every > 0)
+				retry = fmin(retry, every);
+			due = mono_now() + retry;
+			why = "trying again after a failure";
+			log_warn("sync: trying again in %.0f s", retry);
+		}
+		snap_put(a, s);
+	}
+	return NULL;
+}
+
+/* ---- the monitor: health without a request per probe ------------------------ */
+
+struct watch {
+	const struct snapshot *seen; /* the snapshot lw was opened with */
+	struct ldapw *lw;
+	double next_try; /* wall time of the next connection attempt */
+	double backoff;
+	double store_checked;
+};
+
+/* Keeps one quiet connection open: while its socket stays open and nothing
+ * says otherwise, the directory is there; a request is sent only when the
+ * connection was closed, when a worker saw a failure, or after PROBE_IDLE
+ * without any answer. */
+static void watch_directory(struct agentd *a, const struct snapshot *s, struct watch *w, double now)
+{
+	static const char *const none[] = { "1.1", NULL };
+	struct ldapw_entries e;
+	struct ldapw_error le;
+	double answered;
+
+	if (w->seen != s) {
+		ldapw_close(w->lw);
+		w->lw = NULL;
+		w->seen = s;
+		w->next_try = 0;
+	}
+	if (w->lw) {
+		bool doubt = health_doubts_directory(a, &answered);
+		int alive = ldapw_alive(w->lw);
+		if (alive == 1 && !doubt && now - answered < PROBE_IDLE) {
+			health_directory(a, NULL, false);
+			return;
+		}
+		if (alive != 0 && ldapw_read(w->lw, "", none, &e, &le) == 0) {
+			ldapw_entries_free(&e);
+			health_directory(a, NULL, true);
+			return;
+		}
+		ldapw_close(w->lw); /* closed by the server: connect again now */
+		w->lw = NULL;
+		w->next_try = 0;
+		w->backoff = 0;
+	}
+	if (now < w->next_try)
+		return;
+	if (ldapw_open(s->cfg, &w->lw, &le) == 0) {
+		health_directory(a, NULL, true);
+		w->backoff = 0;
+		return;
+	}
+	w->lw = NULL;
+	health_directory(a, le.text, false);
+	w->backoff = w->backoff == 0 ? 1.0 : fmin(w->backoff * 2, BACKOFF_MAX);
+	w->next_try = now + w->backoff;
+}
+
+/* The store: a write check now and then (more often while it fails), and the queue's counts. */
+static void watch_store(struct agentd *a, struct store *st, struct queue *q, struct watch *w, double now)
+{
+	struct sbuf err;
+	long pending, dead, held;
+	bool failed;
+
+	sbuf_init(&err);
+	pthread_mutex_lock(&a->health.mu);
+	failed = a->health.store_failed;
+	pthread_mutex_unlock(&a->health.mu);
+	if (failed || now - w->store_checked >= STORE_PROBE_EVERY) {
+		w->store_checked = now;
+		health_store(a, store_probe(st, &err) < 0 ? sbuf_str(&err) : NULL);
+	}
+	sbuf_reset(&err);
+	if (queue_counts(q, &pending, &dead, &held, &err) == 0) {
+		pthread_mutex_lock(&a->health.mu);
+		a->health.pending = pending;
+		a->health.dead = dead;
+		a->health.held = held;
+		pthread_mutex_unlock(&a->health.mu);
+	}
+	sbuf_free(&err);
+}
+
+static void *monitor_main(void *arg)
+{
+	struct agentd *a = arg;
+	struct watch w = { 0 };
+	struct store *st = NULL;
+	struct queue *q = NULL;
+	struct sbuf err;
+	bool go_on = true;
+
+	sbuf_init(&err);
+	{
+		struct snapshot *s = snap_get(a);
+		if (store_open(s->cfg->state_dir, &st, &err) < 0 || queue_open(s->cfg->state_dir, &q, &err) < 0)
+			log_error("monitor: %s", sbuf_str(&err));
+		snap_put(a, s);
+	}
+	if (st)
+		store_set_busy_timeout(st, 1000);
+	while (go_on && st && q) {
+		struct snapshot *s = snap_get(a);
+		struct timespec ts;
+		double now = wall_now();
+		watch_directory(a, s, &w, now);
+		watch_store(a, st, q, &w, now);
 		snap_put(a, s);
 		pthread_mutex_lock(&a->mu);
-		if (every > 0)
-			deadline_in(&ts, every);
-		else
-			deadline_in(&ts, 3600);
-		while (!a->stop && !a->reconcile_requested) {
-			if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) != 0)
-				break;
+		if (!a->stop) {
+			deadline_in(&ts, MONITOR_EVERY);
+			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
 		}
-		if (a->stop) {
-			pthread_mutex_unlock(&a->mu);
-			break;
-		}
-		if (every <= 0 && !a->reconcile_requested) {
-			pthread_mutex_unlock(&a->mu);
-			first = false;
-			continue;
-		}
+		go_on = !a->stop;
 		pthread_mutex_unlock(&a->mu);
 	}
+	ldapw_close(w.lw);
+	store_close(st);
+	queue_close(q);
+	sbuf_free(&err);
 	return NULL;
 }
 
@@ -936,58 +1147,240 @@ static void reload(struct agentd *a)
 	wake(a);
 }
 
-static int start_http(struct listener *l, const struct config *cfg, const char *listen, struct http_server **out,
-                      struct sbuf *err)
+/* The webhook listener's certificate and key, read before anything is written. */
+struct tls_files {
+	char *cert;
+	struct secret key;
+};
+
+static int read_tls(const struct config *cfg, struct tls_files *t, struct sbuf *err)
+{
+	FILE *fp;
+	struct sbuf b;
+	char chunk[4096], e[512];
+	size_t n;
+
+	if (!cfg->webhooks.tls_cert_file)
+		return 0;
+	fp = fopen(cfg->webhooks.tls_cert_file, "re");
+	if (!fp) {
+		sbuf_addf(err, "webhooks.tls_cert_file: cannot read %s: %s", cfg->webhooks.tls_cert_file, strerror(errno));
+		return -1;
+	}
+	sbuf_init(&b);
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		sbuf_add(&b, chunk, n);
+	fclose(fp);
+	t->cert = sbuf_detach(&b);
+	if (secret_read_file(cfg->webhooks.tls_key_file, &t->key, e, sizeof(e)) < 0) {
+		sbuf_addf(err, "webhooks.tls_key_file: %s", e);
+		return -1;
+	}
+	return 0;
+}
+
+/* One agent per state folder: the lock is taken before anything is written. */
+static int take_state_dir(struct agentd *a, struct sbuf *err)
+{
+	const char *dir = a->snap->cfg->state_dir;
+	struct statedir_holder h;
+	char who[64];
+	int r;
+
+	if (statedir_prepare(dir, err) < 0 || (r = statedir_lock(dir, &a->lock, &h, err)) < 0)
+		return -1;
+	if (r == 0)
+		return 0;
+	statedir_holder_text(&h, who, sizeof(who));
+	sbuf_addf(err,
+	          "the state folder %s is in use by %s: one agent per state folder (two would answer and apply the same "
+	          "deliveries, and take each other's webhook subscriptions); stop that one, or give this one its own "
+	          "state_dir",
+	          dir, who);
+	return -1;
+}
+
+/* Both ports, bound before the store is opened: a port in use ends the start having written nothing. */
+static int bind_listeners(struct agentd *a, struct sbuf *err)
+{
+	const struct config *cfg = a->snap->cfg;
+	struct sbuf e;
+	int rc = -1;
+
+	sbuf_init(&e);
+	if (http_bind(cfg->webhooks.listen, &a->listen_fd, &e) < 0) {
+		sbuf_addf(err, "webhooks.listen: %s", sbuf_str(&e));
+		goto cleanup;
+	}
+	if (cfg->webhooks.metrics_listen && http_bind(cfg->webhooks.metrics_listen, &a->metrics_fd, &e) < 0) {
+		sbuf_addf(err, "webhooks.metrics_listen: %s", sbuf_str(&e));
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	sbuf_free(&e);
+	return rc;
+}
+
+/* The store handles: the HTTP threads' (rejected bodies), the committer's, each worker's. */
+static int open_stores(struct agentd *a, struct worker **ws, struct sbuf *err)
+{
+	const char *dir = a->snap->cfg->state_dir;
+
+	if (queue_open(dir, &a->side_q, err) < 0)
+		return -1;
+	queue_set_busy_timeout(a->side_q, 2000);
+	if (queue_committer_start(dir, &a->committer, err) < 0)
+		return -1;
+	queue_committer_observe(a->committer, commit_observed, a);
+	queue_committer_notify(a->committer, wake, a);
+	a->nslots = (size_t)a->snap->cfg->queue.workers;
+	*ws = calloc(a->nslots, sizeof(**ws));
+	a->workers = calloc(a->nslots, sizeof(*a->workers));
+	if (!*ws || !a->workers) {
+		sbuf_adds(err, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < a->nslots; i++) {
+		(*ws)[i].a = a;
+		if (queue_open(dir, &(*ws)[i].q, err) < 0 || store_open(dir, &(*ws)[i].st, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int serve(struct listener *l, const struct config *cfg, const char *listen, int *fd,
+                 const struct tls_files *t, struct http_server **out, struct sbuf *err)
 {
 	struct http_callbacks cb = { .precheck = precheck, .handle = handle, .refused = refused, .ctx = l };
 	struct http_options o = {
 		.listen = listen,
+		.fd = *fd,
 		.max_body = (size_t)cfg->webhooks.max_body_bytes,
 		.timeout = (unsigned)cfg->webhooks.request_timeout,
 		.threads = 8,
 	};
-	struct secret key = { 0 };
-	char *cert = NULL;
-	char e[512];
-	int rc = -1;
+	int rc;
 
-	if (cfg->webhooks.tls_cert_file && !l->status_only) {
-		FILE *fp = fopen(cfg->webhooks.tls_cert_file, "r");
-		struct sbuf b;
-		char chunk[4096];
-		size_t n;
-		sbuf_init(&b);
-		if (!fp) {
-			sbuf_addf(err, "webhooks.tls_cert_file: cannot read %s: %s", cfg->webhooks.tls_cert_file,
-			          strerror(errno));
-			goto cleanup;
-		}
-		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-			sbuf_add(&b, chunk, n);
-		fclose(fp);
-		cert = sbuf_detach(&b);
-		if (secret_read_file(cfg->webhooks.tls_key_file, &key, e, sizeof(e)) < 0) {
-			sbuf_addf(err, "webhooks.tls_key_file: %s", e);
-			goto cleanup;
-		}
-		o.tls_cert = cert;
-		o.tls_key = key.data;
+	if (t->cert && !l->status_only) {
+		o.tls_cert = t->cert;
+		o.tls_key = t->key.data;
 	}
 	rc = http_start(&o, &cb, out, err);
-cleanup:
-	free(cert);
-	secret_free(&key);
+	if (rc == 0)
+		*fd = -1; /* the server owns it now */
 	return rc;
 }
 
+static int start_serving(struct agentd *a, const struct tls_files *t, struct sbuf *err)
+{
+	const struct config *cfg = a->snap->cfg;
+
+	a->main_l.a = a;
+	a->status_l.a = a;
+	a->status_l.status_only = true;
+	if (serve(&a->main_l, cfg, cfg->webhooks.listen, &a->listen_fd, t, &a->http, err) < 0)
+		return -1;
+	if (cfg->webhooks.metrics_listen &&
+	    serve(&a->status_l, cfg, cfg->webhooks.metrics_listen, &a->metrics_fd, t, &a->mhttp, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* Workers, the monitor, the scheduler, subscription upkeep and the reconciler:
+ * only once everything before has succeeded. */
+static int start_threads(struct agentd *a, struct worker *ws, struct sbuf *err)
+{
+	for (size_t i = 0; i < a->nslots; i++) {
+		if (pthread_create(&a->workers[i], NULL, worker_main, &ws[i]) != 0) {
+			sbuf_adds(err, "cannot start the worker threads");
+			return -1;
+		}
+		a->nworkers++;
+	}
+	a->monitor_started = pthread_create(&a->monitor, NULL, monitor_main, a) == 0;
+	a->scheduler_started = pthread_create(&a->scheduler, NULL, scheduler_main, a) == 0;
+	a->subscriber_started = pthread_create(&a->subscriber, NULL, subscriber_main, a) == 0;
+	a->reconciler_started = pthread_create(&a->reconciler, NULL, reconciler_main, a) == 0;
+	if (!a->monitor_started || !a->scheduler_started || !a->subscriber_started || !a->reconciler_started) {
+		sbuf_adds(err, "cannot start the daemon's threads");
+		return -1;
+	}
+	return 0;
+}
+
+/* Until SIGTERM or SIGINT: SIGHUP reloads, SIGUSR1 asks for a reconcile. */
+static void wait_for_signals(struct agentd *a, const sigset_t *set)
+{
+	int sig;
+
+	for (;;) {
+		if (sigwait(set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: reloading %s", a->config_path);
+			reload(a);
+		} else if (sig == SIGUSR1) {
+			log_info("SIGUSR1: a full reconcile is requested");
+			request_reconcile(a, "SIGUSR1");
+		} else {
+			log_info("%s: stopping: no new deliveries; finishing what is in flight",
+			         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			return;
+		}
+	}
+}
+
+/* Stops what was started, in the reverse order: no new deliveries first. */
+static void stop_all(struct agentd *a, struct worker *ws)
+{
+	http_quiesce(a->http);
+	http_quiesce(a->mhttp);
+	http_stop(a->http);
+	http_stop(a->mhttp);
+	a->http = a->mhttp = NULL;
+	a->stopping = 1;
+	pthread_mutex_lock(&a->mu);
+	a->stop = true;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	for (size_t i = 0; ws && a->workers && i < a->nworkers; i++)
+		pthread_join(a->workers[i], NULL);
+	if (a->monitor_started)
+		pthread_join(a->monitor, NULL);
+	if (a->scheduler_started)
+		pthread_join(a->scheduler, NULL);
+	if (a->subscriber_started)
+		pthread_join(a->subscriber, NULL);
+	if (a->reconciler_started)
+		pthread_join(a->reconciler, NULL);
+	for (size_t i = 0; ws && i < a->nslots; i++) {
+		ldapw_close(ws[i].lw);
+		factorial_close(ws[i].api);
+		queue_close(ws[i].q);
+		store_close(ws[i].st);
+	}
+	queue_committer_stop(a->committer);
+	queue_close(a->side_q);
+	if (a->listen_fd >= 0)
+		close(a->listen_fd);
+	if (a->metrics_fd >= 0)
+		close(a->metrics_fd);
+	statedir_unlock(a->lock);
+}
+
+/* Configuration, secrets, the state folder's lock, the ports, the store; only
+ * then workers, timers and the start-up reconcile: a start that fails has
+ * written nothing, neither to the directory, nor to Factorial, nor to the store. */
 int agentd_run(const char *config_path)
 {
-	struct agentd a = { .config_path = config_path };
+	struct agentd a = { .config_path = config_path, .listen_fd = -1, .metrics_fd = -1 };
+	struct tls_files tls = { 0 };
 	struct worker *ws = NULL;
 	struct diag d;
 	struct sbuf err;
 	sigset_t set;
-	int rc = 1, sig;
+	int rc = 1;
 
 	diag_init(&d);
 	sbuf_init(&err);
@@ -995,6 +1388,7 @@ int agentd_run(const char *config_path)
 	pthread_mutex_init(&a.mu, NULL);
 	pthread_cond_init(&a.cv, NULL);
 	pthread_mutex_init(&a.side_mu, NULL);
+	pthread_mutex_init(&a.health.mu, NULL);
 	strmap_init(&a.busy);
 	if (snapshot_load(config_path, &a.snap, &d) < 0) {
 		diag_print(&d, stderr);
@@ -1003,113 +1397,36 @@ int agentd_run(const char *config_path)
 	}
 	log_setup((enum log_level)a.snap->cfg->log.level, (enum log_target)a.snap->cfg->log.target, true);
 	srand((unsigned)(time(NULL) ^ getpid()));
-
-	/* signals are taken by sigwait() here; every thread started below inherits the mask */
+	/* signals are taken by sigwait(); every thread started below inherits the mask */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-
-	if (queue_open(a.snap->cfg->state_dir, &a.side_q, &err) < 0 ||
-	    store_open(a.snap->cfg->state_dir, &a.side_st, &err) < 0) {
-		log_error("%s", sbuf_str(&err));
+	if (read_tls(a.snap->cfg, &tls, &err) < 0 || take_state_dir(&a, &err) < 0 || bind_listeners(&a, &err) < 0 ||
+	    open_stores(&a, &ws, &err) < 0 || start_serving(&a, &tls, &err) < 0) {
+		log_error("cannot start: %s", sbuf_str(&err));
 		goto cleanup;
 	}
-	store_set_busy_timeout(a.side_st, 1000);
-	queue_set_busy_timeout(a.side_q, 2000);
-	if (queue_committer_start(a.snap->cfg->state_dir, &a.committer, &err) < 0) {
-		log_error("%s", sbuf_str(&err));
-		goto cleanup;
-	}
-	queue_committer_observe(a.committer, commit_observed, NULL);
-	queue_committer_notify(a.committer, wake, &a);
-
-	a.nworkers = (size_t)a.snap->cfg->queue.workers;
-	ws = calloc(a.nworkers, sizeof(*ws));
-	a.workers = calloc(a.nworkers, sizeof(*a.workers));
-	if (!ws || !a.workers)
-		goto cleanup;
-	for (size_t i = 0; i < a.nworkers; i++) {
-		ws[i].a = &a;
-		if (queue_open(a.snap->cfg->state_dir, &ws[i].q, &err) < 0 ||
-		    store_open(a.snap->cfg->state_dir, &ws[i].st, &err) < 0) {
-			log_error("%s", sbuf_str(&err));
-			a.nworkers = i;
-			goto cleanup;
-		}
-		if (pthread_create(&a.workers[i], NULL, worker_main, &ws[i]) != 0) {
-			queue_close(ws[i].q);
-			store_close(ws[i].st);
-			a.nworkers = i;
-			goto cleanup;
-		}
-	}
-	if (pthread_create(&a.scheduler, NULL, scheduler_main, &a) == 0)
-		a.scheduler_started = true;
-	if (pthread_create(&a.subscriber, NULL, subscriber_main, &a) == 0)
-		a.subscriber_started = true;
-	if (pthread_create(&a.reconciler, NULL, reconciler_main, &a) == 0)
-		a.reconciler_started = true;
-
-	a.main_l.a = &a;
-	a.status_l.a = &a;
-	a.status_l.status_only = true;
-	if (start_http(&a.main_l, a.snap->cfg, a.snap->cfg->webhooks.listen, &a.http, &err) < 0) {
-		log_error("%s", sbuf_str(&err));
-		goto cleanup;
-	}
-	if (a.snap->cfg->webhooks.metrics_listen &&
-	    start_http(&a.status_l, a.snap->cfg, a.snap->cfg->webhooks.metrics_listen, &a.mhttp, &err) < 0) {
+	secret_free(&tls.key);
+	if (start_threads(&a, ws, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
 		goto cleanup;
 	}
 	log_info("listening on %s for %zu subscription types under %s/; state in %s; %zu workers",
-	         a.snap->cfg->webhooks.listen, a.snap->cfg->webhooks.subscriptions.n,
-	         a.snap->prefix, a.snap->cfg->state_dir, a.nworkers);
-
-	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (sig == SIGHUP) {
-			log_info("SIGHUP: reloading %s", config_path);
-			reload(&a);
-			continue;
-		}
-		log_info("%s: stopping: no new deliveries; finishing what is in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		break;
-	}
+	         a.snap->cfg->webhooks.listen, a.snap->cfg->webhooks.subscriptions.n, a.snap->prefix,
+	         a.snap->cfg->state_dir, a.nworkers);
+	wait_for_signals(&a, &set);
 	rc = 0;
 cleanup:
-	http_quiesce(a.http);
-	http_quiesce(a.mhttp);
-	http_stop(a.http);
-	http_stop(a.mhttp);
-	a.http = a.mhttp = NULL;
-	pthread_mutex_lock(&a.mu);
-	a.stop = true;
-	pthread_cond_broadcast(&a.cv);
-	pthread_mutex_unlock(&a.mu);
-	for (size_t i = 0; ws && a.workers && i < a.nworkers; i++) {
-		pthread_join(a.workers[i], NULL);
-		ldapw_close(ws[i].lw);
-		factorial_close(ws[i].api);
-		queue_close(ws[i].q);
-		store_close(ws[i].st);
-	}
-	if (a.scheduler_started)
-		pthread_join(a.scheduler, NULL);
-	if (a.subscriber_started)
-		pthread_join(a.subscriber, NULL);
-	if (a.reconciler_started)
-		pthread_join(a.reconciler, NULL);
+	if (a.snap)
+		stop_all(&a, ws);
 	if (rc == 0)
 		log_info("stopped");
-	queue_committer_stop(a.committer);
-	ldapw_close(a.probe);
-	queue_close(a.side_q);
-	store_close(a.side_st);
+	free(tls.cert);
+	secret_free(&tls.key);
 	free(ws);
 	free(a.workers);
 	if (a.snap)
@@ -1119,6 +1436,7 @@ cleanup:
 	pthread_mutex_destroy(&a.mu);
 	pthread_cond_destroy(&a.cv);
 	pthread_mutex_destroy(&a.side_mu);
+	pthread_mutex_destroy(&a.health.mu);
 	diag_free(&d);
 	sbuf_free(&err);
 	return rc;

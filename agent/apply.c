@@ -318,7 +318,9 @@ static int collect_one(struct apply_ctx *a)
 		return -1;
 	}
 	if (code == LDAP_SUCCESS) {
-		struct job j = { .a = a, .type = c->pending[i].type, .kind = "employee", .id = c->pending[i].id };
+		struct job j = { .a = a, .type = c->pending[i].type, .kind = "employee", .id = c->pending[i].id,
+		                 .event = "sync" };
+		sayf(&j, "add %s", c->pending[i].dn);
 		audit(&j, c->pending[i].dn, "add", c->pending[i].names);
 	} else {
 		struct sbuf m;
@@ -364,8 +366,8 @@ static int op_add(struct job *j, const char *dn, const struct changes *attrs, en
 	sbuf_init(&names);
 	attr_names(attrs, &names);
 	sbuf_addf(&what, "add %s", dn);
-	say(j, sbuf_str(&what));
 	if (j->a->dry_run) {
+		say(j, sbuf_str(&what));
 		ldifw_change(j->a->ldif, dn, "add");
 		for (size_t i = 0; i < attrs->n; i++)
 			for (size_t k = 0; k < attrs->v[i].values.n; k++)
@@ -400,6 +402,7 @@ static int op_add(struct job *j, const char *dn, const struct changes *attrs, en
 			failed(j, dn, &e);
 			goto cleanup;
 		}
+		say(j, sbuf_str(&what));
 		audit(j, dn, "add", sbuf_str(&names));
 	}
 	if (!j->counted)
@@ -431,8 +434,8 @@ static int op_modify(struct job *j, const char *dn, const struct changes *c, enu
 	sbuf_init(&names);
 	attr_names(c, &names);
 	sbuf_addf(&what, "%s %s: %s", verb, dn, sbuf_str(&names));
-	say(j, sbuf_str(&what));
 	if (j->a->dry_run) {
+		say(j, sbuf_str(&what));
 		ldifw_change(j->a->ldif, dn, "modify");
 		for (size_t i = 0; i < c->n; i++) {
 			const char *op = c->v[i].op == LDAP_MOD_ADD ? "add" : c->v[i].op == LDAP_MOD_DELETE ? "delete" : "replace";
@@ -446,6 +449,7 @@ static int op_modify(struct job *j, const char *dn, const struct changes *c, enu
 			failed(j, dn, &e);
 			goto cleanup;
 		}
+		say(j, sbuf_str(&what));
 		audit(j, dn, "modify", sbuf_str(&names));
 	}
 	if (cat == CAT_MODIFY || !j->counted)
@@ -474,8 +478,8 @@ static int op_rename(struct job *j, const char *dn, const char *newdn, const cha
 	}
 	sbuf_init(&what);
 	sbuf_addf(&what, "rename %s to %s", dn, newdn);
-	say(j, sbuf_str(&what));
 	if (j->a->dry_run) {
+		say(j, sbuf_str(&what));
 		ldifw_change(j->a->ldif, dn, "modrdn");
 		ldifw_attr(j->a->ldif, "newrdn", newrdn);
 		sbuf_adds(j->a->ldif, "deleteoldrdn: 1\n");
@@ -487,6 +491,7 @@ static int op_rename(struct job *j, const char *dn, const char *newdn, const cha
 			failed(j, dn, &e);
 			goto cleanup;
 		}
+		say(j, sbuf_str(&what));
 		audit(j, dn, "modrdn", newdn);
 	}
 	if (!j->counted)
@@ -511,8 +516,8 @@ static int op_delete(struct job *j, const char *dn)
 	}
 	sbuf_init(&what);
 	sbuf_addf(&what, "delete %s", dn);
-	say(j, sbuf_str(&what));
 	if (j->a->dry_run) {
+		say(j, sbuf_str(&what));
 		ldifw_change(j->a->ldif, dn, "delete");
 		sbuf_addc(j->a->ldif, '\n');
 	} else {
@@ -520,6 +525,7 @@ static int op_delete(struct job *j, const char *dn)
 			failed(j, dn, &e);
 			goto cleanup;
 		}
+		say(j, sbuf_str(&what));
 		audit(j, dn, "delete", "");
 	}
 	count(j, CAT_DELETE);
@@ -1686,18 +1692,20 @@ cleanup:
 	return rc;
 }
 
-void apply_summary_line(const struct apply_ctx *a, struct sbuf *out)
+void apply_summary_line(const struct apply_ctx *a, long failed, struct sbuf *out)
 {
 	const struct apply_summary *s = &a->sum;
 
 	if (a->dry_run)
 		sbuf_addf(out, "%u to add, %u to modify, %u to rename, %u to disable, %u to delete", s->add, s->modify,
 		          s->rename, s->disable, s->del);
-	else if (s->add + s->modify + s->rename + s->disable + s->del == 0)
+	else if (s->add + s->modify + s->rename + s->disable + s->del == 0 && failed == 0)
 		sbuf_adds(out, "nothing to do");
 	else
 		sbuf_addf(out, "%u added, %u modified, %u renamed, %u disabled, %u deleted", s->add, s->modify, s->rename,
 		          s->disable, s->del);
+	if (failed > 0)
+		sbuf_addf(out, ", %ld failed", failed);
 }
 
 /* ---- sync ------------------------------------------------------------------ */

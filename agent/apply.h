@@ -110,7 +110,8 @@ void apply_cache_orphans(struct apply_ctx *a, void (*fn)(void *ctx, const char *
  * With defer_destructive set, a change is handed to on_destructive. */
 int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf *err);
 
-/* "N to add, N to modify, ..." (dry run) or "N added, N modified, ...". */
-void apply_summary_line(const struct apply_ctx *a, struct sbuf *out);
+/* "N to add, N to modify, ..." (dry run) or "N added, N modified, ...",
+ * and ", N failed" when records failed. */
+void apply_summary_line(const struct apply_ctx *a, long failed, struct sbuf *out);
 
 #endif

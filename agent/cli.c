@@ -14,11 +14,13 @@
 #include "render.h"
 #include "queue.h"
 #include "reconcile.h"
+#include "statedir.h"
 #include "store.h"
 #include "subscriptions.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -459,7 +461,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: apply: cannot write the output\n", ctx->prog);
 		goto cleanup;
 	}
-	apply_summary_line(&a, &summary);
+	apply_summary_line(&a, 0, &summary);
 	fprintf(stderr, "%s\n", sbuf_str(&summary));
 	rc = CLI_OK;
 cleanup:
@@ -499,6 +501,25 @@ static int parse_id(const char *s, int64_t *id)
 		return -1;
 	*id = v;
 	return 0;
+}
+
+/* After queue retry: whether a running agent takes the deliveries now. */
+static void say_who_applies(struct cli_ctx *ctx, const char *state_dir)
+{
+	struct statedir_holder h;
+	struct sbuf err;
+	char who[64];
+	int held;
+
+	sbuf_init(&err);
+	held = statedir_held(state_dir, &h, &err);
+	statedir_holder_text(&h, who, sizeof(who));
+	if (held == 1 && strcmp(h.command, "run") == 0)
+		fprintf(stderr, "%s: queue retry: the agent running as %s applies them now\n", ctx->prog, who);
+	else if (held == 0)
+		fprintf(stderr, "%s: queue retry: no agent is running on %s: they are applied when `run` starts\n",
+		        ctx->prog, state_dir);
+	sbuf_free(&err);
 }
 
 static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
@@ -561,6 +582,8 @@ static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 			goto cleanup;
 		}
 		printf("%ld deliver%s queued again\n", n, n == 1 ? "y" : "ies");
+		if (n > 0)
+			say_who_applies(ctx, cfg->state_dir);
 	} else {
 		int n = queue_drop(q, id, &err);
 		if (n < 0)
@@ -628,6 +651,84 @@ cleanup:
 	return rc;
 }
 
+/* The signal that asked a running command to stop, 0 while none did. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+/* SIGINT and SIGTERM only set stop_signal: the command stops between operations. */
+static void catch_stop_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal, .sa_flags = SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* A real sync writes the directory and the store: one writer per state folder.
+ * CLI_OK with *lock, or the exit code of the refusal. */
+static int own_state(struct cli_ctx *ctx, const struct config *cfg, struct statedir_lock **lock)
+{
+	struct statedir_holder h;
+	struct sbuf err;
+	char who[64];
+	int r;
+
+	sbuf_init(&err);
+	r = statedir_prepare(cfg->state_dir, &err) < 0 ? -1 : statedir_lock(cfg->state_dir, lock, &h, &err);
+	if (r < 0)
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+	sbuf_free(&err);
+	if (r <= 0)
+		return r < 0 ? CLI_FAIL : CLI_OK;
+	statedir_holder_text(&h, who, sizeof(who));
+	if (strcmp(h.command, "run") == 0)
+		fprintf(stderr,
+		        "%s: sync: the agent running as %s owns the state folder %s and applies changes there; a second "
+		        "writer would race it.  It reconciles by itself every sync.interval; to reconcile now, "
+		        "kill -USR1 %ld (its log shows the outcome).  sync --dry-run works alongside it.\n",
+		        ctx->prog, who, cfg->state_dir, (long)h.pid);
+	else
+		fprintf(stderr, "%s: sync: %s is using the state folder %s; wait until it ends, then sync again\n",
+		        ctx->prog, who, cfg->state_dir);
+	return CLI_FAIL;
+}
+
+/* The summary lines and the exit code of a sync. */
+static int sync_report(struct cli_ctx *ctx, const struct reconcile_options *opt, int r,
+                       const struct reconcile_report *rep, const struct sbuf *err)
+{
+	struct apply_ctx sumctx = { .dry_run = opt->dry_run, .sum = rep->sum };
+	struct sbuf summary;
+
+	if (r < 0) {
+		fprintf(stderr, "%s: sync: %s\n", ctx->prog, sbuf_str(err));
+		return CLI_FAIL;
+	}
+	sbuf_init(&summary);
+	apply_summary_line(&sumctx, rep->record_errors, &summary);
+	if (rep->interrupted)
+		fprintf(stderr, "%s: sync: %s: stopped between two operations; what is listed was done, the rest was "
+		                "not looked at\n",
+		        ctx->prog, stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
+	fprintf(stderr, "%ld employees read; %ld records checked, %ld differ%s", rep->employees, rep->checked,
+	        rep->differing, opt->dry_run ? "" : "ed");
+	if (rep->record_errors)
+		fprintf(stderr, ", %ld failed", rep->record_errors);
+	fprintf(stderr, "; %ld orphan%s%s%s\n", rep->orphans, rep->orphans == 1 ? "" : "s",
+	        rep->guard_tripped ? ", the deletion guard held changes back" : "",
+	        rep->interrupted ? " (interrupted)" : "");
+	fprintf(stderr, "%s\n", sbuf_str(&summary));
+	sbuf_free(&summary);
+	if (rep->interrupted)
+		return 128 + (stop_signal ? stop_signal : SIGINT);
+	return r == 0 ? CLI_OK : CLI_FAIL;
+}
+
 static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -638,21 +739,20 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char use[] = "Usage: %s sync [--dry-run] [--employee ID] [--force]\n";
-	struct reconcile_options opt = { 0 };
+	struct reconcile_options opt = { .stop = &stop_signal };
 	struct reconcile_report rep;
 	struct config *cfg = NULL;
 	struct mapping *m = NULL;
 	struct ldapw *lw = NULL;
 	struct store *st = NULL;
+	struct statedir_lock *lock = NULL;
 	struct factorial *api = NULL;
-	struct sbuf err, ldif, report, summary;
-	struct apply_ctx sumctx = { 0 };
+	struct sbuf err, ldif, report;
 	int rc = CLI_USAGE, r, c;
 
 	sbuf_init(&err);
 	sbuf_init(&ldif);
 	sbuf_init(&report);
-	sbuf_init(&summary);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "hne:f", opts, NULL)) != -1) {
 		switch (c) {
@@ -681,41 +781,32 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	if (load_config(ctx, &cfg) < 0 || load_mapping(cfg->mapping, &m) < 0)
 		goto cleanup;
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
+	rc = opt.dry_run ? CLI_OK : own_state(ctx, cfg, &lock);
+	if (rc != CLI_OK)
+		goto cleanup;
 	rc = CLI_FAIL;
 	if (factorial_open(cfg, &api, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (open_directory(ctx, cfg, "", &lw) < 0)
+	if (open_directory(ctx, cfg, "", &lw) < 0 || open_state(ctx, cfg, opt.dry_run, &st) < 0)
 		goto cleanup;
-	if (open_state(ctx, cfg, opt.dry_run, &st) < 0)
-		goto cleanup;
+	catch_stop_signals();
 	r = reconcile_run(cfg, m, lw, api, st, &opt, &ldif, &report, &rep, &err);
 	fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
 	fflush(stdout);
 	print_lines(ctx, report.s);
-	if (r < 0) {
-		fprintf(stderr, "%s: sync: %s\n", ctx->prog, sbuf_str(&err));
-		goto cleanup;
-	}
-	sumctx.dry_run = opt.dry_run;
-	sumctx.sum = rep.sum;
-	apply_summary_line(&sumctx, &summary);
-	fprintf(stderr, "%ld employees read; %ld records checked, %ld differ%s; %ld orphan%s%s\n", rep.employees,
-	        rep.checked, rep.differing, opt.dry_run ? "" : "ed", rep.orphans, rep.orphans == 1 ? "" : "s",
-	        rep.guard_tripped ? ", the deletion guard held changes back" : "");
-	fprintf(stderr, "%s\n", sbuf_str(&summary));
-	rc = r == 0 ? CLI_OK : CLI_FAIL;
+	rc = sync_report(ctx, &opt, r, &rep, &err);
 cleanup:
 	store_close(st);
 	ldapw_close(lw);
 	factorial_close(api);
+	statedir_unlock(lock);
 	mapping_free(m);
 	config_free(cfg);
 	sbuf_free(&err);
 	sbuf_free(&ldif);
 	sbuf_free(&report);
-	sbuf_free(&summary);
 	return rc;
 }
 

@@ -137,6 +137,7 @@ static const struct field ldap_fields[] = {
 static const struct field sync_fields[] = {
 	{ "interval", F_DURATION, OFF(sync.interval), 0, NULL, NULL, 0, LLONG_MAX, NULL },
 	{ "orphans", F_ENUM, OFF(sync.orphans), 0, NULL, orphan_choices, 0, 0, NULL },
+	{ "retry_delay", F_DURATION, OFF(sync.retry_delay), 0, NULL, NULL, 1, 86400, NULL },
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };
 
@@ -807,6 +808,7 @@ static int set_defaults(struct config *cfg)
 	cfg->state_dir = strdup("/var/lib/factorial-ldap-agent");
 	cfg->sync.interval = 6 * 3600;
 	cfg->sync.orphans = CONFIG_ORPHANS_REPORT;
+	cfg->sync.retry_delay = 60;
 	cfg->safety.max_disables = 25;
 	cfg->safety.max_disables_percent = -1; /* no percentage limit unless set */
 	cfg->queue.workers = 4;

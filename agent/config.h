@@ -89,6 +89,7 @@ struct config {
 	struct {
 		long long interval; /* seconds, 0 = off */
 		int orphans;        /* enum config_orphans */
+		long long retry_delay; /* seconds before a failed reconcile in run is tried again; doubles */
 	} sync;
 
 	struct {

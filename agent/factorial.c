@@ -4,11 +4,13 @@
 
 #include "log.h"
 #include "secret.h"
+#include "statedir.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@ struct factorial {
 	char *client_id;
 	char *client_secret_file;
 	char *refresh_token_file;
+	char *kept_token_file; /* state_dir/oauth-refresh-token */
 	struct secret access_token;
 	time_t access_expiry;
 	cJSON *teams;  /* cached teams list */
@@ -96,7 +99,11 @@ int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf
 		f->client_id = strdup(cfg->factorial.client_id);
 		f->client_secret_file = strdup(cfg->factorial.client_secret_file);
 		f->refresh_token_file = strdup(cfg->factorial.refresh_token_file);
-		if (!f->token_url || !f->client_id || !f->client_secret_file || !f->refresh_token_file) {
+		f->kept_token_file = malloc(strlen(cfg->state_dir) + sizeof("/oauth-refresh-token"));
+		if (f->kept_token_file)
+			sprintf(f->kept_token_file, "%s/oauth-refresh-token", cfg->state_dir);
+		if (!f->token_url || !f->client_id || !f->client_secret_file || !f->refresh_token_file ||
+		    !f->kept_token_file) {
 			sbuf_adds(err, "out of memory");
 			goto cleanup;
 		}
@@ -127,6 +134,7 @@ void factorial_close(struct factorial *f)
 	free(f->client_id);
 	free(f->client_secret_file);
 	free(f->refresh_token_file);
+	free(f->kept_token_file);
 	cJSON_Delete(f->teams);
 	free(f);
 }
@@ -174,60 +182,186 @@ static size_t on_header(char *data, size_t size, size_t n, void *ctx)
 	return len;
 }
 
-/* Writes the rotated refresh token next to the old one, then renames it over. */
-static int save_refresh_token(struct factorial *f, const char *token, struct sbuf *err)
+/* ---- OAuth tokens ----------------------------------------------------------- */
+
+/* The OAuth tokens of the process, shared by every client in it: the refresh
+ * token rotates on every use, so two clients must never spend the same one,
+ * and one access token serves them all until it expires. */
+static struct {
+	pthread_mutex_t mu;
+	char *seed;            /* factorial.oauth.refresh_token_file the first token came from */
+	char *kept;            /* state_dir/oauth-refresh-token, where rotated tokens are saved */
+	struct secret refresh; /* the newest refresh token, once known */
+	struct secret access;
+	time_t expiry;         /* of access, a minute early */
+	bool unsaved;          /* the newest refresh token lives in memory only */
+} tokens = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+void factorial_forget_tokens(void)
+{
+	pthread_mutex_lock(&tokens.mu);
+	secret_free(&tokens.refresh);
+	secret_free(&tokens.access);
+	free(tokens.seed);
+	free(tokens.kept);
+	tokens.seed = tokens.kept = NULL;
+	pthread_mutex_unlock(&tokens.mu);
+}
+
+bool factorial_token_unsaved(void)
+{
+	bool u;
+
+	pthread_mutex_lock(&tokens.mu);
+	u = tokens.unsaved;
+	pthread_mutex_unlock(&tokens.mu);
+	return u;
+}
+
+static bool secret_same(const struct secret *a, const struct secret *b)
+{
+	return a->data && b->data && a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+static int secret_copy(struct secret *to, const struct secret *from)
+{
+	secret_free(to);
+	if (!from->data)
+		return 0;
+	to->data = malloc(from->len + 1);
+	if (!to->data)
+		return -1;
+	memcpy(to->data, from->data, from->len + 1);
+	to->len = from->len;
+	return 0;
+}
+
+/* A new configuration (a reload) that names other files starts over. */
+static void tokens_follow(const struct factorial *f)
+{
+	if (tokens.seed && strcmp(tokens.seed, f->refresh_token_file) == 0 && tokens.kept &&
+	    strcmp(tokens.kept, f->kept_token_file) == 0)
+		return;
+	free(tokens.seed);
+	free(tokens.kept);
+	tokens.seed = strdup(f->refresh_token_file);
+	tokens.kept = strdup(f->kept_token_file);
+	secret_free(&tokens.refresh);
+	secret_free(&tokens.access);
+	tokens.unsaved = false;
+}
+
+static double mtime_of(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) < 0)
+		return -1;
+	return (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec / 1e9;
+}
+
+/* The refresh token files to try, the newer first: the copy the agent keeps
+ * in state_dir (after its first rotation), and the configured file (the
+ * seed, or a new token a person put there). */
+static int candidates(const char *files[2])
+{
+	double kept = mtime_of(tokens.kept), seed = mtime_of(tokens.seed);
+
+	if (kept < 0) {
+		files[0] = tokens.seed;
+		return 1;
+	}
+	files[0] = kept >= seed ? tokens.kept : tokens.seed;
+	files[1] = kept >= seed ? tokens.seed : tokens.kept;
+	return 2;
+}
+
+/* Saves a rotated refresh token to state_dir: a new file (O_EXCL, no link
+ * followed), synced, then renamed over the old copy and the folder synced. */
+static int keep_refresh_token(const char *token, struct sbuf *err)
 {
 	struct sbuf tmp;
-	int fd = -1, rc = -1;
+	char *dir = NULL, *slash;
+	int fd = -1, dfd = -1, rc = -1;
 	size_t len = strlen(token);
 
 	sbuf_init(&tmp);
-	sbuf_addf(&tmp, "%s.new", f->refresh_token_file);
-	fd = open(sbuf_str(&tmp), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || fchmod(fd, 0600) < 0 || write(fd, token, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) < 0) {
-		sbuf_addf(err, "cannot write the new refresh token to %s: %s", sbuf_str(&tmp), strerror(errno));
+	sbuf_addf(&tmp, "%s.new", tokens.kept);
+	dir = strdup(tokens.kept);
+	slash = dir ? strrchr(dir, '/') : NULL;
+	if (!slash) {
+		sbuf_adds(err, "out of memory");
+		goto cleanup;
+	}
+	*slash = '\0';
+	if (statedir_prepare(dir, err) < 0)
+		goto cleanup;
+	unlink(sbuf_str(&tmp)); /* left by a crash */
+	fd = open(sbuf_str(&tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, token, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
+		sbuf_addf(err, "cannot write %s: %s", sbuf_str(&tmp), strerror(errno));
 		goto cleanup;
 	}
 	close(fd);
 	fd = -1;
-	if (rename(sbuf_str(&tmp), f->refresh_token_file) < 0) {
-		sbuf_addf(err, "cannot replace %s: %s", f->refresh_token_file, strerror(errno));
+	if (rename(sbuf_str(&tmp), tokens.kept) < 0) {
+		sbuf_addf(err, "cannot rename %s to %s: %s", sbuf_str(&tmp), tokens.kept, strerror(errno));
 		goto cleanup;
 	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		fsync(dfd);
 	rc = 0;
 cleanup:
 	if (fd >= 0)
 		close(fd);
+	if (dfd >= 0)
+		close(dfd);
 	if (rc < 0)
 		unlink(sbuf_str(&tmp));
+	free(dir);
 	sbuf_free(&tmp);
 	return rc;
 }
 
-/* Exchanges the refresh token for an access token. */
-static int refresh(struct factorial *f, struct sbuf *err)
+/* A rotated refresh token: saved before it is relied on; kept in memory
+ * (loudly) when it cannot be saved. */
+static void rotated(const char *token)
 {
-	struct secret rt = { 0 }, cs = { 0 };
+	struct sbuf err;
+
+	sbuf_init(&err);
+	secret_free(&tokens.refresh);
+	tokens.refresh.data = strdup(token);
+	tokens.refresh.len = tokens.refresh.data ? strlen(token) : 0;
+	tokens.unsaved = keep_refresh_token(token, &err) < 0;
+	if (tokens.unsaved)
+		log_error("OAuth: the rotated refresh token could not be saved (%s); it is kept in memory only, and the "
+		          "agent will need a new token after a restart: make the state folder writable by the agent's "
+		          "user",
+		          sbuf_str(&err));
+	sbuf_free(&err);
+}
+
+/* One token request with refresh token rt; 0 with the tokens taken, 1 when
+ * the token or client was refused (why in err), -1 when no answer came. */
+static int token_request(struct factorial *f, const struct secret *rt, const struct secret *cs, struct sbuf *err)
+{
 	struct reply r = { .retry_after = -1 };
 	struct curl_slist *h = NULL;
-	char e[512], *erc = NULL, *ert = NULL, *ecs = NULL;
+	char *erc = NULL, *ert = NULL, *ecs = NULL;
 	struct sbuf form;
 	cJSON *j = NULL;
 	long status = 0;
+	CURLcode cc;
 	int rc = -1;
 
 	sbuf_init(&form);
 	sbuf_init(&r.body);
 	f->refreshes++;
-	if (secret_read_file(f->refresh_token_file, &rt, e, sizeof(e)) < 0 ||
-	    secret_read_file(f->client_secret_file, &cs, e, sizeof(e)) < 0) {
-		sbuf_addf(err, "OAuth: %s", e);
-		goto cleanup;
-	}
 	erc = curl_easy_escape(f->curl, f->client_id, 0);
-	ert = curl_easy_escape(f->curl, rt.data, (int)rt.len);
-	ecs = curl_easy_escape(f->curl, cs.data, (int)cs.len);
+	ert = curl_easy_escape(f->curl, rt->data, (int)rt->len);
+	ecs = curl_easy_escape(f->curl, cs->data, (int)cs->len);
 	sbuf_addf(&form, "grant_type=refresh_token&refresh_token=%s&client_id=%s&client_secret=%s", ert, erc, ecs);
 	curl_easy_reset(f->curl);
 	h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
@@ -244,12 +378,10 @@ static int refresh(struct factorial *f, struct sbuf *err)
 	curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &r);
 	f->requests++;
-	{
-		CURLcode cc = curl_easy_perform(f->curl);
-		if (cc != CURLE_OK) {
-			sbuf_addf(err, "OAuth: POST %s: %s", f->token_url, curl_easy_strerror(cc));
-			goto cleanup;
-		}
+	cc = curl_easy_perform(f->curl);
+	if (cc != CURLE_OK) {
+		sbuf_addf(err, "OAuth: POST %s: %s", f->token_url, curl_easy_strerror(cc));
+		goto cleanup;
 	}
 	curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &status);
 	j = cJSON_Parse(sbuf_str(&r.body));
@@ -257,22 +389,22 @@ static int refresh(struct factorial *f, struct sbuf *err)
 		const cJSON *why = j ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
 		sbuf_addf(err, "OAuth: POST %s: HTTP %ld%s%s: the refresh token or client credentials were refused",
 		          f->token_url, status, cJSON_IsString(why) ? " " : "", cJSON_IsString(why) ? why->valuestring : "");
+		rc = status >= 400 && status < 500 ? 1 : -1;
 		goto cleanup;
 	}
 	{
 		const char *at = cJSON_GetObjectItemCaseSensitive(j, "access_token")->valuestring;
 		const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
 		const cJSON *nrt = cJSON_GetObjectItemCaseSensitive(j, "refresh_token");
-		secret_free(&f->access_token);
-		f->access_token.data = strdup(at);
-		f->access_token.len = f->access_token.data ? strlen(at) : 0;
+		if (cJSON_IsString(nrt) && strcmp(nrt->valuestring, rt->data) != 0)
+			rotated(nrt->valuestring);
+		secret_free(&tokens.access);
+		tokens.access.data = strdup(at);
+		tokens.access.len = tokens.access.data ? strlen(at) : 0;
 		/* trust expires_in, with a minute to spare */
-		f->access_expiry = time(NULL) + (cJSON_IsNumber(exp) ? (time_t)exp->valuedouble : 3600) - 60;
-		if (cJSON_IsString(nrt) && strcmp(nrt->valuestring, rt.data) != 0 &&
-		    save_refresh_token(f, nrt->valuestring, err) < 0)
-			goto cleanup;
+		tokens.expiry = time(NULL) + (cJSON_IsNumber(exp) ? (time_t)exp->valuedouble : 3600) - 60;
 	}
-	rc = f->access_token.data ? 0 : -1;
+	rc = tokens.access.data ? 0 : -1;
 cleanup:
 	if (j) {
 		/* wipe the token strings inside the parsed answer */
@@ -283,7 +415,8 @@ cleanup:
 		}
 		cJSON_Delete(j);
 	}
-	explicit_bzero(form.s ? form.s : e, form.s ? form.len : 0);
+	if (form.s)
+		explicit_bzero(form.s, form.len);
 	sbuf_free(&form);
 	if (r.body.s)
 		explicit_bzero(r.body.s, r.body.len);
@@ -297,10 +430,71 @@ cleanup:
 		explicit_bzero(ecs, strlen(ecs));
 		curl_free(ecs);
 	}
-	secret_free(&rt);
-	secret_free(&cs);
 	curl_slist_free_all(h);
 	return rc;
+}
+
+/* Exchanges the newest refresh token for an access token (unless another
+ * client of the process already did), and gives this client a copy. */
+static int refresh(struct factorial *f, struct sbuf *err)
+{
+	struct secret cs = { 0 }, rt = { 0 };
+	const char *files[2] = { NULL, NULL };
+	char e[512];
+	int rc = -1, n;
+
+	pthread_mutex_lock(&tokens.mu);
+	tokens_follow(f);
+	if (tokens.access.data && time(NULL) < tokens.expiry && !secret_same(&tokens.access, &f->access_token)) {
+		rc = 0; /* renewed by another client meanwhile */
+		goto cleanup;
+	}
+	if (secret_read_file(f->client_secret_file, &cs, e, sizeof(e)) < 0) {
+		sbuf_addf(err, "OAuth: %s", e);
+		goto cleanup;
+	}
+	if (tokens.refresh.data) {
+		rc = token_request(f, &tokens.refresh, &cs, err) == 0 ? 0 : -1;
+		goto cleanup;
+	}
+	n = candidates(files);
+	for (int i = 0; i < n && rc != 0; i++) {
+		int r;
+		secret_free(&rt);
+		if (secret_read_file(files[i], &rt, e, sizeof(e)) < 0) {
+			sbuf_addf(err, "OAuth: %s: %s", files[i], e);
+			break;
+		}
+		if (i > 0)
+			sbuf_reset(err); /* the newer file was refused: the other one may still be good */
+		r = token_request(f, &rt, &cs, err);
+		if (r == 0 && !tokens.refresh.data)
+			rc = secret_copy(&tokens.refresh, &rt);
+		else if (r == 0)
+			rc = 0;
+		else if (r < 0)
+			break;
+	}
+cleanup:
+	if (rc == 0) {
+		rc = secret_copy(&f->access_token, &tokens.access);
+		f->access_expiry = tokens.expiry;
+	}
+	pthread_mutex_unlock(&tokens.mu);
+	secret_free(&rt);
+	secret_free(&cs);
+	return rc;
+}
+
+/* This client's access token was refused: the process's is dropped too,
+ * unless another client has renewed it already. */
+static void access_refused(struct factorial *f)
+{
+	pthread_mutex_lock(&tokens.mu);
+	if (secret_same(&tokens.access, &f->access_token))
+		secret_free(&tokens.access);
+	pthread_mutex_unlock(&tokens.mu);
+	secret_free(&f->access_token);
 }
 
 static void build_url(struct factorial *f, const char *path, const char *query, struct sbuf *url)
@@ -388,7 +582,7 @@ int factorial_call(struct factorial *f, const char *method, const char *path, co
 			/* the token may have been revoked early: one refresh, one more try */
 			sbuf_free(&r.body);
 			refreshed = true;
-			secret_free(&f->access_token);
+			access_refused(f);
 			attempt--;
 			continue;
 		}

@@ -4,8 +4,7 @@
  * It takes away what every call needs: the base URL and dated API version
  * from the configuration; authentication by `x-api-key` (read from its file)
  * or by OAuth2 bearer tokens, refreshed with the refresh token when they
- * expire and once more on a 401, a rotated refresh token written back to its
- * file atomically (mode 0600); connect and total timeouts; TLS verified
+ * expire and once more on a 401; connect and total timeouts; TLS verified
  * (factorial.ca_file, or the system's CAs); a 429 waits as Retry-After says;
  * 5xx answers and network errors are retried with backoff a bounded number of
  * times, then reported with the method, URL and last answer.  No key or
@@ -16,6 +15,16 @@
  * without a cursor, by `page`.  factorial_enrich() re-reads an employee by id
  * and adds `job_title` (latest contract version) and `team_ids` (from the
  * teams, cached for a minute).
+ *
+ * OAuth tokens are the process's, shared by its clients (one refresh at a
+ * time: a rotated refresh token is spent once used).  The configured
+ * refresh_token_file is only the first seed: a rotated token is saved in
+ * state_dir/oauth-refresh-token (a new file, O_EXCL and O_NOFOLLOW, synced,
+ * renamed over the old copy) before it is relied on, and the newer of the
+ * two files is used at start (the other one when the newer is refused), so
+ * a read-only configuration folder is fine and a person can put a new token
+ * in the configured file.  A token that cannot be saved is kept in memory,
+ * logged as an error and shown by factorial_token_unsaved().
  *
  * Memory: a struct factorial owns its curl handle, its secrets (wiped on
  * free) and its cache; it is not shared between threads.  cJSON values it
@@ -64,6 +73,11 @@ int factorial_get(struct factorial *f, const char *path, const char *id, cJSON *
 /* The employee read fresh, with job_title and team_ids added: 1 and *out;
  * 0 when the employee no longer exists; -1 on failure. */
 int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sbuf *err);
+
+/* Wipes the process's OAuth tokens (at exit). */
+void factorial_forget_tokens(void);
+/* Whether the newest OAuth refresh token lives in memory only (it could not be saved). */
+bool factorial_token_unsaved(void);
 
 /* Counters for tests and logs: requests sent, token refreshes. */
 long factorial_requests(const struct factorial *f);

@@ -21,7 +21,6 @@ struct http_server {
 	size_t max_body;
 	char *tls_cert;
 	char *tls_key;
-	struct addrinfo *addr;
 };
 
 struct request {
@@ -195,14 +194,49 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", buf);
 }
 
+int http_bind(const char *listen_on, int *fd, struct sbuf *err)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *addr = NULL;
+	char host[256], port[16];
+	int s = -1, one = 1, gai, rc = -1;
+
+	*fd = -1;
+	if (http_parse_listen(listen_on, host, sizeof(host), port, sizeof(port)) < 0) {
+		sbuf_addf(err, "\"%s\" is not host:port", listen_on);
+		goto cleanup;
+	}
+	gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &addr);
+	if (gai != 0) {
+		sbuf_addf(err, "%s: %s", listen_on, gai_strerror(gai));
+		goto cleanup;
+	}
+	s = socket(addr->ai_family, addr->ai_socktype | SOCK_CLOEXEC, addr->ai_protocol);
+	if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+		sbuf_addf(err, "cannot listen on %s: %s", listen_on, strerror(errno));
+		goto cleanup;
+	}
+	if (bind(s, addr->ai_addr, addr->ai_addrlen) < 0 || listen(s, SOMAXCONN) < 0) {
+		sbuf_addf(err, "cannot listen on %s: %s%s", listen_on, strerror(errno),
+		          errno == EADDRINUSE ? " (another program, or another agent, has this port)" : "");
+		goto cleanup;
+	}
+	*fd = s;
+	s = -1;
+	rc = 0;
+cleanup:
+	if (s >= 0)
+		close(s);
+	if (addr)
+		freeaddrinfo(addr);
+	return rc;
+}
+
 int http_start(const struct http_options *o, const struct http_callbacks *cb, struct http_server **out,
                struct sbuf *err)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
-	char host[256], port[16];
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-	int gai;
 	int rc = -1;
 
 	*out = NULL;
@@ -212,17 +246,6 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	}
 	s->cb = *cb;
 	s->max_body = o->max_body;
-	if (http_parse_listen(o->listen, host, sizeof(host), port, sizeof(port)) < 0) {
-		sbuf_addf(err, "webhooks.listen: \"%s\" is not host:port", o->listen);
-		goto cleanup;
-	}
-	gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &s->addr);
-	if (gai != 0) {
-		sbuf_addf(err, "webhooks.listen: %s: %s", o->listen, gai_strerror(gai));
-		goto cleanup;
-	}
-	if (s->addr->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	if (o->tls_cert && o->tls_key) {
 		flags |= MHD_USE_TLS;
 		s->tls_cert = strdup(o->tls_cert);
@@ -234,7 +257,7 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	}
 	if (s->tls_cert)
 		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-		                        MHD_OPTION_SOCK_ADDR, s->addr->ai_addr,
+		                        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)o->fd,
 		                        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 4u,
 		                        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout, MHD_OPTION_NOTIFY_COMPLETED,
 		                        on_completed, s,
@@ -242,7 +265,7 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 		                        MHD_OPTION_END);
 	else
 		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-		                        MHD_OPTION_SOCK_ADDR, s->addr->ai_addr,
+		                        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)o->fd,
 		                        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 4u,
 		                        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout, MHD_OPTION_NOTIFY_COMPLETED,
 		                        on_completed, s, MHD_OPTION_END);
@@ -253,8 +276,8 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	if (o->tls_key)
 		explicit_bzero(o->tls_key, strlen(o->tls_key));
 	if (!s->d) {
-		sbuf_addf(err, "cannot listen on %s%s", o->listen,
-		          s->tls_cert ? " (check webhooks.tls_cert_file and tls_key_file)" : " (in use, or not an address of this host)");
+		sbuf_addf(err, "cannot serve on %s%s", o->listen,
+		          s->tls_cert ? " (check webhooks.tls_cert_file and tls_key_file)" : "");
 		goto cleanup;
 	}
 	*out = s;
@@ -262,8 +285,6 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	rc = 0;
 cleanup:
 	if (s) {
-		if (s->addr)
-			freeaddrinfo(s->addr);
 		free(s->tls_cert);
 		free(s->tls_key);
 		free(s);
@@ -288,8 +309,6 @@ void http_stop(struct http_server *s)
 		return;
 	if (s->d)
 		MHD_stop_daemon(s->d);
-	if (s->addr)
-		freeaddrinfo(s->addr);
 	free(s->tls_cert);
 	free(s->tls_key);
 	free(s);

@@ -11,6 +11,10 @@
  * timeout is dropped by libmicrohttpd.  Optional TLS from PEM certificate
  * and key held in memory.
  *
+ * The listening socket is bound by http_bind() first, apart from serving:
+ * the daemon binds every port before it opens its store or writes anything,
+ * and starts serving once everything the answers need is ready.
+ *
  * Memory: the server keeps copies of what http_start() is given (the key
  * buffer is wiped once libmicrohttpd has it); each request's state is freed
  * in libmicrohttpd's completion callback.
@@ -41,7 +45,8 @@ struct http_callbacks {
 };
 
 struct http_options {
-	const char *listen;    /* host:port */
+	const char *listen;    /* host:port, for messages */
+	int fd;                /* the socket http_bind() gave; the server owns it from then on */
 	size_t max_body;
 	unsigned timeout;      /* seconds */
 	unsigned threads;
@@ -51,6 +56,8 @@ struct http_options {
 
 struct http_server;
 
+/* Binds and listens on host:port; 0 and *fd, or -1 with the reason. */
+int http_bind(const char *listen, int *fd, struct sbuf *err);
 int http_start(const struct http_options *o, const struct http_callbacks *cb, struct http_server **out,
                struct sbuf *err);
 /* Stops accepting new connections; requests in flight finish. */

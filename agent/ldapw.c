@@ -5,7 +5,9 @@
 #include "metrics.h"
 #include "secret.h"
 
+#include <errno.h>
 #include <ldap.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +383,24 @@ int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, c
 	if (rc != LDAP_SUCCESS)
 		ldapw_entries_free(out);
 	return rc;
+}
+
+int ldapw_alive(struct ldapw *lw)
+{
+	struct pollfd p = { .events = POLLIN | POLLRDHUP };
+	int fd = -1, n;
+
+	if (ldap_get_option(lw->ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS || fd < 0)
+		return 0;
+	p.fd = fd;
+	do
+		n = poll(&p, 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 1;
+	if (n < 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+		return 0;
+	return -1;
 }
 
 int ldapw_read(struct ldapw *lw, const char *dn, const char *const *attrs, struct ldapw_entries *out,

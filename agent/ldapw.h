@@ -61,6 +61,10 @@ struct ldapw_mod {
 /* Connects and binds as the configuration says. */
 int ldapw_open(const struct config *cfg, struct ldapw **out, struct ldapw_error *err);
 void ldapw_close(struct ldapw *lw);
+/* Whether the connection still looks open, without sending anything: 1 when
+ * the socket is quiet, 0 when the server closed it (or it failed), -1 when
+ * data is waiting that only a request can explain (ask with a read). */
+int ldapw_alive(struct ldapw *lw);
 /* Whether an error means the connection is gone (server down, timeout). */
 bool ldapw_error_is_connection(const struct ldapw_error *err);
 

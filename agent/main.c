@@ -4,19 +4,24 @@
 #include "build.h"
 
 #include "cli.h"
+#include "factorial.h"
 #include "log.h"
 
 #include <curl/curl.h>
 #include <locale.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 int main(int argc, char **argv)
 {
 	int rc;
 
+	/* everything the agent creates (state store, lock, tokens) is its own alone */
+	umask(umask(077) | 077);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return CLI_FAIL;
 	rc = cli_main(argc, argv);
+	factorial_forget_tokens();
 	log_close();
 	curl_global_cleanup();
 	return rc;

@@ -157,8 +157,11 @@ void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 	          "# HELP " PREFIX "dead_letters Deliveries that failed for good.\n"
 	          "# TYPE " PREFIX "dead_letters gauge\n" PREFIX "dead_letters %ld\n"
 	          "# HELP " PREFIX "held Deliveries held by the deletion guard.\n"
-	          "# TYPE " PREFIX "held gauge\n" PREFIX "held %ld\n",
-	          g->queue_depth, g->dead_letters, g->held);
+	          "# TYPE " PREFIX "held gauge\n" PREFIX "held %ld\n"
+	          "# HELP " PREFIX "oauth_refresh_token_unsaved 1 when the newest OAuth refresh token could not be "
+	          "saved to the state folder (a restart would need a new one).\n"
+	          "# TYPE " PREFIX "oauth_refresh_token_unsaved gauge\n" PREFIX "oauth_refresh_token_unsaved %d\n",
+	          g->queue_depth, g->dead_letters, g->held, g->token_unsaved ? 1 : 0);
 	histogram(out, "ldap_operation_seconds", "Latency of LDAP operations.", &ldap_h);
 	histogram(out, "store_commit_seconds", "Latency of durable commits of deliveries.", &commit_h);
 	sbuf_addf(out,

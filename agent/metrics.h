@@ -26,6 +26,7 @@ struct metrics_gauges {
 	long queue_depth;
 	long dead_letters;
 	long held;
+	bool token_unsaved; /* the OAuth refresh token lives in memory only */
 };
 
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g);

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#define CANDIDATES 500
 #define REJECT_KEEP (64 * 1024)
 
 struct queue {
@@ -36,9 +35,17 @@ static const char schema[] =
 	"  next_attempt REAL NOT NULL DEFAULT 0,"
 	"  last_error TEXT,"
 	"  refs TEXT NOT NULL DEFAULT '',"
-	"  forced INTEGER NOT NULL DEFAULT 0);"
+	"  forced INTEGER NOT NULL DEFAULT 0,"
+	"  waiting_on TEXT);"
 	"CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);"
 	"CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (record_key, id);"
+	"CREATE TABLE IF NOT EXISTS delivery_refs ("
+	"  ref_key TEXT NOT NULL,"
+	"  delivery_id INTEGER NOT NULL,"
+	"  PRIMARY KEY (ref_key, delivery_id)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS delivery_refs_id ON delivery_refs (delivery_id);"
+	"CREATE TRIGGER IF NOT EXISTS deliveries_gone AFTER DELETE ON deliveries BEGIN"
+	"  DELETE FROM delivery_refs WHERE delivery_id = old.id; END;"
 	"CREATE TABLE IF NOT EXISTS rejected ("
 	"  id INTEGER PRIMARY KEY,"
 	"  received TEXT NOT NULL,"
@@ -46,10 +53,74 @@ static const char schema[] =
 	"  reason TEXT NOT NULL,"
 	"  body TEXT NOT NULL);";
 
+/* After the migration: indexes on the columns version 2 added. */
+static const char schema_indexes[] =
+	"CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (state, waiting_on, next_attempt, id);"
+	"CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (waiting_on) WHERE waiting_on IS NOT NULL;";
+
 static int db_error(struct queue *q, struct sbuf *err, const char *what)
 {
 	sbuf_addf(err, "state store: %s: %s", what, q && q->db ? sqlite3_errmsg(q->db) : "no database");
 	return -1;
+}
+
+/* Version 1 kept a delivery's dependencies in a text column and chose the
+ * next delivery by scanning the oldest 500; version 2 keeps them in
+ * delivery_refs and marks a delivery that waits with the record it waits for. */
+static int migrate(struct queue *q, struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL, *ins = NULL;
+	int rc = -1, version = 0;
+
+	if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(q, err, "begin");
+	if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
+		db_error(q, err, "prepare");
+		goto cleanup;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (version >= 2) {
+		rc = 0;
+		goto cleanup;
+	}
+	if (sqlite3_prepare_v2(q->db, "SELECT waiting_on FROM deliveries LIMIT 0", -1, &st, NULL) != SQLITE_OK &&
+	    sqlite3_exec(q->db, "ALTER TABLE deliveries ADD COLUMN waiting_on TEXT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(q, err, "migrate");
+		goto cleanup;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(q->db, "SELECT id, refs FROM deliveries WHERE refs != ''", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(q->db, "INSERT OR IGNORE INTO delivery_refs (ref_key, delivery_id) VALUES (?, ?)", -1,
+	                       &ins, NULL) != SQLITE_OK) {
+		db_error(q, err, "migrate");
+		goto cleanup;
+	}
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char *refs = strdup((const char *)sqlite3_column_text(st, 1)), *save = NULL;
+		for (char *k = refs ? strtok_r(refs, " ", &save) : NULL; k; k = strtok_r(NULL, " ", &save)) {
+			sqlite3_reset(ins);
+			sqlite3_bind_text(ins, 1, k, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(ins, 2, sqlite3_column_int64(st, 0));
+			sqlite3_step(ins);
+		}
+		free(refs);
+	}
+	if (sqlite3_exec(q->db, "UPDATE deliveries SET refs = ''; PRAGMA user_version = 2", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		db_error(q, err, "migrate");
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	sqlite3_finalize(st);
+	sqlite3_finalize(ins);
+	if (sqlite3_exec(q->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK && rc == 0)
+		rc = db_error(q, err, "commit");
+	return rc;
 }
 
 int queue_open(const char *state_dir, struct queue **out, struct sbuf *err)
@@ -63,8 +134,13 @@ int queue_open(const char *state_dir, struct queue **out, struct sbuf *err)
 		goto cleanup;
 	}
 	if (store_db_open(state_dir, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, 10000, schema,
-	                  &q->db, err) < 0)
+	                  &q->db, err) < 0 ||
+	    migrate(q, err) < 0)
 		goto cleanup;
+	if (sqlite3_exec(q->db, schema_indexes, NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(q, err, "schema");
+		goto cleanup;
+	}
 	*out = q;
 	q = NULL;
 	rc = 0;
@@ -141,26 +217,9 @@ char *queue_record_key(const char *type, const char *body_json)
 
 static void dependencies(const char *type, const char *body, struct strmap *deps);
 
-/* " key1 key2 " of the records a delivery depends on, for the reverse wait. */
-static char *refs_text(const char *type, const char *body)
-{
-	struct strmap deps;
-	struct sbuf b;
-
-	strmap_init(&deps);
-	sbuf_init(&b);
-	dependencies(type, body, &deps);
-	sbuf_addc(&b, ' ');
-	for (size_t i = 0; i < deps.cap; i++)
-		if (deps.slots[i].key)
-			sbuf_addf(&b, "%s ", deps.slots[i].key);
-	strmap_free(&deps);
-	return sbuf_detach(&b);
-}
-
 int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *err)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = NULL, *ref = NULL;
 	char now[40];
 	int rc = -1;
 
@@ -169,28 +228,43 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 		db_error(q, err, "begin");
 		return -1;
 	}
-	if (sqlite3_prepare_v2(q->db,
-	                       "INSERT INTO deliveries (type, record_key, body, received, refs) VALUES (?, ?, ?, ?, ?)", -1,
-	                       &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(q->db, "INSERT INTO deliveries (type, record_key, body, received) VALUES (?, ?, ?, ?)", -1,
+	                       &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(q->db, "INSERT OR IGNORE INTO delivery_refs (ref_key, delivery_id) VALUES (?, ?)", -1,
+	                       &ref, NULL) != SQLITE_OK) {
 		db_error(q, err, "prepare");
 		goto cleanup;
 	}
 	for (size_t i = 0; i < n; i++) {
-		char *refs = refs_text(items[i].type, items[i].body);
+		struct strmap deps;
 		int step;
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, items[i].type, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, items[i].record_key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, items[i].body, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, refs ? refs : " ", -1, SQLITE_TRANSIENT);
-		step = sqlite3_step(st);
-		free(refs);
-		if (step != SQLITE_DONE) {
+		if (sqlite3_step(st) != SQLITE_DONE) {
 			db_error(q, err, "insert");
 			goto cleanup;
 		}
 		items[i].id = sqlite3_last_insert_rowid(q->db);
+		/* the records it must wait for, found again by key when others ask who waits for them */
+		strmap_init(&deps);
+		dependencies(items[i].type, items[i].body, &deps);
+		step = SQLITE_DONE;
+		for (size_t k = 0; k < deps.cap && step == SQLITE_DONE; k++) {
+			if (!deps.slots[k].key)
+				continue;
+			sqlite3_reset(ref);
+			sqlite3_bind_text(ref, 1, deps.slots[k].key, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(ref, 2, items[i].id);
+			step = sqlite3_step(ref);
+		}
+		strmap_free(&deps);
+		if (step != SQLITE_DONE) {
+			db_error(q, err, "insert");
+			goto cleanup;
+		}
 	}
 	if (sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(q, err, "commit");
@@ -199,6 +273,7 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 	rc = 0;
 cleanup:
 	sqlite3_finalize(st);
+	sqlite3_finalize(ref);
 	if (rc < 0)
 		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
@@ -300,59 +375,6 @@ static void dependencies(const char *type, const char *body, struct strmap *deps
 	cJSON_Delete(b);
 }
 
-static int waits(struct queue *q, const struct strmap *deps, int64_t before, struct sbuf *err)
-{
-	sqlite3_stmt *st = NULL;
-	int found = 0;
-
-	if (deps->n == 0)
-		return 0;
-	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT 1 FROM deliveries WHERE record_key = ? AND id < ? AND state IN ('pending', 'held') "
-	                       "LIMIT 1",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return db_error(q, err, "prepare");
-	for (size_t i = 0; i < deps->cap && !found; i++) {
-		int step;
-		if (!deps->slots[i].key)
-			continue;
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, deps->slots[i].key, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, before);
-		step = sqlite3_step(st);
-		if (step == SQLITE_ROW)
-			found = 1;
-		else if (step != SQLITE_DONE)
-			found = db_error(q, err, "read");
-	}
-	sqlite3_finalize(st);
-	return found;
-}
-
-/* Whether an older pending delivery names record key (a team listing this
- * employee): the record then waits, so deliveries touching the same entries
- * apply in arrival order. */
-static int referenced(struct queue *q, const char *key, int64_t before, struct sbuf *err)
-{
-	sqlite3_stmt *st = NULL;
-	int found = 0, step;
-
-	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT 1 FROM deliveries WHERE id < ? AND state IN ('pending', 'held') "
-	                       "AND instr(refs, ' ' || ? || ' ') > 0 LIMIT 1",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return db_error(q, err, "prepare");
-	sqlite3_bind_int64(st, 1, before);
-	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	step = sqlite3_step(st);
-	if (step == SQLITE_ROW)
-		found = 1;
-	else if (step != SQLITE_DONE)
-		found = db_error(q, err, "read");
-	sqlite3_finalize(st);
-	return found;
-}
-
 /* Fills d with the run of same-type pending deliveries of key starting at first. */
 static int load_run(struct queue *q, const char *key, int64_t first, struct queue_delivery *d, struct sbuf *err)
 {
@@ -393,70 +415,170 @@ cleanup:
 	return rc;
 }
 
-int queue_next(struct queue *q, double now, const struct strmap *busy, struct queue_delivery *d, struct sbuf *err)
+/* One answer from a query with an id and a key bound: the text of its first
+ * column (malloc'd) in *out; 1 found, 0 none, -1 store failure. */
+static int first_text(struct queue *q, const char *sql, int64_t id, const char *key, char **out, struct sbuf *err)
 {
 	sqlite3_stmt *st = NULL;
-	struct strmap seen;
+	int rc = -1, step;
+
+	*out = NULL;
+	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(q, err, "prepare");
+	sqlite3_bind_int64(st, 1, id);
+	if (key)
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		*out = col(st, 0);
+		rc = *out ? 1 : db_error(q, err, "out of memory");
+	} else if (step == SQLITE_DONE) {
+		rc = 0;
+	} else {
+		db_error(q, err, "read");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* What delivery id (of record key) waits for, in the order the checks are
+ * cheapest: an older delivery of the same record; an older delivery of a
+ * record it depends on (the employees a team or membership names, an
+ * employee's manager); an older delivery that names this record (a team
+ * listing this employee); an older delivery that changes a group this one
+ * changes.  1 and the record key waited for in *by, 0 when it may go now. */
+static int blocker(struct queue *q, int64_t id, const char *key, char **by, struct sbuf *err)
+{
+	static const char *const checks[] = {
+		"SELECT record_key FROM deliveries WHERE id < ?1 AND record_key = ?2 "
+		"AND state IN ('pending', 'held') LIMIT 1",
+		"SELECT r.ref_key FROM delivery_refs r WHERE r.delivery_id = ?1 AND EXISTS (SELECT 1 FROM deliveries o "
+		"WHERE o.record_key = r.ref_key AND o.id < ?1 AND o.state IN ('pending', 'held')) LIMIT 1",
+		"SELECT d.record_key FROM delivery_refs r JOIN deliveries d ON d.id = r.delivery_id "
+		"WHERE r.ref_key = ?2 AND r.delivery_id < ?1 AND d.state IN ('pending', 'held') LIMIT 1",
+		"SELECT d.record_key FROM delivery_refs mine JOIN delivery_refs r ON r.ref_key = mine.ref_key "
+		"JOIN deliveries d ON d.id = r.delivery_id WHERE mine.delivery_id = ?1 AND mine.ref_key LIKE 'team:%' "
+		"AND r.delivery_id < ?1 AND d.state IN ('pending', 'held') LIMIT 1",
+		NULL,
+	};
 	int rc = 0;
 
-	memset(d, 0, sizeof(*d));
-	strmap_init(&seen);
+	for (size_t i = 0; checks[i] && rc == 0; i++)
+		rc = first_text(q, checks[i], id, key, by, err);
+	return rc;
+}
+
+struct candidate {
+	int64_t id;
+	char *key;
+};
+
+/* Up to max deliveries whose turn may have come: pending, not known to
+ * wait, due; new ones first (next_attempt 0) in arrival order, then retries
+ * by the time they are due.  An index range scan: the cost does not grow
+ * with what waits or backs off. */
+static int candidates(struct queue *q, double now, size_t max, struct candidate *out, size_t *n, struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL;
+	int step;
+
+	*n = 0;
 	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT id, record_key, type, body, next_attempt FROM deliveries "
-	                       "WHERE state = 'pending' ORDER BY id LIMIT " "500",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		rc = db_error(q, err, "prepare");
-		goto cleanup;
+	                       "SELECT id, record_key FROM deliveries WHERE state = 'pending' AND waiting_on IS NULL "
+	                       "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_error(q, err, "prepare");
+	sqlite3_bind_double(st, 1, now);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		out[*n].id = sqlite3_column_int64(st, 0);
+		out[*n].key = col(st, 1);
+		if (!out[(*n)++].key)
+			break;
 	}
-	for (;;) {
-		int step = sqlite3_step(st);
-		const char *key;
-		struct strmap deps;
-		int64_t id;
-		int w;
-		if (step == SQLITE_DONE)
-			break;
-		if (step != SQLITE_ROW) {
-			rc = db_error(q, err, "read");
-			break;
-		}
-		id = sqlite3_column_int64(st, 0);
-		key = (const char *)sqlite3_column_text(st, 1);
-		if (strmap_get(&seen, key))
-			continue; /* not the oldest of its record */
-		strmap_put(&seen, key, NULL);
-		if (strmap_get(busy, key) || sqlite3_column_double(st, 4) > now)
-			continue;
-		strmap_init(&deps);
-		dependencies((const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3), &deps);
-		w = waits(q, &deps, id, err);
-		if (w == 0)
-			w = referenced(q, key, id, err);
-		/* deliveries that change the same group apply one after the other */
-		for (size_t i = 0; w == 0 && i < deps.cap; i++)
-			if (deps.slots[i].key && strncmp(deps.slots[i].key, "team:", 5) == 0)
-				w = referenced(q, deps.slots[i].key, id, err);
-		strmap_free(&deps);
-		if (w < 0) {
-			rc = -1;
-			break;
-		}
-		if (w)
-			continue;
-		{
-			char *k = strdup(key);
-			sqlite3_finalize(st);
-			st = NULL;
-			rc = k && load_run(q, k, id, d, err) == 0 ? 1 : -1;
-			free(k);
-			if (rc < 0)
-				queue_delivery_free(d);
-		}
-		break;
-	}
-cleanup:
 	sqlite3_finalize(st);
-	strmap_free(&seen);
+	if (step != SQLITE_DONE && step != SQLITE_ROW)
+		return db_error(q, err, "read");
+	return 0;
+}
+
+static int mark_waiting(struct queue *q, int64_t id, const char *by, struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(q->db, "UPDATE deliveries SET waiting_on = ? WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+		return db_error(q, err, "prepare");
+	sqlite3_bind_text(st, 1, by, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = db_error(q, err, "write");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* One look at a batch of candidates: 1 and *take when one may go, 0 when
+ * none of them may (those that wait are marked with what they wait for, so
+ * that they are not looked at again until it changes), -1 on failure. */
+static int pick(struct queue *q, struct candidate *c, size_t n, const struct strmap *busy, struct candidate *take,
+                size_t *marked, struct sbuf *err)
+{
+	*marked = 0;
+	for (size_t i = 0; i < n; i++) {
+		char *by = NULL;
+		int w;
+		if (strmap_get(busy, c[i].key))
+			continue; /* its record is being applied now: its turn comes when that ends */
+		w = blocker(q, c[i].id, c[i].key, &by, err);
+		if (w == 1) {
+			w = mark_waiting(q, c[i].id, by, err);
+			(*marked)++;
+			free(by);
+			if (w < 0)
+				return -1;
+			continue;
+		}
+		if (w < 0)
+			return -1;
+		*take = c[i];
+		c[i].key = NULL;
+		return 1;
+	}
+	return 0;
+}
+
+int queue_next(struct queue *q, double now, const struct strmap *busy, struct queue_delivery *d, struct sbuf *err)
+{
+	/* candidates skipped because their record is busy are at most one per busy record */
+	size_t max = busy->n + 16, n = 0, marked = 0;
+	struct candidate *c = calloc(max, sizeof(*c)), take = { 0 };
+	int rc = -1, got = 0;
+
+	memset(d, 0, sizeof(*d));
+	if (!c)
+		return db_error(q, err, "out of memory");
+	if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		free(c);
+		return db_error(q, err, "begin");
+	}
+	do {
+		for (size_t i = 0; i < n; i++)
+			free(c[i].key);
+		if (candidates(q, now, max, c, &n, err) < 0 || (got = pick(q, c, n, busy, &take, &marked, err)) < 0)
+			goto cleanup;
+	} while (!got && n == max && marked > 0);
+	if (got && load_run(q, take.key, take.id, d, err) < 0)
+		goto cleanup;
+	rc = got;
+cleanup:
+	for (size_t i = 0; i < n; i++)
+		free(c[i].key);
+	free(c);
+	free(take.key);
+	if (sqlite3_exec(q->db, rc >= 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK && rc >= 0)
+		rc = db_error(q, err, "commit");
+	if (rc < 0)
+		queue_delivery_free(d);
 	return rc;
 }
 
@@ -484,6 +606,19 @@ static int exec_ids(struct queue *q, const char *sql, const struct queue_deliver
 			db_error(q, err, "write");
 			goto cleanup;
 		}
+	}
+	/* whatever waited for this record may be able to go now */
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(q->db, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on = ?", -1, &st, NULL) !=
+	            SQLITE_OK) {
+		db_error(q, err, "prepare");
+		goto cleanup;
+	}
+	sqlite3_bind_text(st, 1, d->record_key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		db_error(q, err, "write");
+		goto cleanup;
 	}
 	if (sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(q, err, "commit");
@@ -593,6 +728,11 @@ long queue_retry(struct queue *q, int64_t id, bool force, struct sbuf *err)
 		           "WHERE state = 'dead' AND id = ?"
 		         : "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0 WHERE state = 'dead'";
 
+	/* deliveries that waited for these look again */
+	if (sqlite3_exec(q->db, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on IS NOT NULL", NULL, NULL,
+	                 NULL) != SQLITE_OK)
+		return db_error(q, err, "write");
+
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_error(q, err, "prepare");
 	if (id)
@@ -640,7 +780,7 @@ struct queue_committer {
 	pthread_cond_t done;
 	struct waiter *head, *tail;
 	bool stop;
-	void (*observe)(double, bool, void *);
+	void (*observe)(double, const char *, void *);
 	void *observe_ctx;
 	void (*notify)(void *);
 	void *notify_ctx;
@@ -694,7 +834,7 @@ static void *committer_main(void *arg)
 			rc = queue_put(c->q, items, n, &err);
 		}
 		if (c->observe)
-			c->observe(seconds_now() - t0, rc == 0, c->observe_ctx);
+			c->observe(seconds_now() - t0, rc == 0 ? NULL : sbuf_str(&err), c->observe_ctx);
 		pthread_mutex_lock(&c->mu);
 		for (struct waiter *w = batch; w; w = w->next) {
 			w->state = rc == 0 ? 1 : -1;
@@ -755,7 +895,7 @@ void queue_committer_stop(struct queue_committer *c)
 	free(c);
 }
 
-void queue_committer_observe(struct queue_committer *c, void (*fn)(double, bool, void *), void *ctx)
+void queue_committer_observe(struct queue_committer *c, void (*fn)(double, const char *, void *), void *ctx)
 {
 	c->observe = fn;
 	c->observe_ctx = ctx;

@@ -10,13 +10,17 @@
  * every waiting delivery in one transaction and wakes each caller with the
  * outcome; a failed commit is reported to every caller, never hidden.
  *
- * Workers take the oldest pending delivery of a record that is not being
- * worked on, whose retry time has come, and that does not wait for an older
- * pending delivery of a record it depends on (a team or membership waits for
- * the employees it names, an employee for its manager) nor for an older one
- * that names it (an employee waits for the team listing it), and deliveries
- * that change the same team's group apply one at a time; consecutive pending deliveries of the same type
- * for the same record are coalesced into the newest.  A delivery leaves the
+ * Workers take the next delivery whose turn has come: new deliveries in
+ * arrival order first, then retries by the time they are due.  A delivery
+ * waits only for older pending (or held) deliveries of its own record, of
+ * the records it depends on (a team or membership waits for the employees
+ * it names, an employee for its manager), of the records that name it (an
+ * employee waits for the team listing it), and of the teams whose group it
+ * changes.  A delivery found waiting is marked with the record it waits for
+ * and is not looked at again until a delivery of that record changes state,
+ * so the choice costs a few index look-ups however many deliveries wait,
+ * back off or fail.  Consecutive pending deliveries of the same type for the
+ * same record are coalesced into the newest.  A delivery leaves the
  * queue when applied; after max_attempts record-level failures it becomes a
  * dead letter with its reason, which `queue retry` or `queue drop` settles.
  * Invalid bodies go to a separate rejected log with their reason.
@@ -108,8 +112,10 @@ void queue_committer_stop(struct queue_committer *c);
 /* Durably stores one delivery; returns 0 once committed, -1 (reason in err)
  * when the store could not commit it. */
 int queue_submit(struct queue_committer *c, const char *type, const char *body, struct sbuf *err);
-/* Called after every commit with its duration in seconds and outcome. */
-void queue_committer_observe(struct queue_committer *c, void (*fn)(double seconds, bool ok, void *ctx), void *ctx);
+/* Called after every commit with its duration in seconds and outcome (the
+ * reason, when it failed; NULL when it succeeded). */
+void queue_committer_observe(struct queue_committer *c, void (*fn)(double seconds, const char *error, void *ctx),
+                             void *ctx);
 /* Called after every successful commit (workers wake up). */
 void queue_committer_notify(struct queue_committer *c, void (*fn)(void *ctx), void *ctx);
 

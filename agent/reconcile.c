@@ -29,6 +29,7 @@ struct held {
 
 struct run {
 	const struct config *cfg;
+	const struct reconcile_options *opt;
 	const struct mapping *m;
 	struct apply_ctx a;
 	struct reconcile_report *rep;
@@ -46,6 +47,14 @@ struct run {
 	double batch_start;   /* when that transaction began (monotonic seconds) */
 	bool failed;          /* the directory or the API failed: stop */
 };
+
+/* Whether a signal asked the run to stop (it is then marked interrupted). */
+static bool stopped(struct run *r)
+{
+	if (r->opt->stop && *r->opt->stop)
+		r->rep->interrupted = true;
+	return r->rep->interrupted;
+}
 
 static char *id_of(const cJSON *o, const char *field)
 {
@@ -77,10 +86,14 @@ static int on_destructive(void *ctx, const cJSON *record, const char *key, const
 static int keep_title(void *ctx, const cJSON *c)
 {
 	struct run *r = ctx;
-	char *emp = id_of(c, "employee_id");
+	char *emp;
 	const cJSON *title = cJSON_GetObjectItemCaseSensitive(c, "job_title");
 	const char *date = "";
 	static const char *const keys[] = { "effective_on", "starts_on", "created_at", NULL };
+
+	if (stopped(r))
+		return -1;
+	emp = id_of(c, "employee_id");
 
 	for (size_t i = 0; keys[i]; i++) {
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, keys[i]);
@@ -106,7 +119,7 @@ static int keep_team(void *ctx, const cJSON *t)
 	struct run *r = ctx;
 	const cJSON *members = cJSON_GetObjectItemCaseSensitive(t, "employee_ids"), *m;
 
-	if (factorial_collect(r->teams, t) < 0)
+	if (stopped(r) || factorial_collect(r->teams, t) < 0)
 		return -1;
 	cJSON_ArrayForEach(m, members) {
 		char num[64];
@@ -205,7 +218,7 @@ static int on_employee(void *ctx, const cJSON *item)
 	cJSON *rec;
 	char *id;
 
-	if (r->failed)
+	if (r->failed || stopped(r))
 		return -1;
 	r->rep->employees++;
 	rec = cJSON_Duplicate(item, 1);
@@ -247,6 +260,8 @@ static void on_orphan(void *ctx, const char *key, const char *dn)
 	struct run *r = ctx;
 	struct sbuf err;
 
+	if (stopped(r))
+		return;
 	r->rep->orphans++;
 	if (r->cfg->sync.orphans == CONFIG_ORPHANS_REPORT) {
 		sbuf_addf(r->report, "orphan: %s (%s=%s): no employee in Factorial has this key; left as it is "
@@ -298,17 +313,168 @@ static bool guard_allows(struct run *r, const struct reconcile_options *opt)
 	return false;
 }
 
+/* "name%5B%5D=ID" for a list filter on the one employee of --employee, or NULL. */
+static const char *one_employee(struct run *r, struct sbuf *q, const char *name)
+{
+	char *e;
+
+	sbuf_reset(q);
+	if (!r->opt->employee_id)
+		return NULL;
+	e = curl_escape_id(r->opt->employee_id);
+	sbuf_addf(q, "%s%%5B%%5D=%s", name, e ? e : "");
+	free(e);
+	return sbuf_str(q);
+}
+
+/* What the employees are mapped with besides themselves: job titles, teams. */
+static int read_related(struct run *r, struct factorial *api)
+{
+	struct sbuf q;
+	int rc = -1;
+
+	sbuf_init(&q);
+	if (mapping_uses_field(r->m, MAPPING_EMPLOYEE, "job_title") &&
+	    factorial_list(api, "contracts/contract_versions", one_employee(r, &q, "employee_ids"), keep_title, r,
+	                   r->err) < 0)
+		goto cleanup;
+	if (r->m->obj[MAPPING_TEAM].present || mapping_uses_field(r->m, MAPPING_EMPLOYEE, "team_ids")) {
+		r->teams = cJSON_CreateArray();
+		r->team_ids = cJSON_CreateObject();
+		if (!r->teams || !r->team_ids || factorial_list(api, "teams/teams", NULL, keep_team, r, r->err) < 0)
+			goto cleanup;
+		if (!mapping_uses_field(r->m, MAPPING_EMPLOYEE, "team_ids")) {
+			cJSON_Delete(r->team_ids);
+			r->team_ids = NULL;
+		}
+	}
+	rc = 0;
+cleanup:
+	sbuf_free(&q);
+	return rc;
+}
+
+static int read_employees(struct run *r, struct factorial *api)
+{
+	struct sbuf q;
+	int rc = 0;
+
+	sbuf_init(&q);
+	if (r->m->obj[MAPPING_EMPLOYEE].present &&
+	    factorial_list(api, "employees/employees", one_employee(r, &q, "ids"), on_employee, r, r->err) < 0) {
+		if (!r->failed && !r->err->len && !r->rep->interrupted)
+			sbuf_adds(r->err, "reading the employees failed");
+		rc = -1;
+	}
+	if (rc == 0 && r->opt->employee_id && r->rep->employees == 0)
+		sbuf_addf(r->report, "employee %s: not in Factorial\n", r->opt->employee_id);
+	sbuf_free(&q);
+	return rc;
+}
+
+/* A second look at records whose references were created later in the run. */
+static int second_look(struct run *r)
+{
+	const cJSON *rec;
+
+	cJSON_ArrayForEach(rec, r->again) {
+		if (stopped(r))
+			return -1;
+		handle(r, MAPPING_EMPLOYEE, rec, true);
+		if (r->failed)
+			return -1;
+	}
+	return 0;
+}
+
+/* Orphans, then the deletion guard's verdict on every disable and delete, then what it allows. */
+static int settle_destructive(struct run *r)
+{
+	if (!r->opt->employee_id && r->rep->employees > 0)
+		apply_cache_orphans(&r->a, on_orphan, r);
+	if (r->failed || stopped(r))
+		return -1;
+	if (!guard_allows(r, r->opt)) {
+		r->rep->guard_tripped = true;
+		r->rep->guarded = (long)r->nheld;
+		return 0;
+	}
+	r->a.defer_destructive = false;
+	for (size_t i = 0; i < r->nheld && !r->failed && !stopped(r); i++) {
+		struct sbuf e;
+		sbuf_init(&e);
+		if (r->held[i].record) {
+			handle(r, MAPPING_EMPLOYEE, r->held[i].record, true);
+		} else if (apply_orphan(&r->a, r->held[i].key, r->orphan_delete, &e) < 0) {
+			if (r->a.connection_lost) {
+				sbuf_adds(r->err, sbuf_str(&e));
+				r->failed = true;
+			} else {
+				record_error(r, sbuf_str(&e));
+			}
+		}
+		sbuf_free(&e);
+	}
+	return r->failed || r->rep->interrupted ? -1 : 0;
+}
+
+static int sync_teams(struct run *r)
+{
+	const cJSON *t;
+
+	if (r->opt->employee_id || !r->teams || !r->m->obj[MAPPING_TEAM].present)
+		return 0;
+	r->a.defer_destructive = false;
+	cJSON_ArrayForEach(t, r->teams) {
+		if (stopped(r))
+			return -1;
+		handle(r, MAPPING_TEAM, t, false);
+		if (r->failed)
+			return -1;
+	}
+	return 0;
+}
+
+/* Collects what is still in flight and commits the audit rows of what the
+ * server confirmed: also when the run stops early. */
+static void finish(struct run *r)
+{
+	struct sbuf e;
+
+	apply_flush(&r->a);
+	sbuf_init(&e);
+	if (r->a.st && store_commit(r->a.st, &e) < 0)
+		log_warn("sync: %s", sbuf_str(&e));
+	sbuf_free(&e);
+	r->rep->sum = r->a.sum;
+}
+
+static void run_free(struct run *r)
+{
+	apply_cache_free(&r->a);
+	for (size_t i = 0; i < r->nheld; i++) {
+		cJSON_Delete(r->held[i].record);
+		free(r->held[i].key);
+		free(r->held[i].dn);
+	}
+	free(r->held);
+	cJSON_Delete(r->teams);
+	cJSON_Delete(r->team_ids);
+	cJSON_Delete(r->again);
+	strmap_free(&r->titles);
+	strmap_free(&r->title_dates);
+}
+
 int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldapw *lw, struct factorial *api,
                   struct store *st, const struct reconcile_options *opt, struct sbuf *ldif, struct sbuf *report,
                   struct reconcile_report *rep, struct sbuf *err)
 {
-	struct run r = { .cfg = cfg, .m = m, .rep = rep, .report = report, .err = err };
+	struct run r = { .cfg = cfg, .opt = opt, .m = m, .rep = rep, .report = report, .err = err };
 	char today[16];
-	struct sbuf q;
-	int rc = -1;
+	bool complete = false;
+	int rc;
 
 	memset(rep, 0, sizeof(*rep));
-	sbuf_init(&q);
 	strmap_init(&r.titles);
 	strmap_init(&r.title_dates);
 	clock_today(today, sizeof(today));
@@ -328,120 +494,23 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 	r.orphan_delete = cfg->sync.orphans == CONFIG_ORPHANS_DELETE;
 	r.again = cJSON_CreateArray();
 
-	if (apply_cache_load(&r.a, err) < 0)
-		goto cleanup;
-	if (r.a.st && store_begin(r.a.st, err) < 0)
+	if (apply_cache_load(&r.a, err) < 0 || (r.a.st && store_begin(r.a.st, err) < 0))
 		goto cleanup;
 	r.batch_start = mono();
-	if (opt->employee_id) {
-		char *e = curl_escape_id(opt->employee_id);
-		sbuf_addf(&q, "employee_ids%%5B%%5D=%s", e ? e : "");
-		free(e);
-	}
-	if (mapping_uses_field(m, MAPPING_EMPLOYEE, "job_title") &&
-	    factorial_list(api, "contracts/contract_versions", opt->employee_id ? sbuf_str(&q) : NULL, keep_title, &r,
-	                   err) < 0)
+	if (read_related(&r, api) < 0 || read_employees(&r, api) < 0 || flush(&r) < 0 || second_look(&r) < 0 ||
+	    settle_destructive(&r) < 0 || flush(&r) < 0 || sync_teams(&r) < 0 || flush(&r) < 0)
 		goto cleanup;
-	if (m->obj[MAPPING_TEAM].present || mapping_uses_field(m, MAPPING_EMPLOYEE, "team_ids")) {
-		r.teams = cJSON_CreateArray();
-		r.team_ids = cJSON_CreateObject();
-		if (!r.teams || !r.team_ids || factorial_list(api, "teams/teams", NULL, keep_team, &r, err) < 0)
-			goto cleanup;
-		if (!mapping_uses_field(m, MAPPING_EMPLOYEE, "team_ids")) {
-			cJSON_Delete(r.team_ids);
-			r.team_ids = NULL;
-		}
-	}
-	sbuf_reset(&q);
-	if (opt->employee_id) {
-		char *e = curl_escape_id(opt->employee_id);
-		sbuf_addf(&q, "ids%%5B%%5D=%s", e ? e : "");
-		free(e);
-	}
-	if (m->obj[MAPPING_EMPLOYEE].present &&
-	    factorial_list(api, "employees/employees", opt->employee_id ? sbuf_str(&q) : NULL, on_employee, &r, err) < 0) {
-		if (!r.failed && !err->len)
-			sbuf_adds(err, "reading the employees failed");
-		goto cleanup;
-	}
-	if (opt->employee_id && rep->employees == 0)
-		sbuf_addf(report, "employee %s: not in Factorial\n", opt->employee_id);
-	if (flush(&r) < 0)
-		goto cleanup;
-	/* a second look at records whose references were created later in the run */
-	{
-		const cJSON *rec;
-		cJSON_ArrayForEach(rec, r.again) {
-			handle(&r, MAPPING_EMPLOYEE, rec, true);
-			if (r.failed)
-				goto cleanup;
-		}
-	}
-	if (!opt->employee_id && rep->employees > 0)
-		apply_cache_orphans(&r.a, on_orphan, &r);
-	if (r.failed)
-		goto cleanup;
-	/* the guard, then what it allows */
-	if (guard_allows(&r, opt)) {
-		r.a.defer_destructive = false;
-		for (size_t i = 0; i < r.nheld && !r.failed; i++) {
-			struct sbuf e;
-			sbuf_init(&e);
-			if (r.held[i].record) {
-				handle(&r, MAPPING_EMPLOYEE, r.held[i].record, true);
-			} else if (apply_orphan(&r.a, r.held[i].key, r.orphan_delete, &e) < 0) {
-				if (r.a.connection_lost) {
-					sbuf_adds(err, sbuf_str(&e));
-					r.failed = true;
-				} else {
-					record_error(&r, sbuf_str(&e));
-				}
-			}
-			sbuf_free(&e);
-		}
-		if (r.failed)
-			goto cleanup;
-	} else {
-		rep->guard_tripped = true;
-		rep->guarded = (long)r.nheld;
-	}
-	if (flush(&r) < 0)
-		goto cleanup;
-	/* teams */
-	if (!opt->employee_id && r.teams && m->obj[MAPPING_TEAM].present) {
-		const cJSON *t;
-		r.a.defer_destructive = false;
-		cJSON_ArrayForEach(t, r.teams) {
-			handle(&r, MAPPING_TEAM, t, false);
-			if (r.failed)
-				goto cleanup;
-		}
-	}
-	if (flush(&r) < 0)
-		goto cleanup;
-	rc = (rep->record_errors || rep->guard_tripped) ? 1 : 0;
+	complete = true;
 cleanup:
-	apply_flush(&r.a);
-	if (r.a.st) {
-		struct sbuf e;
-		sbuf_init(&e);
-		if (store_commit(r.a.st, &e) < 0)
-			log_warn("sync: %s", sbuf_str(&e));
-		sbuf_free(&e);
-	}
-	rep->sum = r.a.sum;
-	apply_cache_free(&r.a);
-	for (size_t i = 0; i < r.nheld; i++) {
-		cJSON_Delete(r.held[i].record);
-		free(r.held[i].key);
-		free(r.held[i].dn);
-	}
-	free(r.held);
-	cJSON_Delete(r.teams);
-	cJSON_Delete(r.team_ids);
-	cJSON_Delete(r.again);
-	strmap_free(&r.titles);
-	strmap_free(&r.title_dates);
-	sbuf_free(&q);
+	finish(&r);
+	if (complete)
+		rc = (rep->record_errors || rep->guard_tripped) ? 1 : 0;
+	else if (rep->interrupted && !r.failed && !r.a.connection_lost)
+		rc = 1;
+	else
+		rc = -1;
+	if (rc < 0 && !err->len)
+		sbuf_adds(err, "the connection to the directory failed");
+	run_free(&r);
 	return rc;
 }

@@ -22,6 +22,7 @@
 #ifndef FLA_RECONCILE_H
 #define FLA_RECONCILE_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "apply.h"
@@ -36,6 +37,9 @@ struct reconcile_options {
 	bool dry_run;
 	const char *employee_id; /* only this employee (no orphans, no teams) */
 	bool force;              /* past the deletion guard */
+	/* when it becomes non-zero (a signal), the run stops between operations:
+	 * what was sent is collected and recorded, the report says so */
+	const volatile sig_atomic_t *stop;
 };
 
 struct reconcile_report {
@@ -47,12 +51,15 @@ struct reconcile_report {
 	long record_errors;
 	long guarded;     /* disables and deletes the guard held back */
 	bool guard_tripped;
+	bool interrupted;     /* stopped early by opt->stop */
 	struct apply_summary sum;
 };
 
-/* Runs a sync; returns 0 when everything was done, 1 when records failed or
- * the guard held changes back, -1 when the directory or the API failed (the
- * reason in err).  Messages a person reads go to report, one a line. */
+/* Runs a sync; returns 0 when everything was done, 1 when records failed,
+ * the guard held changes back or the run was stopped (rep->interrupted),
+ * -1 when the directory or the API failed (the reason in err).  Messages a
+ * person reads go to report, one a line.  rep holds what was done up to the
+ * end, whatever the outcome. */
 int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldapw *lw, struct factorial *api,
                   struct store *st, const struct reconcile_options *opt, struct sbuf *ldif, struct sbuf *report,
                   struct reconcile_report *rep, struct sbuf *err);

@@ -3,6 +3,7 @@
 #include "store.h"
 
 #include "clock.h"
+#include "statedir.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -75,6 +76,28 @@ static int db_error(struct store *st, struct sbuf *err, const char *what)
 	return -1;
 }
 
+/* The database, its WAL and shared-memory files: 0600 even when an older
+ * version or a wide umask left them readable by others. */
+static int private_files(const char *db, struct sbuf *err)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm", NULL };
+	char path[4096];
+	struct stat sb;
+
+	for (size_t i = 0; suffixes[i]; i++) {
+		snprintf(path, sizeof(path), "%s%s", db, suffixes[i]);
+		if (stat(path, &sb) < 0 || !(sb.st_mode & 077))
+			continue;
+		if (chmod(path, 0600) < 0) {
+			sbuf_addf(err, "state store: %s is readable by others (mode %04o) and cannot be narrowed: %s; "
+			               "chmod 600 %s",
+			          path, (unsigned)(sb.st_mode & 07777), strerror(errno), path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl, struct sqlite3 **db,
                   struct sbuf *err)
 {
@@ -83,11 +106,11 @@ int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl
 
 	*db = NULL;
 	sbuf_init(&path);
-	if ((flags & SQLITE_OPEN_CREATE) && mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
-		sbuf_addf(err, "state store: cannot create %s: %s", state_dir, strerror(errno));
+	if ((flags & SQLITE_OPEN_CREATE) && statedir_prepare(state_dir, err) < 0)
 		goto cleanup;
-	}
 	sbuf_addf(&path, "%s/state.db", state_dir);
+	if ((flags & SQLITE_OPEN_READWRITE) && private_files(sbuf_str(&path), err) < 0)
+		goto cleanup;
 	if (sqlite3_open_v2(sbuf_str(&path), db, flags, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(*db, busy_ms) != SQLITE_OK ||
 	    (ddl && sqlite3_exec(*db, ddl, NULL, NULL, NULL) != SQLITE_OK)) {

@@ -218,13 +218,16 @@ class TestOAuth(Api):
         r = subprocess.run([API_LIST, self.cfg, "api_public/webhook_subscriptions"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines()[-1], "0 items, 4 requests, 2 token refreshes")
-        # one refresh to start, one after the 401; the rotated refresh token was written back
+        # one refresh to start, one after the 401; the rotated refresh token was kept in the
+        # state folder, the configured file (the seed) left as it was
         self.assertEqual(self.fake.token_requests, 2)
-        path = os.path.join(self.d.path, "refresh-token")
+        path = os.path.join(self.d.path, "state", "oauth-refresh-token")
         with open(path) as f:
             token = f.read().strip()
         self.assertIn(token, self.fake.refresh_tokens)
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        with open(os.path.join(self.d.path, "refresh-token")) as f:
+            self.assertEqual(f.read(), "test-refresh-token\n")
 
     def test_persistent_401_fails_after_one_refresh(self):
         self.fake.fail_next(401, count=10, prefix="/api/")

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
-from agenttest import AgentDir, AgentProcess, http, run_agent  # noqa: E402
+from agenttest import AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import Slapd, free_port  # noqa: E402
 
@@ -27,25 +27,6 @@ GROUPS = "ou=groups,dc=example,dc=com"
 FORMER = "ou=former,dc=example,dc=com"
 CHALLENGE = "test-challenge"
 H = {"x-factorial-wh-challenge": CHALLENGE, "Content-Type": "application/json"}
-
-
-def wait_for(pred, timeout=60, every=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def metric(agent, name, **labels):
-    status, text = http("GET", agent.url("/metrics"))
-    want = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
-    for line in text.splitlines():
-        if line.startswith(f"factorial_ldap_agent_{name}{want} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 class Daemon(unittest.TestCase):

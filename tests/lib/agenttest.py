@@ -89,6 +89,7 @@ class AgentProcess:
         self.env = env
         self.proc = None
         self.port = None
+        self.command = None  # another command line (a user switch in front, say); default: the agent's run
 
     def start(self, wait=True):
         import re
@@ -102,7 +103,8 @@ class AgentProcess:
         if self.env:
             e.update(self.env)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([AGENT, "-c", self.config, "run"], stdout=self.log, stderr=self.log, env=e)
+        self.proc = subprocess.Popen(self.command or [AGENT, "-c", self.config, "run"], stdout=self.log,
+                                     stderr=self.log, env=e)
         if not wait:
             return self
         deadline = time.monotonic() + 30
@@ -163,3 +165,25 @@ def http(method, url, body=None, headers=None, timeout=30):
             return r.status, r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
+
+
+def wait_for(pred, timeout=60, every=0.1, what="condition"):
+    """Polls pred until it returns something true (returned), or fails the test after timeout seconds."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric(agent, name, **labels):
+    """The value of one sample of the agent's /metrics (0 when absent)."""
+    status, text = http("GET", agent.url("/metrics"))
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+    for line in text.splitlines():
+        if line.startswith(f"factorial_ldap_agent_{name}{want} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -102,8 +102,10 @@ class SlapdError(Exception):
 class Slapd(Directory):
     error = SlapdError
 
-    def __init__(self, base_tree=True, extra_conf="", acl=True, tls=False):
+    def __init__(self, base_tree=True, extra_conf="", acl=True, tls=False, log_operations=False):
         self.tls = tls
+        # with log_operations, slapd.log has a line per operation (loglevel stats): operations()
+        self.debug = "256" if log_operations else "0"
         self.ca_file = None
         self.ldaps_uri = None
         self.base_tree = base_tree
@@ -211,7 +213,7 @@ index uid,cn,mail,employeeNumber,businessCategory,memberUid,member eq
             self._log = open(os.path.join(self.dir, "slapd.log"), "wb")
             self.proc = subprocess.Popen(
                 [slapd, "-f", os.path.join(self.dir, "slapd.conf"),
-                 "-h", self._listen(), "-d", "0"],
+                 "-h", self._listen(), "-d", self.debug],
                 stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 self._wait_ready()
@@ -264,7 +266,7 @@ index uid,cn,mail,employeeNumber,businessCategory,memberUid,member eq
         self._log = open(os.path.join(self.dir, "slapd.log"), "ab")
         self.proc = subprocess.Popen(
             [slapd, "-f", os.path.join(self.dir, "slapd.conf"),
-             "-h", self._listen(), "-d", "0"],
+             "-h", self._listen(), "-d", self.debug],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
 
@@ -273,6 +275,11 @@ index uid,cn,mail,employeeNumber,businessCategory,memberUid,member eq
         if self.dir and os.path.isdir(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
         _running.discard(self)
+
+    def operations(self):
+        """The operations slapd logged (with log_operations): ["BIND", "SRCH", ...]."""
+        import re
+        return re.findall(r" op=\d+ (BIND|SRCH|ADD|MOD|MODRDN|DEL|EXT|CMP|UNBIND|ABANDON)\b", self.log_text())
 
     def log_text(self):
         try:

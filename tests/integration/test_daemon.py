@@ -1,0 +1,395 @@
+"""`run` and `sync` as a deployment meets them: one agent per state folder, a
+start that fails before writing anything, a fair queue, health that costs the
+directory nothing, OAuth rotation that survives a read-only configuration
+folder, a start-up reconcile retried, honest sync summaries and audit, private
+state files.  Real slapd, the fake Factorial."""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from agenttest import AGENT, AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
+from fakefactorial import FakeFactorial  # noqa: E402
+from slapd import Slapd, free_port  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_apply import MAPPING, person  # noqa: E402
+
+PEOPLE = "ou=people,dc=example,dc=com"
+CHALLENGE = "test-challenge"
+H = {"x-factorial-wh-challenge": CHALLENGE, "Content-Type": "application/json"}
+TODAY = {"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"}
+
+
+def tree(path):
+    """Every file below path with its size, mode and content hash, to compare before and after."""
+    import hashlib
+    out = {}
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            st = os.stat(p)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, path)] = (st.st_size, st.st_mode, st.st_mtime_ns,
+                                                 hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+class Case(unittest.TestCase):
+    """A slapd, a fake Factorial and an agent folder; configurations made per test."""
+
+    def setUp(self):
+        self.ldap = Slapd(**self.slapd_options()).start()
+        self.addCleanup(self.ldap.stop)
+        self.fake = FakeFactorial(fixtures=None).start()
+        self.addCleanup(self.fake.stop)
+        self.d = AgentDir()
+        self.addCleanup(self.d.close)
+        self.d.file("mapping.yaml", MAPPING)
+
+    def slapd_options(self):
+        return {}
+
+    def config(self, name="agent.yaml", port=None, public="https://agent.example.com/hooks", extra="",
+               webhooks_extra="", state="state"):
+        port = port or free_port()
+        text = open(self.d.standard(ldap_uri=self.ldap.uri, base_url=self.fake.base_url, enrich=False,
+                                    public_url=public, extra=extra)).read()
+        text = text.replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{port}"')
+        text = text.replace("  challenge_file: challenge\n", "  challenge_file: challenge\n" + webhooks_extra)
+        text = text.replace("state_dir: state\n", f"state_dir: {state}\n")
+        return self.d.file(name, text)
+
+    def start(self, cfg, log="agent.log", env=None):
+        agent = AgentProcess(cfg, os.path.join(self.d.path, log), env=env).start()
+        self.addCleanup(agent.stop)
+        return agent
+
+    def post(self, agent, type_, record):
+        return http("POST", agent.url("/hooks/" + type_), json.dumps(record), H)[0]
+
+    def people_dns(self):
+        return sorted(self.ldap.search(PEOPLE, scope="one", attrs=["1.1"]))
+
+
+class TestOneAgentPerStateFolder(Case):
+    def test_a_second_run_exits_at_once_naming_the_first(self):
+        first = self.start(self.config(public="https://first.example.com/hooks",
+                                       extra="sync: { interval: 0 }\n"))
+        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="the first agent's subscriptions")
+        targets = sorted(s["target_url"] for s in self.fake.subscriptions.values())
+        self.assertTrue(all(t.startswith("https://first.example.com/hooks/") for t in targets))
+        second = self.config(name="second.yaml", public="https://second.example.com/hooks",
+                             extra="sync: { interval: 0 }\n")
+        t0 = time.monotonic()
+        r = run_agent("-c", second, "run", timeout=30)
+        self.assertLess(time.monotonic() - t0, 1.5)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"pid {first.proc.pid} (run)", r.stderr)
+        self.assertIn(os.path.join(self.d.path, "state"), r.stderr)
+        self.assertIn("one agent per state folder", r.stderr)
+        time.sleep(0.5)
+        self.assertEqual(sorted(s["target_url"] for s in self.fake.subscriptions.values()), targets)
+        self.assertEqual(first.proc.poll(), None)
+
+    def test_sync_refuses_while_run_holds_the_folder_and_sigusr1_reconciles(self):
+        self.fake.put_employee(dict(person(1, "Ana", "Lock"), company_id=1234))
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        agent = self.start(cfg)
+        r = run_agent("-c", cfg, "sync", env=TODAY)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"the agent running as pid {agent.proc.pid} (run) owns the state folder", r.stderr)
+        self.assertIn(f"kill -USR1 {agent.proc.pid}", r.stderr)
+        self.assertEqual(self.people_dns(), [])
+        dry = run_agent("-c", cfg, "sync", "--dry-run", env=TODAY)
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        self.assertIn("1 to add", dry.stderr)
+        self.assertEqual(run_agent("-c", cfg, "queue", "list").returncode, 0)
+        agent.signal(signal.SIGUSR1)
+        wait_for(lambda: self.people_dns() == [f"uid=ana.lock,{PEOPLE}"], 30, what="the requested reconcile")
+        self.assertIn("sync: starting (SIGUSR1)", agent.log_text())
+
+    def test_queue_retry_says_who_applies_the_deliveries(self):
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 0 }\nqueue: { retry_delay: 1s, max_attempts: 1 }\n")
+        agent = self.start(cfg)
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract",
+                                   person(7, "No", "Mail", login_email=None)), 200)
+        wait_for(lambda: metric(agent, "dead_letters") == 1, 30, what="a dead letter")
+        r = run_agent("-c", cfg, "queue", "retry")
+        self.assertEqual((r.returncode, r.stdout), (0, "1 delivery queued again\n"))
+        self.assertIn(f"the agent running as pid {agent.proc.pid} (run) applies them now", r.stderr)
+        wait_for(lambda: metric(agent, "dead_letters") == 1 and metric(agent, "queue_depth") == 0, 30,
+                 what="the retry to fail again")
+        agent.stop()
+        r = run_agent("-c", cfg, "queue", "retry")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("no agent is running on", r.stderr)
+        self.assertIn("they are applied when `run` starts", r.stderr)
+
+
+class TestStartOrder(Case):
+    def test_a_port_in_use_ends_the_start_having_written_nothing(self):
+        # a first run leaves a store, a subscription set and an entry behind
+        cfg = self.config(public="https://agent.example.com/hooks", extra="sync: { interval: 1h }\n")
+        agent = self.start(cfg)
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Port")), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=ana.port,{PEOPLE}"], 30, what="the entry")
+        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="the subscriptions")
+        self.assertEqual(agent.stop(), 0)
+        # then the configuration changes (another public URL, a drifted employee) and the port is taken
+        self.fake.put_employee(dict(person(2, "Eva", "Port"), company_id=1234))
+        busy = socket.socket()
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        port = free_port()
+        busy.bind(("127.0.0.1", port))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        cfg = self.config(port=port, public="https://moved.example.com/hooks", extra="sync: { interval: 1h }\n")
+        store = tree(os.path.join(self.d.path, "state"))
+        subs = json.dumps(self.fake.subscriptions, sort_keys=True)
+        requests = len(self.fake.requests)
+        entries = self.ldap.search("dc=example,dc=com", attrs=["*", "+"])
+        t0 = time.monotonic()
+        r = run_agent("-c", cfg, "run", timeout=30)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"webhooks.listen: cannot listen on 127.0.0.1:{port}: Address already in use", r.stderr)
+        self.assertEqual(tree(os.path.join(self.d.path, "state")), store)
+        self.assertEqual(json.dumps(self.fake.subscriptions, sort_keys=True), subs)
+        self.assertEqual(len(self.fake.requests), requests)
+        self.assertEqual(self.ldap.search("dc=example,dc=com", attrs=["*", "+"]), entries)
+
+
+class TestFairQueue(Case):
+    def test_refused_deliveries_do_not_delay_a_good_one(self):
+        # the directory refuses every employee that has a shoe size (an attribute its schema lacks)
+        self.d.file("mapping.yaml", MAPPING.replace("    loginShell: /bin/bash\n",
+                                                    "    loginShell: /bin/bash\n    shoeSize: \"{shoe}\"\n"))
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 0 }\nqueue: { retry_delay: 1s, max_attempts: 1000 }\n")
+        agent = self.start(cfg)
+        bad = 3000
+
+        def send(i):
+            return self.post(agent, "employees/employee/update", dict(person(10000 + i, f"B{i}", "Bad"), shoe=42))
+
+        with ThreadPoolExecutor(8) as pool:
+            self.assertEqual(set(pool.map(send, range(bad))), {200})
+        # every bad one was refused at least once: they back off and come back, again and again
+        wait_for(lambda: metric(agent, "queue_depth") == bad and "attempt 1 of 1000" in agent.log_text()
+                 and self.refused(agent) >= bad, 180, 0.5, what="every bad delivery refused once")
+        t0 = time.monotonic()
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Good", "Hire")), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=good.hire,{PEOPLE}"], 30, 0.02, what="the good hire")
+        self.assertLess(time.monotonic() - t0, 2.0, "a good delivery waited behind refused ones")
+
+    @staticmethod
+    def refused(agent):
+        return metric(agent, "applies_total", operation="none", result="error")
+
+
+class TestHealth(Case):
+    def slapd_options(self):
+        return {"log_operations": True}
+
+    def test_healthz_asks_the_directory_nothing_and_still_sees_it_go(self):
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        agent = self.start(cfg)
+        wait_for(lambda: http("GET", agent.url("/healthz"))[0] == 200, 10, what="a healthy agent")
+        before = len(self.ldap.operations())
+        for _ in range(100):
+            status, body = http("GET", agent.url("/healthz"))
+            self.assertEqual(status, 200)
+        self.assertEqual(len(self.ldap.operations()), before, "health checks reached the directory")
+        self.assertRegex(body, r"^ok\ndirectory ldap://127\.0\.0\.1:\d+: ok.*\nstate store: ok\n"
+                               r"queue: 0 pending, 0 held, 0 dead\n$")
+        self.ldap.pause()
+        t0 = time.monotonic()
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(http("GET", agent.url("/healthz"))),
+                                15, 0.2, what="503")
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertIn(f"directory {self.ldap.uri}: unreachable", body)
+        self.ldap.resume()
+        wait_for(lambda: http("GET", agent.url("/healthz"))[0] == 200, 30, what="health back")
+
+
+class TestOAuthRotation(Case):
+    """The configuration folder is read-only for the agent's user (as under ProtectSystem=strict)."""
+
+    def oauth_config(self):
+        self.d.secret("client-secret", "test-client-secret")
+        self.d.secret("refresh-token", "test-refresh-token")
+        cfg = self.config(extra="sync: { interval: 0 }\n")
+        text = open(cfg).read().replace(
+            "  api_key_file: api-key\n",
+            f"  oauth:\n    token_url: {self.fake.base_url}/oauth/token\n    client_id: test-client\n"
+            "    client_secret_file: client-secret\n    refresh_token_file: refresh-token\n")
+        return self.d.file("agent.yaml", text)
+
+    def as_nobody(self):
+        """The agent runs as nobody: it reads its configuration and writes only its state folder."""
+        if not os.path.exists("/usr/bin/setpriv"):
+            self.skipTest("setpriv (util-linux) is missing")
+        os.chmod(self.d.path, 0o755)
+        for name in os.listdir(self.d.path):
+            p = os.path.join(self.d.path, name)
+            if os.stat(p).st_mode & 0o077 == 0 and os.path.isfile(p):
+                os.chown(p, 65534, 65534)  # secrets: the agent's own, 0600
+        os.chown(os.path.join(self.d.path, "state"), 65534, 65534)
+        os.chmod(os.path.join(self.d.path, "state"), 0o700)
+        return ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+    def start_as(self, prefix, cfg, log):
+        agent = AgentProcess(cfg, os.path.join(self.d.path, log))
+        agent.command = prefix + [AGENT, "-c", cfg, "run"]
+        agent.start()
+        self.addCleanup(agent.stop)
+        return agent
+
+    def test_rotation_survives_a_restart_with_a_read_only_configuration_folder(self):
+        cfg = self.oauth_config()
+        prefix = self.as_nobody()
+        agent = self.start_as(prefix, cfg, "one.log")
+        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions made with an OAuth token")
+        self.assertEqual(agent.stop(), 0)
+        kept = os.path.join(self.d.path, "state", "oauth-refresh-token")
+        with open(kept) as f:
+            token = f.read().strip()
+        self.assertEqual(self.fake.refresh_tokens, {token})  # the seed is spent, the rotated one is kept
+        self.assertEqual(os.stat(kept).st_mode & 0o777, 0o600)
+        with open(os.path.join(self.d.path, "refresh-token")) as f:
+            self.assertEqual(f.read(), "test-refresh-token\n")
+        self.assertNotIn("could not be saved", agent.log_text())
+        # a restart spends the kept token, not the spent seed
+        self.fake.subscriptions.clear()
+        requests = self.fake.token_requests
+        agent = self.start_as(prefix, cfg, "two.log")
+        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions after the restart")
+        self.assertEqual(self.fake.token_requests, requests + 1)
+        self.assertNotIn("invalid_grant", agent.log_text())
+        self.assertEqual(metric(agent, "oauth_refresh_token_unsaved"), 0)
+
+    def test_a_token_that_cannot_be_saved_is_kept_in_memory_and_shown(self):
+        cfg = self.oauth_config()
+        with open(cfg) as f:
+            text = f.read().replace("  challenge_file: challenge\n", "  challenge_file: challenge\n  check_interval: 1s\n")
+        self.d.file("agent.yaml", text)
+        os.makedirs(os.path.join(self.d.path, "state", "oauth-refresh-token.new"))  # in the way of the new file
+        agent = self.start(cfg)
+        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions")
+        self.assertIn("OAuth: the rotated refresh token could not be saved", agent.log_text())
+        self.assertIn("make the state folder writable", agent.log_text())
+        self.assertEqual(metric(agent, "oauth_refresh_token_unsaved"), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.d.path, "state", "oauth-refresh-token")))
+        # the agent goes on with the rotated token it holds in memory
+        requests = self.fake.token_requests
+        self.fake.expire_access_tokens()
+        wait_for(lambda: self.fake.token_requests > requests, 30, what="another refresh")
+        time.sleep(1.5)
+        self.assertNotIn("invalid_grant", agent.log_text())
+        self.assertNotIn("subscriptions: OAuth", agent.log_text())
+
+
+class TestStartupReconcileRetried(Case):
+    def test_a_failed_start_up_reconcile_is_tried_again(self):
+        self.fake.put_employee(dict(person(1, "Ana", "Retry"), company_id=1234))
+        self.fake.fail_next(500, count=12, prefix="/api/2026-07-01/resources/employees/")
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 1h, retry_delay: 1s }\n")
+        agent = self.start(cfg, env=TODAY)
+        wait_for(lambda: self.people_dns() == [f"uid=ana.retry,{PEOPLE}"], 60, what="the retried reconcile")
+        log = agent.log_text()
+        self.assertIn("sync: starting (at start)", log)
+        self.assertIn("sync: trying again in 1 s", log)
+        self.assertIn("sync: starting (trying again after a failure)", log)
+
+
+class TestSyncHonesty(Case):
+    def sync_config(self, n):
+        for i in range(1, n + 1):
+            self.fake.put_employee(dict(person(i, f"P{i}", "Sync"), company_id=1234))
+        return self.config(webhooks_extra="  manage_subscriptions: false\n")
+
+    def test_a_base_that_does_not_exist_is_counted_as_failures(self):
+        self.d.file("mapping.yaml", MAPPING.replace("base: ou=people,dc=example,dc=com",
+                                                    "base: ou=nowhere,dc=example,dc=com"))
+        cfg = self.sync_config(14)
+        r = run_agent("-c", cfg, "sync", env=TODAY)
+        self.assertEqual(r.returncode, 1)
+        lines = r.stderr.splitlines()
+        self.assertEqual(sum("No such object (32)" in line for line in lines), 14, r.stderr)
+        self.assertIn("14 employees read; 14 records checked, 14 differed, 14 failed; 0 orphans", r.stderr)
+        self.assertEqual(lines[-1], "0 added, 0 modified, 0 renamed, 0 disabled, 0 deleted, 14 failed")
+
+    def test_an_interrupted_sync_reports_what_it_did_and_the_audit_matches(self):
+        cfg = self.sync_config(3000)
+        proc = subprocess.Popen([AGENT, "-c", cfg, "sync"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=dict(os.environ, **TODAY))
+        wait_for(lambda: len(self.people_dns()) >= 100 or proc.poll() is not None, 120, 0.05,
+                 what="the sync to be under way")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 130, err[-3000:])
+        added = len(self.people_dns())
+        self.assertLess(added, 3000)
+        self.assertIn("sync: SIGINT: stopped between two operations", err)
+        self.assertIn("(interrupted)", err)
+        self.assertEqual(err.splitlines()[-1], f"{added} added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
+        audited = sorted(row[0] for row in db.execute("SELECT dn FROM audit WHERE operation = 'add'"))
+        db.close()
+        self.assertEqual(audited, self.people_dns())
+        # a log line for each add, and none for one that was not made
+        self.assertEqual(err.count(" (sync): add uid="), added)
+
+
+class TestPrivateState(Case):
+    def test_state_files_are_private_whatever_the_umask(self):
+        self.fake.put_employee(dict(person(1, "Ana", "Umask"), company_id=1234))
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", state="fresh-state")
+        r = subprocess.run([AGENT, "-c", cfg, "sync"], capture_output=True, text=True,
+                           env=dict(os.environ, **TODAY), preexec_fn=lambda: os.umask(0))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        state = os.path.join(self.d.path, "fresh-state")
+        self.assertEqual(os.stat(state).st_mode & 0o777, 0o700)
+        names = sorted(os.listdir(state))
+        self.assertIn("state.db", names)
+        for name in names:
+            self.assertEqual(os.stat(os.path.join(state, name)).st_mode & 0o777, 0o600, name)
+
+    def test_files_an_older_version_left_open_are_narrowed(self):
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        state = os.path.join(self.d.path, "state")
+        db = sqlite3.connect(os.path.join(state, "state.db"))
+        db.execute("CREATE TABLE t (x)")
+        db.close()
+        os.chmod(os.path.join(state, "state.db"), 0o644)
+        self.assertEqual(run_agent("-c", cfg, "queue", "list").returncode, 0)
+        self.assertEqual(os.stat(os.path.join(state, "state.db")).st_mode & 0o777, 0o600)
+
+    def test_a_state_folder_others_may_write_to_is_refused(self):
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        state = os.path.join(self.d.path, "state")
+        os.chmod(state, 0o775)
+        r = run_agent("-c", cfg, "run", timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"state_dir: {state} is writable by group (mode 0775)", r.stderr)
+        self.assertIn(f"chmod 700 {state}", r.stderr)
+        self.assertEqual(os.listdir(state), [])
+        r = run_agent("-c", cfg, "sync", env=TODAY)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"chmod 700 {state}", r.stderr)
+
+
+if __name__ == "__main__":
+    taprunner.main()
