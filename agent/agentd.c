@@ -782,10 +782,10 @@ static void *scheduler_main(void *arg)
 		if (store_schedule_due(st, today, enqueue_due, &dc, &err) < 0)
 			log_warn("scheduler: %s", sbuf_str(&err));
 		pthread_mutex_lock(&a->mu);
-		if (!a->stop) {
-			deadline_in(&ts, every);
-			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-		}
+		/* woken at every commit and reload: the next look comes after the whole period */
+		deadline_in(&ts, every);
+		while (!a->stop && pthread_cond_timedwait(&a->cv, &a->mu, &ts) == 0)
+			;
 		if (a->stop) {
 			pthread_mutex_unlock(&a->mu);
 			break;
@@ -1090,10 +1090,10 @@ static void *monitor_main(void *arg)
 		watch_store(a, st, q, &w, now);
 		snap_put(a, s);
 		pthread_mutex_lock(&a->mu);
-		if (!a->stop) {
-			deadline_in(&ts, MONITOR_EVERY);
-			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-		}
+		/* the condition is broadcast at every commit: wait the whole period all the same */
+		deadline_in(&ts, MONITOR_EVERY);
+		while (!a->stop && pthread_cond_timedwait(&a->cv, &a->mu, &ts) == 0)
+			;
 		go_on = !a->stop;
 		pthread_mutex_unlock(&a->mu);
 	}

@@ -22,4 +22,9 @@ time_t clock_now(void);
 /* Today's date in local time as YYYY-MM-DD (buf of at least 11 bytes). */
 void clock_today(char *buf, size_t len);
 
+/* ISO 8601: YYYY-MM-DD, optionally [T ]HH:MM[:SS[.frac]][Z|+HH:MM|+HHMM|+HH]
+ * (no zone: UTC).  Fills *utc (in UTC) and, when not NULL, *epoch (seconds
+ * since the epoch, with the fraction); 0, or -1 when s is not such a date. */
+int clock_parse_iso8601(const char *s, struct tm *utc, double *epoch);
+
 #endif

@@ -2,6 +2,8 @@
 
 #include "tmpl.h"
 
+#include "clock.h"
+
 #include "dn.h"
 #include "utf8.h"
 
@@ -548,95 +550,6 @@ static int parse_integer(const char *s, long long *out)
 	return 0;
 }
 
-static int days_in_month(int y, int m)
-{
-	static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	return m == 2 && leap ? 29 : d[m - 1];
-}
-
-static int digits(const char *s, size_t n, int *out)
-{
-	int v = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* ISO 8601: YYYY-MM-DD, optionally [T ]HH:MM[:SS[.frac]][Z|+HH:MM|+HHMM|+HH]. */
-static int parse_iso8601(const char *s, struct tm *tm)
-{
-	int y, mo, d, h = 0, mi = 0, se = 0, off = 0;
-	const char *p = s;
-	time_t t;
-
-	memset(tm, 0, sizeof(*tm));
-	if (strlen(s) < 10 || digits(p, 4, &y) < 0 || p[4] != '-' || digits(p + 5, 2, &mo) < 0 || p[7] != '-' ||
-	    digits(p + 8, 2, &d) < 0)
-		return -1;
-	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
-		return -1;
-	p += 10;
-	if (*p == 'T' || *p == 't' || *p == ' ') {
-		p++;
-		if (digits(p, 2, &h) < 0 || p[2] != ':' || digits(p + 3, 2, &mi) < 0)
-			return -1;
-		p += 5;
-		if (*p == ':') {
-			if (digits(p + 1, 2, &se) < 0)
-				return -1;
-			p += 3;
-			if (*p == '.' || *p == ',') {
-				p++;
-				if (!isdigit((unsigned char)*p))
-					return -1;
-				while (isdigit((unsigned char)*p))
-					p++;
-			}
-		}
-		if (h > 23 || mi > 59 || se > 60)
-			return -1;
-		if (*p == 'Z' || *p == 'z') {
-			p++;
-		} else if (*p == '+' || *p == '-') {
-			int oh, om = 0, sign = *p == '-' ? -1 : 1;
-			p++;
-			if (digits(p, 2, &oh) < 0)
-				return -1;
-			p += 2;
-			if (*p == ':')
-				p++;
-			if (isdigit((unsigned char)*p)) {
-				if (digits(p, 2, &om) < 0)
-					return -1;
-				p += 2;
-			}
-			if (oh > 23 || om > 59)
-				return -1;
-			off = sign * (oh * 3600 + om * 60);
-		}
-	}
-	if (*p)
-		return -1;
-	tm->tm_year = y - 1900;
-	tm->tm_mon = mo - 1;
-	tm->tm_mday = d;
-	tm->tm_hour = h;
-	tm->tm_min = mi;
-	tm->tm_sec = se > 59 ? 59 : se;
-	if (off) {
-		t = timegm(tm) - off;
-		if (!gmtime_r(&t, tm))
-			return -1;
-	}
-	return 0;
-}
-
 static void slugify(struct sbuf *out, const char *s, size_t len)
 {
 	struct sbuf a;
@@ -738,7 +651,7 @@ static int apply_one(const struct tmpl_filter *f, struct tmpl_env *env, const ch
 		size_t n;
 		if (!in[0])
 			return 0;
-		if (parse_iso8601(in, &tm) < 0) {
+		if (clock_parse_iso8601(in, &tm, NULL) < 0) {
 			sbuf_addf(env->err, "date: \"%s\" is not an ISO 8601 date or timestamp", in);
 			return -1;
 		}
