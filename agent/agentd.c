@@ -477,8 +477,12 @@ static void directory_ok(struct agentd *a)
 	pthread_mutex_unlock(&a->mu);
 }
 
-static const char *action_of(const struct apply_summary *s)
+static const char *action_of(const struct apply_ctx *ac)
 {
+	const struct apply_summary *s = &ac->sum;
+
+	if (ac->stale)
+		return "skipped-stale";
 	if (s->add)
 		return "add";
 	if (s->del)
@@ -632,7 +636,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 		applied = apply_delivery(&ac, d->type, body, &err);
 	}
 	if (applied == 0) {
-		const char *act = action_of(&ac.sum);
+		const char *act = action_of(&ac);
 		if (ac.sum.disable || ac.sum.del) {
 			struct sbuf ge;
 			sbuf_init(&ge);
@@ -668,7 +672,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 		if (queue_failed(w->q, d, sbuf_str(&err), wall_now() + delay, dead, &qe) < 0)
 			log_error("delivery %lld: %s", (long long)d->id, sbuf_str(&qe));
 		sbuf_free(&qe);
-		metrics_apply(action_of(&ac.sum), false);
+		metrics_apply(action_of(&ac), false);
 		if (dead)
 			log_error("delivery %lld %s %s: failed for good after %d attempt%s, kept as a dead letter: %s",
 			          (long long)d->id, d->type, d->record_key, attempts, attempts == 1 ? "" : "s", sbuf_str(&err));

@@ -2,6 +2,7 @@
 
 #include "apply.h"
 
+#include "clock.h"
 #include "dn.h"
 #include "ldifw.h"
 #include "log.h"
@@ -46,6 +47,8 @@ struct job {
 	bool counted;      /* the record's category was counted */
 	bool probe;        /* only count what would be done (the deletion guard asks) */
 	bool changed;      /* an operation was made (or printed) for this record */
+	bool deferred;     /* its change was handed to the deletion guard, not made */
+	bool returning;    /* a leaver coming back: not kept out of the groups it rejoins */
 	const char *key;   /* the record's key, once known */
 	unsigned probed;   /* operations counted in probe mode */
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
@@ -692,6 +695,8 @@ static int kept_out(struct job *j, const char *key)
 
 	if (!j->a->m->obj[MAPPING_EMPLOYEE].remove_from_groups)
 		return 0;
+	if (j->returning && j->key && strcmp(key, j->key) == 0)
+		return 0;
 	if (j->a->cache)
 		return strmap_get(&j->a->cache->terminated, key) != NULL;
 	if (!j->a->state)
@@ -708,7 +713,7 @@ static int lookup_employee(struct job *j, const char *id, char **dn, bool member
 {
 	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
 	static const char *const none[] = { "1.1", NULL };
-	const char *cached = membership ? NULL : strmap_get(&j->dn_cache, id);
+	const char *cached = strmap_get(&j->dn_cache, id);
 	struct ldapw_entries found;
 	struct ldapw_error e;
 	char *key = NULL, *filter = NULL;
@@ -716,12 +721,6 @@ static int lookup_employee(struct job *j, const char *id, char **dn, bool member
 	int rc = -1;
 
 	*dn = NULL;
-	if (cached) {
-		if (!*cached)
-			return 0;
-		*dn = strdup(cached);
-		return *dn ? 1 : -1;
-	}
 	if (!o->present)
 		return 0;
 	rec = id_record(id);
@@ -729,6 +728,12 @@ static int lookup_employee(struct job *j, const char *id, char **dn, bool member
 		goto cleanup;
 	if (membership && kept_out(j, key)) {
 		rc = 2;
+		goto cleanup;
+	}
+	if (cached) {
+		rc = *cached != '\0';
+		if (rc && !(*dn = strdup(cached)))
+			rc = -1;
 		goto cleanup;
 	}
 	if (j->a->cache) {
@@ -747,8 +752,7 @@ static int lookup_employee(struct job *j, const char *id, char **dn, bool member
 	rc = found.n > 0;
 	if (rc)
 		*dn = strdup(found.v[0].dn);
-	if (!membership)
-		strmap_put(&j->dn_cache, id, rc ? found.v[0].dn : "");
+	strmap_put(&j->dn_cache, id, rc ? found.v[0].dn : "");
 	ldapw_entries_free(&found);
 	if (rc && !*dn)
 		rc = -1;
@@ -939,6 +943,13 @@ static int remove_from_groups(struct job *j, const char *dn, const char *rdnval)
 		}
 		if (r == 0)
 			r = op_modify(j, groups.v[g].dn, &c, CAT_MODIFY, "leave group");
+		if (r == 0 && c.n && j->key && j->a->st && !j->probe) {
+			struct sbuf se;
+			sbuf_init(&se);
+			if (store_left_group(j->a->st, j->key, groups.v[g].dn, &se) < 0)
+				log_warn("%s %s: %s", j->kind, j->id, sbuf_str(&se));
+			sbuf_free(&se);
+		}
 		strmap_put(&j->touched, groups.v[g].dn, NULL);
 		changes_free(&c);
 		if (r < 0)
@@ -949,6 +960,154 @@ cleanup:
 	ldapw_entries_free(&groups);
 	free(names);
 	free(filter);
+	return rc;
+}
+
+static char *json_id(const cJSON *v)
+{
+	char num[64];
+
+	if (cJSON_IsNumber(v)) {
+		tmpl_format_number(v->valuedouble, num, sizeof(num));
+		return strdup(num);
+	}
+	if (cJSON_IsString(v) && v->valuestring[0])
+		return strdup(v->valuestring);
+	return NULL;
+}
+
+/* Adds (or removes) employee emp's member values in group, for team (NULL
+ * when only the group is known); the value of a team without members
+ * (cn=nobody) leaves when a real member comes. */
+static int change_membership(struct job *j, const struct ldapw_entry *group, const char *team, const char *emp,
+                             bool remove)
+{
+	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
+	struct changes c = { 0 };
+	int rc = -1;
+
+	for (size_t i = 0; i < t->nattrs; i++) {
+		const struct mapping_attr *a = &t->attrs[i];
+		const struct vlist *cur = ldapw_entry_values(group, a->name);
+		struct vlist mine, placeholder, add, gone;
+		bool by_rdn;
+		int r = 0;
+		if (!is_member_attr(a, &by_rdn))
+			continue;
+		vlist_init(&mine);
+		vlist_init(&placeholder);
+		vlist_init(&add);
+		vlist_init(&gone);
+		if (member_values(j, a, team, emp, &mine) < 0 || member_values(j, a, team, NULL, &placeholder) < 0) {
+			r = -1;
+		} else if (remove) {
+			for (size_t k = 0; k < mine.n; k++)
+				matching(cur, mine.v[k], mine.v[k], by_rdn, &gone);
+			r = drop_members(j, &c, a, cur, &gone);
+		} else {
+			for (size_t k = 0; k < mine.n; k++) {
+				struct vlist hit;
+				vlist_init(&hit);
+				matching(cur, mine.v[k], mine.v[k], by_rdn, &hit);
+				if (!hit.n)
+					vlist_push_copy(&add, mine.v[k], strlen(mine.v[k]));
+				vlist_free(&hit);
+			}
+			for (size_t k = 0; add.n && k < placeholder.n; k++)
+				if (cur && vlist_contains(cur, placeholder.v[k]) && !vlist_contains(&mine, placeholder.v[k]))
+					vlist_push_copy(&gone, placeholder.v[k], strlen(placeholder.v[k]));
+			if (gone.n)
+				r = changes_add(&c, LDAP_MOD_DELETE, a->name, &gone);
+			if (r == 0 && add.n)
+				r = changes_add(&c, LDAP_MOD_ADD, a->name, &add);
+		}
+		vlist_free(&mine);
+		vlist_free(&placeholder);
+		vlist_free(&add);
+		vlist_free(&gone);
+		if (r < 0)
+			goto cleanup;
+	}
+	if (c.n == 0) {
+		if (strcmp(j->kind, "membership") == 0)
+			say(j, "the group is already right: nothing to do");
+		rc = 0;
+		goto cleanup;
+	}
+	rc = op_modify(j, group->dn, &c, CAT_MODIFY, remove ? "leave group" : "join group");
+cleanup:
+	changes_free(&c);
+	return rc;
+}
+
+/* The group of team id: 1 and *found with it first, 0 when it has none, -1 on failure. */
+static int team_group(struct job *j, const char *team, struct ldapw_entries *found, const struct ldapw_entry **group)
+{
+	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
+	cJSON *trec = id_record(team);
+	char *key = NULL;
+	int rc = -1;
+
+	*group = NULL;
+	if (trec && mapping_key(j->a->m, MAPPING_TEAM, trec, &key, j->err) == 0 &&
+	    find_by_key(j, t, MAPPING_TEAM, key, found, group) == 0)
+		rc = *group != NULL;
+	cJSON_Delete(trec);
+	free(key);
+	return rc;
+}
+
+/* A new or returning employee joins the groups of the teams the record lists
+ * (team_ids, as enrichment adds it); without that list, a return puts back
+ * the groups the termination took them out of. */
+static int join_teams(struct job *j, const cJSON *rec, const char *key, bool returning)
+{
+	static const char *const none[] = { NULL };
+	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
+	const cJSON *ids = cJSON_GetObjectItemCaseSensitive(rec, "team_ids"), *it;
+	struct vlist left;
+	struct sbuf e;
+	int rc = 0;
+
+	if (!t->present || j->probe)
+		return 0;
+	vlist_init(&left);
+	sbuf_init(&e);
+	if (returning && j->a->state &&
+	    (store_left_groups(j->a->state, key, &left, &e) < 0 ||
+	     (j->a->st && left.n && store_forget_left_groups(j->a->st, key, &e) < 0)))
+		log_warn("employee %s: %s", j->id, sbuf_str(&e));
+	if (cJSON_IsArray(ids)) {
+		cJSON_ArrayForEach(it, ids) {
+			char *team = json_id(it);
+			struct ldapw_entries found = { 0 };
+			const struct ldapw_entry *group;
+			int got = team ? team_group(j, team, &found, &group) : 0;
+			if (got > 0)
+				got = change_membership(j, group, team, j->id, false);
+			ldapw_entries_free(&found);
+			free(team);
+			if (got < 0) {
+				rc = -1;
+				break;
+			}
+		}
+	} else {
+		for (size_t i = 0; i < left.n && rc == 0; i++) {
+			struct ldapw_entries found = { 0 };
+			struct ldapw_error le;
+			const char **names = member_attr_names(t);
+			int r = names ? ldapw_read(j->a->lw, left.v[i], names[0] ? names : none, &found, &le) : -1;
+			if (r == LDAP_SUCCESS && found.n)
+				rc = change_membership(j, &found.v[0], NULL, j->id, false);
+			else if (r != LDAP_SUCCESS && r != LDAP_NO_SUCH_OBJECT)
+				rc = failed(j, left.v[i], &le);
+			ldapw_entries_free(&found);
+			free(names);
+		}
+	}
+	vlist_free(&left);
+	sbuf_free(&e);
 	return rc;
 }
 
@@ -1311,6 +1470,110 @@ static int record_key(struct job *j, enum mapping_kind kind, const cJSON *rec, c
 	return rc;
 }
 
+/* ---- versions: never move a record backwards -------------------------------- */
+
+/* The record's updated_at, as seconds since the epoch; 0 when it has none that reads as a date. */
+static bool version_of(const cJSON *rec, double *when, const char **stamp)
+{
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(rec, "updated_at");
+	struct tm tm;
+
+	if (!cJSON_IsString(u) || clock_parse_iso8601(u->valuestring, &tm, when) < 0)
+		return false;
+	*stamp = u->valuestring;
+	return true;
+}
+
+/* Factorial retries each delivery on its own, so an older snapshot of an
+ * employee can arrive after a newer one: a delivery older than the newest
+ * already applied for its record changes nothing (equal ones apply: applying
+ * twice changes nothing).  1 when rec is such a one, 0 when it applies, -1
+ * on failure. */
+static int stale(struct job *j, const cJSON *rec)
+{
+	const char *stamp;
+	char *newest_stamp = NULL, record[160];
+	double mine, newest;
+	struct sbuf e;
+	int rc = 0, got;
+
+	if (!j->a->state || strcmp(j->event, "sync") == 0 || !version_of(rec, &mine, &stamp))
+		return 0;
+	snprintf(record, sizeof(record), "employee:%s", j->id);
+	sbuf_init(&e);
+	got = store_version(j->a->state, record, &newest, &newest_stamp, &e);
+	if (got < 0) {
+		sbuf_addf(j->err, "employee %s: %s", j->id, sbuf_str(&e));
+		rc = -1;
+	} else if (got == 1 && mine < newest) {
+		sayf(j, "skipped-stale: updated_at %s is older than %s, already applied: nothing changes", stamp,
+		     newest_stamp);
+		audit(j, "", "skipped-stale", stamp);
+		j->a->stale = true;
+		rc = 1;
+	}
+	free(newest_stamp);
+	sbuf_free(&e);
+	return rc;
+}
+
+static void remember_version(struct job *j, const cJSON *rec)
+{
+	const char *stamp;
+	char record[160];
+	double when;
+	struct sbuf e;
+
+	if (!j->a->st || !version_of(rec, &when, &stamp))
+		return;
+	snprintf(record, sizeof(record), "employee:%s", j->id);
+	sbuf_init(&e);
+	if (store_set_version(j->a->st, record, when, stamp, &e) < 0)
+		log_warn("employee %s: %s", j->id, sbuf_str(&e));
+	sbuf_free(&e);
+}
+
+/* Whether the store says this employee's termination was applied (a return when it is now active). */
+static bool was_terminated(struct job *j, const char *key)
+{
+	struct sbuf e;
+	int t;
+
+	if (!j->a->state || strcmp(j->event, "sync") == 0)
+		return false;
+	sbuf_init(&e);
+	t = store_terminated(j->a->state, key, &e);
+	if (t < 0)
+		log_warn("employee %s: %s", j->id, sbuf_str(&e));
+	sbuf_free(&e);
+	return t > 0;
+}
+
+/* Remembered, so that team deliveries keep a leaver out of groups. */
+static void remember_terminated(struct job *j, const char *key, bool terminated)
+{
+	struct sbuf e;
+
+	sbuf_init(&e);
+	if (store_set_terminated(j->a->st, key, terminated, &e) < 0)
+		log_warn("employee %s: %s", j->id, sbuf_str(&e));
+	sbuf_free(&e);
+}
+
+/* A new employee (from a delivery) joins its teams' groups; a returning one
+ * is no leaver any more, then rejoins them. */
+static int rejoin(struct job *j, const cJSON *rec, const char *key, bool returning)
+{
+	if (strcmp(j->event, "sync") == 0)
+		return 0; /* sync puts every team's members right itself */
+	if (returning) {
+		j->returning = true;
+		if (j->a->st)
+			remember_terminated(j, key, false);
+	}
+	return join_teams(j, rec, key, returning);
+}
+
 static int apply_employee(struct job *j, const cJSON *rec)
 {
 	const struct mapping *m = j->a->m;
@@ -1329,6 +1592,11 @@ static int apply_employee(struct job *j, const cJSON *rec)
 	if (record_key(j, MAPPING_EMPLOYEE, rec, &key) < 0)
 		goto cleanup;
 	j->key = key;
+	if ((rc = stale(j, rec)) != 0) {
+		rc = rc > 0 ? 0 : -1;
+		goto cleanup;
+	}
+	rc = -1;
 	if (strcmp(j->event, "terminate") == 0) {
 		if (future) {
 			snprintf(due, sizeof(due), "%.10s", on);
@@ -1385,6 +1653,7 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		if (j->a->defer_destructive) {
 			/* the deletion guard decides: only count what would change now */
 			settled = false;
+			j->deferred = true;
 			int p;
 			j->probe = true;
 			j->probed = 0;
@@ -1404,9 +1673,11 @@ static int apply_employee(struct job *j, const cJSON *rec)
 			goto cleanup;
 		}
 	} else if (!cur) {
-		rc = add_entry(j, &r, CAT_ADD);
-		if (rc == 0)
-			cache_keep(j, key, NULL, &r);
+		if (add_entry(j, &r, CAT_ADD) < 0)
+			goto cleanup;
+		cache_keep(j, key, NULL, &r);
+		strmap_put(&j->dn_cache, j->id, r.dn);
+		rc = rejoin(j, rec, key, false);
 		goto cleanup;
 	} else {
 		old_dn = strdup(cur->dn);
@@ -1417,16 +1688,14 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		cache_keep(j, key, cur, &r);
 	if (renamed && rewrite_references(j, old_dn, r.dn) < 0)
 		goto cleanup;
-	rc = 0;
+	if (r.state == MAPPING_ACTIVE)
+		strmap_put(&j->dn_cache, j->id, r.dn); /* where it stands now, also in a dry run */
+	rc = r.state == MAPPING_ACTIVE && was_terminated(j, key) ? rejoin(j, rec, key, true) : 0;
 cleanup:
-	if (rc == 0 && settled && !j->probe && j->a->st) {
-		/* remembered, so that team deliveries keep a leaver out of groups */
-		struct sbuf e;
-		sbuf_init(&e);
-		if (store_set_terminated(j->a->st, key, r.state == MAPPING_TERMINATED, &e) < 0)
-			log_warn("employee %s: %s", j->id, sbuf_str(&e));
-		sbuf_free(&e);
-	}
+	if (rc == 0 && settled && !j->probe && j->a->st && !j->returning)
+		remember_terminated(j, key, r.state == MAPPING_TERMINATED);
+	if (rc == 0 && !j->deferred && !j->probe && !j->a->stale)
+		remember_version(j, rec);
 	free(key);
 	free(old_dn);
 	mapping_result_free(&r);
@@ -1472,32 +1741,16 @@ cleanup:
 	return rc;
 }
 
-static char *json_id(const cJSON *v)
-{
-	char num[64];
-
-	if (cJSON_IsNumber(v)) {
-		tmpl_format_number(v->valuedouble, num, sizeof(num));
-		return strdup(num);
-	}
-	if (cJSON_IsString(v) && v->valuestring[0])
-		return strdup(v->valuestring);
-	return NULL;
-}
-
 /* One membership {employee_id, team_id}: add (or remove) the member's values. */
 static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 {
-	const struct mapping *m = j->a->m;
-	const struct mapping_object *t = &m->obj[MAPPING_TEAM];
+	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
 	char *emp = json_id(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
 	char *team = json_id(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
 	struct ldapw_entries found = { 0 };
 	const struct ldapw_entry *group = NULL;
-	struct changes c = { 0 };
-	char *key = NULL, *dn = NULL;
-	cJSON *trec = NULL;
-	int rc = -1;
+	char *dn = NULL;
+	int rc = -1, got;
 
 	if (!emp || !team) {
 		sbuf_addf(j->err, "membership %s: employee_id and team_id are required", j->id);
@@ -1508,91 +1761,193 @@ static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 		rc = 0;
 		goto cleanup;
 	}
-	trec = id_record(team);
-	if (!trec || mapping_key(m, MAPPING_TEAM, trec, &key, j->err) < 0)
+	if ((got = team_group(j, team, &found, &group)) < 0)
 		goto cleanup;
-	if (find_by_key(j, t, MAPPING_TEAM, key, &found, &group) < 0)
-		goto cleanup;
-	if (!group) {
-		if (remove) {
-			say(j, "the team has no group in the directory: nothing to do");
-			rc = 0;
-		} else {
-			sbuf_addf(j->err, "membership %s: team %s has no group in the directory yet (%s=%s)", j->id, team,
-			          t->key_attr, key);
-		}
-		goto cleanup;
-	}
-	{
-		int got = lookup_employee(j, emp, &dn, false);
-		if (got < 0)
-			goto cleanup;
-		if (got == 0 && !remove) {
-			sbuf_addf(j->err, "membership %s: employee %s has no entry in the directory yet", j->id, emp);
-			goto cleanup;
-		}
-		if (got == 0) {
-			say(j, "the employee has no entry: nothing to do");
-			rc = 0;
-			goto cleanup;
-		}
-	}
-	for (size_t i = 0; i < t->nattrs; i++) {
-		const struct mapping_attr *a = &t->attrs[i];
-		const struct vlist *cur = ldapw_entry_values(group, a->name);
-		struct vlist mine, placeholder, add, gone;
-		bool by_rdn;
-		int r = 0;
-		if (!is_member_attr(a, &by_rdn))
-			continue;
-		vlist_init(&mine);
-		vlist_init(&placeholder);
-		vlist_init(&add);
-		vlist_init(&gone);
-		if (member_values(j, a, team, emp, &mine) < 0 || member_values(j, a, team, NULL, &placeholder) < 0) {
-			r = -1;
-		} else if (remove) {
-			for (size_t k = 0; k < mine.n; k++)
-				matching(cur, mine.v[k], mine.v[k], by_rdn, &gone);
-			r = drop_members(j, &c, a, cur, &gone);
-		} else {
-			for (size_t k = 0; k < mine.n; k++) {
-				struct vlist hit;
-				vlist_init(&hit);
-				matching(cur, mine.v[k], mine.v[k], by_rdn, &hit);
-				if (!hit.n)
-					vlist_push_copy(&add, mine.v[k], strlen(mine.v[k]));
-				vlist_free(&hit);
-			}
-			for (size_t k = 0; add.n && k < placeholder.n; k++)
-				if (cur && vlist_contains(cur, placeholder.v[k]) && !vlist_contains(&mine, placeholder.v[k]))
-					vlist_push_copy(&gone, placeholder.v[k], strlen(placeholder.v[k]));
-			if (gone.n)
-				r = changes_add(&c, LDAP_MOD_DELETE, a->name, &gone);
-			if (r == 0 && add.n)
-				r = changes_add(&c, LDAP_MOD_ADD, a->name, &add);
-		}
-		vlist_free(&mine);
-		vlist_free(&placeholder);
-		vlist_free(&add);
-		vlist_free(&gone);
-		if (r < 0)
-			goto cleanup;
-	}
-	if (c.n == 0) {
-		say(j, "the group is already right: nothing to do");
+	if (!got && remove) {
+		say(j, "the team has no group in the directory: nothing to do");
 		rc = 0;
 		goto cleanup;
 	}
-	rc = op_modify(j, group->dn, &c, CAT_MODIFY, remove ? "leave group" : "join group");
+	if (!got) {
+		cJSON *trec = id_record(team);
+		char *key = NULL;
+		if (trec && mapping_key(j->a->m, MAPPING_TEAM, trec, &key, j->err) == 0)
+			sbuf_addf(j->err, "membership %s: team %s has no group in the directory yet (%s=%s)", j->id, team,
+			          t->key_attr, key);
+		cJSON_Delete(trec);
+		free(key);
+		goto cleanup;
+	}
+	if ((got = lookup_employee(j, emp, &dn, false)) < 0)
+		goto cleanup;
+	if (got == 0 && !remove) {
+		sbuf_addf(j->err, "membership %s: employee %s has no entry in the directory yet", j->id, emp);
+		goto cleanup;
+	}
+	if (got == 0) {
+		say(j, "the employee has no entry: nothing to do");
+		rc = 0;
+		goto cleanup;
+	}
+	rc = change_membership(j, group, team, emp, remove);
 cleanup:
 	free(emp);
 	free(team);
-	free(key);
 	free(dn);
-	cJSON_Delete(trec);
-	changes_free(&c);
 	ldapw_entries_free(&found);
+	return rc;
+}
+
+/* ---- deliveries ---------------------------------------------------------------- */
+
+/* The team read fresh from the API: 1 and *fresh, 0 when it no longer exists,
+ * -1 when the API could not answer (the delivery waits for it). */
+static int fresh_team(struct job *j, const char *team, cJSON **fresh)
+{
+	struct sbuf e;
+	int got;
+
+	sbuf_init(&e);
+	got = factorial_get(j->a->api, "teams/teams", team, fresh, &e);
+	if (got < 0) {
+		sbuf_addf(j->err, "team %s: reading it from the Factorial API: %s", team, sbuf_str(&e));
+		j->a->connection_lost = true;
+		j->a->api_unavailable = true;
+	}
+	sbuf_free(&e);
+	return got;
+}
+
+/* Whether team's employee_ids lists employee id. */
+static bool team_lists(const cJSON *team, const char *id)
+{
+	const cJSON *m;
+
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(team, "employee_ids")) {
+		char *mid = json_id(m);
+		bool same = mid && strcmp(mid, id) == 0;
+		free(mid);
+		if (same)
+			return true;
+	}
+	return false;
+}
+
+/* teams/team/...: from the body, or, with the API, as a notification: the
+ * team is read fresh, so that a late retry applies today's team (a team
+ * Factorial no longer has loses its group). */
+static int team_delivery(struct job *j, const cJSON *body, bool del)
+{
+	cJSON *fresh = NULL;
+	int rc, got;
+
+	if (!j->a->m->obj[MAPPING_TEAM].present) {
+		say(j, "the mapping has no teams section: nothing to do");
+		return 0;
+	}
+	if (!j->a->api)
+		return apply_team(j, body, del);
+	factorial_teams_changed();
+	if ((got = fresh_team(j, j->id, &fresh)) < 0)
+		return -1;
+	if (got == 0 && !del)
+		say(j, "no longer exists in Factorial: its group goes");
+	rc = got ? apply_team(j, fresh, false) : apply_team(j, body, true);
+	cJSON_Delete(fresh);
+	return rc;
+}
+
+/* One membership: from the body, or, with the API, by whether the team
+ * lists the employee now (a late `delete` after the employee joined again
+ * removes nothing). */
+static int one_membership(struct job *j, const cJSON *rec, bool remove)
+{
+	char *team = json_id(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
+	char *emp = json_id(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
+	cJSON *fresh = NULL;
+	int rc = -1, got;
+
+	if (!j->a->api || !team || !emp || !j->a->m->obj[MAPPING_TEAM].present) {
+		rc = apply_membership(j, rec, remove);
+		goto cleanup;
+	}
+	if ((got = fresh_team(j, team, &fresh)) < 0)
+		goto cleanup;
+	if (got == 0) {
+		sayf(j, "team %s no longer exists in Factorial: nothing to do", team);
+		rc = 0;
+		goto cleanup;
+	}
+	rc = apply_membership(j, rec, !team_lists(fresh, emp));
+cleanup:
+	cJSON_Delete(fresh);
+	free(team);
+	free(emp);
+	return rc;
+}
+
+/* teams/membership/...: one membership, or a list of them (bulk_upsert,
+ * bare or wrapped in an object). */
+static int membership_delivery(struct job *j, const cJSON *body, char **id)
+{
+	const cJSON *list = NULL, *it;
+	bool remove = strcmp(j->event, "delete") == 0;
+
+	j->kind = "membership";
+	if (j->a->api)
+		factorial_teams_changed();
+	if (cJSON_IsArray(body)) {
+		list = body;
+	} else if (cJSON_IsObject(body) && !cJSON_GetObjectItemCaseSensitive(body, "employee_id")) {
+		cJSON_ArrayForEach(it, body) {
+			if (cJSON_IsArray(it))
+				list = it;
+		}
+	}
+	if (!list) {
+		*id = mapping_record_id(body);
+		j->id = *id ? *id : "?";
+		return one_membership(j, body, remove);
+	}
+	cJSON_ArrayForEach(it, list) {
+		free(*id);
+		*id = mapping_record_id(it);
+		j->id = *id ? *id : "?";
+		j->counted = false;
+		if (one_membership(j, it, false) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* employees/employee/...: from the body, or (factorial.enrich) the employee
+ * read fresh with job_title and team_ids. */
+static int employee_delivery(struct job *j, const cJSON *body)
+{
+	struct sbuf e;
+	cJSON *fresh = NULL;
+	int rc = -1, got;
+
+	if (!j->a->m->obj[MAPPING_EMPLOYEE].present) {
+		say(j, "the mapping has no employees section: nothing to do");
+		return 0;
+	}
+	if (!j->a->api)
+		return apply_employee(j, body);
+	sbuf_init(&e);
+	got = factorial_enrich(j->a->api, j->id, &fresh, &e);
+	if (got < 0) {
+		sbuf_addf(j->err, "employee %s: reading it from the Factorial API: %s", j->id, sbuf_str(&e));
+		j->a->connection_lost = true;
+		j->a->api_unavailable = true;
+	} else if (got == 0) {
+		say(j, "no longer exists in Factorial: skipped");
+		rc = 0;
+	} else {
+		rc = apply_employee(j, fresh);
+	}
+	cJSON_Delete(fresh);
+	sbuf_free(&e);
 	return rc;
 }
 
@@ -1605,6 +1960,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 
 	a->connection_lost = false;
 	a->api_unavailable = false;
+	a->stale = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
 	j.event = slash ? slash + 1 : type;
@@ -1613,33 +1969,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 		goto cleanup;
 	}
 	if (strncmp(type, "teams/membership/", 17) == 0) {
-		const cJSON *list = NULL, *it;
-		j.kind = "membership";
-		if (cJSON_IsArray(body)) {
-			list = body;
-		} else if (cJSON_IsObject(body) && !cJSON_GetObjectItemCaseSensitive(body, "employee_id")) {
-			cJSON_ArrayForEach(it, body) {
-				if (cJSON_IsArray(it))
-					list = it;
-			}
-		}
-		if (!list) {
-			id = mapping_record_id(body);
-			j.id = id ? id : "?";
-			rc = apply_membership(&j, body, strcmp(j.event, "delete") == 0);
-			goto cleanup;
-		}
-		rc = 0;
-		cJSON_ArrayForEach(it, list) {
-			free(id);
-			id = mapping_record_id(it);
-			j.id = id ? id : "?";
-			j.counted = false;
-			if (apply_membership(&j, it, false) < 0) {
-				rc = -1;
-				break;
-			}
-		}
+		rc = membership_delivery(&j, body, &id);
 		goto cleanup;
 	}
 	if (!cJSON_IsObject(body)) {
@@ -1650,40 +1980,10 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	j.id = id ? id : "?";
 	if (strncmp(type, "teams/team/", 11) == 0) {
 		j.kind = "team";
-		if (!a->m->obj[MAPPING_TEAM].present) {
-			say(&j, "the mapping has no teams section: nothing to do");
-			rc = 0;
-			goto cleanup;
-		}
-		rc = apply_team(&j, body, strcmp(j.event, "delete") == 0);
+		rc = team_delivery(&j, body, strcmp(j.event, "delete") == 0);
 	} else {
 		j.kind = "employee";
-		if (!a->m->obj[MAPPING_EMPLOYEE].present) {
-			say(&j, "the mapping has no employees section: nothing to do");
-			rc = 0;
-			goto cleanup;
-		}
-		if (a->api) {
-			struct sbuf e;
-			cJSON *fresh = NULL;
-			int got;
-			sbuf_init(&e);
-			got = factorial_enrich(a->api, j.id, &fresh, &e);
-			if (got < 0) {
-				sbuf_addf(err, "employee %s: reading it from the Factorial API: %s", j.id, sbuf_str(&e));
-				a->connection_lost = true;
-				a->api_unavailable = true;
-			} else if (got == 0) {
-				say(&j, "no longer exists in Factorial: skipped");
-				rc = 0;
-			} else {
-				rc = apply_employee(&j, fresh);
-			}
-			cJSON_Delete(fresh);
-			sbuf_free(&e);
-			goto cleanup;
-		}
-		rc = apply_employee(&j, body);
+		rc = employee_delivery(&j, body);
 	}
 cleanup:
 	free(id);
@@ -1829,6 +2129,7 @@ int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *recor
 
 	a->connection_lost = false;
 	a->api_unavailable = false;
+	a->stale = false;
 	a->unresolved = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);

@@ -65,6 +65,7 @@ struct apply_ctx {
 	struct apply_summary sum;
 	bool connection_lost; /* the last failure was the directory or the API being unreachable, not the record */
 	bool api_unavailable; /* ... and it was the API */
+	bool stale; /* the last delivery was older than what was applied for its record: skipped */
 
 	/* sync: the managed entries read once (apply_cache_load) instead of one search per record */
 	struct apply_cache *cache;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct factorial {
 	time_t access_expiry;
 	cJSON *teams;  /* cached teams list */
 	time_t teams_at;
+	unsigned teams_generation; /* of the process's team changes when the list was read */
 	long requests;
 	long refreshes;
 };
@@ -805,6 +807,14 @@ static bool same_id(const cJSON *v, const char *id)
 	return cJSON_IsString(v) && strcmp(v->valuestring, id) == 0;
 }
 
+/* Bumped at every team or membership delivery: each client's cached teams list is then read again. */
+static atomic_uint teams_generation;
+
+void factorial_teams_changed(void)
+{
+	atomic_fetch_add(&teams_generation, 1);
+}
+
 int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sbuf *err)
 {
 	struct latest l = { 0 };
@@ -829,7 +839,7 @@ int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sb
 		if (cJSON_IsString(title))
 			cJSON_AddStringToObject(emp, "job_title", title->valuestring);
 	}
-	if (!f->teams || time(NULL) - f->teams_at >= TEAMS_TTL) {
+	if (!f->teams || time(NULL) - f->teams_at >= TEAMS_TTL || f->teams_generation != atomic_load(&teams_generation)) {
 		cJSON *list = cJSON_CreateArray();
 		if (!list || factorial_list(f, "teams/teams", NULL, factorial_collect, list, err) < 0) {
 			cJSON_Delete(list);
@@ -838,6 +848,7 @@ int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sb
 		cJSON_Delete(f->teams);
 		f->teams = list;
 		f->teams_at = time(NULL);
+		f->teams_generation = atomic_load(&teams_generation);
 	}
 	team_ids = cJSON_CreateArray();
 	if (!team_ids)

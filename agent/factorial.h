@@ -14,7 +14,8 @@
  * `meta.has_next_page`, `meta.end_cursor`), or, when the API answers
  * without a cursor, by `page`.  factorial_enrich() re-reads an employee by id
  * and adds `job_title` (latest contract version) and `team_ids` (from the
- * teams, cached for a minute).
+ * teams, cached for a minute, or until a team or membership delivery says
+ * they changed).
  *
  * OAuth tokens are the process's, shared by its clients (one refresh at a
  * time: a rotated refresh token is spent once used).  The configured
@@ -73,6 +74,10 @@ int factorial_get(struct factorial *f, const char *path, const char *id, cJSON *
 /* The employee read fresh, with job_title and team_ids added: 1 and *out;
  * 0 when the employee no longer exists; -1 on failure. */
 int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sbuf *err);
+
+/* A team or membership changed: every client reads the teams list again
+ * before its next enrichment instead of waiting for the minute to pass. */
+void factorial_teams_changed(void);
 
 /* Wipes the process's OAuth tokens (at exit). */
 void factorial_forget_tokens(void);

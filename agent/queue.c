@@ -7,6 +7,7 @@
 #include "store.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -36,7 +37,8 @@ static const char schema[] =
 	"  last_error TEXT,"
 	"  refs TEXT NOT NULL DEFAULT '',"
 	"  forced INTEGER NOT NULL DEFAULT 0,"
-	"  waiting_on TEXT);"
+	"  waiting_on TEXT,"
+	"  version REAL);"
 	"CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);"
 	"CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (record_key, id);"
 	"CREATE TABLE IF NOT EXISTS delivery_refs ("
@@ -66,9 +68,15 @@ static int db_error(struct queue *q, struct sbuf *err, const char *what)
 
 /* Version 1 kept a delivery's dependencies in a text column and chose the
  * next delivery by scanning the oldest 500; version 2 keeps them in
- * delivery_refs and marks a delivery that waits with the record it waits for. */
+ * delivery_refs, marks a delivery that waits with the record it waits for,
+ * and keeps the version (updated_at) of the record a body holds. */
 static int migrate(struct queue *q, struct sbuf *err)
 {
+	static const char *const added_columns[] = {
+		"waiting_on", "ALTER TABLE deliveries ADD COLUMN waiting_on TEXT",
+		"version", "ALTER TABLE deliveries ADD COLUMN version REAL",
+		NULL,
+	};
 	sqlite3_stmt *st = NULL, *ins = NULL;
 	int rc = -1, version = 0;
 
@@ -86,13 +94,17 @@ static int migrate(struct queue *q, struct sbuf *err)
 		rc = 0;
 		goto cleanup;
 	}
-	if (sqlite3_prepare_v2(q->db, "SELECT waiting_on FROM deliveries LIMIT 0", -1, &st, NULL) != SQLITE_OK &&
-	    sqlite3_exec(q->db, "ALTER TABLE deliveries ADD COLUMN waiting_on TEXT", NULL, NULL, NULL) != SQLITE_OK) {
-		db_error(q, err, "migrate");
-		goto cleanup;
+	for (size_t i = 0; added_columns[i]; i += 2) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "SELECT %s FROM deliveries LIMIT 0", added_columns[i]);
+		if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK &&
+		    sqlite3_exec(q->db, added_columns[i + 1], NULL, NULL, NULL) != SQLITE_OK) {
+			db_error(q, err, "migrate");
+			goto cleanup;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
 	}
-	sqlite3_finalize(st);
-	st = NULL;
 	if (sqlite3_prepare_v2(q->db, "SELECT id, refs FROM deliveries WHERE refs != ''", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(q->db, "INSERT OR IGNORE INTO delivery_refs (ref_key, delivery_id) VALUES (?, ?)", -1,
 	                       &ins, NULL) != SQLITE_OK) {
@@ -217,9 +229,22 @@ char *queue_record_key(const char *type, const char *body_json)
 
 static void dependencies(const char *type, const char *body, struct strmap *deps);
 
+/* The version of the record a body holds: its updated_at, when it has one. */
+static bool body_version(const char *body, double *version)
+{
+	cJSON *b = cJSON_Parse(body);
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(b, "updated_at");
+	struct tm tm;
+	bool ok = cJSON_IsString(u) && clock_parse_iso8601(u->valuestring, &tm, version) == 0;
+
+	cJSON_Delete(b);
+	return ok;
+}
+
 int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *err)
 {
 	sqlite3_stmt *st = NULL, *ref = NULL;
+	double version;
 	char now[40];
 	int rc = -1;
 
@@ -228,8 +253,9 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 		db_error(q, err, "begin");
 		return -1;
 	}
-	if (sqlite3_prepare_v2(q->db, "INSERT INTO deliveries (type, record_key, body, received) VALUES (?, ?, ?, ?)", -1,
-	                       &st, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(q->db,
+	                       "INSERT INTO deliveries (type, record_key, body, received, version) VALUES (?, ?, ?, ?, ?)",
+	                       -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(q->db, "INSERT OR IGNORE INTO delivery_refs (ref_key, delivery_id) VALUES (?, ?)", -1,
 	                       &ref, NULL) != SQLITE_OK) {
 		db_error(q, err, "prepare");
@@ -243,6 +269,10 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 		sqlite3_bind_text(st, 2, items[i].record_key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, items[i].body, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+		if (body_version(items[i].body, &version))
+			sqlite3_bind_double(st, 5, version);
+		else
+			sqlite3_bind_null(st, 5);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			db_error(q, err, "insert");
 			goto cleanup;
@@ -375,21 +405,26 @@ static void dependencies(const char *type, const char *body, struct strmap *deps
 	cJSON_Delete(b);
 }
 
-/* Fills d with the run of same-type pending deliveries of key starting at first. */
+/* Fills d with the run of same-type pending deliveries of key starting at
+ * first; the body applied is the newest snapshot of the record (the greatest
+ * version, the latest arrival among equals), not the last to arrive: a late
+ * retry of an older snapshot must not hide a newer one. */
 static int load_run(struct queue *q, const char *key, int64_t first, struct queue_delivery *d, struct sbuf *err)
 {
 	sqlite3_stmt *st = NULL;
+	double best = -INFINITY;
 	int rc = -1;
 
 	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT id, type, body, attempts, received, forced FROM deliveries "
-	                       "WHERE record_key = ? AND state = 'pending' AND id >= ? ORDER BY id",
+	                       "SELECT id, type, body, attempts, received, forced, coalesce(version, -1e300) "
+	                       "FROM deliveries WHERE record_key = ? AND state = 'pending' AND id >= ? ORDER BY id",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return db_error(q, err, "prepare");
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, first);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *type = (const char *)sqlite3_column_text(st, 1);
+		double version = sqlite3_column_double(st, 6);
 		int64_t *ids;
 		if (d->type && strcmp(d->type, type) != 0)
 			break;
@@ -398,15 +433,18 @@ static int load_run(struct queue *q, const char *key, int64_t first, struct queu
 			goto cleanup;
 		d->ids = ids;
 		d->ids[d->nids++] = sqlite3_column_int64(st, 0);
-		d->id = sqlite3_column_int64(st, 0);
 		if (!d->type) {
 			d->type = col(st, 1);
 			d->attempts = sqlite3_column_int(st, 3);
 			d->received = col(st, 4);
 		}
 		d->forced = d->forced || sqlite3_column_int(st, 5);
-		free(d->body);
-		d->body = col(st, 2);
+		if (version >= best) {
+			best = version;
+			d->id = sqlite3_column_int64(st, 0);
+			free(d->body);
+			d->body = col(st, 2);
+		}
 	}
 	d->record_key = strdup(key);
 	rc = d->nids ? 0 : -1;

@@ -63,7 +63,7 @@ int queue_reject(struct queue *q, const char *type, const char *reason, const ch
                  struct sbuf *err);
 
 struct queue_delivery {
-	int64_t id;        /* the newest of the coalesced run */
+	int64_t id;        /* the delivery whose body is applied: the newest snapshot of the run */
 	int64_t *ids;      /* every delivery of the run, oldest first */
 	size_t nids;
 	char *type;

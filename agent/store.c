@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define STMT_CACHE 16
+#define STMT_CACHE 24
 
 struct store {
 	sqlite3 *db;
@@ -68,7 +68,15 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS guard (time REAL NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS terminated ("
 	"  key TEXT PRIMARY KEY,"
-	"  since TEXT NOT NULL);";
+	"  since TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS versions ("
+	"  record TEXT PRIMARY KEY,"
+	"  updated REAL NOT NULL,"
+	"  stamp TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS left_groups ("
+	"  key TEXT NOT NULL,"
+	"  dn TEXT NOT NULL,"
+	"  PRIMARY KEY (key, dn));";
 
 static int db_error(struct store *st, struct sbuf *err, const char *what)
 {
@@ -409,4 +417,75 @@ int store_commit(struct store *st, struct sbuf *err)
 		return -1;
 	}
 	return 0;
+}
+
+int store_version(struct store *st, const char *record, double *updated, char **stamp, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = prepared(st, "SELECT updated, stamp FROM versions WHERE record = ?");
+	int rc = -1, step;
+
+	*stamp = NULL;
+	if (!stmt)
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, record, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW) {
+		*updated = sqlite3_column_double(stmt, 0);
+		*stamp = strdup((const char *)sqlite3_column_text(stmt, 1));
+		rc = *stamp ? 1 : db_error(st, err, "out of memory");
+	} else if (step == SQLITE_DONE) {
+		rc = 0;
+	} else {
+		db_error(st, err, "read");
+	}
+	sqlite3_reset(stmt);
+	return rc;
+}
+
+int store_set_version(struct store *st, const char *record, double updated, const char *stamp, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = prepared(st, "INSERT INTO versions (record, updated, stamp) VALUES (?, ?, ?) "
+	                                  "ON CONFLICT (record) DO UPDATE SET updated = excluded.updated, "
+	                                  "stamp = excluded.stamp WHERE excluded.updated > versions.updated");
+	int rc = 0;
+
+	if (!stmt)
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, record, -1, SQLITE_STATIC);
+	sqlite3_bind_double(stmt, 2, updated);
+	sqlite3_bind_text(stmt, 3, stamp, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		rc = db_error(st, err, "write");
+	sqlite3_reset(stmt);
+	return rc;
+}
+
+int store_left_group(struct store *st, const char *key, const char *dn, struct sbuf *err)
+{
+	const char *p[] = { key, dn, NULL };
+
+	return exec_text(st, "INSERT OR IGNORE INTO left_groups (key, dn) VALUES (?, ?)", p, err);
+}
+
+int store_left_groups(struct store *st, const char *key, struct vlist *dns, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = prepared(st, "SELECT dn FROM left_groups WHERE key = ? ORDER BY dn");
+	int step;
+
+	if (!stmt)
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *dn = (const char *)sqlite3_column_text(stmt, 0);
+		vlist_push_copy(dns, dn, strlen(dn));
+	}
+	sqlite3_reset(stmt);
+	return step == SQLITE_DONE ? 0 : db_error(st, err, "read");
+}
+
+int store_forget_left_groups(struct store *st, const char *key, struct sbuf *err)
+{
+	const char *p[] = { key, NULL };
+
+	return exec_text(st, "DELETE FROM left_groups WHERE key = ?", p, err);
 }

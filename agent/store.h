@@ -5,8 +5,9 @@
  * It holds the audit log (every change applied to the directory: time,
  * event, record, DN, operation and the names of the attributes changed,
  * never their values), the schedule of future terminations (the delivery
- * body and the day it becomes due) and the employees whose termination was
- * applied.  The delivery queue (queue.h) lives in the same database.
+ * body and the day it becomes due), the employees whose termination was
+ * applied and the groups it took them out of, and the newest version
+ * (updated_at) applied of each record.  The delivery queue (queue.h) lives in the same database.
  *
  * state_dir is created (mode 0700) when missing.  Every write is one
  * transaction, committed before the call returns.
@@ -20,6 +21,7 @@
 #include <stdbool.h>
 
 #include "sbuf.h"
+#include "vlist.h"
 
 struct store;
 struct sqlite3;
@@ -58,6 +60,20 @@ int store_schedule_due(struct store *st, const char *today,
  * out of groups when the mapping says remove_from_groups.  1 / 0 / -1. */
 int store_terminated(struct store *st, const char *key, struct sbuf *err);
 int store_set_terminated(struct store *st, const char *key, bool terminated, struct sbuf *err);
+
+/* The newest version applied of a record ("employee:42"): its updated_at as
+ * seconds since the epoch and as written.  1 and both (stamp malloc'd), 0
+ * when none is known, -1 on failure. */
+int store_version(struct store *st, const char *record, double *updated, char **stamp, struct sbuf *err);
+/* Remembers a version, unless a newer one is known already. */
+int store_set_version(struct store *st, const char *record, double updated, const char *stamp, struct sbuf *err);
+
+/* The groups a termination took an employee (by key) out of, so that a
+ * return puts them back when the record does not list its teams. */
+int store_left_group(struct store *st, const char *key, const char *dn, struct sbuf *err);
+/* Appends them to dns. */
+int store_left_groups(struct store *st, const char *key, struct vlist *dns, struct sbuf *err);
+int store_forget_left_groups(struct store *st, const char *key, struct sbuf *err);
 
 /* The deletion guard in `run`: disables and deletes applied since a time
  * (seconds since the epoch), and one more. */

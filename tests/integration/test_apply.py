@@ -492,14 +492,19 @@ class TestDryRunEqualsApply(unittest.TestCase):
             dr.file("mapping.yaml", MAPPING)
             dd.file("mapping.yaml", MAPPING)
             cr = dr.standard(ldap_uri=real.uri, enrich=False)
+            # the dry run reads the state the real runs left (leavers, the groups they left), as it
+            # would on the machine itself, and runs first: it shows what the real run does next
             cd = dd.standard(ldap_uri=dry.uri, enrich=False)
+            with open(cd) as f:
+                text = f.read().replace("state_dir: state\n", f"state_dir: {dr.path}/state\n")
+            dd.file("agent.yaml", text)
             env = {"FACTORIAL_LDAP_AGENT_NOW": TODAY}
             for event, rec in events:
                 body = json.dumps(rec, ensure_ascii=False)
-                a = run_agent("-c", cr, "apply", "--event", event, "-", input=body, env=env)
-                self.assertEqual(a.returncode, 0, f"{event}: {a.stderr}")
                 d = run_agent("-c", cd, "apply", "--dry-run", "--event", event, "-", input=body, env=env)
                 self.assertEqual(d.returncode, 0, f"{event}: {d.stderr}")
+                a = run_agent("-c", cr, "apply", "--event", event, "-", input=body, env=env)
+                self.assertEqual(a.returncode, 0, f"{event}: {a.stderr}")
                 if d.stdout.strip():
                     m = subprocess.run(["ldapmodify", "-H", dry.uri, "-x", "-D", dry.agent_dn, "-w", dry.agent_pw],
                                        input=d.stdout.encode(), capture_output=True)

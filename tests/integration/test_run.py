@@ -119,8 +119,9 @@ class TestReceiver(Daemon):
         self.assertEqual(self.ldap.entry(f"uid=ana.perez,{PEOPLE}")["telephoneNumber"], ["+34 600"])
         self.assertEqual(self.ldap.entry(f"uid=luis.gil,{PEOPLE}")["manager"], [f"uid=ana.perez,{PEOPLE}"])
         # in arrival order: the team update lists Eva, her termination then takes her out of
-        # every group, and unterminate does not put her back (Factorial sends memberships for that)
-        self.assertEqual(self.ldap.entry(f"cn=team-operations,{GROUPS}")["member"], [f"uid=ana.perez,{PEOPLE}"])
+        # every group, and unterminate puts her back in the groups the termination took her out of
+        self.assertEqual(self.ldap.entry(f"cn=team-operations,{GROUPS}")["member"],
+                         [f"uid=ana.perez,{PEOPLE}", f"uid=eva.sanz,{PEOPLE}"])
         self.assertEqual(self.ldap.entry(f"uid=eva.sanz,{PEOPLE}")["loginShell"], ["/bin/bash"])
         self.assertIsNone(self.ldap.entry(f"cn=team-temp,{GROUPS}"))
         self.assertEqual(metric(agent, "dead_letters"), 0)
