@@ -101,6 +101,7 @@ struct agentd {
 	bool monitor_started;
 	volatile sig_atomic_t stopping; /* a long sync stops between operations when set */
 
+	pthread_mutex_t groups_mu; /* apply_ctx.groups_lock of every worker */
 	pthread_mutex_t side_mu; /* handles the HTTP threads share */
 	struct queue *side_q;
 
@@ -557,6 +558,18 @@ cleanup:
 	return rc;
 }
 
+/* A delivery that waited for an employee's entry is queued again now that it exists. */
+static void revisit(void *ctx, const char *type, const char *body)
+{
+	struct agentd *a = ctx;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	if (queue_submit(a->committer, type, body, &err) < 0)
+		log_warn("a %s delivery waiting for a reference could not be queued again: %s", type, sbuf_str(&err));
+	sbuf_free(&err);
+}
+
 static void process(struct worker *w, struct queue_delivery *d)
 {
 	struct agentd *a = w->a;
@@ -604,6 +617,9 @@ static void process(struct worker *w, struct queue_delivery *d)
 	ac.today = today;
 	ac.ldif = &ldif;
 	ac.api = w->api;
+	ac.groups_lock = &a->groups_mu;
+	ac.revisit = revisit;
+	ac.revisit_ctx = a;
 	applied = -1;
 	if (body && !d->forced) {
 		/* first with disables and deletes set aside: the guard counts them */
@@ -709,7 +725,9 @@ static void *worker_main(void *arg)
 			sbuf_reset(&err);
 			got = queue_next(w->q, wall_now(), &a->busy, &d, &err);
 			if (got == 1) {
-				strmap_put(&a->busy, d.record_key, NULL);
+				strmap_put(&a->busy, d.record_key, d.record_key);
+				for (size_t i = 0; i < d.nrefs; i++)
+					strmap_put(&a->busy, d.refs[i], d.record_key);
 				break;
 			}
 			if (got < 0)
@@ -725,6 +743,11 @@ static void *worker_main(void *arg)
 		process(w, &d);
 		pthread_mutex_lock(&a->mu);
 		strmap_del(&a->busy, d.record_key);
+		for (size_t i = 0; i < d.nrefs; i++)
+			strmap_del(&a->busy, d.refs[i]);
+		sbuf_reset(&err);
+		if (queue_release(w->q, d.record_key, &err) < 0)
+			log_warn("queue: %s", sbuf_str(&err));
 		pthread_cond_broadcast(&a->cv);
 		pthread_mutex_unlock(&a->mu);
 		queue_delivery_free(&d);
@@ -1231,7 +1254,7 @@ static int open_stores(struct agentd *a, struct worker **ws, struct sbuf *err)
 {
 	const char *dir = a->snap->cfg->state_dir;
 
-	if (queue_open(dir, &a->side_q, err) < 0)
+	if (queue_open(dir, &a->side_q, err) < 0 || queue_forget_waits(a->side_q, err) < 0)
 		return -1;
 	queue_set_busy_timeout(a->side_q, 2000);
 	if (queue_committer_start(dir, &a->committer, err) < 0)
@@ -1392,6 +1415,7 @@ int agentd_run(const char *config_path)
 	pthread_mutex_init(&a.mu, NULL);
 	pthread_cond_init(&a.cv, NULL);
 	pthread_mutex_init(&a.side_mu, NULL);
+	pthread_mutex_init(&a.groups_mu, NULL);
 	pthread_mutex_init(&a.health.mu, NULL);
 	strmap_init(&a.busy);
 	if (snapshot_load(config_path, &a.snap, &d) < 0) {
@@ -1440,6 +1464,7 @@ cleanup:
 	pthread_mutex_destroy(&a.mu);
 	pthread_cond_destroy(&a.cv);
 	pthread_mutex_destroy(&a.side_mu);
+	pthread_mutex_destroy(&a.groups_mu);
 	pthread_mutex_destroy(&a.health.mu);
 	diag_free(&d);
 	sbuf_free(&err);

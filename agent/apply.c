@@ -49,6 +49,9 @@ struct job {
 	bool changed;      /* an operation was made (or printed) for this record */
 	bool deferred;     /* its change was handed to the deletion guard, not made */
 	bool returning;    /* a leaver coming back: not kept out of the groups it rejoins */
+	bool fresh;        /* the record was read from the API just now, not taken from the delivery */
+	unsigned groups_held; /* depth of groups_enter() calls */
+	int last_rc;          /* the directory's result code of the last failed operation */
 	const char *key;   /* the record's key, once known */
 	unsigned probed;   /* operations counted in probe mode */
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
@@ -252,9 +255,23 @@ static void sayf(struct job *j, const char *fmt, ...)
 
 static int failed(struct job *j, const char *dn, const struct ldapw_error *e)
 {
+	j->last_rc = e->rc;
 	sbuf_addf(j->err, "%s %s: %s: %s: %s", j->kind, j->id, dn, e->op, e->text);
 	j->a->connection_lost = ldapw_error_is_connection(e);
 	return -1;
+}
+
+/* Groups are read and changed by one job at a time (apply_ctx.groups_lock). */
+static void groups_enter(struct job *j)
+{
+	if (j->a->groups_lock && j->groups_held++ == 0)
+		pthread_mutex_lock(j->a->groups_lock);
+}
+
+static void groups_leave(struct job *j)
+{
+	if (j->a->groups_lock && --j->groups_held == 0)
+		pthread_mutex_unlock(j->a->groups_lock);
 }
 
 static void audit(struct job *j, const char *dn, const char *op, const char *attrs)
@@ -903,7 +920,7 @@ static const char **member_attr_names(const struct mapping_object *t)
 
 /* Takes the member dn (rdnval for memberUid-like attributes) out of every
  * managed group. */
-static int remove_from_groups(struct job *j, const char *dn, const char *rdnval)
+static int remove_from_groups_locked(struct job *j, const char *dn, const char *rdnval)
 {
 	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
 	struct ldapw_entries groups = { 0 };
@@ -963,6 +980,16 @@ cleanup:
 	return rc;
 }
 
+static int remove_from_groups(struct job *j, const char *dn, const char *rdnval)
+{
+	int rc;
+
+	groups_enter(j);
+	rc = remove_from_groups_locked(j, dn, rdnval);
+	groups_leave(j);
+	return rc;
+}
+
 static char *json_id(const cJSON *v)
 {
 	char num[64];
@@ -1000,6 +1027,8 @@ static int change_membership(struct job *j, const struct ldapw_entry *group, con
 		vlist_init(&gone);
 		if (member_values(j, a, team, emp, &mine) < 0 || member_values(j, a, team, NULL, &placeholder) < 0) {
 			r = -1;
+		} else if (same_set(&mine, &placeholder)) {
+			/* the member gives no value of its own (a leaver kept out): only the team's default came */
 		} else if (remove) {
 			for (size_t k = 0; k < mine.n; k++)
 				matching(cur, mine.v[k], mine.v[k], by_rdn, &gone);
@@ -1060,7 +1089,7 @@ static int team_group(struct job *j, const char *team, struct ldapw_entries *fou
 /* A new or returning employee joins the groups of the teams the record lists
  * (team_ids, as enrichment adds it); without that list, a return puts back
  * the groups the termination took them out of. */
-static int join_teams(struct job *j, const cJSON *rec, const char *key, bool returning)
+static int join_teams_locked(struct job *j, const cJSON *rec, const char *key, bool returning)
 {
 	static const char *const none[] = { NULL };
 	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
@@ -1111,9 +1140,19 @@ static int join_teams(struct job *j, const cJSON *rec, const char *key, bool ret
 	return rc;
 }
 
+static int join_teams(struct job *j, const cJSON *rec, const char *key, bool returning)
+{
+	int rc;
+
+	groups_enter(j);
+	rc = join_teams_locked(j, rec, key, returning);
+	groups_leave(j);
+	return rc;
+}
+
 /* After a rename: old DN -> new DN in managed groups and in the employee
  * reference attributes (manager), on entries holding the key attribute. */
-static int rewrite_references(struct job *j, const char *old_dn, const char *new_dn)
+static int rewrite_references_locked(struct job *j, const char *old_dn, const char *new_dn)
 {
 	const struct mapping *m = j->a->m;
 	char *old_rdn = dn_rdn_value(old_dn), *new_rdn = dn_rdn_value(new_dn);
@@ -1165,8 +1204,16 @@ static int rewrite_references(struct job *j, const char *old_dn, const char *new
 				vlist_free(&gone);
 				vlist_free(&repl);
 			}
-			if (r == 0)
+			if (r == 0) {
+				size_t said = j->err->len;
 				r = op_modify(j, found.v[g].dn, &c, CAT_MODIFY, "follow rename");
+				if (r < 0 && j->last_rc == LDAP_NO_SUCH_ATTRIBUTE) {
+					/* the old name left that entry meanwhile (its own delivery changed it): nothing to follow */
+					log_debug("%s %s: %s: the old name is gone already", j->kind, j->id, found.v[g].dn);
+					sbuf_truncate(j->err, said);
+					r = 0;
+				}
+			}
 			changes_free(&c);
 			if (r < 0) {
 				ldapw_entries_free(&found);
@@ -1179,6 +1226,16 @@ static int rewrite_references(struct job *j, const char *old_dn, const char *new
 cleanup:
 	free(old_rdn);
 	free(new_rdn);
+	return rc;
+}
+
+static int rewrite_references(struct job *j, const char *old_dn, const char *new_dn)
+{
+	int rc;
+
+	groups_enter(j);
+	rc = rewrite_references_locked(j, old_dn, new_dn);
+	groups_leave(j);
 	return rc;
 }
 
@@ -1291,17 +1348,50 @@ cleanup:
 	return rc;
 }
 
-static void note_unresolved(struct job *j, const struct mapping_result *r)
+/* References to employees without an entry are left out, and said; in the
+ * daemon, an employee delivery is kept to be applied again when the entry
+ * it refers to is made (a manager hired after the employee). */
+static void note_unresolved(struct job *j, const struct mapping_result *r, const cJSON *rec)
 {
+	char *body = NULL;
+
 	if (r->unresolved.n)
 		j->a->unresolved = true;
+	if (r->unresolved.n && j->a->revisit && j->a->st && strcmp(j->kind, "employee") == 0)
+		body = cJSON_PrintUnformatted(rec);
 	for (size_t i = 0; i < r->unresolved.n; i++) {
 		if (j->a->dry_run)
 			sayf(j, "%s: employee %s has no entry; left out", r->unresolved_attr[i], r->unresolved.v[i]);
 		else
-			log_warn("%s %s (%s): %s: employee %s has no entry; left out", j->kind, j->id, j->event,
-			         r->unresolved_attr[i], r->unresolved.v[i]);
+			log_warn("%s %s (%s): %s: employee %s has no entry; left out%s", j->kind, j->id, j->event,
+			         r->unresolved_attr[i], r->unresolved.v[i], body ? " until it has one" : "");
+		if (body) {
+			char target[160], waiter[160];
+			struct sbuf e;
+			snprintf(target, sizeof(target), "employee:%s", r->unresolved.v[i]);
+			snprintf(waiter, sizeof(waiter), "employee:%s", j->id);
+			sbuf_init(&e);
+			if (store_wait_for(j->a->st, target, waiter, j->type, body, &e) < 0)
+				log_warn("employee %s: %s", j->id, sbuf_str(&e));
+			sbuf_free(&e);
+		}
 	}
+	free(body);
+}
+
+/* An employee's entry was just made: the deliveries that waited for it go again. */
+static void revisit_waiters(struct job *j)
+{
+	char target[160];
+	struct sbuf e;
+
+	if (!j->a->revisit || !j->a->st)
+		return;
+	snprintf(target, sizeof(target), "employee:%s", j->id);
+	sbuf_init(&e);
+	if (store_take_waiters(j->a->st, target, j->a->revisit, j->a->revisit_ctx, &e) < 0)
+		log_warn("employee %s: %s", j->id, sbuf_str(&e));
+	sbuf_free(&e);
 }
 
 static int evaluate(struct job *j, enum mapping_kind kind, const cJSON *rec, const struct ldapw_entry *own,
@@ -1597,7 +1687,9 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		goto cleanup;
 	}
 	rc = -1;
-	if (strcmp(j->event, "terminate") == 0) {
+	if (j->fresh) {
+		/* read from the API just now: the record says what it is, whatever the event was */
+	} else if (strcmp(j->event, "terminate") == 0) {
 		if (future) {
 			snprintf(due, sizeof(due), "%.10s", on);
 			schedule(j, rec, due, true);
@@ -1633,13 +1725,13 @@ static int apply_employee(struct job *j, const cJSON *rec)
 	}
 	settled = true;
 	/* the schedule follows the record's dates */
-	if (r.state == MAPPING_ACTIVE && future && strcmp(j->event, "unterminate") != 0) {
+	if (r.state == MAPPING_ACTIVE && future && (j->fresh || strcmp(j->event, "unterminate") != 0)) {
 		snprintf(due, sizeof(due), "%.10s", on);
 		schedule(j, rec, due, true);
 	} else {
 		schedule(j, rec, NULL, false);
 	}
-	note_unresolved(j, &r);
+	note_unresolved(j, &r, rec);
 
 	if (r.state == MAPPING_TERMINATED) {
 		if (!cur) {
@@ -1677,7 +1769,10 @@ static int apply_employee(struct job *j, const cJSON *rec)
 			goto cleanup;
 		cache_keep(j, key, NULL, &r);
 		strmap_put(&j->dn_cache, j->id, r.dn);
-		rc = rejoin(j, rec, key, false);
+		/* a leaver who never had an entry comes back: no longer kept out of groups */
+		rc = rejoin(j, rec, key, was_terminated(j, key));
+		if (rc == 0)
+			revisit_waiters(j);
 		goto cleanup;
 	} else {
 		old_dn = strdup(cur->dn);
@@ -1729,7 +1824,7 @@ static int apply_team(struct job *j, const cJSON *rec, bool del)
 	}
 	if (evaluate(j, MAPPING_TEAM, rec, cur, MAPPING_FORCE_NONE, &r) < 0)
 		goto cleanup;
-	note_unresolved(j, &r);
+	note_unresolved(j, &r, rec);
 	if (!cur)
 		rc = add_entry(j, &r, CAT_ADD);
 	else
@@ -1857,6 +1952,45 @@ static int team_delivery(struct job *j, const cJSON *body, bool del)
 	return rc;
 }
 
+/* A membership, as the team read fresh says it is now: the member joins or
+ * leaves; a team whose group is not there yet gets it, whole; an employee
+ * without an entry yet joins when the entry is made (an employee's creation
+ * joins the groups of its teams). */
+static int membership_now(struct job *j, const cJSON *rec, const cJSON *fresh, const char *team, const char *emp)
+{
+	struct ldapw_entries found = { 0 };
+	const struct ldapw_entry *group;
+	bool member = team_lists(fresh, emp);
+	char *dn = NULL;
+	int rc = -1, got;
+
+	if ((got = team_group(j, team, &found, &group)) < 0)
+		goto cleanup;
+	if (!got) {
+		const char *kind = j->kind, *id = j->id;
+		sayf(j, "team %s has no group yet: made from the team as Factorial has it now", team);
+		j->kind = "team";
+		j->id = team;
+		rc = member ? apply_team(j, fresh, false) : 0;
+		j->kind = kind;
+		j->id = id;
+		goto cleanup;
+	}
+	if ((got = lookup_employee(j, emp, &dn, false)) < 0)
+		goto cleanup;
+	if (!got) {
+		sayf(j, "employee %s has no entry yet: %s", emp,
+		     member ? "it joins the group when it is made" : "nothing to do");
+		rc = 0;
+		goto cleanup;
+	}
+	rc = apply_membership(j, rec, !member);
+cleanup:
+	free(dn);
+	ldapw_entries_free(&found);
+	return rc;
+}
+
 /* One membership: from the body, or, with the API, by whether the team
  * lists the employee now (a late `delete` after the employee joined again
  * removes nothing). */
@@ -1878,7 +2012,7 @@ static int one_membership(struct job *j, const cJSON *rec, bool remove)
 		rc = 0;
 		goto cleanup;
 	}
-	rc = apply_membership(j, rec, !team_lists(fresh, emp));
+	rc = membership_now(j, rec, fresh, team, emp);
 cleanup:
 	cJSON_Delete(fresh);
 	free(team);
@@ -1944,6 +2078,7 @@ static int employee_delivery(struct job *j, const cJSON *body)
 		say(j, "no longer exists in Factorial: skipped");
 		rc = 0;
 	} else {
+		j->fresh = true;
 		rc = apply_employee(j, fresh);
 	}
 	cJSON_Delete(fresh);
@@ -1969,7 +2104,9 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 		goto cleanup;
 	}
 	if (strncmp(type, "teams/membership/", 17) == 0) {
+		groups_enter(&j);
 		rc = membership_delivery(&j, body, &id);
+		groups_leave(&j);
 		goto cleanup;
 	}
 	if (!cJSON_IsObject(body)) {
@@ -1980,7 +2117,9 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	j.id = id ? id : "?";
 	if (strncmp(type, "teams/team/", 11) == 0) {
 		j.kind = "team";
+		groups_enter(&j);
 		rc = team_delivery(&j, body, strcmp(j.event, "delete") == 0);
+		groups_leave(&j);
 	} else {
 		j.kind = "employee";
 		rc = employee_delivery(&j, body);

@@ -37,6 +37,7 @@
 #ifndef FLA_APPLY_H
 #define FLA_APPLY_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include <cjson/cJSON.h>
@@ -66,6 +67,16 @@ struct apply_ctx {
 	bool connection_lost; /* the last failure was the directory or the API being unreachable, not the record */
 	bool api_unavailable; /* ... and it was the API */
 	bool stale; /* the last delivery was older than what was applied for its record: skipped */
+	/* workers applying at once: a group is read and changed under this lock
+	 * (team and membership deliveries, and an employee's leaving, joining
+	 * and renames), so that two changes of one group never cross; NULL when
+	 * one thread applies */
+	pthread_mutex_t *groups_lock;
+	/* a delivery left a reference to an employee unresolved and that employee's
+	 * entry was made since: apply (type, body) again (the daemon queues it);
+	 * NULL: nothing is kept for later */
+	void (*revisit)(void *ctx, const char *type, const char *body);
+	void *revisit_ctx;
 
 	/* sync: the managed entries read once (apply_cache_load) instead of one search per record */
 	struct apply_cache *cache;

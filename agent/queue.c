@@ -338,6 +338,9 @@ cleanup:
 
 void queue_delivery_free(struct queue_delivery *d)
 {
+	for (size_t i = 0; i < d->nrefs; i++)
+		free(d->refs[i]);
+	free(d->refs);
 	free(d->ids);
 	free(d->type);
 	free(d->record_key);
@@ -405,6 +408,34 @@ static void dependencies(const char *type, const char *body, struct strmap *deps
 	cJSON_Delete(b);
 }
 
+/* The records the deliveries of run d name, into d->refs. */
+static int load_refs(struct queue *q, struct queue_delivery *d, struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(q->db, "SELECT DISTINCT ref_key FROM delivery_refs WHERE delivery_id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_error(q, err, "prepare");
+	for (size_t i = 0; i < d->nids && rc == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, d->ids[i]);
+		while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+			char **v = realloc(d->refs, (d->nrefs + 1) * sizeof(*v));
+			if (!v || !(v[d->nrefs] = col(st, 0))) {
+				if (v)
+					d->refs = v;
+				rc = db_error(q, err, "out of memory");
+				break;
+			}
+			d->refs = v;
+			d->nrefs++;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* Fills d with the run of same-type pending deliveries of key starting at
  * first; the body applied is the newest snapshot of the record (the greatest
  * version, the latest arrival among equals), not the last to arrive: a late
@@ -447,7 +478,7 @@ static int load_run(struct queue *q, const char *key, int64_t first, struct queu
 		}
 	}
 	d->record_key = strdup(key);
-	rc = d->nids ? 0 : -1;
+	rc = d->nids && d->record_key ? load_refs(q, d, err) : -1;
 cleanup:
 	sqlite3_finalize(st);
 	return rc;
@@ -479,6 +510,13 @@ static int first_text(struct queue *q, const char *sql, int64_t id, const char *
 	return rc;
 }
 
+/* An older delivery of another record holds this one back while it waits
+ * its first turn, or is held by the deletion guard; once it has failed and
+ * backs off, it holds back only its own record: it may be failing for want
+ * of what this very delivery makes (a membership retried until its
+ * employee's entry exists must not keep that employee's hire waiting). */
+#define HOLDS_OTHERS(t) "(" t ".state = 'held' OR (" t ".state = 'pending' AND " t ".attempts = 0))"
+
 /* What delivery id (of record key) waits for, in the order the checks are
  * cheapest: an older delivery of the same record; an older delivery of a
  * record it depends on (the employees a team or membership names, an
@@ -491,12 +529,12 @@ static int blocker(struct queue *q, int64_t id, const char *key, char **by, stru
 		"SELECT record_key FROM deliveries WHERE id < ?1 AND record_key = ?2 "
 		"AND state IN ('pending', 'held') LIMIT 1",
 		"SELECT r.ref_key FROM delivery_refs r WHERE r.delivery_id = ?1 AND EXISTS (SELECT 1 FROM deliveries o "
-		"WHERE o.record_key = r.ref_key AND o.id < ?1 AND o.state IN ('pending', 'held')) LIMIT 1",
+		"WHERE o.record_key = r.ref_key AND o.id < ?1 AND " HOLDS_OTHERS("o") ") LIMIT 1",
 		"SELECT d.record_key FROM delivery_refs r JOIN deliveries d ON d.id = r.delivery_id "
-		"WHERE r.ref_key = ?2 AND r.delivery_id < ?1 AND d.state IN ('pending', 'held') LIMIT 1",
+		"WHERE r.ref_key = ?2 AND r.delivery_id < ?1 AND " HOLDS_OTHERS("d") " LIMIT 1",
 		"SELECT d.record_key FROM delivery_refs mine JOIN delivery_refs r ON r.ref_key = mine.ref_key "
 		"JOIN deliveries d ON d.id = r.delivery_id WHERE mine.delivery_id = ?1 AND mine.ref_key LIKE 'team:%' "
-		"AND r.delivery_id < ?1 AND d.state IN ('pending', 'held') LIMIT 1",
+		"AND r.delivery_id < ?1 AND " HOLDS_OTHERS("d") " LIMIT 1",
 		NULL,
 	};
 	int rc = 0;
@@ -555,6 +593,34 @@ static int mark_waiting(struct queue *q, int64_t id, const char *by, struct sbuf
 	return rc;
 }
 
+/* The record being applied now that candidate id (of record key) would run
+ * into: its own record, or one it names, is in busy (which maps the record
+ * and the referenced records of every delivery in progress to that
+ * delivery's record).  Two deliveries that touch the same entries never run
+ * at once.  1 and the owner's record key in *by, 0 when none. */
+static int busy_with(struct queue *q, int64_t id, const char *key, const struct strmap *busy, char **by,
+                     struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL;
+	const char *owner = strmap_get(busy, key);
+	int step;
+
+	*by = NULL;
+	if (!owner && busy->n) {
+		if (sqlite3_prepare_v2(q->db, "SELECT ref_key FROM delivery_refs WHERE delivery_id = ?", -1, &st, NULL) !=
+		    SQLITE_OK)
+			return db_error(q, err, "prepare");
+		sqlite3_bind_int64(st, 1, id);
+		while (!owner && (step = sqlite3_step(st)) == SQLITE_ROW)
+			owner = strmap_get(busy, (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+	}
+	if (!owner)
+		return 0;
+	*by = strdup(owner);
+	return *by ? 1 : db_error(q, err, "out of memory");
+}
+
 /* One look at a batch of candidates: 1 and *take when one may go, 0 when
  * none of them may (those that wait are marked with what they wait for, so
  * that they are not looked at again until it changes), -1 on failure. */
@@ -564,10 +630,9 @@ static int pick(struct queue *q, struct candidate *c, size_t n, const struct str
 	*marked = 0;
 	for (size_t i = 0; i < n; i++) {
 		char *by = NULL;
-		int w;
-		if (strmap_get(busy, c[i].key))
-			continue; /* its record is being applied now: its turn comes when that ends */
-		w = blocker(q, c[i].id, c[i].key, &by, err);
+		int w = busy_with(q, c[i].id, c[i].key, busy, &by, err);
+		if (w == 0)
+			w = blocker(q, c[i].id, c[i].key, &by, err);
 		if (w == 1) {
 			w = mark_waiting(q, c[i].id, by, err);
 			(*marked)++;
@@ -587,8 +652,7 @@ static int pick(struct queue *q, struct candidate *c, size_t n, const struct str
 
 int queue_next(struct queue *q, double now, const struct strmap *busy, struct queue_delivery *d, struct sbuf *err)
 {
-	/* candidates skipped because their record is busy are at most one per busy record */
-	size_t max = busy->n + 16, n = 0, marked = 0;
+	size_t max = 16, n = 0, marked = 0;
 	struct candidate *c = calloc(max, sizeof(*c)), take = { 0 };
 	int rc = -1, got = 0;
 
@@ -667,6 +731,29 @@ cleanup:
 	sqlite3_finalize(st);
 	if (rc < 0)
 		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int queue_forget_waits(struct queue *q, struct sbuf *err)
+{
+	if (sqlite3_exec(q->db, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on IS NOT NULL", NULL, NULL,
+	                 NULL) != SQLITE_OK)
+		return db_error(q, err, "write");
+	return 0;
+}
+
+int queue_release(struct queue *q, const char *record_key, struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(q->db, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_error(q, err, "prepare");
+	sqlite3_bind_text(st, 1, record_key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = db_error(q, err, "write");
+	sqlite3_finalize(st);
 	return rc;
 }
 
@@ -767,9 +854,8 @@ long queue_retry(struct queue *q, int64_t id, bool force, struct sbuf *err)
 		         : "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt = 0 WHERE state = 'dead'";
 
 	/* deliveries that waited for these look again */
-	if (sqlite3_exec(q->db, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on IS NOT NULL", NULL, NULL,
-	                 NULL) != SQLITE_OK)
-		return db_error(q, err, "write");
+	if (queue_forget_waits(q, err) < 0)
+		return -1;
 
 	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_error(q, err, "prepare");

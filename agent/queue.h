@@ -72,14 +72,24 @@ struct queue_delivery {
 	int attempts;
 	char *received;
 	bool forced; /* `queue retry --force`: past the deletion guard */
+	char **refs; /* the records its deliveries name ("employee:7", "team:3") */
+	size_t nrefs;
 };
 
 void queue_delivery_free(struct queue_delivery *d);
 
-/* Claims the next delivery a worker may apply now (record keys in busy are
- * being worked on).  Returns 1 and fills d, 0 when none is ready, -1 on a
- * store failure. */
+/* Claims the next delivery a worker may apply now.  busy maps the record key
+ * and the refs of every delivery being applied to that delivery's record
+ * key: a delivery touching any of them waits (marked with that record key).
+ * Returns 1 and fills d, 0 when none is ready, -1 on a store failure. */
 int queue_next(struct queue *q, double now, const struct strmap *busy, struct queue_delivery *d, struct sbuf *err);
+/* Every delivery looks again at what it waits for (at start: a mark may
+ * name a delivery that was being applied when the last process ended). */
+int queue_forget_waits(struct queue *q, struct sbuf *err);
+/* A delivery of record_key is no longer being applied: what waited for it
+ * looks again.  Call it under the same lock as queue_next() after taking
+ * the record out of busy. */
+int queue_release(struct queue *q, const char *record_key, struct sbuf *err);
 
 /* The run was applied: it leaves the queue. */
 int queue_done(struct queue *q, const struct queue_delivery *d, struct sbuf *err);

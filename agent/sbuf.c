@@ -25,6 +25,14 @@ void sbuf_reset(struct sbuf *b)
 		b->s[0] = '\0';
 }
 
+void sbuf_truncate(struct sbuf *b, size_t len)
+{
+	if (len < b->len) {
+		b->len = len;
+		b->s[len] = '\0';
+	}
+}
+
 static bool grow(struct sbuf *b, size_t extra)
 {
 	size_t need, cap;

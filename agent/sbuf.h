@@ -24,6 +24,7 @@ struct sbuf {
 void sbuf_init(struct sbuf *b);
 void sbuf_free(struct sbuf *b);
 void sbuf_reset(struct sbuf *b); /* empty, keeps the allocation */
+void sbuf_truncate(struct sbuf *b, size_t len); /* back to its first len bytes */
 void sbuf_add(struct sbuf *b, const char *s, size_t len);
 void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_addc(struct sbuf *b, char c);

@@ -73,6 +73,13 @@ static const char schema[] =
 	"  record TEXT PRIMARY KEY,"
 	"  updated REAL NOT NULL,"
 	"  stamp TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS waiting_refs ("
+	"  target TEXT NOT NULL,"
+	"  waiter TEXT NOT NULL,"
+	"  type TEXT NOT NULL,"
+	"  body TEXT NOT NULL,"
+	"  since REAL NOT NULL,"
+	"  PRIMARY KEY (target, waiter));"
 	"CREATE TABLE IF NOT EXISTS left_groups ("
 	"  key TEXT NOT NULL,"
 	"  dn TEXT NOT NULL,"
@@ -488,4 +495,54 @@ int store_forget_left_groups(struct store *st, const char *key, struct sbuf *err
 	const char *p[] = { key, NULL };
 
 	return exec_text(st, "DELETE FROM left_groups WHERE key = ?", p, err);
+}
+
+int store_wait_for(struct store *st, const char *target, const char *waiter, const char *type, const char *body,
+                   struct sbuf *err)
+{
+	sqlite3_stmt *stmt;
+	int rc = 0;
+
+	/* a reference nothing came to resolve in a month is let go */
+	if (!(stmt = prepared(st, "DELETE FROM waiting_refs WHERE since < ?")))
+		return db_error(st, err, "prepare");
+	sqlite3_bind_double(stmt, 1, (double)time(NULL) - 30 * 86400.0);
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		rc = db_error(st, err, "write");
+	sqlite3_reset(stmt);
+	if (rc < 0)
+		return rc;
+	if (!(stmt = prepared(st, "INSERT INTO waiting_refs (target, waiter, type, body, since) VALUES (?, ?, ?, ?, ?) "
+	                          "ON CONFLICT (target, waiter) DO UPDATE SET type = excluded.type, body = excluded.body, "
+	                          "since = excluded.since")))
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, target, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, waiter, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, body, -1, SQLITE_STATIC);
+	sqlite3_bind_double(stmt, 5, (double)time(NULL));
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		rc = db_error(st, err, "write");
+	sqlite3_reset(stmt);
+	return rc;
+}
+
+int store_take_waiters(struct store *st, const char *target,
+                       void (*fn)(void *ctx, const char *type, const char *body), void *ctx, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = prepared(st, "SELECT type, body FROM waiting_refs WHERE target = ? ORDER BY since");
+	const char *p[] = { target, NULL };
+	int step, n = 0;
+
+	if (!stmt)
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, target, -1, SQLITE_STATIC);
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		fn(ctx, (const char *)sqlite3_column_text(stmt, 0), (const char *)sqlite3_column_text(stmt, 1));
+		n++;
+	}
+	sqlite3_reset(stmt);
+	if (step != SQLITE_DONE)
+		return db_error(st, err, "read");
+	return n ? exec_text(st, "DELETE FROM waiting_refs WHERE target = ?", p, err) : 0;
 }

@@ -6,8 +6,9 @@
  * event, record, DN, operation and the names of the attributes changed,
  * never their values), the schedule of future terminations (the delivery
  * body and the day it becomes due), the employees whose termination was
- * applied and the groups it took them out of, and the newest version
- * (updated_at) applied of each record.  The delivery queue (queue.h) lives in the same database.
+ * applied and the groups it took them out of, the newest version
+ * (updated_at) applied of each record, and the deliveries waiting for an
+ * employee's entry to exist.  The delivery queue (queue.h) lives in the same database.
  *
  * state_dir is created (mode 0700) when missing.  Every write is one
  * transaction, committed before the call returns.
@@ -74,6 +75,16 @@ int store_left_group(struct store *st, const char *key, const char *dn, struct s
 /* Appends them to dns. */
 int store_left_groups(struct store *st, const char *key, struct vlist *dns, struct sbuf *err);
 int store_forget_left_groups(struct store *st, const char *key, struct sbuf *err);
+
+/* A delivery (type, body) of record waiter left a reference to record
+ * target unresolved (its entry did not exist yet): kept, so that the
+ * delivery can be applied again when target's entry is made.  Entries older
+ * than a month are let go. */
+int store_wait_for(struct store *st, const char *target, const char *waiter, const char *type, const char *body,
+                   struct sbuf *err);
+/* Calls fn for every delivery waiting for target, oldest first, and forgets them. */
+int store_take_waiters(struct store *st, const char *target,
+                       void (*fn)(void *ctx, const char *type, const char *body), void *ctx, struct sbuf *err);
 
 /* The deletion guard in `run`: disables and deletes applied since a time
  * (seconds since the epoch), and one more. */

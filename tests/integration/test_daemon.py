@@ -61,12 +61,9 @@ class Case(unittest.TestCase):
 
     def config(self, name="agent.yaml", port=None, public="https://agent.example.com/hooks", extra="",
                webhooks_extra="", state="state"):
-        port = port or free_port()
-        text = open(self.d.standard(ldap_uri=self.ldap.uri, base_url=self.fake.base_url, enrich=False,
-                                    public_url=public, extra=extra)).read()
-        text = text.replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{port}"')
-        text = text.replace("  challenge_file: challenge\n", "  challenge_file: challenge\n" + webhooks_extra)
-        text = text.replace("state_dir: state\n", f"state_dir: {state}\n")
+        with open(self.d.daemon(port=port, webhooks_extra=webhooks_extra, ldap_uri=self.ldap.uri,
+                                base_url=self.fake.base_url, enrich=False, public_url=public, extra=extra)) as f:
+            text = f.read().replace("state_dir: state\n", f"state_dir: {state}\n")
         return self.d.file(name, text)
 
     def start(self, cfg, log="agent.log", env=None):

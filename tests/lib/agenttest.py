@@ -80,6 +80,17 @@ state_dir: state
 {extra}""")
 
 
+    def daemon(self, port=None, webhooks_extra="  manage_subscriptions: false\n", **standard):
+        """standard(), listening on port (a free one by default), with more webhooks keys
+        (by default: subscriptions left alone, for tests without a Factorial to keep them in)."""
+        from slapd import free_port
+        with open(self.standard(**standard), encoding="utf-8") as f:
+            text = f.read()
+        text = text.replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{port or free_port()}"')
+        text = text.replace("  challenge_file: challenge\n", "  challenge_file: challenge\n" + webhooks_extra)
+        return self.file("agent.yaml", text)
+
+
 class AgentProcess:
     """`factorial-ldap-agent run` in the background, its log in a file."""
 
