@@ -52,30 +52,43 @@ SHRINK_SECONDS = float(os.environ.get("FLA_CONVERGENCE_SHRINK_SECONDS", "300"))
 
 # ---- the day's changes ----------------------------------------------------------
 
+class Paper:
+    """A stand-in for the fake Factorial while a day is planned."""
+
+    def __init__(self):
+        import threading
+        self.lock = threading.RLock()
+        self.teams = {}
+
+    def put_employee(self, e):
+        pass
+
+
 def plan_day(seed, deliveries):
-    """The changes of one day, each a small dict; they name employees and teams by
-    their ids and are replayed by World, which skips a change whose subject is gone."""
+    """The changes of one day, each a small dict, until they make at least that many
+    deliveries; they name employees and teams by their ids and are replayed by World,
+    which skips a change whose subject is gone."""
     rng = random.Random(seed)
+    paper = World(Paper())
     ops = []
     emp = 0
     team = 0
-    count = 0
     # the morning: people and teams that exist before the day's churn
     for _ in range(12):
         emp += 1
         ops.append({"op": "hire", "id": emp, "first": rng.choice(FIRST), "last": rng.choice(LAST),
                     "manager": rng.randint(1, emp - 1) if emp > 1 and rng.random() < 0.7 else None})
-        count += 1
     for _ in range(3):
         team += 1
         ops.append({"op": "team_create", "id": team, "members": rng.sample(range(1, emp + 1), 3)})
-        count += 1
     kinds = [("hire", 10), ("rename", 8), ("manager", 8), ("preferred", 6), ("leave_now", 6),
              ("leave_later", 4), ("come_back", 6), ("touch", 6), ("team_create", 3), ("team_rename", 3),
              ("team_delete", 2), ("join", 12), ("leave_team", 10), ("bulk_join", 3)]
     names = [k for k, _ in kinds]
     weights = [w for _, w in kinds]
-    while count < deliveries:
+    for op in ops:
+        paper.play(op)
+    while len(paper.deliveries) < deliveries:
         k = rng.choices(names, weights)[0]
         if k == "hire":
             emp += 1
@@ -93,7 +106,7 @@ def plan_day(seed, deliveries):
         else:
             ops.append({"op": k, "emp": rng.randint(1, emp), "last": rng.choice(LAST),
                         "manager": rng.randint(1, emp), "preferred": rng.choice(FIRST + [None])})
-        count += 1 if k != "bulk_join" else 1
+        paper.play(ops[-1])
     return ops
 
 
