@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "config.h"
 #include "diag.h"
+#include "events.h"
 #include "factorial.h"
 #include "http.h"
 #include "ldapw.h"
@@ -366,8 +367,46 @@ static int health_render(struct agentd *a, struct sbuf *out)
 	return ok ? 200 : 503;
 }
 
+/* Stores a delivery durably, with the record it orders by and the records
+ * it names as the event table and the mapping in force say. */
+static int submit(struct agentd *a, const struct event_type *t, const cJSON *parsed, const char *body,
+                  struct sbuf *err)
+{
+	struct snapshot *s = snap_get(a);
+	char *key = event_record_key(t, parsed);
+	struct strmap refs;
+	int rc = -1;
+
+	strmap_init(&refs);
+	event_refs(t, parsed, s->m, &refs);
+	if (!key)
+		sbuf_adds(err, "out of memory");
+	else
+		rc = queue_submit(a->committer, t->name, key, &refs, body, err);
+	strmap_free(&refs);
+	free(key);
+	snap_put(a, s);
+	return rc;
+}
+
+/* The same, for a body the agent made or kept itself (text). */
+static int submit_text(struct agentd *a, const char *type, const char *body, struct sbuf *err)
+{
+	const struct event_type *t = event_find(type);
+	cJSON *parsed = cJSON_Parse(body);
+	int rc = -1;
+
+	if (!t || !parsed)
+		sbuf_addf(err, "%s: not a delivery the agent can store", type);
+	else
+		rc = submit(a, t, parsed, body, err);
+	cJSON_Delete(parsed);
+	return rc;
+}
+
 static void deliver(struct agentd *a, const char *type, const char *body, size_t len, struct http_reply *reply)
 {
+	const struct event_type *t = event_find(type);
 	cJSON *j = cJSON_ParseWithLength(body, len);
 	const char *reason = NULL;
 	struct sbuf err;
@@ -378,7 +417,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 		reason = "empty body";
 	else if (!j)
 		reason = "not valid JSON";
-	else if (!cJSON_IsObject(j) && !(cJSON_IsArray(j) && strcmp(type, "teams/membership/bulk_upsert") == 0))
+	else if (!cJSON_IsObject(j) && !(cJSON_IsArray(j) && t && t->list_body))
 		reason = "not a JSON object";
 	if (reason) {
 		reply->status = 400;
@@ -388,7 +427,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 			log_warn("the rejected log could not be written: %s", sbuf_str(&err));
 		pthread_mutex_unlock(&a->side_mu);
 		log_info("delivery refused: %s: 400 (%s)", type, reason);
-	} else if (queue_submit(a->committer, type, body, &err) < 0) {
+	} else if (submit(a, t, j, body, &err) < 0) {
 		reply->status = 503;
 		sbuf_adds(&reply->body, "the delivery could not be stored; retry later\n");
 		log_error("delivery not stored (answered 503): %s: %s", type, sbuf_str(&err));
@@ -565,7 +604,7 @@ static void revisit(void *ctx, const char *type, const char *body)
 	struct sbuf err;
 
 	sbuf_init(&err);
-	if (queue_submit(a->committer, type, body, &err) < 0)
+	if (submit_text(a, type, body, &err) < 0)
 		log_warn("a %s delivery waiting for a reference could not be queued again: %s", type, sbuf_str(&err));
 	sbuf_free(&err);
 }
@@ -596,7 +635,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 		w->seen = s;
 	}
 	if (s->cfg->factorial.enrich && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
-		log_error("delivery %lld: %s", (long long)d->id, sbuf_str(&err));
+		log_error("%s", sbuf_str(&err));
 		pause_directory(a, "Factorial API", "the client could not be set up");
 		goto cleanup;
 	}
@@ -634,9 +673,9 @@ static void process(struct worker *w, struct queue_delivery *d)
 			sbuf_init(&qe);
 			if (guard_allows_one(w, s->cfg, s->m, &why) != 1) {
 				if (queue_hold(w->q, d, sbuf_str(&why), &qe) < 0)
-					log_error("delivery %lld: %s", (long long)d->id, sbuf_str(&qe));
+					log_error("%s", sbuf_str(&qe));
 				metrics_apply("held", false);
-				log_error("delivery %lld %s %s: %s", (long long)d->id, d->type, d->record_key, sbuf_str(&why));
+				log_error("%s", sbuf_str(&why));
 				sbuf_free(&why);
 				sbuf_free(&qe);
 				goto cleanup;
@@ -661,12 +700,10 @@ static void process(struct worker *w, struct queue_delivery *d)
 			sbuf_free(&ge);
 		}
 		if (queue_done(w->q, d, &err) < 0)
-			log_error("delivery %lld: applied, but the queue could not be updated: %s", (long long)d->id,
-			          sbuf_str(&err));
+			log_error("applied, but the queue could not be updated: %s", sbuf_str(&err));
 		metrics_apply(act, true);
 		directory_ok(a);
-		log_info("delivery %lld %s %s: %s: ok (%.0f ms)%s", (long long)d->id, d->type, d->record_key, act,
-		         (mono_now() - t0) * 1000, coalesced);
+		log_info("%s: ok (%.0f ms)%s", act, (mono_now() - t0) * 1000, coalesced);
 	} else if (ac.connection_lost) {
 		if (!ac.api_unavailable) {
 			/* the directory went away: connect again after the pause */
@@ -686,15 +723,15 @@ static void process(struct worker *w, struct queue_delivery *d)
 			sbuf_adds(&err, "the stored body is not JSON");
 		sbuf_init(&qe);
 		if (queue_failed(w->q, d, sbuf_str(&err), wall_now() + delay, dead, &qe) < 0)
-			log_error("delivery %lld: %s", (long long)d->id, sbuf_str(&qe));
+			log_error("%s", sbuf_str(&qe));
 		sbuf_free(&qe);
 		metrics_apply(action_of(&ac), false);
 		if (dead)
-			log_error("delivery %lld %s %s: failed for good after %d attempt%s, kept as a dead letter: %s",
-			          (long long)d->id, d->type, d->record_key, attempts, attempts == 1 ? "" : "s", sbuf_str(&err));
+			log_error("failed for good after %d attempt%s, kept as a dead letter: %s", attempts,
+			          attempts == 1 ? "" : "s", sbuf_str(&err));
 		else
-			log_warn("delivery %lld %s %s: failed (attempt %d of %lld, next in %.0f s): %s", (long long)d->id,
-			         d->type, d->record_key, attempts, s->cfg->queue.max_attempts, delay, sbuf_str(&err));
+			log_warn("failed (attempt %d of %lld, next in %.0f s): %s", attempts, s->cfg->queue.max_attempts,
+			         delay, sbuf_str(&err));
 	}
 cleanup:
 	cJSON_Delete(body);
@@ -740,7 +777,9 @@ static void *worker_main(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&a->mu);
+		log_set_context("delivery %lld %s %s", (long long)d.id, d.type, d.record_key);
 		process(w, &d);
+		log_clear_context();
 		pthread_mutex_lock(&a->mu);
 		strmap_del(&a->busy, d.record_key);
 		for (size_t i = 0; i < d.nrefs; i++)
@@ -772,7 +811,7 @@ static int enqueue_due(void *ctx, const char *kind, const char *record_id, const
 	sbuf_init(&err);
 	if (strcmp(kind, "employee") != 0)
 		goto cleanup;
-	if (queue_submit(c->a->committer, "employees/employee/terminate", body, &err) < 0) {
+	if (submit_text(c->a, "employees/employee/terminate", body, &err) < 0) {
 		log_error("employee %s: the termination due today could not be queued: %s", record_id, sbuf_str(&err));
 		goto cleanup;
 	}

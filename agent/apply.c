@@ -4,6 +4,7 @@
 
 #include "clock.h"
 #include "dn.h"
+#include "events.h"
 #include "ldifw.h"
 #include "log.h"
 #include "strmap.h"
@@ -52,6 +53,7 @@ struct job {
 	bool fresh;        /* the record was read from the API just now, not taken from the delivery */
 	unsigned groups_held; /* depth of groups_enter() calls */
 	int last_rc;          /* the directory's result code of the last failed operation */
+	char *own_id;         /* j.id's storage, when the job owns it */
 	const char *key;   /* the record's key, once known */
 	unsigned probed;   /* operations counted in probe mode */
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
@@ -81,24 +83,6 @@ struct apply_cache {
 	struct pending_add *pending; /* adds sent, answers not read yet */
 	size_t npending;
 };
-
-static const char *const employee_types[] = {
-	"employees/employee/create_with_contract", "employees/employee/invite",
-	"employees/employee/update",               "employees/employee/terminate",
-	"employees/employee/unterminate",          "employees/employee/set_regular_access_start_date",
-	NULL,
-};
-
-bool apply_known_type(const char *type)
-{
-	for (size_t i = 0; employee_types[i]; i++)
-		if (strcmp(type, employee_types[i]) == 0)
-			return true;
-	return strcmp(type, "teams/team/create") == 0 || strcmp(type, "teams/team/update") == 0 ||
-	       strcmp(type, "teams/team/delete") == 0 || strcmp(type, "teams/membership/create") == 0 ||
-	       strcmp(type, "teams/membership/update") == 0 || strcmp(type, "teams/membership/delete") == 0 ||
-	       strcmp(type, "teams/membership/bulk_upsert") == 0;
-}
 
 /* ---- changes ------------------------------------------------------------ */
 
@@ -1231,10 +1215,16 @@ cleanup:
 
 static int rewrite_references(struct job *j, const char *old_dn, const char *new_dn)
 {
+	size_t said = j->err->len;
 	int rc;
 
 	groups_enter(j);
 	rc = rewrite_references_locked(j, old_dn, new_dn);
+	if (rc < 0 && j->last_rc == LDAP_NO_SUCH_OBJECT) {
+		/* an entry that refers to it was renamed meanwhile: look them up again, once */
+		sbuf_truncate(j->err, said);
+		rc = rewrite_references_locked(j, old_dn, new_dn);
+	}
 	groups_leave(j);
 	return rc;
 }
@@ -1676,7 +1666,7 @@ static int apply_employee(struct job *j, const cJSON *rec)
 	struct mapping_result r = { 0 };
 	const struct ldapw_entry *cur;
 	char *key = NULL, *old_dn = NULL, due[11];
-	bool renamed = false, settled = false;
+	bool renamed = false, settled = false, locked = false;
 	int rc = -1;
 
 	if (record_key(j, MAPPING_EMPLOYEE, rec, &key) < 0)
@@ -1757,6 +1747,12 @@ static int apply_employee(struct job *j, const cJSON *rec)
 			rc = p;
 			goto cleanup;
 		}
+		/* from leaving the groups to following the rename, no group changes in between; and
+		 * from now on team deliveries keep the leaver out */
+		groups_enter(j);
+		locked = true;
+		if (j->a->st)
+			remember_terminated(j, key, true);
 		if (terminate_entry(j, o, cur, &r, &renamed) < 0)
 			goto cleanup;
 		if (r.action == MAPPING_DELETE) {
@@ -1787,6 +1783,8 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		strmap_put(&j->dn_cache, j->id, r.dn); /* where it stands now, also in a dry run */
 	rc = r.state == MAPPING_ACTIVE && was_terminated(j, key) ? rejoin(j, rec, key, true) : 0;
 cleanup:
+	if (locked)
+		groups_leave(j);
 	if (rc == 0 && settled && !j->probe && j->a->st && !j->returning)
 		remember_terminated(j, key, r.state == MAPPING_TERMINATED);
 	if (rc == 0 && !j->deferred && !j->probe && !j->a->stale)
@@ -1931,8 +1929,9 @@ static bool team_lists(const cJSON *team, const char *id)
 /* teams/team/...: from the body, or, with the API, as a notification: the
  * team is read fresh, so that a late retry applies today's team (a team
  * Factorial no longer has loses its group). */
-static int team_delivery(struct job *j, const cJSON *body, bool del)
+static int team_delivery(struct job *j, const cJSON *body)
 {
+	bool del = strcmp(j->event, "delete") == 0;
 	cJSON *fresh = NULL;
 	int rc, got;
 
@@ -2020,38 +2019,30 @@ cleanup:
 	return rc;
 }
 
-/* teams/membership/...: one membership, or a list of them (bulk_upsert,
- * bare or wrapped in an object). */
-static int membership_delivery(struct job *j, const cJSON *body, char **id)
-{
-	const cJSON *list = NULL, *it;
-	bool remove = strcmp(j->event, "delete") == 0;
+struct each_membership {
+	struct job *j;
+	bool remove;
+};
 
-	j->kind = "membership";
+static int membership_item(void *ctx, const cJSON *membership)
+{
+	struct each_membership *e = ctx;
+
+	free(e->j->own_id);
+	e->j->own_id = mapping_record_id(membership);
+	e->j->id = e->j->own_id ? e->j->own_id : "?";
+	e->j->counted = false;
+	return one_membership(e->j, membership, e->remove) < 0 ? -1 : 0;
+}
+
+/* teams/membership/...: one membership, or a list of them (bulk_upsert). */
+static int membership_delivery(struct job *j, const cJSON *body)
+{
+	struct each_membership e = { .j = j, .remove = strcmp(j->event, "delete") == 0 };
+
 	if (j->a->api)
 		factorial_teams_changed();
-	if (cJSON_IsArray(body)) {
-		list = body;
-	} else if (cJSON_IsObject(body) && !cJSON_GetObjectItemCaseSensitive(body, "employee_id")) {
-		cJSON_ArrayForEach(it, body) {
-			if (cJSON_IsArray(it))
-				list = it;
-		}
-	}
-	if (!list) {
-		*id = mapping_record_id(body);
-		j->id = *id ? *id : "?";
-		return one_membership(j, body, remove);
-	}
-	cJSON_ArrayForEach(it, list) {
-		free(*id);
-		*id = mapping_record_id(it);
-		j->id = *id ? *id : "?";
-		j->counted = false;
-		if (one_membership(j, it, false) < 0)
-			return -1;
-	}
-	return 0;
+	return event_each_membership(body, membership_item, &e);
 }
 
 /* employees/employee/...: from the body, or (factorial.enrich) the employee
@@ -2086,11 +2077,21 @@ static int employee_delivery(struct job *j, const cJSON *body)
 	return rc;
 }
 
+/* What each kind of record a delivery holds is handled by (events.h names the kinds). */
+static const struct {
+	bool object_body; /* the body must be one JSON object */
+	bool groups;      /* it reads and changes groups: under the groups lock */
+	int (*handle)(struct job *j, const cJSON *body);
+} handlers[] = {
+	[EVENT_EMPLOYEE] = { true, false, employee_delivery },
+	[EVENT_TEAM] = { true, true, team_delivery },
+	[EVENT_MEMBERSHIP] = { false, true, membership_delivery },
+};
+
 int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, struct sbuf *err)
 {
+	const struct event_type *t = event_find(type);
 	struct job j = { .a = a, .type = type, .err = err };
-	const char *slash = strrchr(type, '/');
-	char *id = NULL;
 	int rc = -1;
 
 	a->connection_lost = false;
@@ -2098,34 +2099,25 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	a->stale = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
-	j.event = slash ? slash + 1 : type;
-	if (!apply_known_type(type)) {
+	if (!t) {
 		sbuf_addf(err, "\"%s\" is not a subscription type the agent handles", type);
 		goto cleanup;
 	}
-	if (strncmp(type, "teams/membership/", 17) == 0) {
-		groups_enter(&j);
-		rc = membership_delivery(&j, body, &id);
-		groups_leave(&j);
-		goto cleanup;
-	}
-	if (!cJSON_IsObject(body)) {
+	j.event = t->action;
+	j.kind = event_kind_name(t->kind);
+	if (handlers[t->kind].object_body && !cJSON_IsObject(body)) {
 		sbuf_adds(err, "the delivery body is not a JSON object");
 		goto cleanup;
 	}
-	id = mapping_record_id(body);
-	j.id = id ? id : "?";
-	if (strncmp(type, "teams/team/", 11) == 0) {
-		j.kind = "team";
+	j.own_id = mapping_record_id(body);
+	j.id = j.own_id ? j.own_id : "?";
+	if (handlers[t->kind].groups)
 		groups_enter(&j);
-		rc = team_delivery(&j, body, strcmp(j.event, "delete") == 0);
+	rc = handlers[t->kind].handle(&j, body);
+	if (handlers[t->kind].groups)
 		groups_leave(&j);
-	} else {
-		j.kind = "employee";
-		rc = employee_delivery(&j, body);
-	}
 cleanup:
-	free(id);
+	free(j.own_id);
 	strmap_free(&j.dn_cache);
 	strmap_free(&j.touched);
 	return rc;

@@ -93,9 +93,6 @@ struct apply_ctx {
 	void *async_ctx;
 };
 
-/* Whether the agent handles subscription type. */
-bool apply_known_type(const char *type);
-
 /* Applies one delivery body; returns 0, or -1 with a message naming the
  * record, the DN and the directory's answer in err. */
 int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, struct sbuf *err);

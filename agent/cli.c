@@ -8,6 +8,7 @@
 #include "factorial.h"
 #include "config.h"
 #include "diag.h"
+#include "events.h"
 #include "log.h"
 #include "mapping.h"
 #include "ldapw.h"
@@ -418,10 +419,10 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, use, ctx->prog);
 		goto cleanup;
 	}
-	if (!apply_known_type(type)) {
+	if (!event_find(type)) {
 		fprintf(stderr, "%s: apply: \"%s\" is not a subscription type the agent handles:\n", ctx->prog, type);
-		for (size_t i = 0; config_subscription_types[i]; i++)
-			fprintf(stderr, "  %s\n", config_subscription_types[i]);
+		for (const struct event_type *t = event_types; t->name; t++)
+			fprintf(stderr, "  %s\n", t->name);
 		goto cleanup;
 	}
 	if (load_config(ctx, &cfg) < 0 || load_mapping(cfg->mapping, &m) < 0)

@@ -2,6 +2,7 @@
 
 #include "config.h"
 
+#include "events.h"
 #include "secret.h"
 #include "yamldoc.h"
 
@@ -17,22 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *const config_subscription_types[] = {
-	"employees/employee/create_with_contract",
-	"employees/employee/invite",
-	"employees/employee/update",
-	"employees/employee/terminate",
-	"employees/employee/unterminate",
-	"employees/employee/set_regular_access_start_date",
-	"teams/team/create",
-	"teams/team/update",
-	"teams/team/delete",
-	"teams/membership/create",
-	"teams/membership/update",
-	"teams/membership/delete",
-	"teams/membership/bulk_upsert",
-	NULL,
-};
 
 enum ftype {
 	F_SECTION,  /* nested mapping: children; off (if not NOOFF) is a bool "present" */
@@ -484,11 +469,10 @@ static void parse_types(struct loader *L, yaml_node_t *v, const char *key, struc
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
 		yaml_node_t *e = ydoc_node(&L->y, *it);
 		const char *s = expect_scalar(L, e, key, "a subscription type");
-		bool known = false, dup = false;
+		bool known, dup = false;
 		if (!s)
 			continue;
-		for (size_t k = 0; config_subscription_types[k]; k++)
-			known = known || strcmp(s, config_subscription_types[k]) == 0;
+		known = event_find(s) != NULL;
 		for (size_t k = 0; k < i; k++)
 			dup = dup || strcmp(s, list[k]) == 0;
 		if (!known) {
@@ -818,13 +802,13 @@ static int set_defaults(struct config *cfg)
 	cfg->log.level = LOG_LVL_INFO;
 	cfg->log.target = LOG_TARGET_STDERR;
 
-	while (config_subscription_types[n])
+	while (event_types[n].name)
 		n++;
 	cfg->webhooks.subscriptions.v = calloc(n + 1, sizeof(char *));
 	if (!cfg->webhooks.subscriptions.v)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		cfg->webhooks.subscriptions.v[i] = strdup(config_subscription_types[i]);
+		cfg->webhooks.subscriptions.v[i] = strdup(event_types[i].name);
 		if (!cfg->webhooks.subscriptions.v[i])
 			return -1;
 		cfg->webhooks.subscriptions.n++;

@@ -115,9 +115,6 @@ struct config {
 int config_load(const char *path, struct config **out, struct diag *d);
 void config_free(struct config *cfg);
 
-/* The subscription types the agent can handle, NULL-terminated. */
-extern const char *const config_subscription_types[];
-
 /* Parses a duration ("90", "90s", "10m", "6h", "1d", "1h30m"; "0" is zero)
  * into seconds; returns 0 or -1. */
 int config_parse_duration(const char *s, long long *seconds);

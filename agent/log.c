@@ -15,6 +15,23 @@ static bool syslog_open;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
+/* What this thread is working on, said once and carried by each of its lines. */
+static _Thread_local char context[256];
+
+void log_set_context(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(context, sizeof(context), fmt, ap);
+	va_end(ap);
+}
+
+void log_clear_context(void)
+{
+	context[0] = '\0';
+}
+
 const char *log_level_name(enum log_level lvl)
 {
 	if ((unsigned)lvl < sizeof(level_names) / sizeof(level_names[0]))
@@ -76,7 +93,8 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	if (!log_enabled(lvl))
 		return;
 	if (cur_target == LOG_TARGET_SYSLOG) {
-		vsnprintf(line, sizeof(line), fmt, ap);
+		n = context[0] ? snprintf(line, sizeof(line), "%s: ", context) : 0;
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 		syslog(syslog_priority(lvl), "%s", line);
 		return;
 	}
@@ -90,7 +108,8 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		if (n > 0)
 			off += (size_t)n;
 	}
-	n = snprintf(line + off, sizeof(line) - off, "%s: %s: ", PACKAGE_NAME, log_level_name(lvl));
+	n = snprintf(line + off, sizeof(line) - off, "%s: %s: %s%s", PACKAGE_NAME, log_level_name(lvl), context,
+	             context[0] ? ": " : "");
 	if (n > 0)
 		off += (size_t)n;
 	if (off < sizeof(line)) {

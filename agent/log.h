@@ -12,7 +12,12 @@
  * call sites, and secrets live only in struct secret (secret.h), which has no
  * way of being formatted.
  *
- * Memory: the module keeps a copy of the ident; nothing else is retained.
+ * A thread sets its context once (log_set_context("delivery 12
+ * employees/employee/update employee:42")) and every line it logs until
+ * log_clear_context() carries it after the level.
+ *
+ * Memory: the module keeps a copy of the ident and each thread's context;
+ * nothing else is retained.
  */
 #ifndef FLA_LOG_H
 #define FLA_LOG_H
@@ -39,6 +44,10 @@ void log_setup(enum log_level lvl, enum log_target target, bool timestamps);
 void log_set_level(enum log_level lvl);
 bool log_enabled(enum log_level lvl);
 void log_close(void);
+
+/* What the calling thread works on, put in front of each of its lines (at most 255 bytes). */
+void log_set_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_clear_context(void);
 
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

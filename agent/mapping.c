@@ -1220,3 +1220,30 @@ bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const c
 			return true;
 	return false;
 }
+
+/* The fields a template pipes through employee_dn. */
+static void template_references(const struct tmpl *t, struct vlist *out)
+{
+	for (size_t p = 0; t && p < t->n; p++) {
+		const struct tmpl_part *part = &t->parts[p];
+		bool ref = false;
+		for (size_t f = 0; f < part->nfilters; f++)
+			ref = ref || part->filters[f].id == TF_EMPLOYEE_DN;
+		if (ref && part->kind == TP_FIELD && part->path.n == 1 && !vlist_contains(out, part->path.seg[0]))
+			vlist_push_copy(out, part->path.seg[0], strlen(part->path.seg[0]));
+	}
+}
+
+void mapping_reference_fields(const struct mapping *m, enum mapping_kind kind, struct vlist *out)
+{
+	const struct mapping_object *o = &m->obj[kind];
+
+	if (!o->present)
+		return;
+	for (size_t i = 0; i < o->nattrs; i++)
+		for (size_t t = 0; t < o->attrs[i].ntmpls; t++)
+			template_references(o->attrs[i].tmpls[t], out);
+	for (size_t i = 0; i < o->nterm_attrs; i++)
+		for (size_t t = 0; t < o->term_attrs[i].ntmpls; t++)
+			template_references(o->term_attrs[i].tmpls[t], out);
+}

@@ -159,6 +159,10 @@ void mapping_result_free(struct mapping_result *r);
 int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *record, char **key, struct sbuf *err);
 
 /* Whether any template of the section reads record field name ({name...}). */
+/* The top-level fields whose values a section's templates look up as
+ * employees (piped through employee_dn: manager_id, employee_ids), appended
+ * to out once each. */
+void mapping_reference_fields(const struct mapping *m, enum mapping_kind kind, struct vlist *out);
 bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const char *name);
 
 /* The record's id as text (number or string), malloc'd; NULL when absent. */

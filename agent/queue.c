@@ -10,7 +10,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,49 +185,6 @@ static void now_text(char *buf, size_t len)
 	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-static char *id_text(const cJSON *v)
-{
-	char buf[64];
-
-	if (cJSON_IsNumber(v)) {
-		snprintf(buf, sizeof(buf), "%.0f", v->valuedouble);
-		return strdup(buf);
-	}
-	if (cJSON_IsString(v))
-		return strdup(v->valuestring);
-	return strdup("?");
-}
-
-char *queue_record_key(const char *type, const char *body_json)
-{
-	static atomic_ulong bulk_seq;
-	cJSON *b = cJSON_Parse(body_json);
-	struct sbuf k;
-	char *a = NULL, *c = NULL;
-
-	sbuf_init(&k);
-	if (strncmp(type, "employees/", 10) == 0) {
-		a = id_text(cJSON_GetObjectItemCaseSensitive(b, "id"));
-		sbuf_addf(&k, "employee:%s", a ? a : "?");
-	} else if (strncmp(type, "teams/team/", 11) == 0) {
-		a = id_text(cJSON_GetObjectItemCaseSensitive(b, "id"));
-		sbuf_addf(&k, "team:%s", a ? a : "?");
-	} else if (strcmp(type, "teams/membership/bulk_upsert") == 0 || !cJSON_IsObject(b) ||
-	           !cJSON_GetObjectItemCaseSensitive(b, "employee_id")) {
-		sbuf_addf(&k, "bulk:%ld.%lu", (long)time(NULL), (unsigned long)atomic_fetch_add(&bulk_seq, 1));
-	} else {
-		a = id_text(cJSON_GetObjectItemCaseSensitive(b, "team_id"));
-		c = id_text(cJSON_GetObjectItemCaseSensitive(b, "employee_id"));
-		sbuf_addf(&k, "membership:%s:%s", a ? a : "?", c ? c : "?");
-	}
-	free(a);
-	free(c);
-	cJSON_Delete(b);
-	return sbuf_detach(&k);
-}
-
-static void dependencies(const char *type, const char *body, struct strmap *deps);
-
 /* The version of the record a body holds: its updated_at, when it has one. */
 static bool body_version(const char *body, double *version)
 {
@@ -262,7 +218,6 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 		goto cleanup;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct strmap deps;
 		int step;
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, items[i].type, -1, SQLITE_STATIC);
@@ -278,19 +233,16 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 			goto cleanup;
 		}
 		items[i].id = sqlite3_last_insert_rowid(q->db);
-		/* the records it must wait for, found again by key when others ask who waits for them */
-		strmap_init(&deps);
-		dependencies(items[i].type, items[i].body, &deps);
+		/* the records it names, found again by key when others ask who waits for them */
 		step = SQLITE_DONE;
-		for (size_t k = 0; k < deps.cap && step == SQLITE_DONE; k++) {
-			if (!deps.slots[k].key)
+		for (size_t k = 0; items[i].refs && k < items[i].refs->cap && step == SQLITE_DONE; k++) {
+			if (!items[i].refs->slots[k].key)
 				continue;
 			sqlite3_reset(ref);
-			sqlite3_bind_text(ref, 1, deps.slots[k].key, -1, SQLITE_STATIC);
+			sqlite3_bind_text(ref, 1, items[i].refs->slots[k].key, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(ref, 2, items[i].id);
 			step = sqlite3_step(ref);
 		}
-		strmap_free(&deps);
 		if (step != SQLITE_DONE) {
 			db_error(q, err, "insert");
 			goto cleanup;
@@ -355,58 +307,6 @@ static char *col(sqlite3_stmt *st, int i)
 	return strdup(t ? (const char *)t : "");
 }
 
-/* The record keys a delivery must wait for (older pending deliveries). */
-static void dependencies(const char *type, const char *body, struct strmap *deps)
-{
-	cJSON *b = cJSON_Parse(body), *it, *list;
-	char key[256];
-
-	if (!b)
-		return;
-	if (strncmp(type, "employees/", 10) == 0) {
-		/* the people an employee entry refers to (employee_dn) come first */
-		static const char *const refs[] = { "manager_id", "timeoff_manager_id", NULL };
-		for (size_t i = 0; refs[i]; i++) {
-			cJSON *v = cJSON_GetObjectItemCaseSensitive(b, refs[i]);
-			if (cJSON_IsNumber(v) || (cJSON_IsString(v) && v->valuestring[0])) {
-				char *id = id_text(v);
-				snprintf(key, sizeof(key), "employee:%s", id ? id : "?");
-				strmap_put(deps, key, NULL);
-				free(id);
-			}
-		}
-	} else if (strncmp(type, "teams/team/", 11) == 0) {
-		list = cJSON_GetObjectItemCaseSensitive(b, "employee_ids");
-		cJSON_ArrayForEach(it, list) {
-			char *id = id_text(it);
-			snprintf(key, sizeof(key), "employee:%s", id ? id : "?");
-			strmap_put(deps, key, NULL);
-			free(id);
-		}
-	} else if (strncmp(type, "teams/membership/", 17) == 0) {
-		cJSON *one = cJSON_IsObject(b) && cJSON_GetObjectItemCaseSensitive(b, "employee_id") ? b : NULL;
-		list = NULL;
-		if (cJSON_IsArray(b))
-			list = b;
-		else if (!one) {
-			cJSON_ArrayForEach(it, b) {
-				if (cJSON_IsArray(it))
-					list = it;
-			}
-		}
-		for (it = one ? one : (list ? list->child : NULL); it; it = one ? NULL : it->next) {
-			char *e = id_text(cJSON_GetObjectItemCaseSensitive(it, "employee_id"));
-			char *t = id_text(cJSON_GetObjectItemCaseSensitive(it, "team_id"));
-			snprintf(key, sizeof(key), "employee:%s", e ? e : "?");
-			strmap_put(deps, key, NULL);
-			snprintf(key, sizeof(key), "team:%s", t ? t : "?");
-			strmap_put(deps, key, NULL);
-			free(e);
-			free(t);
-		}
-	}
-	cJSON_Delete(b);
-}
 
 /* The records the deliveries of run d name, into d->refs. */
 static int load_refs(struct queue *q, struct queue_delivery *d, struct sbuf *err)
@@ -890,7 +790,8 @@ int queue_drop(struct queue *q, int64_t id, struct sbuf *err)
 struct waiter {
 	const char *type;
 	const char *body;
-	char *key;
+	const char *key;
+	const struct strmap *refs;
 	int state; /* 0 waiting, 1 committed, -1 failed */
 	char err[512];
 	struct waiter *next;
@@ -953,6 +854,7 @@ static void *committer_main(void *arg)
 			for (struct waiter *w = batch; w; w = w->next, i++) {
 				items[i].type = w->type;
 				items[i].record_key = w->key;
+				items[i].refs = w->refs;
 				items[i].body = w->body;
 			}
 			rc = queue_put(c->q, items, n, &err);
@@ -1031,20 +933,15 @@ void queue_committer_notify(struct queue_committer *c, void (*fn)(void *), void 
 	c->notify_ctx = ctx;
 }
 
-int queue_submit(struct queue_committer *c, const char *type, const char *body, struct sbuf *err)
+int queue_submit(struct queue_committer *c, const char *type, const char *record_key, const struct strmap *refs,
+                 const char *body, struct sbuf *err)
 {
-	struct waiter w = { .type = type, .body = body };
+	struct waiter w = { .type = type, .body = body, .key = record_key, .refs = refs };
 	int rc;
 
-	w.key = queue_record_key(type, body);
-	if (!w.key) {
-		sbuf_adds(err, "out of memory");
-		return -1;
-	}
 	pthread_mutex_lock(&c->mu);
 	if (c->stop) {
 		pthread_mutex_unlock(&c->mu);
-		free(w.key);
 		sbuf_adds(err, "the agent is stopping");
 		return -1;
 	}
@@ -1060,6 +957,5 @@ int queue_submit(struct queue_committer *c, const char *type, const char *body, 
 	rc = w.state == 1 ? 0 : -1;
 	if (rc < 0)
 		sbuf_adds(err, w.err);
-	free(w.key);
 	return rc;
 }

@@ -3,9 +3,10 @@
  * (state_dir/state.db, WAL, synchronous=FULL).
  *
  * A delivery is committed here before the receiver answers 200: the body,
- * its subscription type, the arrival time and a record key that orders the
- * deliveries of one record ("employee:42", "team:3",
- * "membership:3:42").  Concurrent requests share one commit (group commit):
+ * its subscription type, the arrival time, a record key that orders the
+ * deliveries of one record ("employee:42", "team:3", "membership:3:42") and
+ * the records it names (its refs); the caller works both out (events.h):
+ * the queue knows nothing of what a record is.  Concurrent requests share one commit (group commit):
  * queue_submit() hands the delivery to the committer thread, which writes
  * every waiting delivery in one transaction and wakes each caller with the
  * outcome; a failed commit is reported to every caller, never hidden.
@@ -46,13 +47,11 @@ void queue_close(struct queue *q);
 /* Milliseconds SQLite waits for a lock before a write fails. */
 void queue_set_busy_timeout(struct queue *q, int ms);
 
-/* The record key of a delivery body for a subscription type. */
-char *queue_record_key(const char *type, const char *body_json);
-
 /* Writes deliveries in one transaction (used by the committer). */
 struct queue_new {
 	const char *type;
 	const char *record_key;
+	const struct strmap *refs; /* the records it names (keys), or NULL */
 	const char *body;
 	int64_t id; /* set when committed */
 };
@@ -119,9 +118,11 @@ struct queue_committer;
 int queue_committer_start(const char *state_dir, struct queue_committer **out, struct sbuf *err);
 /* Stops after committing what is waiting. */
 void queue_committer_stop(struct queue_committer *c);
-/* Durably stores one delivery; returns 0 once committed, -1 (reason in err)
- * when the store could not commit it. */
-int queue_submit(struct queue_committer *c, const char *type, const char *body, struct sbuf *err);
+/* Durably stores one delivery of record_key, naming the records in refs (a
+ * set of record keys, or NULL: events.h says what they are); returns 0 once
+ * committed, -1 (reason in err) when the store could not commit it. */
+int queue_submit(struct queue_committer *c, const char *type, const char *record_key, const struct strmap *refs,
+                 const char *body, struct sbuf *err);
 /* Called after every commit with its duration in seconds and outcome (the
  * reason, when it failed; NULL when it succeeded). */
 void queue_committer_observe(struct queue_committer *c, void (*fn)(double seconds, const char *error, void *ctx),
