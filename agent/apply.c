@@ -974,19 +974,6 @@ static int remove_from_groups(struct job *j, const char *dn, const char *rdnval)
 	return rc;
 }
 
-static char *json_id(const cJSON *v)
-{
-	char num[64];
-
-	if (cJSON_IsNumber(v)) {
-		tmpl_format_number(v->valuedouble, num, sizeof(num));
-		return strdup(num);
-	}
-	if (cJSON_IsString(v) && v->valuestring[0])
-		return strdup(v->valuestring);
-	return NULL;
-}
-
 /* Adds (or removes) employee emp's member values in group, for team (NULL
  * when only the group is known); the value of a team without members
  * (cn=nobody) leaves when a real member comes. */
@@ -1092,7 +1079,7 @@ static int join_teams_locked(struct job *j, const cJSON *rec, const char *key, b
 		log_warn("employee %s: %s", j->id, sbuf_str(&e));
 	if (cJSON_IsArray(ids)) {
 		cJSON_ArrayForEach(it, ids) {
-			char *team = json_id(it);
+			char *team = mapping_id_text(it);
 			struct ldapw_entries found = { 0 };
 			const struct ldapw_entry *group;
 			int got = team ? team_group(j, team, &found, &group) : 0;
@@ -1838,8 +1825,8 @@ cleanup:
 static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 {
 	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
-	char *emp = json_id(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
-	char *team = json_id(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
+	char *emp = mapping_id_text(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
+	char *team = mapping_id_text(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
 	struct ldapw_entries found = { 0 };
 	const struct ldapw_entry *group = NULL;
 	char *dn = NULL;
@@ -1917,7 +1904,7 @@ static bool team_lists(const cJSON *team, const char *id)
 	const cJSON *m;
 
 	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(team, "employee_ids")) {
-		char *mid = json_id(m);
+		char *mid = mapping_id_text(m);
 		bool same = mid && strcmp(mid, id) == 0;
 		free(mid);
 		if (same)
@@ -1995,8 +1982,8 @@ cleanup:
  * removes nothing). */
 static int one_membership(struct job *j, const cJSON *rec, bool remove)
 {
-	char *team = json_id(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
-	char *emp = json_id(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
+	char *team = mapping_id_text(cJSON_GetObjectItemCaseSensitive(rec, "team_id"));
+	char *emp = mapping_id_text(cJSON_GetObjectItemCaseSensitive(rec, "employee_id"));
 	cJSON *fresh = NULL;
 	int rc = -1, got;
 

@@ -3,7 +3,6 @@
 #include "events.h"
 
 #include "sbuf.h"
-#include "tmpl.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,23 +37,9 @@ const struct event_type *event_find(const char *name)
 
 /* ---- per kind ---------------------------------------------------------------- */
 
-/* An id as text: numbers as integers, strings as they are; NULL for anything else. */
-static char *id_text(const cJSON *v)
-{
-	char buf[64];
-
-	if (cJSON_IsNumber(v)) {
-		tmpl_format_number(v->valuedouble, buf, sizeof(buf));
-		return strdup(buf);
-	}
-	if (cJSON_IsString(v) && v->valuestring[0])
-		return strdup(v->valuestring);
-	return NULL;
-}
-
 static void add_ref(struct strmap *refs, const char *kind, const cJSON *id)
 {
-	char *text = id_text(id);
+	char *text = mapping_id_text(id);
 	char key[160];
 
 	if (!text)
@@ -96,7 +81,7 @@ static char *unique_key(void)
 
 static char *object_key(const char *kind, const cJSON *body)
 {
-	char *id = id_text(cJSON_GetObjectItemCaseSensitive(body, "id"));
+	char *id = mapping_id_text(cJSON_GetObjectItemCaseSensitive(body, "id"));
 	char key[160];
 
 	snprintf(key, sizeof(key), "%s:%s", kind, id ? id : "?");
@@ -120,8 +105,8 @@ static char *membership_key(const cJSON *body)
 
 	if (!cJSON_IsObject(body) || !cJSON_GetObjectItemCaseSensitive(body, "employee_id"))
 		return unique_key(); /* a list (wrapped): a record of its own */
-	team = id_text(cJSON_GetObjectItemCaseSensitive(body, "team_id"));
-	emp = id_text(cJSON_GetObjectItemCaseSensitive(body, "employee_id"));
+	team = mapping_id_text(cJSON_GetObjectItemCaseSensitive(body, "team_id"));
+	emp = mapping_id_text(cJSON_GetObjectItemCaseSensitive(body, "employee_id"));
 	snprintf(key, sizeof(key), "membership:%s:%s", team ? team : "?", emp ? emp : "?");
 	free(team);
 	free(emp);

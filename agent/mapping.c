@@ -748,18 +748,22 @@ cleanup:
 
 /* ---- evaluation -------------------------------------------------------- */
 
-char *mapping_record_id(const cJSON *record)
+char *mapping_id_text(const cJSON *v)
 {
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(record, "id");
 	char num[64];
 
-	if (cJSON_IsNumber(id)) {
-		tmpl_format_number(id->valuedouble, num, sizeof(num));
+	if (cJSON_IsNumber(v)) {
+		tmpl_format_number(v->valuedouble, num, sizeof(num));
 		return strdup(num);
 	}
-	if (cJSON_IsString(id) && id->valuestring[0])
-		return strdup(id->valuestring);
+	if (cJSON_IsString(v) && v->valuestring[0])
+		return strdup(v->valuestring);
 	return NULL;
+}
+
+char *mapping_record_id(const cJSON *record)
+{
+	return mapping_id_text(cJSON_GetObjectItemCaseSensitive(record, "id"));
 }
 
 int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *record, char **key, struct sbuf *err)

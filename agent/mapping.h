@@ -158,13 +158,16 @@ void mapping_result_free(struct mapping_result *r);
  * malloc'd value, or -1 with the reason in err. */
 int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *record, char **key, struct sbuf *err);
 
-/* Whether any template of the section reads record field name ({name...}). */
 /* The top-level fields whose values a section's templates look up as
  * employees (piped through employee_dn: manager_id, employee_ids), appended
  * to out once each. */
 void mapping_reference_fields(const struct mapping *m, enum mapping_kind kind, struct vlist *out);
+/* Whether any template of the section reads record field name ({name...}). */
 bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const char *name);
 
+/* An id as text (malloc'd): a number as an integer, a non-empty string as
+ * it is; NULL for anything else. */
+char *mapping_id_text(const cJSON *v);
 /* The record's id as text (number or string), malloc'd; NULL when absent. */
 char *mapping_record_id(const cJSON *record);
 
