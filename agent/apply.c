@@ -2,12 +2,12 @@
 
 #include "apply.h"
 
-#include "clock.h"
+#include "common/clock.h"
 #include "dn.h"
 #include "events.h"
 #include "ldifw.h"
-#include "log.h"
-#include "strmap.h"
+#include "common/log.h"
+#include "common/strmap.h"
 
 #include <ldap.h>
 #include <stdarg.h>

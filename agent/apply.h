@@ -45,7 +45,7 @@
 #include "factorial.h"
 #include "ldapw.h"
 #include "mapping.h"
-#include "sbuf.h"
+#include "common/sbuf.h"
 #include "store.h"
 
 struct apply_summary {

@@ -3,8 +3,8 @@
 #include "config.h"
 
 #include "events.h"
-#include "secret.h"
-#include "yamldoc.h"
+#include "common/secret.h"
+#include "common/yamldoc.h"
 
 #include <curl/curl.h>
 #include <errno.h>

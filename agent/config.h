@@ -23,8 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "diag.h"
-#include "log.h"
+#include "common/diag.h"
+#include "common/log.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/factorial-ldap-agent/agent.yaml"
 

@@ -2,7 +2,7 @@
 
 #include "events.h"
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

@@ -30,7 +30,7 @@
 #include <cjson/cJSON.h>
 
 #include "mapping.h"
-#include "strmap.h"
+#include "common/strmap.h"
 
 enum event_kind {
 	EVENT_EMPLOYEE,

@@ -2,8 +2,8 @@
 
 #include "factorial.h"
 
-#include "log.h"
-#include "secret.h"
+#include "common/log.h"
+#include "common/secret.h"
 #include "statedir.h"
 
 #include <curl/curl.h>

@@ -39,7 +39,7 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 struct factorial;
 

@@ -2,7 +2,7 @@
 
 #include "http.h"
 
-#include "log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <microhttpd.h>

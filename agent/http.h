@@ -24,7 +24,7 @@
 
 #include <stddef.h>
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 struct http_reply {
 	int status;

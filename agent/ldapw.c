@@ -3,7 +3,7 @@
 #include "ldapw.h"
 
 #include "metrics.h"
-#include "secret.h"
+#include "common/secret.h"
 
 #include <errno.h>
 #include <ldap.h>

@@ -24,8 +24,8 @@
 #include <stddef.h>
 
 #include "config.h"
-#include "sbuf.h"
-#include "vlist.h"
+#include "common/sbuf.h"
+#include "common/vlist.h"
 
 struct ldapw;
 

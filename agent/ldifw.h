@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 /* "name: value" or "name:: base64" and a newline. */
 void ldifw_attr(struct sbuf *out, const char *name, const char *value);

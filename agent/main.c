@@ -5,7 +5,7 @@
 
 #include "cli.h"
 #include "factorial.h"
-#include "log.h"
+#include "common/log.h"
 
 #include <curl/curl.h>
 #include <locale.h>

@@ -3,8 +3,8 @@
 #include "mapping.h"
 
 #include "dn.h"
-#include "utf8.h"
-#include "yamldoc.h"
+#include "common/utf8.h"
+#include "common/yamldoc.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -29,10 +29,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "diag.h"
-#include "sbuf.h"
+#include "common/diag.h"
+#include "common/sbuf.h"
 #include "tmpl.h"
-#include "vlist.h"
+#include "common/vlist.h"
 
 enum mapping_kind {
 	MAPPING_EMPLOYEE = 0,

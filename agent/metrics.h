@@ -14,7 +14,7 @@
 
 #include <stdbool.h>
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 void metrics_delivery(const char *type, int status);
 void metrics_apply(const char *operation, bool ok);

@@ -2,8 +2,8 @@
 
 #include "queue.h"
 
-#include "clock.h"
-#include "log.h"
+#include "common/clock.h"
+#include "common/log.h"
 #include "store.h"
 
 #include <cjson/cJSON.h>

@@ -37,8 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sbuf.h"
-#include "strmap.h"
+#include "common/sbuf.h"
+#include "common/strmap.h"
 
 struct queue;
 

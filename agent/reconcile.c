@@ -2,9 +2,9 @@
 
 #include "reconcile.h"
 
-#include "clock.h"
-#include "log.h"
-#include "strmap.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/strmap.h"
 #include "tmpl.h"
 
 #include <curl/curl.h>

@@ -30,7 +30,7 @@
 #include "factorial.h"
 #include "ldapw.h"
 #include "mapping.h"
-#include "sbuf.h"
+#include "common/sbuf.h"
 #include "store.h"
 
 struct reconcile_options {

@@ -3,7 +3,7 @@
 #include "render.h"
 
 #include "ldifw.h"
-#include "strmap.h"
+#include "common/strmap.h"
 
 #include <dirent.h>
 #include <errno.h>

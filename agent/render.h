@@ -24,7 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "mapping.h"
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 struct render_stats {
 	size_t entries; /* entries written */

@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 /* Creates dir (0700) when missing; -1 with the reason (and the fix) in err
  * when it cannot be created, is not a folder, or is writable by group or

@@ -2,7 +2,7 @@
 
 #include "store.h"
 
-#include "clock.h"
+#include "common/clock.h"
 #include "statedir.h"
 
 #include <errno.h>

@@ -21,8 +21,8 @@
 
 #include <stdbool.h>
 
-#include "sbuf.h"
-#include "vlist.h"
+#include "common/sbuf.h"
+#include "common/vlist.h"
 
 struct store;
 struct sqlite3;

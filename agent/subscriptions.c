@@ -2,7 +2,7 @@
 
 #include "subscriptions.h"
 
-#include "secret.h"
+#include "common/secret.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "factorial.h"
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 struct subscriptions_result {
 	unsigned created, updated, deleted, unchanged;

@@ -2,10 +2,10 @@
 
 #include "tmpl.h"
 
-#include "clock.h"
+#include "common/clock.h"
 
 #include "dn.h"
-#include "utf8.h"
+#include "common/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>

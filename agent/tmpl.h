@@ -30,8 +30,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "sbuf.h"
-#include "vlist.h"
+#include "common/sbuf.h"
+#include "common/vlist.h"
 
 enum tmpl_filter_id {
 	TF_LOWER,

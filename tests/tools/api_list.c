@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #include "config.h"
-#include "diag.h"
+#include "common/diag.h"
 #include "factorial.h"
 #include "tmpl.h"
 

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "diag.h"
+#include "common/diag.h"
 #include "testutil.h"
 
 struct fx {

@@ -12,7 +12,7 @@
 
 #include "dn.h"
 #include "mapping.h"
-#include "strmap.h"
+#include "common/strmap.h"
 #include "testutil.h"
 
 static char *dir;

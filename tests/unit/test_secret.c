@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "secret.h"
+#include "common/secret.h"
 #include "testutil.h"
 
 static void test_read_strips_one_newline(void **state)

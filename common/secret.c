@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "secret.h"
+#include "common/secret.h"
 
 #include <errno.h>
 #include <fcntl.h>

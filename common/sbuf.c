@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

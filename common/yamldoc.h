@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <yaml.h>
 
-#include "diag.h"
+#include "common/diag.h"
 
 struct ydoc {
 	yaml_document_t doc;

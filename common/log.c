@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "log.h"
+#include "common/log.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "yamldoc.h"
+#include "common/yamldoc.h"
 
 #include <errno.h>
 #include <stdarg.h>

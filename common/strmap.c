@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "strmap.h"
+#include "common/strmap.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 /* Decodes the code point at s[*i], advancing *i; returns -1 on invalid input. */
 int utf8_decode(const char *s, size_t len, size_t *i, uint32_t *cp);

@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "utf8.h"
+#include "common/utf8.h"
 
 #include <locale.h>
 #include <pthread.h>
@@ -12,7 +12,7 @@ struct translit_row {
 	const char *ascii;
 };
 
-#include "translit_table.h"
+#include "common/translit_table.h"
 
 int utf8_decode(const char *s, size_t len, size_t *i, uint32_t *cp)
 {

@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "diag.h"
+#include "common/diag.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

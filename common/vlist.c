@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "vlist.h"
+#include "common/vlist.h"
 
 #include <stdlib.h>
 #include <string.h>

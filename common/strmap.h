@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "sbuf.h"
+#include "common/sbuf.h"
 
 struct strmap_slot {
 	char *key;

@@ -1,6 +1,6 @@
 #include "build.h"
 
-#include "clock.h"
+#include "common/clock.h"
 
 #include <ctype.h>
 #include <stdbool.h>

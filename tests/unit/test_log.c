@@ -1,0 +1,98 @@
+/* Unit tests of log: levels, one line per message, the thread's context. */
+#include "build.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "testutil.h"
+
+/* Runs fn with standard error sent to a file; returns what was written (malloc'd). */
+static char *captured(void (*fn)(void))
+{
+	char *dir = tu_mkdtemp(), path[512], *out = calloc(1, 8192);
+	int saved = dup(STDERR_FILENO), fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/err", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, STDERR_FILENO);
+	fn();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	lseek(fd, 0, SEEK_SET);
+	n = read(fd, out, 8191);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	tu_rmtree(dir);
+	free(dir);
+	return out;
+}
+
+static void levels(void)
+{
+	log_setup(LOG_LVL_INFO, LOG_TARGET_STDERR, false);
+	log_debug("not shown");
+	log_info("shown %d", 1);
+	log_error("also %s", "shown");
+}
+
+static void *other_thread(void *arg)
+{
+	(void)arg;
+	log_info("from another thread");
+	return NULL;
+}
+
+static void context(void)
+{
+	pthread_t t;
+
+	log_setup(LOG_LVL_INFO, LOG_TARGET_STDERR, false);
+	log_set_context("delivery %d %s", 7, "employee:42");
+	log_info("add: ok");
+	pthread_create(&t, NULL, other_thread, NULL);
+	pthread_join(t, NULL);
+	log_clear_context();
+	log_warn("after");
+}
+
+static void test_levels(void **state)
+{
+	char *out = captured(levels);
+
+	(void)state;
+	assert_string_equal(out, PACKAGE_NAME ": info: shown 1\n" PACKAGE_NAME ": error: also shown\n");
+	assert_false(log_enabled(LOG_LVL_DEBUG));
+	assert_string_equal(log_level_name(LOG_LVL_WARN), "warn");
+	free(out);
+}
+
+static void test_context_is_the_threads_own(void **state)
+{
+	char *out = captured(context);
+
+	(void)state;
+	assert_string_equal(out, PACKAGE_NAME ": info: delivery 7 employee:42: add: ok\n"
+	                         PACKAGE_NAME ": info: from another thread\n"
+	                         PACKAGE_NAME ": warn: after\n");
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_levels),
+		cmocka_unit_test(test_context_is_the_threads_own),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
