@@ -15,6 +15,10 @@
  * and return 0; SIGHUP reloads the configuration and the mapping, keeping
  * the running ones when the new ones have mistakes (which are logged).
  *
+ * The daemon is split by role (daemon.h lists the parts): this file's
+ * agentd_run() starts and stops it; receiver.c, workers.c, timers.c and
+ * monitor.c do the rest.
+ *
  * Memory: agentd_run() owns everything it starts and releases all of it
  * before returning.
  */

@@ -1,0 +1,184 @@
+/*
+ * daemon: what the parts of `run` share, and nothing else includes.
+ *
+ * The daemon is split by role: agentd.c starts and stops it (configuration
+ * snapshots, signals, the order of start-up); receiver.c answers HTTP
+ * (deliveries stored durably, /healthz, /metrics); workers.c applies the
+ * queue to the directory; timers.c runs the scheduled terminations, the
+ * subscription upkeep and the periodic reconcile; monitor.c keeps what the
+ * workers saw of the directory and the store, for /healthz.  They share
+ * struct agentd, which agentd_run() owns, and the snapshot in force, which
+ * each takes with agentd_snap_get() and gives back with agentd_snap_put().
+ *
+ * Memory: everything here is owned by agentd_run(); a snapshot lives while
+ * a reference to it is held.
+ */
+#ifndef FLA_DAEMON_H
+#define FLA_DAEMON_H
+
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "common/secret.h"
+#include "common/strmap.h"
+#include "config.h"
+#include "events.h"
+#include "factorial.h"
+#include "http.h"
+#include "ldapw.h"
+#include "mapping.h"
+#include "queue.h"
+#include "statedir.h"
+#include "store.h"
+
+#define BACKOFF_MAX 10.0 /* seconds between reconnection attempts, at most */
+#define HEALTH_GRACE 3.0 /* seconds the directory may go unanswered after a failure before /healthz says 503 */
+#define MONITOR_EVERY 1.0 /* seconds between the monitor's looks */
+#define PROBE_IDLE 60.0 /* seconds without a directory answer before the monitor asks for one */
+#define STORE_PROBE_EVERY 10.0 /* seconds between the monitor's store write checks */
+
+/* The configuration, mapping and challenge in force; replaced whole on reload. */
+struct snapshot {
+	int refs;
+	struct config *cfg;
+	struct mapping *m;
+	struct secret challenge;
+	char *prefix; /* the path of public_url, without a trailing slash */
+};
+
+struct agentd;
+
+/* What the workers and the monitor saw, for /healthz: it never asks the
+ * directory itself. */
+struct health {
+	pthread_mutex_t mu;
+	double dir_alive;    /* wall time of the last sign the directory is there (an answer, an open connection) */
+	double dir_answered; /* of the last answer to a request */
+	double dir_failed;   /* of the last failure to reach it */
+	char dir_error[512];
+	bool store_failed;   /* the last commit (or check) failed */
+	char store_error[512];
+	long pending, held, dead;
+};
+
+/* What one listener serves: everything, or (metrics_listen) only /healthz and /metrics. */
+struct listener {
+	struct agentd *a;
+	bool status_only;
+};
+
+struct agentd {
+	const char *config_path;
+	pthread_mutex_t snap_mu;
+	struct snapshot *snap;
+
+	struct queue_committer *committer;
+	struct http_server *http;
+	struct http_server *mhttp;
+	struct listener main_l, status_l;
+
+	pthread_mutex_t mu; /* dispatcher: busy records, pause, stop */
+	pthread_cond_t cv;
+	struct strmap busy;
+	bool stop;
+	double pause_until;
+	double backoff;
+
+	pthread_t *workers;
+	size_t nslots;   /* workers prepared (each with its store handles) */
+	size_t nworkers; /* worker threads started */
+	pthread_t scheduler;
+	bool scheduler_started;
+	pthread_t subscriber;
+	bool subscriber_started;
+	pthread_t reconciler;
+	bool reconciler_started;
+	bool reconcile_requested; /* SIGUSR1, or a subscription was found disabled: deliveries were missed */
+	const char *reconcile_why;
+
+	pthread_t monitor;
+	bool monitor_started;
+	volatile sig_atomic_t stopping; /* a long sync stops between operations when set */
+
+	pthread_mutex_t groups_mu; /* apply_ctx.groups_lock of every worker */
+	pthread_mutex_t side_mu; /* handles the HTTP threads share */
+	struct queue *side_q;
+
+	struct statedir_lock *lock;
+	int listen_fd, metrics_fd; /* bound before anything is written; served once the store is open */
+	struct health health;
+};
+
+struct worker {
+	struct agentd *a;
+	const struct snapshot *seen; /* the snapshot lw and api were opened with */
+	struct factorial *api;
+	struct ldapw *lw;
+	struct queue *q;
+	struct store *st;
+};
+
+/* Real time, for retry timing: the clock module's injectable "now" only
+ * decides which day it is. */
+static inline double agentd_wall_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline double agentd_mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline void agentd_deadline_in(struct timespec *ts, double seconds)
+{
+	double whole;
+	double frac = modf(seconds, &whole);
+
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += (time_t)whole;
+	ts->tv_nsec += (long)(frac * 1e9);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* agentd.c: the snapshot in force, with a reference the caller gives back. */
+struct snapshot *agentd_snap_get(struct agentd *a);
+void agentd_snap_put(struct agentd *a, struct snapshot *s);
+
+/* receiver.c: the HTTP callbacks (ctx: a struct listener), and storing a
+ * delivery the agent made or kept itself. */
+int receiver_precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len);
+void receiver_handle(void *ctx, const char *method, const char *path, const char *body, size_t len,
+                     struct http_reply *reply);
+void receiver_refused(void *ctx, const char *path, int status);
+int receiver_submit_text(struct agentd *a, const char *type, const char *body, struct sbuf *err);
+
+/* workers.c: one worker thread (arg: its struct worker); waking them all (ctx: the agentd). */
+void *workers_main(void *arg);
+void workers_wake(void *ctx);
+
+/* timers.c: the threads (arg: the agentd), and asking for a reconcile now. */
+void *timers_scheduler_main(void *arg);
+void *timers_subscriber_main(void *arg);
+void *timers_reconciler_main(void *arg);
+void timers_request_reconcile(struct agentd *a, const char *why);
+
+/* monitor.c: what is known of the directory and the store, and the thread that watches them. */
+void health_directory(struct agentd *a, const char *error, bool answered);
+void health_store(struct agentd *a, const char *error);
+bool health_doubts_directory(struct agentd *a, double *answered);
+int health_render(struct agentd *a, struct sbuf *out);
+void monitor_commit_observed(double seconds, const char *error, void *ctx);
+void *monitor_main(void *arg);
+
+#endif

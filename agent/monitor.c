@@ -1,0 +1,218 @@
+#include "build.h"
+
+#include "daemon.h"
+
+#include "common/log.h"
+#include "metrics.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- health ----------------------------------------------------------------- */
+
+/* A worker or the monitor reached the directory (error NULL; answered: a
+ * request was answered, not only a connection seen open) or failed to. */
+void health_directory(struct agentd *a, const char *error, bool answered)
+{
+	double now = agentd_wall_now();
+
+	pthread_mutex_lock(&a->health.mu);
+	if (!error) {
+		a->health.dir_alive = now;
+		if (answered)
+			a->health.dir_answered = now;
+	} else {
+		a->health.dir_failed = now;
+		snprintf(a->health.dir_error, sizeof(a->health.dir_error), "%s", error);
+	}
+	pthread_mutex_unlock(&a->health.mu);
+}
+
+void health_store(struct agentd *a, const char *error)
+{
+	pthread_mutex_lock(&a->health.mu);
+	a->health.store_failed = error != NULL;
+	if (error)
+		snprintf(a->health.store_error, sizeof(a->health.store_error), "%s", error);
+	pthread_mutex_unlock(&a->health.mu);
+}
+
+/* Whether the last thing known of the directory is a failure newer than any answer. */
+bool health_doubts_directory(struct agentd *a, double *answered)
+{
+	bool doubt;
+
+	pthread_mutex_lock(&a->health.mu);
+	doubt = a->health.dir_failed >= a->health.dir_answered;
+	*answered = a->health.dir_answered;
+	pthread_mutex_unlock(&a->health.mu);
+	return doubt;
+}
+
+/* /healthz: 200 or 503, and what is known, one line each; no request to anything. */
+int health_render(struct agentd *a, struct sbuf *out)
+{
+	struct snapshot *s = agentd_snap_get(a);
+	struct health h;
+	double now = agentd_wall_now();
+	bool dir_down, ok;
+
+	pthread_mutex_lock(&a->health.mu);
+	h = a->health;
+	pthread_mutex_unlock(&a->health.mu);
+	dir_down = h.dir_failed >= h.dir_alive && now - h.dir_alive > HEALTH_GRACE;
+	ok = !dir_down && !h.store_failed;
+	sbuf_adds(out, ok ? "ok\n" : "unavailable\n");
+	if (dir_down && h.dir_alive > 0)
+		sbuf_addf(out, "directory %s: unreachable for %.0f s: %s\n", s->cfg->ldap.uri, now - h.dir_alive,
+		          h.dir_error);
+	else if (dir_down)
+		sbuf_addf(out, "directory %s: unreachable: %s\n", s->cfg->ldap.uri, h.dir_error);
+	else if (h.dir_answered > 0)
+		sbuf_addf(out, "directory %s: ok (last answer %.0f s ago)\n", s->cfg->ldap.uri, now - h.dir_answered);
+	else
+		sbuf_addf(out, "directory %s: ok\n", s->cfg->ldap.uri);
+	if (h.store_failed)
+		sbuf_addf(out, "%s\n", h.store_error);
+	else
+		sbuf_adds(out, "state store: ok\n");
+	sbuf_addf(out, "queue: %ld pending, %ld held, %ld dead\n", h.pending, h.held, h.dead);
+	agentd_snap_put(a, s);
+	return ok ? 200 : 503;
+}
+
+/* The committer says how each commit went: the store is healthy while they succeed. */
+void monitor_commit_observed(double seconds, const char *error, void *ctx)
+{
+	health_store(ctx, error);
+	metrics_commit_seconds(seconds);
+}
+
+/* ---- the monitor: health without a request per probe ------------------------ */
+
+struct watch {
+	const struct snapshot *seen; /* the snapshot lw was opened with */
+	struct ldapw *lw;
+	double next_try; /* wall time of the next connection attempt */
+	double backoff;
+	double store_checked;
+};
+
+/* Keeps one quiet connection open: while its socket stays open and nothing
+ * says otherwise, the directory is there; a request is sent only when the
+ * connection was closed, when a worker saw a failure, or after PROBE_IDLE
+ * without any answer. */
+static void watch_directory(struct agentd *a, const struct snapshot *s, struct watch *w, double now)
+{
+	static const char *const none[] = { "1.1", NULL };
+	struct ldapw_entries e;
+	struct ldapw_error le;
+	double answered;
+
+	if (w->seen != s) {
+		ldapw_close(w->lw);
+		w->lw = NULL;
+		w->seen = s;
+		w->next_try = 0;
+	}
+	if (w->lw) {
+		bool doubt = health_doubts_directory(a, &answered);
+		int alive = ldapw_alive(w->lw);
+		if (alive == 1 && !doubt && now - answered < PROBE_IDLE) {
+			health_directory(a, NULL, false);
+			return;
+		}
+		if (alive != 0 && ldapw_read(w->lw, "", none, &e, &le) == 0) {
+			ldapw_entries_free(&e);
+			health_directory(a, NULL, true);
+			return;
+		}
+		ldapw_close(w->lw); /* closed by the server: connect again now */
+		w->lw = NULL;
+		w->next_try = 0;
+		w->backoff = 0;
+	}
+	if (now < w->next_try)
+		return;
+	if (ldapw_open(s->cfg, &w->lw, &le) == 0) {
+		health_directory(a, NULL, true);
+		w->backoff = 0;
+		return;
+	}
+	w->lw = NULL;
+	health_directory(a, le.text, false);
+	w->backoff = w->backoff == 0 ? 1.0 : fmin(w->backoff * 2, BACKOFF_MAX);
+	w->next_try = now + w->backoff;
+}
+
+/* The store: a write check now and then (more often while it fails), and the queue's counts. */
+static void watch_store(struct agentd *a, struct store *st, struct queue *q, struct watch *w, double now)
+{
+	struct sbuf err;
+	long pending, dead, held;
+	bool failed;
+
+	sbuf_init(&err);
+	pthread_mutex_lock(&a->health.mu);
+	failed = a->health.store_failed;
+	pthread_mutex_unlock(&a->health.mu);
+	if (failed || now - w->store_checked >= STORE_PROBE_EVERY) {
+		w->store_checked = now;
+		health_store(a, store_probe(st, &err) < 0 ? sbuf_str(&err) : NULL);
+	}
+	sbuf_reset(&err);
+	if (queue_counts(q, &pending, &dead, &held, &err) == 0) {
+		pthread_mutex_lock(&a->health.mu);
+		a->health.pending = pending;
+		a->health.dead = dead;
+		a->health.held = held;
+		pthread_mutex_unlock(&a->health.mu);
+	}
+	sbuf_free(&err);
+}
+
+void *monitor_main(void *arg)
+{
+	struct agentd *a = arg;
+	struct watch w = { 0 };
+	struct store *st = NULL;
+	struct queue *q = NULL;
+	struct sbuf err;
+	bool go_on = true;
+
+	sbuf_init(&err);
+	{
+		struct snapshot *s = agentd_snap_get(a);
+		if (store_open(s->cfg->state_dir, &st, &err) < 0 || queue_open(s->cfg->state_dir, &q, &err) < 0)
+			log_error("monitor: %s", sbuf_str(&err));
+		agentd_snap_put(a, s);
+	}
+	if (st)
+		store_set_busy_timeout(st, 1000);
+	while (go_on && st && q) {
+		struct snapshot *s = agentd_snap_get(a);
+		struct timespec ts;
+		double now = agentd_wall_now();
+		watch_directory(a, s, &w, now);
+		watch_store(a, st, q, &w, now);
+		agentd_snap_put(a, s);
+		pthread_mutex_lock(&a->mu);
+		/* the condition is broadcast at every commit: wait the whole period all the same */
+		agentd_deadline_in(&ts, MONITOR_EVERY);
+		while (!a->stop && pthread_cond_timedwait(&a->cv, &a->mu, &ts) == 0)
+			;
+		go_on = !a->stop;
+		pthread_mutex_unlock(&a->mu);
+	}
+	ldapw_close(w.lw);
+	store_close(st);
+	queue_close(q);
+	sbuf_free(&err);
+	return NULL;
+}
+

@@ -1,0 +1,185 @@
+#include "build.h"
+
+#include "daemon.h"
+
+#include "common/log.h"
+#include "metrics.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+/* The subscription type a path routes to, or NULL. */
+static const char *route(const struct snapshot *s, const char *path)
+{
+	size_t n = strlen(s->prefix);
+
+	if (strncmp(path, s->prefix, n) != 0 || path[n] != '/')
+		return NULL;
+	for (size_t i = 0; i < s->cfg->webhooks.subscriptions.n; i++)
+		if (strcmp(path + n + 1, s->cfg->webhooks.subscriptions.v[i]) == 0)
+			return s->cfg->webhooks.subscriptions.v[i];
+	return NULL;
+}
+
+static bool is_status_path(const char *path)
+{
+	return strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0;
+}
+
+int receiver_precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len)
+{
+	struct listener *l = ctx;
+	struct agentd *a = l->a;
+	struct snapshot *s;
+	const char *type;
+	int status = 0;
+
+	if (is_status_path(path))
+		return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? 0 : 405;
+	if (l->status_only)
+		return 404;
+	s = agentd_snap_get(a);
+	type = route(s, path);
+	if (!type)
+		status = 404;
+	else if (strcmp(method, "POST") != 0)
+		status = 405;
+	else if (!challenge || !secret_equals(&s->challenge, challenge, strlen(challenge)))
+		status = 401;
+	else if (len >= 0 && (unsigned long long)len > (unsigned long long)s->cfg->webhooks.max_body_bytes)
+		status = 413;
+	if (status) {
+		metrics_delivery(type ? type : "unknown", status);
+		log_info("delivery refused: %s %s: %d%s", method, path, status,
+		         status == 401 ? (challenge ? " (wrong challenge)" : " (no challenge)") : "");
+	}
+	agentd_snap_put(a, s);
+	return status;
+}
+
+void receiver_refused(void *ctx, const char *path, int status)
+{
+	struct agentd *a = ((struct listener *)ctx)->a;
+	struct snapshot *s = agentd_snap_get(a);
+	const char *type = route(s, path);
+
+	metrics_delivery(type ? type : "unknown", status);
+	log_info("delivery refused: %s: %d (body larger than webhooks.max_body_bytes)", path, status);
+	agentd_snap_put(a, s);
+}
+
+/* Stores a delivery durably, with the record it orders by and the records
+ * it names as the event table and the mapping in force say. */
+static int submit(struct agentd *a, const struct event_type *t, const cJSON *parsed, const char *body,
+                  struct sbuf *err)
+{
+	struct snapshot *s = agentd_snap_get(a);
+	char *key = event_record_key(t, parsed);
+	struct strmap refs;
+	int rc = -1;
+
+	strmap_init(&refs);
+	event_refs(t, parsed, s->m, &refs);
+	if (!key)
+		sbuf_adds(err, "out of memory");
+	else
+		rc = queue_submit(a->committer, t->name, key, &refs, body, err);
+	strmap_free(&refs);
+	free(key);
+	agentd_snap_put(a, s);
+	return rc;
+}
+
+/* The same, for a body the agent made or kept itself (text). */
+int receiver_submit_text(struct agentd *a, const char *type, const char *body, struct sbuf *err)
+{
+	const struct event_type *t = event_find(type);
+	cJSON *parsed = cJSON_Parse(body);
+	int rc = -1;
+
+	if (!t || !parsed)
+		sbuf_addf(err, "%s: not a delivery the agent can store", type);
+	else
+		rc = submit(a, t, parsed, body, err);
+	cJSON_Delete(parsed);
+	return rc;
+}
+
+static void deliver(struct agentd *a, const char *type, const char *body, size_t len, struct http_reply *reply)
+{
+	const struct event_type *t = event_find(type);
+	cJSON *j = cJSON_ParseWithLength(body, len);
+	const char *reason = NULL;
+	struct sbuf err;
+	double t0 = agentd_mono_now();
+
+	sbuf_init(&err);
+	if (len == 0)
+		reason = "empty body";
+	else if (!j)
+		reason = "not valid JSON";
+	else if (!cJSON_IsObject(j) && !(cJSON_IsArray(j) && t && t->list_body))
+		reason = "not a JSON object";
+	if (reason) {
+		reply->status = 400;
+		sbuf_addf(&reply->body, "%s\n", reason);
+		pthread_mutex_lock(&a->side_mu);
+		if (queue_reject(a->side_q, type, reason, body, len, &err) < 0)
+			log_warn("the rejected log could not be written: %s", sbuf_str(&err));
+		pthread_mutex_unlock(&a->side_mu);
+		log_info("delivery refused: %s: 400 (%s)", type, reason);
+	} else if (submit(a, t, j, body, &err) < 0) {
+		reply->status = 503;
+		sbuf_adds(&reply->body, "the delivery could not be stored; retry later\n");
+		log_error("delivery not stored (answered 503): %s: %s", type, sbuf_str(&err));
+	} else {
+		reply->status = 200;
+		log_debug("delivery stored: %s (%.1f ms)", type, (agentd_mono_now() - t0) * 1000);
+	}
+	metrics_delivery(type, reply->status);
+	cJSON_Delete(j);
+	sbuf_free(&err);
+}
+
+void receiver_handle(void *ctx, const char *method, const char *path, const char *body, size_t len,
+                   struct http_reply *reply)
+{
+	struct agentd *a = ((struct listener *)ctx)->a;
+
+	(void)method;
+	if (strcmp(path, "/healthz") == 0) {
+		reply->status = health_render(a, &reply->body);
+	} else if (strcmp(path, "/metrics") == 0) {
+		struct metrics_gauges g = { 0 };
+		struct sbuf err;
+		sbuf_init(&err);
+		pthread_mutex_lock(&a->side_mu);
+		if (queue_counts(a->side_q, &g.queue_depth, &g.dead_letters, &g.held, &err) < 0)
+			log_warn("metrics: %s", sbuf_str(&err));
+		pthread_mutex_unlock(&a->side_mu);
+		sbuf_free(&err);
+		g.token_unsaved = factorial_token_unsaved();
+		metrics_render(&reply->body, &g);
+		reply->status = 200;
+		reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	} else {
+		struct snapshot *s = agentd_snap_get(a);
+		const char *type = route(s, path);
+		char *t = type ? strdup(type) : NULL;
+		agentd_snap_put(a, s);
+		if (!t) { /* the configuration changed between receiver_precheck and now */
+			reply->status = 404;
+			return;
+		}
+		deliver(a, t, body, len, reply);
+		free(t);
+	}
+}
+

@@ -1,0 +1,331 @@
+#include "build.h"
+
+#include "daemon.h"
+
+#include "apply.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "metrics.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- workers -------------------------------------------------------------- */
+
+void workers_wake(void *ctx)
+{
+	struct agentd *a = ctx;
+
+	pthread_mutex_lock(&a->mu);
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* The directory (or the API) is unreachable: every worker waits, longer each time. */
+static void pause_directory(struct agentd *a, const char *what, const char *why)
+{
+	double now = agentd_mono_now(), wait;
+
+	pthread_mutex_lock(&a->mu);
+	if (now >= a->pause_until) {
+		a->backoff = a->backoff == 0 ? 1.0 : fmin(a->backoff * 2, BACKOFF_MAX);
+		wait = a->backoff * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
+		a->pause_until = now + wait;
+		log_warn("%s unavailable (%s); deliveries wait, next attempt in %.1f s", what, why, wait);
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void directory_ok(struct agentd *a)
+{
+	health_directory(a, NULL, true);
+	pthread_mutex_lock(&a->mu);
+	if (a->backoff != 0)
+		log_info("directory reachable again");
+	a->backoff = 0;
+	pthread_mutex_unlock(&a->mu);
+}
+
+static const char *action_of(const struct apply_ctx *ac)
+{
+	const struct apply_summary *s = &ac->sum;
+
+	if (ac->stale)
+		return "skipped-stale";
+	if (s->add)
+		return "add";
+	if (s->del)
+		return "delete";
+	if (s->disable)
+		return "disable";
+	if (s->rename)
+		return "rename";
+	if (s->modify)
+		return "modify";
+	return "none";
+}
+
+/* The deletion guard in run: counts disables and deletes over a rolling hour. */
+struct guard_note {
+	bool destructive;
+};
+
+static int note_destructive(void *ctx, const cJSON *record, const char *key, const char *dn)
+{
+	struct guard_note *g = ctx;
+
+	(void)record;
+	(void)key;
+	(void)dn;
+	g->destructive = true;
+	return 0;
+}
+
+/* 1 when one more disable or delete stays within the limits of the last hour. */
+static int guard_allows_one(struct worker *w, const struct config *cfg, const struct mapping *m, struct sbuf *why)
+{
+	static const char *const none[] = { "1.1", NULL };
+	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
+	struct ldapw_entries all;
+	struct ldapw_error le;
+	struct sbuf e, f;
+	long done;
+	double pct;
+	int rc = 0;
+
+	sbuf_init(&e);
+	sbuf_init(&f);
+	done = store_guard_count(w->st, agentd_wall_now() - 3600, &e);
+	if (done < 0) {
+		sbuf_addf(why, "deletion guard: %s", sbuf_str(&e));
+		goto cleanup;
+	}
+	pct = 0;
+	if (cfg->safety.max_disables_percent >= 0) {
+		sbuf_addf(&f, "(%s=*)", o->key_attr);
+		if (ldapw_search_paged(w->lw, o->search_base, sbuf_str(&f), none, 1000, &all, &le) != 0) {
+			sbuf_addf(why, "deletion guard: counting the managed entries: %s", le.text);
+			goto cleanup;
+		}
+		pct = all.n ? 100.0 * (double)(done + 1) / (double)all.n : 100.0;
+		ldapw_entries_free(&all);
+	}
+	if (done + 1 > cfg->safety.max_disables ||
+	    (cfg->safety.max_disables_percent >= 0 && pct > cfg->safety.max_disables_percent)) {
+		sbuf_addf(why,
+		          "deletion guard: %ld disables and deletes in the last hour, and this one is over "
+		          "safety.max_disables %lld%s; held until `queue retry --force`",
+		          done, cfg->safety.max_disables,
+		          cfg->safety.max_disables_percent >= 0 ? " or max_disables_percent" : "");
+		goto cleanup;
+	}
+	rc = 1;
+cleanup:
+	sbuf_free(&e);
+	sbuf_free(&f);
+	return rc;
+}
+
+/* A delivery that waited for an employee's entry is queued again now that it exists. */
+static void revisit(void *ctx, const char *type, const char *body)
+{
+	struct agentd *a = ctx;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	if (receiver_submit_text(a, type, body, &err) < 0)
+		log_warn("a %s delivery waiting for a reference could not be queued again: %s", type, sbuf_str(&err));
+	sbuf_free(&err);
+}
+
+static void process(struct worker *w, struct queue_delivery *d)
+{
+	struct agentd *a = w->a;
+	struct snapshot *s = agentd_snap_get(a);
+	struct apply_ctx ac = { 0 };
+	struct ldapw_error le;
+	struct sbuf err, ldif;
+	cJSON *body = NULL;
+	char today[16];
+	double t0 = agentd_mono_now();
+	char coalesced[64] = "";
+	int applied;
+
+	sbuf_init(&err);
+	sbuf_init(&ldif);
+	if (d->nids > 1)
+		snprintf(coalesced, sizeof(coalesced), " (%zu deliveries coalesced)", d->nids);
+	if (w->seen != s) {
+		/* a reload may have changed the directory or the API: connect again */
+		ldapw_close(w->lw);
+		factorial_close(w->api);
+		w->lw = NULL;
+		w->api = NULL;
+		w->seen = s;
+	}
+	if (s->cfg->factorial.enrich && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
+		log_error("%s", sbuf_str(&err));
+		pause_directory(a, "Factorial API", "the client could not be set up");
+		goto cleanup;
+	}
+	if (!w->lw) {
+		if (ldapw_open(s->cfg, &w->lw, &le) != 0) {
+			health_directory(a, le.text, false);
+			pause_directory(a, "directory", le.text);
+			goto cleanup;
+		}
+		directory_ok(a);
+	}
+	body = cJSON_Parse(d->body);
+	clock_today(today, sizeof(today));
+	ac.m = s->m;
+	ac.lw = w->lw;
+	ac.st = w->st;
+	ac.state = w->st;
+	ac.today = today;
+	ac.ldif = &ldif;
+	ac.api = w->api;
+	ac.groups_lock = &a->groups_mu;
+	ac.revisit = revisit;
+	ac.revisit_ctx = a;
+	applied = -1;
+	if (body && !d->forced) {
+		/* first with disables and deletes set aside: the guard counts them */
+		struct guard_note g = { false };
+		ac.defer_destructive = true;
+		ac.on_destructive = note_destructive;
+		ac.destructive_ctx = &g;
+		applied = apply_delivery(&ac, d->type, body, &err);
+		if (applied == 0 && g.destructive) {
+			struct sbuf why, qe;
+			sbuf_init(&why);
+			sbuf_init(&qe);
+			if (guard_allows_one(w, s->cfg, s->m, &why) != 1) {
+				if (queue_hold(w->q, d, sbuf_str(&why), &qe) < 0)
+					log_error("%s", sbuf_str(&qe));
+				metrics_apply("held", false);
+				log_error("%s", sbuf_str(&why));
+				sbuf_free(&why);
+				sbuf_free(&qe);
+				goto cleanup;
+			}
+			sbuf_free(&why);
+			sbuf_free(&qe);
+			/* within the limits: now with the disables and deletes */
+			ac.defer_destructive = false;
+			sbuf_reset(&err);
+			applied = apply_delivery(&ac, d->type, body, &err);
+		}
+	} else if (body) {
+		applied = apply_delivery(&ac, d->type, body, &err);
+	}
+	if (applied == 0) {
+		const char *act = action_of(&ac);
+		if (ac.sum.disable || ac.sum.del) {
+			struct sbuf ge;
+			sbuf_init(&ge);
+			if (store_guard_add(w->st, agentd_wall_now(), &ge) < 0)
+				log_warn("deletion guard: %s", sbuf_str(&ge));
+			sbuf_free(&ge);
+		}
+		if (queue_done(w->q, d, &err) < 0)
+			log_error("applied, but the queue could not be updated: %s", sbuf_str(&err));
+		metrics_apply(act, true);
+		directory_ok(a);
+		log_info("%s: ok (%.0f ms)%s", act, (agentd_mono_now() - t0) * 1000, coalesced);
+	} else if (ac.connection_lost) {
+		if (!ac.api_unavailable) {
+			/* the directory went away: connect again after the pause */
+			ldapw_close(w->lw);
+			w->lw = NULL;
+		}
+		metrics_apply("none", false);
+		if (!ac.api_unavailable)
+			health_directory(a, sbuf_str(&err), false);
+		pause_directory(a, ac.api_unavailable ? "Factorial API" : "directory", sbuf_str(&err));
+	} else {
+		int attempts = d->attempts + 1;
+		bool dead = attempts >= s->cfg->queue.max_attempts;
+		double delay = (double)s->cfg->queue.retry_delay * pow(2, attempts - 1) * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
+		struct sbuf qe;
+		if (!body)
+			sbuf_adds(&err, "the stored body is not JSON");
+		sbuf_init(&qe);
+		if (queue_failed(w->q, d, sbuf_str(&err), agentd_wall_now() + delay, dead, &qe) < 0)
+			log_error("%s", sbuf_str(&qe));
+		sbuf_free(&qe);
+		metrics_apply(action_of(&ac), false);
+		if (dead)
+			log_error("failed for good after %d attempt%s, kept as a dead letter: %s", attempts,
+			          attempts == 1 ? "" : "s", sbuf_str(&err));
+		else
+			log_warn("failed (attempt %d of %lld, next in %.0f s): %s", attempts, s->cfg->queue.max_attempts,
+			         delay, sbuf_str(&err));
+	}
+cleanup:
+	cJSON_Delete(body);
+	sbuf_free(&err);
+	sbuf_free(&ldif);
+	agentd_snap_put(a, s);
+}
+
+void *workers_main(void *arg)
+{
+	struct worker *w = arg;
+	struct agentd *a = w->a;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	for (;;) {
+		struct queue_delivery d;
+		int got = 0;
+		pthread_mutex_lock(&a->mu);
+		while (!a->stop) {
+			double now = agentd_mono_now();
+			struct timespec ts;
+			if (now < a->pause_until) {
+				agentd_deadline_in(&ts, a->pause_until - now);
+				pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+				continue;
+			}
+			sbuf_reset(&err);
+			got = queue_next(w->q, agentd_wall_now(), &a->busy, &d, &err);
+			if (got == 1) {
+				strmap_put(&a->busy, d.record_key, d.record_key);
+				for (size_t i = 0; i < d.nrefs; i++)
+					strmap_put(&a->busy, d.refs[i], d.record_key);
+				break;
+			}
+			if (got < 0)
+				log_warn("queue: %s", sbuf_str(&err));
+			agentd_deadline_in(&ts, 1.0);
+			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+		}
+		if (a->stop && got != 1) {
+			pthread_mutex_unlock(&a->mu);
+			break;
+		}
+		pthread_mutex_unlock(&a->mu);
+		log_set_context("delivery %lld %s %s", (long long)d.id, d.type, d.record_key);
+		process(w, &d);
+		log_clear_context();
+		pthread_mutex_lock(&a->mu);
+		strmap_del(&a->busy, d.record_key);
+		for (size_t i = 0; i < d.nrefs; i++)
+			strmap_del(&a->busy, d.refs[i]);
+		sbuf_reset(&err);
+		if (queue_release(w->q, d.record_key, &err) < 0)
+			log_warn("queue: %s", sbuf_str(&err));
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		queue_delivery_free(&d);
+	}
+	sbuf_free(&err);
+	return NULL;
+}
+
