@@ -312,7 +312,7 @@ static int collect_one(struct apply_ctx *a)
 			sbuf_init(&m);
 			sbuf_addf(&m, "employee %s: %s: add: %s", c->pending[k].id, c->pending[k].dn, e.text);
 			if (a->async_error)
-				a->async_error(a->async_ctx, sbuf_str(&m), a->connection_lost);
+				a->async_error(a->async_ctx, c->pending[k].id, sbuf_str(&m), a->connection_lost);
 			sbuf_free(&m);
 			a->sum.add--;
 			strmap_del(&c->dn_by_key, c->pending[k].key);
@@ -331,7 +331,7 @@ static int collect_one(struct apply_ctx *a)
 		sbuf_init(&m);
 		sbuf_addf(&m, "employee %s: %s: add: %s", c->pending[i].id, c->pending[i].dn, e.text);
 		if (a->async_error)
-			a->async_error(a->async_ctx, sbuf_str(&m), ldapw_error_is_connection(&e));
+			a->async_error(a->async_ctx, c->pending[i].id, sbuf_str(&m), ldapw_error_is_connection(&e));
 		sbuf_free(&m);
 		a->sum.add--;
 		strmap_del(&c->dn_by_key, c->pending[i].key);

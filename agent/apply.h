@@ -89,7 +89,7 @@ struct apply_ctx {
 	/* sync, for real: adds of employees are sent without waiting for each answer
 	 * (apply_flush collects them); an add refused later is told here */
 	bool pipeline;
-	void (*async_error)(void *ctx, const char *message, bool connection);
+	void (*async_error)(void *ctx, const char *employee_id, const char *message, bool connection);
 	void *async_ctx;
 };
 

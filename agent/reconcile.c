@@ -35,6 +35,7 @@ struct run {
 	struct reconcile_report *rep;
 	struct sbuf *report;
 	struct sbuf *err;
+	struct strmap failed_records; /* records that failed ("employee:42"), each counted once */
 	struct strmap titles; /* employee id -> job title of the latest contract version */
 	struct strmap title_dates; /* employee id -> date of that version */
 	cJSON *teams;         /* the teams, when read */
@@ -148,23 +149,47 @@ static char *curl_escape_id(const char *id)
 	return out;
 }
 
-static void record_error(struct run *r, const char *what)
+/* A record failed (record: "employee:42", "team:3", "orphan:KEY"): said
+ * each time, counted once, and not looked at a second time. */
+static void record_error(struct run *r, const char *record, const char *what)
 {
-	r->rep->record_errors++;
+	if (!strmap_get(&r->failed_records, record)) {
+		strmap_put(&r->failed_records, record, NULL);
+		r->rep->record_errors++;
+	}
 	sbuf_addf(r->report, "%s\n", what);
 }
 
+static void record_error_of(struct run *r, enum mapping_kind kind, const cJSON *rec, const char *what)
+{
+	char *id = id_of(rec, "id"), key[160];
+
+	snprintf(key, sizeof(key), "%s:%s", kind == MAPPING_TEAM ? "team" : "employee", id ? id : "?");
+	record_error(r, key, what);
+	free(id);
+}
+
+static void record_orphan_error(struct run *r, const char *key, const char *what)
+{
+	char record[200];
+
+	snprintf(record, sizeof(record), "orphan:%s", key);
+	record_error(r, record, what);
+}
+
 /* An add sent earlier was refused, or its connection went. */
-static void async_error(void *ctx, const char *message, bool connection)
+static void async_error(void *ctx, const char *id, const char *message, bool connection)
 {
 	struct run *r = ctx;
+	char key[160];
 
 	if (connection) {
 		if (!r->failed)
 			sbuf_adds(r->err, message);
 		r->failed = true;
 	} else {
-		record_error(r, message);
+		snprintf(key, sizeof(key), "employee:%s", id);
+		record_error(r, key, message);
 	}
 	if (r->rep->differing > 0)
 		r->rep->fixed--;
@@ -189,12 +214,22 @@ static void handle(struct run *r, enum mapping_kind kind, const cJSON *rec, bool
 	unsigned ops;
 
 	sbuf_init(&err);
+	if (second_look) {
+		/* a record that failed already is not tried twice */
+		char *id = id_of(rec, "id"), key[160];
+		snprintf(key, sizeof(key), "%s:%s", kind == MAPPING_TEAM ? "team" : "employee", id ? id : "?");
+		free(id);
+		if (strmap_get(&r->failed_records, key)) {
+			sbuf_free(&err);
+			return;
+		}
+	}
 	if (apply_record(&r->a, kind, rec, &err) < 0) {
 		if (r->a.connection_lost) {
 			sbuf_adds(r->err, sbuf_str(&err));
 			r->failed = true;
 		} else {
-			record_error(r, sbuf_str(&err));
+			record_error_of(r, kind, rec, sbuf_str(&err));
 		}
 	}
 	ops = (r->a.sum.add - before.add) + (r->a.sum.modify - before.modify) + (r->a.sum.rename - before.rename) +
@@ -226,7 +261,7 @@ static int on_employee(void *ctx, const cJSON *item)
 	if (!rec || !id) {
 		cJSON_Delete(rec);
 		free(id);
-		record_error(r, "an employee without an id was skipped");
+		record_error(r, "employee:?", "an employee without an id was skipped");
 		return 0;
 	}
 	if (strmap_get(&r->titles, id)) {
@@ -271,7 +306,7 @@ static void on_orphan(void *ctx, const char *key, const char *dn)
 	}
 	sbuf_init(&err);
 	if (apply_orphan(&r->a, key, r->orphan_delete, &err) < 0)
-		record_error(r, sbuf_str(&err));
+		record_orphan_error(r, key, sbuf_str(&err));
 	sbuf_free(&err);
 }
 
@@ -410,7 +445,7 @@ static int settle_destructive(struct run *r)
 				sbuf_adds(r->err, sbuf_str(&e));
 				r->failed = true;
 			} else {
-				record_error(r, sbuf_str(&e));
+				record_orphan_error(r, r->held[i].key, sbuf_str(&e));
 			}
 		}
 		sbuf_free(&e);
@@ -461,6 +496,7 @@ static void run_free(struct run *r)
 	cJSON_Delete(r->teams);
 	cJSON_Delete(r->team_ids);
 	cJSON_Delete(r->again);
+	strmap_free(&r->failed_records);
 	strmap_free(&r->titles);
 	strmap_free(&r->title_dates);
 }
@@ -475,6 +511,7 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
+	strmap_init(&r.failed_records);
 	strmap_init(&r.titles);
 	strmap_init(&r.title_dates);
 	clock_today(today, sizeof(today));
