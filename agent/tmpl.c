@@ -19,20 +19,65 @@
 
 #define TMPL_MAX_VALUES 4096 /* combinations one template may produce */
 
-static const struct {
+struct parser;
+
+/* What a filter does to one value: out gets the result; -1 with the reason in env->err. */
+typedef int (*value_fn)(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                        const char *arg1);
+/* What a filter does to the whole list of values (in place). */
+typedef int (*list_fn)(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
+/* A check of a filter's arguments when the template is parsed. */
+typedef int (*check_fn)(struct parser *p, const struct tmpl_filter *f, size_t off);
+
+#define VALUE_FILTER(name) static int name(struct tmpl_env *, const char *, size_t, struct sbuf *, const char *, const char *)
+VALUE_FILTER(f_lower);
+VALUE_FILTER(f_upper);
+VALUE_FILTER(f_trim);
+VALUE_FILTER(f_ascii);
+VALUE_FILTER(f_slug);
+VALUE_FILTER(f_alnum);
+VALUE_FILTER(f_truncate);
+VALUE_FILTER(f_replace);
+VALUE_FILTER(f_date);
+VALUE_FILTER(f_add);
+VALUE_FILTER(f_before);
+VALUE_FILTER(f_after);
+VALUE_FILTER(f_rdn);
+static int f_default(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
+static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
+static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
+static int check_count(struct parser *p, const struct tmpl_filter *f, size_t off);
+static int check_integer(struct parser *p, const struct tmpl_filter *f, size_t off);
+static int check_nonempty(struct parser *p, const struct tmpl_filter *f, size_t off);
+
+/* Every filter: one row each, in the order of enum tmpl_filter_id.  A new
+ * filter is a row here, its id in tmpl.h, and its function below. */
+static const struct filter_def {
 	const char *name;
-	enum tmpl_filter_id id;
 	size_t nargs;
-} filter_table[] = {
-	{ "lower", TF_LOWER, 0 },     { "upper", TF_UPPER, 0 },       { "trim", TF_TRIM, 0 },
-	{ "ascii", TF_ASCII, 0 },     { "slug", TF_SLUG, 0 },         { "alnum", TF_ALNUM, 0 },
-	{ "truncate", TF_TRUNCATE, 1 }, { "replace", TF_REPLACE, 2 }, { "default", TF_DEFAULT, 1 },
-	{ "date", TF_DATE, 1 },       { "add", TF_ADD, 1 },           { "join", TF_JOIN, 1 },
-	{ "employee_dn", TF_EMPLOYEE_DN, 0 }, { "before", TF_BEFORE, 1 },     { "after", TF_AFTER, 1 },
-	{ "rdn", TF_RDN, 0 },
+	check_fn check;   /* NULL: any argument will do */
+	value_fn value;   /* applied to each value, or */
+	list_fn list;     /* applied to the list of values */
+} filters[] = {
+	[TF_LOWER] = { "lower", 0, NULL, f_lower, NULL },
+	[TF_UPPER] = { "upper", 0, NULL, f_upper, NULL },
+	[TF_TRIM] = { "trim", 0, NULL, f_trim, NULL },
+	[TF_ASCII] = { "ascii", 0, NULL, f_ascii, NULL },
+	[TF_SLUG] = { "slug", 0, NULL, f_slug, NULL },
+	[TF_ALNUM] = { "alnum", 0, NULL, f_alnum, NULL },
+	[TF_TRUNCATE] = { "truncate", 1, check_count, f_truncate, NULL },
+	[TF_REPLACE] = { "replace", 2, check_nonempty, f_replace, NULL },
+	[TF_DEFAULT] = { "default", 1, NULL, NULL, f_default },
+	[TF_DATE] = { "date", 1, NULL, f_date, NULL },
+	[TF_ADD] = { "add", 1, check_integer, f_add, NULL },
+	[TF_JOIN] = { "join", 1, NULL, NULL, f_join },
+	[TF_EMPLOYEE_DN] = { "employee_dn", 0, NULL, NULL, f_employee_dn },
+	[TF_BEFORE] = { "before", 1, check_nonempty, f_before, NULL },
+	[TF_AFTER] = { "after", 1, check_nonempty, f_after, NULL },
+	[TF_RDN] = { "rdn", 0, NULL, f_rdn, NULL },
 };
 
-#define NFILTERS (sizeof(filter_table) / sizeof(filter_table[0]))
+#define NFILTERS (sizeof(filters) / sizeof(filters[0]))
 
 /* ---- parsing ---------------------------------------------------------- */
 
@@ -165,41 +210,31 @@ static bool is_integer_text(const char *s)
 	return true;
 }
 
-static int check_filter_args(struct parser *p, struct tmpl_filter *f, size_t off)
+static int check_count(struct parser *p, const struct tmpl_filter *f, size_t off)
 {
 	const struct tmpl_arg *a = &f->args[0];
 
-	switch (f->id) {
-	case TF_TRUNCATE:
-		if (a->kind == TA_STRING || (a->kind == TA_NUMBER && (!is_integer_text(a->text) || a->text[0] == '-')))
-			return fail(p, off, "truncate: the argument must be a whole number of characters");
-		break;
-	case TF_ADD:
-		if (a->kind == TA_STRING || (a->kind == TA_NUMBER && !is_integer_text(a->text)))
-			return fail(p, off, "add: the argument must be an integer");
-		break;
-	case TF_REPLACE:
-		if (a->kind == TA_STRING && !a->text[0])
-			return fail(p, off, "replace: the text to replace must not be empty");
-		break;
-	case TF_LOWER:
-	case TF_UPPER:
-	case TF_TRIM:
-	case TF_ASCII:
-	case TF_SLUG:
-	case TF_ALNUM:
-	case TF_DEFAULT:
-	case TF_DATE:
-	case TF_JOIN:
-	case TF_EMPLOYEE_DN:
-	case TF_RDN:
-		break;
-	case TF_BEFORE:
-	case TF_AFTER:
-		if (a->kind == TA_STRING && !a->text[0])
-			return fail(p, off, "%s: the separator must not be empty", f->id == TF_BEFORE ? "before" : "after");
-		break;
-	}
+	if (a->kind == TA_STRING || (a->kind == TA_NUMBER && (!is_integer_text(a->text) || a->text[0] == '-')))
+		return fail(p, off, "%s: the argument must be a whole number of characters", filters[f->id].name);
+	return 0;
+}
+
+static int check_integer(struct parser *p, const struct tmpl_filter *f, size_t off)
+{
+	const struct tmpl_arg *a = &f->args[0];
+
+	if (a->kind == TA_STRING || (a->kind == TA_NUMBER && !is_integer_text(a->text)))
+		return fail(p, off, "%s: the argument must be an integer", filters[f->id].name);
+	return 0;
+}
+
+static int check_nonempty(struct parser *p, const struct tmpl_filter *f, size_t off)
+{
+	const struct tmpl_arg *a = &f->args[0];
+
+	if (a->kind == TA_STRING && !a->text[0])
+		return fail(p, off, "%s: the %s must not be empty", filters[f->id].name,
+		            f->id == TF_REPLACE ? "text to replace" : "separator");
 	return 0;
 }
 
@@ -216,11 +251,11 @@ static int parse_filter(struct parser *p, struct tmpl_filter *f)
 		return fail(p, start, "unknown filter \"%.*s\"", (int)(p->i - start), p->s + start);
 	memcpy(name, p->s + start, p->i - start);
 	name[p->i - start] = '\0';
-	for (k = 0; k < NFILTERS && strcmp(filter_table[k].name, name) != 0; k++)
+	for (k = 0; k < NFILTERS && strcmp(filters[k].name, name) != 0; k++)
 		;
 	if (k == NFILTERS)
 		return fail(p, start, "unknown filter \"%s\"", name);
-	f->id = filter_table[k].id;
+	f->id = (enum tmpl_filter_id)k;
 	f->nargs = 0;
 	skip_ws(p);
 	if (p->s[p->i] == '(') {
@@ -251,13 +286,13 @@ static int parse_filter(struct parser *p, struct tmpl_filter *f)
 			return fail(p, p->i, "expected , or ) in the arguments of %s", name);
 		p->i++;
 	}
-	if (f->nargs != filter_table[k].nargs) {
-		if (filter_table[k].nargs == 0)
+	if (f->nargs != filters[k].nargs) {
+		if (filters[k].nargs == 0)
 			return fail(p, start, "%s takes no argument, got %zu", name, f->nargs);
-		return fail(p, start, "%s takes %zu argument%s, got %zu", name, filter_table[k].nargs,
-		            filter_table[k].nargs == 1 ? "" : "s", f->nargs);
+		return fail(p, start, "%s takes %zu argument%s, got %zu", name, filters[k].nargs,
+		            filters[k].nargs == 1 ? "" : "s", f->nargs);
 	}
-	return check_filter_args(p, f, start);
+	return filters[k].check ? filters[k].check(p, f, start) : 0;
 }
 
 static void part_free(struct tmpl_part *part)
@@ -595,125 +630,245 @@ static void trim(struct sbuf *out, const char *s, size_t len)
 	sbuf_add(out, s + a, b - a);
 }
 
-static int apply_one(const struct tmpl_filter *f, struct tmpl_env *env, const char *in, struct sbuf *out,
-                     const char *arg0, const char *arg1)
-{
-	size_t len = strlen(in);
+/* ---- the filters ---------------------------------------------------------- */
 
-	switch (f->id) {
-	case TF_LOWER:
-		utf8_lower(out, in, len);
-		return 0;
-	case TF_UPPER:
-		utf8_upper(out, in, len);
-		return 0;
-	case TF_TRIM:
-		trim(out, in, len);
-		return 0;
-	case TF_ASCII:
-		utf8_ascii(out, in, len);
-		return 0;
-	case TF_SLUG:
-		slugify(out, in, len);
-		return 0;
-	case TF_ALNUM:
-		for (size_t i = 0; i < len; i++)
-			if (isalnum((unsigned char)in[i]) && (unsigned char)in[i] < 0x80)
-				sbuf_addc(out, in[i]);
-		return 0;
-	case TF_TRUNCATE: {
-		long long n;
-		if (parse_integer(arg0, &n) < 0 || n < 0) {
-			sbuf_addf(env->err, "truncate: \"%s\" is not a whole number", arg0);
-			return -1;
-		}
-		sbuf_add(out, in, utf8_prefix_bytes(in, len, (size_t)n));
-		return 0;
+static int f_lower(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                   const char *arg1)
+{
+	(void)env, (void)arg0, (void)arg1;
+	utf8_lower(out, in, len);
+	return 0;
+}
+
+static int f_upper(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                   const char *arg1)
+{
+	(void)env, (void)arg0, (void)arg1;
+	utf8_upper(out, in, len);
+	return 0;
+}
+
+static int f_trim(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                  const char *arg1)
+{
+	(void)env, (void)arg0, (void)arg1;
+	trim(out, in, len);
+	return 0;
+}
+
+static int f_ascii(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                   const char *arg1)
+{
+	(void)env, (void)arg0, (void)arg1;
+	utf8_ascii(out, in, len);
+	return 0;
+}
+
+static int f_slug(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                  const char *arg1)
+{
+	(void)env, (void)arg0, (void)arg1;
+	slugify(out, in, len);
+	return 0;
+}
+
+static int f_alnum(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                   const char *arg1)
+{
+	(void)env, (void)arg0, (void)arg1;
+	for (size_t i = 0; i < len; i++)
+		if (isalnum((unsigned char)in[i]) && (unsigned char)in[i] < 0x80)
+			sbuf_addc(out, in[i]);
+	return 0;
+}
+
+static int f_truncate(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                      const char *arg1)
+{
+	long long n;
+
+	(void)arg1;
+	if (parse_integer(arg0, &n) < 0 || n < 0) {
+		sbuf_addf(env->err, "truncate: \"%s\" is not a whole number", arg0);
+		return -1;
 	}
-	case TF_REPLACE: {
-		size_t fl = strlen(arg0);
-		const char *p = in, *hit;
-		if (!fl) {
-			sbuf_adds(env->err, "replace: the text to replace is empty");
-			return -1;
-		}
-		while ((hit = strstr(p, arg0))) {
-			sbuf_add(out, p, (size_t)(hit - p));
-			sbuf_adds(out, arg1);
-			p = hit + fl;
-		}
-		sbuf_adds(out, p);
-		return 0;
+	sbuf_add(out, in, utf8_prefix_bytes(in, len, (size_t)n));
+	return 0;
+}
+
+static int f_replace(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                     const char *arg1)
+{
+	size_t fl = strlen(arg0);
+	const char *p = in, *hit;
+
+	(void)len;
+	if (!fl) {
+		sbuf_adds(env->err, "replace: the text to replace is empty");
+		return -1;
 	}
-	case TF_DATE: {
-		struct tm tm;
-		char buf[256];
-		size_t n;
-		if (!in[0])
-			return 0;
-		if (clock_parse_iso8601(in, &tm, NULL) < 0) {
-			sbuf_addf(env->err, "date: \"%s\" is not an ISO 8601 date or timestamp", in);
-			return -1;
-		}
-		/* the format is the mapping author's, by design */
+	while ((hit = strstr(p, arg0))) {
+		sbuf_add(out, p, (size_t)(hit - p));
+		sbuf_adds(out, arg1);
+		p = hit + fl;
+	}
+	sbuf_adds(out, p);
+	return 0;
+}
+
+static int f_date(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                  const char *arg1)
+{
+	struct tm tm;
+	char buf[256];
+	size_t n;
+
+	(void)len, (void)arg1;
+	if (!in[0])
+		return 0;
+	if (clock_parse_iso8601(in, &tm, NULL) < 0) {
+		sbuf_addf(env->err, "date: \"%s\" is not an ISO 8601 date or timestamp", in);
+		return -1;
+	}
+	/* the format is the mapping author's, by design */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-		n = strftime(buf, sizeof(buf), arg0, &tm);
+	n = strftime(buf, sizeof(buf), arg0, &tm);
 #pragma GCC diagnostic pop
-		sbuf_add(out, buf, n);
-		return 0;
-	}
-	case TF_ADD: {
-		long long a, b, r;
-		if (!in[0])
-			return 0;
-		if (parse_integer(in, &a) < 0) {
-			sbuf_addf(env->err, "add: \"%s\" is not an integer", in);
-			return -1;
-		}
-		if (parse_integer(arg0, &b) < 0) {
-			sbuf_addf(env->err, "add: the argument \"%s\" is not an integer", arg0);
-			return -1;
-		}
-		if (__builtin_add_overflow(a, b, &r)) {
-			sbuf_addf(env->err, "add: %lld + %lld is out of range", a, b);
-			return -1;
-		}
-		sbuf_addf(out, "%lld", r);
-		return 0;
-	}
-	case TF_BEFORE:
-	case TF_AFTER: {
-		const char *hit = arg0[0] ? strstr(in, arg0) : NULL;
-		if (f->id == TF_BEFORE)
-			sbuf_add(out, in, hit ? (size_t)(hit - in) : len);
-		else if (hit)
-			sbuf_adds(out, hit + strlen(arg0));
-		return 0;
-	}
-	case TF_RDN: {
-		char *v;
-		if (!in[0])
-			return 0;
-		v = dn_rdn_value(in);
-		if (!v) {
-			sbuf_addf(env->err, "rdn: \"%s\" is not a DN", in);
-			return -1;
-		}
-		sbuf_adds(out, v);
-		free(v);
-		return 0;
-	}
-	case TF_DEFAULT:
-	case TF_JOIN:
-	case TF_EMPLOYEE_DN:
-		break;
-	}
+	sbuf_add(out, buf, n);
 	return 0;
+}
+
+static int f_add(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                 const char *arg1)
+{
+	long long a, b, r;
+
+	(void)len, (void)arg1;
+	if (!in[0])
+		return 0;
+	if (parse_integer(in, &a) < 0) {
+		sbuf_addf(env->err, "add: \"%s\" is not an integer", in);
+		return -1;
+	}
+	if (parse_integer(arg0, &b) < 0) {
+		sbuf_addf(env->err, "add: the argument \"%s\" is not an integer", arg0);
+		return -1;
+	}
+	if (__builtin_add_overflow(a, b, &r)) {
+		sbuf_addf(env->err, "add: %lld + %lld is out of range", a, b);
+		return -1;
+	}
+	sbuf_addf(out, "%lld", r);
+	return 0;
+}
+
+static int f_before(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                    const char *arg1)
+{
+	const char *hit = arg0[0] ? strstr(in, arg0) : NULL;
+
+	(void)env, (void)arg1;
+	sbuf_add(out, in, hit ? (size_t)(hit - in) : len);
+	return 0;
+}
+
+static int f_after(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                   const char *arg1)
+{
+	const char *hit = arg0[0] ? strstr(in, arg0) : NULL;
+
+	(void)env, (void)len, (void)arg1;
+	if (hit)
+		sbuf_adds(out, hit + strlen(arg0));
+	return 0;
+}
+
+static int f_rdn(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
+                 const char *arg1)
+{
+	char *v;
+
+	(void)len, (void)arg0, (void)arg1;
+	if (!in[0])
+		return 0;
+	v = dn_rdn_value(in);
+	if (!v) {
+		sbuf_addf(env->err, "rdn: \"%s\" is not a DN", in);
+		return -1;
+	}
+	sbuf_adds(out, v);
+	free(v);
+	return 0;
+}
+
+static int f_default(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
+{
+	if (!all_empty(vals))
+		return 0;
+	vlist_clear(vals);
+	return arg_values(&f->args[0], env, vals);
+}
+
+static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
+{
+	char *sep = NULL;
+	struct sbuf b;
+	int rc = -1;
+
+	sbuf_init(&b);
+	if (arg_single(&f->args[0], env, "join", &sep) < 0)
+		goto cleanup;
+	for (size_t i = 0, k = 0; i < vals->n; i++) {
+		if (!vals->v[i][0])
+			continue;
+		if (k++)
+			sbuf_adds(&b, sep);
+		sbuf_adds(&b, vals->v[i]);
+	}
+	vlist_clear(vals);
+	if (b.len && vlist_push(vals, sbuf_detach(&b)) < 0)
+		goto cleanup;
+	rc = 0;
+cleanup:
+	free(sep);
+	sbuf_free(&b);
+	return rc;
+}
+
+/* Each value an employee id, each result the DN of that employee's entry; an
+ * id without an entry is left out and noted in env->unresolved. */
+static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
+{
+	struct vlist out;
+	int rc = -1;
+
+	(void)f;
+	vlist_init(&out);
+	for (size_t i = 0; i < vals->n; i++) {
+		char *dn = NULL;
+		int found;
+		if (!vals->v[i][0])
+			continue;
+		found = env->employee_dn ? env->employee_dn(env->ctx, vals->v[i], &dn, env->err) : 0;
+		if (found < 0)
+			goto cleanup;
+		if (found == 1 && vlist_push(&out, dn) < 0)
+			goto cleanup;
+		if (found == 0 && env->unresolved && !vlist_contains(env->unresolved, vals->v[i]) &&
+		    vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0)
+			goto cleanup;
+	}
+	vlist_clear(vals);
+	rc = vlist_move(vals, &out);
+cleanup:
+	vlist_free(&out);
+	return rc;
 }
 
 static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
 {
+	const struct filter_def *def = &filters[f->id];
 	struct vlist out;
 	struct sbuf b;
 	char *arg0 = NULL, *arg1 = NULL;
@@ -721,78 +876,23 @@ static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struc
 
 	vlist_init(&out);
 	sbuf_init(&b);
-	switch (f->id) {
-	case TF_DEFAULT:
-		if (all_empty(vals)) {
-			vlist_clear(vals);
-			if (arg_values(&f->args[0], env, vals) < 0)
-				goto cleanup;
-		}
-		rc = 0;
+	if (def->list) {
+		rc = def->list(f, env, vals);
 		goto cleanup;
-	case TF_JOIN:
-		if (arg_single(&f->args[0], env, "join", &arg0) < 0)
-			goto cleanup;
-		for (size_t i = 0, k = 0; i < vals->n; i++) {
-			if (!vals->v[i][0])
-				continue;
-			if (k++)
-				sbuf_adds(&b, arg0);
-			sbuf_adds(&b, vals->v[i]);
-		}
-		vlist_clear(vals);
-		if (b.len && vlist_push(vals, sbuf_detach(&b)) < 0)
-			goto cleanup;
-		rc = 0;
+	}
+	if (f->nargs > 0 && arg_single(&f->args[0], env, def->name, &arg0) < 0)
 		goto cleanup;
-	case TF_EMPLOYEE_DN:
-		for (size_t i = 0; i < vals->n; i++) {
-			char *dn = NULL;
-			int found;
-			if (!vals->v[i][0])
-				continue;
-			found = env->employee_dn ? env->employee_dn(env->ctx, vals->v[i], &dn, env->err) : 0;
-			if (found < 0)
-				goto cleanup;
-			if (found == 1) {
-				if (vlist_push(&out, dn) < 0)
-					goto cleanup;
-			} else if (found == 0 && env->unresolved && !vlist_contains(env->unresolved, vals->v[i])) {
-				if (vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0)
-					goto cleanup;
-			}
-		}
-		break;
-	case TF_LOWER:
-	case TF_UPPER:
-	case TF_TRIM:
-	case TF_ASCII:
-	case TF_SLUG:
-	case TF_ALNUM:
-	case TF_TRUNCATE:
-	case TF_REPLACE:
-	case TF_DATE:
-	case TF_ADD:
-	case TF_BEFORE:
-	case TF_AFTER:
-	case TF_RDN:
-		if (f->nargs > 0 && arg_single(&f->args[0], env, filter_table[f->id].name, &arg0) < 0)
+	if (f->nargs > 1 && arg_single(&f->args[1], env, def->name, &arg1) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < vals->n; i++) {
+		sbuf_reset(&b);
+		if (def->value(env, vals->v[i], strlen(vals->v[i]), &b, arg0, arg1) < 0)
 			goto cleanup;
-		if (f->nargs > 1 && arg_single(&f->args[1], env, filter_table[f->id].name, &arg1) < 0)
+		if (b.failed || vlist_push_copy(&out, sbuf_str(&b), b.len) < 0)
 			goto cleanup;
-		for (size_t i = 0; i < vals->n; i++) {
-			sbuf_reset(&b);
-			if (apply_one(f, env, vals->v[i], &b, arg0, arg1) < 0)
-				goto cleanup;
-			if (b.failed || vlist_push_copy(&out, sbuf_str(&b), b.len) < 0)
-				goto cleanup;
-		}
-		break;
 	}
 	vlist_clear(vals);
-	if (vlist_move(vals, &out) < 0)
-		goto cleanup;
-	rc = 0;
+	rc = vlist_move(vals, &out);
 cleanup:
 	if (rc < 0 && !env->err->len)
 		sbuf_adds(env->err, "out of memory");
