@@ -1720,9 +1720,7 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		if (!old_dn)
 			goto cleanup;
 		if (j->a->defer_destructive) {
-			/* the deletion guard decides: only count what would change now */
-			settled = false;
-			j->deferred = true;
+			/* the deletion guard decides, on what would change now: apply it now, or set it aside */
 			int p;
 			j->probe = true;
 			j->probed = 0;
@@ -1731,8 +1729,12 @@ static int apply_employee(struct job *j, const cJSON *rec)
 			strmap_clear(&j->touched);
 			if (p == 0 && j->probed)
 				p = j->a->on_destructive(j->a->destructive_ctx, rec, key, cur->dn);
-			rc = p;
-			goto cleanup;
+			if (p != 1) {
+				settled = false;
+				j->deferred = true;
+				rc = p;
+				goto cleanup;
+			}
 		}
 		/* from leaving the groups to following the rename, no group changes in between; and
 		 * from now on team deliveries keep the leaver out */
@@ -2395,9 +2397,11 @@ int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf 
 		j.probe = true;
 		rc = orphan_apply(&j, o, cur, delete);
 		j.probe = false;
+		strmap_clear(&j.touched);
 		if (rc == 0 && j.probed)
 			rc = a->on_destructive(a->destructive_ctx, NULL, key, cur->dn);
-		goto cleanup;
+		if (rc != 1)
+			goto cleanup;
 	}
 	rc = orphan_apply(&j, o, cur, delete);
 	if (rc == 0 && delete)

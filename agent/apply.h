@@ -81,7 +81,9 @@ struct apply_ctx {
 	/* sync: the managed entries read once (apply_cache_load) instead of one search per record */
 	struct apply_cache *cache;
 	/* the deletion guard: when set, a termination or an orphan that would change an
-	 * entry is handed to on_destructive instead of being applied */
+	 * entry is first handed to on_destructive, which answers 1 (apply it now), 0 (it
+	 * is set aside: the caller applies it later, or holds it) or -1 (failure); the
+	 * record is evaluated once either way */
 	bool defer_destructive;
 	int (*on_destructive)(void *ctx, const cJSON *record, const char *key, const char *dn);
 	void *destructive_ctx;

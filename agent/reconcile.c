@@ -2,6 +2,8 @@
 
 #include "reconcile.h"
 
+#include "guard.h"
+
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/strmap.h"
@@ -69,6 +71,7 @@ static char *id_of(const cJSON *o, const char *field)
 	return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
 }
 
+/* A termination or orphan action: set aside until the guard has counted them all. */
 static int on_destructive(void *ctx, const cJSON *record, const char *key, const char *dn)
 {
 	struct run *r = ctx;
@@ -314,9 +317,8 @@ static void on_orphan(void *ctx, const char *key, const char *dn)
 static bool guard_allows(struct run *r, const struct reconcile_options *opt)
 {
 	size_t managed = apply_cache_entries(&r->a);
-	double pct = managed ? 100.0 * (double)r->nheld / (double)managed : 0;
 	long long max = r->cfg->safety.max_disables;
-	double max_pct = r->cfg->safety.max_disables_percent;
+	double max_pct = r->cfg->safety.max_disables_percent, pct;
 
 	if (r->nheld == 0)
 		return true;
@@ -325,7 +327,7 @@ static bool guard_allows(struct run *r, const struct reconcile_options *opt)
 		                     "(not even with --force)\n");
 		return false;
 	}
-	if ((long long)r->nheld <= max && (max_pct < 0 || pct <= max_pct))
+	if (guard_within(r->cfg, (long)r->nheld, managed, &pct))
 		return true;
 	if (opt->force) {
 		sbuf_addf(r->report, "deletion guard: %zu disables and deletes (%.0f%% of %zu managed entries) are over the "

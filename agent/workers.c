@@ -3,6 +3,7 @@
 #include "daemon.h"
 
 #include "apply.h"
+#include "guard.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "metrics.h"
@@ -70,65 +71,27 @@ static const char *action_of(const struct apply_ctx *ac)
 	return "none";
 }
 
-/* The deletion guard in run: counts disables and deletes over a rolling hour. */
+/* The deletion guard in run, asked by apply when a delivery would disable or
+ * delete an entry: within the limits of the last hour it goes ahead at once,
+ * else it is held, the reason kept. */
 struct guard_note {
-	bool destructive;
+	struct worker *w;
+	const struct snapshot *s;
+	bool held;
+	struct sbuf why;
 };
 
-static int note_destructive(void *ctx, const cJSON *record, const char *key, const char *dn)
+static int ask_guard(void *ctx, const cJSON *record, const char *key, const char *dn)
 {
 	struct guard_note *g = ctx;
+	int r;
 
 	(void)record;
 	(void)key;
 	(void)dn;
-	g->destructive = true;
-	return 0;
-}
-
-/* 1 when one more disable or delete stays within the limits of the last hour. */
-static int guard_allows_one(struct worker *w, const struct config *cfg, const struct mapping *m, struct sbuf *why)
-{
-	static const char *const none[] = { "1.1", NULL };
-	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
-	struct ldapw_entries all;
-	struct ldapw_error le;
-	struct sbuf e, f;
-	long done;
-	double pct;
-	int rc = 0;
-
-	sbuf_init(&e);
-	sbuf_init(&f);
-	done = store_guard_count(w->st, agentd_wall_now() - 3600, &e);
-	if (done < 0) {
-		sbuf_addf(why, "deletion guard: %s", sbuf_str(&e));
-		goto cleanup;
-	}
-	pct = 0;
-	if (cfg->safety.max_disables_percent >= 0) {
-		sbuf_addf(&f, "(%s=*)", o->key_attr);
-		if (ldapw_search_paged(w->lw, o->search_base, sbuf_str(&f), none, 1000, &all, &le) != 0) {
-			sbuf_addf(why, "deletion guard: counting the managed entries: %s", le.text);
-			goto cleanup;
-		}
-		pct = all.n ? 100.0 * (double)(done + 1) / (double)all.n : 100.0;
-		ldapw_entries_free(&all);
-	}
-	if (done + 1 > cfg->safety.max_disables ||
-	    (cfg->safety.max_disables_percent >= 0 && pct > cfg->safety.max_disables_percent)) {
-		sbuf_addf(why,
-		          "deletion guard: %ld disables and deletes in the last hour, and this one is over "
-		          "safety.max_disables %lld%s; held until `queue retry --force`",
-		          done, cfg->safety.max_disables,
-		          cfg->safety.max_disables_percent >= 0 ? " or max_disables_percent" : "");
-		goto cleanup;
-	}
-	rc = 1;
-cleanup:
-	sbuf_free(&e);
-	sbuf_free(&f);
-	return rc;
+	r = guard_one_more(g->s->cfg, g->s->m, g->w->st, g->w->lw, agentd_wall_now(), &g->why);
+	g->held = r != 1;
+	return r < 0 ? -1 : r;
 }
 
 /* A delivery that waited for an employee's entry is queued again now that it exists. */
@@ -148,6 +111,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 	struct agentd *a = w->a;
 	struct snapshot *s = agentd_snap_get(a);
 	struct apply_ctx ac = { 0 };
+	struct guard_note g = { .w = w, .s = s };
 	struct ldapw_error le;
 	struct sbuf err, ldif;
 	cJSON *body = NULL;
@@ -158,6 +122,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 
 	sbuf_init(&err);
 	sbuf_init(&ldif);
+	sbuf_init(&g.why);
 	if (d->nids > 1)
 		snprintf(coalesced, sizeof(coalesced), " (%zu deliveries coalesced)", d->nids);
 	if (w->seen != s) {
@@ -195,35 +160,25 @@ static void process(struct worker *w, struct queue_delivery *d)
 	ac.revisit_ctx = a;
 	applied = -1;
 	if (body && !d->forced) {
-		/* first with disables and deletes set aside: the guard counts them */
-		struct guard_note g = { false };
+		/* a disable or delete asks the guard first; the delivery is evaluated once */
 		ac.defer_destructive = true;
-		ac.on_destructive = note_destructive;
+		ac.on_destructive = ask_guard;
 		ac.destructive_ctx = &g;
-		applied = apply_delivery(&ac, d->type, body, &err);
-		if (applied == 0 && g.destructive) {
-			struct sbuf why, qe;
-			sbuf_init(&why);
-			sbuf_init(&qe);
-			if (guard_allows_one(w, s->cfg, s->m, &why) != 1) {
-				if (queue_hold(w->q, d, sbuf_str(&why), &qe) < 0)
-					log_error("%s", sbuf_str(&qe));
-				metrics_apply("held", false);
-				log_error("%s", sbuf_str(&why));
-				sbuf_free(&why);
-				sbuf_free(&qe);
-				goto cleanup;
-			}
-			sbuf_free(&why);
-			sbuf_free(&qe);
-			/* within the limits: now with the disables and deletes */
-			ac.defer_destructive = false;
-			sbuf_reset(&err);
-			applied = apply_delivery(&ac, d->type, body, &err);
-		}
-	} else if (body) {
-		applied = apply_delivery(&ac, d->type, body, &err);
 	}
+	if (body)
+		applied = apply_delivery(&ac, d->type, body, &err);
+	if (applied == 0 && g.held) {
+		struct sbuf qe;
+		sbuf_init(&qe);
+		if (queue_hold(w->q, d, sbuf_str(&g.why), &qe) < 0)
+			log_error("%s", sbuf_str(&qe));
+		metrics_apply("held", false);
+		log_error("%s", sbuf_str(&g.why));
+		sbuf_free(&qe);
+		goto cleanup;
+	}
+	if (applied < 0 && g.held && !ac.connection_lost)
+		sbuf_addf(&err, "%s%s", err.len ? "; " : "", sbuf_str(&g.why));
 	if (applied == 0) {
 		const char *act = action_of(&ac);
 		if (ac.sum.disable || ac.sum.del) {
@@ -271,6 +226,7 @@ cleanup:
 	cJSON_Delete(body);
 	sbuf_free(&err);
 	sbuf_free(&ldif);
+	sbuf_free(&g.why);
 	agentd_snap_put(a, s);
 }
 

@@ -220,6 +220,34 @@ class TestHealth(Case):
         wait_for(lambda: http("GET", agent.url("/healthz"))[0] == 200, 30, what="health back")
 
 
+class TestGuardEvaluatesOnce(Case):
+    def slapd_options(self):
+        return {"log_operations": True}
+
+    def test_a_termination_under_the_guard_is_read_and_searched_once(self):
+        ana = dict(person(1, "Ana", "Once"), company_id=1234)
+        self.fake.put_employee(ana)
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 0 }\nsafety: { max_disables: 5 }\n")
+        with open(cfg) as f:
+            self.d.file("agent.yaml", f.read().replace("  enrich: false\n", "  enrich: true\n"))
+        agent = self.start(cfg)
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", ana), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=ana.once,{PEOPLE}"], 30, what="the entry")
+        gone = dict(ana, terminated_on="2026-11-20", active=False)
+        self.fake.put_employee(gone)
+        reads = sum(1 for r in self.fake.requests if r[1].startswith("/api/2026-07-01/resources/employees/employees/1"))
+        searches = self.ldap.log_text().count('filter="(employeeNumber=1)"')
+        self.assertEqual(self.post(agent, "employees/employee/terminate", gone), 200)
+        wait_for(lambda: self.ldap.entry("uid=ana.once,ou=former,dc=example,dc=com"), 30, what="the termination")
+        wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="the queue to drain")
+        # the guard was asked (5 a hour) and the delivery read from the API and searched for once, not twice
+        self.assertEqual(sum(1 for r in self.fake.requests
+                             if r[1].startswith("/api/2026-07-01/resources/employees/employees/1")), reads + 1)
+        self.assertEqual(self.ldap.log_text().count('filter="(employeeNumber=1)"'), searches + 1)
+        self.assertEqual(metric(agent, "applies_total", operation="disable", result="ok"), 1)
+
+
 class TestOAuthRotation(Case):
     """The configuration folder is read-only for the agent's user (as under ProtectSystem=strict)."""
 
