@@ -106,25 +106,15 @@ static void revisit(void *ctx, const char *type, const char *body)
 	sbuf_free(&err);
 }
 
-static void process(struct worker *w, struct queue_delivery *d)
+/* The worker's connections, for the snapshot in force: 0, or -1 (all paused) when one cannot be had. */
+static int connect_worker(struct worker *w, const struct snapshot *s)
 {
 	struct agentd *a = w->a;
-	struct snapshot *s = agentd_snap_get(a);
-	struct apply_ctx ac = { 0 };
-	struct guard_note g = { .w = w, .s = s };
 	struct ldapw_error le;
-	struct sbuf err, ldif;
-	cJSON *body = NULL;
-	char today[16];
-	double t0 = agentd_mono_now();
-	char coalesced[64] = "";
-	int applied;
+	struct sbuf err;
+	int rc = -1;
 
 	sbuf_init(&err);
-	sbuf_init(&ldif);
-	sbuf_init(&g.why);
-	if (d->nids > 1)
-		snprintf(coalesced, sizeof(coalesced), " (%zu deliveries coalesced)", d->nids);
 	if (w->seen != s) {
 		/* a reload may have changed the directory or the API: connect again */
 		ldapw_close(w->lw);
@@ -146,82 +136,122 @@ static void process(struct worker *w, struct queue_delivery *d)
 		}
 		directory_ok(a);
 	}
+	rc = 0;
+cleanup:
+	sbuf_free(&err);
+	return rc;
+}
+
+/* Applied: the delivery (and what it coalesced) leaves the queue. */
+static void applied_ok(struct worker *w, struct queue_delivery *d, struct apply_ctx *ac, double t0)
+{
+	const char *act = action_of(ac);
+	char coalesced[64] = "";
+	struct sbuf err;
+
+	sbuf_init(&err);
+	if ((ac->sum.disable || ac->sum.del) && store_guard_add(w->st, agentd_wall_now(), &err) < 0)
+		log_warn("deletion guard: %s", sbuf_str(&err));
+	sbuf_reset(&err);
+	if (queue_done(w->q, d, &err) < 0)
+		log_error("applied, but the queue could not be updated: %s", sbuf_str(&err));
+	metrics_apply(act, true);
+	directory_ok(w->a);
+	if (d->nids > 1)
+		snprintf(coalesced, sizeof(coalesced), " (%zu deliveries coalesced)", d->nids);
+	log_info("%s: ok (%.0f ms)%s", act, (agentd_mono_now() - t0) * 1000, coalesced);
+	sbuf_free(&err);
+}
+
+/* The deletion guard held it: it waits for `queue retry --force`. */
+static void applied_held(struct worker *w, struct queue_delivery *d, const char *why)
+{
+	struct sbuf err;
+
+	sbuf_init(&err);
+	if (queue_hold(w->q, d, why, &err) < 0)
+		log_error("%s", sbuf_str(&err));
+	metrics_apply("held", false);
+	log_error("%s", why);
+	sbuf_free(&err);
+}
+
+/* The directory or the API went away: every worker pauses; nothing is counted against the delivery. */
+static void applied_unreachable(struct worker *w, const struct apply_ctx *ac, const char *why)
+{
+	if (!ac->api_unavailable) {
+		/* connect again after the pause */
+		ldapw_close(w->lw);
+		w->lw = NULL;
+		health_directory(w->a, why, false);
+	}
+	metrics_apply("none", false);
+	pause_directory(w->a, ac->api_unavailable ? "Factorial API" : "directory", why);
+}
+
+/* The record failed: retried later, or kept as a dead letter after the last attempt. */
+static void applied_failed(struct worker *w, struct queue_delivery *d, const struct snapshot *s,
+                           const struct apply_ctx *ac, const char *why)
+{
+	int attempts = d->attempts + 1;
+	bool dead = attempts >= s->cfg->queue.max_attempts;
+	double delay = (double)s->cfg->queue.retry_delay * pow(2, attempts - 1) * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
+	struct sbuf err;
+
+	sbuf_init(&err);
+	if (queue_failed(w->q, d, why, agentd_wall_now() + delay, dead, &err) < 0)
+		log_error("%s", sbuf_str(&err));
+	metrics_apply(action_of(ac), false);
+	if (dead)
+		log_error("failed for good after %d attempt%s, kept as a dead letter: %s", attempts, attempts == 1 ? "" : "s",
+		          why);
+	else
+		log_warn("failed (attempt %d of %lld, next in %.0f s): %s", attempts, s->cfg->queue.max_attempts, delay, why);
+	sbuf_free(&err);
+}
+
+/* One delivery (a coalesced run): connect, apply once (a disable or delete
+ * asks the guard first), then settle it by its outcome. */
+static void process(struct worker *w, struct queue_delivery *d)
+{
+	struct agentd *a = w->a;
+	struct snapshot *s = agentd_snap_get(a);
+	struct apply_ctx ac = { 0 };
+	struct guard_note g = { .w = w, .s = s };
+	struct sbuf err, ldif;
+	cJSON *body = NULL;
+	char today[16];
+	double t0 = agentd_mono_now();
+	int applied = -1;
+
+	sbuf_init(&err);
+	sbuf_init(&ldif);
+	sbuf_init(&g.why);
+	if (connect_worker(w, s) < 0)
+		goto cleanup;
 	body = cJSON_Parse(d->body);
 	clock_today(today, sizeof(today));
-	ac.m = s->m;
-	ac.lw = w->lw;
-	ac.st = w->st;
-	ac.state = w->st;
-	ac.today = today;
-	ac.ldif = &ldif;
-	ac.api = w->api;
-	ac.groups_lock = &a->groups_mu;
-	ac.revisit = revisit;
-	ac.revisit_ctx = a;
-	applied = -1;
-	if (body && !d->forced) {
-		/* a disable or delete asks the guard first; the delivery is evaluated once */
+	ac = (struct apply_ctx){ .m = s->m, .lw = w->lw, .st = w->st, .state = w->st, .today = today, .ldif = &ldif,
+		                 .api = w->api, .groups_lock = &a->groups_mu, .revisit = revisit, .revisit_ctx = a };
+	if (!d->forced) {
 		ac.defer_destructive = true;
 		ac.on_destructive = ask_guard;
 		ac.destructive_ctx = &g;
 	}
 	if (body)
 		applied = apply_delivery(&ac, d->type, body, &err);
-	if (applied == 0 && g.held) {
-		struct sbuf qe;
-		sbuf_init(&qe);
-		if (queue_hold(w->q, d, sbuf_str(&g.why), &qe) < 0)
-			log_error("%s", sbuf_str(&qe));
-		metrics_apply("held", false);
-		log_error("%s", sbuf_str(&g.why));
-		sbuf_free(&qe);
-		goto cleanup;
-	}
+	else
+		sbuf_adds(&err, "the stored body is not JSON");
 	if (applied < 0 && g.held && !ac.connection_lost)
 		sbuf_addf(&err, "%s%s", err.len ? "; " : "", sbuf_str(&g.why));
-	if (applied == 0) {
-		const char *act = action_of(&ac);
-		if (ac.sum.disable || ac.sum.del) {
-			struct sbuf ge;
-			sbuf_init(&ge);
-			if (store_guard_add(w->st, agentd_wall_now(), &ge) < 0)
-				log_warn("deletion guard: %s", sbuf_str(&ge));
-			sbuf_free(&ge);
-		}
-		if (queue_done(w->q, d, &err) < 0)
-			log_error("applied, but the queue could not be updated: %s", sbuf_str(&err));
-		metrics_apply(act, true);
-		directory_ok(a);
-		log_info("%s: ok (%.0f ms)%s", act, (agentd_mono_now() - t0) * 1000, coalesced);
-	} else if (ac.connection_lost) {
-		if (!ac.api_unavailable) {
-			/* the directory went away: connect again after the pause */
-			ldapw_close(w->lw);
-			w->lw = NULL;
-		}
-		metrics_apply("none", false);
-		if (!ac.api_unavailable)
-			health_directory(a, sbuf_str(&err), false);
-		pause_directory(a, ac.api_unavailable ? "Factorial API" : "directory", sbuf_str(&err));
-	} else {
-		int attempts = d->attempts + 1;
-		bool dead = attempts >= s->cfg->queue.max_attempts;
-		double delay = (double)s->cfg->queue.retry_delay * pow(2, attempts - 1) * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
-		struct sbuf qe;
-		if (!body)
-			sbuf_adds(&err, "the stored body is not JSON");
-		sbuf_init(&qe);
-		if (queue_failed(w->q, d, sbuf_str(&err), agentd_wall_now() + delay, dead, &qe) < 0)
-			log_error("%s", sbuf_str(&qe));
-		sbuf_free(&qe);
-		metrics_apply(action_of(&ac), false);
-		if (dead)
-			log_error("failed for good after %d attempt%s, kept as a dead letter: %s", attempts,
-			          attempts == 1 ? "" : "s", sbuf_str(&err));
-		else
-			log_warn("failed (attempt %d of %lld, next in %.0f s): %s", attempts, s->cfg->queue.max_attempts,
-			         delay, sbuf_str(&err));
-	}
+	if (applied == 0 && g.held)
+		applied_held(w, d, sbuf_str(&g.why));
+	else if (applied == 0)
+		applied_ok(w, d, &ac, t0);
+	else if (ac.connection_lost)
+		applied_unreachable(w, &ac, sbuf_str(&err));
+	else
+		applied_failed(w, d, s, &ac, sbuf_str(&err));
 cleanup:
 	cJSON_Delete(body);
 	sbuf_free(&err);
