@@ -1641,145 +1641,206 @@ static int rejoin(struct job *j, const cJSON *rec, const char *key, bool returni
 	return join_teams(j, rec, key, returning);
 }
 
+/* The day a record's termination is due (YYYY-MM-DD into due), when it is after today. */
+static bool due_later(struct job *j, const cJSON *rec, char due[11])
+{
+	const cJSON *ton = cJSON_GetObjectItemCaseSensitive(rec, "terminated_on");
+
+	if (!cJSON_IsString(ton) || strlen(ton->valuestring) < 10 || strncmp(ton->valuestring, j->a->today, 10) <= 0)
+		return false;
+	snprintf(due, 11, "%.10s", ton->valuestring);
+	return true;
+}
+
+/* What the event type says of a record taken from its delivery (a record
+ * read fresh from the API says it itself): a termination due later is only
+ * scheduled (1: nothing more to do); terminate and unterminate force the
+ * state. */
+static int event_says(struct job *j, const cJSON *rec, enum mapping_force *force)
+{
+	char due[11];
+
+	*force = MAPPING_FORCE_NONE;
+	if (j->fresh)
+		return 0;
+	if (strcmp(j->event, "terminate") == 0) {
+		if (due_later(j, rec, due)) {
+			schedule(j, rec, due, true);
+			sayf(j, "terminated_on %s is in the future: nothing changes now; the termination is applied on that day",
+			     due);
+			return 1;
+		}
+		*force = MAPPING_FORCE_TERMINATED;
+	} else if (strcmp(j->event, "unterminate") == 0) {
+		*force = MAPPING_FORCE_ACTIVE;
+	}
+	return 0;
+}
+
+/* The record mapped; out of scope is treated as terminated, or is nothing
+ * to do without an entry (1). */
+static int settle_state(struct job *j, const cJSON *rec, const struct ldapw_entry *cur, enum mapping_force force,
+                        struct mapping_result *r)
+{
+	if (evaluate(j, MAPPING_EMPLOYEE, rec, cur, force, r) < 0)
+		return -1;
+	if (r->state != MAPPING_OUT_OF_SCOPE)
+		return 0;
+	if (!cur) {
+		say(j, "out of scope and not in the directory: nothing to do");
+		return 1;
+	}
+	mapping_result_free(r);
+	say(j, "out of scope: treated as terminated");
+	return evaluate(j, MAPPING_EMPLOYEE, rec, cur, MAPPING_FORCE_TERMINATED, r) < 0 ? -1 : 0;
+}
+
+/* The sync cache, the schedule and unresolved references follow the record. */
+static void follow_dates(struct job *j, const cJSON *rec, const char *key, const struct mapping_result *r)
+{
+	char due[11];
+
+	if (j->a->cache && !j->probe) {
+		if (r->state == MAPPING_TERMINATED)
+			strmap_put(&j->a->cache->terminated, key, NULL);
+		else
+			strmap_del(&j->a->cache->terminated, key);
+	}
+	if (r->state == MAPPING_ACTIVE && due_later(j, rec, due) && (j->fresh || strcmp(j->event, "unterminate") != 0))
+		schedule(j, rec, due, true);
+	else
+		schedule(j, rec, NULL, false);
+	note_unresolved(j, r, rec);
+}
+
+/* The deletion guard, asked on what the termination would change now: 1
+ * apply it now; 0 set aside (or nothing would change); -1 failure. */
+static int ask_first(struct job *j, const cJSON *rec, const char *key, const struct ldapw_entry *cur,
+                     const struct mapping_result *r)
+{
+	bool renamed;
+	int p;
+
+	j->probe = true;
+	j->probed = 0;
+	p = terminate_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, &renamed);
+	j->probe = false;
+	strmap_clear(&j->touched);
+	if (p == 0 && j->probed)
+		p = j->a->on_destructive(j->a->destructive_ctx, rec, key, cur->dn);
+	return p;
+}
+
+/* A leaver: out of the groups, the termination policy, references to a moved entry followed. */
+static int leave(struct job *j, const cJSON *rec, const char *key, const struct ldapw_entry *cur,
+                 const struct mapping_result *r, bool *settled)
+{
+	bool renamed = false;
+	char *old_dn;
+	int rc = -1, p;
+
+	if (!cur) {
+		say(j, "terminated and not in the directory: nothing to do");
+		return 0;
+	}
+	if (j->a->defer_destructive && (p = ask_first(j, rec, key, cur, r)) != 1) {
+		*settled = false;
+		j->deferred = true;
+		return p;
+	}
+	if (!(old_dn = strdup(cur->dn)))
+		return -1;
+	/* from leaving the groups to following the rename, no group changes in between; and
+	 * from now on team deliveries keep the leaver out */
+	groups_enter(j);
+	if (j->a->st)
+		remember_terminated(j, key, true);
+	if (terminate_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, &renamed) == 0) {
+		if (r->action == MAPPING_DELETE) {
+			cache_forget(j, key, cur);
+			rc = 0;
+		} else {
+			if (j->changed)
+				cache_keep(j, key, cur, r);
+			rc = renamed ? rewrite_references(j, old_dn, r->dn) : 0;
+		}
+	}
+	groups_leave(j);
+	free(old_dn);
+	return rc;
+}
+
+/* A new entry, in the groups of its teams; deliveries that waited for it go again. */
+static int arrive(struct job *j, const cJSON *rec, const char *key, const struct mapping_result *r)
+{
+	int rc;
+
+	if (add_entry(j, r, CAT_ADD) < 0)
+		return -1;
+	cache_keep(j, key, NULL, r);
+	strmap_put(&j->dn_cache, j->id, r->dn);
+	/* a leaver who never had an entry comes back: no longer kept out of groups */
+	rc = rejoin(j, rec, key, was_terminated(j, key));
+	if (rc == 0)
+		revisit_waiters(j);
+	return rc;
+}
+
+/* An entry brought in line; renames followed; a returning employee rejoins their groups. */
+static int stay(struct job *j, const cJSON *rec, const char *key, const struct ldapw_entry *cur,
+                const struct mapping_result *r)
+{
+	bool renamed = false;
+	char *old_dn = strdup(cur->dn);
+	int rc = -1;
+
+	if (!old_dn || update_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, CAT_MODIFY, &renamed) < 0)
+		goto cleanup;
+	if (j->changed)
+		cache_keep(j, key, cur, r);
+	if (renamed && rewrite_references(j, old_dn, r->dn) < 0)
+		goto cleanup;
+	strmap_put(&j->dn_cache, j->id, r->dn); /* where it stands now, also in a dry run */
+	rc = was_terminated(j, key) ? rejoin(j, rec, key, true) : 0;
+cleanup:
+	free(old_dn);
+	return rc;
+}
+
+/* One employee record: found by key, mapped, then a leaver, a new entry or an update. */
 static int apply_employee(struct job *j, const cJSON *rec)
 {
-	const struct mapping *m = j->a->m;
-	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
-	const cJSON *ton = cJSON_GetObjectItemCaseSensitive(rec, "terminated_on");
-	const char *on = cJSON_IsString(ton) && strlen(ton->valuestring) >= 10 ? ton->valuestring : NULL;
-	bool future = on && strncmp(on, j->a->today, 10) > 0;
-	enum mapping_force force = MAPPING_FORCE_NONE;
+	enum mapping_force force;
 	struct ldapw_entries found = { 0 };
 	struct mapping_result r = { 0 };
 	const struct ldapw_entry *cur;
-	char *key = NULL, *old_dn = NULL, due[11];
-	bool renamed = false, settled = false, locked = false;
+	char *key = NULL;
+	bool settled = false;
 	int rc = -1;
 
 	if (record_key(j, MAPPING_EMPLOYEE, rec, &key) < 0)
 		goto cleanup;
 	j->key = key;
-	if ((rc = stale(j, rec)) != 0) {
-		rc = rc > 0 ? 0 : -1;
+	if ((rc = stale(j, rec)) != 0 || (rc = event_says(j, rec, &force)) != 0)
+		goto cleanup; /* stale, or a termination for later: nothing more (1), or a failure */
+	if ((rc = find_by_key(j, &j->a->m->obj[MAPPING_EMPLOYEE], MAPPING_EMPLOYEE, key, &found, &cur)) < 0 ||
+	    (rc = settle_state(j, rec, cur, force, &r)) != 0)
 		goto cleanup;
-	}
-	rc = -1;
-	if (j->fresh) {
-		/* read from the API just now: the record says what it is, whatever the event was */
-	} else if (strcmp(j->event, "terminate") == 0) {
-		if (future) {
-			snprintf(due, sizeof(due), "%.10s", on);
-			schedule(j, rec, due, true);
-			sayf(j, "terminated_on %s is in the future: nothing changes now; the termination is applied on that day",
-			     due);
-			rc = 0;
-			goto cleanup;
-		}
-		force = MAPPING_FORCE_TERMINATED;
-	} else if (strcmp(j->event, "unterminate") == 0) {
-		force = MAPPING_FORCE_ACTIVE;
-	}
-	if (find_by_key(j, o, MAPPING_EMPLOYEE, key, &found, &cur) < 0)
-		goto cleanup;
-	if (evaluate(j, MAPPING_EMPLOYEE, rec, cur, force, &r) < 0)
-		goto cleanup;
-	if (r.state == MAPPING_OUT_OF_SCOPE) {
-		if (!cur) {
-			say(j, "out of scope and not in the directory: nothing to do");
-			rc = 0;
-			goto cleanup;
-		}
-		mapping_result_free(&r);
-		say(j, "out of scope: treated as terminated");
-		if (evaluate(j, MAPPING_EMPLOYEE, rec, cur, MAPPING_FORCE_TERMINATED, &r) < 0)
-			goto cleanup;
-	}
-	if (j->a->cache && !j->probe) {
-		if (r.state == MAPPING_TERMINATED)
-			strmap_put(&j->a->cache->terminated, key, NULL);
-		else
-			strmap_del(&j->a->cache->terminated, key);
-	}
 	settled = true;
-	/* the schedule follows the record's dates */
-	if (r.state == MAPPING_ACTIVE && future && (j->fresh || strcmp(j->event, "unterminate") != 0)) {
-		snprintf(due, sizeof(due), "%.10s", on);
-		schedule(j, rec, due, true);
-	} else {
-		schedule(j, rec, NULL, false);
-	}
-	note_unresolved(j, &r, rec);
-
-	if (r.state == MAPPING_TERMINATED) {
-		if (!cur) {
-			say(j, "terminated and not in the directory: nothing to do");
-			rc = 0;
-			goto cleanup;
-		}
-		old_dn = strdup(cur->dn);
-		if (!old_dn)
-			goto cleanup;
-		if (j->a->defer_destructive) {
-			/* the deletion guard decides, on what would change now: apply it now, or set it aside */
-			int p;
-			j->probe = true;
-			j->probed = 0;
-			p = terminate_entry(j, o, cur, &r, &renamed);
-			j->probe = false;
-			strmap_clear(&j->touched);
-			if (p == 0 && j->probed)
-				p = j->a->on_destructive(j->a->destructive_ctx, rec, key, cur->dn);
-			if (p != 1) {
-				settled = false;
-				j->deferred = true;
-				rc = p;
-				goto cleanup;
-			}
-		}
-		/* from leaving the groups to following the rename, no group changes in between; and
-		 * from now on team deliveries keep the leaver out */
-		groups_enter(j);
-		locked = true;
-		if (j->a->st)
-			remember_terminated(j, key, true);
-		if (terminate_entry(j, o, cur, &r, &renamed) < 0)
-			goto cleanup;
-		if (r.action == MAPPING_DELETE) {
-			cache_forget(j, key, cur);
-			rc = 0;
-			goto cleanup;
-		}
-	} else if (!cur) {
-		if (add_entry(j, &r, CAT_ADD) < 0)
-			goto cleanup;
-		cache_keep(j, key, NULL, &r);
-		strmap_put(&j->dn_cache, j->id, r.dn);
-		/* a leaver who never had an entry comes back: no longer kept out of groups */
-		rc = rejoin(j, rec, key, was_terminated(j, key));
-		if (rc == 0)
-			revisit_waiters(j);
-		goto cleanup;
-	} else {
-		old_dn = strdup(cur->dn);
-		if (!old_dn || update_entry(j, o, cur, &r, CAT_MODIFY, &renamed) < 0)
-			goto cleanup;
-	}
-	if (j->changed)
-		cache_keep(j, key, cur, &r);
-	if (renamed && rewrite_references(j, old_dn, r.dn) < 0)
-		goto cleanup;
-	if (r.state == MAPPING_ACTIVE)
-		strmap_put(&j->dn_cache, j->id, r.dn); /* where it stands now, also in a dry run */
-	rc = r.state == MAPPING_ACTIVE && was_terminated(j, key) ? rejoin(j, rec, key, true) : 0;
+	follow_dates(j, rec, key, &r);
+	if (r.state == MAPPING_TERMINATED)
+		rc = leave(j, rec, key, cur, &r, &settled);
+	else if (!cur)
+		rc = arrive(j, rec, key, &r);
+	else
+		rc = stay(j, rec, key, cur, &r);
 cleanup:
-	if (locked)
-		groups_leave(j);
+	rc = rc > 0 ? 0 : rc;
 	if (rc == 0 && settled && !j->probe && j->a->st && !j->returning)
 		remember_terminated(j, key, r.state == MAPPING_TERMINATED);
-	if (rc == 0 && !j->deferred && !j->probe && !j->a->stale)
+	if (rc == 0 && key && !j->deferred && !j->probe && !j->a->stale)
 		remember_version(j, rec);
 	free(key);
-	free(old_dn);
 	mapping_result_free(&r);
 	ldapw_entries_free(&found);
 	return rc;
