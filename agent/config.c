@@ -503,172 +503,182 @@ static void parse_types(struct loader *L, yaml_node_t *v, const char *key, struc
 	out->n = i;
 }
 
-static void parse_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+static void parse_section(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
 {
-	struct config *cfg = L->cfg;
+	if (f->off != NOOFF)
+		*AT(L->cfg, f->off, bool) = true;
+	walk_map(L, v, f->children, key);
+	if (f->post)
+		f->post(L, v, key);
+}
+
+static void parse_type_list(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	parse_types(L, v, key, AT(L->cfg, f->off, struct config_strlist));
+}
+
+static void parse_bool_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	const char *s = ydoc_scalar(v);
+	bool b;
+
+	if (!s || !ydoc_is_plain(v) || parse_bool(s, &b) < 0) {
+		if (s && !ydoc_is_null(v))
+			ydoc_error(&L->y, L->d, v, key, "expected true or false, got \"%s\"", s);
+		else
+			ydoc_error(&L->y, L->d, v, key, "expected true or false, got %s", ydoc_kind(v));
+		return;
+	}
+	*AT(L->cfg, f->off, bool) = b;
+}
+
+static void parse_int_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	const char *s;
+	long long n;
+
+	if (!(s = expect_scalar(L, v, key, "an integer")))
+		return;
+	if (parse_int(s, &n) < 0) {
+		ydoc_error(&L->y, L->d, v, key, "expected an integer, got \"%s\"", s);
+		return;
+	}
+	if (n < f->min || n > f->max) {
+		if (f->max == LLONG_MAX)
+			ydoc_error(&L->y, L->d, v, key, "must be at least %lld, got %lld", f->min, n);
+		else
+			ydoc_error(&L->y, L->d, v, key, "must be from %lld to %lld, got %lld", f->min, f->max, n);
+		return;
+	}
+	*AT(L->cfg, f->off, long long) = n;
+}
+
+static void parse_percent_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	const char *s;
+	char *end;
+	double x;
+
+	if (!(s = expect_scalar(L, v, key, "a percentage")))
+		return;
+	errno = 0;
+	x = strtod(s, &end);
+	if (end && *end == '%')
+		end++;
+	if (errno || end == s || *end || !(x >= 0.0 && x <= 100.0)) {
+		ydoc_error(&L->y, L->d, v, key, "expected a percentage from 0 to 100, got \"%s\"", s);
+		return;
+	}
+	*AT(L->cfg, f->off, double) = x;
+}
+
+static void parse_duration_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	const char *s;
+	long long secs;
+
+	if (!(s = expect_scalar(L, v, key, "a duration")))
+		return;
+	if (config_parse_duration(s, &secs) < 0) {
+		ydoc_error(&L->y, L->d, v, key, "expected a duration such as 30s, 10m, 6h, 1d or 1h30m, got \"%s\"", s);
+		return;
+	}
+	if (secs < f->min || secs > f->max) {
+		ydoc_error(&L->y, L->d, v, key, "must be from %llds to %llds, got %llds", f->min, f->max, secs);
+		return;
+	}
+	*AT(L->cfg, f->off, long long) = secs;
+}
+
+static void parse_enum_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	const char *s;
+
+	if (!(s = expect_scalar(L, v, key, "a value")))
+		return;
+	for (int i = 0; f->choices[i]; i++) {
+		if (strcmp(s, f->choices[i]) == 0) {
+			*AT(L->cfg, f->off, int) = i;
+			return;
+		}
+	}
+	not_a_choice(L, f, v, key, s);
+}
+
+/* Strings, URLs, URIs, DNs, listen addresses: checked, then kept. */
+static void parse_string_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	const char *s, *msg = NULL;
 	char err[1024];
-	const char *s, *msg;
+	LDAPDN dn = NULL;
 
-	if (f->type == F_SECTION) {
-		if (f->off != NOOFF)
-			*AT(cfg, f->off, bool) = true;
-		walk_map(L, v, f->children, key);
-		if (f->post)
-			f->post(L, v, key);
+	if (!(s = expect_scalar(L, v, key, "a string")))
 		return;
-	}
-	if (f->type == F_TYPES) {
-		parse_types(L, v, key, AT(cfg, f->off, struct config_strlist));
-		return;
-	}
-
-	switch (f->type) {
-	case F_BOOL: {
-		bool b;
-		s = ydoc_scalar(v);
-		if (!s || !ydoc_is_plain(v) || parse_bool(s, &b) < 0) {
-			if (s && !ydoc_is_null(v))
-				ydoc_error(&L->y, L->d, v, key, "expected true or false, got \"%s\"", s);
-			else
-				ydoc_error(&L->y, L->d, v, key, "expected true or false, got %s", ydoc_kind(v));
-			return;
-		}
-		*AT(cfg, f->off, bool) = b;
-		return;
-	}
-	case F_INT: {
-		long long n;
-		if (!(s = expect_scalar(L, v, key, "an integer")))
-			return;
-		if (parse_int(s, &n) < 0) {
-			ydoc_error(&L->y, L->d, v, key, "expected an integer, got \"%s\"", s);
-			return;
-		}
-		if (n < f->min || n > f->max) {
-			if (f->max == LLONG_MAX)
-				ydoc_error(&L->y, L->d, v, key, "must be at least %lld, got %lld", f->min, n);
-			else
-				ydoc_error(&L->y, L->d, v, key, "must be from %lld to %lld, got %lld", f->min, f->max, n);
-			return;
-		}
-		*AT(cfg, f->off, long long) = n;
-		return;
-	}
-	case F_PERCENT: {
-		char *end;
-		double x;
-		if (!(s = expect_scalar(L, v, key, "a percentage")))
-			return;
-		errno = 0;
-		x = strtod(s, &end);
-		if (end && *end == '%')
-			end++;
-		if (errno || end == s || *end || !(x >= 0.0 && x <= 100.0)) {
-			ydoc_error(&L->y, L->d, v, key, "expected a percentage from 0 to 100, got \"%s\"", s);
-			return;
-		}
-		*AT(cfg, f->off, double) = x;
-		return;
-	}
-	case F_DURATION: {
-		long long secs;
-		if (!(s = expect_scalar(L, v, key, "a duration")))
-			return;
-		if (config_parse_duration(s, &secs) < 0) {
-			ydoc_error(&L->y, L->d, v, key,
-			           "expected a duration such as 30s, 10m, 6h, 1d or 1h30m, got \"%s\"", s);
-			return;
-		}
-		if (secs < f->min || secs > f->max) {
-			ydoc_error(&L->y, L->d, v, key, "must be from %llds to %llds, got %llds", f->min, f->max, secs);
-			return;
-		}
-		*AT(cfg, f->off, long long) = secs;
-		return;
-	}
-	case F_ENUM: {
-		if (!(s = expect_scalar(L, v, key, "a value")))
-			return;
-		for (int i = 0; f->choices[i]; i++) {
-			if (strcmp(s, f->choices[i]) == 0) {
-				*AT(cfg, f->off, int) = i;
-				return;
-			}
-		}
+	if (f->type == F_STRING && f->choices && !is_choice(f, s)) {
 		not_a_choice(L, f, v, key, s);
 		return;
 	}
-	case F_STRING:
-	case F_HTTP_URL:
-	case F_LDAP_URI:
-	case F_DN:
-	case F_LISTEN:
-	case F_FILE:
-	case F_SECRET:
-	case F_DIR:
-		break;
-	case F_SECTION:
-	case F_TYPES:
-		return;
-	}
-
-	if (!(s = expect_scalar(L, v, key, f->type == F_FILE || f->type == F_SECRET || f->type == F_DIR
-	                                        ? "a file name"
-	                                        : "a string")))
-		return;
-	msg = NULL;
-	switch (f->type) {
-	case F_STRING:
-		if (f->choices && !is_choice(f, s)) {
-			not_a_choice(L, f, v, key, s);
-			return;
-		}
-		break;
-	case F_HTTP_URL:
+	if (f->type == F_HTTP_URL)
 		msg = check_http_url(s);
-		break;
-	case F_LDAP_URI:
+	else if (f->type == F_LDAP_URI)
 		msg = check_ldap_uri(s, err, sizeof(err));
-		break;
-	case F_DN: {
-		LDAPDN dn = NULL;
-		if (ldap_str2dn(s, &dn, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS)
-			msg = "not a valid distinguished name";
-		else
-			ldap_dnfree(dn);
-		break;
-	}
-	case F_LISTEN:
+	else if (f->type == F_LISTEN)
 		msg = check_listen(s);
-		break;
-	default:
-		break;
-	}
-	if (msg) {
+	else if (f->type == F_DN && ldap_str2dn(s, &dn, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS)
+		msg = "not a valid distinguished name";
+	ldap_dnfree(dn);
+	if (msg)
 		ydoc_error(&L->y, L->d, v, key, "%s", msg);
-		return;
-	}
-	if (f->type == F_FILE || f->type == F_SECRET || f->type == F_DIR) {
-		char *path = resolve_path(L, s);
-		struct stat st;
-		if (!path) {
-			ydoc_error(&L->y, L->d, v, key, "out of memory");
-			return;
-		}
-		if (f->type == F_FILE && check_readable_file(path, err, sizeof(err)) < 0) {
-			ydoc_error(&L->y, L->d, v, key, "%s", err);
-		} else if (f->type == F_SECRET && secret_check_file(path, err, sizeof(err)) < 0) {
-			ydoc_error(&L->y, L->d, v, key, "%s", err);
-		} else if (f->type == F_DIR && stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
-			ydoc_error(&L->y, L->d, v, key, "%s is not a directory", path);
-		} else if (f->type == F_DIR && stat(path, &st) == 0 && access(path, W_OK | X_OK) < 0) {
-			ydoc_error(&L->y, L->d, v, key, "cannot write to %s: %s", path, strerror(errno));
-		}
-		set_string(AT(cfg, f->off, char *), path);
-		return;
-	}
-	if (set_string(AT(cfg, f->off, char *), strdup(s)) < 0)
+	else if (set_string(AT(L->cfg, f->off, char *), strdup(s)) < 0)
 		ydoc_error(&L->y, L->d, v, key, "out of memory");
+}
+
+/* Files, secret files and folders: resolved against the configuration's folder and checked. */
+static void parse_path_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	const char *s;
+	char err[1024], *path;
+	struct stat st;
+
+	if (!(s = expect_scalar(L, v, key, "a file name")))
+		return;
+	if (!(path = resolve_path(L, s))) {
+		ydoc_error(&L->y, L->d, v, key, "out of memory");
+		return;
+	}
+	if (f->type == F_FILE && check_readable_file(path, err, sizeof(err)) < 0)
+		ydoc_error(&L->y, L->d, v, key, "%s", err);
+	else if (f->type == F_SECRET && secret_check_file(path, err, sizeof(err)) < 0)
+		ydoc_error(&L->y, L->d, v, key, "%s", err);
+	else if (f->type == F_DIR && stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+		ydoc_error(&L->y, L->d, v, key, "%s is not a directory", path);
+	else if (f->type == F_DIR && stat(path, &st) == 0 && access(path, W_OK | X_OK) < 0)
+		ydoc_error(&L->y, L->d, v, key, "cannot write to %s: %s", path, strerror(errno));
+	set_string(AT(L->cfg, f->off, char *), path);
+}
+
+/* How a value of each type is read: one row per type. */
+static void (*const parsers[])(struct loader *L, const struct field *f, yaml_node_t *v, const char *key) = {
+	[F_SECTION] = parse_section,
+	[F_STRING] = parse_string_value,
+	[F_HTTP_URL] = parse_string_value,
+	[F_LDAP_URI] = parse_string_value,
+	[F_DN] = parse_string_value,
+	[F_BOOL] = parse_bool_value,
+	[F_INT] = parse_int_value,
+	[F_PERCENT] = parse_percent_value,
+	[F_DURATION] = parse_duration_value,
+	[F_LISTEN] = parse_string_value,
+	[F_FILE] = parse_path_value,
+	[F_SECRET] = parse_path_value,
+	[F_DIR] = parse_path_value,
+	[F_ENUM] = parse_enum_value,
+	[F_TYPES] = parse_type_list,
+};
+
+static void parse_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
+{
+	parsers[f->type](L, f, v, key);
 }
 
 static void walk_map(struct loader *L, yaml_node_t *m, const struct field *tab, const char *path)
