@@ -462,22 +462,11 @@ static void load_scope(struct loader *L, struct mapping_object *o, yaml_node_t *
 	}
 }
 
-static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *sec)
+/* base (required) and search_base (default: base). */
+static void load_bases(struct loader *L, struct mapping_object *o, yaml_node_t *sec, const char *path)
 {
-	struct mapping_object *o = &L->m->obj[kind];
-	const char *path = section_names[kind];
 	char key[512];
-	yaml_node_t *x, *kn = NULL, *attrs;
-	bool *deps = NULL;
-	size_t n;
-
-	if (!want_map(L, sec, path))
-		return;
-	o->present = true;
-	vlist_init(&o->object_classes);
-	check_keys(L, sec, path, object_keys);
-	if (kind == MAPPING_TEAM && map_get(L, sec, "terminated", &kn))
-		ydoc_error(&L->y, L->d, kn, "teams.terminated", "teams are not terminated: a deleted team's group is deleted");
+	yaml_node_t *x;
 
 	join(key, sizeof(key), path, "base");
 	if (!(x = map_get(L, sec, "base", NULL)))
@@ -489,146 +478,182 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 		o->search_base = dup_dn(L, x, key);
 	else if (o->base)
 		o->search_base = strdup(o->base);
+}
+
+/* key: { attribute, value }, the value from the record only. */
+static void load_key(struct loader *L, struct mapping_object *o, yaml_node_t *sec, const char *path)
+{
+	static const char *const kkeys[] = { "attribute", "value", NULL };
+	char key[512], sub[512];
+	yaml_node_t *x, *ka, *kv;
+	const char *s;
 
 	join(key, sizeof(key), path, "key");
 	if (!(x = map_get(L, sec, "key", NULL))) {
 		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
-	} else if (want_map(L, x, key)) {
-		static const char *const kkeys[] = { "attribute", "value", NULL };
-		yaml_node_t *ka = map_get(L, x, "attribute", NULL), *kv = map_get(L, x, "value", NULL);
-		char sub[512];
-		check_keys(L, x, key, kkeys);
-		join(sub, sizeof(sub), key, "attribute");
-		if (!ka) {
-			ydoc_error(&L->y, L->d, x, sub, "required key is missing");
-		} else {
-			const char *s = want_string(L, ka, sub);
-			if (s && !valid_attr_name(s))
-				ydoc_error(&L->y, L->d, ka, sub, "\"%s\" is not an attribute name", s);
-			else if (s)
-				o->key_attr = strdup(s);
-		}
-		join(sub, sizeof(sub), key, "value");
-		if (!kv)
-			ydoc_error(&L->y, L->d, x, sub, "required key is missing");
-		else
-			o->key_value = compile(L, kv, sub);
-		if (o->key_value) {
-			for (size_t i = 0; i < o->key_value->n; i++)
-				if (o->key_value->parts[i].kind == TP_ATTR)
-					ydoc_error(&L->y, L->d, kv, sub, "the key cannot use {@attr}: it must come from the record");
-		}
+		return;
 	}
+	if (!want_map(L, x, key))
+		return;
+	ka = map_get(L, x, "attribute", NULL);
+	kv = map_get(L, x, "value", NULL);
+	check_keys(L, x, key, kkeys);
+	join(sub, sizeof(sub), key, "attribute");
+	if (!ka)
+		ydoc_error(&L->y, L->d, x, sub, "required key is missing");
+	else if ((s = want_string(L, ka, sub)) && !valid_attr_name(s))
+		ydoc_error(&L->y, L->d, ka, sub, "\"%s\" is not an attribute name", s);
+	else if (s)
+		o->key_attr = strdup(s);
+	join(sub, sizeof(sub), key, "value");
+	if (!kv)
+		ydoc_error(&L->y, L->d, x, sub, "required key is missing");
+	else
+		o->key_value = compile(L, kv, sub);
+	for (size_t i = 0; o->key_value && i < o->key_value->n; i++)
+		if (o->key_value->parts[i].kind == TP_ATTR)
+			ydoc_error(&L->y, L->d, kv, sub, "the key cannot use {@attr}: it must come from the record");
+}
+
+static void load_object_classes(struct loader *L, struct mapping_object *o, yaml_node_t *sec, const char *path)
+{
+	char key[512];
+	yaml_node_t *x;
 
 	join(key, sizeof(key), path, "object_classes");
 	if (!(x = map_get(L, sec, "object_classes", NULL))) {
 		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
-	} else if (x->type != YAML_SEQUENCE_NODE || x->data.sequence.items.top == x->data.sequence.items.start) {
+		return;
+	}
+	if (x->type != YAML_SEQUENCE_NODE || x->data.sequence.items.top == x->data.sequence.items.start) {
 		ydoc_error(&L->y, L->d, x, key, "expected a list of object classes");
-	} else {
-		for (yaml_node_item_t *it = x->data.sequence.items.start; it < x->data.sequence.items.top; it++) {
-			yaml_node_t *e = ydoc_node(&L->y, *it);
-			const char *s = want_string(L, e, key);
-			if (s && !valid_attr_name(s))
-				ydoc_error(&L->y, L->d, e, key, "\"%s\" is not an object class name", s);
-			else if (s)
-				vlist_push_copy(&o->object_classes, s, strlen(s));
+		return;
+	}
+	for (yaml_node_item_t *it = x->data.sequence.items.start; it < x->data.sequence.items.top; it++) {
+		yaml_node_t *e = ydoc_node(&L->y, *it);
+		const char *s = want_string(L, e, key);
+		if (s && !valid_attr_name(s))
+			ydoc_error(&L->y, L->d, e, key, "\"%s\" is not an object class name", s);
+		else if (s)
+			vlist_push_copy(&o->object_classes, s, strlen(s));
+	}
+}
+
+/* One entry of attributes: its name checked, then its values. */
+static void load_one_attribute(struct loader *L, struct mapping_object *o, yaml_node_t *k, yaml_node_t *v,
+                               const char *key, const char *path)
+{
+	const char *ks = ydoc_scalar(k);
+	char akey[512];
+
+	if (!ks || !valid_attr_name(ks)) {
+		ydoc_error(&L->y, L->d, k, key, "\"%s\" is not an attribute name", ks ? ks : "?");
+		return;
+	}
+	join(akey, sizeof(akey), key, ks);
+	if (strcasecmp(ks, "objectClass") == 0) {
+		ydoc_error(&L->y, L->d, k, akey, "object classes are set by %s.object_classes", path);
+		return;
+	}
+	if (find_attr(o, ks) >= 0) {
+		/* the same spelling twice is reported as a duplicate key above */
+		if (strcmp(o->attrs[find_attr(o, ks)].name, ks) != 0)
+			ydoc_error(&L->y, L->d, k, akey, "listed twice (attribute names ignore case)");
+		return;
+	}
+	if (o->key_attr && strcasecmp(ks, o->key_attr) == 0) {
+		const char *src = o->key_value ? o->key_value->source : NULL;
+		const char *mine = ydoc_scalar(v);
+		if (!src || !mine || strcmp(src, mine) != 0) {
+			ydoc_error(&L->y, L->d, k, akey, "the key attribute is written from %s.key.value; leave it out here",
+			           path);
+			return;
 		}
 	}
+	load_attr(L, k, v, akey, &o->attrs[o->nattrs], true);
+	if (o->key_attr && strcasecmp(ks, o->key_attr) == 0)
+		o->attrs[o->nattrs].is_key = true;
+	o->nattrs++;
+}
 
-	join(key, sizeof(key), path, "only_if");
-	if ((x = map_get(L, sec, "only_if", NULL)))
-		load_scope(L, o, x, key);
-
-	join(key, sizeof(key), path, "rdn");
-	if (!map_get(L, sec, "rdn", NULL))
-		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+/* attributes (required): the node, or NULL when there is nothing more to load. */
+static yaml_node_t *load_attributes(struct loader *L, struct mapping_object *o, yaml_node_t *sec, const char *path)
+{
+	char key[512];
+	yaml_node_t *attrs;
+	size_t n;
 
 	join(key, sizeof(key), path, "attributes");
-	attrs = map_get(L, sec, "attributes", NULL);
-	if (!attrs) {
+	if (!(attrs = map_get(L, sec, "attributes", NULL))) {
 		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
-		return;
+		return NULL;
 	}
 	if (!want_map(L, attrs, key))
-		return;
+		return NULL;
 	ydoc_check_duplicates(&L->y, L->d, attrs, key);
 	n = (size_t)(attrs->data.mapping.pairs.top - attrs->data.mapping.pairs.start);
 	o->attrs = calloc(n + 1, sizeof(*o->attrs));
 	o->order = calloc(n + 1, sizeof(*o->order));
 	if (!o->attrs || !o->order) {
 		ydoc_error(&L->y, L->d, attrs, key, "out of memory");
-		return;
+		return NULL;
 	}
-	for (yaml_node_pair_t *p = attrs->data.mapping.pairs.start; p < attrs->data.mapping.pairs.top; p++) {
-		yaml_node_t *k = ydoc_node(&L->y, p->key), *v = ydoc_node(&L->y, p->value);
-		const char *ks = ydoc_scalar(k);
-		char akey[512];
-		if (!ks || !valid_attr_name(ks)) {
-			ydoc_error(&L->y, L->d, k, key, "\"%s\" is not an attribute name", ks ? ks : "?");
-			continue;
-		}
-		join(akey, sizeof(akey), key, ks);
-		if (strcasecmp(ks, "objectClass") == 0) {
-			ydoc_error(&L->y, L->d, k, akey, "object classes are set by %s.object_classes", path);
-			continue;
-		}
-		if (find_attr(o, ks) >= 0) {
-			/* the same spelling twice is reported as a duplicate key above */
-			if (strcmp(o->attrs[find_attr(o, ks)].name, ks) != 0)
-				ydoc_error(&L->y, L->d, k, akey, "listed twice (attribute names ignore case)");
-			continue;
-		}
-		if (o->key_attr && strcasecmp(ks, o->key_attr) == 0) {
-			const char *src = o->key_value ? o->key_value->source : NULL;
-			const char *mine = ydoc_scalar(v);
-			if (!src || !mine || strcmp(src, mine) != 0) {
-				ydoc_error(&L->y, L->d, k, akey,
-				           "the key attribute is written from %s.key.value; leave it out here", path);
-				continue;
-			}
-		}
-		load_attr(L, k, v, akey, &o->attrs[o->nattrs], true);
-		if (o->key_attr && strcasecmp(ks, o->key_attr) == 0)
-			o->attrs[o->nattrs].is_key = true;
-		o->nattrs++;
-	}
-	if (!o->key_attr || !o->key_value)
-		return;
+	for (yaml_node_pair_t *p = attrs->data.mapping.pairs.start; p < attrs->data.mapping.pairs.top; p++)
+		load_one_attribute(L, o, ydoc_node(&L->y, p->key), ydoc_node(&L->y, p->value), key, path);
+	return attrs;
+}
+
+/* The key attribute is written on every entry, listed or not. */
+static int add_key_attribute(struct loader *L, struct mapping_object *o, yaml_node_t *attrs, const char *path)
+{
+	char key[512];
+
 	if (find_attr(o, o->key_attr) < 0) {
 		struct mapping_attr *a = &o->attrs[o->nattrs];
 		a->name = strdup(o->key_attr); /* no templates: evaluated from key_value */
 		a->is_key = true;
 		if (!a->name) {
+			join(key, sizeof(key), path, "attributes");
 			ydoc_error(&L->y, L->d, attrs, key, "out of memory");
-			return;
+			return -1;
 		}
 		o->nattrs++;
 	}
 	o->key_index = (size_t)find_attr(o, o->key_attr);
+	return 0;
+}
 
-	/* rdn */
-	{
-		char rkey[512];
-		join(rkey, sizeof(rkey), path, "rdn");
-		if ((x = map_get(L, sec, "rdn", NULL))) {
-			const char *s = want_string(L, x, rkey);
-			int idx = s ? find_attr(o, s) : -1;
-			if (s && idx < 0)
-				ydoc_error(&L->y, L->d, x, rkey, "\"%s\" is not among %s.attributes (nor the key attribute)", s,
-				           path);
-			else if (s) {
-				o->rdn = strdup(s);
-				o->rdn_index = (size_t)idx;
-			}
-		}
-	}
+static void load_rdn(struct loader *L, struct mapping_object *o, yaml_node_t *sec, const char *path)
+{
+	char rkey[512];
+	yaml_node_t *x;
+	const char *s;
+	int idx;
 
-	/* {@attr} references, dependencies and evaluation order */
-	deps = calloc(o->nattrs * o->nattrs, sizeof(*deps));
-	if (!deps) {
-		ydoc_error(&L->y, L->d, attrs, key, "out of memory");
+	join(rkey, sizeof(rkey), path, "rdn");
+	if (!(x = map_get(L, sec, "rdn", NULL)) || !(s = want_string(L, x, rkey)))
 		return;
+	if ((idx = find_attr(o, s)) < 0) {
+		ydoc_error(&L->y, L->d, x, rkey, "\"%s\" is not among %s.attributes (nor the key attribute)", s, path);
+		return;
+	}
+	o->rdn = strdup(s);
+	o->rdn_index = (size_t)idx;
+}
+
+/* {@attr} references, their dependencies and the order attributes are evaluated in; a cycle is a mistake. */
+static void order_attributes(struct loader *L, struct mapping_object *o, yaml_node_t *attrs, const char *path)
+{
+	struct topo T = { .o = o, .cycle = -1 };
+	char key[512];
+
+	join(key, sizeof(key), path, "attributes");
+	T.deps = calloc(o->nattrs * o->nattrs, sizeof(*T.deps));
+	T.state = calloc(o->nattrs, sizeof(*T.state));
+	T.stack = calloc(o->nattrs, sizeof(*T.stack));
+	if (!T.deps || !T.state || !T.stack) {
+		ydoc_error(&L->y, L->d, attrs, key, "out of memory");
+		goto cleanup;
 	}
 	for (yaml_node_pair_t *p = attrs->data.mapping.pairs.start; p < attrs->data.mapping.pairs.top; p++) {
 		const char *ks = ydoc_scalar(ydoc_node(&L->y, p->key));
@@ -637,28 +662,52 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 		if (idx < 0)
 			continue;
 		join(akey, sizeof(akey), key, ks);
-		resolve_refs(L, o, &o->attrs[idx], ydoc_node(&L->y, p->value), akey, deps + (size_t)idx * o->nattrs);
+		resolve_refs(L, o, &o->attrs[idx], ydoc_node(&L->y, p->value), akey, T.deps + (size_t)idx * o->nattrs);
 	}
-	{
-		struct topo T = { .o = o, .deps = deps, .cycle = -1 };
-		T.state = calloc(o->nattrs, sizeof(*T.state));
-		T.stack = calloc(o->nattrs, sizeof(*T.stack));
-		if (T.state && T.stack) {
-			for (size_t a = 0; a < o->nattrs && T.cycle < 0; a++)
-				visit(&T, a);
-			if (T.cycle >= 0) {
-				yaml_node_t *ak = NULL;
-				char akey[512];
-				map_get(L, attrs, o->attrs[T.cycle].name, &ak);
-				join(akey, sizeof(akey), key, o->attrs[T.cycle].name);
-				ydoc_error(&L->y, L->d, ak ? ak : attrs, akey, "{@attr} references form a cycle: %s", T.path);
-			}
-		}
-		free(T.state);
-		free(T.stack);
+	for (size_t a = 0; a < o->nattrs && T.cycle < 0; a++)
+		visit(&T, a);
+	if (T.cycle >= 0) {
+		yaml_node_t *ak = NULL;
+		char akey[512];
+		map_get(L, attrs, o->attrs[T.cycle].name, &ak);
+		join(akey, sizeof(akey), key, o->attrs[T.cycle].name);
+		ydoc_error(&L->y, L->d, ak ? ak : attrs, akey, "{@attr} references form a cycle: %s", T.path);
 	}
-	free(deps);
+cleanup:
+	free(T.deps);
+	free(T.state);
+	free(T.stack);
+}
 
+/* One section (employees or teams), as a ladder of its keys; every mistake is reported. */
+static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *sec)
+{
+	struct mapping_object *o = &L->m->obj[kind];
+	const char *path = section_names[kind];
+	yaml_node_t *x, *kn = NULL, *attrs;
+	char key[512];
+
+	if (!want_map(L, sec, path))
+		return;
+	o->present = true;
+	vlist_init(&o->object_classes);
+	check_keys(L, sec, path, object_keys);
+	if (kind == MAPPING_TEAM && map_get(L, sec, "terminated", &kn))
+		ydoc_error(&L->y, L->d, kn, "teams.terminated", "teams are not terminated: a deleted team's group is deleted");
+	load_bases(L, o, sec, path);
+	load_key(L, o, sec, path);
+	load_object_classes(L, o, sec, path);
+	join(key, sizeof(key), path, "only_if");
+	if ((x = map_get(L, sec, "only_if", NULL)))
+		load_scope(L, o, x, key);
+	join(key, sizeof(key), path, "rdn");
+	if (!map_get(L, sec, "rdn", NULL))
+		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+	attrs = load_attributes(L, o, sec, path);
+	if (!attrs || !o->key_attr || !o->key_value || add_key_attribute(L, o, attrs, path) < 0)
+		return;
+	load_rdn(L, o, sec, path);
+	order_attributes(L, o, attrs, path);
 	join(key, sizeof(key), path, "terminated");
 	if ((x = map_get(L, sec, "terminated", NULL)) && kind == MAPPING_EMPLOYEE)
 		load_terminated(L, o, x, key);
