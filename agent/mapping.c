@@ -1030,23 +1030,206 @@ static int note_unresolved(struct mapping_result *r, size_t before, const char *
 	return 0;
 }
 
+/* What one evaluation shares between its steps. */
+struct eval {
+	const struct mapping_object *o;
+	const struct mapping_hooks *hooks;
+	struct mapping_result *r;
+	struct tmpl_env env;
+	struct vlist *vals; /* per attribute, as computed (what {@attr} reads) */
+	struct vlist tmp;
+};
+
+/* In scope or not, terminated or not, as the record's dates and the caller's force say. */
+static int eval_state(struct eval *e, enum mapping_kind kind, const cJSON *record)
+{
+	struct mapping_result *r = e->r;
+	int scope = in_scope(e->o, record, r);
+
+	if (scope < 0)
+		return -1;
+	if (scope == 0)
+		r->state = MAPPING_OUT_OF_SCOPE;
+	if (kind == MAPPING_EMPLOYEE && r->state == MAPPING_ACTIVE &&
+	    is_terminated(record, e->hooks->today, &r->terminated_on)) {
+		r->state = MAPPING_TERMINATED;
+		r->action = e->o->action;
+	}
+	if (kind == MAPPING_EMPLOYEE && e->hooks->force == MAPPING_FORCE_TERMINATED) {
+		r->state = MAPPING_TERMINATED;
+		r->action = e->o->action;
+	} else if (e->hooks->force == MAPPING_FORCE_ACTIVE && r->state == MAPPING_TERMINATED) {
+		r->state = MAPPING_ACTIVE;
+	}
+	return 0;
+}
+
+/* The key value: exactly one. */
+static int eval_key(struct eval *e)
+{
+	const struct mapping_object *o = e->o;
+
+	if (tmpl_eval(o->key_value, &e->env, &e->tmp) < 0)
+		return -1;
+	vlist_normalize(&e->tmp);
+	if (e->tmp.n != 1) {
+		sbuf_addf(&e->r->error, "key %s: \"%s\" gives %s", o->key_attr, o->key_value->source,
+		          e->tmp.n ? "more than one value" : "no value");
+		return -1;
+	}
+	e->r->key_value = strdup(e->tmp.v[0]);
+	vlist_clear(&e->tmp);
+	return e->r->key_value ? 0 : -1;
+}
+
+/* One attribute's values: create_only kept, required checked, unique settled. */
+static int eval_one(struct eval *e, const struct mapping_attr *a, struct vlist *v)
+{
+	struct mapping_result *r = e->r;
+	size_t before = r->unresolved.n;
+
+	if (a->is_key)
+		return vlist_push_copy(v, r->key_value, strlen(r->key_value));
+	if ((a->flags & MAPPING_ATTR_CREATE_ONLY) && e->hooks->existing) {
+		int ex = e->hooks->existing(e->hooks->ctx, a->name, v, &r->error);
+		if (ex != 0)
+			return ex < 0 ? -1 : 0; /* the entry exists: its value stands */
+	}
+	if (eval_attr(a, &e->env, v) < 0 || note_unresolved(r, before, a->name) < 0)
+		return -1;
+	vlist_normalize(v);
+	limit_length(a, v);
+	vlist_normalize(v);
+	if ((a->flags & MAPPING_ATTR_REQUIRED) && v->n == 0) {
+		sbuf_addf(&r->error, "%s: required, but ", a->name);
+		for (size_t t = 0; t < a->ntmpls; t++)
+			sbuf_addf(&r->error, "%s\"%s\"", t ? ", " : "", a->tmpls[t]->source);
+		sbuf_adds(&r->error, " is empty");
+		return -1;
+	}
+	if ((a->flags & MAPPING_ATTR_UNIQUE) && e->hooks->taken && settle_unique(a, e->hooks, v, &r->error) < 0)
+		return -1;
+	return 0;
+}
+
+/* The attributes in mapping order (the implicit key attribute first), into r->values. */
+static int collect_values(struct eval *e)
+{
+	const struct mapping_object *o = e->o;
+	struct mapping_result *r = e->r;
+
+	r->object_classes = &o->object_classes;
+	r->values = calloc(o->nattrs + o->nterm_attrs + 1, sizeof(*r->values));
+	if (!r->values)
+		return -1;
+	if (o->attrs[o->key_index].ntmpls == 0 && o->key_index == o->nattrs - 1) {
+		r->values[r->nvalues].attr = &o->attrs[o->key_index];
+		r->values[r->nvalues++].values = e->vals[o->key_index];
+		vlist_init(&e->vals[o->key_index]);
+	}
+	for (size_t i = 0; i < o->nattrs; i++) {
+		if (o->attrs[i].ntmpls == 0 && o->attrs[i].is_key)
+			continue;
+		r->values[r->nvalues].attr = &o->attrs[i];
+		r->values[r->nvalues++].values = e->vals[i];
+		vlist_init(&e->vals[i]);
+	}
+	return 0;
+}
+
+/* The RDN value: exactly one. */
+static const struct vlist *rdn_values(const struct eval *e)
+{
+	for (size_t i = 0; i < e->r->nvalues; i++)
+		if (e->r->values[i].attr == &e->o->attrs[e->o->rdn_index])
+			return &e->r->values[i].values;
+	return NULL;
+}
+
+/* The DN while active: the RDN under base. */
+static int active_dn(struct eval *e)
+{
+	const struct mapping_object *o = e->o;
+	const struct vlist *rv = rdn_values(e);
+	char err[512];
+
+	if (!rv || rv->n != 1) {
+		const struct mapping_attr *ra = &o->attrs[o->rdn_index];
+		sbuf_addf(&e->r->error, "rdn %s: ", o->rdn);
+		for (size_t t = 0; t < ra->ntmpls; t++)
+			sbuf_addf(&e->r->error, "%s\"%s\"", t ? ", " : "", ra->tmpls[t]->source);
+		sbuf_adds(&e->r->error, rv && rv->n ? " gives more than one value" : " gives no value");
+		return -1;
+	}
+	if (dn_build(o->rdn, rv->v[0], o->base, &e->r->active_dn, err, sizeof(err)) < 0) {
+		sbuf_addf(&e->r->error, "dn: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* One terminated.attributes entry over the active values ({@attr} sees those). */
+static int eval_terminated_one(struct eval *e, const struct mapping_attr *a)
+{
+	const struct mapping_object *o = e->o;
+	struct mapping_result *r = e->r;
+	struct mapping_value *slot = NULL;
+	size_t before = r->unresolved.n;
+
+	for (size_t i = 0; i < o->nattrs; i++)
+		vlist_clear(&e->vals[i]);
+	for (size_t i = 0; i < r->nvalues; i++) {
+		size_t idx = (size_t)(r->values[i].attr - o->attrs);
+		if (idx < o->nattrs)
+			for (size_t k = 0; k < r->values[i].values.n; k++)
+				vlist_push_copy(&e->vals[idx], r->values[i].values.v[k], strlen(r->values[i].values.v[k]));
+	}
+	vlist_clear(&e->tmp);
+	if (eval_attr(a, &e->env, &e->tmp) < 0 || note_unresolved(r, before, a->name) < 0)
+		return -1;
+	vlist_normalize(&e->tmp);
+	for (size_t i = 0; i < r->nvalues; i++)
+		if (strcasecmp(r->values[i].attr->name, a->name) == 0)
+			slot = &r->values[i];
+	if (!slot) {
+		slot = &r->values[r->nvalues++];
+		slot->attr = a;
+		vlist_init(&slot->values);
+	}
+	vlist_clear(&slot->values);
+	slot->overridden = true;
+	return vlist_move(&slot->values, &e->tmp);
+}
+
+/* A leaver: the terminated attributes over the active ones, and the DN under move_to. */
+static int eval_terminated(struct eval *e)
+{
+	const struct mapping_object *o = e->o;
+	char err[512];
+
+	for (size_t t = 0; t < o->nterm_attrs; t++)
+		if (eval_terminated_one(e, &o->term_attrs[t]) < 0)
+			return -1;
+	if (e->r->action == MAPPING_MOVE && dn_build(o->rdn, rdn_values(e)->v[0], o->move_to, &e->r->dn, err,
+	                                             sizeof(err)) < 0) {
+		sbuf_addf(&e->r->error, "dn: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *record,
                  const struct mapping_hooks *hooks, struct mapping_result *r)
 {
-	const struct mapping_object *o = &m->obj[kind];
-	struct mapping_hooks none = { 0 };
-	struct tmpl_env env = { 0 };
-	struct vlist *vals = NULL, tmp;
-	char err[512];
-	int rc = -1, scope;
+	static const struct mapping_hooks none = { 0 };
+	struct eval e = { .o = &m->obj[kind], .hooks = hooks ? hooks : &none, .r = r };
+	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
 	vlist_init(&r->unresolved);
-	vlist_init(&tmp);
+	vlist_init(&e.tmp);
 	sbuf_init(&r->error);
 	r->kind = kind;
-	if (!hooks)
-		hooks = &none;
 	r->id = cJSON_IsObject(record) ? mapping_record_id(record) : NULL;
 	if (!r->id)
 		r->id = strdup("?");
@@ -1054,186 +1237,38 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 		sbuf_adds(&r->error, "the record is not a JSON object");
 		goto cleanup;
 	}
-	if (!o->present) {
+	if (!e.o->present) {
 		sbuf_addf(&r->error, "the mapping has no %s section", section_names[kind]);
 		goto cleanup;
 	}
-	if (check_utf8(record->child, &r->error) < 0)
+	if (check_utf8(record->child, &r->error) < 0 || eval_state(&e, kind, record) < 0)
 		goto cleanup;
-	scope = in_scope(o, record, r);
-	if (scope < 0)
+	if (!(e.vals = calloc(e.o->nattrs, sizeof(*e.vals))))
 		goto cleanup;
-	if (scope == 0)
-		r->state = MAPPING_OUT_OF_SCOPE;
-	if (kind == MAPPING_EMPLOYEE && r->state == MAPPING_ACTIVE && is_terminated(record, hooks->today, &r->terminated_on)) {
-		r->state = MAPPING_TERMINATED;
-		r->action = o->action;
-	}
-	if (kind == MAPPING_EMPLOYEE && hooks->force == MAPPING_FORCE_TERMINATED) {
-		r->state = MAPPING_TERMINATED;
-		r->action = o->action;
-	} else if (hooks->force == MAPPING_FORCE_ACTIVE && r->state == MAPPING_TERMINATED) {
-		r->state = MAPPING_ACTIVE;
-	}
-
-	vals = calloc(o->nattrs, sizeof(*vals));
-	if (!vals)
-		goto cleanup;
-	env.record = record;
-	env.attrs = vals;
-	env.employee_dn = hooks->employee_dn;
-	env.ctx = hooks->ctx;
-	env.unresolved = &r->unresolved;
-	env.err = &r->error;
-
-	/* the key */
-	if (tmpl_eval(o->key_value, &env, &tmp) < 0)
-		goto cleanup;
-	vlist_normalize(&tmp);
-	if (tmp.n != 1) {
-		sbuf_addf(&r->error, "key %s: \"%s\" gives %s", o->key_attr, o->key_value->source,
-		          tmp.n ? "more than one value" : "no value");
-		goto cleanup;
-	}
-	r->key_value = strdup(tmp.v[0]);
-	vlist_clear(&tmp);
-	if (!r->key_value)
+	e.env = (struct tmpl_env){ .record = record, .attrs = e.vals, .employee_dn = e.hooks->employee_dn,
+		                   .ctx = e.hooks->ctx, .unresolved = &r->unresolved, .err = &r->error };
+	if (eval_key(&e) < 0)
 		goto cleanup;
 	if (r->state == MAPPING_OUT_OF_SCOPE) {
 		/* nothing more to compute: the entry, if any, is found by its key */
 		rc = 0;
 		goto cleanup;
 	}
-
-	for (size_t i = 0; i < o->nattrs; i++) {
-		const struct mapping_attr *a = &o->attrs[o->order[i]];
-		struct vlist *v = &vals[o->order[i]];
-		size_t before = r->unresolved.n;
-		if (a->is_key) {
-			if (vlist_push_copy(v, r->key_value, strlen(r->key_value)) < 0)
-				goto cleanup;
-			continue;
-		}
-		if ((a->flags & MAPPING_ATTR_CREATE_ONLY) && hooks->existing) {
-			int ex = hooks->existing(hooks->ctx, a->name, v, &r->error);
-			if (ex < 0)
-				goto cleanup;
-			if (ex > 0)
-				continue; /* the entry exists: its value stands */
-		}
-		if (eval_attr(a, &env, v) < 0)
+	for (size_t i = 0; i < e.o->nattrs; i++)
+		if (eval_one(&e, &e.o->attrs[e.o->order[i]], &e.vals[e.o->order[i]]) < 0)
 			goto cleanup;
-		if (note_unresolved(r, before, a->name) < 0)
-			goto cleanup;
-		vlist_normalize(v);
-		limit_length(a, v);
-		vlist_normalize(v);
-		if ((a->flags & MAPPING_ATTR_REQUIRED) && v->n == 0) {
-			sbuf_addf(&r->error, "%s: required, but ", a->name);
-			for (size_t t = 0; t < a->ntmpls; t++)
-				sbuf_addf(&r->error, "%s\"%s\"", t ? ", " : "", a->tmpls[t]->source);
-			sbuf_adds(&r->error, " is empty");
-			goto cleanup;
-		}
-		if ((a->flags & MAPPING_ATTR_UNIQUE) && hooks->taken && settle_unique(a, hooks, v, &r->error) < 0)
-			goto cleanup;
-	}
-
-	/* output: the attributes in mapping order, then terminated-only ones */
-	r->object_classes = &o->object_classes;
-	r->values = calloc(o->nattrs + o->nterm_attrs + 1, sizeof(*r->values));
-	if (!r->values)
+	if (collect_values(&e) < 0 || active_dn(&e) < 0 || (r->state == MAPPING_TERMINATED && eval_terminated(&e) < 0))
 		goto cleanup;
-	if (o->attrs[o->key_index].ntmpls == 0 && o->key_index == o->nattrs - 1) {
-		/* the implicit key attribute comes first */
-		r->values[r->nvalues].attr = &o->attrs[o->key_index];
-		r->values[r->nvalues++].values = vals[o->key_index];
-		vlist_init(&vals[o->key_index]);
-	}
-	for (size_t i = 0; i < o->nattrs; i++) {
-		if (o->attrs[i].ntmpls == 0 && o->attrs[i].is_key)
-			continue;
-		r->values[r->nvalues].attr = &o->attrs[i];
-		r->values[r->nvalues++].values = vals[i];
-		vlist_init(&vals[i]);
-	}
-
-	/* the DN while active */
-	{
-		const struct vlist *rv = NULL;
-		for (size_t i = 0; i < r->nvalues; i++)
-			if (r->values[i].attr == &o->attrs[o->rdn_index])
-				rv = &r->values[i].values;
-		if (!rv || rv->n != 1) {
-			const struct mapping_attr *ra = &o->attrs[o->rdn_index];
-			sbuf_addf(&r->error, "rdn %s: ", o->rdn);
-			for (size_t t = 0; t < ra->ntmpls; t++)
-				sbuf_addf(&r->error, "%s\"%s\"", t ? ", " : "", ra->tmpls[t]->source);
-			sbuf_adds(&r->error, rv && rv->n ? " gives more than one value" : " gives no value");
-			goto cleanup;
-		}
-		if (dn_build(o->rdn, rv->v[0], o->base, &r->active_dn, err, sizeof(err)) < 0) {
-			sbuf_addf(&r->error, "dn: %s", err);
-			goto cleanup;
-		}
-	}
-
-	if (r->state == MAPPING_TERMINATED) {
-		for (size_t t = 0; t < o->nterm_attrs; t++) {
-			const struct mapping_attr *a = &o->term_attrs[t];
-			struct mapping_value *slot = NULL;
-			size_t before = r->unresolved.n;
-			/* {@attr} in terminated attributes sees the active values */
-			for (size_t i = 0; i < o->nattrs; i++)
-				vlist_clear(&vals[i]);
-			for (size_t i = 0; i < r->nvalues; i++) {
-				size_t idx = (size_t)(r->values[i].attr - o->attrs);
-				if (idx < o->nattrs)
-					for (size_t k = 0; k < r->values[i].values.n; k++)
-						vlist_push_copy(&vals[idx], r->values[i].values.v[k], strlen(r->values[i].values.v[k]));
-			}
-			vlist_clear(&tmp);
-			if (eval_attr(a, &env, &tmp) < 0)
-				goto cleanup;
-			if (note_unresolved(r, before, a->name) < 0)
-				goto cleanup;
-			vlist_normalize(&tmp);
-			for (size_t i = 0; i < r->nvalues; i++)
-				if (strcasecmp(r->values[i].attr->name, a->name) == 0)
-					slot = &r->values[i];
-			if (!slot) {
-				slot = &r->values[r->nvalues++];
-				slot->attr = a;
-				vlist_init(&slot->values);
-			}
-			vlist_clear(&slot->values);
-			if (vlist_move(&slot->values, &tmp) < 0)
-				goto cleanup;
-			slot->overridden = true;
-		}
-		if (r->action == MAPPING_MOVE) {
-			const struct vlist *rv = NULL;
-			for (size_t i = 0; i < r->nvalues; i++)
-				if (r->values[i].attr == &o->attrs[o->rdn_index])
-					rv = &r->values[i].values;
-			if (dn_build(o->rdn, rv->v[0], o->move_to, &r->dn, err, sizeof(err)) < 0) {
-				sbuf_addf(&r->error, "dn: %s", err);
-				goto cleanup;
-			}
-		}
-	}
 	if (!r->dn && !(r->dn = strdup(r->active_dn)))
 		goto cleanup;
 	rc = 0;
 cleanup:
 	if (rc < 0 && !r->error.len)
 		sbuf_adds(&r->error, "out of memory");
-	if (vals) {
-		for (size_t i = 0; i < o->nattrs; i++)
-			vlist_free(&vals[i]);
-		free(vals);
-	}
-	vlist_free(&tmp);
+	for (size_t i = 0; e.vals && i < e.o->nattrs; i++)
+		vlist_free(&e.vals[i]);
+	free(e.vals);
+	vlist_free(&e.tmp);
 	return rc;
 }
 
