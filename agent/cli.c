@@ -523,86 +523,117 @@ static void say_who_applies(struct cli_ctx *ctx, const char *state_dir)
 	sbuf_free(&err);
 }
 
+/* What `queue ACTION` was asked. */
+struct queue_args {
+	const char *action;
+	int64_t id;
+	bool force;
+	const char *state_dir;
+};
+
+static int queue_do_list(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
+{
+	struct sbuf out;
+	int rc;
+
+	(void)ctx;
+	(void)qa;
+	sbuf_init(&out);
+	rc = queue_list(q, &out, err);
+	if (rc == 0)
+		fputs(sbuf_str(&out), stdout);
+	sbuf_free(&out);
+	return rc < 0 ? -1 : CLI_OK;
+}
+
+static int queue_do_retry(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
+{
+	long n = queue_retry(q, qa->id, qa->force, err);
+
+	if (n < 0)
+		return -1;
+	if (qa->id && n == 0) {
+		fprintf(stderr, "%s: queue retry: no %s %lld\n", ctx->prog,
+		        qa->force ? "dead letter or held delivery" : "dead letter (held deliveries need --force)",
+		        (long long)qa->id);
+		return CLI_FAIL;
+	}
+	printf("%ld deliver%s queued again\n", n, n == 1 ? "y" : "ies");
+	if (n > 0)
+		say_who_applies(ctx, qa->state_dir);
+	return CLI_OK;
+}
+
+static int queue_do_drop(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
+{
+	int n = queue_drop(q, qa->id, err);
+
+	if (n < 0)
+		return -1;
+	if (n == 0) {
+		fprintf(stderr, "%s: queue drop: no dead letter %lld\n", ctx->prog, (long long)qa->id);
+		return CLI_FAIL;
+	}
+	printf("dead letter %lld dropped\n", (long long)qa->id);
+	return CLI_OK;
+}
+
+static const struct {
+	const char *name;
+	bool takes_id;  /* an ID may follow */
+	bool needs_id;  /* ... and must */
+	bool takes_force;
+	int (*run)(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err);
+} queue_actions[] = {
+	{ "list", false, false, false, queue_do_list },
+	{ "retry", true, false, true, queue_do_retry },
+	{ "drop", true, true, false, queue_do_drop },
+	{ NULL, false, false, false, NULL },
+};
+
 static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const char use[] = "Usage: %s queue list | retry [ID] | drop ID\n"
 	                          "       (retry --force [ID]: also deliveries the deletion guard held)\n";
+	struct queue_args qa = { .action = argc > 1 ? argv[1] : "" };
 	struct config *cfg = NULL;
 	struct queue *q = NULL;
-	struct sbuf out, err;
-	const char *what = argc > 1 ? argv[1] : "";
 	const char *idarg = NULL;
-	bool force = false;
-	int64_t id = 0;
+	struct sbuf err;
+	size_t k;
 	int rc = CLI_USAGE;
+	bool bad = false;
 
-	sbuf_init(&out);
 	sbuf_init(&err);
-	for (int i = 2; i < argc; i++) {
-		if (strcmp(what, "retry") == 0 && strcmp(argv[i], "--force") == 0 && !force)
-			force = true;
-		else if (!idarg && argv[i][0] != '-')
+	for (k = 0; queue_actions[k].name && strcmp(queue_actions[k].name, qa.action) != 0; k++)
+		;
+	for (int i = 2; queue_actions[k].name && i < argc; i++) {
+		if (queue_actions[k].takes_force && strcmp(argv[i], "--force") == 0 && !qa.force)
+			qa.force = true;
+		else if (queue_actions[k].takes_id && !idarg && argv[i][0] != '-')
 			idarg = argv[i];
 		else
-			what = "";
+			bad = true;
 	}
-	if (!((strcmp(what, "list") == 0 && argc == 2) || strcmp(what, "retry") == 0 ||
-	      (strcmp(what, "drop") == 0 && idarg))) {
+	if (!queue_actions[k].name || bad || (queue_actions[k].needs_id && !idarg)) {
 		fprintf(stderr, use, ctx->prog);
 		goto cleanup;
 	}
-	if (idarg && parse_id(idarg, &id) < 0) {
-		fprintf(stderr, "%s: queue %s: \"%s\" is not a delivery id\n", ctx->prog, what, idarg);
+	if (idarg && parse_id(idarg, &qa.id) < 0) {
+		fprintf(stderr, "%s: queue %s: \"%s\" is not a delivery id\n", ctx->prog, qa.action, idarg);
 		goto cleanup;
 	}
 	if (load_config(ctx, &cfg) < 0)
 		goto cleanup;
-	rc = CLI_FAIL;
-	if (queue_open(cfg->state_dir, &q, &err) < 0) {
+	qa.state_dir = cfg->state_dir;
+	rc = queue_open(cfg->state_dir, &q, &err) < 0 ? -1 : queue_actions[k].run(ctx, q, &qa, &err);
+	if (rc < 0) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
-		goto cleanup;
+		rc = CLI_FAIL;
 	}
-	if (strcmp(what, "list") == 0) {
-		if (queue_list(q, &out, &err) < 0)
-			{
-			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
-			goto cleanup;
-		}
-		fputs(sbuf_str(&out), stdout);
-	} else if (strcmp(what, "retry") == 0) {
-		long n = queue_retry(q, id, force, &err);
-		if (n < 0)
-			{
-			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
-			goto cleanup;
-		}
-		if (id && n == 0) {
-			fprintf(stderr, "%s: queue retry: no %s %lld\n", ctx->prog,
-			        force ? "dead letter or held delivery" : "dead letter (held deliveries need --force)",
-			        (long long)id);
-			goto cleanup;
-		}
-		printf("%ld deliver%s queued again\n", n, n == 1 ? "y" : "ies");
-		if (n > 0)
-			say_who_applies(ctx, cfg->state_dir);
-	} else {
-		int n = queue_drop(q, id, &err);
-		if (n < 0)
-			{
-			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
-			goto cleanup;
-		}
-		if (n == 0) {
-			fprintf(stderr, "%s: queue drop: no dead letter %lld\n", ctx->prog, (long long)id);
-			goto cleanup;
-		}
-		printf("dead letter %lld dropped\n", (long long)id);
-	}
-	rc = CLI_OK;
 cleanup:
 	queue_close(q);
 	config_free(cfg);
-	sbuf_free(&out);
 	sbuf_free(&err);
 	return rc;
 }
