@@ -371,7 +371,9 @@ cleanup:
 	return rc;
 }
 
-static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
+/* apply's options: -1 and usage printed (or *rc CLI_OK after --help), 0 with type and file. */
+static int apply_options(struct cli_ctx *ctx, int argc, char **argv, bool *dry_run, const char **type,
+                         const char **file, int *rc)
 {
 	static const struct option opts[] = {
 		{ "dry-run", no_argument, NULL, 'n' },
@@ -380,91 +382,90 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char use[] = "Usage: %s apply [--dry-run] --event TYPE FILE|-\n";
+	int c;
+
+	*rc = CLI_USAGE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hne:", opts, NULL)) != -1) {
+		if (c == 'n') {
+			*dry_run = true;
+		} else if (c == 'e') {
+			*type = optarg;
+		} else {
+			fprintf(c == 'h' ? stdout : stderr, use, ctx->prog);
+			*rc = c == 'h' ? CLI_OK : CLI_USAGE;
+			return -1;
+		}
+	}
+	if (!*type || optind != argc - 1) {
+		fprintf(stderr, use, ctx->prog);
+		return -1;
+	}
+	if (!event_find(*type)) {
+		fprintf(stderr, "%s: apply: \"%s\" is not a subscription type the agent handles:\n", ctx->prog, *type);
+		for (const struct event_type *t = event_types; t->name; t++)
+			fprintf(stderr, "  %s\n", t->name);
+		return -1;
+	}
+	*file = argv[optind];
+	return 0;
+}
+
+/* Prints what apply made (the LDIF of a dry run) and the summary; 0 or CLI_FAIL. */
+static int apply_output(struct cli_ctx *ctx, const struct apply_ctx *a, const struct sbuf *ldif)
+{
+	struct sbuf summary;
+
+	fwrite(sbuf_str(ldif), 1, ldif->len, stdout);
+	if (fflush(stdout) != 0 || ldif->failed) {
+		fprintf(stderr, "%s: apply: cannot write the output\n", ctx->prog);
+		return CLI_FAIL;
+	}
+	sbuf_init(&summary);
+	apply_summary_line(a, 0, &summary);
+	fprintf(stderr, "%s\n", sbuf_str(&summary));
+	sbuf_free(&summary);
+	return CLI_OK;
+}
+
+static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
+{
 	struct apply_ctx a = { 0 };
 	struct config *cfg = NULL;
 	struct mapping *m = NULL;
 	struct ldapw *lw = NULL;
 	struct store *st = NULL;
 	struct factorial *api = NULL;
-	struct sbuf err, ldif, summary;
-	const char *type = NULL;
+	struct sbuf err, ldif;
+	const char *type = NULL, *file = NULL;
 	cJSON *body = NULL;
 	char today[16];
 	bool dry_run = false;
 	int rc = CLI_USAGE;
-	int c;
 
 	sbuf_init(&err);
 	sbuf_init(&ldif);
-	sbuf_init(&summary);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hne:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			dry_run = true;
-			break;
-		case 'e':
-			type = optarg;
-			break;
-		case 'h':
-			printf(use, ctx->prog);
-			rc = CLI_OK;
-			goto cleanup;
-		default:
-			fprintf(stderr, use, ctx->prog);
-			goto cleanup;
-		}
-	}
-	if (!type || optind != argc - 1) {
-		fprintf(stderr, use, ctx->prog);
-		goto cleanup;
-	}
-	if (!event_find(type)) {
-		fprintf(stderr, "%s: apply: \"%s\" is not a subscription type the agent handles:\n", ctx->prog, type);
-		for (const struct event_type *t = event_types; t->name; t++)
-			fprintf(stderr, "  %s\n", t->name);
-		goto cleanup;
-	}
-	if (load_config(ctx, &cfg) < 0 || load_mapping(cfg->mapping, &m) < 0)
+	if (apply_options(ctx, argc, argv, &dry_run, &type, &file, &rc) < 0 || load_config(ctx, &cfg) < 0 ||
+	    load_mapping(cfg->mapping, &m) < 0)
 		goto cleanup;
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
 	rc = CLI_FAIL;
-	body = render_read_json(argv[optind], &err);
-	if (!body) {
+	if (!(body = render_read_json(file, &err)) || (cfg->factorial.enrich && factorial_open(cfg, &api, &err) < 0)) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (cfg->factorial.enrich && factorial_open(cfg, &api, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
-		goto cleanup;
-	}
-	if (open_directory(ctx, cfg, "", &lw) < 0)
-		goto cleanup;
-	if (open_state(ctx, cfg, dry_run, &st) < 0)
+	if (open_directory(ctx, cfg, "", &lw) < 0 || open_state(ctx, cfg, dry_run, &st) < 0)
 		goto cleanup;
 	clock_today(today, sizeof(today));
-	a.m = m;
-	a.lw = lw;
-	a.st = dry_run ? NULL : st;
-	a.state = st;
-	a.dry_run = dry_run;
-	a.today = today;
-	a.ldif = &ldif;
-	a.api = api;
+	a = (struct apply_ctx){ .m = m, .lw = lw, .st = dry_run ? NULL : st, .state = st, .dry_run = dry_run,
+		                .today = today, .ldif = &ldif, .api = api };
 	if (apply_delivery(&a, type, body, &err) < 0) {
 		fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
 		fflush(stdout);
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
-	if (fflush(stdout) != 0 || ldif.failed) {
-		fprintf(stderr, "%s: apply: cannot write the output\n", ctx->prog);
-		goto cleanup;
-	}
-	apply_summary_line(&a, 0, &summary);
-	fprintf(stderr, "%s\n", sbuf_str(&summary));
-	rc = CLI_OK;
+	rc = apply_output(ctx, &a, &ldif);
 cleanup:
 	cJSON_Delete(body);
 	store_close(st);
@@ -474,7 +475,6 @@ cleanup:
 	config_free(cfg);
 	sbuf_free(&err);
 	sbuf_free(&ldif);
-	sbuf_free(&summary);
 	return rc;
 }
 
