@@ -272,7 +272,9 @@ cleanup:
 	return rc;
 }
 
-static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
+/* render's options: 0, or -1 with the usage printed (*rc CLI_OK after --help). */
+static int render_options(struct cli_ctx *ctx, int argc, char **argv, const char **mapping_path,
+                          enum mapping_kind *kind, int *rc)
 {
 	static const struct option opts[] = {
 		{ "mapping", required_argument, NULL, 'm' },
@@ -281,6 +283,58 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char use[] = "Usage: %s render [-m MAPPING] [--kind employee|team] FILE...\n";
+	int c;
+
+	*rc = CLI_USAGE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hm:k:", opts, NULL)) != -1) {
+		if (c == 'm') {
+			*mapping_path = optarg;
+		} else if (c == 'k' && (strcmp(optarg, "employee") == 0 || strcmp(optarg, "team") == 0)) {
+			*kind = strcmp(optarg, "team") == 0 ? MAPPING_TEAM : MAPPING_EMPLOYEE;
+		} else if (c == 'k') {
+			fprintf(stderr, "%s: render: --kind must be employee or team, not \"%s\"\n", ctx->prog, optarg);
+			return -1;
+		} else {
+			fprintf(c == 'h' ? stdout : stderr, use, ctx->prog);
+			*rc = c == 'h' ? CLI_OK : CLI_USAGE;
+			return -1;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "%s: render: give at least one FILE (- for standard input)\n", ctx->prog);
+		return -1;
+	}
+	return 0;
+}
+
+/* Renders one FILE, printing its entries and its records' mistakes; false when it could not be read. */
+static bool render_file(struct cli_ctx *ctx, const struct mapping *m, enum mapping_kind kind, const char *file,
+                        const char *today, struct sbuf *out, struct sbuf *errs, struct render_stats *st)
+{
+	struct sbuf err;
+	cJSON *json;
+
+	sbuf_init(&err);
+	json = render_read_json(file, &err);
+	if (!json)
+		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+	else
+		render_batch(m, kind, json, today, out, errs, st);
+	cJSON_Delete(json);
+	sbuf_free(&err);
+	fwrite(sbuf_str(out), 1, out->len, stdout);
+	sbuf_reset(out);
+	if (errs->len) {
+		/* one line per failed record, each with the program name */
+		print_lines(ctx, sbuf_str(errs));
+		sbuf_reset(errs);
+	}
+	return json != NULL;
+}
+
+static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
+{
 	struct config *cfg = NULL;
 	struct mapping *m = NULL;
 	const char *mapping_path = NULL;
@@ -290,39 +344,11 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
 	char today[16];
 	bool file_failed = false;
 	int rc = CLI_USAGE;
-	int c;
 
 	sbuf_init(&out);
 	sbuf_init(&errs);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hm:k:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			mapping_path = optarg;
-			break;
-		case 'k':
-			if (strcmp(optarg, "employee") == 0) {
-				kind = MAPPING_EMPLOYEE;
-			} else if (strcmp(optarg, "team") == 0) {
-				kind = MAPPING_TEAM;
-			} else {
-				fprintf(stderr, "%s: render: --kind must be employee or team, not \"%s\"\n", ctx->prog, optarg);
-				goto cleanup;
-			}
-			break;
-		case 'h':
-			printf(use, ctx->prog);
-			rc = CLI_OK;
-			goto cleanup;
-		default:
-			fprintf(stderr, use, ctx->prog);
-			goto cleanup;
-		}
-	}
-	if (optind >= argc) {
-		fprintf(stderr, "%s: render: give at least one FILE (- for standard input)\n", ctx->prog);
+	if (render_options(ctx, argc, argv, &mapping_path, &kind, &rc) < 0)
 		goto cleanup;
-	}
 	if (!mapping_path) {
 		if (load_config(ctx, &cfg) < 0)
 			goto cleanup;
@@ -336,27 +362,9 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
 		goto cleanup;
 	}
 	clock_today(today, sizeof(today));
-	for (int i = optind; i < argc; i++) {
-		struct sbuf err;
-		cJSON *json;
-		sbuf_init(&err);
-		json = render_read_json(argv[i], &err);
-		if (!json) {
-			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
+	for (int i = optind; i < argc; i++)
+		if (!render_file(ctx, m, kind, argv[i], today, &out, &errs, &st))
 			file_failed = true;
-		} else {
-			render_batch(m, kind, json, today, &out, &errs, &st);
-			cJSON_Delete(json);
-		}
-		sbuf_free(&err);
-		fwrite(sbuf_str(&out), 1, out.len, stdout);
-		sbuf_reset(&out);
-		if (errs.len) {
-			/* one line per failed record, each with the program name */
-			print_lines(ctx, sbuf_str(&errs));
-			sbuf_reset(&errs);
-		}
-	}
 	if (fflush(stdout) != 0 || out.failed || errs.failed) {
 		fprintf(stderr, "%s: render: cannot write the output\n", ctx->prog);
 		rc = CLI_FAIL;
