@@ -128,18 +128,101 @@ static int write_one(struct factorial *f, long long id, const cJSON *body, struc
 	return rc;
 }
 
+/* No subscription of type is listed: create it.  1 and *have when the API
+ * answers 422 (it exists after all: the caller updates that one). */
+static int create_one(struct factorial *f, const struct config *cfg, const char *type, cJSON *body, const char *url,
+                      cJSON **list, bool dry_run, struct sbuf *out, struct subscriptions_result *res, cJSON **have,
+                      struct sbuf *err)
+{
+	struct factorial_answer a;
+	long status;
+
+	cJSON_AddStringToObject(body, "subscription_type", type);
+	cJSON_AddNumberToObject(body, "company_id", (double)cfg->factorial.company_id);
+	cJSON_AddStringToObject(body, "api_version", cfg->factorial.api_version);
+	if (dry_run) {
+		sbuf_addf(out, "would create  %s  %s\n", type, url);
+		res->created++;
+		return 0;
+	}
+	if (factorial_call(f, "POST", SUBS, NULL, body, &a, err) < 0)
+		return -1;
+	status = a.status;
+	factorial_answer_free(&a);
+	if (status == 200 || status == 201) {
+		sbuf_addf(out, "created  %s  %s\n", type, url);
+		res->created++;
+		return 0;
+	}
+	if (status != 422) {
+		sbuf_addf(err, "POST %s (%s): HTTP %ld", SUBS, type, status);
+		return -1;
+	}
+	/* "has already been taken": it exists after all; update that one */
+	cJSON_Delete(*list);
+	if (!(*list = list_all(f, cfg, err)))
+		return -1;
+	if (!(*have = find_type(*list, type, cfg))) {
+		sbuf_addf(err, "POST %s (%s): HTTP 422, and no subscription of that type is listed", SUBS, type);
+		return -1;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(body, "subscription_type");
+	cJSON_DeleteItemFromObjectCaseSensitive(body, "company_id");
+	cJSON_DeleteItemFromObjectCaseSensitive(body, "api_version");
+	return 1;
+}
+
+/* A subscription of type exists: brought in line (target, challenge, enabled, name) when it differs. */
+static int update_one(struct factorial *f, const struct config *cfg, const char *type, const struct secret *challenge,
+                      const cJSON *have, const cJSON *body, bool dry_run, struct sbuf *out,
+                      struct subscriptions_result *res, struct sbuf *err)
+{
+	const char *u = str(have, "target_url"), *n = str(have, "name"), *c = str(have, "challenge");
+	const char *url = cJSON_GetObjectItemCaseSensitive(body, "target_url")->valuestring;
+	const char *name = cJSON_GetObjectItemCaseSensitive(body, "name")->valuestring;
+	bool disabled = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(have, "enabled"));
+	long long id = id_of(have);
+	struct sbuf what;
+	int rc = -1;
+
+	sbuf_init(&what);
+	if (!u || strcmp(u, url) != 0)
+		sbuf_addf(&what, "%starget_url", what.len ? ", " : "");
+	if (c && !secret_equals(challenge, c, strlen(c)))
+		sbuf_addf(&what, "%schallenge", what.len ? ", " : "");
+	if (disabled)
+		sbuf_addf(&what, "%senabled", what.len ? ", " : "");
+	if (!n || strcmp(n, name) != 0)
+		sbuf_addf(&what, "%sname", what.len ? ", " : "");
+	if (!what.len) {
+		sbuf_addf(out, "ok       %lld  %s\n", id, type);
+		res->unchanged++;
+		rc = 0;
+		goto cleanup;
+	}
+	if (!dry_run && write_one(f, id, body, err) < 0)
+		goto cleanup;
+	sbuf_addf(out, "%s  %lld  %s: %s%s\n", dry_run ? "would update" : "updated", id, type, sbuf_str(&what),
+	          owned(cfg, have) ? "" : " (it was not this agent's: there is one subscription per type)");
+	res->updated++;
+	if (disabled)
+		res->reenabled++;
+	rc = 0;
+cleanup:
+	sbuf_free(&what);
+	return rc;
+}
+
 static int sync_one(struct factorial *f, const struct config *cfg, const char *type, const struct secret *challenge,
                     cJSON **list, bool dry_run, struct sbuf *out, struct subscriptions_result *res, struct sbuf *err)
 {
-	const char *pfx = dry_run ? "would " : "";
-	struct sbuf url, name, what;
+	struct sbuf url, name;
 	cJSON *have = find_type(*list, type, cfg);
 	cJSON *body = cJSON_CreateObject();
 	int rc = -1;
 
 	sbuf_init(&url);
 	sbuf_init(&name);
-	sbuf_init(&what);
 	base_url(cfg, &url);
 	sbuf_addf(&url, "/%s", type);
 	sbuf_addf(&name, NAME_PREFIX "%s", type);
@@ -149,78 +232,13 @@ static int sync_one(struct factorial *f, const struct config *cfg, const char *t
 	cJSON_AddStringToObject(body, "name", sbuf_str(&name));
 	cJSON_AddStringToObject(body, "challenge", challenge->data);
 	cJSON_AddBoolToObject(body, "enabled", 1);
-	if (!have) {
-		struct factorial_answer a;
-
-		cJSON_AddStringToObject(body, "subscription_type", type);
-		cJSON_AddNumberToObject(body, "company_id", (double)cfg->factorial.company_id);
-		cJSON_AddStringToObject(body, "api_version", cfg->factorial.api_version);
-		if (dry_run) {
-			sbuf_addf(out, "%screate  %s  %s\n", pfx, type, sbuf_str(&url));
-			res->created++;
-			rc = 0;
-			goto cleanup;
-		}
-		long status;
-		if (factorial_call(f, "POST", SUBS, NULL, body, &a, err) < 0)
-			goto cleanup;
-		status = a.status;
-		factorial_answer_free(&a);
-		if (status == 200 || status == 201) {
-			sbuf_addf(out, "created  %s  %s\n", type, sbuf_str(&url));
-			res->created++;
-			rc = 0;
-			goto cleanup;
-		}
-		if (status != 422) {
-			sbuf_addf(err, "POST %s (%s): HTTP %ld", SUBS, type, status);
-			goto cleanup;
-		}
-		/* "has already been taken": it exists after all; update that one */
-		cJSON_Delete(*list);
-		if (!(*list = list_all(f, cfg, err)))
-			goto cleanup;
-		have = find_type(*list, type, cfg);
-		if (!have) {
-			sbuf_addf(err, "POST %s (%s): HTTP 422, and no subscription of that type is listed", SUBS, type);
-			goto cleanup;
-		}
-		cJSON_DeleteItemFromObjectCaseSensitive(body, "subscription_type");
-		cJSON_DeleteItemFromObjectCaseSensitive(body, "company_id");
-		cJSON_DeleteItemFromObjectCaseSensitive(body, "api_version");
-	}
-	{
-		const char *u = str(have, "target_url"), *n = str(have, "name"), *c = str(have, "challenge");
-		bool disabled = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(have, "enabled"));
-		long long id = id_of(have);
-		if (!u || strcmp(u, sbuf_str(&url)) != 0)
-			sbuf_addf(&what, "%starget_url", what.len ? ", " : "");
-		if (c && !secret_equals(challenge, c, strlen(c)))
-			sbuf_addf(&what, "%schallenge", what.len ? ", " : "");
-		if (disabled)
-			sbuf_addf(&what, "%senabled", what.len ? ", " : "");
-		if (!n || strcmp(n, sbuf_str(&name)) != 0)
-			sbuf_addf(&what, "%sname", what.len ? ", " : "");
-		if (!what.len) {
-			sbuf_addf(out, "ok       %lld  %s\n", id, type);
-			res->unchanged++;
-			rc = 0;
-			goto cleanup;
-		}
-		if (!dry_run && write_one(f, id, body, err) < 0)
-			goto cleanup;
-		sbuf_addf(out, "%s%s  %lld  %s: %s%s\n", pfx, dry_run ? "update" : "updated", id, type, sbuf_str(&what),
-		          owned(cfg, have) ? "" : " (it was not this agent's: there is one subscription per type)");
-		res->updated++;
-		if (disabled)
-			res->reenabled++;
-	}
-	rc = 0;
+	if (!have && (rc = create_one(f, cfg, type, body, sbuf_str(&url), list, dry_run, out, res, &have, err)) != 1)
+		goto cleanup;
+	rc = update_one(f, cfg, type, challenge, have, body, dry_run, out, res, err);
 cleanup:
 	cJSON_Delete(body);
 	sbuf_free(&url);
 	sbuf_free(&name);
-	sbuf_free(&what);
 	return rc;
 }
 
