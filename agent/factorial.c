@@ -635,92 +635,98 @@ static void status_error(struct sbuf *err, const char *what, long status)
 		sbuf_addf(err, "%s: HTTP %ld", what, status);
 }
 
+/* Where a listing stands: by cursor (after_id) or, for an API without one, by page. */
+struct pager {
+	char *after; /* escaped cursor, or NULL on the first page */
+	bool by_page;
+	long page;
+	long count; /* items handed out so far */
+	int limit;
+};
+
+/* One page of the collection; the answer's data list in *data (owned by a). */
+static int fetch_page(struct factorial *f, const char *path, const char *query, const struct pager *p,
+                      struct factorial_answer *a, const cJSON **data, struct sbuf *err)
+{
+	struct sbuf q;
+	int rc = -1;
+
+	sbuf_init(&q);
+	if (query && *query)
+		sbuf_addf(&q, "%s&", query);
+	sbuf_addf(&q, "limit=%d", p->limit);
+	if (p->by_page)
+		sbuf_addf(&q, "&page=%ld", p->page);
+	else if (p->after)
+		sbuf_addf(&q, "&after_id=%s", p->after);
+	if (factorial_call(f, "GET", path, sbuf_str(&q), NULL, a, err) < 0)
+		goto cleanup;
+	if (a->status != 200) {
+		status_error(err, path, a->status);
+		goto cleanup;
+	}
+	*data = cJSON_GetObjectItemCaseSensitive(a->json, "data");
+	if (!cJSON_IsArray(*data)) {
+		sbuf_addf(err, "%s: the answer has no data list", path);
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	sbuf_free(&q);
+	return rc;
+}
+
+/* Whether another page follows one of n items, as meta says; moves the pager there. */
+static bool next_page(struct factorial *f, struct pager *p, const cJSON *meta, int n)
+{
+	const cJSON *next = cJSON_GetObjectItemCaseSensitive(meta, "has_next_page");
+	const cJSON *end = cJSON_GetObjectItemCaseSensitive(meta, "end_cursor");
+	const cJSON *total = cJSON_GetObjectItemCaseSensitive(meta, "total");
+	char num[32];
+
+	if (!p->by_page && p->page == 1 && !p->after && !cJSON_IsBool(next))
+		p->by_page = true; /* no cursor in this API: page through it instead (the first page is the same) */
+	if (p->by_page) {
+		p->page++;
+		return n >= p->limit && !(cJSON_IsNumber(total) && (double)p->count >= total->valuedouble);
+	}
+	if (!cJSON_IsTrue(next) || (!cJSON_IsString(end) && !cJSON_IsNumber(end)))
+		return false;
+	curl_free(p->after);
+	if (cJSON_IsNumber(end))
+		snprintf(num, sizeof(num), "%.0f", end->valuedouble);
+	p->after = curl_easy_escape(f->curl, cJSON_IsString(end) ? end->valuestring : num, 0);
+	return p->after != NULL;
+}
+
 long factorial_list(struct factorial *f, const char *path, const char *query,
                     int (*fn)(void *ctx, const cJSON *item), void *ctx, struct sbuf *err)
 {
-	char *after = NULL;
-	bool by_page = false;
-	long page = 1, count = 0;
-	int limit = 100;
+	struct pager p = { .page = 1, .limit = 100 };
+	bool more = true;
 
-	for (;;) {
-		struct factorial_answer a;
-		struct sbuf q;
-		const cJSON *data, *meta, *it;
+	while (more) {
+		struct factorial_answer a = { 0 };
+		const cJSON *data = NULL, *it;
 		int n = 0;
-		sbuf_init(&q);
-		if (query && *query)
-			sbuf_addf(&q, "%s&", query);
-		sbuf_addf(&q, "limit=%d", limit);
-		if (by_page)
-			sbuf_addf(&q, "&page=%ld", page);
-		else if (after)
-			sbuf_addf(&q, "&after_id=%s", after);
-		if (factorial_call(f, "GET", path, sbuf_str(&q), NULL, &a, err) < 0) {
-			sbuf_free(&q);
-			count = -1;
-			break;
-		}
-		sbuf_free(&q);
-		if (a.status != 200) {
-			status_error(err, path, a.status);
+		if (fetch_page(f, path, query, &p, &a, &data, err) < 0) {
 			factorial_answer_free(&a);
-			count = -1;
-			break;
-		}
-		data = cJSON_GetObjectItemCaseSensitive(a.json, "data");
-		meta = cJSON_GetObjectItemCaseSensitive(a.json, "meta");
-		if (!cJSON_IsArray(data)) {
-			sbuf_addf(err, "%s: the answer has no data list", path);
-			factorial_answer_free(&a);
-			count = -1;
+			p.count = -1;
 			break;
 		}
 		cJSON_ArrayForEach(it, data) {
 			n++;
 			if (fn(ctx, it) < 0) {
-				count = -1;
+				p.count = -1;
 				break;
 			}
-			count++;
+			p.count++;
 		}
-		if (count < 0) {
-			factorial_answer_free(&a);
-			break;
-		}
-		{
-			const cJSON *next = cJSON_GetObjectItemCaseSensitive(meta, "has_next_page");
-			const cJSON *end = cJSON_GetObjectItemCaseSensitive(meta, "end_cursor");
-			if (!by_page && page == 1 && !after && !cJSON_IsBool(next)) {
-				/* no cursor in this API: page through it instead (the first page is the same) */
-				by_page = true;
-			}
-			const cJSON *total = cJSON_GetObjectItemCaseSensitive(meta, "total");
-			if (by_page) {
-				page++;
-				if (n < limit || (cJSON_IsNumber(total) && (double)count >= total->valuedouble)) {
-					factorial_answer_free(&a);
-					break;
-				}
-			} else {
-				if (!cJSON_IsTrue(next) || (!cJSON_IsString(end) && !cJSON_IsNumber(end))) {
-					factorial_answer_free(&a);
-					break;
-				}
-				free(after);
-				if (cJSON_IsString(end)) {
-					after = curl_easy_escape(f->curl, end->valuestring, 0);
-				} else {
-					char num[32];
-					snprintf(num, sizeof(num), "%.0f", end->valuedouble);
-					after = curl_easy_escape(f->curl, num, 0);
-				}
-			}
-		}
+		more = p.count >= 0 && next_page(f, &p, cJSON_GetObjectItemCaseSensitive(a.json, "meta"), n);
 		factorial_answer_free(&a);
 	}
-	curl_free(after);
-	return count;
+	curl_free(p.after);
+	return p.count;
 }
 
 int factorial_get(struct factorial *f, const char *path, const char *id, cJSON **out, struct sbuf *err)
