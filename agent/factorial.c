@@ -345,12 +345,69 @@ static void rotated(const char *token)
 	sbuf_free(&err);
 }
 
+/* POSTs the form to the token endpoint; the answer into r, its status into *status. */
+static CURLcode post_form(struct factorial *f, const char *form, struct reply *r, long *status)
+{
+	struct curl_slist *h = NULL;
+	CURLcode cc;
+
+	curl_easy_reset(f->curl);
+	h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
+	h = curl_slist_append(h, "Accept: application/json");
+	curl_easy_setopt(f->curl, CURLOPT_URL, f->token_url);
+	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, form);
+	curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT, f->connect_timeout);
+	curl_easy_setopt(f->curl, CURLOPT_TIMEOUT, f->timeout);
+	curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(f->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (f->ca_file)
+		curl_easy_setopt(f->curl, CURLOPT_CAINFO, f->ca_file);
+	curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, r);
+	f->requests++;
+	cc = curl_easy_perform(f->curl);
+	*status = 0;
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, status);
+	curl_slist_free_all(h);
+	return cc;
+}
+
+/* The tokens of a good answer: the access token (a minute early) and, when it rotated, the refresh token. */
+static int take_tokens(const cJSON *j, const struct secret *rt)
+{
+	const char *at = cJSON_GetObjectItemCaseSensitive(j, "access_token")->valuestring;
+	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
+	const cJSON *nrt = cJSON_GetObjectItemCaseSensitive(j, "refresh_token");
+
+	if (cJSON_IsString(nrt) && strcmp(nrt->valuestring, rt->data) != 0)
+		rotated(nrt->valuestring);
+	secret_free(&tokens.access);
+	tokens.access.data = strdup(at);
+	tokens.access.len = tokens.access.data ? strlen(at) : 0;
+	/* trust expires_in, with a minute to spare */
+	tokens.expiry = time(NULL) + (cJSON_IsNumber(exp) ? (time_t)exp->valuedouble : 3600) - 60;
+	return tokens.access.data ? 0 : -1;
+}
+
+/* Wipes the strings of a parsed answer (tokens), then frees it. */
+static void wipe_json(cJSON *j)
+{
+	cJSON *t;
+
+	cJSON_ArrayForEach(t, j) {
+		if (cJSON_IsString(t))
+			explicit_bzero(t->valuestring, strlen(t->valuestring));
+	}
+	cJSON_Delete(j);
+}
+
 /* One token request with refresh token rt; 0 with the tokens taken, 1 when
  * the token or client was refused (why in err), -1 when no answer came. */
 static int token_request(struct factorial *f, const struct secret *rt, const struct secret *cs, struct sbuf *err)
 {
 	struct reply r = { .retry_after = -1 };
-	struct curl_slist *h = NULL;
 	char *erc = NULL, *ert = NULL, *ecs = NULL;
 	struct sbuf form;
 	cJSON *j = NULL;
@@ -365,27 +422,10 @@ static int token_request(struct factorial *f, const struct secret *rt, const str
 	ert = curl_easy_escape(f->curl, rt->data, (int)rt->len);
 	ecs = curl_easy_escape(f->curl, cs->data, (int)cs->len);
 	sbuf_addf(&form, "grant_type=refresh_token&refresh_token=%s&client_id=%s&client_secret=%s", ert, erc, ecs);
-	curl_easy_reset(f->curl);
-	h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
-	h = curl_slist_append(h, "Accept: application/json");
-	curl_easy_setopt(f->curl, CURLOPT_URL, f->token_url);
-	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, sbuf_str(&form));
-	curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT, f->connect_timeout);
-	curl_easy_setopt(f->curl, CURLOPT_TIMEOUT, f->timeout);
-	curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(f->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (f->ca_file)
-		curl_easy_setopt(f->curl, CURLOPT_CAINFO, f->ca_file);
-	curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &r);
-	f->requests++;
-	cc = curl_easy_perform(f->curl);
-	if (cc != CURLE_OK) {
+	if ((cc = post_form(f, sbuf_str(&form), &r, &status)) != CURLE_OK) {
 		sbuf_addf(err, "OAuth: POST %s: %s", f->token_url, curl_easy_strerror(cc));
 		goto cleanup;
 	}
-	curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &status);
 	j = cJSON_Parse(sbuf_str(&r.body));
 	if (status != 200 || !j || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "access_token"))) {
 		const cJSON *why = j ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
@@ -394,29 +434,9 @@ static int token_request(struct factorial *f, const struct secret *rt, const str
 		rc = status >= 400 && status < 500 ? 1 : -1;
 		goto cleanup;
 	}
-	{
-		const char *at = cJSON_GetObjectItemCaseSensitive(j, "access_token")->valuestring;
-		const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
-		const cJSON *nrt = cJSON_GetObjectItemCaseSensitive(j, "refresh_token");
-		if (cJSON_IsString(nrt) && strcmp(nrt->valuestring, rt->data) != 0)
-			rotated(nrt->valuestring);
-		secret_free(&tokens.access);
-		tokens.access.data = strdup(at);
-		tokens.access.len = tokens.access.data ? strlen(at) : 0;
-		/* trust expires_in, with a minute to spare */
-		tokens.expiry = time(NULL) + (cJSON_IsNumber(exp) ? (time_t)exp->valuedouble : 3600) - 60;
-	}
-	rc = tokens.access.data ? 0 : -1;
+	rc = take_tokens(j, rt);
 cleanup:
-	if (j) {
-		/* wipe the token strings inside the parsed answer */
-		cJSON *t;
-		cJSON_ArrayForEach(t, j) {
-			if (cJSON_IsString(t))
-				explicit_bzero(t->valuestring, strlen(t->valuestring));
-		}
-		cJSON_Delete(j);
-	}
+	wipe_json(j);
 	if (form.s)
 		explicit_bzero(form.s, form.len);
 	sbuf_free(&form);
@@ -432,7 +452,6 @@ cleanup:
 		explicit_bzero(ecs, strlen(ecs));
 		curl_free(ecs);
 	}
-	curl_slist_free_all(h);
 	return rc;
 }
 
