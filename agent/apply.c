@@ -2191,6 +2191,69 @@ void apply_summary_line(const struct apply_ctx *a, long failed, struct sbuf *out
 
 /* ---- sync ------------------------------------------------------------------ */
 
+/* The managed entries by key; two entries holding one key are remembered as such ("!dn1; dn2"). */
+static void index_by_key(struct apply_cache *c, const struct mapping_object *o)
+{
+	for (size_t i = 0; i < c->emp.n; i++) {
+		const struct vlist *k = ldapw_entry_values(&c->emp.v[i], o->key_attr);
+		const char *seen;
+		char idx[32];
+		if (!k || !k->n)
+			continue;
+		seen = strmap_get(&c->by_key, k->v[0]);
+		if (seen) {
+			/* two entries hold one key: the record is refused, nothing touches either */
+			struct sbuf two;
+			sbuf_init(&two);
+			if (*seen == '!')
+				sbuf_addf(&two, "%s; %s", seen, c->emp.v[i].dn);
+			else
+				sbuf_addf(&two, "!%s; %s", c->emp.v[atol(seen)].dn, c->emp.v[i].dn);
+			strmap_put(&c->by_key, k->v[0], sbuf_str(&two));
+			strmap_del(&c->dn_by_key, k->v[0]);
+			sbuf_free(&two);
+			continue;
+		}
+		snprintf(idx, sizeof(idx), "%zu", i);
+		strmap_put(&c->by_key, k->v[0], idx);
+		strmap_put(&c->dn_by_key, k->v[0], c->emp.v[i].dn);
+	}
+}
+
+/* Every value of the unique attributes under search_base: the managed
+ * entries' are in the cache, the others are read (there are few: service
+ * accounts and such). */
+static int cache_unique_values(struct apply_ctx *a, struct apply_cache *c, const struct mapping_object *o,
+                               struct sbuf *err)
+{
+	struct ldapw_error e;
+	struct sbuf f;
+	int rc = 0;
+
+	sbuf_init(&f);
+	for (size_t i = 0; i < c->emp.n; i++)
+		cache_values(c, o, &c->emp.v[i], c->emp.v[i].dn, true);
+	for (size_t i = 0; i < o->nattrs && rc == 0; i++) {
+		const char *one[2] = { o->attrs[i].name, NULL };
+		struct ldapw_entries holders;
+		if (!(o->attrs[i].flags & MAPPING_ATTR_UNIQUE))
+			continue;
+		sbuf_reset(&f);
+		sbuf_addf(&f, "(&(%s=*)(!(%s=*)))", o->attrs[i].name, o->key_attr);
+		if (ldapw_search_paged(a->lw, o->search_base, sbuf_str(&f), one, 500, &holders, &e) != LDAP_SUCCESS) {
+			sbuf_addf(err, "reading %s values under %s: %s: %s", o->attrs[i].name, o->search_base, e.op, e.text);
+			a->connection_lost = ldapw_error_is_connection(&e);
+			rc = -1;
+			continue;
+		}
+		for (size_t n = 0; n < holders.n; n++)
+			cache_values(c, o, &holders.v[n], holders.v[n].dn, true);
+		ldapw_entries_free(&holders);
+	}
+	sbuf_free(&f);
+	return rc;
+}
+
 int apply_cache_load(struct apply_ctx *a, struct sbuf *err)
 {
 	const struct mapping_object *o = &a->m->obj[MAPPING_EMPLOYEE];
@@ -2225,51 +2288,8 @@ int apply_cache_load(struct apply_ctx *a, struct sbuf *err)
 		a->connection_lost = ldapw_error_is_connection(&e);
 		goto cleanup;
 	}
-	for (size_t i = 0; i < c->emp.n; i++) {
-		const struct vlist *k = ldapw_entry_values(&c->emp.v[i], o->key_attr);
-		const char *seen;
-		char idx[32];
-		if (!k || !k->n)
-			continue;
-		seen = strmap_get(&c->by_key, k->v[0]);
-		if (seen) {
-			/* two entries hold one key: the record is refused, nothing touches either */
-			struct sbuf two;
-			sbuf_init(&two);
-			if (*seen == '!')
-				sbuf_addf(&two, "%s; %s", seen, c->emp.v[i].dn);
-			else
-				sbuf_addf(&two, "!%s; %s", c->emp.v[atol(seen)].dn, c->emp.v[i].dn);
-			strmap_put(&c->by_key, k->v[0], sbuf_str(&two));
-			strmap_del(&c->dn_by_key, k->v[0]);
-			sbuf_free(&two);
-			continue;
-		}
-		snprintf(idx, sizeof(idx), "%zu", i);
-		strmap_put(&c->by_key, k->v[0], idx);
-		strmap_put(&c->dn_by_key, k->v[0], c->emp.v[i].dn);
-	}
-	/* every value of the unique attributes under search_base: the managed entries'
-	 * are in the cache, the others are read (there are few: service accounts and such) */
-	for (size_t i = 0; i < c->emp.n; i++)
-		cache_values(c, o, &c->emp.v[i], c->emp.v[i].dn, true);
-	for (size_t i = 0; i < o->nattrs; i++) {
-		const char *one[2] = { o->attrs[i].name, NULL };
-		struct ldapw_entries holders;
-		if (!(o->attrs[i].flags & MAPPING_ATTR_UNIQUE))
-			continue;
-		sbuf_reset(&f);
-		sbuf_addf(&f, "(&(%s=*)(!(%s=*)))", o->attrs[i].name, o->key_attr);
-		if (ldapw_search_paged(a->lw, o->search_base, sbuf_str(&f), one, 500, &holders, &e) != LDAP_SUCCESS) {
-			sbuf_addf(err, "reading %s values under %s: %s: %s", o->attrs[i].name, o->search_base, e.op, e.text);
-			a->connection_lost = ldapw_error_is_connection(&e);
-			goto cleanup;
-		}
-		for (size_t n = 0; n < holders.n; n++)
-			cache_values(c, o, &holders.v[n], holders.v[n].dn, true);
-		ldapw_entries_free(&holders);
-	}
-	rc = 0;
+	index_by_key(c, o);
+	rc = cache_unique_values(a, c, o, err);
 cleanup:
 	free(attrs);
 	sbuf_free(&f);
