@@ -287,14 +287,15 @@ cleanup:
 	unlink(tmpl);
 }
 
-int render_fixtures(const struct mapping *m, const char *dir, const char *today, FILE *out, struct sbuf *err)
+/* The NAME of every DIR/NAME.json, sorted: 0 and *names, -1 (err) when there is none or the folder cannot be read. */
+static int fixture_names(const char *dir, char ***names, size_t *n, struct sbuf *err)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0, ok = 0, bad = 0;
 	int rc = -1;
 
+	*names = NULL;
+	*n = 0;
 	if (!d) {
 		sbuf_addf(err, "%s: cannot read the folder: %s", dir, strerror(errno));
 		return -1;
@@ -304,68 +305,80 @@ int render_fixtures(const struct mapping *m, const char *dir, const char *today,
 		char **v;
 		if (len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
 			continue;
-		v = realloc(names, (n + 1) * sizeof(*v));
-		if (!v)
+		if (!(v = realloc(*names, (*n + 1) * sizeof(*v))))
 			goto cleanup;
-		names = v;
-		if (!(names[n] = strndup(de->d_name, len - 5)))
+		*names = v;
+		if (!((*names)[*n] = strndup(de->d_name, len - 5)))
 			goto cleanup;
-		n++;
+		(*n)++;
 	}
-	qsort(names, n, sizeof(*names), cmp_names);
-	if (n == 0) {
+	if (*n)
+		qsort(*names, *n, sizeof(**names), cmp_names);
+	else
 		sbuf_addf(err, "%s: no NAME.json fixtures in this folder", dir);
+	rc = *n ? 0 : -1;
+cleanup:
+	closedir(d);
+	return rc;
+}
+
+/* One fixture: NAME.json rendered and compared with NAME.ldif; true when they are equal. */
+static bool one_fixture(const struct mapping *m, const char *dir, const char *name, const char *today, FILE *out)
+{
+	enum mapping_kind kind = strncmp(name, "team", 4) == 0 ? MAPPING_TEAM : MAPPING_EMPLOYEE;
+	struct render_stats st = { 0 };
+	struct sbuf path, rendered, errs, jerr;
+	char *expected = NULL;
+	size_t elen = 0;
+	bool same = false;
+	cJSON *json;
+
+	sbuf_init(&path);
+	sbuf_init(&rendered);
+	sbuf_init(&errs);
+	sbuf_init(&jerr);
+	sbuf_addf(&path, "%s/%s.json", dir, name);
+	if (!(json = render_read_json(sbuf_str(&path), &jerr))) {
+		fprintf(out, "%s: %s\n", name, sbuf_str(&jerr));
 		goto cleanup;
 	}
-	for (size_t i = 0; i < n; i++) {
-		enum mapping_kind kind = strncmp(names[i], "team", 4) == 0 ? MAPPING_TEAM : MAPPING_EMPLOYEE;
-		struct render_stats st = { 0 };
-		struct sbuf path, rendered, errs, jerr;
-		cJSON *json;
-		char *expected = NULL;
-		size_t elen = 0;
+	render_batch(m, kind, json, today, &rendered, &errs, &st);
+	sbuf_reset(&path);
+	sbuf_addf(&path, "%s/%s.ldif", dir, name);
+	expected = read_text(sbuf_str(&path), &elen);
+	if (errs.len)
+		fprintf(out, "%s: %s", name, sbuf_str(&errs));
+	if (!expected)
+		fprintf(out, "%s: cannot read %s: %s\n", name, sbuf_str(&path), strerror(errno));
+	else if (elen == rendered.len && memcmp(expected, sbuf_str(&rendered), elen) == 0 && !errs.len)
+		same = fprintf(out, "%s: ok\n", name) > 0;
+	else
+		show_diff(sbuf_str(&path), name, sbuf_str(&rendered), rendered.len, out);
+cleanup:
+	free(expected);
+	cJSON_Delete(json);
+	sbuf_free(&path);
+	sbuf_free(&rendered);
+	sbuf_free(&errs);
+	sbuf_free(&jerr);
+	return same;
+}
 
-		sbuf_init(&path);
-		sbuf_init(&rendered);
-		sbuf_init(&errs);
-		sbuf_init(&jerr);
-		sbuf_addf(&path, "%s/%s.json", dir, names[i]);
-		json = render_read_json(sbuf_str(&path), &jerr);
-		if (!json) {
-			fprintf(out, "%s: %s\n", names[i], sbuf_str(&jerr));
-			bad++;
-			goto next;
-		}
-		render_batch(m, kind, json, today, &rendered, &errs, &st);
-		sbuf_reset(&path);
-		sbuf_addf(&path, "%s/%s.ldif", dir, names[i]);
-		expected = read_text(sbuf_str(&path), &elen);
-		if (errs.len)
-			fprintf(out, "%s: %s", names[i], sbuf_str(&errs));
-		if (!expected) {
-			fprintf(out, "%s: cannot read %s: %s\n", names[i], sbuf_str(&path), strerror(errno));
-			bad++;
-		} else if (elen == rendered.len && memcmp(expected, sbuf_str(&rendered), elen) == 0 && !errs.len) {
-			fprintf(out, "%s: ok\n", names[i]);
-			ok++;
-		} else {
-			show_diff(sbuf_str(&path), names[i], sbuf_str(&rendered), rendered.len, out);
-			bad++;
-		}
-	next:
-		free(expected);
-		cJSON_Delete(json);
-		sbuf_free(&path);
-		sbuf_free(&rendered);
-		sbuf_free(&errs);
-		sbuf_free(&jerr);
-	}
-	fprintf(out, "%zu fixtures: %zu ok, %zu differ\n", n, ok, bad);
-	rc = bad ? 1 : 0;
+int render_fixtures(const struct mapping *m, const char *dir, const char *today, FILE *out, struct sbuf *err)
+{
+	char **names = NULL;
+	size_t n = 0, ok = 0;
+	int rc = -1;
+
+	if (fixture_names(dir, &names, &n, err) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < n; i++)
+		ok += one_fixture(m, dir, names[i], today, out);
+	fprintf(out, "%zu fixtures: %zu ok, %zu differ\n", n, ok, n - ok);
+	rc = ok < n ? 1 : 0;
 cleanup:
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	closedir(d);
 	return rc;
 }
