@@ -37,6 +37,32 @@ struct changes {
 	size_t n;
 };
 
+/* One step of a plan (see "the plan" below). */
+enum step_kind {
+	STEP_NOTE,
+	STEP_ADD,
+	STEP_MODIFY,
+	STEP_RENAME,
+	STEP_DELETE,
+};
+
+struct step {
+	enum step_kind kind;
+	enum cat cat;        /* what it counts as in the summary */
+	char *dn;            /* the entry (NULL for a note) */
+	char *text;          /* what a person reads: "add uid=...", "leave group ...: member", or the note */
+	char *names;         /* for the audit: attribute names, or the new DN of a rename */
+	struct changes c;    /* add: the attributes; modify: the modifications */
+	char *newrdn, *newsup; /* rename */
+	bool tolerate_gone;  /* follow rename: the value or entry gone meanwhile is no failure */
+	char *left_group;    /* leave group: the group, remembered for a return once left */
+};
+
+struct plan {
+	struct step *v;
+	size_t n;
+};
+
 /* What one record's handling shares. */
 struct job {
 	struct apply_ctx *a;
@@ -46,7 +72,6 @@ struct job {
 	const char *type;  /* the whole subscription type, for the audit log */
 	struct sbuf *err;
 	bool counted;      /* the record's category was counted */
-	bool probe;        /* only count what would be done (the deletion guard asks) */
 	bool changed;      /* an operation was made (or printed) for this record */
 	bool deferred;     /* its change was handed to the deletion guard, not made */
 	bool returning;    /* a leaver coming back: not kept out of the groups it rejoins */
@@ -54,8 +79,9 @@ struct job {
 	unsigned groups_held; /* depth of groups_enter() calls */
 	int last_rc;          /* the directory's result code of the last failed operation */
 	char *own_id;         /* j.id's storage, when the job owns it */
+	struct plan plan;     /* worked out, not carried out yet */
+	bool added;           /* the plan adds the employee's entry */
 	const char *key;   /* the record's key, once known */
-	unsigned probed;   /* operations counted in probe mode */
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
 	struct strmap touched;  /* group DNs already changed for this record */
 };
@@ -203,12 +229,11 @@ static void count(struct job *j, enum cat cat)
 	}
 }
 
-static void say(struct job *j, const char *what)
+/* Says it now: a comment in the dry run's LDIF, or a log line. */
+static void say_now(struct job *j, const char *what)
 {
 	struct sbuf line;
 
-	if (j->probe)
-		return;
 	if (strcmp(j->event, "sync") == 0 && strstr(what, "nothing to do")) {
 		/* a sync sees every former employee: these only matter when debugging */
 		log_debug("%s %s (%s): %s", j->kind, j->id, j->event, what);
@@ -223,6 +248,7 @@ static void say(struct job *j, const char *what)
 	sbuf_free(&line);
 }
 
+static void say(struct job *j, const char *what);
 static void sayf(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sayf(struct job *j, const char *fmt, ...)
 {
@@ -252,10 +278,18 @@ static void groups_enter(struct job *j)
 		pthread_mutex_lock(j->a->groups_lock);
 }
 
+/* Once taken, the lock is kept until the job ends (groups_release): the
+ * plan read under it is carried out under it. */
 static void groups_leave(struct job *j)
 {
-	if (j->a->groups_lock && --j->groups_held == 0)
+	(void)j;
+}
+
+static void groups_release(struct job *j)
+{
+	if (j->a->groups_lock && j->groups_held)
 		pthread_mutex_unlock(j->a->groups_lock);
+	j->groups_held = 0;
 }
 
 static void audit(struct job *j, const char *dn, const char *op, const char *attrs)
@@ -355,67 +389,89 @@ int apply_flush(struct apply_ctx *a)
 	return rc;
 }
 
+/* ---- the plan: what a record needs, worked out first ----------------------
+ *
+ * Working out a record (reads of the directory, the mapping) yields a plan:
+ * steps in order, each an add, modify, rename or delete of one entry with
+ * what a person reads about it, or a note.  An executor then carries the
+ * plan out: to the directory (one operation at a time, or adds in flight
+ * when syncing), or as LDIF for a dry run.  Dry and real runs share
+ * everything up to the executor; the deletion guard is asked about a plan
+ * that would disable or delete, before it is carried out or set aside. */
+
+static void step_free(struct step *s)
+{
+	free(s->dn);
+	free(s->text);
+	free(s->names);
+	free(s->newrdn);
+	free(s->newsup);
+	free(s->left_group);
+	changes_free(&s->c);
+}
+
+static void plan_clear(struct job *j)
+{
+	for (size_t i = 0; i < j->plan.n; i++)
+		step_free(&j->plan.v[i]);
+	free(j->plan.v);
+	memset(&j->plan, 0, sizeof(j->plan));
+}
+
+static int changes_copy(struct changes *to, const struct changes *from)
+{
+	for (size_t i = 0; from && i < from->n; i++)
+		if (changes_add(to, from->v[i].op, from->v[i].attr, &from->v[i].values) < 0)
+			return -1;
+	return 0;
+}
+
+/* A new step at the end of the plan (NULL when memory ran out). */
+static struct step *plan_push(struct job *j, enum step_kind kind, enum cat cat, const char *dn, const char *text)
+{
+	struct step *v = realloc(j->plan.v, (j->plan.n + 1) * sizeof(*v)), *s;
+
+	if (!v)
+		return NULL;
+	j->plan.v = v;
+	s = &v[j->plan.n];
+	memset(s, 0, sizeof(*s));
+	s->kind = kind;
+	s->cat = cat;
+	s->dn = dn ? strdup(dn) : NULL;
+	s->text = strdup(text);
+	if ((dn && !s->dn) || !s->text) {
+		step_free(s);
+		return NULL;
+	}
+	j->plan.n++;
+	return s;
+}
+
+/* An operation step. */
+static struct step *plan_op(struct job *j, enum step_kind kind, enum cat cat, const char *dn, const char *text)
+{
+	struct step *s = plan_push(j, kind, cat, dn, text);
+
+	if (s)
+		j->changed = true;
+	else
+		sbuf_adds(j->err, "out of memory");
+	return s;
+}
+
 static int op_add(struct job *j, const char *dn, const struct changes *attrs, enum cat cat)
 {
 	struct sbuf what, names;
-	struct ldapw_error e;
-	struct ldapw_mod *mods = NULL;
-	int rc = -1;
+	struct step *s;
+	int rc;
 
-	if (j->probe) {
-		j->probed++;
-		return 0;
-	}
 	sbuf_init(&what);
 	sbuf_init(&names);
 	attr_names(attrs, &names);
 	sbuf_addf(&what, "add %s", dn);
-	if (j->a->dry_run) {
-		say(j, sbuf_str(&what));
-		ldifw_change(j->a->ldif, dn, "add");
-		for (size_t i = 0; i < attrs->n; i++)
-			for (size_t k = 0; k < attrs->v[i].values.n; k++)
-				ldifw_attr(j->a->ldif, attrs->v[i].attr, attrs->v[i].values.v[k]);
-		sbuf_addc(j->a->ldif, '\n');
-	} else if (j->a->pipeline && j->a->cache && j->key && strcmp(j->kind, "employee") == 0) {
-		struct apply_cache *c = j->a->cache;
-		struct pending_add *p;
-		int msgid;
-		while (c->npending >= PIPELINE_WINDOW)
-			if (collect_one(j->a) < 0 && j->a->connection_lost)
-				goto cleanup;
-		p = realloc(c->pending, (c->npending + 1) * sizeof(*p));
-		if (!p || !(mods = to_mods(attrs)))
-			goto cleanup;
-		c->pending = p;
-		if (ldapw_add_async(j->a->lw, dn, mods, attrs->n, &msgid, &e) != LDAP_SUCCESS) {
-			failed(j, dn, &e);
-			goto cleanup;
-		}
-		p = &c->pending[c->npending++];
-		p->msgid = msgid;
-		p->id = strdup(j->id);
-		p->key = strdup(j->key);
-		p->dn = strdup(dn);
-		p->names = sbuf_detach(&names);
-		p->type = strdup(j->type);
-	} else {
-		if (!(mods = to_mods(attrs)))
-			goto cleanup;
-		if (ldapw_add(j->a->lw, dn, mods, attrs->n, &e) != LDAP_SUCCESS) {
-			failed(j, dn, &e);
-			goto cleanup;
-		}
-		say(j, sbuf_str(&what));
-		audit(j, dn, "add", sbuf_str(&names));
-	}
-	if (!j->counted)
-		count(j, cat);
-	j->counted = true;
-	j->changed = true;
-	rc = 0;
-cleanup:
-	free(mods);
+	s = plan_op(j, STEP_ADD, cat, dn, sbuf_str(&what));
+	rc = s && changes_copy(&s->c, attrs) == 0 && (s->names = sbuf_detach(&names)) ? 0 : -1;
 	sbuf_free(&what);
 	sbuf_free(&names);
 	return rc;
@@ -424,46 +480,19 @@ cleanup:
 static int op_modify(struct job *j, const char *dn, const struct changes *c, enum cat cat, const char *verb)
 {
 	struct sbuf what, names;
-	struct ldapw_error e;
-	struct ldapw_mod *mods = NULL;
-	int rc = -1;
+	struct step *s;
+	int rc;
 
 	if (c->n == 0)
 		return 0;
-	if (j->probe) {
-		j->probed++;
-		return 0;
-	}
 	sbuf_init(&what);
 	sbuf_init(&names);
 	attr_names(c, &names);
 	sbuf_addf(&what, "%s %s: %s", verb, dn, sbuf_str(&names));
-	if (j->a->dry_run) {
-		say(j, sbuf_str(&what));
-		ldifw_change(j->a->ldif, dn, "modify");
-		for (size_t i = 0; i < c->n; i++) {
-			const char *op = c->v[i].op == LDAP_MOD_ADD ? "add" : c->v[i].op == LDAP_MOD_DELETE ? "delete" : "replace";
-			ldifw_mod(j->a->ldif, op, c->v[i].attr, (const char *const *)c->v[i].values.v, c->v[i].values.n);
-		}
-		sbuf_addc(j->a->ldif, '\n');
-	} else {
-		if (!(mods = to_mods(c)))
-			goto cleanup;
-		if (ldapw_modify(j->a->lw, dn, mods, c->n, &e) != LDAP_SUCCESS) {
-			failed(j, dn, &e);
-			goto cleanup;
-		}
-		say(j, sbuf_str(&what));
-		audit(j, dn, "modify", sbuf_str(&names));
-	}
-	if (cat == CAT_MODIFY || !j->counted)
-		count(j, cat);
-	if (cat != CAT_MODIFY)
-		j->counted = true;
-	j->changed = true;
-	rc = 0;
-cleanup:
-	free(mods);
+	s = plan_op(j, STEP_MODIFY, cat, dn, sbuf_str(&what));
+	rc = s && changes_copy(&s->c, c) == 0 && (s->names = sbuf_detach(&names)) ? 0 : -1;
+	if (s && strcmp(verb, "follow rename") == 0)
+		s->tolerate_gone = true;
 	sbuf_free(&what);
 	sbuf_free(&names);
 	return rc;
@@ -473,37 +502,15 @@ static int op_rename(struct job *j, const char *dn, const char *newdn, const cha
                      enum cat cat)
 {
 	struct sbuf what;
-	struct ldapw_error e;
-	int rc = -1;
+	struct step *s;
+	int rc;
 
-	if (j->probe) {
-		j->probed++;
-		return 0;
-	}
 	sbuf_init(&what);
 	sbuf_addf(&what, "rename %s to %s", dn, newdn);
-	if (j->a->dry_run) {
-		say(j, sbuf_str(&what));
-		ldifw_change(j->a->ldif, dn, "modrdn");
-		ldifw_attr(j->a->ldif, "newrdn", newrdn);
-		sbuf_adds(j->a->ldif, "deleteoldrdn: 1\n");
-		if (newsup)
-			ldifw_attr(j->a->ldif, "newsuperior", newsup);
-		sbuf_addc(j->a->ldif, '\n');
-	} else {
-		if (ldapw_rename(j->a->lw, dn, newrdn, newsup, &e) != LDAP_SUCCESS) {
-			failed(j, dn, &e);
-			goto cleanup;
-		}
-		say(j, sbuf_str(&what));
-		audit(j, dn, "modrdn", newdn);
-	}
-	if (!j->counted)
-		count(j, cat);
-	j->counted = true;
-	j->changed = true;
-	rc = 0;
-cleanup:
+	s = plan_op(j, STEP_RENAME, cat, dn, sbuf_str(&what));
+	rc = s && (s->names = strdup(newdn)) && (s->newrdn = strdup(newrdn)) && (!newsup || (s->newsup = strdup(newsup)))
+	             ? 0
+	             : -1;
 	sbuf_free(&what);
 	return rc;
 }
@@ -511,34 +518,168 @@ cleanup:
 static int op_delete(struct job *j, const char *dn)
 {
 	struct sbuf what;
-	struct ldapw_error e;
-	int rc = -1;
+	struct step *s;
 
-	if (j->probe) {
-		j->probed++;
-		return 0;
-	}
 	sbuf_init(&what);
 	sbuf_addf(&what, "delete %s", dn);
-	if (j->a->dry_run) {
-		say(j, sbuf_str(&what));
-		ldifw_change(j->a->ldif, dn, "delete");
-		sbuf_addc(j->a->ldif, '\n');
+	s = plan_op(j, STEP_DELETE, CAT_DELETE, dn, sbuf_str(&what));
+	sbuf_free(&what);
+	return s ? 0 : -1;
+}
+
+/* The summary counts each record once by its main category, and every modify. */
+static void count_step(struct job *j, const struct step *s)
+{
+	if (s->kind == STEP_DELETE) {
+		count(j, CAT_DELETE);
+		j->counted = true;
+	} else if (s->kind == STEP_MODIFY) {
+		if (s->cat == CAT_MODIFY || !j->counted)
+			count(j, s->cat);
+		if (s->cat != CAT_MODIFY)
+			j->counted = true;
 	} else {
-		if (ldapw_delete(j->a->lw, dn, &e) != LDAP_SUCCESS) {
-			failed(j, dn, &e);
-			goto cleanup;
-		}
-		say(j, sbuf_str(&what));
-		audit(j, dn, "delete", "");
+		if (!j->counted)
+			count(j, s->cat);
+		j->counted = true;
 	}
-	count(j, CAT_DELETE);
-	j->counted = true;
-	j->changed = true;
+}
+
+static const char *const step_names[] = {
+	[STEP_NOTE] = "note", [STEP_ADD] = "add", [STEP_MODIFY] = "modify", [STEP_RENAME] = "modrdn",
+	[STEP_DELETE] = "delete",
+};
+
+/* The LDIF executor: each step under its comment, as ldapmodify takes it. */
+static void ldif_step(struct job *j, const struct step *s)
+{
+	struct sbuf *out = j->a->ldif;
+
+	say_now(j, s->text);
+	if (s->kind == STEP_NOTE)
+		return;
+	ldifw_change(out, s->dn, s->kind == STEP_RENAME ? "modrdn" : step_names[s->kind]);
+	if (s->kind == STEP_ADD) {
+		for (size_t i = 0; i < s->c.n; i++)
+			for (size_t k = 0; k < s->c.v[i].values.n; k++)
+				ldifw_attr(out, s->c.v[i].attr, s->c.v[i].values.v[k]);
+	} else if (s->kind == STEP_MODIFY) {
+		for (size_t i = 0; i < s->c.n; i++) {
+			const char *op = s->c.v[i].op == LDAP_MOD_ADD      ? "add"
+			                 : s->c.v[i].op == LDAP_MOD_DELETE ? "delete"
+			                                                   : "replace";
+			ldifw_mod(out, op, s->c.v[i].attr, (const char *const *)s->c.v[i].values.v, s->c.v[i].values.n);
+		}
+	} else if (s->kind == STEP_RENAME) {
+		ldifw_attr(out, "newrdn", s->newrdn);
+		sbuf_adds(out, "deleteoldrdn: 1\n");
+		if (s->newsup)
+			ldifw_attr(out, "newsuperior", s->newsup);
+	}
+	sbuf_addc(out, '\n');
+	count_step(j, s);
+}
+
+/* An employee add sent without waiting for its answer (sync): apply_flush collects it. */
+static int pipelined_add(struct job *j, const struct step *s, struct ldapw_mod *mods)
+{
+	struct apply_cache *c = j->a->cache;
+	struct pending_add *p;
+	struct ldapw_error e;
+	int msgid;
+
+	while (c->npending >= PIPELINE_WINDOW)
+		if (collect_one(j->a) < 0 && j->a->connection_lost)
+			return -1;
+	if (!(p = realloc(c->pending, (c->npending + 1) * sizeof(*p))))
+		return -1;
+	c->pending = p;
+	if (ldapw_add_async(j->a->lw, s->dn, mods, s->c.n, &msgid, &e) != LDAP_SUCCESS)
+		return failed(j, s->dn, &e);
+	p = &c->pending[c->npending++];
+	p->msgid = msgid;
+	p->id = strdup(j->id);
+	p->key = strdup(j->key);
+	p->dn = strdup(s->dn);
+	p->names = strdup(s->names);
+	p->type = strdup(j->type);
+	count_step(j, s);
+	return 0;
+}
+
+/* One step to the directory; said and audited once the server confirmed it. */
+static int directory_step(struct job *j, const struct step *s)
+{
+	struct ldapw_mod *mods = NULL;
+	struct ldapw_error e;
+	int rc = -1, r = LDAP_SUCCESS;
+
+	if (s->kind == STEP_NOTE) {
+		say_now(j, s->text);
+		return 0;
+	}
+	if ((s->kind == STEP_ADD || s->kind == STEP_MODIFY) && !(mods = to_mods(&s->c)))
+		goto cleanup;
+	if (s->kind == STEP_ADD && j->a->pipeline && j->a->cache && j->key && strcmp(j->kind, "employee") == 0) {
+		rc = pipelined_add(j, s, mods);
+		goto cleanup;
+	}
+	if (s->kind == STEP_ADD)
+		r = ldapw_add(j->a->lw, s->dn, mods, s->c.n, &e);
+	else if (s->kind == STEP_MODIFY)
+		r = ldapw_modify(j->a->lw, s->dn, mods, s->c.n, &e);
+	else if (s->kind == STEP_RENAME)
+		r = ldapw_rename(j->a->lw, s->dn, s->newrdn, s->newsup, &e);
+	else
+		r = ldapw_delete(j->a->lw, s->dn, &e);
+	if (r != LDAP_SUCCESS && s->tolerate_gone && (r == LDAP_NO_SUCH_ATTRIBUTE || r == LDAP_NO_SUCH_OBJECT)) {
+		/* the old name left that entry meanwhile (its own delivery changed it): nothing to follow */
+		log_debug("%s %s: %s: the old name is gone already", j->kind, j->id, s->dn);
+		rc = 0;
+		goto cleanup;
+	}
+	if (r != LDAP_SUCCESS) {
+		failed(j, s->dn, &e);
+		goto cleanup;
+	}
+	say_now(j, s->text);
+	audit(j, s->dn, step_names[s->kind], s->names ? s->names : "");
+	count_step(j, s);
+	if (s->left_group && j->a->st && j->key) {
+		struct sbuf le;
+		sbuf_init(&le);
+		if (store_left_group(j->a->st, j->key, s->left_group, &le) < 0)
+			log_warn("%s %s: %s", j->kind, j->id, sbuf_str(&le));
+		sbuf_free(&le);
+	}
 	rc = 0;
 cleanup:
-	sbuf_free(&what);
+	free(mods);
 	return rc;
+}
+
+/* Carries the job's plan out, as LDIF or to the directory, stopping at the
+ * first step the directory refuses; the plan is empty afterwards. */
+static int execute(struct job *j)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < j->plan.n && rc == 0; i++) {
+		if (j->a->dry_run)
+			ldif_step(j, &j->plan.v[i]);
+		else
+			rc = directory_step(j, &j->plan.v[i]);
+	}
+	plan_clear(j);
+	return rc;
+}
+
+/* A note: said now in a real run, in its place in the plan's LDIF in a dry run. */
+static void say(struct job *j, const char *what)
+{
+	if (j->a->dry_run && plan_push(j, STEP_NOTE, CAT_NONE, NULL, what))
+		return;
+	say_now(j, what);
 }
 
 /* ---- reading the directory ------------------------------------------------- */
@@ -944,13 +1085,9 @@ static int remove_from_groups_locked(struct job *j, const char *dn, const char *
 		}
 		if (r == 0)
 			r = op_modify(j, groups.v[g].dn, &c, CAT_MODIFY, "leave group");
-		if (r == 0 && c.n && j->key && j->a->st && !j->probe) {
-			struct sbuf se;
-			sbuf_init(&se);
-			if (store_left_group(j->a->st, j->key, groups.v[g].dn, &se) < 0)
-				log_warn("%s %s: %s", j->kind, j->id, sbuf_str(&se));
-			sbuf_free(&se);
-		}
+		if (r == 0 && c.n && j->plan.n &&
+		    !(j->plan.v[j->plan.n - 1].left_group = strdup(groups.v[g].dn)))
+			r = -1;
 		strmap_put(&j->touched, groups.v[g].dn, NULL);
 		changes_free(&c);
 		if (r < 0)
@@ -1069,7 +1206,7 @@ static int join_teams_locked(struct job *j, const cJSON *rec, const char *key, b
 	struct sbuf e;
 	int rc = 0;
 
-	if (!t->present || j->probe)
+	if (!t->present)
 		return 0;
 	vlist_init(&left);
 	sbuf_init(&e);
@@ -1175,16 +1312,8 @@ static int rewrite_references_locked(struct job *j, const char *old_dn, const ch
 				vlist_free(&gone);
 				vlist_free(&repl);
 			}
-			if (r == 0) {
-				size_t said = j->err->len;
+			if (r == 0)
 				r = op_modify(j, found.v[g].dn, &c, CAT_MODIFY, "follow rename");
-				if (r < 0 && j->last_rc == LDAP_NO_SUCH_ATTRIBUTE) {
-					/* the old name left that entry meanwhile (its own delivery changed it): nothing to follow */
-					log_debug("%s %s: %s: the old name is gone already", j->kind, j->id, found.v[g].dn);
-					sbuf_truncate(j->err, said);
-					r = 0;
-				}
-			}
 			changes_free(&c);
 			if (r < 0) {
 				ldapw_entries_free(&found);
@@ -1202,16 +1331,10 @@ cleanup:
 
 static int rewrite_references(struct job *j, const char *old_dn, const char *new_dn)
 {
-	size_t said = j->err->len;
 	int rc;
 
 	groups_enter(j);
 	rc = rewrite_references_locked(j, old_dn, new_dn);
-	if (rc < 0 && j->last_rc == LDAP_NO_SUCH_OBJECT) {
-		/* an entry that refers to it was renamed meanwhile: look them up again, once */
-		sbuf_truncate(j->err, said);
-		rc = rewrite_references_locked(j, old_dn, new_dn);
-	}
 	groups_leave(j);
 	return rc;
 }
@@ -1492,7 +1615,7 @@ static void cache_keep(struct job *j, const char *key, const struct ldapw_entry 
 	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
 	struct ldapw_entry *e = (struct ldapw_entry *)cur;
 
-	if (!c || j->probe || r->kind != MAPPING_EMPLOYEE)
+	if (!c || r->kind != MAPPING_EMPLOYEE)
 		return;
 	if (e)
 		cache_values(c, o, e, e->dn, false);
@@ -1516,7 +1639,7 @@ static void cache_forget(struct job *j, const char *key, const struct ldapw_entr
 {
 	struct apply_cache *c = j->a->cache;
 
-	if (!c || j->probe)
+	if (!c)
 		return;
 	cache_values(c, &j->a->m->obj[MAPPING_EMPLOYEE], cur, cur->dn, false);
 	strmap_del(&c->dn_by_key, key);
@@ -1700,7 +1823,7 @@ static void follow_dates(struct job *j, const cJSON *rec, const char *key, const
 {
 	char due[11];
 
-	if (j->a->cache && !j->probe) {
+	if (j->a->cache) {
 		if (r->state == MAPPING_TERMINATED)
 			strmap_put(&j->a->cache->terminated, key, NULL);
 		else
@@ -1713,57 +1836,62 @@ static void follow_dates(struct job *j, const cJSON *rec, const char *key, const
 	note_unresolved(j, r, rec);
 }
 
-/* The deletion guard, asked on what the termination would change now: 1
- * apply it now; 0 set aside (or nothing would change); -1 failure. */
-static int ask_first(struct job *j, const cJSON *rec, const char *key, const struct ldapw_entry *cur,
-                     const struct mapping_result *r)
+/* Steps from mark on are set aside: the plan goes back to what it was. */
+static void plan_truncate(struct job *j, size_t mark)
 {
-	bool renamed;
+	while (j->plan.n > mark)
+		step_free(&j->plan.v[--j->plan.n]);
+}
+
+/* The deletion guard, asked about the steps from mark on when they would
+ * disable or delete: 1 they go ahead; 0 they are set aside (the caller
+ * applies them later, or holds the delivery) or nothing would change; -1
+ * failure. */
+static int guard_asks(struct job *j, const cJSON *rec, const char *key, const char *dn, size_t mark)
+{
 	int p;
 
-	j->probe = true;
-	j->probed = 0;
-	p = terminate_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, &renamed);
-	j->probe = false;
-	strmap_clear(&j->touched);
-	if (p == 0 && j->probed)
-		p = j->a->on_destructive(j->a->destructive_ctx, rec, key, cur->dn);
+	if (!j->a->defer_destructive)
+		return 1;
+	p = j->plan.n > mark ? j->a->on_destructive(j->a->destructive_ctx, rec, key, dn) : 0;
+	if (p != 1) {
+		plan_truncate(j, mark);
+		j->deferred = true;
+	}
 	return p;
 }
 
-/* A leaver: out of the groups, the termination policy, references to a moved entry followed. */
+/* A leaver: out of the groups, the termination policy, references to a moved
+ * entry followed; the deletion guard sees that plan before it goes ahead. */
 static int leave(struct job *j, const cJSON *rec, const char *key, const struct ldapw_entry *cur,
                  const struct mapping_result *r, bool *settled)
 {
+	size_t mark = j->plan.n;
 	bool renamed = false;
 	char *old_dn;
-	int rc = -1, p;
+	int rc, p;
 
 	if (!cur) {
 		say(j, "terminated and not in the directory: nothing to do");
 		return 0;
 	}
-	if (j->a->defer_destructive && (p = ask_first(j, rec, key, cur, r)) != 1) {
-		*settled = false;
-		j->deferred = true;
-		return p;
-	}
 	if (!(old_dn = strdup(cur->dn)))
 		return -1;
-	/* from leaving the groups to following the rename, no group changes in between; and
-	 * from now on team deliveries keep the leaver out */
+	/* from leaving the groups to following the rename, no group changes in between */
 	groups_enter(j);
-	if (j->a->st)
-		remember_terminated(j, key, true);
-	if (terminate_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, &renamed) == 0) {
-		if (r->action == MAPPING_DELETE) {
+	rc = terminate_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, &renamed);
+	if (rc == 0 && r->action != MAPPING_DELETE && renamed)
+		rc = rewrite_references(j, old_dn, r->dn);
+	if (rc == 0 && (p = guard_asks(j, rec, key, cur->dn, mark)) != 1) {
+		*settled = false;
+		rc = p;
+	} else if (rc == 0) {
+		if (j->a->st)
+			remember_terminated(j, key, true); /* from now on team deliveries keep the leaver out */
+		if (r->action == MAPPING_DELETE)
 			cache_forget(j, key, cur);
-			rc = 0;
-		} else {
-			if (j->changed)
-				cache_keep(j, key, cur, r);
-			rc = renamed ? rewrite_references(j, old_dn, r->dn) : 0;
-		}
+		else if (j->changed)
+			cache_keep(j, key, cur, r);
 	}
 	groups_leave(j);
 	free(old_dn);
@@ -1773,17 +1901,13 @@ static int leave(struct job *j, const cJSON *rec, const char *key, const struct 
 /* A new entry, in the groups of its teams; deliveries that waited for it go again. */
 static int arrive(struct job *j, const cJSON *rec, const char *key, const struct mapping_result *r)
 {
-	int rc;
-
 	if (add_entry(j, r, CAT_ADD) < 0)
 		return -1;
 	cache_keep(j, key, NULL, r);
 	strmap_put(&j->dn_cache, j->id, r->dn);
 	/* a leaver who never had an entry comes back: no longer kept out of groups */
-	rc = rejoin(j, rec, key, was_terminated(j, key));
-	if (rc == 0)
-		revisit_waiters(j);
-	return rc;
+	j->added = true; /* deliveries waiting for it go again once it is made */
+	return rejoin(j, rec, key, was_terminated(j, key));
 }
 
 /* An entry brought in line; renames followed; a returning employee rejoins their groups. */
@@ -1836,9 +1960,13 @@ static int apply_employee(struct job *j, const cJSON *rec)
 		rc = stay(j, rec, key, cur, &r);
 cleanup:
 	rc = rc > 0 ? 0 : rc;
-	if (rc == 0 && settled && !j->probe && j->a->st && !j->returning)
+	if (execute(j) < 0)
+		rc = -1;
+	if (rc == 0 && j->added)
+		revisit_waiters(j);
+	if (rc == 0 && settled && j->a->st && !j->returning)
 		remember_terminated(j, key, r.state == MAPPING_TERMINATED);
-	if (rc == 0 && key && !j->deferred && !j->probe && !j->a->stale)
+	if (rc == 0 && key && !j->deferred && !j->a->stale)
 		remember_version(j, rec);
 	free(key);
 	mapping_result_free(&r);
@@ -1878,6 +2006,8 @@ static int apply_team(struct job *j, const cJSON *rec, bool del)
 	else
 		rc = update_entry(j, o, cur, &r, CAT_MODIFY, &renamed);
 cleanup:
+	if (execute(j) < 0)
+		rc = -1;
 	free(key);
 	mapping_result_free(&r);
 	ldapw_entries_free(&found);
@@ -1934,6 +2064,8 @@ static int apply_membership(struct job *j, const cJSON *rec, bool remove)
 	}
 	rc = change_membership(j, group, team, emp, remove);
 cleanup:
+	if (execute(j) < 0)
+		rc = -1;
 	free(emp);
 	free(team);
 	free(dn);
@@ -2167,6 +2299,9 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	if (handlers[t->kind].groups)
 		groups_leave(&j);
 cleanup:
+	if (execute(&j) < 0) /* what a handler planned before it failed, as it always was */
+		rc = -1;
+	groups_release(&j);
 	free(j.own_id);
 	strmap_free(&j.dn_cache);
 	strmap_free(&j.touched);
@@ -2337,6 +2472,9 @@ int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *recor
 	j.id = id ? id : "?";
 	j.kind = kind == MAPPING_TEAM ? "team" : "employee";
 	rc = kind == MAPPING_TEAM ? apply_team(&j, record, false) : apply_employee(&j, record);
+	if (execute(&j) < 0)
+		rc = -1;
+	groups_release(&j);
 	strmap_free(&j.dn_cache);
 	strmap_free(&j.touched);
 	free(id);
@@ -2447,7 +2585,7 @@ static int orphan_apply(struct job *j, const struct mapping_object *o, const str
 	}
 	if (op_modify(j, newdn ? newdn : cur->dn, &c, CAT_DISABLE, "disable") < 0)
 		goto cleanup;
-	if (newdn && !j->probe && rewrite_references(j, cur->dn, newdn) < 0)
+	if (newdn && rewrite_references(j, cur->dn, newdn) < 0)
 		goto cleanup;
 	rc = 0;
 cleanup:
@@ -2474,20 +2612,15 @@ int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf 
 		rc = 0;
 		goto cleanup;
 	}
-	if (a->defer_destructive) {
-		j.probe = true;
-		rc = orphan_apply(&j, o, cur, delete);
-		j.probe = false;
-		strmap_clear(&j.touched);
-		if (rc == 0 && j.probed)
-			rc = a->on_destructive(a->destructive_ctx, NULL, key, cur->dn);
-		if (rc != 1)
-			goto cleanup;
-	}
 	rc = orphan_apply(&j, o, cur, delete);
+	if (rc == 0 && (rc = guard_asks(&j, NULL, key, cur->dn, 0)) != 1)
+		goto cleanup; /* set aside (0), or a failure */
+	rc = execute(&j) < 0 || rc < 0 ? -1 : 0;
 	if (rc == 0 && delete)
 		cache_forget(&j, key, cur);
 cleanup:
+	plan_clear(&j);
+	groups_release(&j);
 	strmap_free(&j.dn_cache);
 	strmap_free(&j.touched);
 	ldapw_entries_free(&own);

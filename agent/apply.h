@@ -26,10 +26,16 @@
  * the employee read fresh by id, with job_title and team_ids; an employee the
  * API no longer knows is skipped.
  *
- * Reads always go to the directory; with dry_run nothing is written (neither
- * directory nor store) and the change records go to the ldif buffer, each
- * under a "# employee 42 (update): ..." comment, so that ldapmodify given
- * that LDIF makes the same directory a real apply makes.
+ * Plan, then execute: working a record out (reads of the directory, the
+ * mapping) yields a plan, the ordered steps (add, modify, rename, delete,
+ * and notes) it needs; an executor then carries the plan out, to the
+ * directory (each step said and audited once the server confirmed it;
+ * adds in flight when syncing) or, with dry_run, as LDIF: each change
+ * record under a "# employee 42 (update): ..." comment, so that ldapmodify
+ * given that LDIF makes the same directory a real apply makes.  Dry and real
+ * runs share everything up to the executor; with dry_run nothing is written
+ * (neither directory nor store).  The deletion guard is asked about a plan
+ * that would disable or delete before it is carried out.
  *
  * Memory: the context borrows everything it points to; nothing is retained
  * between calls but the summary counters.

@@ -76,6 +76,26 @@ def person(i, first, last, **kw):
     return e
 
 
+def every_type_steps(temp_members=()):
+    """One delivery of every subscription type, in an order that makes sense."""
+    return [
+        ("employees/employee/create_with_contract", person(1, "Ana", "Pérez")),
+        ("employees/employee/invite", person(2, "Luis", "Gil", manager_id=1)),
+        ("employees/employee/set_regular_access_start_date", person(3, "Eva", "Sanz")),
+        ("employees/employee/update", person(1, "Ana", "Pérez", phone_number="+34 600")),
+        ("teams/team/create", {"id": 5, "name": "Ops", "employee_ids": [1]}),
+        ("teams/membership/create", {"id": 1, "employee_id": 2, "team_id": 5}),
+        ("teams/membership/bulk_upsert", [{"id": 2, "employee_id": 3, "team_id": 5}]),
+        ("teams/membership/update", {"id": 2, "employee_id": 3, "team_id": 5, "lead": True}),
+        ("teams/membership/delete", {"id": 1, "employee_id": 2, "team_id": 5}),
+        ("teams/team/update", {"id": 5, "name": "Operations", "employee_ids": [1, 3]}),
+        ("employees/employee/terminate", person(3, "Eva", "Sanz", terminated_on="2026-11-20")),
+        ("employees/employee/unterminate", person(3, "Eva", "Sanz")),
+        ("teams/team/create", {"id": 6, "name": "Temp", "employee_ids": list(temp_members)}),
+        ("teams/team/delete", {"id": 6}),
+    ]
+
+
 class Base(unittest.TestCase):
     mapping = MAPPING
 
@@ -474,7 +494,8 @@ class TestDryRunEqualsApply(unittest.TestCase):
     """The LDIF a dry run prints, fed to ldapmodify, makes the directory a real apply makes."""
 
     def test_sequence(self):
-        events = [
+        self.run_sequence([
+
             ("employees/employee/create_with_contract", person(1, "Ana", "Pérez", phone_number="+34 1")),
             ("employees/employee/create_with_contract", person(2, "Luis", "Gil", manager_id=1)),
             ("employees/employee/create_with_contract", person(3, "Ana", "Pérez")),
@@ -487,7 +508,17 @@ class TestDryRunEqualsApply(unittest.TestCase):
             ("teams/membership/delete", {"id": 1, "employee_id": 3, "team_id": 5}),
             ("employees/employee/update", person(3, "Ana", "Pérez", legal_entity_id=9)),
             ("teams/team/update", {"id": 5, "name": "Operations", "employee_ids": [2]}),
-        ]
+        ])
+
+    def test_every_subscription_type(self):
+        # the dry run prints, through the LDIF executor, the plan the directory executor carries out:
+        # the same directory after every type the agent handles
+        events = every_type_steps(temp_members=[2])
+        listed = run_agent("apply", "--event", "none", "-").stderr.splitlines()[1:]
+        self.assertEqual(sorted({t for t, _ in events}), sorted(line.strip() for line in listed))
+        self.run_sequence(events)
+
+    def run_sequence(self, events):
         with Slapd() as real, Slapd() as dry, AgentDir() as dr, AgentDir() as dd:
             dr.file("mapping.yaml", MAPPING)
             dd.file("mapping.yaml", MAPPING)

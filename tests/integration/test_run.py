@@ -20,7 +20,7 @@ from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import Slapd, free_port  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_apply import MAPPING, person  # noqa: E402
+from test_apply import MAPPING, every_type_steps, person  # noqa: E402
 
 PEOPLE = "ou=people,dc=example,dc=com"
 GROUPS = "ou=groups,dc=example,dc=com"
@@ -95,22 +95,7 @@ class TestReceiver(Daemon):
                  "teams/membership/bulk_upsert"]
         for t in types:
             fake.add_subscription(t, agent.url("/hooks/" + t), challenge=CHALLENGE)
-        steps = [
-            ("employees/employee/create_with_contract", person(1, "Ana", "Pérez")),
-            ("employees/employee/invite", person(2, "Luis", "Gil", manager_id=1)),
-            ("employees/employee/set_regular_access_start_date", person(3, "Eva", "Sanz")),
-            ("employees/employee/update", person(1, "Ana", "Pérez", phone_number="+34 600")),
-            ("teams/team/create", {"id": 5, "name": "Ops", "employee_ids": [1]}),
-            ("teams/membership/create", {"id": 1, "employee_id": 2, "team_id": 5}),
-            ("teams/membership/bulk_upsert", [{"id": 2, "employee_id": 3, "team_id": 5}]),
-            ("teams/membership/update", {"id": 2, "employee_id": 3, "team_id": 5, "lead": True}),
-            ("teams/membership/delete", {"id": 1, "employee_id": 2, "team_id": 5}),
-            ("teams/team/update", {"id": 5, "name": "Operations", "employee_ids": [1, 3]}),
-            ("employees/employee/terminate", person(3, "Eva", "Sanz", terminated_on="2026-11-20")),
-            ("employees/employee/unterminate", person(3, "Eva", "Sanz")),
-            ("teams/team/create", {"id": 6, "name": "Temp", "employee_ids": []}),
-            ("teams/team/delete", {"id": 6}),
-        ]
+        steps = every_type_steps()
         for t, rec in steps:
             fake.deliver(t, rec)
         self.assertTrue(fake.wait_deliveries(30))
