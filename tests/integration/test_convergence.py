@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import taprunner  # noqa: E402
 from agenttest import AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
+from servercase import ServersCase  # noqa: E402
 from slapd import Slapd  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -404,19 +405,14 @@ def shrink(seed, ops, budget=SHRINK_SECONDS):
     return ops
 
 
-class Findings(unittest.TestCase):
+class Findings(ServersCase):
     """The three ways the two roads once parted, each on its own."""
 
     enrich = False
+    mapping = MAPPING
 
     def setUp(self):
-        self.ldap = Slapd().start()
-        self.addCleanup(self.ldap.stop)
-        self.fake = FakeFactorial(fixtures=None).start()
-        self.addCleanup(self.fake.stop)
-        self.d = AgentDir()
-        self.addCleanup(self.d.close)
-        self.d.file("mapping.yaml", MAPPING)
+        super().setUp()
         self.cfg = self.d.daemon(ldap_uri=self.ldap.uri, base_url=self.fake.base_url, enrich=self.enrich,
                                  extra="queue: { retry_delay: 1s }\nsync: { interval: 0 }\n")
         self.env = {"FACTORIAL_LDAP_AGENT_NOW": NOW}

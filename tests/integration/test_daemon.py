@@ -12,14 +12,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-import unittest
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
-from agenttest import AGENT, AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
-from fakefactorial import FakeFactorial  # noqa: E402
-from slapd import Slapd, free_port  # noqa: E402
+from agenttest import AGENT, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
+from servercase import ServersCase  # noqa: E402
+from slapd import free_port  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_apply import MAPPING, person  # noqa: E402
@@ -44,20 +43,10 @@ def tree(path):
     return out
 
 
-class Case(unittest.TestCase):
+class Case(ServersCase):
     """A slapd, a fake Factorial and an agent folder; configurations made per test."""
 
-    def setUp(self):
-        self.ldap = Slapd(**self.slapd_options()).start()
-        self.addCleanup(self.ldap.stop)
-        self.fake = FakeFactorial(fixtures=None).start()
-        self.addCleanup(self.fake.stop)
-        self.d = AgentDir()
-        self.addCleanup(self.d.close)
-        self.d.file("mapping.yaml", MAPPING)
-
-    def slapd_options(self):
-        return {}
+    mapping = MAPPING
 
     def config(self, name="agent.yaml", port=None, public="https://agent.example.com/hooks", extra="",
                webhooks_extra="", state="state"):

@@ -15,27 +15,10 @@
 #include "common/strmap.h"
 #include "testutil.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = tu_mkdtemp();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmtree(dir);
-	free(dir);
-	return 0;
-}
-
 /* Loads text as m.yaml; returns the mistakes (one a line) and the mapping. */
 static char *load(const char *text, struct mapping **out)
 {
-	char *path = tu_write(dir, "m.yaml", 0644, text);
+	char *path = tu_write(tu_dir, "m.yaml", 0644, text);
 	struct mapping *m = NULL;
 	struct diag d;
 	struct sbuf all;
@@ -543,5 +526,5 @@ int main(void)
 		cmocka_unit_test(test_invalid_utf8_bytes),
 		cmocka_unit_test(test_dn_escaping_round_trips),
 	};
-	return cmocka_run_group_tests_name("mapping", tests, setup, teardown);
+	return cmocka_run_group_tests_name("mapping", tests, tu_dir_setup, tu_dir_teardown);
 }

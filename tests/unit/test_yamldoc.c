@@ -12,23 +12,6 @@
 #include "common/yamldoc.h"
 #include "testutil.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = tu_mkdtemp();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmtree(dir);
-	free(dir);
-	return 0;
-}
-
 /* The first mistake diag holds, formatted, with the folder left out. */
 static void first_mistake(struct diag *d, char *buf, size_t len)
 {
@@ -41,7 +24,7 @@ static void first_mistake(struct diag *d, char *buf, size_t len)
 
 static void test_nodes_and_places(void **state)
 {
-	char *p = tu_write(dir, "y.yaml", 0644, "a: 1\nb:\n  - x\n  - \"y\"\nc: ~\nd:\n");
+	char *p = tu_write(tu_dir, "y.yaml", 0644, "a: 1\nb:\n  - x\n  - \"y\"\nc: ~\nd:\n");
 	yaml_node_t *root, *v;
 	struct ydoc y = { 0 };
 	struct diag d;
@@ -69,7 +52,7 @@ static void test_nodes_and_places(void **state)
 
 static void test_mistakes_by_place(void **state)
 {
-	char *p = tu_write(dir, "y.yaml", 0644, "a: 1\nb: [1, 2\n");
+	char *p = tu_write(tu_dir, "y.yaml", 0644, "a: 1\nb: [1, 2\n");
 	struct ydoc y = { 0 };
 	struct diag d;
 	char got[512];
@@ -83,7 +66,7 @@ static void test_mistakes_by_place(void **state)
 	diag_free(&d);
 	free(p);
 
-	p = tu_write(dir, "y.yaml", 0644, "\n# nothing\n");
+	p = tu_write(tu_dir, "y.yaml", 0644, "\n# nothing\n");
 	diag_init(&d);
 	assert_int_equal(ydoc_load_file(&y, p, &d), -1);
 	first_mistake(&d, got, sizeof(got));
@@ -92,7 +75,7 @@ static void test_mistakes_by_place(void **state)
 	diag_free(&d);
 	free(p);
 
-	p = tu_write(dir, "y.yaml", 0644, "a: 1\nb: 2\na: 3\n");
+	p = tu_write(tu_dir, "y.yaml", 0644, "a: 1\nb: 2\na: 3\n");
 	diag_init(&d);
 	assert_int_equal(ydoc_load_file(&y, p, &d), 0);
 	assert_int_equal(ydoc_check_duplicates(&y, &d, ydoc_root(&y), ""), 1);
@@ -111,5 +94,5 @@ int main(void)
 		cmocka_unit_test(test_nodes_and_places),
 		cmocka_unit_test(test_mistakes_by_place),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tu_dir_setup, tu_dir_teardown);
 }

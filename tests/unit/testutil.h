@@ -48,4 +48,27 @@ static inline void tu_rmtree(const char *dir)
 		fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/*
+ * A group's temporary folder: pass tu_dir_setup and tu_dir_teardown to
+ * cmocka_run_group_tests; the tests write into tu_dir, which the teardown
+ * removes with everything in it.
+ */
+static char *tu_dir;
+
+static inline int tu_dir_setup(void **state)
+{
+	(void)state;
+	tu_dir = tu_mkdtemp();
+	return tu_dir ? 0 : -1;
+}
+
+static inline int tu_dir_teardown(void **state)
+{
+	(void)state;
+	tu_rmtree(tu_dir);
+	free(tu_dir);
+	tu_dir = NULL;
+	return 0;
+}
+
 #endif

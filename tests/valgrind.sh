@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The integration suites with every agent process run under valgrind
+# (memcheck, definite and indirect leaks counted as errors).  Builds a plain
+# build (no sanitizers, which valgrind cannot run beside) under
+# _build/valgrind, runs the named suites (all of them by default; the
+# convergence suite one short day), and ends with the number of agent
+# processes whose valgrind log holds an error.  Exits 1 if any does.
+#
+#   bash tests/valgrind.sh                    every integration suite
+#   bash tests/valgrind.sh test_run test_sync  just these
+#
+# The suites' own verdicts are printed too, but under valgrind the agent is
+# tens of times slower, so a test that times its answer may fail there: the
+# verdict of this script is valgrind's.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+build="$top/_build/valgrind"
+command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)" >&2; exit 2; }
+
+mkdir -p "$build"
+cd "$build" || exit 2
+if [ ! -f Makefile ]; then
+	[ -x "$top/configure" ] || (cd "$top" && ./autogen.sh) >/dev/null || exit 2
+	"$top/configure" >configure.out 2>&1 || { tail -20 configure.out >&2; exit 2; }
+fi
+make -j"$(nproc)" factorial-ldap-agent tests/tools/api_list >make.out 2>&1 || { tail -20 make.out >&2; exit 2; }
+
+logs=$(mktemp -d /tmp/fla-valgrind-XXXXXX)
+cat >"$logs/factorial-ldap-agent" <<WRAP
+#!/bin/sh
+exec valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	--show-leak-kinds=definite,indirect --log-file=$logs/vg.%p.log \
+	$build/factorial-ldap-agent "\$@"
+WRAP
+chmod +x "$logs/factorial-ldap-agent"
+
+suites=("$@")
+if [ ${#suites[@]} -eq 0 ]; then
+	for f in "$top"/tests/integration/test_*.py; do suites+=("$(basename "$f" .py)"); done
+fi
+export AGENT="$logs/factorial-ldap-agent" TOP_SRCDIR="$top" API_LIST="$build/tests/tools/api_list"
+export FLA_CONVERGENCE_DAYS="${FLA_CONVERGENCE_DAYS:-1}" FLA_CONVERGENCE_DELIVERIES="${FLA_CONVERGENCE_DELIVERIES:-150}"
+export FLA_CONVERGENCE_SHRINK=0
+for s in "${suites[@]}"; do
+	out=$(cd "$top/tests/integration" && python3 "$s.py" 2>&1)
+	echo "$s: $(grep -c '^ok' <<<"$out") passed, $(grep -c '^not ok' <<<"$out") failed"
+	grep '^not ok' <<<"$out" | sed 's/^/  /'
+done
+
+bad=0
+for f in "$logs"/vg.*.log; do
+	[ -s "$f" ] || continue
+	bad=$((bad + 1))
+	echo "== $f"; head -40 "$f"
+done
+runs=$(find "$logs" -name 'vg.*.log' | wc -l)
+echo "$runs agent processes under valgrind, $bad with errors (logs in $logs)"
+[ "$bad" -eq 0 ]
