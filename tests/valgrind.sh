@@ -25,14 +25,16 @@ if [ ! -f Makefile ]; then
 fi
 make -j"$(nproc)" factorial-ldap-agent tests/tools/api_list >make.out 2>&1 || { tail -20 make.out >&2; exit 2; }
 
+# the folder open to all: some tests run the agent as nobody
 logs=$(mktemp -d /tmp/fla-valgrind-XXXXXX)
+chmod 1777 "$logs"
 cat >"$logs/factorial-ldap-agent" <<WRAP
 #!/bin/sh
 exec valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	--show-leak-kinds=definite,indirect --log-file=$logs/vg.%p.log \
 	$build/factorial-ldap-agent "\$@"
 WRAP
-chmod +x "$logs/factorial-ldap-agent"
+chmod 755 "$logs/factorial-ldap-agent"
 
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then

@@ -48,6 +48,15 @@ class TestGolden(unittest.TestCase):
         self.assertIn("# team 1: member: employee 1 could not be resolved; left out\n", r.stdout)
         self.assertIn("member: cn=nobody\n", r.stdout)
 
+    def test_latin_names_render_as_they_always_have(self):
+        # a changed uid is a rename in the directory: every filter that touches characters, over
+        # real Latin-script names and every letter of the Latin blocks, renders as the golden file
+        # recorded from the first release says
+        names = os.path.join(TOP_SRCDIR, "tests", "fixtures", "names")
+        r = render("-m", os.path.join(names, "filters.yaml"), os.path.join(names, "latin.json"))
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(r.stdout, read(os.path.join(GOLDEN, "names-latin.ldif")))
+
     def test_example_payloads_match_their_ldif(self):
         r = run_agent("check", "-m", EXAMPLE_MAPPING, "--fixtures", os.path.join(TOP_SRCDIR, "examples", "payloads"))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
