@@ -5,6 +5,7 @@
 #include "common/clock.h"
 
 #include "dn.h"
+#include "common/translit.h"
 #include "common/utf8.h"
 
 #include <ctype.h>
@@ -27,7 +28,7 @@ typedef int (*value_fn)(struct tmpl_env *env, const char *in, size_t len, struct
 /* What a filter does to the whole list of values (in place). */
 typedef int (*list_fn)(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
 /* A check of a filter's arguments when the template is parsed. */
-typedef int (*check_fn)(struct parser *p, const struct tmpl_filter *f, size_t off);
+typedef int (*check_fn)(struct parser *p, struct tmpl_filter *f, size_t off);
 
 #define VALUE_FILTER(name) static int name(struct tmpl_env *, const char *, size_t, struct sbuf *, const char *, const char *)
 VALUE_FILTER(f_lower);
@@ -46,9 +47,11 @@ VALUE_FILTER(f_rdn);
 static int f_default(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
 static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
 static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
-static int check_count(struct parser *p, const struct tmpl_filter *f, size_t off);
-static int check_integer(struct parser *p, const struct tmpl_filter *f, size_t off);
-static int check_nonempty(struct parser *p, const struct tmpl_filter *f, size_t off);
+static int f_translit(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
+static int check_count(struct parser *p, struct tmpl_filter *f, size_t off);
+static int check_integer(struct parser *p, struct tmpl_filter *f, size_t off);
+static int check_nonempty(struct parser *p, struct tmpl_filter *f, size_t off);
+static int check_transform(struct parser *p, struct tmpl_filter *f, size_t off);
 
 /* Every filter: one row each, in the order of enum tmpl_filter_id.  A new
  * filter is a row here, its id in tmpl.h, and its function below. */
@@ -75,6 +78,7 @@ static const struct filter_def {
 	[TF_BEFORE] = { "before", 1, check_nonempty, f_before, NULL },
 	[TF_AFTER] = { "after", 1, check_nonempty, f_after, NULL },
 	[TF_RDN] = { "rdn", 0, NULL, f_rdn, NULL },
+	[TF_TRANSLIT] = { "translit", 1, check_transform, NULL, f_translit },
 };
 
 #define NFILTERS (sizeof(filters) / sizeof(filters[0]))
@@ -210,7 +214,7 @@ static bool is_integer_text(const char *s)
 	return true;
 }
 
-static int check_count(struct parser *p, const struct tmpl_filter *f, size_t off)
+static int check_count(struct parser *p, struct tmpl_filter *f, size_t off)
 {
 	const struct tmpl_arg *a = &f->args[0];
 
@@ -219,7 +223,7 @@ static int check_count(struct parser *p, const struct tmpl_filter *f, size_t off
 	return 0;
 }
 
-static int check_integer(struct parser *p, const struct tmpl_filter *f, size_t off)
+static int check_integer(struct parser *p, struct tmpl_filter *f, size_t off)
 {
 	const struct tmpl_arg *a = &f->args[0];
 
@@ -228,13 +232,26 @@ static int check_integer(struct parser *p, const struct tmpl_filter *f, size_t o
 	return 0;
 }
 
-static int check_nonempty(struct parser *p, const struct tmpl_filter *f, size_t off)
+static int check_nonempty(struct parser *p, struct tmpl_filter *f, size_t off)
 {
 	const struct tmpl_arg *a = &f->args[0];
 
 	if (a->kind == TA_STRING && !a->text[0])
 		return fail(p, off, "%s: the %s must not be empty", filters[f->id].name,
 		            f->id == TF_REPLACE ? "text to replace" : "separator");
+	return 0;
+}
+
+/* translit's argument names an ICU transform, compiled here once. */
+static int check_transform(struct parser *p, struct tmpl_filter *f, size_t off)
+{
+	const struct tmpl_arg *a = &f->args[0];
+	char err[256];
+
+	if (a->kind != TA_STRING || !a->text[0])
+		return fail(p, off, "translit: the argument must be the quoted id of an ICU transform, such as 'Russian-Latin/BGN'");
+	if (translit_open(&f->transform, a->text, err, sizeof(err)) < 0)
+		return fail(p, off, "translit: %s", err);
 	return 0;
 }
 
@@ -304,6 +321,7 @@ static void part_free(struct tmpl_part *part)
 			free(part->filters[i].args[k].text);
 			path_free(&part->filters[i].args[k].path);
 		}
+		translit_free(part->filters[i].transform);
 	}
 	free(part->filters);
 }
@@ -585,14 +603,15 @@ static int parse_integer(const char *s, long long *out)
 	return 0;
 }
 
-static void slugify(struct sbuf *out, const char *s, size_t len)
+static int slugify(struct sbuf *out, const char *s, size_t len)
 {
 	struct sbuf a;
 	bool dash = false;
+	int rc;
 
 	sbuf_init(&a);
-	utf8_ascii(&a, s, len);
-	for (size_t i = 0; i < a.len; i++) {
+	rc = translit_ascii(&a, s, len);
+	for (size_t i = 0; rc == 0 && i < a.len; i++) {
 		char c = (char)tolower((unsigned char)a.s[i]);
 		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
 			if (dash && out->len)
@@ -604,6 +623,7 @@ static void slugify(struct sbuf *out, const char *s, size_t len)
 		}
 	}
 	sbuf_free(&a);
+	return rc;
 }
 
 static void trim(struct sbuf *out, const char *s, size_t len)
@@ -659,17 +679,21 @@ static int f_trim(struct tmpl_env *env, const char *in, size_t len, struct sbuf 
 static int f_ascii(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
                    const char *arg1)
 {
-	(void)env, (void)arg0, (void)arg1;
-	utf8_ascii(out, in, len);
-	return 0;
+	(void)arg0, (void)arg1;
+	if (translit_ascii(out, in, len) == 0)
+		return 0;
+	sbuf_adds(env->err, "ascii: the transliteration failed (ICU)");
+	return -1;
 }
 
 static int f_slug(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
                   const char *arg1)
 {
-	(void)env, (void)arg0, (void)arg1;
-	slugify(out, in, len);
-	return 0;
+	(void)arg0, (void)arg1;
+	if (slugify(out, in, len) == 0)
+		return 0;
+	sbuf_adds(env->err, "slug: the transliteration failed (ICU)");
+	return -1;
 }
 
 static int f_alnum(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
@@ -832,6 +856,30 @@ static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlis
 	rc = 0;
 cleanup:
 	free(sep);
+	sbuf_free(&b);
+	return rc;
+}
+
+/* Each value through the transform compiled from the argument. */
+static int f_translit(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
+{
+	struct sbuf b;
+	int rc = -1;
+
+	sbuf_init(&b);
+	for (size_t i = 0; i < vals->n; i++) {
+		sbuf_reset(&b);
+		if (translit_apply(f->transform, &b, vals->v[i], strlen(vals->v[i])) < 0) {
+			sbuf_addf(env->err, "translit: the transform '%s' failed (ICU)", f->args[0].text);
+			goto cleanup;
+		}
+		free(vals->v[i]);
+		vals->v[i] = sbuf_detach(&b);
+		if (!vals->v[i])
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
 	sbuf_free(&b);
 	return rc;
 }

@@ -50,6 +50,7 @@ enum tmpl_filter_id {
 	TF_BEFORE,
 	TF_AFTER,
 	TF_RDN,
+	TF_TRANSLIT,
 };
 
 struct tmpl_path {
@@ -69,10 +70,13 @@ struct tmpl_arg {
 	struct tmpl_path path;
 };
 
+struct translit;
+
 struct tmpl_filter {
 	enum tmpl_filter_id id;
 	struct tmpl_arg args[2];
 	size_t nargs;
+	struct translit *transform; /* translit('ID'): compiled when parsed; owned */
 };
 
 enum tmpl_part_kind {

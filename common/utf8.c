@@ -2,17 +2,9 @@
 
 #include "common/utf8.h"
 
-#include <locale.h>
-#include <pthread.h>
 #include <stdlib.h>
-#include <wctype.h>
 
-struct translit_row {
-	uint32_t cp;
-	const char *ascii;
-};
-
-#include "common/translit_table.h"
+#include <unicode/uchar.h>
 
 int utf8_decode(const char *s, size_t len, size_t *i, uint32_t *cp)
 {
@@ -124,20 +116,11 @@ size_t utf8_length(const char *s, size_t len)
 	return n;
 }
 
-static locale_t utf8_locale;
-static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
-
-static void utf8_locale_init(void)
-{
-	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-}
-
 static void map_case(struct sbuf *out, const char *s, size_t len, bool upper)
 {
 	size_t i = 0;
 	uint32_t cp;
 
-	pthread_once(&utf8_once, utf8_locale_init);
 	while (i < len) {
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x80) {
@@ -150,9 +133,7 @@ static void map_case(struct sbuf *out, const char *s, size_t len, bool upper)
 			i++; /* invalid input was rejected earlier; skip defensively */
 			continue;
 		}
-		if (utf8_locale)
-			cp = (uint32_t)(upper ? towupper_l((wint_t)cp, utf8_locale) : towlower_l((wint_t)cp, utf8_locale));
-		utf8_encode(out, cp);
+		utf8_encode(out, (uint32_t)(upper ? u_toupper((UChar32)cp) : u_tolower((UChar32)cp)));
 	}
 }
 
@@ -164,44 +145,4 @@ void utf8_lower(struct sbuf *out, const char *s, size_t len)
 void utf8_upper(struct sbuf *out, const char *s, size_t len)
 {
 	map_case(out, s, len, true);
-}
-
-static const char *translit_lookup(uint32_t cp)
-{
-	size_t lo = 0, hi = sizeof(translit_rows) / sizeof(translit_rows[0]);
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (translit_rows[mid].cp == cp)
-			return translit_rows[mid].ascii;
-		if (translit_rows[mid].cp < cp)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-void utf8_ascii(struct sbuf *out, const char *s, size_t len)
-{
-	size_t i = 0;
-	uint32_t cp;
-
-	while (i < len) {
-		unsigned char c = (unsigned char)s[i];
-		const char *t;
-		if (c < 0x80) {
-			sbuf_addc(out, (char)c);
-			i++;
-			continue;
-		}
-		if (utf8_decode(s, len, &i, &cp) < 0) {
-			i++;
-			continue;
-		}
-		t = translit_lookup(cp);
-		if (t)
-			sbuf_adds(out, t);
-		/* combining marks and everything else without an ASCII form: dropped */
-	}
 }

@@ -2,11 +2,10 @@
  * utf8: the text operations the mapping filters need, UTF-8 aware.
  *
  * Decoding is strict (no overlong forms, no surrogates, nothing above
- * U+10FFFF).  Case mapping uses the C library's Unicode tables through the
- * C.UTF-8 locale (towlower_l/towupper_l), whatever the process locale is.
- * Transliteration to ASCII covers Latin-1 Supplement, Latin Extended-A and
- * -B, Latin Extended Additional and common punctuation (translit_table.h);
- * what has no ASCII form is dropped.
+ * U+10FFFF).  Case mapping is Unicode's simple case mapping, one character
+ * for one, through ICU (u_tolower/u_toupper), whatever the process locale:
+ * ß stays ß in upper case, İ lowers to i, Σ lowers to σ.  Transliteration
+ * lives in translit.h.
  *
  * Memory: functions append to a caller's sbuf; nothing is retained.
  */
@@ -29,6 +28,5 @@ size_t utf8_length(const char *s, size_t len);
 
 void utf8_lower(struct sbuf *out, const char *s, size_t len);
 void utf8_upper(struct sbuf *out, const char *s, size_t len);
-void utf8_ascii(struct sbuf *out, const char *s, size_t len);
 
 #endif

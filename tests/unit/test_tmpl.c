@@ -22,7 +22,8 @@ static const char *RECORD =
 	" \"email\": \"Ana.Garcia@Example.com\", \"num\": \"42\", \"half\": \"4.5\", \"neg\": \"-7\","
 	" \"day\": \"2026-01-31\", \"ts_plus\": \"2026-01-31T23:30:00+02:00\", \"ts_minus\": \"2026-01-31T23:30:00-02:00\","
 	" \"ts_z\": \"2026-01-31T23:30:15.123Z\", \"ts_local\": \"2026-01-31T08:05:00\", \"bad_day\": \"2026-02-30\","
-	" \"words\": \"Se\\u00e1n O'Brien\", \"sep\": \";\", \"obj\": {\"a\": 1}}";
+	" \"words\": \"Se\\u00e1n O'Brien\", \"sep\": \";\", \"obj\": {\"a\": 1},"
+	" \"ru\": \"\\u0414\\u043c\\u0438\\u0442\\u0440\\u0438\\u0439 \\u0401\\u043b\\u043a\\u0438\\u043d\"}";
 
 static int lookup(void *ctx, const char *id, char **dn, struct sbuf *err)
 {
@@ -148,8 +149,8 @@ static void test_ascii_table(void **state)
 		{ "\u0152uvre \u0153", "OEuvre oe" },
 		{ "\u00de\u00f3r", "THor" },
 		{ "e\u0301", "e" },
-		{ "\u738b\u5c0f\u660e", "" },
-		{ "\u0414\u043c\u0438\u0442\u0440\u0438\u0439", "" },
+		{ "\u738b\u5c0f\u660e", "wang xiao ming" },
+		{ "\u0414\u043c\u0438\u0442\u0440\u0438\u0439", "Dmitrij" },
 		{ "\u2018quoted\u2019 \u2013 dash", "'quoted' - dash" },
 		{ "Nguy\u1ec5n", "Nguyen" },
 	};
@@ -315,6 +316,24 @@ static void test_parse_errors(void **state)
 	check_parse("{x|join(,)}", 8, "expected a filter argument: a quoted string, a number or a field name");
 }
 
+static void test_translit(void **state)
+{
+	(void)state;
+	check("{ru|translit('Russian-Latin/BGN')}", "Dmitriy Yëlkin");
+	check("{ru|translit('Russian-Latin/BGN; Latin-ASCII')|slug}", "dmitriy-yelkin");
+	check("{ru|translit('Any-Latin')}", "Dmitrij Ëlkin");
+	check("{ru|ascii}", "Dmitrij Elkin");
+	check("{tags|translit('Latin-ASCII')}", "x |  | y");
+	check("{words|translit('Latin-ASCII')}", "Sean O'Brien");
+	check_parse("{x|translit('No-Such-Transform')}", 3,
+	            "translit: ICU has no transform \"No-Such-Transform\" (an id such as 'Russian-Latin/BGN' or "
+	            "'Any-Latin; Latin-ASCII')");
+	check_parse("{x|translit(first_name)}", 3,
+	            "translit: the argument must be the quoted id of an ICU transform, such as 'Russian-Latin/BGN'");
+	check_parse("{x|translit('')}", 3,
+	            "translit: the argument must be the quoted id of an ICU transform, such as 'Russian-Latin/BGN'");
+}
+
 static void test_brace_inside_string_argument(void **state)
 {
 	(void)state;
@@ -336,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_employee_dn),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_brace_inside_string_argument),
+		cmocka_unit_test(test_translit),
 	};
 	return cmocka_run_group_tests_name("tmpl", tests, NULL, NULL);
 }
