@@ -4,9 +4,12 @@ Runs, alternating in one session so that machine noise hits both alike:
   posix    render -m mappings/openldap-posix.yaml employees.json
   minimal  render with a mapping of only the key and the RDN (the floor:
            reading and parsing the JSON, writing LDIF)
-and reports the median wall time of each, their ratio, and peak RSS.
+and reports the median wall time of each, their ratio, and peak RSS.  With
+BASELINE (another build of the agent, say the previous release), its posix
+render joins the alternation as "baseline" and the ratio posix / baseline is
+reported: a change's cost, measured side by side.
 
-Usage: python3 bench/render_bench.py AGENT [N]   (N employees, default 10000)
+Usage: python3 bench/render_bench.py AGENT [N] [BASELINE]   (N employees, default 10000)
 """
 
 import json
@@ -48,6 +51,7 @@ def run(cmd):
 def main():
     agent = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
+    baseline = sys.argv[3] if len(sys.argv) > 3 else None
     rounds = 7
     d = tempfile.mkdtemp(prefix="fla-bench-")
     emps = generated_employees(n)
@@ -66,6 +70,8 @@ def main():
         f.write(MINIMAL)
     posix = os.path.join(TOP, "mappings", "openldap-posix.yaml")
     cmds = {"posix": [agent, "render", "-m", posix, data], "minimal": [agent, "render", "-m", minimal, data]}
+    if baseline:
+        cmds["baseline"] = [baseline, "render", "-m", posix, data]
     times = {k: [] for k in cmds}
     for _ in range(rounds):
         for k, c in cmds.items():
@@ -76,6 +82,8 @@ def main():
     for k in cmds:
         print(f"  {k:8s} median {med[k]*1000:7.1f} ms   (min {min(times[k])*1000:.1f}, max {max(times[k])*1000:.1f})")
     print(f"  ratio posix / minimal: {med['posix'] / med['minimal']:.2f}")
+    if baseline:
+        print(f"  ratio posix / baseline: {med['posix'] / med['baseline']:.3f}")
     print(f"  peak RSS of the renders: {rss_kb / 1024:.1f} MiB")
     print(f"  posix per employee: {med['posix'] / n * 1e6:.1f} us")
     for f in os.listdir(d):

@@ -262,32 +262,44 @@ static void any_ascii_close(void)
 static atomic_uchar cache_state[CACHE_END];
 static char cache_answer[CACHE_END][ANSWER_MAX];
 
-static int cached(UChar32 cp, const char **answer)
+/* Asks ICU about cp and keeps the answer; called with any_ascii's lock held. */
+static int learn(UChar32 cp)
 {
-	unsigned char state = atomic_load_explicit(&cache_state[cp], memory_order_acquire);
 	struct u16 one = { 0 };
-	struct sbuf a = { 0 };
+	struct sbuf a;
 	int rc = -1;
 
-	if (state == 0) {
-		if (u16_reserve(&one, 2) < 0)
-			goto cleanup;
-		one.s[0] = (UChar)cp;
-		one.len = 1;
-		rc = locked_transliterate(any_ascii, &one);
-		if (rc < 0 || u16_to_sbuf(&a, &one, true) < 0)
-			goto cleanup;
-		rc = -1;
-		if (a.len < ANSWER_MAX)
-			memcpy(cache_answer[cp], a.s ? a.s : "", a.len + 1);
-		state = a.len < ANSWER_MAX ? 1 : 2;
-		atomic_store_explicit(&cache_state[cp], state, memory_order_release);
-	}
-	*answer = state == 1 ? cache_answer[cp] : NULL;
+	sbuf_init(&a);
+	if (u16_reserve(&one, 2) < 0)
+		goto cleanup;
+	one.s[0] = (UChar)cp;
+	one.len = 1;
+	if (u16_transliterate(any_ascii->u, &one) < 0 || u16_to_sbuf(&a, &one, true) < 0)
+		goto cleanup;
+	if (a.len < ANSWER_MAX)
+		memcpy(cache_answer[cp], sbuf_str(&a), a.len + 1);
+	atomic_store_explicit(&cache_state[cp], a.len < ANSWER_MAX ? 1 : 2, memory_order_release);
 	rc = 0;
 cleanup:
 	u16_free(&one);
 	sbuf_free(&a);
+	return rc;
+}
+
+/* ICU's ASCII for cp from the cache (NULL: too long to keep); -1 if ICU fails. */
+static int cached(UChar32 cp, const char **answer)
+{
+	unsigned char state = atomic_load_explicit(&cache_state[cp], memory_order_acquire);
+	int rc = 0;
+
+	if (state == 0) {
+		pthread_mutex_lock(&any_ascii->lock);
+		if (atomic_load_explicit(&cache_state[cp], memory_order_acquire) == 0)
+			rc = learn(cp);
+		pthread_mutex_unlock(&any_ascii->lock);
+		state = atomic_load_explicit(&cache_state[cp], memory_order_acquire);
+	}
+	*answer = state == 1 ? cache_answer[cp] : NULL;
 	return rc;
 }
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <string.h>
 
 #include "common/translit.h"
@@ -68,12 +69,46 @@ static void test_named_transforms(void **state)
 	sbuf_free(&b);
 }
 
+/* Workers transliterate at once: each thread checks its own answers. */
+static void *transliterate_many(void *arg)
+{
+	static const char *const in[] = { "Żółć Ærø", "Иван", "ĸ ǅ ẞ", "王小明", "Nguyễn" };
+	static const char *const want[] = { "Zolc AEro", "Ivan", "k Dz SS", "wang xiao ming", "Nguyen" };
+	long bad = 0;
+
+	(void)arg;
+	for (int round = 0; round < 200; round++) {
+		size_t k = (size_t)round % 5;
+		struct sbuf b;
+		sbuf_init(&b);
+		if (translit_ascii(&b, in[k], strlen(in[k])) < 0 || strcmp(sbuf_str(&b), want[k]) != 0)
+			bad++;
+		sbuf_free(&b);
+	}
+	return (void *)bad;
+}
+
+static void test_threads(void **state)
+{
+	pthread_t th[4];
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, transliterate_many, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		void *bad;
+		assert_int_equal(pthread_join(th[i], &bad), 0);
+		assert_null(bad);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_script_becomes_ascii),
 		cmocka_unit_test(test_latin_as_before),
 		cmocka_unit_test(test_named_transforms),
+		cmocka_unit_test(test_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
