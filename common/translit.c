@@ -16,6 +16,7 @@
 #include <unicode/utrans.h>
 
 #include "common/translit.h"
+#include "common/utf8.h"
 
 struct translit {
 	UTransliterator *u;
@@ -321,22 +322,56 @@ static bool latin_text(const struct u16 *t)
 	return true;
 }
 
+/* Appends the cached answer for cp: 0, -1 if ICU fails, -2 if not cached. */
+static int append_cached(struct sbuf *out, UChar32 cp)
+{
+	const char *answer = NULL;
+
+	if (cp < 0x80) {
+		sbuf_addc(out, (char)cp);
+		return 0;
+	}
+	if (cached(cp, &answer) < 0)
+		return -1;
+	if (!answer) /* too long to keep: the whole text goes to ICU */
+		return -2;
+	sbuf_adds(out, answer);
+	return 0;
+}
+
 /* Latin text one character at a time, from the cache. */
 static int latin_to_ascii(struct sbuf *out, const struct u16 *t)
 {
-	for (int32_t i = 0; i < t->len; i++) {
-		const char *answer = NULL;
-		if (t->s[i] < 0x80) {
-			sbuf_addc(out, (char)t->s[i]);
-			continue;
-		}
-		if (cached(t->s[i], &answer) < 0)
-			return -1;
-		if (!answer) /* too long to keep: ask ICU each time */
+	int rc = 0;
+
+	for (int32_t i = 0; rc == 0 && i < t->len; i++)
+		rc = append_cached(out, t->s[i]);
+	return rc;
+}
+
+/*
+ * Precomposed Latin letters, IPA, spacing modifiers, Latin Extended
+ * Additional and general punctuation but for U+2000/U+2001 (NFC changes
+ * those): text of these alone is already NFC and needs no script check.
+ */
+static bool composed_latin(uint32_t cp)
+{
+	return cp < 0x300 || (cp >= 0x1E00 && cp < 0x1F00) || (cp >= 0x2002 && cp < CACHE_END);
+}
+
+/* The common case, straight from UTF-8: -2 when the text is not of that kind. */
+static int composed_latin_to_ascii(struct sbuf *out, const char *s, size_t len)
+{
+	size_t i = 0;
+	uint32_t cp;
+	int rc = 0;
+
+	while (rc == 0 && i < len) {
+		if (utf8_decode(s, len, &i, &cp) < 0 || !composed_latin(cp))
 			return -2;
-		sbuf_adds(out, answer);
+		rc = append_cached(out, (UChar32)cp);
 	}
-	return 0;
+	return rc;
 }
 
 int translit_ascii(struct sbuf *out, const char *s, size_t len)
@@ -353,7 +388,14 @@ int translit_ascii(struct sbuf *out, const char *s, size_t len)
 		return 0;
 	}
 	pthread_once(&any_ascii_once, any_ascii_open);
-	if (!any_ascii || u16_from_utf8_nfc(&text, s, len) < 0)
+	if (!any_ascii)
+		goto cleanup;
+	rc = composed_latin_to_ascii(out, s, len);
+	if (rc != -2)
+		goto cleanup;
+	sbuf_truncate(out, mark);
+	rc = -1;
+	if (u16_from_utf8_nfc(&text, s, len) < 0)
 		goto cleanup;
 	if (latin_text(&text)) {
 		rc = latin_to_ascii(out, &text);
