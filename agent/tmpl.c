@@ -709,15 +709,26 @@ static int f_alnum(struct tmpl_env *env, const char *in, size_t len, struct sbuf
 static int f_truncate(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
                       const char *arg1)
 {
+	struct sbuf nfc;
 	long long n;
+	int rc = -1;
 
 	(void)arg1;
+	sbuf_init(&nfc);
 	if (parse_integer(arg0, &n) < 0 || n < 0) {
 		sbuf_addf(env->err, "truncate: \"%s\" is not a whole number", arg0);
-		return -1;
+		goto cleanup;
 	}
-	sbuf_add(out, in, utf8_prefix_bytes(in, len, (size_t)n));
-	return 0;
+	/* characters as NFC counts them: a decomposed é is one */
+	if (translit_nfc(&nfc, in, len) < 0) {
+		sbuf_adds(env->err, "truncate: the value could not be normalized (ICU)");
+		goto cleanup;
+	}
+	sbuf_add(out, sbuf_str(&nfc), utf8_prefix_bytes(sbuf_str(&nfc), nfc.len, (size_t)n));
+	rc = 0;
+cleanup:
+	sbuf_free(&nfc);
+	return rc;
 }
 
 static int f_replace(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,

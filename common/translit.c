@@ -219,6 +219,29 @@ cleanup:
 	return rc;
 }
 
+static bool all_ascii(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return false;
+	return true;
+}
+
+int translit_nfc(struct sbuf *out, const char *s, size_t len)
+{
+	struct u16 text = { 0 };
+	int rc = -1;
+
+	if (all_ascii(s, len)) { /* ASCII is NFC */
+		sbuf_add(out, s, len);
+		return 0;
+	}
+	if (u16_from_utf8_nfc(&text, s, len) == 0)
+		rc = u16_to_sbuf(out, &text, false);
+	u16_free(&text);
+	return rc;
+}
+
 int translit_apply(struct translit *t, struct sbuf *out, const char *s, size_t len)
 {
 	return run(t, out, s, len, false);
@@ -379,11 +402,8 @@ int translit_ascii(struct sbuf *out, const char *s, size_t len)
 	struct u16 text = { 0 };
 	size_t mark = out->len;
 	int rc = -1;
-	size_t i;
 
-	for (i = 0; i < len && (unsigned char)s[i] < 0x80; i++)
-		;
-	if (i == len) {
+	if (all_ascii(s, len)) {
 		sbuf_add(out, s, len);
 		return 0;
 	}

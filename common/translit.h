@@ -37,6 +37,9 @@ void translit_free(struct translit *t);
 /* Appends t applied to s; returns -1 (out unchanged) if ICU fails. */
 int translit_apply(struct translit *t, struct sbuf *out, const char *s, size_t len);
 
+/* Appends s normalized to NFC; returns -1 (out unchanged) if ICU fails. */
+int translit_nfc(struct sbuf *out, const char *s, size_t len);
+
 /* Appends s in ASCII (see above); returns -1 (out unchanged) if ICU fails. */
 int translit_ascii(struct sbuf *out, const char *s, size_t len);
 

@@ -118,6 +118,17 @@ static void test_unknown_keys_filters_arguments(void **state)
 	       "m.yaml:12:40: employees.attributes.mail.sparkle: unknown key\n");
 }
 
+static void test_translit_ids_checked_when_loading(void **state)
+{
+	(void)state;
+	expect(HEAD
+	       "  attributes:\n"
+	       "    uid: \"{first_name|translit('Russian-Latn')|slug}\"\n"
+	       "    cn: \"{full_name|translit('Russian-Latin/BGN')}\"\n",
+	       "m.yaml:8:23: employees.attributes.uid: translit: ICU has no transform \"Russian-Latn\" (an id such "
+	       "as 'Russian-Latin/BGN' or 'Any-Latin; Latin-ASCII')\n");
+}
+
 static void test_attr_references(void **state)
 {
 	(void)state;
@@ -513,6 +524,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_contract_example),
 		cmocka_unit_test(test_unknown_keys_filters_arguments),
+		cmocka_unit_test(test_translit_ids_checked_when_loading),
 		cmocka_unit_test(test_attr_references),
 		cmocka_unit_test(test_rdn_key_and_structure),
 		cmocka_unit_test(test_rdn_not_among_attributes),
