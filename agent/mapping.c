@@ -276,6 +276,12 @@ static int find_attr(const struct mapping_object *o, const char *name)
 static void resolve_refs(struct loader *L, struct mapping_object *o, struct mapping_attr *a, yaml_node_t *at,
                          const char *key, bool *deps)
 {
+	bool member = false;
+
+	/* a team's member attribute is worked out one member at a time, apart
+	 * from the team's other attributes: {@attr} has nothing to read there */
+	for (size_t t = 0; o == &L->m->obj[MAPPING_TEAM] && t < a->ntmpls; t++)
+		member = member || tmpl_uses_filter(a->tmpls[t], TF_EMPLOYEE_DN);
 	for (size_t t = 0; t < a->ntmpls; t++) {
 		struct tmpl *tp = a->tmpls[t];
 		for (size_t i = 0; i < tp->n; i++) {
@@ -283,6 +289,11 @@ static void resolve_refs(struct loader *L, struct mapping_object *o, struct mapp
 			int idx;
 			if (p->kind != TP_ATTR)
 				continue;
+			if (member) {
+				ydoc_error(&L->y, L->d, at, key, "{@%s}: a member attribute (one using employee_dn) cannot "
+				           "read other attributes; take the value from the record", p->text);
+				continue;
+			}
 			idx = find_attr(o, p->text);
 			if (idx < 0) {
 				ydoc_error(&L->y, L->d, at, key, "{@%s} names an attribute this mapping does not set", p->text);
@@ -857,7 +868,7 @@ void mapping_result_free(struct mapping_result *r)
 	for (size_t i = 0; i < r->nvalues; i++)
 		vlist_free(&r->values[i].values);
 	free(r->values);
-	for (size_t i = 0; i < r->unresolved.n; i++)
+	for (size_t i = 0; i < r->nunresolved_attr; i++)
 		free(r->unresolved_attr[i]);
 	free(r->unresolved_attr);
 	vlist_free(&r->unresolved);
@@ -1013,20 +1024,24 @@ static int eval_attr(const struct mapping_attr *a, struct tmpl_env *env, struct 
 	return rc;
 }
 
-/* Remembers which attribute each newly unresolved id belongs to. */
-static int note_unresolved(struct mapping_result *r, size_t before, const char *attr)
+/* Remembers which attribute each newly unresolved id belongs to; called
+ * after every evaluation, whether it failed or not, so that the two lists
+ * stay in step. */
+static int note_unresolved(struct mapping_result *r, const char *attr)
 {
 	char **v;
 
-	if (r->unresolved.n == before)
+	if (r->unresolved.n == r->nunresolved_attr)
 		return 0;
 	v = realloc(r->unresolved_attr, r->unresolved.n * sizeof(*v));
 	if (!v)
 		return -1;
 	r->unresolved_attr = v;
-	for (size_t i = before; i < r->unresolved.n; i++)
-		if (!(v[i] = strdup(attr)))
+	while (r->nunresolved_attr < r->unresolved.n) {
+		if (!(v[r->nunresolved_attr] = strdup(attr)))
 			return -1;
+		r->nunresolved_attr++;
+	}
 	return 0;
 }
 
@@ -1086,7 +1101,7 @@ static int eval_key(struct eval *e)
 static int eval_one(struct eval *e, const struct mapping_attr *a, struct vlist *v)
 {
 	struct mapping_result *r = e->r;
-	size_t before = r->unresolved.n;
+	int rc;
 
 	if (a->is_key)
 		return vlist_push_copy(v, r->key_value, strlen(r->key_value));
@@ -1095,7 +1110,8 @@ static int eval_one(struct eval *e, const struct mapping_attr *a, struct vlist *
 		if (ex != 0)
 			return ex < 0 ? -1 : 0; /* the entry exists: its value stands */
 	}
-	if (eval_attr(a, &e->env, v) < 0 || note_unresolved(r, before, a->name) < 0)
+	rc = eval_attr(a, &e->env, v);
+	if (note_unresolved(r, a->name) < 0 || rc < 0)
 		return -1;
 	vlist_normalize(v);
 	limit_length(a, v);
@@ -1174,7 +1190,7 @@ static int eval_terminated_one(struct eval *e, const struct mapping_attr *a)
 	const struct mapping_object *o = e->o;
 	struct mapping_result *r = e->r;
 	struct mapping_value *slot = NULL;
-	size_t before = r->unresolved.n;
+	int rc;
 
 	for (size_t i = 0; i < o->nattrs; i++)
 		vlist_clear(&e->vals[i]);
@@ -1185,7 +1201,8 @@ static int eval_terminated_one(struct eval *e, const struct mapping_attr *a)
 				vlist_push_copy(&e->vals[idx], r->values[i].values.v[k], strlen(r->values[i].values.v[k]));
 	}
 	vlist_clear(&e->tmp);
-	if (eval_attr(a, &e->env, &e->tmp) < 0 || note_unresolved(r, before, a->name) < 0)
+	rc = eval_attr(a, &e->env, &e->tmp);
+	if (note_unresolved(r, a->name) < 0 || rc < 0)
 		return -1;
 	vlist_normalize(&e->tmp);
 	for (size_t i = 0; i < r->nvalues; i++)

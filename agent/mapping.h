@@ -144,6 +144,7 @@ struct mapping_result {
 	size_t nvalues;
 	struct vlist unresolved; /* employee ids employee_dn could not resolve */
 	char **unresolved_attr;  /* the attribute each of those belongs to */
+	size_t nunresolved_attr; /* how many of unresolved_attr are set (all, on success) */
 	struct sbuf error;       /* the record error when mapping_eval fails */
 };
 

@@ -966,6 +966,10 @@ static int eval_part(const struct tmpl_part *part, struct tmpl_env *env, struct 
 {
 	if (part->kind == TP_TEXT)
 		return vlist_push_copy(vals, part->text, strlen(part->text));
+	if (part->kind == TP_ATTR && !env->attrs) {
+		sbuf_addf(env->err, "{@%s} has no attribute values to read here", part->text);
+		return -1;
+	}
 	if (part->kind == TP_ATTR) {
 		const struct vlist *src = &env->attrs[part->attr_index];
 		for (size_t i = 0; i < src->n; i++)

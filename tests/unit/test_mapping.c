@@ -129,6 +129,25 @@ static void test_translit_ids_checked_when_loading(void **state)
 	       "as 'Russian-Latin/BGN' or 'Any-Latin; Latin-ASCII')\n");
 }
 
+static void test_team_member_attribute_reads_no_other_attribute(void **state)
+{
+	(void)state;
+	expect(HEAD
+	       "  attributes:\n"
+	       "    uid: \"{first_name}\"\n"
+	       "teams:\n"
+	       "  base: ou=groups,dc=example,dc=com\n"
+	       "  key: { attribute: gidNumber, value: \"{id}\" }\n"
+	       "  rdn: cn\n"
+	       "  object_classes: [groupOfNames]\n"
+	       "  attributes:\n"
+	       "    cn: \"{name}\"\n"
+	       "    description: \"team {@cn}\"\n"
+	       "    member: \"{employee_ids|employee_dn}{@cn}\"\n",
+	       "m.yaml:17:13: teams.attributes.member: {@cn}: a member attribute (one using employee_dn) cannot "
+	       "read other attributes; take the value from the record\n");
+}
+
 static void test_attr_references(void **state)
 {
 	(void)state;
@@ -303,6 +322,39 @@ static int eval_json(struct mapping *m, const char *json, struct world *w, struc
 	rc = mapping_eval(m, MAPPING_EMPLOYEE, rec, &h, r);
 	cJSON_Delete(rec);
 	return rc;
+}
+
+static int w_no_employee(void *ctx, const char *id, char **dn, struct sbuf *err)
+{
+	(void)ctx, (void)id, (void)err;
+	*dn = NULL;
+	return 0; /* no entry for any id */
+}
+
+/* An attribute that notes unresolved ids and then fails: the result frees cleanly. */
+static void test_unresolved_ids_then_a_failing_step(void **state)
+{
+	struct mapping *m = NULL;
+	struct mapping_hooks h = { .employee_dn = w_no_employee, .today = "2026-11-27" };
+	struct mapping_result r;
+	cJSON *rec;
+	char *errs = load(HEAD
+	                  "  attributes:\n"
+	                  "    uid: \"{first_name}\"\n"
+	                  "    description: \"{manager_ids|employee_dn}{birthday_on|date('%Y')}\"\n",
+	                  &m);
+
+	(void)state;
+	assert_string_equal(errs, "");
+	free(errs);
+	rec = cJSON_Parse("{\"id\": 3, \"first_name\": \"ana\", \"manager_ids\": [91, 92, 93, 94, 95],"
+	                  " \"birthday_on\": \"not a date\"}");
+	assert_non_null(rec);
+	assert_int_equal(mapping_eval(m, MAPPING_EMPLOYEE, rec, &h, &r), -1);
+	assert_string_equal(sbuf_str(&r.error), "description: date: \"not a date\" is not an ISO 8601 date or timestamp");
+	mapping_result_free(&r);
+	cJSON_Delete(rec);
+	mapping_free(m);
 }
 
 static void test_eval_active_entry(void **state)
@@ -525,6 +577,8 @@ int main(void)
 		cmocka_unit_test(test_valid_contract_example),
 		cmocka_unit_test(test_unknown_keys_filters_arguments),
 		cmocka_unit_test(test_translit_ids_checked_when_loading),
+		cmocka_unit_test(test_unresolved_ids_then_a_failing_step),
+		cmocka_unit_test(test_team_member_attribute_reads_no_other_attribute),
 		cmocka_unit_test(test_attr_references),
 		cmocka_unit_test(test_rdn_key_and_structure),
 		cmocka_unit_test(test_rdn_not_among_attributes),
