@@ -84,18 +84,44 @@ static int syslog_priority(enum log_level lvl)
 	return LOG_INFO;
 }
 
+/*
+ * Copies src into dst (cap bytes, NUL-terminated) with every control
+ * character escaped: C0 and DEL as \xNN, C1 (U+0080..U+009F) as \u00NN.
+ * Whatever a client, a record or a server sent thus stays on its line.
+ */
+static size_t escape_controls(char *dst, size_t cap, const char *src)
+{
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)src; *p && o + 7 < cap; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", *p);
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			o += (size_t)snprintf(dst + o, cap - o, "\\u%04x", p[1]);
+			p++;
+		} else {
+			dst[o++] = (char)*p;
+		}
+	}
+	dst[o] = '\0';
+	return o;
+}
+
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
-	char line[4096];
+	char raw[4096], body[4096], line[4200];
 	size_t off = 0;
 	int n;
 
 	if (!log_enabled(lvl))
 		return;
+	n = context[0] ? snprintf(raw, sizeof(raw), "%s: ", context) : 0;
+	if (n < 0 || (size_t)n >= sizeof(raw))
+		n = 0;
+	vsnprintf(raw + n, sizeof(raw) - (size_t)n, fmt, ap);
+	escape_controls(body, sizeof(body), raw);
 	if (cur_target == LOG_TARGET_SYSLOG) {
-		n = context[0] ? snprintf(line, sizeof(line), "%s: ", context) : 0;
-		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-		syslog(syslog_priority(lvl), "%s", line);
+		syslog(syslog_priority(lvl), "%s", body);
 		return;
 	}
 	if (cur_timestamps) {
@@ -108,15 +134,9 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		if (n > 0)
 			off += (size_t)n;
 	}
-	n = snprintf(line + off, sizeof(line) - off, "%s: %s: %s%s", PACKAGE_NAME, log_level_name(lvl), context,
-	             context[0] ? ": " : "");
+	n = snprintf(line + off, sizeof(line) - off, "%s: %s: %s", PACKAGE_NAME, log_level_name(lvl), body);
 	if (n > 0)
 		off += (size_t)n;
-	if (off < sizeof(line)) {
-		n = vsnprintf(line + off, sizeof(line) - off, fmt, ap);
-		if (n > 0)
-			off += (size_t)n;
-	}
 	if (off >= sizeof(line) - 1)
 		off = sizeof(line) - 2;
 	line[off++] = '\n';

@@ -114,6 +114,20 @@ class TestReceiver(Daemon):
         self.assertEqual(metric(agent, "applies_total", operation="none", result="error"), 0)
         self.assertNotIn("failed (attempt", agent.log_text())
 
+    def test_a_request_cannot_forge_log_lines(self):
+        # libmicrohttpd decodes %0a in the path before the agent sees it; the refusal is logged
+        agent = self.start()
+        forged = "%0a2026-01-01T00:00:00.000Z%20factorial-ldap-agent:%20error:%20forged%0d%1b[2J"
+        self.assertEqual(http("GET", agent.url("/elsewhere" + forged))[0], 404)
+        self.assertEqual(self.post("employees/employee/delete" + forged, person(1, "A", "B")), 404)
+        wait_for(lambda: agent.log_text().count("refused") >= 2, 10, what="the refusals logged")
+        log = agent.log_text()
+        self.assertNotIn("\nfactorial-ldap-agent: error: forged", log)
+        self.assertFalse(any(line.startswith("2026-01-01T00:00:00.000Z") for line in log.splitlines()), log)
+        self.assertIn("/elsewhere\\x0a2026-01-01T00:00:00.000Z factorial-ldap-agent: error: forged\\x0d\\x1b[2J",
+                      log)
+        self.assertFalse(any(c in log for c in "\r\x1b"), log)
+
     def test_refusals_and_the_process_stays_up(self):
         agent = self.start()
         t = "employees/employee/update"

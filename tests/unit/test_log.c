@@ -66,6 +66,15 @@ static void context(void)
 	log_warn("after");
 }
 
+static void forged(void)
+{
+	log_setup(LOG_LVL_INFO, LOG_TARGET_STDERR, false);
+	log_set_context("delivery 3 employee:%s", "1\r\nfactorial-ldap-agent: info: fake");
+	log_warn("refused %s", "/hooks/x\n2026-01-01T00:00:00.000Z factorial-ldap-agent: error: forged\x1b[2J\x7f\xc2\x85");
+	log_clear_context();
+	log_info("a tab\tand José stay");
+}
+
 static void test_levels(void **state)
 {
 	char *out = captured(levels);
@@ -88,11 +97,25 @@ static void test_context_is_the_threads_own(void **state)
 	free(out);
 }
 
+/* What a client, a record or a server sends cannot start a line of its own. */
+static void test_control_characters_escaped(void **state)
+{
+	char *out = captured(forged);
+
+	(void)state;
+	assert_string_equal(out, PACKAGE_NAME ": warn: delivery 3 employee:1\\x0d\\x0afactorial-ldap-agent: info: fake: "
+	                         "refused /hooks/x\\x0a2026-01-01T00:00:00.000Z factorial-ldap-agent: error: "
+	                         "forged\\x1b[2J\\x7f\\u0085\n"
+	                         PACKAGE_NAME ": info: a tab\\x09and Jos\xc3\xa9 stay\n");
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_context_is_the_threads_own),
+		cmocka_unit_test(test_control_characters_escaped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
