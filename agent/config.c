@@ -89,6 +89,7 @@ static const struct field factorial_fields[] = {
 	{ "ca_file", F_FILE, OFF(factorial.ca_file), 0, NULL, NULL, 0, 0, NULL },
 	{ "connect_timeout", F_DURATION, OFF(factorial.connect_timeout), 0, NULL, NULL, 1, 3600, NULL },
 	{ "timeout", F_DURATION, OFF(factorial.timeout), 0, NULL, NULL, 1, 3600, NULL },
+	{ "max_response_bytes", F_INT, OFF(factorial.max_response_bytes), 0, NULL, NULL, 65536, 1LL << 32, NULL },
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };
 
@@ -794,6 +795,7 @@ static int set_defaults(struct config *cfg)
 	cfg->factorial.timeout = 30;
 	cfg->webhooks.listen = strdup("0.0.0.0:8080");
 	cfg->webhooks.max_body_bytes = 1024 * 1024;
+	cfg->factorial.max_response_bytes = 64LL << 20;
 	cfg->webhooks.request_timeout = 30;
 	cfg->webhooks.check_interval = 600;
 	cfg->webhooks.manage_subscriptions = true;

@@ -56,6 +56,7 @@ struct config {
 		char *ca_file;
 		long long connect_timeout; /* seconds */
 		long long timeout;         /* seconds */
+		long long max_response_bytes;
 	} factorial;
 
 	struct {

@@ -32,6 +32,7 @@ struct factorial {
 	char *ca_file;
 	long connect_timeout;
 	long timeout;
+	size_t max_response;
 	struct secret api_key;
 	bool oauth;
 	char *token_url;
@@ -51,6 +52,8 @@ struct factorial {
 struct reply {
 	struct sbuf body;
 	long retry_after; /* seconds, -1 when absent */
+	size_t limit;     /* factorial.max_response_bytes */
+	bool too_large;   /* the answer went past limit: the transfer was stopped */
 };
 
 static void sleep_seconds(double s)
@@ -91,6 +94,7 @@ int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf
 	f->ca_file = cfg->factorial.ca_file ? strdup(cfg->factorial.ca_file) : NULL;
 	f->connect_timeout = (long)cfg->factorial.connect_timeout;
 	f->timeout = (long)cfg->factorial.timeout;
+	f->max_response = (size_t)cfg->factorial.max_response_bytes;
 	if (!f->curl || !f->base || !f->version) {
 		sbuf_adds(err, "out of memory");
 		goto cleanup;
@@ -152,8 +156,20 @@ static size_t on_body(char *data, size_t size, size_t n, void *ctx)
 {
 	struct reply *r = ctx;
 
+	if (r->body.len + size * n > r->limit) {
+		r->too_large = true;
+		return 0; /* stops the transfer */
+	}
 	sbuf_add(&r->body, data, size * n);
 	return r->body.failed ? 0 : size * n;
+}
+
+/* Why a transfer failed, as a person reads it. */
+static const char *transfer_error(const struct reply *r, CURLcode cc)
+{
+	if (r->too_large)
+		return "the answer is larger than factorial.max_response_bytes";
+	return curl_easy_strerror(cc);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ctx)
@@ -407,7 +423,7 @@ static void wipe_json(cJSON *j)
  * the token or client was refused (why in err), -1 when no answer came. */
 static int token_request(struct factorial *f, const struct secret *rt, const struct secret *cs, struct sbuf *err)
 {
-	struct reply r = { .retry_after = -1 };
+	struct reply r = { .retry_after = -1, .limit = f->max_response };
 	char *erc = NULL, *ert = NULL, *ecs = NULL;
 	struct sbuf form;
 	cJSON *j = NULL;
@@ -423,7 +439,7 @@ static int token_request(struct factorial *f, const struct secret *rt, const str
 	ecs = curl_easy_escape(f->curl, cs->data, (int)cs->len);
 	sbuf_addf(&form, "grant_type=refresh_token&refresh_token=%s&client_id=%s&client_secret=%s", ert, erc, ecs);
 	if ((cc = post_form(f, sbuf_str(&form), &r, &status)) != CURLE_OK) {
-		sbuf_addf(err, "OAuth: POST %s: %s", f->token_url, curl_easy_strerror(cc));
+		sbuf_addf(err, "OAuth: POST %s: %s", f->token_url, transfer_error(&r, cc));
 		goto cleanup;
 	}
 	j = cJSON_Parse(sbuf_str(&r.body));
@@ -586,7 +602,7 @@ int factorial_call(struct factorial *f, const char *method, const char *path, co
 	sbuf_init(&url);
 	build_url(f, path, query, &url);
 	for (int attempt = 1;; attempt++) {
-		struct reply r = { .retry_after = -1 };
+		struct reply r = { .retry_after = -1, .limit = f->max_response };
 		long status = 0;
 		CURLcode cc;
 		double wait = BACKOFF_BASE * pow(2, attempt - 1);
@@ -614,9 +630,14 @@ int factorial_call(struct factorial *f, const char *method, const char *path, co
 			rc = 0;
 			break;
 		}
+		if (r.too_large) { /* the same answer again would be as large: no retry */
+			sbuf_addf(err, "%s %s: %s (%zu bytes)", method, sbuf_str(&url), transfer_error(&r, cc), r.limit);
+			sbuf_free(&r.body);
+			break;
+		}
 		if (attempt >= ATTEMPTS) {
 			if (cc != CURLE_OK)
-				sbuf_addf(err, "%s %s: %s (after %d attempts)", method, sbuf_str(&url), curl_easy_strerror(cc),
+				sbuf_addf(err, "%s %s: %s (after %d attempts)", method, sbuf_str(&url), transfer_error(&r, cc),
 				          attempt);
 			else
 				sbuf_addf(err, "%s %s: HTTP %ld (after %d attempts)", method, sbuf_str(&url), status, attempt);

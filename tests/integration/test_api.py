@@ -201,6 +201,26 @@ class TestClient(Api):
         self.assertNotIn("not-the-key", r.stderr + r.stdout)
 
 
+class TestResponseCap(unittest.TestCase):
+    def test_an_answer_larger_than_the_cap_is_refused_without_retry(self):
+        with FakeFactorial(fixtures=None, generate_employees=10) as fake, AgentDir() as d:
+            fake.employees[3]["notes"] = "x" * 100000  # one page of about 100 KB
+            cfg = d.standard(base_url=fake.base_url)
+            with open(cfg) as f:
+                text = f.read().replace("  api_key_file: api-key\n", "  api_key_file: api-key\n  max_response_bytes: 65536\n")
+            d.file("agent.yaml", text)
+            r = subprocess.run([API_LIST, cfg, "employees/employees"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertEqual(r.stderr, f"api_list: GET {fake.base_url}/api/2026-07-01/resources/employees/employees"
+                                       "?limit=100: the answer is larger than factorial.max_response_bytes (65536 bytes)\n")
+            self.assertEqual(len(fake.requests), 1)
+            # under the cap (the default, 64 MiB) the same page is read
+            d.file("agent.yaml", text.replace("  max_response_bytes: 65536\n", ""))
+            r = subprocess.run([API_LIST, cfg, "employees/employees"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.splitlines()[-1], "10 items, 1 requests, 0 token refreshes")
+
+
 class TestOAuth(Api):
     def setUp(self):
         super().setUp()

@@ -93,6 +93,15 @@ class Fault:
         return self.prefix is None or path.startswith(self.prefix)
 
 
+class _Server(ThreadingHTTPServer):
+    """A client that stops reading (an agent enforcing its answer size cap, say) is not an error."""
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeFactorial:
     def __init__(self, fixtures=DEFAULT_FIXTURES, api_key="test-api-key", company_id=1234,
                  duplicates="overwrite", versions=DEFAULT_VERSIONS, generate_employees=0,
@@ -204,7 +213,7 @@ class FakeFactorial:
         class Handler(_Handler):
             server_fake = fake
 
-        self.httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self.httpd = _Server((self.host, self.port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         t = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="fake-factorial-http", daemon=True)
