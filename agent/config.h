@@ -66,6 +66,8 @@ struct config {
 		struct config_strlist subscriptions;
 		long long max_body_bytes;
 		long long request_timeout; /* seconds */
+		long long max_connections;
+		long long max_connections_per_address;
 		char *tls_cert_file;
 		char *tls_key_file;
 		long long check_interval; /* seconds */

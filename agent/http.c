@@ -255,20 +255,16 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 			goto cleanup;
 		}
 	}
-	if (s->tls_cert)
-		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-		                        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)o->fd,
-		                        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 4u,
-		                        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout, MHD_OPTION_NOTIFY_COMPLETED,
-		                        on_completed, s,
-		                        MHD_OPTION_HTTPS_MEM_CERT, s->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
-		                        MHD_OPTION_END);
-	else
-		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-		                        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)o->fd,
-		                        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 4u,
-		                        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout, MHD_OPTION_NOTIFY_COMPLETED,
-		                        on_completed, s, MHD_OPTION_END);
+	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+	                        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)o->fd,
+	                        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 4u,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
+	                        MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 256u,
+	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_address ? o->max_per_address : 16u,
+	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	                        /* the certificate and key only when serving TLS: an empty list otherwise */
+	                        s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
+	                        MHD_OPTION_HTTPS_MEM_KEY, s->tls_key, MHD_OPTION_END);
 	if (s->tls_key) {
 		/* libmicrohttpd has loaded the key; this copy is no longer needed */
 		explicit_bzero(s->tls_key, strlen(s->tls_key));

@@ -50,6 +50,8 @@ struct http_options {
 	size_t max_body;
 	unsigned timeout;      /* seconds */
 	unsigned threads;
+	unsigned max_connections; /* at once, in all; more are closed as they come (0: 256) */
+	unsigned max_per_address; /* at once, from one client address (0: 16) */
 	const char *tls_cert;  /* PEM text, or NULL */
 	char *tls_key;         /* PEM text, or NULL; wiped by http_start */
 };

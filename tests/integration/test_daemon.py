@@ -369,6 +369,41 @@ class TestSyncHonesty(Case):
         self.assertEqual(err.count(" (sync): add uid="), added)
 
 
+def post_from(source, port, path, body):
+    """The status of a POST made from the local address `source` (127.0.0.2, say)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        c.request("POST", path, body=body, headers=H)
+        return c.getresponse().status
+    finally:
+        c.close()
+
+
+class TestHostileClients(Case):
+    def test_stalled_connections_from_one_address_keep_no_delivery_out(self):
+        import resource
+        agent = self.start(self.config())
+        # this process may hold more sockets than the agent (whose limit is the usual 1024)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        stalled = []
+        self.addCleanup(lambda: [s.close() for s in stalled])
+        for _ in range(1500):  # headers begun and never finished
+            try:
+                s = socket.create_connection(("127.0.0.1", agent.port), timeout=5)
+                stalled.append(s)
+                s.sendall(b"POST /hooks/employees/employee/create_with_contract HTTP/1.1\r\nHost: agent\r\n")
+            except OSError:
+                pass  # closed by the agent: one address may hold only so many
+        start = time.monotonic()
+        self.assertEqual(post_from("127.0.0.2", agent.port, "/hooks/employees/employee/create_with_contract",
+                                   json.dumps(person(1, "Ana", "Other"))), 200)
+        self.assertLess(time.monotonic() - start, 5)
+        wait_for(lambda: self.ldap.search(PEOPLE, "(employeeNumber=1)", attrs=["uid"]), 30, what="the hire applied")
+
+
 class TestPrivateState(Case):
     def test_state_files_are_private_whatever_the_umask(self):
         self.fake.put_employee(dict(person(1, "Ana", "Umask"), company_id=1234))
