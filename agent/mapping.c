@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "mapping.h"
+#include "privacy.h"
 
 #include "dn.h"
 #include "common/utf8.h"
@@ -272,12 +273,41 @@ static int find_attr(const struct mapping_object *o, const char *name)
 	return -1;
 }
 
+/* The sensitive field a path names, or NULL (see privacy.h). */
+static const char *sensitive_in(const struct tmpl_path *path)
+{
+	for (size_t i = 0; i < path->n; i++)
+		if (privacy_sensitive(path->seg[i]))
+			return path->seg[i];
+	return NULL;
+}
+
+/* Refuses templates of a that read a field the agent never keeps. */
+static void refuse_sensitive(struct loader *L, const struct mapping_attr *a, yaml_node_t *at, const char *key)
+{
+	for (size_t t = 0; t < a->ntmpls; t++) {
+		const struct tmpl *tp = a->tmpls[t];
+		for (size_t i = 0; i < tp->n; i++) {
+			const struct tmpl_part *p = &tp->parts[i];
+			const char *field = p->kind == TP_FIELD ? sensitive_in(&p->path) : NULL;
+			for (size_t k = 0; !field && k < p->nfilters; k++)
+				for (size_t g = 0; !field && g < p->filters[k].nargs && g < 2; g++)
+					if (p->filters[k].args[g].kind == TA_PATH)
+						field = sensitive_in(&p->filters[k].args[g].path);
+			if (field)
+				ydoc_error(&L->y, L->d, at, key, "{%s}: bank, social security and salary fields are never "
+				           "kept or written by the agent", field);
+		}
+	}
+}
+
 /* Resolves {@attr} in the templates of a; records dependencies in deps. */
 static void resolve_refs(struct loader *L, struct mapping_object *o, struct mapping_attr *a, yaml_node_t *at,
                          const char *key, bool *deps)
 {
 	bool member = false;
 
+	refuse_sensitive(L, a, at, key);
 	/* a team's member attribute is worked out one member at a time, apart
 	 * from the team's other attributes: {@attr} has nothing to read there */
 	for (size_t t = 0; o == &L->m->obj[MAPPING_TEAM] && t < a->ntmpls; t++)

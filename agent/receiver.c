@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "metrics.h"
+#include "privacy.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -97,18 +98,35 @@ static int submit(struct agentd *a, const struct event_type *t, const cJSON *par
 	return rc;
 }
 
+/* Strips the fields the agent never keeps; *body then points at the text
+ * stored instead (in *clean, the caller's to free). */
+static int keep_private(cJSON *j, const char **body, char **clean, struct sbuf *err)
+{
+	if (privacy_scrub(j) == 0)
+		return 0;
+	*clean = cJSON_PrintUnformatted(j);
+	if (!*clean) {
+		sbuf_adds(err, "out of memory");
+		return -1;
+	}
+	*body = *clean;
+	return 0;
+}
+
 /* The same, for a body the agent made or kept itself (text). */
 int receiver_submit_text(struct agentd *a, const char *type, const char *body, struct sbuf *err)
 {
 	const struct event_type *t = event_find(type);
 	cJSON *parsed = cJSON_Parse(body);
+	char *clean = NULL;
 	int rc = -1;
 
 	if (!t || !parsed)
 		sbuf_addf(err, "%s: not a delivery the agent can store", type);
-	else
+	else if (keep_private(parsed, &body, &clean, err) == 0)
 		rc = submit(a, t, parsed, body, err);
 	cJSON_Delete(parsed);
+	free(clean);
 	return rc;
 }
 
@@ -117,6 +135,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 	const struct event_type *t = event_find(type);
 	cJSON *j = cJSON_ParseWithLength(body, len);
 	const char *reason = NULL;
+	char *clean = NULL;
 	struct sbuf err;
 	double t0 = agentd_mono_now();
 
@@ -135,7 +154,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 			log_warn("the rejected log could not be written: %s", sbuf_str(&err));
 		pthread_mutex_unlock(&a->side_mu);
 		log_info("delivery refused: %s: 400 (%s)", type, reason);
-	} else if (submit(a, t, j, body, &err) < 0) {
+	} else if (keep_private(j, &body, &clean, &err) < 0 || submit(a, t, j, body, &err) < 0) {
 		reply->status = 503;
 		sbuf_adds(&reply->body, "the delivery could not be stored; retry later\n");
 		log_error("delivery not stored (answered 503): %s: %s", type, sbuf_str(&err));
@@ -145,6 +164,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 	}
 	metrics_delivery(type, reply->status);
 	cJSON_Delete(j);
+	free(clean);
 	sbuf_free(&err);
 }
 

@@ -404,6 +404,25 @@ class TestHostileClients(Case):
         wait_for(lambda: self.ldap.search(PEOPLE, "(employeeNumber=1)", attrs=["uid"]), 30, what="the hire applied")
 
 
+class TestPrivateData(Case):
+    def test_bank_social_security_and_salary_are_never_kept(self):
+        agent = self.start(self.config(extra="log: { level: debug }\n"))
+        secrets = ["ES9121000418450200051332", "281234567840", "5400000", "DEUTDEFF"]
+        body = dict(person(1, "Ana", "Private"), bank_number=secrets[0], social_security_number=secrets[1],
+                    salary_amount=int(secrets[2]), bank_account={"swift_bic": secrets[3]})
+        self.ldap.stop()  # the delivery stays stored, waiting for the directory
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", body), 200)
+        wait_for(lambda: metric(agent, "queue_depth") == 1, 30, what="the delivery stored")
+        seen = agent.log_text() + http("GET", agent.url("/metrics"))[1]
+        for root, _, files in os.walk(os.path.join(self.d.path, "state")):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    seen += f.read().decode("latin-1")
+        for s in secrets:
+            self.assertFalse(s in seen, f"{s} was kept or logged")
+        self.assertTrue("Private" in seen, "the rest of the delivery was stored")
+
+
 class TestPrivateState(Case):
     def test_state_files_are_private_whatever_the_umask(self):
         self.fake.put_employee(dict(person(1, "Ana", "Umask"), company_id=1234))

@@ -148,6 +148,20 @@ static void test_team_member_attribute_reads_no_other_attribute(void **state)
 	       "read other attributes; take the value from the record\n");
 }
 
+static void test_sensitive_fields_are_refused(void **state)
+{
+	(void)state;
+	expect(HEAD
+	       "  attributes:\n"
+	       "    uid: \"{first_name}\"\n"
+	       "    description: \"{bank_number}\"\n"
+	       "    title: \"{nick|default(salary_amount)}\"\n",
+	       "m.yaml:9:18: employees.attributes.description: {bank_number}: bank, social security and salary fields "
+	       "are never kept or written by the agent\n"
+	       "m.yaml:10:12: employees.attributes.title: {salary_amount}: bank, social security and salary fields "
+	       "are never kept or written by the agent\n");
+}
+
 static void test_attr_references(void **state)
 {
 	(void)state;
@@ -579,6 +593,7 @@ int main(void)
 		cmocka_unit_test(test_translit_ids_checked_when_loading),
 		cmocka_unit_test(test_unresolved_ids_then_a_failing_step),
 		cmocka_unit_test(test_team_member_attribute_reads_no_other_attribute),
+		cmocka_unit_test(test_sensitive_fields_are_refused),
 		cmocka_unit_test(test_attr_references),
 		cmocka_unit_test(test_rdn_key_and_structure),
 		cmocka_unit_test(test_rdn_not_among_attributes),
