@@ -919,15 +919,9 @@ static int hook_employee_dn(void *ctx, const char *id, char **dn, struct sbuf *e
  * by_rdn when the value is the member's RDN value (memberUid). */
 static bool is_member_attr(const struct mapping_attr *a, bool *by_rdn)
 {
-	bool member = false, rdn = false;
-
-	for (size_t t = 0; t < a->ntmpls; t++) {
-		member = member || tmpl_uses_filter(a->tmpls[t], TF_EMPLOYEE_DN);
-		rdn = rdn || tmpl_uses_filter(a->tmpls[t], TF_RDN);
-	}
 	if (by_rdn)
-		*by_rdn = rdn;
-	return member;
+		*by_rdn = mapping_attr_uses_filter(a, TF_RDN);
+	return mapping_attr_uses_filter(a, TF_EMPLOYEE_DN);
 }
 
 /* The values attribute a of a team with these members would have. */

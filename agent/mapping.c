@@ -273,6 +273,14 @@ static int find_attr(const struct mapping_object *o, const char *name)
 	return -1;
 }
 
+bool mapping_attr_uses_filter(const struct mapping_attr *a, enum tmpl_filter_id id)
+{
+	for (size_t t = 0; t < a->ntmpls; t++)
+		if (tmpl_uses_filter(a->tmpls[t], id))
+			return true;
+	return false;
+}
+
 /* The sensitive field a path names, or NULL (see privacy.h). */
 static const char *sensitive_in(const struct tmpl_path *path)
 {
@@ -305,13 +313,11 @@ static void refuse_sensitive(struct loader *L, const struct mapping_attr *a, yam
 static void resolve_refs(struct loader *L, struct mapping_object *o, struct mapping_attr *a, yaml_node_t *at,
                          const char *key, bool *deps)
 {
-	bool member = false;
-
-	refuse_sensitive(L, a, at, key);
 	/* a team's member attribute is worked out one member at a time, apart
 	 * from the team's other attributes: {@attr} has nothing to read there */
-	for (size_t t = 0; o == &L->m->obj[MAPPING_TEAM] && t < a->ntmpls; t++)
-		member = member || tmpl_uses_filter(a->tmpls[t], TF_EMPLOYEE_DN);
+	bool member = o == &L->m->obj[MAPPING_TEAM] && mapping_attr_uses_filter(a, TF_EMPLOYEE_DN);
+
+	refuse_sensitive(L, a, at, key);
 	for (size_t t = 0; t < a->ntmpls; t++) {
 		struct tmpl *tp = a->tmpls[t];
 		for (size_t i = 0; i < tp->n; i++) {

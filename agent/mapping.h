@@ -96,6 +96,8 @@ int mapping_load(const char *path, struct mapping **out, struct diag *d);
 void mapping_free(struct mapping *m);
 
 const char *mapping_kind_name(enum mapping_kind kind);
+/* Whether any of a's templates uses filter id (employee_dn marks a team's member attributes). */
+bool mapping_attr_uses_filter(const struct mapping_attr *a, enum tmpl_filter_id id);
 
 enum mapping_force {
 	MAPPING_FORCE_NONE = 0,

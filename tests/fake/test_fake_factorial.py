@@ -1,5 +1,5 @@
 """Tests of the fake Factorial server itself: it must behave as
-../shared/factorial-api.md describes, or the agent's tests prove nothing."""
+docs/api.md ("What the agent relies on") describes, or the agent's tests prove nothing."""
 
 import json
 import os

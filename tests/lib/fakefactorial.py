@@ -1,6 +1,6 @@
 """A fake Factorial API server for the tests and the demo.
 
-It follows ../shared/factorial-api.md (the facts the agent depends on):
+It follows docs/api.md, "What the agent relies on" (the facts the agent depends on):
 
 * resources under /api/{version}/resources/..., for the versions it is told
   to serve (default 2025-10-01, 2026-04-01, 2026-07-01); others answer 404;
