@@ -251,6 +251,8 @@ static int serve(struct listener *l, const struct config *cfg, const char *liste
 		.fd = *fd,
 		.max_body = (size_t)cfg->webhooks.max_body_bytes,
 		.timeout = (unsigned)cfg->webhooks.request_timeout,
+		.header_deadline = (unsigned)cfg->webhooks.header_timeout,
+		.body_deadline = (unsigned)cfg->webhooks.request_timeout,
 		.threads = 8,
 		.max_connections = (unsigned)cfg->webhooks.max_connections,
 		.max_per_address = (unsigned)cfg->webhooks.max_connections_per_address,

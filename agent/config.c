@@ -100,6 +100,7 @@ static const struct field webhooks_fields[] = {
 	{ "subscriptions", F_TYPES, OFF(webhooks.subscriptions), 0, NULL, NULL, 0, 0, NULL },
 	{ "max_body_bytes", F_INT, OFF(webhooks.max_body_bytes), 0, NULL, NULL, 1024, 1LL << 30, NULL },
 	{ "request_timeout", F_DURATION, OFF(webhooks.request_timeout), 0, NULL, NULL, 1, 3600, NULL },
+	{ "header_timeout", F_DURATION, OFF(webhooks.header_timeout), 0, NULL, NULL, 1, 3600, NULL },
 	{ "max_connections", F_INT, OFF(webhooks.max_connections), 0, NULL, NULL, 16, 65536, NULL },
 	{ "max_connections_per_address", F_INT, OFF(webhooks.max_connections_per_address), 0, NULL, NULL, 1, 65536, NULL },
 	{ "tls_cert_file", F_FILE, OFF(webhooks.tls_cert_file), 0, NULL, NULL, 0, 0, NULL },
@@ -799,6 +800,7 @@ static int set_defaults(struct config *cfg)
 	cfg->webhooks.max_body_bytes = 1024 * 1024;
 	cfg->factorial.max_response_bytes = 64LL << 20;
 	cfg->webhooks.request_timeout = 30;
+	cfg->webhooks.header_timeout = 10;
 	cfg->webhooks.max_connections = 256;
 	cfg->webhooks.max_connections_per_address = 16;
 	cfg->webhooks.check_interval = 600;

@@ -65,7 +65,8 @@ struct config {
 		char *challenge_file;
 		struct config_strlist subscriptions;
 		long long max_body_bytes;
-		long long request_timeout; /* seconds */
+		long long request_timeout; /* seconds: silence, and head to complete body */
+		long long header_timeout;  /* seconds: opening to a complete request head */
 		long long max_connections;
 		long long max_connections_per_address;
 		char *tls_cert_file;

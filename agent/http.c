@@ -7,13 +7,28 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+/* What a connection is waiting for, and so which deadline applies. */
+enum phase { WAIT_HEADERS, WAIT_BODY, ANSWERING };
+
+/* One open connection, from libmicrohttpd's "started" notice to its "closed"
+ * notice (which comes before it closes the socket, so fd is never another's). */
+struct watch {
+	struct watch *prev, *next;
+	int fd;
+	enum phase phase;
+	time_t since; /* monotonic seconds the phase began */
+	bool cut;     /* shut down by the reaper already */
+};
 
 struct http_server {
 	struct MHD_Daemon *d;
@@ -21,6 +36,13 @@ struct http_server {
 	size_t max_body;
 	char *tls_cert;
 	char *tls_key;
+	char *listen;
+	unsigned header_deadline, body_deadline;
+	pthread_mutex_t lock; /* guards the watch list and stopping */
+	pthread_cond_t wake;
+	struct watch *watches;
+	bool reaper_started, stopping;
+	pthread_t reaper;
 };
 
 struct request {
@@ -101,6 +123,114 @@ static enum MHD_Result answer_status(struct MHD_Connection *c, int status)
 	return answer(c, status, NULL, t, strlen(t));
 }
 
+/* ---- deadlines ----------------------------------------------------------
+ * libmicrohttpd drops a connection that stays silent for the idle timeout,
+ * but a client that sends one byte every few seconds is never silent.  Each
+ * connection is therefore watched: its headers must be complete within
+ * header_deadline seconds of it opening (or of its previous request ending),
+ * and its body within body_deadline seconds of the headers.  A reaper thread
+ * shuts a late connection's socket down; libmicrohttpd then sees the end of
+ * the stream and closes it as usual. */
+
+static time_t mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static struct watch *watch_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+static void set_phase(struct http_server *s, struct MHD_Connection *conn, enum phase p)
+{
+	struct watch *w = watch_of(conn);
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&s->lock);
+	w->phase = p;
+	w->since = mono_now();
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	struct watch *w = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		w = calloc(1, sizeof(*w));
+		if (!w || !ci) {
+			/* unwatched, the idle timeout still applies */
+			free(w);
+			return;
+		}
+		w->fd = ci->connect_fd;
+		w->phase = WAIT_HEADERS;
+		w->since = mono_now();
+		pthread_mutex_lock(&s->lock);
+		w->next = s->watches;
+		if (s->watches)
+			s->watches->prev = w;
+		s->watches = w;
+		pthread_mutex_unlock(&s->lock);
+		*socket_context = w;
+		return;
+	}
+	if (!w)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		s->watches = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	pthread_mutex_unlock(&s->lock);
+	free(w);
+	*socket_context = NULL;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct http_server *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		struct timespec until;
+		time_t now = mono_now();
+		unsigned late_headers = 0, late_bodies = 0;
+		for (struct watch *w = s->watches; w; w = w->next) {
+			unsigned limit = w->phase == WAIT_HEADERS ? s->header_deadline : s->body_deadline;
+			if (w->cut || w->phase == ANSWERING || now - w->since < (time_t)limit)
+				continue;
+			shutdown(w->fd, SHUT_RDWR);
+			w->cut = true;
+			if (w->phase == WAIT_HEADERS)
+				late_headers++;
+			else
+				late_bodies++;
+		}
+		if (late_headers)
+			log_info("http: %s: closed %u connection(s) that sent no complete request within %u s",
+			         s->listen, late_headers, s->header_deadline);
+		if (late_bodies)
+			log_info("http: %s: closed %u connection(s) whose body took longer than %u s", s->listen,
+			         late_bodies, s->body_deadline);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&s->wake, &s->lock, &until);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
@@ -119,6 +249,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return MHD_NO;
 		sbuf_init(&r->body);
 		*con_cls = r;
+		set_phase(s, conn, WAIT_BODY);
 		if (cl) {
 			char *end;
 			errno = 0;
@@ -131,6 +262,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			st = 413;
 		if (st) {
 			r->answered = true;
+			set_phase(s, conn, ANSWERING);
 			return answer_status(conn, st);
 		}
 		return MHD_YES;
@@ -144,6 +276,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (r->body.len + *upload_data_size > s->max_body) {
 			r->answered = true;
 			*upload_data_size = 0;
+			set_phase(s, conn, ANSWERING);
 			if (s->cb.refused)
 				s->cb.refused(s->cb.ctx, url, 413);
 			return answer_status(conn, 413);
@@ -157,6 +290,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	{
 		struct http_reply reply = { .status = 500 };
 		enum MHD_Result rc;
+		set_phase(s, conn, ANSWERING);
 		sbuf_init(&reply.body);
 		s->cb.handle(s->cb.ctx, method, url, sbuf_str(&r->body), r->body.len, &reply);
 		if (reply.body.len)
@@ -173,8 +307,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct request *r = *con_cls;
 
-	(void)cls;
-	(void)conn;
+	/* a kept-alive connection now waits for its next request's headers */
+	set_phase(cls, conn, WAIT_HEADERS);
 	if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
 		log_info("http: a request stalled and was dropped (timeout)");
 	if (r) {
@@ -246,6 +380,15 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	}
 	s->cb = *cb;
 	s->max_body = o->max_body;
+	s->header_deadline = o->header_deadline ? o->header_deadline : 10u;
+	s->body_deadline = o->body_deadline ? o->body_deadline : 30u;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	s->listen = strdup(o->listen);
+	if (!s->listen) {
+		sbuf_adds(err, "out of memory");
+		goto cleanup;
+	}
 	if (o->tls_cert && o->tls_key) {
 		flags |= MHD_USE_TLS;
 		s->tls_cert = strdup(o->tls_cert);
@@ -262,6 +405,7 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	                        MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 256u,
 	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_address ? o->max_per_address : 16u,
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 	                        /* the certificate and key only when serving TLS: an empty list otherwise */
 	                        s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
 	                        MHD_OPTION_HTTPS_MEM_KEY, s->tls_key, MHD_OPTION_END);
@@ -276,15 +420,16 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 		          s->tls_cert ? " (check webhooks.tls_cert_file and tls_key_file)" : "");
 		goto cleanup;
 	}
+	if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+		sbuf_addf(err, "cannot serve on %s: no thread for the request deadlines", o->listen);
+		goto cleanup;
+	}
+	s->reaper_started = true;
 	*out = s;
 	s = NULL;
 	rc = 0;
 cleanup:
-	if (s) {
-		free(s->tls_cert);
-		free(s->tls_key);
-		free(s);
-	}
+	http_stop(s);
 	return rc;
 }
 
@@ -303,8 +448,18 @@ void http_stop(struct http_server *s)
 {
 	if (!s)
 		return;
+	if (s->reaper_started) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = true;
+		pthread_cond_signal(&s->wake);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->reaper, NULL);
+	}
 	if (s->d)
 		MHD_stop_daemon(s->d);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->lock);
+	free(s->listen);
 	free(s->tls_cert);
 	free(s->tls_key);
 	free(s);

@@ -7,8 +7,11 @@
  * whether to read the body at all (and answers 401, 404, 405 or 413 at once
  * when not); the body is collected up to max_body bytes (a body that grows
  * past it is answered 413 and the rest is not read); then the handle
- * callback produces the answer.  A request that stalls longer than the
- * timeout is dropped by libmicrohttpd.  Optional TLS from PEM certificate
+ * callback produces the answer.  A connection silent longer than the
+ * timeout is dropped by libmicrohttpd; one that is not silent but slow (a
+ * byte at a time) is cut at the header deadline (from opening, or from its
+ * previous request, to a complete head) or the body deadline (from the head
+ * to a complete body), whichever applies.  Optional TLS from PEM certificate
  * and key held in memory.
  *
  * The listening socket is bound by http_bind() first, apart from serving:
@@ -48,7 +51,9 @@ struct http_options {
 	const char *listen;    /* host:port, for messages */
 	int fd;                /* the socket http_bind() gave; the server owns it from then on */
 	size_t max_body;
-	unsigned timeout;      /* seconds */
+	unsigned timeout;      /* seconds a connection may stay silent */
+	unsigned header_deadline; /* seconds to a complete request head (0: 10) */
+	unsigned body_deadline;   /* seconds from the head to a complete body (0: 30) */
 	unsigned threads;
 	unsigned max_connections; /* at once, in all; more are closed as they come (0: 256) */
 	unsigned max_per_address; /* at once, from one client address (0: 16) */

@@ -15,8 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#define REJECT_KEEP (64 * 1024)
-
 struct queue {
 	sqlite3 *db;
 };
@@ -57,7 +55,10 @@ static const char schema[] =
 /* After the migration: indexes on the columns version 2 added. */
 static const char schema_indexes[] =
 	"CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (state, waiting_on, next_attempt, id);"
-	"CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (waiting_on) WHERE waiting_on IS NOT NULL;";
+	"CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (waiting_on) WHERE waiting_on IS NOT NULL;"
+	/* older versions kept refused bodies whole; they may hold personal data */
+	"UPDATE rejected SET body = '(' || length(CAST(body AS BLOB)) || ' bytes, not kept)'"
+	"  WHERE body NOT LIKE '(% bytes, not kept)';";
 
 static int db_error(struct queue *q, struct sbuf *err, const char *what)
 {
@@ -261,14 +262,15 @@ cleanup:
 	return rc;
 }
 
-int queue_reject(struct queue *q, const char *type, const char *reason, const char *body, size_t len,
+int queue_reject(struct queue *q, const char *type, const char *reason, size_t len,
                  struct sbuf *err)
 {
 	sqlite3_stmt *st = NULL;
-	char now[40];
+	char now[40], kept[64];
 	int rc = -1;
 
 	now_text(now, sizeof(now));
+	snprintf(kept, sizeof(kept), "(%zu bytes, not kept)", len);
 	if (sqlite3_prepare_v2(q->db, "INSERT INTO rejected (received, type, reason, body) VALUES (?, ?, ?, ?)", -1, &st,
 	                       NULL) != SQLITE_OK) {
 		db_error(q, err, "prepare");
@@ -277,7 +279,7 @@ int queue_reject(struct queue *q, const char *type, const char *reason, const ch
 	sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, body, (int)(len > REJECT_KEEP ? REJECT_KEEP : len), SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, kept, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		db_error(q, err, "insert");
 		goto cleanup;

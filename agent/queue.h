@@ -57,8 +57,10 @@ struct queue_new {
 };
 int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *err);
 
-/* Keeps an invalid body with the reason it was refused (at most 64 KiB of it). */
-int queue_reject(struct queue *q, const char *type, const char *reason, const char *body, size_t len,
+/* Notes a refused body: its type, the reason and its size.  The body itself
+ * is not kept: what could not be read as a delivery cannot be scrubbed of
+ * personal data either. */
+int queue_reject(struct queue *q, const char *type, const char *reason, size_t len,
                  struct sbuf *err);
 
 struct queue_delivery {

@@ -404,6 +404,53 @@ class TestHostileClients(Case):
         wait_for(lambda: self.ldap.search(PEOPLE, "(employeeNumber=1)", attrs=["uid"]), 30, what="the hire applied")
 
 
+    def trickle_until_closed(self, agent, head, then, limit):
+        """Sends head, then one byte of `then` a second; the seconds until the agent closes."""
+        s = socket.create_connection(("127.0.0.1", agent.port), timeout=5)
+        self.addCleanup(s.close)
+        start = time.monotonic()
+        s.sendall(head)
+        for b in then:
+            if time.monotonic() - start > limit:
+                break
+            time.sleep(0.5)
+            try:
+                s.sendall(bytes([b]))
+            except OSError:
+                return time.monotonic() - start  # reset by the agent
+            s.settimeout(0.5)
+            try:
+                if s.recv(1024) == b"":
+                    return time.monotonic() - start
+            except socket.timeout:
+                pass
+            except OSError:
+                return time.monotonic() - start
+        return None
+
+    def test_headers_trickled_a_byte_at_a_time_are_cut_at_the_header_deadline(self):
+        agent = self.start(self.config(webhooks_extra="  header_timeout: 2s\n  request_timeout: 4s\n"))
+        took = self.trickle_until_closed(agent, b"POST /hooks/employees/employee/create_with_contract HTTP/1.1\r\n",
+                                         b"X-Slow: " + b"a" * 200, 15)
+        self.assertIsNotNone(took, "a connection that never finished its headers stayed open")
+        self.assertLess(took, 5)
+        self.assertGreaterEqual(took, 1.5)
+        wait_for(lambda: "sent no complete request within 2 s" in agent.log_text(), 10, what="the cut logged")
+        # a well-behaved delivery on the same listener is still served
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Prompt")), 200)
+
+    def test_a_body_trickled_a_byte_at_a_time_is_cut_at_the_request_deadline(self):
+        agent = self.start(self.config(webhooks_extra="  header_timeout: 2s\n  request_timeout: 4s\n"))
+        head = (f"POST /hooks/employees/employee/create_with_contract HTTP/1.1\r\nHost: agent\r\n"
+                f"x-factorial-wh-challenge: {CHALLENGE}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 400\r\n\r\n").encode()
+        took = self.trickle_until_closed(agent, head, b"{" + b" " * 399, 20)
+        self.assertIsNotNone(took, "a body trickled forever kept its connection")
+        self.assertLess(took, 7)
+        self.assertGreaterEqual(took, 3.5)
+        wait_for(lambda: "whose body took longer than 4 s" in agent.log_text(), 10, what="the cut logged")
+
+
 class TestPrivateData(Case):
     def test_bank_social_security_and_salary_are_never_kept(self):
         agent = self.start(self.config(extra="log: { level: debug }\n"))

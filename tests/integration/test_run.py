@@ -128,6 +128,21 @@ class TestReceiver(Daemon):
                       log)
         self.assertFalse(any(c in log for c in "\r\x1b"), log)
 
+    def test_deep_nesting_and_huge_arrays_are_refused_before_parsing(self):
+        agent = self.start()
+        deep = '{"id": 1, "x": ' + "[" * 100000 + "]" * 100000 + "}"
+        self.assertEqual(self.post("employees/employee/update", deep), 400)
+        wide = "[" + ",".join(["0"] * 300000) + "]"   # 600 KB: 300,000 values
+        self.assertEqual(self.post("teams/membership/bulk_upsert", wide), 400)
+        tricky = json.dumps(dict(person(2, "Comma", "Quoted"), note="," * 200000 + "[" * 1000))
+        self.assertEqual(self.post("employees/employee/update", tricky), 200)  # inside a string: not counted
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
+        reasons = [r[0] for r in db.execute("SELECT reason FROM rejected ORDER BY id")]
+        db.close()
+        self.assertEqual(reasons, ["JSON nested deeper than 64 levels", "JSON with more than 100000 values"])
+        self.drained()
+        self.assertEqual(self.count(2), 1)
+
     def test_refusals_and_the_process_stays_up(self):
         agent = self.start()
         t = "employees/employee/update"
@@ -177,6 +192,11 @@ class TestReceiver(Daemon):
         reasons = [r[0] for r in db.execute("SELECT reason FROM rejected ORDER BY id")]
         db.close()
         self.assertEqual(reasons, ["not valid JSON", "not a JSON object", "empty body"])
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
+        bodies = [r[0] for r in db.execute("SELECT body FROM rejected ORDER BY id")]
+        db.close()
+        # a refused body may hold anything; only its size is kept
+        self.assertEqual(bodies, ["(9 bytes, not kept)", "(6 bytes, not kept)", "(0 bytes, not kept)"])
         log = agent.log_text()
         self.assertNotIn(CHALLENGE, log)
         self.assertNotIn("wrong", log.replace("(wrong challenge)", ""))
