@@ -6,6 +6,7 @@
 #include "common/diag.h"
 #include "common/log.h"
 #include "metrics.h"
+#include "sandbox.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -46,7 +47,7 @@ static char *url_path(const char *url)
 }
 
 /* Loads configuration, mapping and challenge; mistakes go to d. */
-static int snapshot_load(const char *path, struct snapshot **out, struct diag *d)
+int agentd_snapshot_load(const char *path, struct snapshot **out, struct diag *d)
 {
 	struct snapshot *s = calloc(1, sizeof(*s));
 	char err[512];
@@ -99,6 +100,17 @@ void agentd_snap_put(struct agentd *a, struct snapshot *s)
 
 /* ---- life cycle ----------------------------------------------------------- */
 
+void agentd_block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 static void log_diag(struct diag *d, const char *what)
 {
 	char line[2048];
@@ -115,13 +127,30 @@ static void log_diag(struct diag *d, const char *what)
 	}
 }
 
+/* A new receiver reads the new configuration; the old one stops taking
+ * connections once the new one serves, and finishes what it has. */
+static void restart_receiver(struct agentd *a)
+{
+	struct receiver *fresh = NULL, *old = a->rx;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	if (receiver_spawn(a, &fresh, &err) < 0) {
+		log_error("reload: %s; the receiver with the previous configuration goes on", sbuf_str(&err));
+	} else {
+		a->rx = fresh;
+		receiver_retire(old);
+	}
+	sbuf_free(&err);
+}
+
 static void reload(struct agentd *a)
 {
 	struct snapshot *n = NULL, *old;
 	struct diag d;
 
 	diag_init(&d);
-	if (snapshot_load(a->config_path, &n, &d) < 0) {
+	if (agentd_snapshot_load(a->config_path, &n, &d) < 0) {
 		log_diag(&d, "reload refused: the new configuration or mapping has mistakes; the running one stays");
 		diag_free(&d);
 		return;
@@ -131,6 +160,7 @@ static void reload(struct agentd *a)
 	old = a->snap;
 	a->snap = n;
 	pthread_mutex_unlock(&a->snap_mu);
+	restart_receiver(a);
 	if (strcmp(old->cfg->webhooks.listen, n->cfg->webhooks.listen) != 0 ||
 	    strcmp(old->cfg->state_dir, n->cfg->state_dir) != 0)
 		log_warn("reload: webhooks.listen and state_dir take effect at the next start");
@@ -138,38 +168,6 @@ static void reload(struct agentd *a)
 	log_info("configuration and mapping reloaded (%s, %s)", n->cfg->path, n->m->path);
 	agentd_snap_put(a, old);
 	workers_wake(a);
-}
-
-/* The webhook listener's certificate and key, read before anything is written. */
-struct tls_files {
-	char *cert;
-	struct secret key;
-};
-
-static int read_tls(const struct config *cfg, struct tls_files *t, struct sbuf *err)
-{
-	FILE *fp;
-	struct sbuf b;
-	char chunk[4096], e[512];
-	size_t n;
-
-	if (!cfg->webhooks.tls_cert_file)
-		return 0;
-	fp = fopen(cfg->webhooks.tls_cert_file, "re");
-	if (!fp) {
-		sbuf_addf(err, "webhooks.tls_cert_file: cannot read %s: %s", cfg->webhooks.tls_cert_file, strerror(errno));
-		return -1;
-	}
-	sbuf_init(&b);
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		sbuf_add(&b, chunk, n);
-	fclose(fp);
-	t->cert = sbuf_detach(&b);
-	if (secret_read_file(cfg->webhooks.tls_key_file, &t->key, e, sizeof(e)) < 0) {
-		sbuf_addf(err, "webhooks.tls_key_file: %s", e);
-		return -1;
-	}
-	return 0;
 }
 
 /* One agent per state folder: the lock is taken before anything is written. */
@@ -215,7 +213,41 @@ cleanup:
 	return rc;
 }
 
-/* The store handles: the HTTP threads' (rejected bodies), the committer's, each worker's. */
+/* The program's own path, to start the receiver from. */
+static int find_self(struct agentd *a, struct sbuf *err)
+{
+	ssize_t n = readlink("/proc/self/exe", a->self_exe, sizeof(a->self_exe) - 1);
+
+	if (n <= 0 || (size_t)n >= sizeof(a->self_exe) - 1) {
+		sbuf_addf(err, "cannot find this program's own file in /proc/self/exe: %s", n < 0 ? strerror(errno) : "too long");
+		return -1;
+	}
+	a->self_exe[n] = '\0';
+	return 0;
+}
+
+/* Root is needed for the ports and the state folder only: with `user:` it
+ * is given up here, for good, before anything else is opened. */
+static int drop_privileges(struct agentd *a, struct sbuf *err)
+{
+	const struct config *cfg = a->snap->cfg;
+
+	if (!cfg->user) {
+		if (geteuid() == 0)
+			log_warn("running as root: set `user:` in %s to the account the agent should run as once its ports "
+			         "are bound",
+			         cfg->path);
+	} else if (sandbox_give_state(cfg->state_dir, cfg->user, err) < 0 || sandbox_drop_user(cfg->user, err) < 0) {
+		return -1;
+	} else {
+		log_info("running as %s (uid %u, gid %u)", cfg->user, (unsigned)getuid(), (unsigned)getgid());
+	}
+	/* the credentials this process will hold are not for another process of the same user to read */
+	sandbox_no_tracing();
+	return 0;
+}
+
+/* The store handles: the committer's (deliveries the agent makes itself), each worker's. */
 static int open_stores(struct agentd *a, struct worker **ws, struct sbuf *err)
 {
 	const char *dir = a->snap->cfg->state_dir;
@@ -239,48 +271,6 @@ static int open_stores(struct agentd *a, struct worker **ws, struct sbuf *err)
 		if (queue_open(dir, &(*ws)[i].q, err) < 0 || store_open(dir, &(*ws)[i].st, err) < 0)
 			return -1;
 	}
-	return 0;
-}
-
-static int serve(struct listener *l, const struct config *cfg, const char *listen, int *fd,
-                 const struct tls_files *t, struct http_server **out, struct sbuf *err)
-{
-	struct http_callbacks cb = { .precheck = receiver_precheck, .handle = receiver_handle, .refused = receiver_refused, .ctx = l };
-	struct http_options o = {
-		.listen = listen,
-		.fd = *fd,
-		.max_body = (size_t)cfg->webhooks.max_body_bytes,
-		.timeout = (unsigned)cfg->webhooks.request_timeout,
-		.header_deadline = (unsigned)cfg->webhooks.header_timeout,
-		.body_deadline = (unsigned)cfg->webhooks.request_timeout,
-		.threads = 8,
-		.max_connections = (unsigned)cfg->webhooks.max_connections,
-		.max_per_address = (unsigned)cfg->webhooks.max_connections_per_address,
-	};
-	int rc;
-
-	if (t->cert && !l->status_only) {
-		o.tls_cert = t->cert;
-		o.tls_key = t->key.data;
-	}
-	rc = http_start(&o, &cb, out, err);
-	if (rc == 0)
-		*fd = -1; /* the server owns it now */
-	return rc;
-}
-
-static int start_serving(struct agentd *a, const struct tls_files *t, struct sbuf *err)
-{
-	const struct config *cfg = a->snap->cfg;
-
-	a->main_l.a = a;
-	a->status_l.a = a;
-	a->status_l.status_only = true;
-	if (serve(&a->main_l, cfg, cfg->webhooks.listen, &a->listen_fd, t, &a->http, err) < 0)
-		return -1;
-	if (cfg->webhooks.metrics_listen &&
-	    serve(&a->status_l, cfg, cfg->webhooks.metrics_listen, &a->metrics_fd, t, &a->mhttp, err) < 0)
-		return -1;
 	return 0;
 }
 
@@ -331,11 +321,8 @@ static void wait_for_signals(struct agentd *a, const sigset_t *set)
 /* Stops what was started, in the reverse order: no new deliveries first. */
 static void stop_all(struct agentd *a, struct worker *ws)
 {
-	http_quiesce(a->http);
-	http_quiesce(a->mhttp);
-	http_stop(a->http);
-	http_stop(a->mhttp);
-	a->http = a->mhttp = NULL;
+	receiver_retire(a->rx);
+	a->rx = NULL;
 	a->stopping = 1;
 	pthread_mutex_lock(&a->mu);
 	a->stop = true;
@@ -363,6 +350,9 @@ static void stop_all(struct agentd *a, struct worker *ws)
 		close(a->listen_fd);
 	if (a->metrics_fd >= 0)
 		close(a->metrics_fd);
+	if (a->shared_fd >= 0)
+		close(a->shared_fd);
+	monitor_unshare(a);
 	statedir_unlock(a->lock);
 }
 
@@ -371,8 +361,7 @@ static void stop_all(struct agentd *a, struct worker *ws)
  * written nothing, neither to the directory, nor to Factorial, nor to the store. */
 int agentd_run(const char *config_path)
 {
-	struct agentd a = { .config_path = config_path, .listen_fd = -1, .metrics_fd = -1 };
-	struct tls_files tls = { 0 };
+	struct agentd a = { .config_path = config_path, .listen_fd = -1, .metrics_fd = -1, .shared_fd = -1 };
 	struct worker *ws = NULL;
 	struct diag d;
 	struct sbuf err;
@@ -386,9 +375,8 @@ int agentd_run(const char *config_path)
 	pthread_cond_init(&a.cv, NULL);
 	pthread_mutex_init(&a.side_mu, NULL);
 	pthread_mutex_init(&a.groups_mu, NULL);
-	pthread_mutex_init(&a.health.mu, NULL);
 	strmap_init(&a.busy);
-	if (snapshot_load(config_path, &a.snap, &d) < 0) {
+	if (agentd_snapshot_load(config_path, &a.snap, &d) < 0) {
 		diag_print(&d, stderr);
 		rc = 2;
 		goto cleanup;
@@ -396,19 +384,13 @@ int agentd_run(const char *config_path)
 	log_setup((enum log_level)a.snap->cfg->log.level, (enum log_target)a.snap->cfg->log.target, true);
 	srand((unsigned)(time(NULL) ^ getpid()));
 	/* signals are taken by sigwait(); every thread started below inherits the mask */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	if (read_tls(a.snap->cfg, &tls, &err) < 0 || take_state_dir(&a, &err) < 0 || bind_listeners(&a, &err) < 0 ||
-	    open_stores(&a, &ws, &err) < 0 || start_serving(&a, &tls, &err) < 0) {
+	agentd_block_signals(&set);
+	if (find_self(&a, &err) < 0 || take_state_dir(&a, &err) < 0 || bind_listeners(&a, &err) < 0 ||
+	    monitor_share(&a, &a.shared_fd, &err) < 0 || drop_privileges(&a, &err) < 0 || open_stores(&a, &ws, &err) < 0 ||
+	    receiver_spawn(&a, &a.rx, &err) < 0) {
 		log_error("cannot start: %s", sbuf_str(&err));
 		goto cleanup;
 	}
-	secret_free(&tls.key);
 	if (start_threads(&a, ws, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
 		goto cleanup;
@@ -417,14 +399,12 @@ int agentd_run(const char *config_path)
 	         a.snap->cfg->webhooks.listen, a.snap->cfg->webhooks.subscriptions.n, a.snap->prefix,
 	         a.snap->cfg->state_dir, a.nworkers);
 	wait_for_signals(&a, &set);
-	rc = 0;
+	rc = a.receiver_lost ? 1 : 0;
 cleanup:
 	if (a.snap)
 		stop_all(&a, ws);
 	if (rc == 0)
 		log_info("stopped");
-	free(tls.cert);
-	secret_free(&tls.key);
 	free(ws);
 	free(a.workers);
 	if (a.snap)
@@ -435,7 +415,6 @@ cleanup:
 	pthread_cond_destroy(&a.cv);
 	pthread_mutex_destroy(&a.side_mu);
 	pthread_mutex_destroy(&a.groups_mu);
-	pthread_mutex_destroy(&a.health.mu);
 	diag_free(&d);
 	sbuf_free(&err);
 	return rc;

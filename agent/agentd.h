@@ -1,7 +1,8 @@
 /*
  * agentd: `factorial-ldap-agent run`, the daemon.
  *
- * It wires the modules together: the HTTP endpoint (http) checks each
+ * It wires the modules together: the HTTP endpoint (http), in a receiver
+ * process of its own that holds no credentials (receiverd.c), checks each
  * delivery and stores it durably through the group committer (queue) before
  * answering 200; worker threads, each with its own directory connection
  * (ldapw) and store handles, take deliveries from the queue in arrival order
@@ -28,5 +29,11 @@
 /* Runs until SIGTERM/SIGINT; returns the process exit code (0, 1, or 2 when
  * the configuration or mapping at start is invalid). */
 int agentd_run(const char *config_path);
+
+/* The receiver process (receiverd.c): the configuration path when this
+ * process was started as one by `run`, else NULL; and its main, returning
+ * the exit code. */
+const char *receiverd_requested(void);
+int receiverd_main(const char *config_path);
 
 #endif

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ldap.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ enum ftype {
 	F_DIR,      /* a directory; need not exist yet */
 	F_ENUM,     /* one of choices, stored as its index (int) */
 	F_TYPES,    /* list of subscription types */
+	F_USER,     /* the name of a user account on this system */
 };
 
 #define NOOFF SIZE_MAX
@@ -156,6 +158,7 @@ static const struct field top_fields[] = {
 	{ "ldap", F_SECTION, NOOFF, REQUIRED, ldap_fields, NULL, 0, 0, ldap_post },
 	{ "mapping", F_FILE, OFF(mapping), REQUIRED, NULL, NULL, 0, 0, NULL },
 	{ "state_dir", F_DIR, OFF(state_dir), 0, NULL, NULL, 0, 0, NULL },
+	{ "user", F_USER, OFF(user), 0, NULL, NULL, 0, 0, NULL },
 	{ "sync", F_SECTION, NOOFF, 0, sync_fields, NULL, 0, 0, NULL },
 	{ "safety", F_SECTION, NOOFF, 0, safety_fields, NULL, 0, 0, NULL },
 	{ "queue", F_SECTION, NOOFF, 0, queue_fields, NULL, 0, 0, NULL },
@@ -630,6 +633,8 @@ static void parse_string_value(struct loader *L, const struct field *f, yaml_nod
 		msg = check_listen(s);
 	else if (f->type == F_DN && ldap_str2dn(s, &dn, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS)
 		msg = "not a valid distinguished name";
+	else if (f->type == F_USER && !getpwnam(s))
+		msg = "no such user on this system";
 	ldap_dnfree(dn);
 	if (msg)
 		ydoc_error(&L->y, L->d, v, key, "%s", msg);
@@ -678,6 +683,7 @@ static void (*const parsers[])(struct loader *L, const struct field *f, yaml_nod
 	[F_DIR] = parse_path_value,
 	[F_ENUM] = parse_enum_value,
 	[F_TYPES] = parse_type_list,
+	[F_USER] = parse_string_value,
 };
 
 static void parse_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
@@ -858,6 +864,7 @@ static void free_fields(struct config *cfg, const struct field *tab)
 		case F_FILE:
 		case F_SECRET:
 		case F_DIR:
+		case F_USER:
 			free(*AT(cfg, f->off, char *));
 			break;
 		case F_ENUM:

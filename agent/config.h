@@ -89,6 +89,7 @@ struct config {
 
 	char *mapping;
 	char *state_dir;
+	char *user; /* run drops root for this account after binding; NULL: stays as started */
 
 	struct {
 		long long interval; /* seconds, 0 = off */

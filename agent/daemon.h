@@ -3,7 +3,8 @@
  *
  * The daemon is split by role: agentd.c starts and stops it (configuration
  * snapshots, signals, the order of start-up); receiver.c answers HTTP
- * (deliveries stored durably, /healthz, /metrics); workers.c applies the
+ * (deliveries stored durably, /healthz, /metrics) in the receiver process
+ * receiverd.c starts and runs; workers.c applies the
  * queue to the directory; timers.c runs the scheduled terminations, the
  * subscription upkeep and the periodic reconcile; monitor.c keeps what the
  * workers saw of the directory and the store, for /healthz.  They share
@@ -22,6 +23,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "common/diag.h"
 #include "common/secret.h"
 #include "common/strmap.h"
 #include "config.h"
@@ -109,7 +111,12 @@ struct agentd {
 
 	struct statedir_lock *lock;
 	int listen_fd, metrics_fd; /* bound before anything is written; served once the store is open */
-	struct health health;
+	struct health *health; /* in memory shared with the receiver process (monitor_share) */
+	size_t shared_size;
+	int shared_fd;          /* that memory, for the next receiver */
+	char self_exe[4096];    /* this program, to start the receiver from */
+	struct receiver *rx;    /* the receiver process serving now */
+	volatile bool receiver_lost; /* it ended on its own: run exits 1 */
 };
 
 struct worker {
@@ -151,9 +158,19 @@ static inline void agentd_deadline_in(struct timespec *ts, double seconds)
 	}
 }
 
-/* agentd.c: the snapshot in force, with a reference the caller gives back. */
+/* agentd.c: loading a snapshot; the snapshot in force, with a reference the caller gives back. */
+int agentd_snapshot_load(const char *path, struct snapshot **out, struct diag *d);
+/* Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR1 (taken by sigwait() on set; the
+ * threads started later inherit the mask) and ignores SIGPIPE. */
+void agentd_block_signals(sigset_t *set);
 struct snapshot *agentd_snap_get(struct agentd *a);
 void agentd_snap_put(struct agentd *a, struct snapshot *s);
+
+/* receiverd.c: the receiver process, seen from the daemon: started (0 once
+ * it serves), and retired (SIGTERM, then waited for; NULL is fine). */
+struct receiver;
+int receiver_spawn(struct agentd *a, struct receiver **out, struct sbuf *err);
+void receiver_retire(struct receiver *r);
 
 /* receiver.c: the HTTP callbacks (ctx: a struct listener), and storing a
  * delivery the agent made or kept itself. */
@@ -180,5 +197,10 @@ bool health_doubts_directory(struct agentd *a, double *answered);
 int health_render(struct agentd *a, struct sbuf *out);
 void monitor_commit_observed(double seconds, const char *error, void *ctx);
 void *monitor_main(void *arg);
+/* The health and the metrics in a memory file the receiver process maps:
+ * made by the daemon (its descriptor in *fd), mapped by the receiver. */
+int monitor_share(struct agentd *a, int *fd, struct sbuf *err);
+int monitor_attach(struct agentd *a, int fd, struct sbuf *err);
+void monitor_unshare(struct agentd *a);
 
 #endif

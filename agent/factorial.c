@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "factorial.h"
+#include "metrics.h"
 
 #include "common/log.h"
 #include "common/secret.h"
@@ -226,16 +227,6 @@ void factorial_forget_tokens(void)
 	pthread_mutex_unlock(&tokens.mu);
 }
 
-bool factorial_token_unsaved(void)
-{
-	bool u;
-
-	pthread_mutex_lock(&tokens.mu);
-	u = tokens.unsaved;
-	pthread_mutex_unlock(&tokens.mu);
-	return u;
-}
-
 static bool secret_same(const struct secret *a, const struct secret *b)
 {
 	return a->data && b->data && a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
@@ -267,6 +258,7 @@ static void tokens_follow(const struct factorial *f)
 	secret_free(&tokens.refresh);
 	secret_free(&tokens.access);
 	tokens.unsaved = false;
+	metrics_token_unsaved(false);
 }
 
 static double mtime_of(const char *path)
@@ -353,6 +345,7 @@ static void rotated(const char *token)
 	tokens.refresh.data = strdup(token);
 	tokens.refresh.len = tokens.refresh.data ? strlen(token) : 0;
 	tokens.unsaved = keep_refresh_token(token, &err) < 0;
+	metrics_token_unsaved(tokens.unsaved);
 	if (tokens.unsaved)
 		log_error("OAuth: the rotated refresh token could not be saved (%s); it is kept in memory only, and the "
 		          "agent will need a new token after a restart: make the state folder writable by the agent's "

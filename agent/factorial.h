@@ -25,7 +25,7 @@
  * two files is used at start (the other one when the newer is refused), so
  * a read-only configuration folder is fine and a person can put a new token
  * in the configured file.  A token that cannot be saved is kept in memory,
- * logged as an error and shown by factorial_token_unsaved().
+ * logged as an error and shown by the metric oauth_refresh_token_unsaved.
  *
  * Memory: a struct factorial owns its curl handle, its secrets (wiped on
  * free) and its cache; it is not shared between threads.  cJSON values it
@@ -81,8 +81,6 @@ void factorial_teams_changed(void);
 
 /* Wipes the process's OAuth tokens (at exit). */
 void factorial_forget_tokens(void);
-/* Whether the newest OAuth refresh token lives in memory only (it could not be saved). */
-bool factorial_token_unsaved(void);
 
 /* Counters for tests and logs: requests sent, token refreshes. */
 long factorial_requests(const struct factorial *f);

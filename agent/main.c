@@ -3,6 +3,7 @@
  */
 #include "build.h"
 
+#include "agentd.h"
 #include "cli.h"
 #include "factorial.h"
 #include "common/log.h"
@@ -20,7 +21,8 @@ int main(int argc, char **argv)
 	umask(umask(077) | 077);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return CLI_FAIL;
-	rc = cli_main(argc, argv);
+	/* started by `run` as its receiver process, or by a person */
+	rc = receiverd_requested() ? receiverd_main(receiverd_requested()) : cli_main(argc, argv);
 	factorial_forget_tokens();
 	log_close();
 	curl_global_cleanup();

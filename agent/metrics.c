@@ -2,6 +2,7 @@
 
 #include "metrics.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,21 +19,70 @@ struct histogram {
 	double sum;
 };
 
+/* One counter value: its two label values, inline, so that the whole state
+ * is plain memory another process can map. */
 struct labelled {
-	char *a;
-	char *b;
+	char a[64];
+	char b[16];
 	unsigned long n;
 };
 
+#define ROWS 128 /* label pairs per counter: 14 types x 7 statuses fit, as do the operations */
+
 struct table {
-	struct labelled *v;
+	struct labelled v[ROWS];
 	size_t n;
 };
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct table deliveries, applies;
-static struct histogram ldap_h, commit_h;
-static long drift[4];
+struct metrics_state {
+	pthread_mutex_t mu; /* robust and process-shared once metrics_share() has run */
+	struct table deliveries, applies;
+	struct histogram ldap_h, commit_h;
+	long drift[4];
+	bool token_unsaved;
+};
+
+static struct metrics_state local = { .mu = PTHREAD_MUTEX_INITIALIZER };
+static struct metrics_state *st = &local;
+
+size_t metrics_shared_size(void)
+{
+	return sizeof(struct metrics_state);
+}
+
+int metrics_share(void *mem, bool init)
+{
+	pthread_mutexattr_t at;
+	struct metrics_state *m = mem;
+
+	if (init) {
+		memset(m, 0, sizeof(*m));
+		if (pthread_mutexattr_init(&at) != 0)
+			return -1;
+		pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+		if (pthread_mutex_init(&m->mu, &at) != 0) {
+			pthread_mutexattr_destroy(&at);
+			return -1;
+		}
+		pthread_mutexattr_destroy(&at);
+	}
+	st = m;
+	return 0;
+}
+
+/* A process that died holding the lock left counters that are at worst one
+ * increment short: carry on. */
+static void lock(void)
+{
+	if (pthread_mutex_lock(&st->mu) == EOWNERDEAD)
+		pthread_mutex_consistent(&st->mu);
+}
+
+static void unlock(void)
+{
+	pthread_mutex_unlock(&st->mu);
+}
 
 static void bump(struct table *t, const char *a, const char *b)
 {
@@ -44,18 +94,12 @@ static void bump(struct table *t, const char *a, const char *b)
 			return;
 		}
 	}
-	v = realloc(t->v, (t->n + 1) * sizeof(*v));
-	if (!v)
+	if (t->n == ROWS)
 		return;
-	t->v = v;
-	v[t->n].a = strdup(a);
-	v[t->n].b = strdup(b);
-	if (!v[t->n].a || !v[t->n].b) {
-		free(v[t->n].a);
-		free(v[t->n].b);
-		return;
-	}
-	v[t->n].n = 1;
+	v = &t->v[t->n];
+	snprintf(v->a, sizeof(v->a), "%s", a);
+	snprintf(v->b, sizeof(v->b), "%s", b);
+	v->n = 1;
 	t->n++;
 }
 
@@ -64,47 +108,54 @@ void metrics_delivery(const char *type, int status)
 	char s[16];
 
 	snprintf(s, sizeof(s), "%d", status);
-	pthread_mutex_lock(&mu);
-	bump(&deliveries, type, s);
-	pthread_mutex_unlock(&mu);
+	lock();
+	bump(&st->deliveries, type, s);
+	unlock();
 }
 
 void metrics_apply(const char *operation, bool ok)
 {
-	pthread_mutex_lock(&mu);
-	bump(&applies, operation, ok ? "ok" : "error");
-	pthread_mutex_unlock(&mu);
+	lock();
+	bump(&st->applies, operation, ok ? "ok" : "error");
+	unlock();
 }
 
 static void observe(struct histogram *h, double s)
 {
-	pthread_mutex_lock(&mu);
+	lock();
 	for (size_t i = 0; i < NB; i++)
 		if (s <= bounds[i])
 			h->buckets[i]++;
 	h->count++;
 	h->sum += s;
-	pthread_mutex_unlock(&mu);
+	unlock();
 }
 
 void metrics_ldap_seconds(double s)
 {
-	observe(&ldap_h, s);
+	observe(&st->ldap_h, s);
 }
 
 void metrics_commit_seconds(double s)
 {
-	observe(&commit_h, s);
+	observe(&st->commit_h, s);
+}
+
+void metrics_token_unsaved(bool unsaved)
+{
+	lock();
+	st->token_unsaved = unsaved;
+	unlock();
 }
 
 void metrics_drift(long checked, long differing, long fixed, long orphans)
 {
-	pthread_mutex_lock(&mu);
-	drift[0] = checked;
-	drift[1] = differing;
-	drift[2] = fixed;
-	drift[3] = orphans;
-	pthread_mutex_unlock(&mu);
+	lock();
+	st->drift[0] = checked;
+	st->drift[1] = differing;
+	st->drift[2] = fixed;
+	st->drift[3] = orphans;
+	unlock();
 }
 
 /* Label values are subscription types, operations and numbers: nothing to escape
@@ -146,11 +197,11 @@ static void histogram(struct sbuf *out, const char *name, const char *help, cons
 
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 {
-	pthread_mutex_lock(&mu);
+	lock();
 	counter(out, "deliveries_total", "Deliveries received, by subscription type and HTTP status.", "type", "status",
-	        &deliveries);
+	        &st->deliveries);
 	counter(out, "applies_total", "Deliveries applied to the directory, by operation and result.", "operation",
-	        "result", &applies);
+	        "result", &st->applies);
 	sbuf_addf(out,
 	          "# HELP " PREFIX "queue_depth Deliveries stored and not applied yet.\n"
 	          "# TYPE " PREFIX "queue_depth gauge\n" PREFIX "queue_depth %ld\n"
@@ -161,14 +212,14 @@ void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 	          "# HELP " PREFIX "oauth_refresh_token_unsaved 1 when the newest OAuth refresh token could not be "
 	          "saved to the state folder (a restart would need a new one).\n"
 	          "# TYPE " PREFIX "oauth_refresh_token_unsaved gauge\n" PREFIX "oauth_refresh_token_unsaved %d\n",
-	          g->queue_depth, g->dead_letters, g->held, g->token_unsaved ? 1 : 0);
-	histogram(out, "ldap_operation_seconds", "Latency of LDAP operations.", &ldap_h);
-	histogram(out, "store_commit_seconds", "Latency of durable commits of deliveries.", &commit_h);
+	          g->queue_depth, g->dead_letters, g->held, st->token_unsaved ? 1 : 0);
+	histogram(out, "ldap_operation_seconds", "Latency of LDAP operations.", &st->ldap_h);
+	histogram(out, "store_commit_seconds", "Latency of durable commits of deliveries.", &st->commit_h);
 	sbuf_addf(out,
 	          "# HELP " PREFIX "drift_entries Entries seen by the last reconcile, by outcome.\n"
 	          "# TYPE " PREFIX "drift_entries gauge\n"
 	          PREFIX "drift_entries{outcome=\"checked\"} %ld\n" PREFIX "drift_entries{outcome=\"differing\"} %ld\n"
 	          PREFIX "drift_entries{outcome=\"fixed\"} %ld\n" PREFIX "drift_entries{outcome=\"orphans\"} %ld\n",
-	          drift[0], drift[1], drift[2], drift[3]);
-	pthread_mutex_unlock(&mu);
+	          st->drift[0], st->drift[1], st->drift[2], st->drift[3]);
+	unlock();
 }

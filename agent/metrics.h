@@ -2,12 +2,19 @@
  * metrics: the daemon's counters and histograms, written out in the
  * Prometheus text format for GET /metrics.
  *
- * Counters are process-wide and thread-safe (one mutex): deliveries by
- * subscription type and HTTP status, applies by operation and result, and
- * latency histograms of LDAP operations and of store commits.  Queue depth
- * and dead letters are read from the store when the page is rendered.
+ * Counters are thread-safe (one mutex): deliveries by subscription type and
+ * HTTP status, applies by operation and result, and latency histograms of
+ * LDAP operations and of store commits.  Queue depth and dead letters are
+ * read from the store when the page is rendered.
  *
- * Memory: the module owns its tables, for the life of the process.
+ * The state is plain memory of a fixed size.  By default it is the
+ * process's own; metrics_share() moves it into memory the caller maps in
+ * several processes (the daemon and its receiver), where the mutex is
+ * process-shared and robust: each process counts what it sees, and either
+ * can render the page.
+ *
+ * Memory: the module owns its default state; shared memory stays the
+ * caller's, and must outlive every later call.
  */
 #ifndef FLA_METRICS_H
 #define FLA_METRICS_H
@@ -21,12 +28,19 @@ void metrics_apply(const char *operation, bool ok);
 void metrics_ldap_seconds(double s);
 void metrics_commit_seconds(double s);
 void metrics_drift(long checked, long differing, long fixed, long orphans);
+/* The OAuth refresh token lives in memory only (true) or is saved. */
+void metrics_token_unsaved(bool unsaved);
+
+/* The size of the state, and moving it to mem (init: first use, zeroed and
+ * a process-shared mutex made; else mem is already initialised by another
+ * process).  Returns 0 or -1. */
+size_t metrics_shared_size(void);
+int metrics_share(void *mem, bool init);
 
 struct metrics_gauges {
 	long queue_depth;
 	long dead_letters;
 	long held;
-	bool token_unsaved; /* the OAuth refresh token lives in memory only */
 };
 
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g);

@@ -8,12 +8,94 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- health ----------------------------------------------------------------- */
+
+/* The health and the metrics live in one mapping the daemon and its
+ * receiver process share: the appliers write, the receiver answers. */
+struct shared {
+	struct health health;
+	max_align_t metrics[]; /* metrics_shared_size() bytes */
+};
+
+int monitor_share(struct agentd *a, int *fd, struct sbuf *err)
+{
+	size_t size = sizeof(struct shared) + metrics_shared_size();
+	pthread_mutexattr_t at;
+	struct shared *m = MAP_FAILED;
+	int f = memfd_create("factorial-ldap-agent-published", MFD_CLOEXEC), rc = -1;
+
+	if (f < 0 || ftruncate(f, (off_t)size) < 0 ||
+	    (m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0)) == MAP_FAILED) {
+		sbuf_addf(err, "cannot make the memory the receiver answers from: %s", strerror(errno));
+		goto cleanup;
+	}
+	memset(m, 0, size);
+	pthread_mutexattr_init(&at);
+	pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+	rc = pthread_mutex_init(&m->health.mu, &at) == 0 && metrics_share(m->metrics, true) == 0 ? 0 : -1;
+	pthread_mutexattr_destroy(&at);
+	if (rc < 0) {
+		sbuf_adds(err, "cannot make the memory the receiver answers from: no process-shared lock");
+		goto cleanup;
+	}
+	a->health = &m->health;
+	a->shared_size = size;
+	*fd = f;
+	f = -1;
+	m = MAP_FAILED;
+cleanup:
+	if (m != MAP_FAILED)
+		munmap(m, size);
+	if (f >= 0)
+		close(f);
+	return rc;
+}
+
+int monitor_attach(struct agentd *a, int fd, struct sbuf *err)
+{
+	size_t size = sizeof(struct shared) + metrics_shared_size();
+	struct stat sb;
+	struct shared *m;
+
+	/* the descriptor comes from the parent: check it is what it should be */
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size != size) {
+		sbuf_adds(err, "the memory shared with the daemon is not what it should be");
+		return -1;
+	}
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		sbuf_addf(err, "cannot map the memory shared with the daemon: %s", strerror(errno));
+		return -1;
+	}
+	metrics_share(m->metrics, false);
+	a->health = &m->health;
+	a->shared_size = size;
+	return 0;
+}
+
+void monitor_unshare(struct agentd *a)
+{
+	if (a->health)
+		munmap(a->health, a->shared_size);
+	a->health = NULL;
+}
+
+/* The other process may have died holding the lock: what it was writing is
+ * at worst one reading stale. */
+static void health_lock(struct health *h)
+{
+	if (pthread_mutex_lock(&h->mu) == EOWNERDEAD)
+		pthread_mutex_consistent(&h->mu);
+}
 
 /* A worker or the monitor reached the directory (error NULL; answered: a
  * request was answered, not only a connection seen open) or failed to. */
@@ -21,25 +103,25 @@ void health_directory(struct agentd *a, const char *error, bool answered)
 {
 	double now = agentd_wall_now();
 
-	pthread_mutex_lock(&a->health.mu);
+	health_lock(a->health);
 	if (!error) {
-		a->health.dir_alive = now;
+		a->health->dir_alive = now;
 		if (answered)
-			a->health.dir_answered = now;
+			a->health->dir_answered = now;
 	} else {
-		a->health.dir_failed = now;
-		snprintf(a->health.dir_error, sizeof(a->health.dir_error), "%s", error);
+		a->health->dir_failed = now;
+		snprintf(a->health->dir_error, sizeof(a->health->dir_error), "%s", error);
 	}
-	pthread_mutex_unlock(&a->health.mu);
+	pthread_mutex_unlock(&a->health->mu);
 }
 
 void health_store(struct agentd *a, const char *error)
 {
-	pthread_mutex_lock(&a->health.mu);
-	a->health.store_failed = error != NULL;
+	health_lock(a->health);
+	a->health->store_failed = error != NULL;
 	if (error)
-		snprintf(a->health.store_error, sizeof(a->health.store_error), "%s", error);
-	pthread_mutex_unlock(&a->health.mu);
+		snprintf(a->health->store_error, sizeof(a->health->store_error), "%s", error);
+	pthread_mutex_unlock(&a->health->mu);
 }
 
 /* Whether the last thing known of the directory is a failure newer than any answer. */
@@ -47,10 +129,10 @@ bool health_doubts_directory(struct agentd *a, double *answered)
 {
 	bool doubt;
 
-	pthread_mutex_lock(&a->health.mu);
-	doubt = a->health.dir_failed >= a->health.dir_answered;
-	*answered = a->health.dir_answered;
-	pthread_mutex_unlock(&a->health.mu);
+	health_lock(a->health);
+	doubt = a->health->dir_failed >= a->health->dir_answered;
+	*answered = a->health->dir_answered;
+	pthread_mutex_unlock(&a->health->mu);
 	return doubt;
 }
 
@@ -62,9 +144,9 @@ int health_render(struct agentd *a, struct sbuf *out)
 	double now = agentd_wall_now();
 	bool dir_down, ok;
 
-	pthread_mutex_lock(&a->health.mu);
-	h = a->health;
-	pthread_mutex_unlock(&a->health.mu);
+	health_lock(a->health);
+	h = *a->health;
+	pthread_mutex_unlock(&a->health->mu);
 	dir_down = h.dir_failed >= h.dir_alive && now - h.dir_alive > HEALTH_GRACE;
 	ok = !dir_down && !h.store_failed;
 	sbuf_adds(out, ok ? "ok\n" : "unavailable\n");
@@ -158,20 +240,20 @@ static void watch_store(struct agentd *a, struct store *st, struct queue *q, str
 	bool failed;
 
 	sbuf_init(&err);
-	pthread_mutex_lock(&a->health.mu);
-	failed = a->health.store_failed;
-	pthread_mutex_unlock(&a->health.mu);
+	health_lock(a->health);
+	failed = a->health->store_failed;
+	pthread_mutex_unlock(&a->health->mu);
 	if (failed || now - w->store_checked >= STORE_PROBE_EVERY) {
 		w->store_checked = now;
 		health_store(a, store_probe(st, &err) < 0 ? sbuf_str(&err) : NULL);
 	}
 	sbuf_reset(&err);
 	if (queue_counts(q, &pending, &dead, &held, &err) == 0) {
-		pthread_mutex_lock(&a->health.mu);
-		a->health.pending = pending;
-		a->health.dead = dead;
-		a->health.held = held;
-		pthread_mutex_unlock(&a->health.mu);
+		health_lock(a->health);
+		a->health->pending = pending;
+		a->health->dead = dead;
+		a->health->held = held;
+		pthread_mutex_unlock(&a->health->mu);
 	}
 	sbuf_free(&err);
 }

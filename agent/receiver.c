@@ -224,7 +224,6 @@ void receiver_handle(void *ctx, const char *method, const char *path, const char
 			log_warn("metrics: %s", sbuf_str(&err));
 		pthread_mutex_unlock(&a->side_mu);
 		sbuf_free(&err);
-		g.token_unsaved = factorial_token_unsaved();
 		metrics_render(&reply->body, &g);
 		reply->status = 200;
 		reply->content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -451,6 +451,121 @@ class TestHostileClients(Case):
         wait_for(lambda: "whose body took longer than 4 s" in agent.log_text(), 10, what="the cut logged")
 
 
+def children(pid):
+    """The pids whose parent is pid, with their command lines."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    out[int(name)] = f.read().rstrip(b"\0").decode()
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def receiver_of(agent):
+    found = [p for p, cmd in children(agent.proc.pid).items() if cmd == "factorial-ldap-agent: receiver"]
+    return found[0] if len(found) == 1 else None
+
+
+def status_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def memory_holds(pid, needles):
+    """Which of needles appear in the process's memory (read as root; huge reserved regions skipped)."""
+    seen = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if "r" not in fields[1] or hi - lo > 64 << 20 or (len(fields) > 5 and fields[5].startswith("[v")):
+                continue
+            try:
+                mem.seek(lo)
+                chunk = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            seen.update(n for n in needles if n in chunk)
+    return seen
+
+
+class TestPrivilegeSeparation(Case):
+    def test_the_receiver_holds_the_challenge_and_no_credential(self):
+        agent = self.start(self.config())
+        rx = receiver_of(agent)
+        self.assertIsNotNone(rx, f"no receiver process under {agent.proc.pid}: {children(agent.proc.pid)}")
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Split")), 200)
+        wait_for(lambda: self.people_dns(), 30, what="the hire applied by the daemon")
+        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions made with the API key")
+        st = status_of(rx)
+        self.assertEqual(st["NoNewPrivs"].strip(), "1")
+        self.assertEqual(st["Seccomp"].strip(), "2")  # a filter
+        secrets = [b"agent-secret", b"test-api-key", b"test-challenge"]
+        self.assertEqual(memory_holds(rx, secrets), {b"test-challenge"})
+        # the same reading finds the credentials where they are: in the daemon
+        self.assertTrue({b"test-api-key"} <= memory_holds(agent.proc.pid, secrets))
+
+    def test_a_receiver_that_dies_stops_the_agent_with_code_1(self):
+        agent = self.start(self.config())
+        rx = receiver_of(agent)
+        os.kill(rx, signal.SIGKILL)
+        self.assertEqual(agent.proc.wait(timeout=30), 1)
+        self.assertIn(f"the receiver process (pid {rx}) ended (killed by signal 9)", agent.log_text())
+
+    def test_sighup_starts_a_receiver_with_the_new_challenge(self):
+        agent = self.start(self.config())
+        first = receiver_of(agent)
+        self.d.secret("challenge", "a-new-challenge")
+        os.kill(agent.proc.pid, signal.SIGHUP)
+        wait_for(lambda: receiver_of(agent) not in (None, first), 30, what="a new receiver")
+        wait_for(lambda: not os.path.exists(f"/proc/{first}"), 30, what="the old receiver gone")
+        body = json.dumps(person(2, "Bo", "Rotated"))
+        url = agent.url("/hooks/employees/employee/create_with_contract")
+        self.assertEqual(http("POST", url, body, H)[0], 401)
+        self.assertEqual(http("POST", url, body, dict(H, **{"x-factorial-wh-challenge": "a-new-challenge"}))[0], 200)
+        wait_for(lambda: self.people_dns(), 30, what="the hire applied")
+
+    def test_started_as_root_with_user_it_runs_as_that_user(self):
+        cfg = self.config(extra="user: nobody\n")
+        # what the user reads at reload: its own secrets, a folder it can enter
+        os.chmod(self.d.path, 0o755)
+        for name in os.listdir(self.d.path):
+            p = os.path.join(self.d.path, name)
+            if os.path.isfile(p) and os.stat(p).st_mode & 0o077 == 0:
+                os.chown(p, 65534, 65534)
+        agent = self.start(cfg)
+        rx = receiver_of(agent)
+        for pid in (agent.proc.pid, rx):
+            st = status_of(pid)
+            self.assertEqual(st["Uid"].split(), ["65534"] * 4, pid)
+            self.assertEqual(st["Gid"].split(), ["65534"] * 4, pid)
+            self.assertEqual(st["Groups"].strip(), "", pid)
+        self.assertIn("running as nobody (uid 65534, gid 65534)", agent.log_text())
+        self.assertNotIn("running as root", agent.log_text())
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Nobody")), 200)
+        wait_for(lambda: self.people_dns(), 30, what="the hire applied")
+        state = os.path.join(self.d.path, "state")
+        for name in [""] + os.listdir(state):
+            self.assertEqual(os.stat(os.path.join(state, name)).st_uid, 65534, name or state)
+
+    def test_started_as_root_without_user_it_warns(self):
+        agent = self.start(self.config())
+        self.assertIn("running as root: set `user:`", agent.log_text())
+
+    def test_an_unknown_user_is_a_configuration_mistake(self):
+        cfg = self.config(extra="user: no-such-account\n")
+        r = run_agent("-c", cfg, "run", timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr, r"agent.yaml:\d+:\d+: user: no such user on this system")
+
+
 class TestPrivateData(Case):
     def test_bank_social_security_and_salary_are_never_kept(self):
         agent = self.start(self.config(extra="log: { level: debug }\n"))
