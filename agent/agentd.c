@@ -109,6 +109,8 @@ void agentd_block_signals(sigset_t *set)
 	sigaddset(set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* a file size limit reached is a failed write (EFBIG, answered 503), not the end of the process */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 static void log_diag(struct diag *d, const char *what)

@@ -161,7 +161,7 @@ static inline void agentd_deadline_in(struct timespec *ts, double seconds)
 /* agentd.c: loading a snapshot; the snapshot in force, with a reference the caller gives back. */
 int agentd_snapshot_load(const char *path, struct snapshot **out, struct diag *d);
 /* Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR1 (taken by sigwait() on set; the
- * threads started later inherit the mask) and ignores SIGPIPE. */
+ * threads started later inherit the mask) and ignores SIGPIPE and SIGXFSZ. */
 void agentd_block_signals(sigset_t *set);
 struct snapshot *agentd_snap_get(struct agentd *a);
 void agentd_snap_put(struct agentd *a, struct snapshot *s);

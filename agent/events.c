@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -181,4 +182,38 @@ int event_each_membership(const cJSON *body, int (*fn)(void *ctx, const cJSON *m
 			break;
 	}
 	return rc;
+}
+
+/* How much JSON one delivery may hold.  A parsed value costs about 80
+ * bytes, so a 1 MiB body of "[0,0,0,..." would take 40 MiB to parse; no
+ * Factorial record comes near these bounds. */
+enum { JSON_MAX_DEPTH = 64, JSON_MAX_VALUES = 100000 };
+
+/* One pass, no allocation: it runs before the parser so the parser never
+ * sees a body that would cost too much. */
+const char *event_body_out_of_bounds(const char *body, size_t len)
+{
+	size_t depth = 0, values = 1;
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = body[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > JSON_MAX_DEPTH)
+				return "JSON nested deeper than 64 levels";
+		} else if (c == ']' || c == '}') {
+			if (depth)
+				depth--;
+		} else if (c == ',' && ++values > JSON_MAX_VALUES) {
+			return "JSON with more than 100000 values";
+		}
+	}
+	return NULL;
 }

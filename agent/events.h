@@ -49,6 +49,11 @@ struct event_type {
 extern const struct event_type event_types[];
 
 const struct event_type *event_find(const char *name);
+
+/* NULL when a body's nesting (at most 64 deep) and value count (at most
+ * 100,000) are within bounds, or it is not JSON at all (the parser then
+ * says so); else why not, for the 400 answer. */
+const char *event_body_out_of_bounds(const char *body, size_t len);
 /* "employee", "team", "membership". */
 const char *event_kind_name(enum event_kind kind);
 

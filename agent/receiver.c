@@ -131,46 +131,10 @@ int receiver_submit_text(struct agentd *a, const char *type, const char *body, s
 	return rc;
 }
 
-/* How much JSON one delivery may hold.  A parsed value costs about 80
- * bytes, so a 1 MiB body of "[0,0,0,..." would take 40 MiB to parse; no
- * Factorial record comes near these bounds. */
-enum { JSON_MAX_DEPTH = 64, JSON_MAX_VALUES = 100000 };
-
-/* NULL when the body's nesting and value count are within bounds (or it is
- * not JSON at all, which the parser then says); else why not.  One pass, no
- * allocation: it runs before the parser so the parser never sees a body
- * that would cost too much. */
-static const char *json_out_of_bounds(const char *body, size_t len)
-{
-	size_t depth = 0, values = 1;
-	bool in_string = false;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = body[i];
-		if (in_string) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-		} else if (c == '"') {
-			in_string = true;
-		} else if (c == '[' || c == '{') {
-			if (++depth > JSON_MAX_DEPTH)
-				return "JSON nested deeper than 64 levels";
-		} else if (c == ']' || c == '}') {
-			if (depth)
-				depth--;
-		} else if (c == ',' && ++values > JSON_MAX_VALUES) {
-			return "JSON with more than 100000 values";
-		}
-	}
-	return NULL;
-}
-
 static void deliver(struct agentd *a, const char *type, const char *body, size_t len, struct http_reply *reply)
 {
 	const struct event_type *t = event_find(type);
-	const char *reason = json_out_of_bounds(body, len);
+	const char *reason = event_body_out_of_bounds(body, len);
 	cJSON *j = reason ? NULL : cJSON_ParseWithLength(body, len);
 	char *clean = NULL;
 	struct sbuf err;

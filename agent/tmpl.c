@@ -317,7 +317,8 @@ static void part_free(struct tmpl_part *part)
 	free(part->text);
 	path_free(&part->path);
 	for (size_t i = 0; i < part->nfilters; i++) {
-		for (size_t k = 0; k < part->filters[i].nargs && k < 2; k++) {
+		/* both slots: an argument that failed half-parsed is not counted in nargs */
+		for (size_t k = 0; k < 2; k++) {
 			free(part->filters[i].args[k].text);
 			path_free(&part->filters[i].args[k].path);
 		}

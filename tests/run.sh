@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: installs what is missing (apt-get),
 # builds, runs every suite through `make check` (unit tests in C, the fake
 # Factorial's own tests, integration tests against a real slapd), prints one
-# line per suite and ends with "N passed, N failed".  Exits non-zero on any
+# line per suite, runs each fuzz target for 30 s (fuzz/run.sh, clang) and
+# ends with "N passed, N failed".  Exits non-zero on any
 # failure.  In CI (CI=true) it builds with --enable-warnings --enable-sanitizers.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,6 +51,16 @@ for trs in $(find tests -name '*.trs' | sort); do
 		sed 's/^/    | /' "$suite.log" | grep -v '^    | ok ' | head -200
 	fi
 done
+# the fuzz targets, each for FLA_FUZZ_SECONDS (30): a crash is a failure
+fla_say "fuzz ($((${FLA_FUZZ_SECONDS:-30} * 6)) s)"
+fuzz_out=$(bash "$top/fuzz/run.sh" "${FLA_FUZZ_SECONDS:-30}")
+fuzz_rc=$?
+printf '%s\n' "$fuzz_out" | grep -v '^fuzz: '
+fp=$(printf '%s\n' "$fuzz_out" | sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+ff=$(printf '%s\n' "$fuzz_out" | sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+passed=$((passed + ${fp:-0}))
+failed=$((failed + ${ff:-1}))
+[ "$fuzz_rc" -ne 0 ] && [ "${ff:-1}" -eq 0 ] && failed=$((failed + 1))
 if [ "$check_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	# make check failed outside any suite (a test program did not build, say)
 	tail -50 check.out >&2
