@@ -886,6 +886,23 @@ void config_free(struct config *cfg)
 	free(cfg);
 }
 
+/* FACTORIAL_LDAP_AGENT_LOG_LEVEL, when set, overrides log.level: a person
+ * can see one run at debug without editing the configuration. */
+static void level_from_environment(struct config *cfg, struct diag *d)
+{
+	const char *v = getenv(CONFIG_LOG_LEVEL_ENV);
+
+	if (!v || !*v)
+		return;
+	for (int i = 0; level_choices[i]; i++) {
+		if (strcmp(v, level_choices[i]) == 0) {
+			cfg->log.level = i;
+			return;
+		}
+	}
+	diag_add(d, CONFIG_LOG_LEVEL_ENV, 0, 0, NULL, "\"%s\" is not one of error | warn | info | debug", v);
+}
+
 int config_load(const char *path, struct config **out, struct diag *d)
 {
 	struct loader L = { .d = d };
@@ -910,6 +927,7 @@ int config_load(const char *path, struct config **out, struct diag *d)
 		goto cleanup;
 	root = ydoc_root(&L.y);
 	walk_map(&L, root, top_fields, "");
+	level_from_environment(L.cfg, d);
 	if (diag_count(d) != before)
 		goto cleanup;
 	*out = L.cfg;

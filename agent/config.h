@@ -20,6 +20,9 @@
 #ifndef FLA_CONFIG_H
 #define FLA_CONFIG_H
 
+/* The environment variable that overrides log.level (error, warn, info, debug). */
+#define CONFIG_LOG_LEVEL_ENV "FACTORIAL_LDAP_AGENT_LOG_LEVEL"
+
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -10,7 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
-from agenttest import TOP_SRCDIR, AgentDir, run_agent  # noqa: E402
+from agenttest import IBAN, SALARY, SSN, TOP_SRCDIR, AgentDir, run_agent  # noqa: E402
 from slapd import Slapd  # noqa: E402
 
 TODAY = "2026-11-27"
@@ -69,9 +69,11 @@ employees:
 
 
 def person(i, first, last, **kw):
+    # bank, social security and salary fields ride along, as in real payloads: the agent drops them
     e = {"id": i, "first_name": first, "last_name": last, "full_name": f"{first} {last}",
          "login_email": f"p{i}@example.com", "legal_entity_id": 1, "company_id": 1234,
-         "terminated_on": None, "active": True, "manager_id": None, "phone_number": None}
+         "terminated_on": None, "active": True, "manager_id": None, "phone_number": None,
+         "bank_number": IBAN, "social_security_number": SSN, "salary_amount": SALARY}
     e.update(kw)
     return e
 

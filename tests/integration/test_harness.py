@@ -9,6 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
+from agenttest import IBAN, AgentDir  # noqa: E402
 from slapd import Slapd, SlapdError  # noqa: E402
 
 SLAPD = None
@@ -69,6 +70,23 @@ homeDirectory: /home/jose.nunez
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip().lower(), "dn:" + SLAPD.agent_dn.lower())
+
+
+class TestSecretScan(unittest.TestCase):
+    def test_a_secret_or_personal_data_left_in_the_folder_fails_the_test(self):
+        d = AgentDir()
+        d.standard()  # the secret files themselves are where secrets belong
+        d.file("agent.log", "debug: sent x-factorial-wh-challenge: test-challenge\n")
+        d.file("state/state.db", f"...{IBAN}...")
+        with self.assertRaises(AssertionError) as e:
+            d.close()
+        self.assertIn("the webhook challenge (test-challenge) appears in", str(e.exception))
+        self.assertIn("an IBAN sent in a payload", str(e.exception))
+        self.assertNotIn("api-key", str(e.exception))
+        self.assertFalse(os.path.exists(d.path))
+        clean = AgentDir()
+        clean.standard()
+        clean.close()  # nothing to say
 
 
 class TestLifecycle(unittest.TestCase):

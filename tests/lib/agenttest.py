@@ -17,6 +17,44 @@ AGENT = os.environ.get("AGENT", os.path.join(TOP_SRCDIR, "factorial-ldap-agent")
 API_LIST = os.environ.get("API_LIST", os.path.join(os.path.dirname(AGENT), "tests", "tools", "api_list"))
 FIXTURES = os.path.join(TOP_SRCDIR, "tests", "fixtures")
 
+# What must never be logged, kept in the state folder or shown by /metrics:
+# the secrets the test folders hold, and the sensitive fields test payloads
+# carry (test_apply.person() sends them with every employee).
+IBAN, SSN, SALARY = "ES9121000418450200051332", "281234567840", 7654321
+NEVER_SEEN = {
+    "test-api-key": "the API key",
+    "agent-secret": "the LDAP bind password",
+    "test-challenge": "the webhook challenge",
+    "test-client-secret": "the OAuth client secret",
+    "test-refresh-token": "the OAuth refresh token",
+    IBAN: "an IBAN sent in a payload",
+    SSN: "a social security number sent in a payload",
+    str(SALARY): "a salary sent in a payload",
+}
+# Files that hold a secret by design: the inputs, and the rotated OAuth token.
+SECRET_FILES = {"api-key", "challenge", "ldap-password", "client-secret", "refresh-token", "oauth-refresh-token"}
+
+
+def leaks(text, where):
+    """The secrets and personal data text holds, as messages naming where."""
+    return [f"{what} ({needle}) appears in {where}" for needle, what in NEVER_SEEN.items() if needle in text]
+
+
+def scan_folder(path):
+    """leaks() of every file under path but the secret files themselves."""
+    found = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            if name in SECRET_FILES or name.startswith("oauth-refresh-token"):
+                continue
+            p = os.path.join(root, name)
+            try:
+                with open(p, "rb") as f:
+                    found += leaks(f.read().decode("latin-1"), p)
+            except OSError:
+                pass
+    return found
+
 
 def run_agent(*args, input=None, env=None, timeout=60):
     """Runs the agent; returns CompletedProcess with text stdout and stderr."""
@@ -39,7 +77,12 @@ class AgentDir:
         return False
 
     def close(self):
+        """Removes the folder, after checking that no log and no state file in it holds a secret
+        or personal data (AssertionError naming them, once the folder is gone)."""
+        found = scan_folder(self.path) if os.path.isdir(self.path) else []
         shutil.rmtree(self.path, ignore_errors=True)
+        if found:
+            raise AssertionError("\n".join(found))
 
     def file(self, name, content, mode=0o644):
         p = os.path.join(self.path, name)
@@ -110,7 +153,8 @@ class AgentProcess:
         with open(self.config) as f:
             text = f.read()
         self.port = int(re.search(r'listen: "127\.0\.0\.1:(\d+)"', text).group(1))
-        e = dict(os.environ)
+        # at debug, so that the secret scan sees everything the agent could say
+        e = dict(os.environ, FACTORIAL_LDAP_AGENT_LOG_LEVEL="debug")
         if self.env:
             e.update(self.env)
         self.log = open(self.log_path, "ab")
@@ -144,9 +188,20 @@ class AgentProcess:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def metrics_leaks(self):
+        """leaks() of what /metrics shows now ([] when the agent does not answer)."""
+        try:
+            return leaks(http("GET", self.url("/metrics"), timeout=5)[1], "/metrics")
+        except OSError:
+            return []
+
     def stop(self, timeout=60):
         import signal
         if self.proc and self.proc.poll() is None:
+            found = self.metrics_leaks()
+            if found:
+                self.proc.kill()
+                raise AssertionError("\n".join(found))
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
