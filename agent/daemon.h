@@ -87,6 +87,7 @@ struct agentd {
 	struct strmap busy;
 	bool stop;
 	double pause_until;
+	bool waits_stale; /* a release failed: the queue's wait marks are cleared before the next choice */
 	double backoff;
 
 	pthread_t *workers;

@@ -280,6 +280,10 @@ void *workers_main(void *arg)
 				continue;
 			}
 			sbuf_reset(&err);
+			/* a mark left by a release that failed would keep its delivery waiting for good */
+			if (a->waits_stale && queue_forget_waits(w->q, &err) == 0)
+				a->waits_stale = false;
+			sbuf_reset(&err);
 			got = queue_next(w->q, agentd_wall_now(), &a->busy, &d, &err);
 			if (got == 1) {
 				strmap_put(&a->busy, d.record_key, d.record_key);
@@ -305,8 +309,10 @@ void *workers_main(void *arg)
 		for (size_t i = 0; i < d.nrefs; i++)
 			strmap_del(&a->busy, d.refs[i]);
 		sbuf_reset(&err);
-		if (queue_release(w->q, d.record_key, &err) < 0)
+		if (queue_release(w->q, d.record_key, &err) < 0) {
 			log_warn("queue: %s", sbuf_str(&err));
+			a->waits_stale = true;
+		}
 		pthread_cond_broadcast(&a->cv);
 		pthread_mutex_unlock(&a->mu);
 		queue_delivery_free(&d);
