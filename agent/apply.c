@@ -2369,7 +2369,8 @@ static int cache_unique_values(struct apply_ctx *a, struct apply_cache *c, const
 			continue;
 		sbuf_reset(&f);
 		sbuf_addf(&f, "(&(%s=*)(!(%s=*)))", o->attrs[i].name, o->key_attr);
-		if (ldapw_search_paged(a->lw, o->search_base, sbuf_str(&f), one, 500, &holders, &e) != LDAP_SUCCESS) {
+		if (ldapw_search_all(a->lw, o->search_base, sbuf_str(&f), o->attrs[i].name, one, 500, &holders, &e) !=
+		    LDAP_SUCCESS) {
 			sbuf_addf(err, "reading %s values under %s: %s: %s", o->attrs[i].name, o->search_base, e.op, e.text);
 			a->connection_lost = ldapw_error_is_connection(&e);
 			rc = -1;
@@ -2412,7 +2413,7 @@ int apply_cache_load(struct apply_ctx *a, struct sbuf *err)
 		sbuf_adds(err, "out of memory");
 		goto cleanup;
 	}
-	if (ldapw_search_paged(a->lw, o->search_base, sbuf_str(&f), attrs, 500, &c->emp, &e) != LDAP_SUCCESS) {
+	if (ldapw_search_all(a->lw, o->search_base, sbuf_str(&f), o->key_attr, attrs, 500, &c->emp, &e) != LDAP_SUCCESS) {
 		sbuf_addf(err, "reading the managed entries under %s: %s: %s", o->search_base, e.op, e.text);
 		a->connection_lost = ldapw_error_is_connection(&e);
 		goto cleanup;

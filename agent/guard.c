@@ -32,7 +32,7 @@ int guard_one_more(const struct config *cfg, const struct mapping *m, struct sto
 	}
 	if (cfg->safety.max_disables_percent >= 0) {
 		sbuf_addf(&f, "(%s=*)", o->key_attr);
-		if (ldapw_search_paged(lw, o->search_base, sbuf_str(&f), none, 1000, &all, &le) != 0) {
+		if (ldapw_search_all(lw, o->search_base, sbuf_str(&f), o->key_attr, none, 1000, &all, &le) != 0) {
 			sbuf_addf(why, "deletion guard: counting the managed entries: %s", le.text);
 			goto cleanup;
 		}

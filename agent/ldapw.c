@@ -3,9 +3,12 @@
 #include "ldapw.h"
 
 #include "metrics.h"
+#include "common/log.h"
+#include "common/sbuf.h"
 #include "common/secret.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <ldap.h>
 #include <poll.h>
 #include <stdio.h>
@@ -296,7 +299,9 @@ static int search_scope(struct ldapw *lw, const char *base, int scope, const cha
 		ldap_msgfree(res);
 		return LDAP_SUCCESS; /* the base does not exist: nothing found */
 	}
-	if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
+	/* past the limit the caller set, the entries found are what was asked for; past the
+	 * server's own limit they are a part, and a part is never taken for the whole */
+	if (rc != LDAP_SUCCESS && !(rc == LDAP_SIZELIMIT_EXCEEDED && sizelimit > 0)) {
 		set_error(lw, err, "search", rc);
 		ldap_msgfree(res);
 		return rc;
@@ -382,6 +387,157 @@ int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, c
 		ber_memfree(cookie.bv_val);
 	if (rc != LDAP_SUCCESS)
 		ldapw_entries_free(out);
+	return rc;
+}
+
+/* ---- reading past a server's size limit ------------------------------------
+ * An ordinary account may read only so many entries in all, paged or not
+ * (slapd: size.prtotal follows the hard limit, 500 by default; 389-DS:
+ * nsslapd-sizelimit, 2,000).  A read that hits the limit is done again in
+ * slices by the first characters of slice_attr: one slice per character of
+ * an alphabet, a slice still too large split by its next character, and
+ * for each prefix one more slice for values that go on with a character
+ * outside the alphabet (or end there).  The slices are disjoint and cover
+ * the whole: a read either returns every entry or fails; it never returns
+ * part of the directory as the whole. */
+
+static const char slice_alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz-_.@";
+enum { SLICE_DEPTH = 12 };
+
+static bool over_limit(int rc)
+{
+	return rc == LDAP_SIZELIMIT_EXCEEDED || rc == LDAP_ADMINLIMIT_EXCEEDED;
+}
+
+/* Appends more's entries to out (more is emptied). */
+static int entries_take(struct ldapw_entries *out, struct ldapw_entries *more)
+{
+	struct ldapw_entry *v;
+
+	if (!more->n) {
+		ldapw_entries_free(more);
+		return 0;
+	}
+	v = realloc(out->v, (out->n + more->n) * sizeof(*v));
+	if (!v) {
+		ldapw_entries_free(more);
+		return -1;
+	}
+	memcpy(v + out->n, more->v, more->n * sizeof(*v));
+	out->v = v;
+	out->n += more->n;
+	free(more->v);
+	more->v = NULL;
+	more->n = 0;
+	return 0;
+}
+
+/* "(attr=PREFIX*)", the prefix escaped for a substring assertion. */
+static void add_initial(struct sbuf *f, const char *attr, const char *prefix, bool negate)
+{
+	struct berval in = { strlen(prefix), (char *)prefix }, esc = { 0, NULL };
+
+	if (ldap_bv2escaped_filter_value(&in, &esc) != 0) {
+		f->failed = true;
+		return;
+	}
+	sbuf_addf(f, "%s(%s=%s*)%s", negate ? "(!" : "", attr, esc.bv_val, negate ? ")" : "");
+	ber_memfree(esc.bv_val);
+}
+
+static int read_slices(struct ldapw *lw, const char *base, const char *filter, const char *attr,
+                       const char *const *attrs, int page_size, const char *prefix, int depth,
+                       struct ldapw_entries *out, struct ldapw_error *err)
+{
+	size_t plen = strlen(prefix);
+	char next[SLICE_DEPTH + 2];
+	struct sbuf f;
+	int rc = LDAP_SUCCESS;
+
+	sbuf_init(&f);
+	/* one slice per character of the alphabet */
+	for (const char *c = slice_alphabet; *c && rc == LDAP_SUCCESS; c++) {
+		struct ldapw_entries part;
+		memcpy(next, prefix, plen);
+		next[plen] = *c;
+		next[plen + 1] = '\0';
+		sbuf_reset(&f);
+		sbuf_addf(&f, "(&%s", filter);
+		add_initial(&f, attr, next, false);
+		sbuf_addc(&f, ')');
+		if (f.failed) {
+			rc = LDAP_NO_MEMORY;
+			break;
+		}
+		rc = ldapw_search_paged(lw, base, sbuf_str(&f), attrs, page_size, &part, err);
+		if (over_limit(rc) && depth < SLICE_DEPTH)
+			rc = read_slices(lw, base, filter, attr, attrs, page_size, next, depth + 1, out, err);
+		else if (rc == LDAP_SUCCESS && entries_take(out, &part) < 0)
+			rc = LDAP_NO_MEMORY;
+	}
+	/* and the rest: values that go on (or end) otherwise */
+	if (rc == LDAP_SUCCESS) {
+		struct ldapw_entries part;
+		sbuf_reset(&f);
+		sbuf_addf(&f, "(&%s", filter);
+		if (plen)
+			add_initial(&f, attr, prefix, false);
+		for (const char *c = slice_alphabet; *c; c++) {
+			memcpy(next, prefix, plen);
+			next[plen] = *c;
+			next[plen + 1] = '\0';
+			add_initial(&f, attr, next, true);
+		}
+		sbuf_addc(&f, ')');
+		rc = f.failed ? LDAP_NO_MEMORY : ldapw_search_paged(lw, base, sbuf_str(&f), attrs, page_size, &part, err);
+		if (rc == LDAP_SUCCESS && entries_take(out, &part) < 0)
+			rc = LDAP_NO_MEMORY;
+	}
+	if (rc == LDAP_NO_MEMORY)
+		set_error(NULL, err, "search", LDAP_NO_MEMORY);
+	sbuf_free(&f);
+	return rc;
+}
+
+/* How to let the service account read everything in one pass, per server. */
+static void limit_fix(const struct ldapw *lw, struct sbuf *out)
+{
+	const char *who = lw->bind_dn ? lw->bind_dn : "the service account";
+
+	sbuf_addf(out,
+	          "lift the size limit for %s: OpenLDAP: `limits dn.exact=\"%s\" size=unlimited` (slapd.conf, or "
+	          "olcLimits on the database); 389 Directory Server: `nsSizeLimit: -1` and `nsPagedSizeLimit: -1` "
+	          "on that entry; Active Directory: MaxPageSize does not cap paged reads, check the account's "
+	          "read rights",
+	          who, who);
+}
+
+int ldapw_search_all(struct ldapw *lw, const char *base, const char *filter, const char *slice_attr,
+                     const char *const *attrs, int page_size, struct ldapw_entries *out, struct ldapw_error *err)
+{
+	static atomic_bool said;
+	struct sbuf fix;
+	int rc = ldapw_search_paged(lw, base, filter, attrs, page_size, out, err);
+
+	if (!over_limit(rc) || !slice_attr)
+		return rc;
+	sbuf_init(&fix);
+	limit_fix(lw, &fix);
+	if (!atomic_exchange(&said, true))
+		log_warn("reading under %s: the server's size limit was reached; reading in slices by %s instead "
+		         "(slower); for speed, %s",
+		         base, slice_attr, sbuf_str(&fix));
+	memset(out, 0, sizeof(*out));
+	rc = read_slices(lw, base, filter, slice_attr, attrs, page_size, "", 0, out, err);
+	if (rc != LDAP_SUCCESS) {
+		ldapw_entries_free(out);
+		if (over_limit(rc)) {
+			/* no slicing stays under the limit: say exactly what to change */
+			snprintf(err->text, sizeof(err->text), "%s (%d), even read in slices by %s: %s",
+			         ldap_err2string(rc), rc, slice_attr, sbuf_str(&fix));
+		}
+	}
+	sbuf_free(&fix);
 	return rc;
 }
 

@@ -77,6 +77,14 @@ int ldapw_search(struct ldapw *lw, const char *base, const char *filter, const c
 int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, const char *const *attrs,
                        int page_size, struct ldapw_entries *out, struct ldapw_error *err);
 
+/* The same, whatever the server's size limit for this account: a read that
+ * hits it is done again in slices by the first characters of slice_attr
+ * (logged once, with how to lift the limit).  Every entry or an error,
+ * never a part: where no slicing stays under the limit, the error says what
+ * to change on the server.  slice_attr NULL: no slicing. */
+int ldapw_search_all(struct ldapw *lw, const char *base, const char *filter, const char *slice_attr,
+                     const char *const *attrs, int page_size, struct ldapw_entries *out, struct ldapw_error *err);
+
 /* Reads one entry by DN (base scope); *found is false when it does not exist. */
 int ldapw_read(struct ldapw *lw, const char *dn, const char *const *attrs, struct ldapw_entries *out,
                struct ldapw_error *err);

@@ -56,7 +56,7 @@ notice='unhandled amd64-linux syscall: 44[4-6]|You may be able to write your own
 bad=0
 for f in "$logs"/vg.*.log; do
 	[ -s "$f" ] || continue
-	grep -v -E "==[0-9]+== ($notice)" "$f" | grep -q -v -E '^==[0-9]+== *$' || continue
+	grep -v -E "^(==|--)[0-9]+(==|--) ($notice)" "$f" | grep -q -v -E '^(==|--)[0-9]+(==|--) *$' || continue
 	bad=$((bad + 1))
 	echo "== $f"; head -40 "$f"
 done

@@ -94,6 +94,38 @@ class TestFirstAndSecond(SyncCase):
         self.assertEqual(self.last(r), "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
 
 
+class TestStockSizeLimit(SyncCase):
+    """slapd's default size limit (500, for the paged total too), the agent an ordinary account."""
+    n = 700
+
+    def test_more_entries_than_the_limit_sync_and_the_second_run_has_nothing_to_do(self):
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(self.last(r), "701 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(self.last(r), "nothing to do")
+        self.assertIn("700 employees read; 701 records checked, 0 differed; 0 orphans", r.stderr)
+        self.assertEqual(r.stderr.count("the server's size limit was reached; reading in slices by employeeNumber"),
+                         1)
+        self.assertIn('limits dn.exact="cn=factorial-agent,ou=services,dc=example,dc=com" size=unlimited', r.stderr)
+
+    def test_a_read_no_slice_keeps_under_the_limit_disables_nothing(self):
+        self.assertEqual(self.sync().returncode, 0)
+        # 600 managed entries Factorial does not know, keys no slice can tell apart
+        self.ldap.add("\n".join(f"dn: uid=stray{i},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: stray{i}\ncn: S\n"
+                                f"sn: S\nemployeeNumber: #{i}\n" for i in range(600)))
+        before = self.ldap.dump()
+        cfg = open(self.cfg).read() + "sync: { orphans: disable }\n"
+        self.d.file("agent.yaml", cfg)
+        r = self.sync()
+        self.assertEqual(r.returncode, 1, r.stderr[-2000:])
+        self.assertIn("Size limit exceeded (4), even read in slices by employeeNumber", r.stderr)
+        self.assertIn('limits dn.exact="cn=factorial-agent,ou=services,dc=example,dc=com" size=unlimited', r.stderr)
+        self.assertNotIn("orphan:", r.stderr)
+        self.assertEqual(self.ldap.dump(), before)
+
+
 class TestDrift(SyncCase):
     n = 40
 

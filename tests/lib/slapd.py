@@ -154,7 +154,6 @@ pidfile {self.dir}/slapd.pid
 argsfile {self.dir}/slapd.args
 modulepath {moddir}
 moduleload back_mdb
-sizelimit unlimited
 authz-regexp "gidNumber=[0-9]+\\\\+uidNumber=[0-9]+,cn=peercred,cn=external,cn=auth" "{AGENT_DN}"
 
 database mdb
