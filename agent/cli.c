@@ -13,6 +13,7 @@
 #include "mapping.h"
 #include "ldapw.h"
 #include "render.h"
+#include "schema.h"
 #include "queue.h"
 #include "reconcile.h"
 #include "statedir.h"
@@ -156,8 +157,65 @@ static int load_mapping(const char *path, struct mapping **m)
 	return rc;
 }
 
+/* One DN of the mapping exists and the service account can read it. */
+static void check_dn(struct ldapw *lw, const struct config *cfg, const struct mapping *m, const char *dn,
+                     const struct mapping_place *p, struct diag *d)
+{
+	static const char *const none[] = { "1.1", NULL };
+	struct ldapw_entries e;
+	struct ldapw_error err;
+
+	if (!dn)
+		return;
+	if (ldapw_read(lw, dn, none, &e, &err) != 0)
+		diag_add(d, m->path, p->line, p->column, p->key, "cannot read %s: %s", dn, err.text);
+	else if (!e.n)
+		diag_add(d, m->path, p->line, p->column, p->key, "%s does not exist, or %s may not read it", dn,
+		         cfg->ldap.bind_dn ? cfg->ldap.bind_dn : "the service account");
+	ldapw_entries_free(&e);
+}
+
+/* The mapping against the directory: its schema (classes, attributes, MUST
+ * attributes, the key's equality rule) and its bases; each problem at its
+ * place in the mapping file. */
+static int check_mapping_online(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m,
+                                struct ldapw *lw)
+{
+	struct schema *s = NULL;
+	struct ldapw_error err;
+	struct diag d;
+	int rc = 0;
+
+	diag_init(&d);
+	if (schema_read(lw, &s, &err) != 0) {
+		fprintf(stderr, "%s: directory %s: cannot read its schema: %s\n", ctx->prog, cfg->ldap.uri, err.text);
+		rc = -1;
+		goto cleanup;
+	}
+	schema_check(s, m, &d);
+	for (int k = 0; k < 2; k++) {
+		const struct mapping_object *o = &m->obj[k];
+		if (!o->present)
+			continue;
+		check_dn(lw, cfg, m, o->base, &o->base_at, &d);
+		if (o->search_base && o->base && strcmp(o->search_base, o->base) != 0)
+			check_dn(lw, cfg, m, o->search_base, &o->search_base_at, &d);
+		check_dn(lw, cfg, m, o->move_to, &o->move_to_at, &d);
+	}
+	if (d.n) {
+		diag_print(&d, stderr);
+		rc = -1;
+	} else {
+		printf("mapping %s: ok against the directory (schema, bases)\n", m->path);
+	}
+cleanup:
+	schema_free(s);
+	diag_free(&d);
+	return rc;
+}
+
 /* check --online: a bind to the directory and a call to the API, each ok or its exact failure. */
-static int check_online(struct cli_ctx *ctx, const struct config *cfg)
+static int check_online(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m)
 {
 	struct ldapw *lw = NULL;
 	struct factorial *api = NULL;
@@ -173,6 +231,9 @@ static int check_online(struct cli_ctx *ctx, const struct config *cfg)
 	} else {
 		printf("directory %s: ok (bound %s%s)\n", cfg->ldap.uri, cfg->ldap.sasl_mech ? "with SASL " : "as ",
 		       cfg->ldap.sasl_mech ? cfg->ldap.sasl_mech : cfg->ldap.bind_dn ? cfg->ldap.bind_dn : "anonymously");
+		fflush(stdout);
+		if (check_mapping_online(ctx, cfg, m, lw) < 0)
+			rc = -1;
 	}
 	snprintf(q, sizeof(q), "company_id=%lld&limit=1", cfg->factorial.company_id);
 	if (factorial_open(cfg, &api, &err) < 0 ||
@@ -251,7 +312,7 @@ static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
 		goto cleanup;
 	printf("configuration ok\n");
 	rc = CLI_OK;
-	if (online && check_online(ctx, cfg) < 0)
+	if (online && check_online(ctx, cfg, m) < 0)
 		rc = CLI_FAIL;
 	if (fixtures) {
 		struct sbuf err;

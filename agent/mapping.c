@@ -173,9 +173,19 @@ static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
 	return t;
 }
 
+/* The place of node n, known by key. */
+static void place(const yaml_node_t *n, const char *key, struct mapping_place *p)
+{
+	free(p->key);
+	p->line = n ? ydoc_line(n) : 0;
+	p->column = n ? ydoc_col(n) : 0;
+	p->key = strdup(key);
+}
+
 static void attr_free(struct mapping_attr *a)
 {
 	free(a->name);
+	free(a->at.key);
 	for (size_t i = 0; i < a->ntmpls; i++)
 		tmpl_free(a->tmpls[i]);
 	free(a->tmpls);
@@ -219,6 +229,7 @@ static void load_attr(struct loader *L, yaml_node_t *k, yaml_node_t *v, const ch
                       bool options_allowed)
 {
 	a->name = strdup(ydoc_scalar(k));
+	place(k, key, &a->at);
 	if (!v || v->type != YAML_MAPPING_NODE) {
 		load_values(L, v, key, a);
 		return;
@@ -412,9 +423,10 @@ static void load_terminated(struct loader *L, struct mapping_object *o, yaml_nod
 	}
 	x = map_get(L, t, "move_to", NULL);
 	join(key, sizeof(key), path, "move_to");
-	if (x)
+	if (x) {
 		o->move_to = dup_dn(L, x, key);
-	else if (o->action == MAPPING_MOVE)
+		place(x, key, &o->move_to_at);
+	} else if (o->action == MAPPING_MOVE)
 		ydoc_error(&L->y, L->d, t, key, "required with action: move");
 	x = map_get(L, t, "remove_from_groups", NULL);
 	join(key, sizeof(key), path, "remove_from_groups");
@@ -520,11 +532,15 @@ static void load_bases(struct loader *L, struct mapping_object *o, yaml_node_t *
 		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
 	else
 		o->base = dup_dn(L, x, key);
+	place(x, key, &o->base_at);
+	place(x, key, &o->search_base_at);
 	join(key, sizeof(key), path, "search_base");
-	if ((x = map_get(L, sec, "search_base", NULL)))
+	if ((x = map_get(L, sec, "search_base", NULL))) {
 		o->search_base = dup_dn(L, x, key);
-	else if (o->base)
+		place(x, key, &o->search_base_at);
+	} else if (o->base) {
 		o->search_base = strdup(o->base);
+	}
 }
 
 /* key: { attribute, value }, the value from the record only. */
@@ -552,6 +568,7 @@ static void load_key(struct loader *L, struct mapping_object *o, yaml_node_t *se
 		ydoc_error(&L->y, L->d, ka, sub, "\"%s\" is not an attribute name", s);
 	else if (s)
 		o->key_attr = strdup(s);
+	place(ka, sub, &o->key_at);
 	join(sub, sizeof(sub), key, "value");
 	if (!kv)
 		ydoc_error(&L->y, L->d, x, sub, "required key is missing");
@@ -579,10 +596,15 @@ static void load_object_classes(struct loader *L, struct mapping_object *o, yaml
 	for (yaml_node_item_t *it = x->data.sequence.items.start; it < x->data.sequence.items.top; it++) {
 		yaml_node_t *e = ydoc_node(&L->y, *it);
 		const char *s = want_string(L, e, key);
-		if (s && !valid_attr_name(s))
+		struct mapping_place *at;
+		if (s && !valid_attr_name(s)) {
 			ydoc_error(&L->y, L->d, e, key, "\"%s\" is not an object class name", s);
-		else if (s)
+		} else if (s && (at = realloc(o->class_at, (o->object_classes.n + 1) * sizeof(*at)))) {
+			o->class_at = at;
+			memset(&at[o->object_classes.n], 0, sizeof(*at));
+			place(e, key, &at[o->object_classes.n]);
 			vlist_push_copy(&o->object_classes, s, strlen(s));
+		}
 	}
 }
 
@@ -658,6 +680,8 @@ static int add_key_attribute(struct loader *L, struct mapping_object *o, yaml_no
 	if (find_attr(o, o->key_attr) < 0) {
 		struct mapping_attr *a = &o->attrs[o->nattrs];
 		a->name = strdup(o->key_attr); /* no templates: evaluated from key_value */
+		a->at = (struct mapping_place){ o->key_at.line, o->key_at.column,
+			                         o->key_at.key ? strdup(o->key_at.key) : NULL };
 		a->is_key = true;
 		if (!a->name) {
 			join(key, sizeof(key), path, "attributes");
@@ -762,6 +786,13 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 
 static void object_free(struct mapping_object *o)
 {
+	struct mapping_place *places[] = { &o->base_at, &o->search_base_at, &o->key_at, &o->move_to_at };
+
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++)
+		free(places[i]->key);
+	for (size_t i = 0; o->class_at && i < o->object_classes.n; i++)
+		free(o->class_at[i].key);
+	free(o->class_at);
 	free(o->base);
 	free(o->search_base);
 	free(o->key_attr);

@@ -49,8 +49,17 @@ enum mapping_action {
 #define MAPPING_ATTR_CREATE_ONLY 0x2u
 #define MAPPING_ATTR_REQUIRED 0x4u
 
+/* Where something was written in the mapping file, for what is found
+ * wrong after loading (check --online names the place of a name the server
+ * does not know). */
+struct mapping_place {
+	unsigned line, column;
+	char *key; /* "employees.attributes.mail" */
+};
+
 struct mapping_attr {
 	char *name;
+	struct mapping_place at; /* of its name */
 	struct tmpl **tmpls; /* one value template, or several (a list) */
 	size_t ntmpls;
 	unsigned flags;
@@ -69,6 +78,8 @@ struct mapping_object {
 	char *base;
 	char *search_base;
 	char *key_attr;
+	struct mapping_place base_at, search_base_at, key_at, move_to_at;
+	struct mapping_place *class_at; /* one per object class */
 	struct tmpl *key_value;
 	char *rdn;
 	size_t rdn_index;

@@ -335,6 +335,7 @@ class TestCheckOnline(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout, "configuration ok\n"
                                        f"directory {ldap.uri}: ok (bound as cn=factorial-agent,ou=services,dc=example,dc=com)\n"
+                                       f"mapping {d.path}/mapping.yaml: ok against the directory (schema, bases)\n"
                                        f"Factorial API {fake.base_url}: ok (version 2026-07-01, company 1234)\n")
             d.secret("api-key", "wrong-key")
             r = run_agent("-c", cfg, "check", "--online")
@@ -350,6 +351,44 @@ class TestCheckOnline(unittest.TestCase):
                                        "cn=factorial-agent,ou=services,dc=example,dc=com: Invalid credentials (49)\n")
             self.assertIn(f"Factorial API {fake.base_url}: ok", r.stdout)
             self.assertNotIn("wrong-password", r.stdout + r.stderr)
+
+
+class TestCheckOnlineSchema(unittest.TestCase):
+    """check --online reads the server's schema and bases, as the service account."""
+
+    def test_each_problem_named_at_its_place_in_the_mapping(self):
+        bad = (MAPPING.replace("  base: ou=people,dc=example,dc=com\n", "  base: ou=nowhere,dc=example,dc=com\n", 1)
+               .replace("    sn: \"{last_name}\"\n", "    shoeSize: \"42\"\n", 1)
+               .replace("[top, person, organizationalPerson, inetOrgPerson, posixAccount]",
+                        "[top, person, organizationalPerson, inetOrgPerson, posixAccount, spaceship]", 1))
+        self.assertNotEqual(bad, MAPPING)
+        with Slapd() as ldap, FakeFactorial() as fake, AgentDir() as d:
+            m = d.file("mapping.yaml", bad)
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url)
+            r = run_agent("-c", cfg, "check", "--online")
+            self.assertEqual(r.returncode, 1, r.stdout)
+            lines = r.stderr.splitlines()
+            text = bad.splitlines()
+
+            def at(needle, key, msg):
+                row = next(i for i, t in enumerate(text) if needle in t)
+                col = text[row].index(needle.lstrip()) + 1
+                return f"{m}:{row + 1}:{col}: {key}: {msg}"
+
+            self.assertIn(at("ou=nowhere,dc=example,dc=com", "employees.base",
+                             "ou=nowhere,dc=example,dc=com does not exist, or "
+                             "cn=factorial-agent,ou=services,dc=example,dc=com may not read it"), lines)
+            self.assertIn(at("    shoeSize", "employees.attributes.shoeSize",
+                             "the server's schema has no attribute \"shoeSize\" (the server would refuse every "
+                             "entry that has it: Undefined attribute type)"), lines)
+            self.assertIn(at("spaceship", "employees.object_classes",
+                             "the server's schema has no object class \"spaceship\" (the server would refuse "
+                             "every new entry: Object class violation)"), lines)
+            self.assertIn(at("person, organizationalPerson", "employees.object_classes",
+                             "person requires sn, which the mapping's attributes do not set (the server would "
+                             "refuse every new entry)"), lines)
+            self.assertEqual(len(lines), 4, r.stderr)  # sn said once, though three of the classes require it
+            self.assertIn(f"directory {ldap.uri}: ok", r.stdout)
 
 
 class TestRunKeepsSubscriptions(unittest.TestCase):

@@ -76,6 +76,13 @@ class TestActiveDirectory(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return r
 
+    def test_check_online_finds_the_profile_fits_the_schema(self):
+        # no Factorial API here: that half fails; the directory half is what is looked at
+        r = run_agent("-c", CFG, "check", "--online")
+        self.assertIn(f"mapping {DIR.path}/mapping.yaml: ok against the directory (schema, bases)", r.stdout,
+                      r.stderr)
+        self.assertNotIn("mapping.yaml:", r.stderr)
+
     def user(self, i):
         found = DC.search(PEOPLE, f"(employeeID={i})", USER_ATTRS)
         self.assertLessEqual(len(found), 1)
