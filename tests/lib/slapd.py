@@ -4,7 +4,10 @@ Slapd() generates a slapd.conf (back_mdb; schemas core, cosine, inetorgperson,
 nis), listens on a free loopback port and on an ldapi socket, loads the base
 tree (dc=example,dc=com with ou=people, ou=groups, ou=former, ou=services and
 the agent's service account), polls until the server answers, and on stop()
-terminates it and removes the directory.  Use it as a context manager so that
+terminates it and removes the directory.  It runs as sites run it: slapd's
+stock limits (500 entries a search for an ordinary account), and ACLs that
+let the service account write under ou=people, ou=groups and ou=former and
+only read elsewhere; the root DN is for the tests' own setup and inspection.  Use it as a context manager so that
 it is stopped even when a test fails.
 
 Reading and writing go through the OpenLDAP command line tools (ldapadd,
@@ -135,8 +138,16 @@ access to attrs=userPassword
     by * none
 access to dn.subtree="ou=services,{SUFFIX}"
     by * read
-access to *
+access to dn.subtree="ou=people,{SUFFIX}"
     by dn.exact="{AGENT_DN}" write
+    by * read
+access to dn.subtree="ou=groups,{SUFFIX}"
+    by dn.exact="{AGENT_DN}" write
+    by * read
+access to dn.subtree="ou=former,{SUFFIX}"
+    by dn.exact="{AGENT_DN}" write
+    by * read
+access to *
     by * read
 """
         tls = ""
