@@ -10,7 +10,7 @@ FLA_PACKAGES="gcc make autoconf automake libtool pkg-config
 
 # Only the tests need these: a real Samba AD domain controller for the
 # Active Directory profile (tests/integration/test_samba.py).
-FLA_TEST_PACKAGES="samba samba-ad-dc samba-ad-provision winbind krb5-user ldb-tools"
+FLA_TEST_PACKAGES="samba samba-ad-dc samba-ad-provision winbind krb5-user ldb-tools 389-ds-base"
 # ... and clang with libFuzzer for the fuzz targets (fuzz/run.sh).
 FLA_TEST_PACKAGES="$FLA_TEST_PACKAGES clang libclang-rt-14-dev"
 

@@ -12,6 +12,22 @@ import base64
 import subprocess
 
 
+def wait_answering(uri, bind_dn, password, base, proc, error, timeout=60.0):
+    """Polls with ldapsearch until the server at uri answers a bind and a base search;
+    raises error when proc (None: a server that detaches) exits first or the time runs out."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise error(f"the server exited with {proc.returncode}")
+        r = subprocess.run(["ldapsearch", "-x", "-H", uri, "-D", bind_dn, "-w", password, "-b", base, "-s", "base",
+                            "-o", "nettimeout=1", "1.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if r.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise error("the server did not answer in time")
+
+
 class Directory:
     error = RuntimeError
     uri = None

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 
-from ldaptools import Directory
+from ldaptools import Directory, wait_answering
 
 SUFFIX = "DC=example,DC=test"
 ADMIN_DN = "CN=Administrator,CN=Users," + SUFFIX
@@ -131,18 +131,8 @@ ou: Groups
             raise SambaError(f"samba did not start:\n{log}")
         return self
 
-    def _wait_ready(self, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SambaError(f"samba exited with {self.proc.returncode}")
-            r = subprocess.run(["ldapsearch", "-x", "-H", self.uri, "-D", ADMIN_DN, "-w", ADMIN_PW,
-                                "-b", SUFFIX, "-s", "base", "-o", "nettimeout=1", "1.1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if r.returncode == 0:
-                return
-            time.sleep(0.1)
-        raise SambaError("samba did not answer in time")
+    def _wait_ready(self):
+        wait_answering(self.uri, ADMIN_DN, ADMIN_PW, SUFFIX, self.proc, SambaError)
 
     def stop(self):
         if self.proc:

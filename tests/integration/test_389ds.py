@@ -1,0 +1,130 @@
+"""The shipped 389 Directory Server profile against a real 389-ds, as sites
+run it: the agent bound as an ordinary account given write access by ACIs on
+the managed units only, the server's stock limits.  Hires, renames, teams,
+leavers locked with nsAccountLock and out of their groups, returns, a sync
+of more entries than the server's size limit, check --online, and a delivery
+through `run`.  Every test reads the directory back as Directory Manager."""
+
+import json
+import os
+import shutil
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import taprunner  # noqa: E402
+from agenttest import TOP_SRCDIR, AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
+from ds389 import DS389  # noqa: E402
+from fakefactorial import FakeFactorial  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_apply import person  # noqa: E402
+
+PEOPLE = "ou=people,dc=example,dc=com"
+GROUPS = "ou=groups,dc=example,dc=com"
+TODAY = {"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"}
+H = {"x-factorial-wh-challenge": "test-challenge", "Content-Type": "application/json"}
+
+
+def setUpModule():
+    global DS, FAKE
+    DS = DS389().start()
+    FAKE = FakeFactorial(fixtures=None).start()
+
+
+def tearDownModule():
+    DS.stop()
+    FAKE.stop()
+
+
+class TestDS389(unittest.TestCase):
+    def setUp(self):
+        DS.clear(PEOPLE, GROUPS)
+        FAKE.employees.clear()
+        FAKE.teams = {}
+        self.d = AgentDir()
+        self.addCleanup(self.d.close)
+        shutil.copy(os.path.join(TOP_SRCDIR, "mappings", "389ds-inetorgperson.yaml"),
+                    os.path.join(self.d.path, "mapping.yaml"))
+        self.cfg = self.d.daemon(ldap_uri=DS.uri, base_url=FAKE.base_url, enrich=False,
+                                 public_url="https://agent.example.com/hooks")
+        with open(self.cfg) as f:
+            text = f.read()
+        self.d.secret("ldap-password", DS.agent_pw)
+        self.assertIn(f"bind_dn: {DS.agent_dn}", text)  # the ordinary account, not Directory Manager
+
+    def apply(self, event, record, dry=False):
+        args = ["-c", self.cfg, "apply"] + (["--dry-run"] if dry else []) + ["--event", event, "-"]
+        return run_agent(*args, input=json.dumps(record, ensure_ascii=False), env=TODAY)
+
+    def ok(self, event, record, **kw):
+        r = self.apply(event, record, **kw)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stderr.splitlines()[-1]
+
+    def user(self, i):
+        found = DS.search(PEOPLE, f"(employeeNumber={i})", ["*", "nsAccountLock", "memberOf"])
+        self.assertLessEqual(len(found), 1)
+        return next(iter(found.items())) if found else (None, None)
+
+    def test_hire_rename_team_leaver_and_return(self):
+        ana = person(1, "Ana", "García", login_email="ana.garcia@example.com", job_title="Engineer")
+        bob = person(2, "Bob", "Stone", login_email="bob@example.com", manager_id=1)
+        self.assertEqual(self.ok("employees/employee/create_with_contract", ana),
+                         "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        self.ok("employees/employee/create_with_contract", bob)
+        dn, e = self.user(1)
+        self.assertEqual(dn, f"uid=ana.garcia,{PEOPLE}")
+        self.assertEqual((e["cn"], e["sn"], e["mail"]), (["Ana García"], ["García"], ["ana.garcia@example.com"]))
+        self.assertEqual(self.user(2)[1]["manager"], [dn])
+        self.assertEqual(self.ok("employees/employee/update", ana), "nothing to do")
+        self.ok("teams/team/create", {"id": 5, "name": "Ops", "description": "Operations", "employee_ids": [1, 2]})
+        g = DS.entry(f"cn=team-ops,{GROUPS}")
+        self.assertEqual(sorted(g["member"]), sorted([dn, f"uid=bob,{PEOPLE}"]))
+        # a new last name: the uid stays (create_only), the manager reference and the membership hold
+        self.assertEqual(self.ok("employees/employee/update", dict(ana, last_name="Müller", full_name="Ana Müller")),
+                         "0 added, 1 modified, 0 renamed, 0 disabled, 0 deleted")
+        self.assertEqual(self.user(1)[1]["sn"], ["Müller"])
+        self.assertEqual(self.user(2)[1]["manager"], [dn])
+        # Bob leaves: locked where he is, out of the team
+        gone = dict(bob, terminated_on="2026-11-20", active=False)
+        self.assertEqual(self.ok("employees/employee/terminate", gone),
+                         "0 added, 1 modified, 0 renamed, 1 disabled, 0 deleted")
+        bob_dn, e = self.user(2)
+        self.assertEqual(bob_dn, f"uid=bob,{PEOPLE}")
+        self.assertEqual(e["nsAccountLock"], ["true"])
+        self.assertEqual(DS.entry(f"cn=team-ops,{GROUPS}")["member"], [dn])
+        # and comes back: unlocked
+        self.ok("employees/employee/unterminate", dict(bob, terminated_on=None, active=True))
+        self.assertNotIn("nsAccountLock", self.user(2)[1])
+
+    def test_sync_of_more_entries_than_the_stock_size_limit(self):
+        n = 2100  # 389's nsslapd-sizelimit is 2,000 for an ordinary account
+        for i in range(1, n + 1):
+            FAKE.put_employee(dict(person(i, f"P{i}", "Many", login_email=f"p{i}@example.com"), company_id=1234))
+        r = run_agent("-c", self.cfg, "sync", env=TODAY, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(r.stderr.splitlines()[-1], f"{n} added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        r = run_agent("-c", self.cfg, "sync", env=TODAY, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        # 389 applies nsslapd-sizelimit to each page of a paged read, not to the whole: one pass reads all
+        self.assertNotIn("size limit", r.stderr)
+
+    def test_check_online_finds_the_profile_fits(self):
+        r = run_agent("-c", self.cfg, "check", "--online")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"mapping {self.d.path}/mapping.yaml: ok against the directory (schema, bases)", r.stdout)
+
+    def test_a_delivery_through_run(self):
+        agent = AgentProcess(self.cfg, os.path.join(self.d.path, "agent.log"), env=TODAY).start()
+        self.addCleanup(agent.stop)
+        body = json.dumps(person(7, "Eva", "Run", login_email="eva@example.com"))
+        self.assertEqual(http("POST", agent.url("/hooks/employees/employee/create_with_contract"), body, H)[0], 200)
+        wait_for(lambda: self.user(7)[0], 30, what="the hire in 389-ds")
+        wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="an empty queue")
+        self.assertEqual(self.user(7)[0], f"uid=eva,{PEOPLE}")
+
+
+if __name__ == "__main__":
+    taprunner.main()
