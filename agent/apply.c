@@ -7,14 +7,17 @@
 #include "events.h"
 #include "ldifw.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "common/strmap.h"
 
+#include <fcntl.h>
 #include <ldap.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 enum cat {
 	CAT_NONE,
@@ -56,6 +59,8 @@ struct step {
 	char *newrdn, *newsup; /* rename */
 	bool tolerate_gone;  /* follow rename: the value or entry gone meanwhile is no failure */
 	char *left_group;    /* leave group: the group, remembered for a return once left */
+	unsigned password_length; /* add: an initial password of this many characters is made when it runs */
+	enum mapping_password_method password_method;
 };
 
 struct plan {
@@ -563,6 +568,11 @@ static void ldif_step(struct job *j, const struct step *s)
 		for (size_t i = 0; i < s->c.n; i++)
 			for (size_t k = 0; k < s->c.v[i].values.n; k++)
 				ldifw_attr(out, s->c.v[i].attr, s->c.v[i].values.v[k]);
+		if (s->password_length)
+			ldifw_comment(out, s->password_method == MAPPING_PASSWORD_UNICODEPWD
+			                           ? "unicodePwd: a random initial password, made when the entry is (never shown)"
+			                           : "userPassword: a random initial password, set by Password Modify (RFC 3062) "
+			                             "when the entry is made (never shown)");
 	} else if (s->kind == STEP_MODIFY) {
 		for (size_t i = 0; i < s->c.n; i++) {
 			const char *op = s->c.v[i].op == LDAP_MOD_ADD      ? "add"
@@ -607,6 +617,44 @@ static int pipelined_add(struct job *j, const struct step *s, struct ldapw_mod *
 	return 0;
 }
 
+/* For tests only: with FACTORIAL_LDAP_AGENT_TEST_PASSWORD_FILE set, an
+ * initial password is appended there ("ID PASSWORD"), so that a test can bind
+ * with it.  Nothing else ever writes a password anywhere. */
+static void hand_to_test(const struct job *j, const struct secret *pw)
+{
+	const char *path = getenv("FACTORIAL_LDAP_AGENT_TEST_PASSWORD_FILE");
+	int fd;
+
+	if (!path || !*path || (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+		return;
+	if (dprintf(fd, "%s %s\n", j->id, pw->data) < 0)
+		log_warn("the test password file %s could not be written", path);
+	close(fd);
+}
+
+/* An add with an initial password: made now, sent, wiped. */
+static int add_with_password(struct job *j, const struct step *s, const struct ldapw_mod *mods,
+                             struct ldapw_error *e)
+{
+	struct secret pw;
+	int r;
+
+	if (secret_generate(&pw, s->password_length) < 0) {
+		snprintf(e->op, sizeof(e->op), "add");
+		snprintf(e->text, sizeof(e->text), "no random initial password could be made (getrandom)");
+		e->rc = LDAP_OTHER;
+		return LDAP_OTHER;
+	}
+	r = ldapw_add_password(j->a->lw, s->dn, mods, s->c.n,
+	                       s->password_method == MAPPING_PASSWORD_UNICODEPWD ? LDAPW_PASSWORD_UNICODEPWD
+	                                                                         : LDAPW_PASSWORD_MODIFY,
+	                       pw.data, e);
+	if (r == LDAP_SUCCESS)
+		hand_to_test(j, &pw);
+	secret_free(&pw);
+	return r;
+}
+
 /* One step to the directory; said and audited once the server confirmed it. */
 static int directory_step(struct job *j, const struct step *s)
 {
@@ -620,11 +668,14 @@ static int directory_step(struct job *j, const struct step *s)
 	}
 	if ((s->kind == STEP_ADD || s->kind == STEP_MODIFY) && !(mods = to_mods(&s->c)))
 		goto cleanup;
-	if (s->kind == STEP_ADD && j->a->pipeline && j->a->cache && j->key && strcmp(j->kind, "employee") == 0) {
+	if (s->kind == STEP_ADD && !s->password_length && j->a->pipeline && j->a->cache && j->key &&
+	    strcmp(j->kind, "employee") == 0) {
 		rc = pipelined_add(j, s, mods);
 		goto cleanup;
 	}
-	if (s->kind == STEP_ADD)
+	if (s->kind == STEP_ADD && s->password_length)
+		r = add_with_password(j, s, mods, &e);
+	else if (s->kind == STEP_ADD)
 		r = ldapw_add(j->a->lw, s->dn, mods, s->c.n, &e);
 	else if (s->kind == STEP_MODIFY)
 		r = ldapw_modify(j->a->lw, s->dn, mods, s->c.n, &e);
@@ -1369,6 +1420,12 @@ static int add_entry(struct job *j, const struct mapping_result *r, enum cat cat
 		if (r->values[i].values.n && changes_add(&c, LDAP_MOD_ADD, r->values[i].attr->name, &r->values[i].values) < 0)
 			goto cleanup;
 	rc = op_add(j, r->dn, &c, cat);
+	if (rc == 0 && r->kind == MAPPING_EMPLOYEE && j->a->m->obj[r->kind].password_length) {
+		/* the password is made by the executor, when the entry is: the plan never holds it */
+		struct step *s = &j->plan.v[j->plan.n - 1];
+		s->password_length = j->a->m->obj[r->kind].password_length;
+		s->password_method = j->a->m->obj[r->kind].password_method;
+	}
 cleanup:
 	changes_free(&c);
 	return rc;

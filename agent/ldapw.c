@@ -653,6 +653,68 @@ int ldapw_add(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, si
 	return write_op(lw, "add", dn, mods, n, true, err);
 }
 
+/* unicodePwd's value: the password in double quotes, as UTF-16LE (the password is ASCII). */
+static int unicode_pwd(const char *password, struct berval *out)
+{
+	size_t n = strlen(password) + 2;
+
+	out->bv_len = n * 2;
+	out->bv_val = calloc(n, 2);
+	if (!out->bv_val)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		out->bv_val[2 * i] = i == 0 || i == n - 1 ? '"' : password[i - 1];
+	return 0;
+}
+
+int ldapw_add_password(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n,
+                       enum ldapw_password_method method, const char *password, struct ldapw_error *err)
+{
+	struct berval pw = { 0, NULL }, *pwv[2] = { &pw, NULL };
+	LDAPMod pwmod = { .mod_op = LDAP_MOD_ADD | LDAP_MOD_BVALUES, .mod_type = (char *)"unicodePwd",
+		          .mod_bvalues = pwv };
+	LDAPMod **lm = NULL, **all = NULL;
+	int rc;
+
+	if (method == LDAPW_PASSWORD_MODIFY) {
+		struct berval who = { strlen(dn), (char *)dn }, newpw = { strlen(password), (char *)password };
+		struct berval gen = { 0, NULL }; /* a password the server made: none is asked for */
+		if ((rc = write_op(lw, "add", dn, mods, n, true, err)) != LDAP_SUCCESS)
+			return rc;
+		rc = ldap_passwd_s(lw->ld, &who, NULL, &newpw, &gen, NULL, NULL);
+		ber_memfree(gen.bv_val);
+		if (rc != LDAP_SUCCESS)
+			set_error(lw, err, "password modify (the entry was added without its password)", rc);
+		return rc;
+	}
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
+		return rc;
+	if (unicode_pwd(password, &pw) < 0 || !(lm = build_mods(mods, n)) || !(all = calloc(n + 2, sizeof(*all)))) {
+		set_error(NULL, err, "add", LDAP_NO_MEMORY);
+		rc = LDAP_NO_MEMORY;
+		goto cleanup;
+	}
+	memcpy(all, lm, n * sizeof(*all));
+	all[n] = &pwmod;
+	{
+		double t0 = mono();
+		rc = ldap_add_ext_s(lw->ld, dn, all, NULL, NULL);
+		metrics_ldap_seconds(mono() - t0);
+	}
+	if (rc != LDAP_SUCCESS)
+		set_error(lw, err, "add", rc);
+cleanup:
+	if (pw.bv_val) {
+		explicit_bzero(pw.bv_val, pw.bv_len);
+		free(pw.bv_val);
+	}
+	free(all);
+	if (lm)
+		free_mods(lm, n);
+	return rc;
+}
+
 int ldapw_add_async(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, int *msgid,
                     struct ldapw_error *err)
 {

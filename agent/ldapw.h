@@ -92,6 +92,18 @@ void ldapw_entries_free(struct ldapw_entries *e);
 const struct vlist *ldapw_entry_values(const struct ldapw_entry *e, const char *attr);
 
 int ldapw_add(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err);
+/* How an initial password reaches a new entry. */
+enum ldapw_password_method {
+	LDAPW_PASSWORD_MODIFY,     /* the Password Modify extended operation (RFC 3062), after the add */
+	LDAPW_PASSWORD_UNICODEPWD, /* Active Directory: unicodePwd (UTF-16LE, quoted) in the add itself, so
+	                            * that the account may be enabled by the same add */
+};
+/* ldapw_add with an initial password (the caller's; nothing here keeps a
+ * copy, and the encoded value is wiped once sent).  With
+ * LDAPW_PASSWORD_MODIFY a failure after the add says so: the entry exists
+ * without its password. */
+int ldapw_add_password(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n,
+                       enum ldapw_password_method method, const char *password, struct ldapw_error *err);
 /* An add sent without waiting for its answer (sync pipelines its adds);
  * ldapw_next_result() collects the answers, in whatever order they come. */
 int ldapw_add_async(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, int *msgid,

@@ -396,8 +396,40 @@ static void visit(struct topo *T, size_t a)
 }
 
 static const char *const object_keys[] = { "base", "search_base", "key", "rdn", "object_classes", "only_if",
-	                                    "attributes", "terminated", NULL };
+	                                    "attributes", "terminated", "initial_password", NULL };
 static const char *const terminated_keys[] = { "action", "move_to", "attributes", "remove_from_groups", NULL };
+
+/* initial_password: { length: 12-128 (20), method: password_modify | unicodePwd } */
+static void load_initial_password(struct loader *L, struct mapping_object *o, yaml_node_t *x, const char *path)
+{
+	static const char *const keys[] = { "length", "method", NULL };
+	char key[512];
+	yaml_node_t *v;
+
+	if (!want_map(L, x, path))
+		return;
+	check_keys(L, x, path, keys);
+	o->password_length = 20;
+	o->password_method = MAPPING_PASSWORD_MODIFY;
+	join(key, sizeof(key), path, "length");
+	if ((v = map_get(L, x, "length", NULL))) {
+		const char *s = ydoc_scalar(v);
+		char *end = NULL;
+		long long n = s ? strtoll(s, &end, 10) : 0;
+		if (!s || !*s || *end || n < 12 || n > 128)
+			ydoc_error(&L->y, L->d, v, key, "expected a number of characters from 12 to 128");
+		else
+			o->password_length = (unsigned)n;
+	}
+	join(key, sizeof(key), path, "method");
+	if ((v = map_get(L, x, "method", NULL))) {
+		const char *s = want_string(L, v, key);
+		if (s && strcmp(s, "unicodePwd") == 0)
+			o->password_method = MAPPING_PASSWORD_UNICODEPWD;
+		else if (s && strcmp(s, "password_modify") != 0)
+			ydoc_error(&L->y, L->d, v, key, "\"%s\" is not one of password_modify | unicodePwd", s);
+	}
+}
 
 static void load_terminated(struct loader *L, struct mapping_object *o, yaml_node_t *t, const char *path)
 {
@@ -782,6 +814,13 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 	join(key, sizeof(key), path, "terminated");
 	if ((x = map_get(L, sec, "terminated", NULL)) && kind == MAPPING_EMPLOYEE)
 		load_terminated(L, o, x, key);
+	join(key, sizeof(key), path, "initial_password");
+	if ((x = map_get(L, sec, "initial_password", NULL))) {
+		if (kind == MAPPING_TEAM)
+			ydoc_error(&L->y, L->d, x, key, "groups have no password");
+		else
+			load_initial_password(L, o, x, key);
+	}
 }
 
 static void object_free(struct mapping_object *o)

@@ -73,6 +73,12 @@ struct mapping_scope {
 	struct vlist allowed;
 };
 
+/* How an initial password reaches a new account (mapping key initial_password.method). */
+enum mapping_password_method {
+	MAPPING_PASSWORD_MODIFY = 0, /* the Password Modify extended operation (RFC 3062), right after the add */
+	MAPPING_PASSWORD_UNICODEPWD, /* Active Directory's unicodePwd, in the add itself */
+};
+
 struct mapping_object {
 	bool present;
 	char *base;
@@ -96,6 +102,9 @@ struct mapping_object {
 	struct mapping_attr *term_attrs;
 	size_t nterm_attrs;
 	bool remove_from_groups;
+	/* initial_password: a random password set when an account is made (employees only) */
+	unsigned password_length; /* characters; 0: no initial password */
+	enum mapping_password_method password_method;
 };
 
 struct mapping {

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,4 +143,53 @@ int secret_equals(const struct secret *s, const char *candidate, size_t len)
 	}
 	acc |= (unsigned char)(len != s->len);
 	return acc == 0;
+}
+
+static const char *const classes[] = { "ABCDEFGHJKLMNPQRSTUVWXYZ", "abcdefghijkmnopqrstuvwxyz", "23456789", "-_.!@#%+=" };
+#define NCLASSES (sizeof(classes) / sizeof(classes[0]))
+
+/* A uniform index below n (rejection sampling: no modulo bias). */
+static int random_below(unsigned n, unsigned *out)
+{
+	unsigned char b;
+	unsigned limit = 256 - 256 % n;
+
+	do {
+		if (getrandom(&b, 1, 0) != 1)
+			return -1;
+	} while (b >= limit);
+	*out = b % n;
+	return 0;
+}
+
+int secret_generate(struct secret *out, size_t len)
+{
+	char all[128];
+	size_t nall = 0;
+	bool seen[NCLASSES];
+
+	memset(out, 0, sizeof(*out));
+	if (len < 12 || !(out->data = malloc(len + 1)))
+		return -1;
+	for (size_t c = 0; c < NCLASSES; c++) {
+		memcpy(all + nall, classes[c], strlen(classes[c]));
+		nall += strlen(classes[c]);
+	}
+	do {
+		memset(seen, 0, sizeof(seen));
+		for (size_t i = 0; i < len; i++) {
+			unsigned k;
+			if (random_below((unsigned)nall, &k) < 0) {
+				secret_free(out);
+				return -1;
+			}
+			out->data[i] = all[k];
+			for (size_t c = 0; c < NCLASSES; c++)
+				if (strchr(classes[c], all[k]))
+					seen[c] = true;
+		}
+	} while (!seen[0] || !seen[1] || !seen[2] || !seen[3]);
+	out->data[len] = '\0';
+	out->len = len;
+	return 0;
 }

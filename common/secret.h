@@ -28,6 +28,12 @@ int secret_check_file(const char *path, char *err, size_t errlen);
 /* Reads the secret in path after the same checks. */
 int secret_read_file(const char *path, struct secret *out, char *err, size_t errlen);
 
+/* A random password of len characters (12 or more) from the kernel's CSPRNG
+ * (getrandom): upper and lower case letters, digits and symbols, at least
+ * one of each (Active Directory's complexity rule), no look-alikes (0 O 1 l
+ * I) and nothing that needs quoting.  0, or -1 (no randomness, no memory). */
+int secret_generate(struct secret *out, size_t len);
+
 /* Zeroes and frees the value; safe on a zeroed struct. */
 void secret_free(struct secret *s);
 

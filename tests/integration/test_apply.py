@@ -338,6 +338,59 @@ class TestEmployees(Base):
                       "Insufficient access (50)", r.stderr)
 
 
+class TestInitialPassword(Base):
+    """initial_password: a random password at creation, by Password Modify (RFC 3062)."""
+    mapping = MAPPING.replace("  attributes:\n", "  initial_password: { length: 24 }\n  attributes:\n", 1)
+
+    def test_a_new_account_binds_with_its_password_which_is_never_shown(self):
+        hook = os.path.join(self.dir.path, "passwords")
+        ana = person(1, "Ana", "Initial")
+        r = self.apply("employees/employee/create_with_contract", ana, dry=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("# userPassword: a random initial password, set by Password Modify (RFC 3062) when the "
+                      "entry is made (never shown)\n", r.stdout)
+        self.assertNotIn("userPassword:", r.stdout.replace("# userPassword:", ""))
+        args = ["-c", self.cfg, "apply", "--event", "employees/employee/create_with_contract", "-"]
+        r = run_agent(*args, input=json.dumps(ana), env={"FACTORIAL_LDAP_AGENT_NOW": TODAY,
+                                                          "FACTORIAL_LDAP_AGENT_TEST_PASSWORD_FILE": hook,
+                                                          "FACTORIAL_LDAP_AGENT_LOG_LEVEL": "debug"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(hook) as f:
+            rid, pw = f.read().split()
+        os.unlink(hook)
+        self.assertEqual(rid, "1")
+        self.assertEqual(len(pw), 24)
+        for cls in ("ABCDEFGHJKLMNPQRSTUVWXYZ", "abcdefghijkmnopqrstuvwxyz", "23456789", "-_.!@#%+="):
+            self.assertTrue(any(c in cls for c in pw), pw)
+        dn = f"uid=ana.initial,{PEOPLE}"
+        who = subprocess.run(["ldapwhoami", "-x", "-H", self.ldap.uri, "-D", dn, "-w", pw], capture_output=True,
+                             text=True)
+        self.assertEqual(who.returncode, 0, who.stderr)
+        self.assertEqual(who.stdout.strip(), f"dn:{dn}")
+        # nowhere else: not in what the agent said, not in the state folder
+        self.assertNotIn(pw, r.stdout + r.stderr)
+        for root, _, files in os.walk(self.dir.path):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    self.assertNotIn(pw.encode(), f.read(), name)
+        # an update sets no password again
+        r = self.ok("employees/employee/update", dict(ana, phone_number="+34 1"))
+        who = subprocess.run(["ldapwhoami", "-x", "-H", self.ldap.uri, "-D", dn, "-w", pw], capture_output=True)
+        self.assertEqual(who.returncode, 0)
+
+    def test_two_hires_get_different_passwords(self):
+        hook = os.path.join(self.dir.path, "passwords")
+        for i in (2, 3):
+            args = ["-c", self.cfg, "apply", "--event", "employees/employee/create_with_contract", "-"]
+            r = run_agent(*args, input=json.dumps(person(i, f"P{i}", "Twice")),
+                          env={"FACTORIAL_LDAP_AGENT_NOW": TODAY, "FACTORIAL_LDAP_AGENT_TEST_PASSWORD_FILE": hook})
+            self.assertEqual(r.returncode, 0, r.stderr)
+        with open(hook) as f:
+            pws = [line.split()[1] for line in f]
+        os.unlink(hook)
+        self.assertEqual(len(set(pws)), 2)
+
+
 class TestConnection(Base):
     def test_wrong_password(self):
         d, cfg = self.other_config()

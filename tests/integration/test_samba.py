@@ -5,6 +5,7 @@ disabled and taken out of their groups.  Every test reads the directory back."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 import unittest
 
@@ -49,7 +50,8 @@ webhooks:
   public_url: http://127.0.0.1:8080/hooks
   challenge_file: challenge
 ldap:
-  uri: {DC.uri}
+  uri: {DC.ldaps_uri}
+  ca_file: {DC.ca_file}
   bind_dn: {DC.admin_dn}
   bind_password_file: ldap-password
 mapping: mapping.yaml
@@ -106,6 +108,32 @@ class TestActiveDirectory(unittest.TestCase):
         self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
         r = self.ok("employees/employee/update", ana, dry=True)
         self.assertEqual(r.stdout, "")
+
+    def test_a_hire_is_enabled_and_binds_with_its_initial_password_over_ldaps(self):
+        hook = os.path.join(DIR.path, "passwords")
+        ana = person(1, "Ana", "García", "Ana.Garcia@example.com")
+        r = self.apply("employees/employee/create_with_contract", ana, dry=True)
+        self.assertIn("# unicodePwd: a random initial password, made when the entry is (never shown)\n", r.stdout)
+        r = run_agent("-c", CFG, "apply", "--event", "employees/employee/create_with_contract", "-",
+                      input=json.dumps(ana, ensure_ascii=False),
+                      env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27", "FACTORIAL_LDAP_AGENT_TEST_PASSWORD_FILE": hook,
+                           "FACTORIAL_LDAP_AGENT_LOG_LEVEL": "debug"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(hook) as f:
+            rid, pw = f.read().split()
+        os.unlink(hook)
+        self.assertEqual((rid, len(pw)), ("1", 24))
+        self.assertNotIn(pw, r.stdout + r.stderr)
+        self.assertEqual(self.user(1)[1]["userAccountControl"], ["512"])
+        # the account binds with it, over LDAPS, with the domain's certificate checked
+        bind = subprocess.run(["ldapsearch", "-x", "-H", DC.ldaps_uri, "-D", "ana.garcia@example.com", "-w", pw,
+                               "-b", "", "-s", "base", "1.1"], capture_output=True, text=True,
+                              env=dict(os.environ, LDAPTLS_CACERT=DC.ca_file))
+        self.assertEqual(bind.returncode, 0, bind.stderr)
+        wrong = subprocess.run(["ldapsearch", "-x", "-H", DC.ldaps_uri, "-D", "ana.garcia@example.com", "-w",
+                                pw + "x", "-b", "", "-s", "base", "1.1"], capture_output=True, text=True,
+                               env=dict(os.environ, LDAPTLS_CACERT=DC.ca_file))
+        self.assertEqual(wrong.returncode, 49)
 
     def test_sam_account_name_made_unique_within_20_characters(self):
         self.ok("employees/employee/create_with_contract",

@@ -12,6 +12,21 @@ import base64
 import subprocess
 
 
+def make_certificates(d, ip, host="localhost"):
+    """A throwaway CA and a server certificate for ip and host in folder d: (ca.pem, server.pem, server.key)."""
+    def ssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+        "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={ip}", "-keyout", f"{d}/server.key",
+        "-out", f"{d}/server.csr")
+    with open(f"{d}/ext.cnf", "w") as f:
+        f.write(f"subjectAltName=IP:{ip},DNS:{host}\n")
+    ssl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext.cnf", "-out", f"{d}/server.pem")
+    return f"{d}/ca.pem", f"{d}/server.pem", f"{d}/server.key"
+
+
 def wait_answering(uri, bind_dn, password, base, proc, error, timeout=60.0):
     """Polls with ldapsearch until the server at uri answers a bind and a base search;
     raises error when proc (None: a server that detaches) exits first or the time runs out."""

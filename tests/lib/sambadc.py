@@ -7,9 +7,11 @@ adds OU=People and OU=Groups, polls until LDAP answers, and on stop()
 terminates the server and removes the directory.  Use it as a context manager
 so that it is stopped even when a test fails.
 
-Plain LDAP simple binds are allowed ("ldap server require strong auth = no"):
-the test domain's certificate names the host, not the loopback address.  A
-production domain keeps the default and the agent talks LDAPS or StartTLS.
+LDAPS answers at ldaps_uri with a certificate for 127.0.0.2 from a throwaway
+CA (ca_file): the agent talks to it as to a production domain, with the
+certificate verified, and passwords (unicodePwd) can be set.  Plain LDAP
+simple binds are allowed too ("ldap server require strong auth = no"), for
+the tests' own setup and inspection with the command line tools.
 
 Reading and writing go through the OpenLDAP command line tools (ldaptools.Directory),
 as for slapd.
@@ -24,7 +26,7 @@ import subprocess
 import tempfile
 import time
 
-from ldaptools import Directory, wait_answering
+from ldaptools import Directory, make_certificates, wait_answering
 
 SUFFIX = "DC=example,DC=test"
 ADMIN_DN = "CN=Administrator,CN=Users," + SUFFIX
@@ -55,6 +57,8 @@ class SambaDC(Directory):
         self.proc = None
         self._log = None
         self.uri = f"ldap://{ADDRESS}"
+        self.ldaps_uri = f"ldaps://{ADDRESS}"
+        self.ca_file = None
         self.suffix = SUFFIX
         self.admin_dn = ADMIN_DN
         self.admin_pw = ADMIN_PW
@@ -91,8 +95,15 @@ class SambaDC(Directory):
         conf = os.path.join(d, "dc", "etc", "smb.conf")
         with open(conf, encoding="utf-8") as f:
             text = f.read()
+        # LDAPS with a certificate for the address the tests use (Samba's own names the host)
+        tls = os.path.join(d, "tls")
+        os.makedirs(tls)
+        self.ca_file, cert, key = make_certificates(tls, ADDRESS, "dc1")
+        os.chmod(key, 0o600)
         text = text.replace("[global]\n", "[global]\n\tldap server require strong auth = no\n"
-                            f"\tntp signd socket directory = {d}/run/ntp_signd\n", 1)
+                            f"\tntp signd socket directory = {d}/run/ntp_signd\n"
+                            f"\ttls enabled = yes\n\ttls keyfile = {key}\n\ttls certfile = {cert}\n"
+                            f"\ttls cafile = {self.ca_file}\n", 1)
         with open(conf, "w", encoding="utf-8") as f:
             f.write(text)
         return conf

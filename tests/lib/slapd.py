@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.parse
 
-from ldaptools import Directory, parse_ldif  # noqa: F401  (parse_ldif: for the tests)
+from ldaptools import Directory, make_certificates, parse_ldif  # noqa: F401  (parse_ldif: for the tests)
 
 SUFFIX = "dc=example,dc=com"
 ADMIN_DN = "cn=admin," + SUFFIX
@@ -132,6 +132,11 @@ class Slapd(Directory):
         acl = ""
         if self.acl:
             acl = f"""
+access to dn.subtree="ou=people,{SUFFIX}" attrs=userPassword
+    by dn.exact="{AGENT_DN}" =w
+    by self write
+    by anonymous auth
+    by * none
 access to attrs=userPassword
     by anonymous auth
     by self write
@@ -181,19 +186,7 @@ index uid,cn,mail,employeeNumber,businessCategory,memberUid,member eq
 
     def _make_certificates(self):
         """A throwaway CA and a server certificate for 127.0.0.1 and localhost."""
-        d = self.dir
-
-        def ssl(*args):
-            subprocess.run(["openssl", *args], check=True, capture_output=True)
-        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
-            "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem")
-        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
-        with open(f"{d}/ext.cnf", "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        ssl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext.cnf", "-out", f"{d}/server.pem")
-        self.ca_file = f"{d}/ca.pem"
+        self.ca_file = make_certificates(self.dir, "127.0.0.1")[0]
 
     def _listen(self):
         urls = f"{self.uri}/ {self.ldapi_uri}"

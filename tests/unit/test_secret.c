@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
+
 #include "common/secret.h"
 #include "testutil.h"
 
@@ -85,6 +87,33 @@ static void test_equals(void **state)
 	secret_free(&s);
 }
 
+static void test_generate(void **state)
+{
+	struct secret a, b;
+
+	(void)state;
+	assert_int_equal(secret_generate(&a, 11), -1); /* too short to be a password */
+	for (int round = 0; round < 200; round++) {
+		bool upper = false, lower = false, digit = false, symbol = false;
+		assert_int_equal(secret_generate(&a, 24), 0);
+		assert_int_equal(a.len, 24);
+		assert_int_equal(strlen(a.data), 24);
+		for (size_t i = 0; i < a.len; i++) {
+			char c = a.data[i];
+			assert_null(strchr("0O1lI\"'\\ ", c)); /* no look-alikes, nothing to quote */
+			upper |= c >= 'A' && c <= 'Z';
+			lower |= c >= 'a' && c <= 'z';
+			digit |= c >= '2' && c <= '9';
+			symbol |= strchr("-_.!@#%+=", c) != NULL;
+		}
+		assert_true(upper && lower && digit && symbol);
+		assert_int_equal(secret_generate(&b, 24), 0);
+		assert_string_not_equal(a.data, b.data);
+		secret_free(&a);
+		secret_free(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -92,6 +121,7 @@ int main(void)
 		cmocka_unit_test(test_refuses_open_modes),
 		cmocka_unit_test(test_refuses_empty_dir_missing),
 		cmocka_unit_test(test_equals),
+		cmocka_unit_test(test_generate),
 	};
 	return cmocka_run_group_tests_name("secret", tests, NULL, NULL);
 }
