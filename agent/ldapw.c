@@ -37,15 +37,52 @@ static double mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Active Directory starts its diagnostic messages with a Windows error code
+ * ("0000052D: Constraint violation - ..."): the ones a sysadmin meets when
+ * accounts are made, said in words. */
+static const struct {
+	unsigned long code;
+	const char *meaning;
+} ad_codes[] = {
+	{ 0x52D, "the password does not meet the domain's password policy (length, complexity or history)" },
+	{ 0x524, "an account with this name (sAMAccountName or userPrincipalName) exists already" },
+	{ 0x525, "no such user" },
+	{ 0x52E, "wrong user name or password" },
+	{ 0x532, "the password has expired" },
+	{ 0x533, "the account is disabled" },
+	{ 0x773, "the password must be changed before the account is used" },
+	{ 0x775, "the account is locked out" },
+	{ 0x5, "access denied: the service account lacks the right (see docs/directories.md)" },
+};
+
+static const char *ad_meaning(const char *diag)
+{
+	char *end;
+	unsigned long code;
+
+	if (strlen(diag) < 9 || diag[8] != ':')
+		return NULL;
+	code = strtoul(diag, &end, 16);
+	if (end != diag + 8)
+		return NULL;
+	for (size_t i = 0; i < sizeof(ad_codes) / sizeof(ad_codes[0]); i++)
+		if (ad_codes[i].code == code)
+			return ad_codes[i].meaning;
+	return NULL;
+}
+
 static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
 {
 	char *diag = NULL;
+	const char *ad;
 
 	err->rc = rc;
 	snprintf(err->op, sizeof(err->op), "%s", op);
 	if (lw && lw->ld)
 		ldap_get_option(lw->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
-	if (diag && *diag && strcmp(diag, "(unknown error code)") != 0)
+	if (diag && *diag && strcmp(diag, "(unknown error code)") != 0 && (ad = ad_meaning(diag)))
+		snprintf(err->text, sizeof(err->text), "%s (%d): %s; the server says: %s", ldap_err2string(rc), rc, ad, diag);
+	else if (diag && *diag && strcmp(diag, "(unknown error code)") != 0)
 		snprintf(err->text, sizeof(err->text), "%s (%d): %s", ldap_err2string(rc), rc, diag);
 	else
 		snprintf(err->text, sizeof(err->text), "%s (%d)", ldap_err2string(rc), rc);

@@ -135,6 +135,32 @@ class TestActiveDirectory(unittest.TestCase):
                                env=dict(os.environ, LDAPTLS_CACERT=DC.ca_file))
         self.assertEqual(wrong.returncode, 49)
 
+    def test_a_password_the_policy_refuses_is_said_in_words_with_the_employee_and_dn(self):
+        def min_length(n):  # the domain's password policy lives on the domain object
+            DC.modify(f"dn: DC=example,DC=test\nchangetype: modify\nreplace: minPwdLength\nminPwdLength: {n}\n")
+        min_length(40)
+        try:
+            r = self.apply("employees/employee/create_with_contract",
+                           person(9, "Pol", "Icy", "pol.icy@example.com"))
+        finally:
+            min_length(7)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"employee 9: .*(?i:cn)=Pol Icy,OU=People,DC=example,DC=test.*Constraint violation "
+                                   r"\(19\): the password does not meet the domain's password policy \(length, "
+                                   r"complexity or history\); the server says: 0000052D")
+        self.assertIsNone(self.user(9)[0])  # refused whole: no account without its password
+
+    def test_three_ana_garcias_get_three_accounts(self):
+        for i, domain in enumerate(("example.com", "example.org", "example.net"), start=1):
+            self.ok("employees/employee/create_with_contract",
+                    person(i, "Ana", "García", f"ana.garcia.de.la.fuente@{domain}"))
+        names = [self.user(i)[1]["sAMAccountName"][0] for i in (1, 2, 3)]
+        self.assertEqual(names, ["ana.garcia.de.la.fue", "ana.garcia.de.la.fu2", "ana.garcia.de.la.fu3"])
+        self.assertTrue(all(len(n) <= 20 for n in names))
+        self.assertEqual(len({self.user(i)[0] for i in (1, 2, 3)}), 3)  # three DNs: the cn made unique too
+        for i in (1, 2, 3):
+            self.assertEqual(self.user(i)[1]["userAccountControl"], ["512"])
+
     def test_sam_account_name_made_unique_within_20_characters(self):
         self.ok("employees/employee/create_with_contract",
                 person(1, "John", "Smith", "jsmith@example.com"))
