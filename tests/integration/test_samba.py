@@ -39,7 +39,7 @@ def setUpModule():
                 os.path.join(DIR.path, "mapping.yaml"))
     DIR.secret("api-key", "test-api-key")
     DIR.secret("challenge", "test-challenge")
-    DIR.secret("ldap-password", DC.admin_pw)
+    DIR.secret("ldap-password", DC.agent_pw)
     os.makedirs(os.path.join(DIR.path, "state"))
     CFG = DIR.file("agent.yaml", f"""factorial:
   base_url: http://127.0.0.1:9
@@ -52,7 +52,7 @@ webhooks:
 ldap:
   uri: {DC.ldaps_uri}
   ca_file: {DC.ca_file}
-  bind_dn: {DC.admin_dn}
+  bind_dn: {DC.agent_dn}
   bind_password_file: ldap-password
 mapping: mapping.yaml
 state_dir: state

@@ -3,7 +3,10 @@
 SambaDC() provisions the domain EXAMPLE.TEST (DC=example,DC=test) into a
 private temporary directory, with only the LDAP service, listening on
 127.0.0.2 so that it never meets a server the machine itself runs on 389.  It
-adds OU=People and OU=Groups, polls until LDAP answers, and on stop()
+adds OU=People and OU=Groups and the agent's own account (agent_dn), with full
+control delegated on those two OUs only, as a domain administrator delegates
+"create, delete and manage" there; Administrator is for the tests' own setup
+and inspection.  It polls until LDAP answers, and on stop()
 terminates the server and removes the directory.  Use it as a context manager
 so that it is stopped even when a test fails.
 
@@ -30,6 +33,8 @@ from ldaptools import Directory, make_certificates, wait_answering
 
 SUFFIX = "DC=example,DC=test"
 ADMIN_DN = "CN=Administrator,CN=Users," + SUFFIX
+AGENT_DN = "CN=factorial-agent,CN=Users," + SUFFIX
+AGENT_PW = "Agent-Secret-123"
 ADMIN_PW = "Adm1n-Passw0rd!"
 ADDRESS = "127.0.0.2"
 
@@ -62,6 +67,8 @@ class SambaDC(Directory):
         self.suffix = SUFFIX
         self.admin_dn = ADMIN_DN
         self.admin_pw = ADMIN_PW
+        self.agent_dn = AGENT_DN
+        self.agent_pw = AGENT_PW
 
     def _provision(self):
         tool = _find("samba-tool")
@@ -136,11 +143,41 @@ dn: OU=Groups,{SUFFIX}
 objectClass: organizationalUnit
 ou: Groups
 """)
+            self._make_agent()
         except BaseException:
             log = self.log_text()
             self.stop()
             raise SambaError(f"samba did not start:\n{log}")
         return self
+
+    def _make_agent(self):
+        """The agent's own account, with full control delegated on OU=People and OU=Groups
+        only (as an administrator delegates "create, delete and manage" there)."""
+        import base64
+        import struct
+        pw = base64.b64encode(f'"{AGENT_PW}"'.encode("utf-16-le")).decode()
+        r = subprocess.run(["ldapadd", "-x", "-H", self.ldaps_uri, "-D", ADMIN_DN, "-w", ADMIN_PW],
+                           input=f"dn: {AGENT_DN}\nobjectClass: user\nsAMAccountName: factorial-agent\n"
+                                 f"userAccountControl: 512\nunicodePwd:: {pw}\n",
+                           capture_output=True, text=True, env=dict(os.environ, LDAPTLS_CACERT=self.ca_file))
+        if r.returncode != 0:
+            raise SambaError(f"the agent's account could not be made: {r.stderr}")
+        sid = base64.b64decode(self._sid_b64())
+        n = sid[1]
+        text = f"S-{sid[0]}-{int.from_bytes(sid[2:8], 'big')}-" + "-".join(
+            map(str, struct.unpack("<" + "I" * n, sid[8:8 + 4 * n])))
+        sam = os.path.join(self.dir, "dc", "private", "sam.ldb")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        for ou in ("People", "Groups"):
+            r = subprocess.run([_find("samba-tool"), "dsacl", "set", "-H", sam, f"--objectdn=OU={ou},{SUFFIX}",
+                                f"--sddl=(A;CI;GA;;;{text})"], capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                raise SambaError(f"delegating OU={ou} failed: {r.stderr}")
+
+    def _sid_b64(self):
+        r = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", self.uri, "-D", ADMIN_DN,
+                            "-w", ADMIN_PW, "-b", AGENT_DN, "-s", "base", "objectSid"], capture_output=True, text=True)
+        return r.stdout.split("objectSid:: ", 1)[1].split()[0]
 
     def _wait_ready(self):
         wait_answering(self.uri, ADMIN_DN, ADMIN_PW, SUFFIX, self.proc, SambaError)
