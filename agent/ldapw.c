@@ -71,21 +71,31 @@ static const char *ad_meaning(const char *diag)
 	return NULL;
 }
 
-static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
+/* The error a person reads: the result, and the server's own message (its
+ * trailing newline cut, an Active Directory code said in words). */
+static void describe(struct ldapw_error *err, const char *op, int rc, char *diag)
 {
-	char *diag = NULL;
 	const char *ad;
 
 	err->rc = rc;
 	snprintf(err->op, sizeof(err->op), "%s", op);
-	if (lw && lw->ld)
-		ldap_get_option(lw->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+	for (size_t n = diag ? strlen(diag) : 0; n > 0 && (diag[n - 1] == '\n' || diag[n - 1] == ' '); n--)
+		diag[n - 1] = '\0'; /* 389 ends its messages with a newline */
 	if (diag && *diag && strcmp(diag, "(unknown error code)") != 0 && (ad = ad_meaning(diag)))
 		snprintf(err->text, sizeof(err->text), "%s (%d): %s; the server says: %s", ldap_err2string(rc), rc, ad, diag);
 	else if (diag && *diag && strcmp(diag, "(unknown error code)") != 0)
 		snprintf(err->text, sizeof(err->text), "%s (%d): %s", ldap_err2string(rc), rc, diag);
 	else
 		snprintf(err->text, sizeof(err->text), "%s (%d)", ldap_err2string(rc), rc);
+}
+
+static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
+{
+	char *diag = NULL;
+
+	if (lw && lw->ld)
+		ldap_get_option(lw->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+	describe(err, op, rc, diag);
 	ldap_memfree(diag);
 }
 
@@ -720,8 +730,12 @@ int ldapw_add_password(struct ldapw *lw, const char *dn, const struct ldapw_mod 
 			return rc;
 		rc = ldap_passwd_s(lw->ld, &who, NULL, &newpw, &gen, NULL, NULL);
 		ber_memfree(gen.bv_val);
-		if (rc != LDAP_SUCCESS)
-			set_error(lw, err, "password modify (the entry was added without its password)", rc);
+		if (rc != LDAP_SUCCESS) {
+			size_t len;
+			set_error(lw, err, "password modify", rc);
+			len = strlen(err->text);
+			snprintf(err->text + len, sizeof(err->text) - len, " (the entry was added without its password)");
+		}
 		return rc;
 	}
 	memset(err, 0, sizeof(*err));
@@ -795,14 +809,8 @@ int ldapw_next_result(struct ldapw *lw, int *msgid, struct ldapw_error *err)
 	*msgid = ldap_msgid(res);
 	if (ldap_parse_result(lw->ld, res, &code, NULL, &diag, NULL, NULL, 1) != LDAP_SUCCESS)
 		code = LDAP_OTHER;
-	if (code != LDAP_SUCCESS) {
-		err->rc = code;
-		snprintf(err->op, sizeof(err->op), "add");
-		if (diag && *diag)
-			snprintf(err->text, sizeof(err->text), "%s (%d): %s", ldap_err2string(code), code, diag);
-		else
-			snprintf(err->text, sizeof(err->text), "%s (%d)", ldap_err2string(code), code);
-	}
+	if (code != LDAP_SUCCESS)
+		describe(err, "add", code, diag);
 	ldap_memfree(diag);
 	return code;
 }

@@ -11,7 +11,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
 from agenttest import IBAN, SALARY, SSN, TOP_SRCDIR, AgentDir, run_agent  # noqa: E402
-from slapd import Slapd  # noqa: E402
+from slapd import Slapd, directory_kind, test_directory  # noqa: E402
 
 TODAY = "2026-11-27"
 PEOPLE = "ou=people,dc=example,dc=com"
@@ -103,7 +103,7 @@ class Base(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.ldap = Slapd().start()
+        cls.ldap = test_directory().start()
         cls.dir = AgentDir()
         cls.dir.file("mapping.yaml", cls.mapping)
         cls.cfg = cls.dir.standard(ldap_uri=cls.ldap.uri, enrich=False)
@@ -324,9 +324,9 @@ class TestEmployees(Base):
                                                    "    loginShell: /bin/bash\n    shoeSize: \"42\"\n"))
         r = self.apply("employees/employee/create_with_contract", person(31, "Ada", "Ruiz"), cfg=cfg)
         self.assertEqual(r.returncode, 1)
-        self.assertEqual(r.stderr.splitlines()[-1],
-                         f"factorial-ldap-agent: employee 31: uid=ada.ruiz,{PEOPLE}: add: "
-                         "Undefined attribute type (17): shoeSize: attribute type undefined")
+        said = {"openldap": "Undefined attribute type (17): shoeSize: attribute type undefined",
+                "389ds": 'Object class violation (65): attribute "shoesize" not allowed'}[directory_kind()]
+        self.assertEqual(r.stderr.splitlines()[-1], f"factorial-ldap-agent: employee 31: uid=ada.ruiz,{PEOPLE}: add: {said}")
         self.assertEqual(self.by_key(31), (None, None))
 
     def test_insufficient_access(self):
@@ -545,6 +545,11 @@ class TestSpecialNames(Base):
         self.assertIn("manager: employee *)(uid=* has no entry; left out", r.stderr)
 
 
+def managed(directory):
+    """The managed units' entries (the service account's own entry differs between servers)."""
+    return {base: directory.dump(base) for base in (PEOPLE, FORMER, GROUPS)}
+
+
 class TestDryRunEqualsApply(unittest.TestCase):
     """The LDIF a dry run prints, fed to ldapmodify, makes the directory a real apply makes."""
 
@@ -574,7 +579,7 @@ class TestDryRunEqualsApply(unittest.TestCase):
         self.run_sequence(events)
 
     def run_sequence(self, events):
-        with Slapd() as real, Slapd() as dry, AgentDir() as dr, AgentDir() as dd:
+        with test_directory() as real, test_directory() as dry, AgentDir() as dr, AgentDir() as dd:
             dr.file("mapping.yaml", MAPPING)
             dd.file("mapping.yaml", MAPPING)
             cr = dr.standard(ldap_uri=real.uri, enrich=False)
@@ -595,13 +600,20 @@ class TestDryRunEqualsApply(unittest.TestCase):
                     m = subprocess.run(["ldapmodify", "-H", dry.uri, "-x", "-D", dry.agent_dn, "-w", dry.agent_pw],
                                        input=d.stdout.encode(), capture_output=True)
                     self.assertEqual(m.returncode, 0, f"{event}: {m.stderr.decode()}\n{d.stdout}")
-                self.assertEqual(dry.dump(), real.dump(), event)
+                self.assertEqual(managed(dry), managed(real), event)
                 # the summary of the dry run says what the real run did
                 words = d.stderr.splitlines()[-1].replace(" to ", " ").split(", ")
                 done = a.stderr.splitlines()[-1]
                 if done == "nothing to do":
                     self.assertTrue(all(w.startswith("0 ") for w in words), (event, words))
 
+
+if directory_kind() != "openldap":
+    # cases about slapd itself (its TLS listener, SASL EXTERNAL over its ldapi socket), not the writer
+    del TestTls
+    del TestConnection.test_sasl_external_over_ldapi
+    # 389 takes Password Modify only over TLS ("Confidentiality required"), which this harness does not serve
+    del TestInitialPassword
 
 if __name__ == "__main__":
     taprunner.main()

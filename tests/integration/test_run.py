@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import taprunner  # noqa: E402
 from agenttest import AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
-from slapd import Slapd, free_port  # noqa: E402
+from slapd import free_port, test_directory  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_apply import MAPPING, every_type_steps, person  # noqa: E402
@@ -37,7 +37,7 @@ class Daemon(unittest.TestCase):
     common_webhooks = "  manage_subscriptions: false\n"   # no Factorial API in these tests
 
     def setUp(self):
-        self.ldap = Slapd().start()
+        self.ldap = test_directory().start()
         self.addCleanup(self.ldap.stop)
         self.d = AgentDir()
         self.addCleanup(self.d.close)

@@ -296,3 +296,16 @@ index uid,cn,mail,employeeNumber,businessCategory,memberUid,member eq
         if admin:
             return ["-x", "-D", self.admin_dn, "-w", self.admin_pw]
         return ["-x", "-D", self.agent_dn, "-w", self.agent_pw]
+
+
+def test_directory(**options):
+    """The directory the suites run against: slapd, or 389 Directory Server when
+    FLA_TEST_DIRECTORY=389ds (from a pool provisioned once per run)."""
+    if directory_kind() == "389ds":
+        from ds389 import PooledDS389
+        return PooledDS389(**options)
+    return Slapd(**options)
+
+
+def directory_kind():
+    return os.environ.get("FLA_TEST_DIRECTORY", "openldap")
