@@ -683,7 +683,10 @@ static int directory_step(struct job *j, const struct step *s)
 		r = ldapw_rename(j->a->lw, s->dn, s->newrdn, s->newsup, &e);
 	else
 		r = ldapw_delete(j->a->lw, s->dn, &e);
-	if (r != LDAP_SUCCESS && s->tolerate_gone && (r == LDAP_NO_SUCH_ATTRIBUTE || r == LDAP_NO_SUCH_OBJECT)) {
+	/* Active Directory rewrites references (member, manager) itself when an entry is
+	 * renamed: the old name then resolves to nothing (00002035) */
+	if (r != LDAP_SUCCESS && s->tolerate_gone &&
+	    (r == LDAP_NO_SUCH_ATTRIBUTE || r == LDAP_NO_SUCH_OBJECT || (r == LDAP_UNWILLING_TO_PERFORM && e.ad_code == 0x2035))) {
 		/* the old name left that entry meanwhile (its own delivery changed it): nothing to follow */
 		log_debug("%s %s: %s: the old name is gone already", j->kind, j->id, s->dn);
 		rc = 0;

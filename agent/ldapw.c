@@ -53,19 +53,24 @@ static const struct {
 	{ 0x773, "the password must be changed before the account is used" },
 	{ 0x775, "the account is locked out" },
 	{ 0x5, "access denied: the service account lacks the right (see docs/directories.md)" },
+	{ 0x2035, "a DN named in the change does not exist (or was renamed)" },
 };
 
-static const char *ad_meaning(const char *diag)
+/* The code an Active Directory message starts with, or 0. */
+static unsigned long ad_code_of(const char *diag)
 {
 	char *end;
 	unsigned long code;
 
-	if (strlen(diag) < 9 || diag[8] != ':')
-		return NULL;
+	if (!diag || strlen(diag) < 9 || diag[8] != ':')
+		return 0;
 	code = strtoul(diag, &end, 16);
-	if (end != diag + 8)
-		return NULL;
-	for (size_t i = 0; i < sizeof(ad_codes) / sizeof(ad_codes[0]); i++)
+	return end == diag + 8 ? code : 0;
+}
+
+static const char *ad_meaning(unsigned long code)
+{
+	for (size_t i = 0; code && i < sizeof(ad_codes) / sizeof(ad_codes[0]); i++)
 		if (ad_codes[i].code == code)
 			return ad_codes[i].meaning;
 	return NULL;
@@ -81,7 +86,8 @@ static void describe(struct ldapw_error *err, const char *op, int rc, char *diag
 	snprintf(err->op, sizeof(err->op), "%s", op);
 	for (size_t n = diag ? strlen(diag) : 0; n > 0 && (diag[n - 1] == '\n' || diag[n - 1] == ' '); n--)
 		diag[n - 1] = '\0'; /* 389 ends its messages with a newline */
-	if (diag && *diag && strcmp(diag, "(unknown error code)") != 0 && (ad = ad_meaning(diag)))
+	err->ad_code = ad_code_of(diag);
+	if (diag && *diag && strcmp(diag, "(unknown error code)") != 0 && (ad = ad_meaning(err->ad_code)))
 		snprintf(err->text, sizeof(err->text), "%s (%d): %s; the server says: %s", ldap_err2string(rc), rc, ad, diag);
 	else if (diag && *diag && strcmp(diag, "(unknown error code)") != 0)
 		snprintf(err->text, sizeof(err->text), "%s (%d): %s", ldap_err2string(rc), rc, diag);

@@ -31,6 +31,7 @@ struct ldapw;
 
 struct ldapw_error {
 	int rc;
+	unsigned long ad_code; /* Active Directory's Windows error code from the message ("00002035: ..."), or 0 */
 	char op[32];
 	char text[1024]; /* "Invalid credentials (49): diagnostic message" */
 };

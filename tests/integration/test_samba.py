@@ -11,7 +11,9 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
-from agenttest import TOP_SRCDIR, AgentDir, run_agent  # noqa: E402
+from agenttest import TOP_SRCDIR, AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
+from fakefactorial import FakeFactorial  # noqa: E402
+from slapd import free_port  # noqa: E402
 from sambadc import SambaDC  # noqa: E402
 from ldaptools import parse_ldif  # noqa: E402
 
@@ -160,6 +162,53 @@ class TestActiveDirectory(unittest.TestCase):
         self.assertEqual(len({self.user(i)[0] for i in (1, 2, 3)}), 3)  # three DNs: the cn made unique too
         for i in (1, 2, 3):
             self.assertEqual(self.user(i)[1]["userAccountControl"], ["512"])
+
+    def test_renames_keep_group_membership_and_manager_references(self):
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Garcia", "ana@example.com"))
+        self.ok("employees/employee/create_with_contract", person(2, "Bob", "Stone", "bob@example.com", manager_id=1))
+        self.ok("teams/team/create", {"id": 5, "name": "Ops", "description": None, "employee_ids": [1, 2]})
+        self.ok("employees/employee/update", person(1, "Ana", "Torres", "ana@example.com"))
+        ana_dn = self.user(1)[0]
+        self.assertEqual(ana_dn, f"CN=Ana Torres,{PEOPLE}")
+        self.assertEqual(self.user(2)[1]["manager"], [ana_dn])
+        self.assertIn(ana_dn, self.group("Team Ops")["member"])
+        r = self.ok("teams/team/update", {"id": 5, "name": "Ops", "description": None, "employee_ids": [1, 2]})
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+
+    def config_with(self, fake, port):
+        """The module's configuration, with a Factorial API and a listener of its own."""
+        with open(CFG) as f:
+            text = f.read().replace("base_url: http://127.0.0.1:9", f"base_url: {fake.base_url}")
+        text = text.replace("webhooks:\n", f"webhooks:\n  listen: \"127.0.0.1:{port}\"\n  manage_subscriptions: false\n")
+        text += "sync: { interval: 0 }\n"
+        return DIR.file("agent-api.yaml", text)
+
+    def test_sync_then_nothing_to_do(self):
+        with FakeFactorial(fixtures=None) as fake:
+            for i in range(1, 31):
+                fake.put_employee(dict(person(i, f"P{i}", "Sync", f"p{i}@example.com"), company_id=1234))
+            cfg = self.config_with(fake, free_port())
+            r = run_agent("-c", cfg, "sync", env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"}, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            self.assertEqual(r.stderr.splitlines()[-1], "30 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+            r = run_agent("-c", cfg, "sync", env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"}, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        self.assertEqual(self.user(30)[1]["userAccountControl"], ["512"])
+
+    def test_a_delivery_through_run(self):
+        with FakeFactorial(fixtures=None) as fake:
+            cfg = self.config_with(fake, free_port())
+            agent = AgentProcess(cfg, os.path.join(DIR.path, "agent.log"),
+                                 env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"}).start()
+            self.addCleanup(agent.stop)
+            body = json.dumps(person(7, "Eva", "Run", "eva@example.com"))
+            h = {"x-factorial-wh-challenge": "test-challenge", "Content-Type": "application/json"}
+            self.assertEqual(http("POST", agent.url("/hooks/employees/employee/create_with_contract"), body, h)[0], 200)
+            wait_for(lambda: self.user(7)[0], 60, what="the hire in Samba")
+            wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="an empty queue")
+            self.assertEqual(self.user(7)[1]["userAccountControl"], ["512"])
+            self.assertEqual(agent.stop(), 0)
 
     def test_sam_account_name_made_unique_within_20_characters(self):
         self.ok("employees/employee/create_with_contract",
