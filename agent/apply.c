@@ -555,6 +555,21 @@ static const char *const step_names[] = {
 	[STEP_DELETE] = "delete",
 };
 
+/* What the dry run says of an initial password, by method: never the password. */
+static const char *const password_notes[] = {
+	[MAPPING_PASSWORD_MODIFY] = "userPassword: a random initial password, set by Password Modify (RFC 3062) when "
+	                            "the entry is made (never shown)",
+	[MAPPING_PASSWORD_UNICODEPWD] = "unicodePwd: a random initial password, made when the entry is (never shown)",
+	[MAPPING_PASSWORD_USERPASSWORD] = "userPassword: a random initial password, made when the entry is (never shown)",
+};
+
+/* How each method reaches the directory. */
+static const enum ldapw_password_method password_methods[] = {
+	[MAPPING_PASSWORD_MODIFY] = LDAPW_PASSWORD_MODIFY,
+	[MAPPING_PASSWORD_UNICODEPWD] = LDAPW_PASSWORD_UNICODEPWD,
+	[MAPPING_PASSWORD_USERPASSWORD] = LDAPW_PASSWORD_USERPASSWORD,
+};
+
 /* The LDIF executor: each step under its comment, as ldapmodify takes it. */
 static void ldif_step(struct job *j, const struct step *s)
 {
@@ -569,10 +584,7 @@ static void ldif_step(struct job *j, const struct step *s)
 			for (size_t k = 0; k < s->c.v[i].values.n; k++)
 				ldifw_attr(out, s->c.v[i].attr, s->c.v[i].values.v[k]);
 		if (s->password_length)
-			ldifw_comment(out, s->password_method == MAPPING_PASSWORD_UNICODEPWD
-			                           ? "unicodePwd: a random initial password, made when the entry is (never shown)"
-			                           : "userPassword: a random initial password, set by Password Modify (RFC 3062) "
-			                             "when the entry is made (never shown)");
+			ldifw_comment(out, password_notes[s->password_method]);
 	} else if (s->kind == STEP_MODIFY) {
 		for (size_t i = 0; i < s->c.n; i++) {
 			const char *op = s->c.v[i].op == LDAP_MOD_ADD      ? "add"
@@ -645,10 +657,7 @@ static int add_with_password(struct job *j, const struct step *s, const struct l
 		e->rc = LDAP_OTHER;
 		return LDAP_OTHER;
 	}
-	r = ldapw_add_password(j->a->lw, s->dn, mods, s->c.n,
-	                       s->password_method == MAPPING_PASSWORD_UNICODEPWD ? LDAPW_PASSWORD_UNICODEPWD
-	                                                                         : LDAPW_PASSWORD_MODIFY,
-	                       pw.data, e);
+	r = ldapw_add_password(j->a->lw, s->dn, mods, s->c.n, password_methods[s->password_method], pw.data, e);
 	if (r == LDAP_SUCCESS)
 		hand_to_test(j, &pw);
 	secret_free(&pw);

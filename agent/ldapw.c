@@ -747,7 +747,13 @@ int ldapw_add_password(struct ldapw *lw, const char *dn, const struct ldapw_mod 
 	memset(err, 0, sizeof(*err));
 	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
 		return rc;
-	if (unicode_pwd(password, &pw) < 0 || !(lm = build_mods(mods, n)) || !(all = calloc(n + 2, sizeof(*all)))) {
+	if (method == LDAPW_PASSWORD_USERPASSWORD) {
+		pwmod.mod_type = (char *)"userPassword";
+		pw.bv_len = strlen(password);
+		pw.bv_val = strdup(password);
+	}
+	if ((method == LDAPW_PASSWORD_USERPASSWORD ? !pw.bv_val : unicode_pwd(password, &pw) < 0) ||
+	    !(lm = build_mods(mods, n)) || !(all = calloc(n + 2, sizeof(*all)))) {
 		set_error(NULL, err, "add", LDAP_NO_MEMORY);
 		rc = LDAP_NO_MEMORY;
 		goto cleanup;

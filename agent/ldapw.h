@@ -98,6 +98,8 @@ enum ldapw_password_method {
 	LDAPW_PASSWORD_MODIFY,     /* the Password Modify extended operation (RFC 3062), after the add */
 	LDAPW_PASSWORD_UNICODEPWD, /* Active Directory: unicodePwd (UTF-16LE, quoted) in the add itself, so
 	                            * that the account may be enabled by the same add */
+	LDAPW_PASSWORD_USERPASSWORD, /* userPassword in the add itself, hashed by the server (389 Directory
+	                              * Server's password storage scheme) */
 };
 /* ldapw_add with an initial password (the caller's; nothing here keeps a
  * copy, and the encoded value is wiped once sent).  With

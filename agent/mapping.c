@@ -399,7 +399,7 @@ static const char *const object_keys[] = { "base", "search_base", "key", "rdn", 
 	                                    "attributes", "terminated", "initial_password", NULL };
 static const char *const terminated_keys[] = { "action", "move_to", "attributes", "remove_from_groups", NULL };
 
-/* initial_password: { length: 12-128 (20), method: password_modify | unicodePwd } */
+/* initial_password: { length: 12-128 (20), method: password_modify | unicodePwd | userPassword } */
 static void load_initial_password(struct loader *L, struct mapping_object *o, yaml_node_t *x, const char *path)
 {
 	static const char *const keys[] = { "length", "method", NULL };
@@ -426,8 +426,10 @@ static void load_initial_password(struct loader *L, struct mapping_object *o, ya
 		const char *s = want_string(L, v, key);
 		if (s && strcmp(s, "unicodePwd") == 0)
 			o->password_method = MAPPING_PASSWORD_UNICODEPWD;
+		else if (s && strcmp(s, "userPassword") == 0)
+			o->password_method = MAPPING_PASSWORD_USERPASSWORD;
 		else if (s && strcmp(s, "password_modify") != 0)
-			ydoc_error(&L->y, L->d, v, key, "\"%s\" is not one of password_modify | unicodePwd", s);
+			ydoc_error(&L->y, L->d, v, key, "\"%s\" is not one of password_modify | unicodePwd | userPassword", s);
 	}
 }
 

@@ -77,6 +77,7 @@ struct mapping_scope {
 enum mapping_password_method {
 	MAPPING_PASSWORD_MODIFY = 0, /* the Password Modify extended operation (RFC 3062), right after the add */
 	MAPPING_PASSWORD_UNICODEPWD, /* Active Directory's unicodePwd, in the add itself */
+	MAPPING_PASSWORD_USERPASSWORD, /* userPassword in the add itself, hashed by the server (389) */
 };
 
 struct mapping_object {

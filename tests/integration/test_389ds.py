@@ -8,6 +8,7 @@ through `run`.  Every test reads the directory back as Directory Manager."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 import unittest
 
@@ -68,10 +69,24 @@ class TestDS389(unittest.TestCase):
         return next(iter(found.items())) if found else (None, None)
 
     def test_hire_rename_team_leaver_and_return(self):
+        # the Active Directory story on 389: a hire binds with its initial password, a leaver is
+        # locked and out of the team, a return unlocks
         ana = person(1, "Ana", "García", login_email="ana.garcia@example.com", job_title="Engineer")
         bob = person(2, "Bob", "Stone", login_email="bob@example.com", manager_id=1)
-        self.assertEqual(self.ok("employees/employee/create_with_contract", ana),
-                         "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        hook = os.path.join(self.d.path, "passwords")
+        r = run_agent("-c", self.cfg, "apply", "--event", "employees/employee/create_with_contract", "-",
+                      input=json.dumps(ana, ensure_ascii=False),
+                      env=dict(TODAY, FACTORIAL_LDAP_AGENT_TEST_PASSWORD_FILE=hook))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.splitlines()[-1], "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        with open(hook) as f:
+            pw = f.read().split()[1]
+        os.unlink(hook)
+        self.assertNotIn(pw, r.stdout + r.stderr)
+        # the new account binds with its initial password
+        who = subprocess.run(["ldapwhoami", "-x", "-H", DS.uri, "-D", f"uid=ana.garcia,{PEOPLE}", "-w", pw],
+                             capture_output=True, text=True)
+        self.assertEqual(who.returncode, 0, who.stderr)
         self.ok("employees/employee/create_with_contract", bob)
         dn, e = self.user(1)
         self.assertEqual(dn, f"uid=ana.garcia,{PEOPLE}")
