@@ -1013,6 +1013,7 @@ static int member_values(struct job *j, const struct mapping_attr *a, const char
 	}
 	cJSON_AddItemToObject(rec, "employee_ids", ids);
 	env.record = rec;
+	env.tables = &j->a->m->tables;
 	env.employee_dn = hook_employee_dn;
 	env.ctx = &hc;
 	env.unresolved = &unresolved;
@@ -2581,6 +2582,7 @@ static int orphan_changes(struct job *j, const struct mapping_object *o, const s
 			vlist_push_copy(&vals[i], v->v[n], strlen(v->v[n]));
 	}
 	env.record = empty;
+	env.tables = &j->a->m->tables;
 	env.attrs = vals;
 	env.unresolved = &unresolved;
 	env.err = j->err;

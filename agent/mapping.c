@@ -170,7 +170,65 @@ static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
 		diag_add(L->d, L->y.file, ydoc_line(n), col, key, "%s", err);
 		return NULL;
 	}
+	/* every map() names a table of the mapping's tables: */
+	for (size_t i = 0; i < t->n; i++) {
+		const struct tmpl_part *part = &t->parts[i];
+		for (size_t f = 0; f < part->nfilters; f++) {
+			const char *name = part->filters[f].id == TF_MAP ? part->filters[f].args[0].path.seg[0] : NULL;
+			if (name && !tmpl_table_find(&L->m->tables, name)) {
+				unsigned col = ydoc_col(n) + (unsigned)part->offset;
+				if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+					col++;
+				diag_add(L->d, L->y.file, ydoc_line(n), col, key, "map: no table \"%s\" in tables:", name);
+			}
+		}
+	}
 	return t;
+}
+
+/* tables: NAME: {KEY: VALUE, ...}: the lookup tables map() reads. */
+static void load_tables(struct loader *L, yaml_node_t *x)
+{
+	struct tmpl_tables *tt = &L->m->tables;
+	size_t n;
+
+	if (!want_map(L, x, "tables"))
+		return;
+	ydoc_check_duplicates(&L->y, L->d, x, "tables");
+	n = (size_t)(x->data.mapping.pairs.top - x->data.mapping.pairs.start);
+	if (!(tt->v = calloc(n ? n : 1, sizeof(*tt->v)))) {
+		ydoc_error(&L->y, L->d, x, "tables", "out of memory");
+		return;
+	}
+	for (yaml_node_pair_t *p = x->data.mapping.pairs.start; p < x->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = ydoc_node(&L->y, p->key), *v = ydoc_node(&L->y, p->value);
+		const char *name = ydoc_scalar(k);
+		struct tmpl_table *t;
+		char key[512];
+		if (!name || !valid_attr_name(name)) {
+			ydoc_error(&L->y, L->d, k, "tables", "\"%s\" is not a table name (letters, digits, -)", name ? name : "?");
+			continue;
+		}
+		join(key, sizeof(key), "tables", name);
+		if (!want_map(L, v, key))
+			continue;
+		ydoc_check_duplicates(&L->y, L->d, v, key);
+		t = &tt->v[tt->n++];
+		t->name = strdup(name);
+		vlist_init(&t->keys);
+		vlist_init(&t->values);
+		for (yaml_node_pair_t *e = v->data.mapping.pairs.start; e < v->data.mapping.pairs.top; e++) {
+			yaml_node_t *ek = ydoc_node(&L->y, e->key), *ev = ydoc_node(&L->y, e->value);
+			char ekey[512];
+			join(ekey, sizeof(ekey), key, ydoc_scalar(ek) ? ydoc_scalar(ek) : "?");
+			if (!ydoc_scalar(ek) || !ydoc_scalar(ev) || ydoc_is_null(ev)) {
+				ydoc_error(&L->y, L->d, ydoc_scalar(ek) ? ev : ek, ekey, "expected a key and a value (text)");
+				continue;
+			}
+			vlist_push_copy(&t->keys, ydoc_scalar(ek), strlen(ydoc_scalar(ek)));
+			vlist_push_copy(&t->values, ydoc_scalar(ev), strlen(ydoc_scalar(ev)));
+		}
+	}
 }
 
 /* The place of node n, known by key. */
@@ -864,13 +922,19 @@ void mapping_free(struct mapping *m)
 		return;
 	object_free(&m->obj[0]);
 	object_free(&m->obj[1]);
+	for (size_t i = 0; i < m->tables.n; i++) {
+		free(m->tables.v[i].name);
+		vlist_free(&m->tables.v[i].keys);
+		vlist_free(&m->tables.v[i].values);
+	}
+	free(m->tables.v);
 	free(m->path);
 	free(m);
 }
 
 int mapping_load(const char *path, struct mapping **out, struct diag *d)
 {
-	static const char *const top_keys[] = { "version", "employees", "teams", NULL };
+	static const char *const top_keys[] = { "version", "tables", "employees", "teams", NULL };
 	struct loader L = { .d = d };
 	size_t before = diag_count(d);
 	yaml_node_t *root, *x;
@@ -896,6 +960,9 @@ int mapping_load(const char *path, struct mapping **out, struct diag *d)
 		ydoc_error(&L.y, d, root, "version", "required key is missing (version: 1)");
 	else if (!ydoc_scalar(x) || strcmp(ydoc_scalar(x), "1") != 0)
 		ydoc_error(&L.y, d, x, "version", "only version 1 is known, got %s", ydoc_scalar(x) ? ydoc_scalar(x) : ydoc_kind(x));
+	/* before the sections: their templates' map() name these tables */
+	if ((x = map_get(&L, root, "tables", NULL)))
+		load_tables(&L, x);
 	for (int k = 0; k < 2; k++) {
 		x = map_get(&L, root, section_names[k], NULL);
 		if (x)
@@ -937,7 +1004,7 @@ char *mapping_record_id(const cJSON *record)
 int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *record, char **key, struct sbuf *err)
 {
 	const struct mapping_object *o = &m->obj[kind];
-	struct tmpl_env env = { .record = record, .err = err };
+	struct tmpl_env env = { .record = record, .err = err, .tables = &m->tables };
 	struct vlist v, unresolved;
 	int rc = -1;
 
@@ -1370,7 +1437,7 @@ int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *r
 		goto cleanup;
 	if (!(e.vals = calloc(e.o->nattrs, sizeof(*e.vals))))
 		goto cleanup;
-	e.env = (struct tmpl_env){ .record = record, .attrs = e.vals, .employee_dn = e.hooks->employee_dn,
+	e.env = (struct tmpl_env){ .record = record, .attrs = e.vals, .employee_dn = e.hooks->employee_dn, .tables = &m->tables,
 		                   .ctx = e.hooks->ctx, .unresolved = &r->unresolved, .err = &r->error };
 	if (eval_key(&e) < 0)
 		goto cleanup;

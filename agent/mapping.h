@@ -111,6 +111,7 @@ struct mapping_object {
 struct mapping {
 	char *path;
 	struct mapping_object obj[2]; /* indexed by enum mapping_kind */
+	struct tmpl_tables tables;    /* tables: lookup tables for map() */
 };
 
 int mapping_load(const char *path, struct mapping **out, struct diag *d);

@@ -48,6 +48,8 @@ static int f_default(const struct tmpl_filter *f, struct tmpl_env *env, struct v
 static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
 static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
 static int f_translit(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
+static int f_map(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
+static int check_table(struct parser *p, struct tmpl_filter *f, size_t off);
 static int check_count(struct parser *p, struct tmpl_filter *f, size_t off);
 static int check_integer(struct parser *p, struct tmpl_filter *f, size_t off);
 static int check_nonempty(struct parser *p, struct tmpl_filter *f, size_t off);
@@ -61,6 +63,7 @@ static const struct filter_def {
 	check_fn check;   /* NULL: any argument will do */
 	value_fn value;   /* applied to each value, or */
 	list_fn list;     /* applied to the list of values */
+	size_t min_args;  /* when fewer than nargs will do (0: exactly nargs) */
 } filters[] = {
 	[TF_LOWER] = { "lower", 0, NULL, f_lower, NULL },
 	[TF_UPPER] = { "upper", 0, NULL, f_upper, NULL },
@@ -79,6 +82,7 @@ static const struct filter_def {
 	[TF_AFTER] = { "after", 1, check_nonempty, f_after, NULL },
 	[TF_RDN] = { "rdn", 0, NULL, f_rdn, NULL },
 	[TF_TRANSLIT] = { "translit", 1, check_transform, NULL, f_translit },
+	[TF_MAP] = { "map", 2, check_table, NULL, f_map, 1 },
 };
 
 #define NFILTERS (sizeof(filters) / sizeof(filters[0]))
@@ -223,6 +227,16 @@ static int check_count(struct parser *p, struct tmpl_filter *f, size_t off)
 	return 0;
 }
 
+/* map(TABLE[, DEFAULT]): the table is named by a bare word. */
+static int check_table(struct parser *p, struct tmpl_filter *f, size_t off)
+{
+	const struct tmpl_arg *a = &f->args[0];
+
+	if (a->kind != TA_PATH || a->path.n != 1)
+		return fail(p, off, "map: the first argument must be the name of a table (map(sites), not map('sites'))");
+	return 0;
+}
+
 static int check_integer(struct parser *p, struct tmpl_filter *f, size_t off)
 {
 	const struct tmpl_arg *a = &f->args[0];
@@ -303,7 +317,12 @@ static int parse_filter(struct parser *p, struct tmpl_filter *f)
 			return fail(p, p->i, "expected , or ) in the arguments of %s", name);
 		p->i++;
 	}
-	if (f->nargs != filters[k].nargs) {
+	if (filters[k].min_args && f->nargs >= filters[k].min_args && f->nargs <= filters[k].nargs) {
+		/* as many as it takes */
+	} else if (filters[k].min_args) {
+		return fail(p, start, "%s takes %zu or %zu arguments, got %zu", name, filters[k].min_args,
+		            filters[k].nargs, f->nargs);
+	} else if (f->nargs != filters[k].nargs) {
 		if (filters[k].nargs == 0)
 			return fail(p, start, "%s takes no argument, got %zu", name, f->nargs);
 		return fail(p, start, "%s takes %zu argument%s, got %zu", name, filters[k].nargs,
@@ -844,6 +863,52 @@ static int f_default(const struct tmpl_filter *f, struct tmpl_env *env, struct v
 		return 0;
 	vlist_clear(vals);
 	return arg_values(&f->args[0], env, vals);
+}
+
+const struct tmpl_table *tmpl_table_find(const struct tmpl_tables *t, const char *name)
+{
+	for (size_t i = 0; t && i < t->n; i++)
+		if (strcmp(t->v[i].name, name) == 0)
+			return &t->v[i];
+	return NULL;
+}
+
+/* Each value through the table; an empty value stays empty (for a later default). */
+static int f_map(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
+{
+	const char *name = f->args[0].path.seg[0];
+	const struct tmpl_table *t = tmpl_table_find(env->tables, name);
+	char *fallback = NULL;
+	int rc = -1;
+
+	if (!t) {
+		sbuf_addf(env->err, "map: no table \"%s\"", name);
+		return -1;
+	}
+	if (f->nargs > 1 && arg_single(&f->args[1], env, "map", &fallback) < 0)
+		return -1;
+	for (size_t i = 0; i < vals->n; i++) {
+		const char *to = NULL;
+		char *copy;
+		if (!vals->v[i][0])
+			continue;
+		for (size_t k = 0; k < t->keys.n && !to; k++)
+			if (strcmp(t->keys.v[k], vals->v[i]) == 0)
+				to = t->values.v[k];
+		if (!to && !fallback) {
+			sbuf_addf(env->err, "map: \"%s\" is not in table %s, and no default is given (map(%s, 'DEFAULT'))",
+			          vals->v[i], name, name);
+			goto cleanup;
+		}
+		if (!(copy = strdup(to ? to : fallback)))
+			goto cleanup;
+		free(vals->v[i]);
+		vals->v[i] = copy;
+	}
+	rc = 0;
+cleanup:
+	free(fallback);
+	return rc;
 }
 
 static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)

@@ -51,6 +51,7 @@ enum tmpl_filter_id {
 	TF_AFTER,
 	TF_RDN,
 	TF_TRANSLIT,
+	TF_MAP,
 };
 
 struct tmpl_path {
@@ -114,6 +115,20 @@ bool tmpl_uses_filter(const struct tmpl *t, enum tmpl_filter_id id);
  * out (a leaver kept out of groups), -1 on failure (with a message in err). */
 typedef int (*tmpl_dn_lookup)(void *ctx, const char *employee_id, char **dn, struct sbuf *err);
 
+/* A lookup table of the mapping (tables: NAME: {KEY: VALUE, ...}), for map(NAME). */
+struct tmpl_table {
+	char *name;
+	struct vlist keys, values; /* parallel */
+};
+
+struct tmpl_tables {
+	struct tmpl_table *v;
+	size_t n;
+};
+
+/* The table named name, or NULL. */
+const struct tmpl_table *tmpl_table_find(const struct tmpl_tables *t, const char *name);
+
 struct tmpl_env {
 	const cJSON *record;
 	const struct vlist *attrs; /* computed values, indexed by attr_index */
@@ -121,6 +136,7 @@ struct tmpl_env {
 	void *ctx;
 	struct vlist *unresolved; /* employee ids employee_dn could not resolve */
 	struct sbuf *err;         /* the reason, when tmpl_eval fails */
+	const struct tmpl_tables *tables; /* for map(); NULL: none */
 };
 
 /* Appends the template's values to out; returns 0, or -1 with a record

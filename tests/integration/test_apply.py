@@ -391,6 +391,35 @@ class TestInitialPassword(Base):
         self.assertEqual(len(set(pws)), 2)
 
 
+class TestTables(Base):
+    """tables: and map(): a code from the record said as a name in the directory."""
+    mapping = MAPPING.replace("version: 1\n", "version: 1\ntables:\n  entities: { 1: Spain, 2: France }\n"
+                              "  offices: { 10: Madrid }\n", 1).replace(
+        "    cn: \"{full_name}\"\n",
+        "    cn: \"{full_name}\"\n    l: \"{legal_entity_id|map(entities)}\"\n"
+        "    physicalDeliveryOfficeName: \"{office_id|map(offices, 'Remote')}\"\n", 1)
+
+    def test_values_through_tables_and_a_missing_code_is_a_record_error(self):
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Tabla", office_id=10))
+        self.ok("employees/employee/create_with_contract", person(2, "Bo", "Tabla", legal_entity_id=2, office_id=77))
+        a, b = self.by_key(1)[1], self.by_key(2)[1]
+        self.assertEqual((a["l"], a["physicalDeliveryOfficeName"]), (["Spain"], ["Madrid"]))
+        self.assertEqual((b["l"], b["physicalDeliveryOfficeName"]), (["France"], ["Remote"]))
+        # moving to France changes l, and nothing else
+        r = self.ok("employees/employee/update", person(1, "Ana", "Tabla", office_id=10, legal_entity_id=2))
+        self.assertIn(f"modify uid=ana.tabla,{PEOPLE}: l", r.stderr)
+        self.assertEqual(self.by_key(1)[1]["l"], ["France"])
+        # a code the table lacks, with no default, refuses the record and names the value and the table
+        with open(self.cfg) as f:
+            self.assertIn("mapping: mapping.yaml", f.read())
+        d, cfg = self.other_config(self.mapping.replace("  entities: { 1: Spain, 2: France }",
+                                                        "  entities: { 1: Spain }"))
+        r = self.apply("employees/employee/update", person(2, "Bo", "Tabla", legal_entity_id=2, office_id=77), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("employee 2: l: map: \"2\" is not in table entities, and no default is given", r.stderr)
+        self.assertEqual(self.by_key(2)[1]["l"], ["France"])  # unchanged
+
+
 class TestConnection(Base):
     def test_wrong_password(self):
         d, cfg = self.other_config()

@@ -52,13 +52,13 @@ static void expect(const char *text, const char *want)
 	free(got);
 }
 
-#define HEAD                                                   \
-	"version: 1\n"                                         \
+#define EMPLOYEES                                              \
 	"employees:\n"                                         \
 	"  base: ou=people,dc=example,dc=com\n"                \
 	"  key: { attribute: employeeNumber, value: \"{id}\" }\n" \
 	"  rdn: uid\n"                                         \
 	"  object_classes: [inetOrgPerson]\n"
+#define HEAD "version: 1\n" EMPLOYEES
 
 static void test_valid_contract_example(void **state)
 {
@@ -162,6 +162,35 @@ static void test_sensitive_fields_are_refused(void **state)
 	       "are never kept or written by the agent\n");
 }
 
+static void test_tables(void **state)
+{
+	struct mapping *m = NULL;
+	char *err;
+
+	(void)state;
+	expect("version: 1\n"
+	       "tables:\n"
+	       "  entities: { 1: Spain, 2: France }\n"
+	       "  \"bad name\": { a: b }\n"
+	       "  nested: { a: { b: c } }\n" EMPLOYEES
+	       "  attributes:\n"
+	       "    uid: \"{first_name}\"\n"
+	       "    l: \"{legal_entity_id|map(entities)}\"\n"
+	       "    o: \"x {legal_entity_id|map(sites)}\"\n",
+	       "m.yaml:4:3: tables: \"bad name\" is not a table name (letters, digits, -)\n"
+	       "m.yaml:5:16: tables.nested.a: expected a key and a value (text)\n"
+	       "m.yaml:14:11: employees.attributes.o: map: no table \"sites\" in tables:\n");
+	/* a good one loads, and its tables are there */
+	err = load("version: 1\ntables: { sites: { 10: Madrid } }\n" EMPLOYEES "  attributes:\n    uid: \"{first_name}\"\n"
+	           "    l: \"{location_id|map(sites, 'Remote')}\"\n",
+	           &m);
+	assert_string_equal(err, "");
+	assert_int_equal(m->tables.n, 1);
+	assert_string_equal(tmpl_table_find(&m->tables, "sites")->values.v[0], "Madrid");
+	free(err);
+	mapping_free(m);
+}
+
 static void test_attr_references(void **state)
 {
 	(void)state;
@@ -208,12 +237,7 @@ static void test_rdn_key_and_structure(void **state)
 static void test_rdn_not_among_attributes(void **state)
 {
 	(void)state;
-	expect("version: 1\n"
-	       "employees:\n"
-	       "  base: ou=people,dc=example,dc=com\n"
-	       "  key: { attribute: employeeNumber, value: \"{id}\" }\n"
-	       "  rdn: uid\n"
-	       "  object_classes: [inetOrgPerson]\n"
+	expect(HEAD
 	       "  attributes:\n"
 	       "    cn: \"{full_name}\"\n"
 	       "    employeeNumber: \"{id}x\"\n"
@@ -595,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_team_member_attribute_reads_no_other_attribute),
 		cmocka_unit_test(test_sensitive_fields_are_refused),
 		cmocka_unit_test(test_attr_references),
+		cmocka_unit_test(test_tables),
 		cmocka_unit_test(test_rdn_key_and_structure),
 		cmocka_unit_test(test_rdn_not_among_attributes),
 		cmocka_unit_test(test_option_scope_and_termination_mistakes),

@@ -40,6 +40,23 @@ static int lookup(void *ctx, const char *id, char **dn, struct sbuf *err)
 	return 0;
 }
 
+/* One table for map(): codes to office names. */
+static struct tmpl_table offices_table;
+static struct tmpl_tables tables = { &offices_table, 1 };
+
+static void tables_setup(void)
+{
+	if (offices_table.name)
+		return;
+	offices_table.name = (char *)"offices";
+	vlist_init(&offices_table.keys);
+	vlist_init(&offices_table.values);
+	vlist_push_copy(&offices_table.keys, "42", 2);
+	vlist_push_copy(&offices_table.values, "Madrid", 6);
+	vlist_push_copy(&offices_table.keys, "99", 2);
+	vlist_push_copy(&offices_table.values, "Paris", 5);
+}
+
 /* Evaluates src on RECORD; returns the values joined by " | ", or "ERR: msg". */
 static char *eval(const char *src, struct vlist *unresolved)
 {
@@ -59,7 +76,9 @@ static char *eval(const char *src, struct vlist *unresolved)
 		sbuf_addf(&res, "PARSE@%zu: %s", off, perr);
 		goto done;
 	}
+	tables_setup();
 	env.record = rec;
+	env.tables = &tables;
 	env.employee_dn = lookup;
 	env.unresolved = unresolved;
 	env.err = &err;
@@ -319,6 +338,22 @@ static void test_parse_errors(void **state)
 	check_parse("{id|replace('x', a.b.)}", 21, "expected a field name");
 }
 
+static void test_map(void **state)
+{
+	(void)state;
+	check("{id|map(offices)}", "Madrid");
+	check("{ids|map(offices, 'Elsewhere')}", "Elsewhere | Paris | Elsewhere");
+	check("{num|map(offices)} office", "Madrid office");
+	check("{nick|map(offices)|default('none')}", "none"); /* empty stays empty: default decides */
+	check("{ids|map(offices)}", "ERR: map: \"1\" is not in table offices, and no default is given "
+	                            "(map(offices, 'DEFAULT'))");
+	check("{id|map(cities)}", "ERR: map: no table \"cities\"");
+	check_parse("{id|map}", 4, "map takes 1 or 2 arguments, got 0");
+	check_parse("{id|map('offices')}", 4,
+	            "map: the first argument must be the name of a table (map(sites), not map('sites'))");
+	check_parse("{id|map(a, b, c)}", 4, "map takes 1 or 2 arguments, got 3");
+}
+
 static void test_translit(void **state)
 {
 	(void)state;
@@ -361,6 +396,7 @@ int main(void)
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_brace_inside_string_argument),
 		cmocka_unit_test(test_translit),
+		cmocka_unit_test(test_map),
 	};
 	return cmocka_run_group_tests_name("tmpl", tests, NULL, NULL);
 }
