@@ -240,10 +240,23 @@ static void place(const yaml_node_t *n, const char *key, struct mapping_place *p
 	p->key = strdup(key);
 }
 
+static void conditions_free(struct mapping_scope *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].field);
+		for (size_t k = 0; k < v[i].path.n; k++)
+			free(v[i].path.seg[k]);
+		free(v[i].path.seg);
+		vlist_free(&v[i].allowed);
+	}
+	free(v);
+}
+
 static void attr_free(struct mapping_attr *a)
 {
 	free(a->name);
 	free(a->at.key);
+	conditions_free(a->when, a->nwhen);
 	for (size_t i = 0; i < a->ntmpls; i++)
 		tmpl_free(a->tmpls[i]);
 	free(a->tmpls);
@@ -280,9 +293,12 @@ static void load_values(struct loader *L, yaml_node_t *v, const char *key, struc
 	}
 }
 
-static const char *const attr_keys[] = { "value", "unique", "create_only", "required", "max_length", NULL };
+static const char *const attr_keys[] = { "value", "unique", "create_only", "required", "max_length", "when", NULL };
 
-/* NAME: TEMPLATE | [TEMPLATE...] | {value, unique, create_only, required, max_length} */
+static void load_conditions(struct loader *L, yaml_node_t *s, const char *path, struct mapping_scope **out,
+                            size_t *nout);
+
+/* NAME: TEMPLATE | [TEMPLATE...] | {value, unique, create_only, required, max_length, when} */
 static void load_attr(struct loader *L, yaml_node_t *k, yaml_node_t *v, const char *key, struct mapping_attr *a,
                       bool options_allowed)
 {
@@ -320,6 +336,10 @@ static void load_attr(struct loader *L, yaml_node_t *k, yaml_node_t *v, const ch
 			if (x && want_bool(L, x, sub, &b) == 0 && b)
 				a->flags |= flags[i].flag;
 		}
+		x = map_get(L, v, "when", NULL);
+		join(sub, sizeof(sub), key, "when");
+		if (x)
+			load_conditions(L, x, sub, &a->when, &a->nwhen);
 		x = map_get(L, v, "max_length", NULL);
 		if (x) {
 			const char *s = ydoc_scalar(x);
@@ -557,7 +577,9 @@ static void load_terminated(struct loader *L, struct mapping_object *o, yaml_nod
 	}
 }
 
-static void load_scope(struct loader *L, struct mapping_object *o, yaml_node_t *s, const char *path)
+/* only_if and when: FIELD: VALUE | [VALUE...], each field one of its values. */
+static void load_conditions(struct loader *L, yaml_node_t *s, const char *path, struct mapping_scope **out,
+                            size_t *nout)
 {
 	size_t n;
 
@@ -565,13 +587,13 @@ static void load_scope(struct loader *L, struct mapping_object *o, yaml_node_t *
 		return;
 	ydoc_check_duplicates(&L->y, L->d, s, path);
 	n = (size_t)(s->data.mapping.pairs.top - s->data.mapping.pairs.start);
-	o->scope = calloc(n ? n : 1, sizeof(*o->scope));
-	if (!o->scope)
+	*out = calloc(n ? n : 1, sizeof(**out));
+	if (!*out)
 		return;
 	for (yaml_node_pair_t *p = s->data.mapping.pairs.start; p < s->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = ydoc_node(&L->y, p->key), *v = ydoc_node(&L->y, p->value);
 		const char *ks = ydoc_scalar(k);
-		struct mapping_scope *sc = &o->scope[o->nscope];
+		struct mapping_scope *sc = &(*out)[*nout];
 		char key[512], err[256];
 		struct tmpl *t = NULL;
 		size_t off;
@@ -589,13 +611,19 @@ static void load_scope(struct loader *L, struct mapping_object *o, yaml_node_t *
 				continue;
 			}
 		}
+		if (sensitive_in(&t->parts[0].path)) {
+			ydoc_error(&L->y, L->d, k, key, "%s: bank, social security and salary fields are never kept or "
+			           "read by the agent", ks);
+			tmpl_free(t);
+			continue;
+		}
 		sc->field = strdup(ks);
 		sc->path = t->parts[0].path;
 		t->parts[0].path.seg = NULL;
 		t->parts[0].path.n = 0;
 		tmpl_free(t);
 		vlist_init(&sc->allowed);
-		o->nscope++;
+		(*nout)++;
 		if (v && v->type == YAML_SEQUENCE_NODE) {
 			for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
 				yaml_node_t *e = ydoc_node(&L->y, *it);
@@ -862,7 +890,7 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 	load_object_classes(L, o, sec, path);
 	join(key, sizeof(key), path, "only_if");
 	if ((x = map_get(L, sec, "only_if", NULL)))
-		load_scope(L, o, x, key);
+		load_conditions(L, x, key, &o->scope, &o->nscope);
 	join(key, sizeof(key), path, "rdn");
 	if (!map_get(L, sec, "rdn", NULL))
 		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
@@ -898,14 +926,7 @@ static void object_free(struct mapping_object *o)
 	tmpl_free(o->key_value);
 	free(o->rdn);
 	vlist_free(&o->object_classes);
-	for (size_t i = 0; i < o->nscope; i++) {
-		free(o->scope[i].field);
-		for (size_t k = 0; k < o->scope[i].path.n; k++)
-			free(o->scope[i].path.seg[k]);
-		free(o->scope[i].path.seg);
-		vlist_free(&o->scope[i].allowed);
-	}
-	free(o->scope);
+	conditions_free(o->scope, o->nscope);
 	for (size_t i = 0; i < o->nattrs; i++)
 		attr_free(&o->attrs[i]);
 	free(o->attrs);
@@ -1069,20 +1090,22 @@ static int check_utf8(const cJSON *v, struct sbuf *err)
 	return 0;
 }
 
-static int in_scope(const struct mapping_object *o, const cJSON *record, struct mapping_result *r)
+/* 1 when every condition holds for record, 0 when one does not (why, when
+ * not NULL, says which), -1 on failure (in err). */
+static int conditions_hold(const struct mapping_scope *v, size_t n, const cJSON *record, char **why, struct sbuf *err)
 {
-	for (size_t i = 0; i < o->nscope; i++) {
-		const struct mapping_scope *sc = &o->scope[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct mapping_scope *sc = &v[i];
 		struct vlist have;
 		bool ok = false;
 		vlist_init(&have);
-		if (tmpl_field_values(record, &sc->path, &have, &r->error) < 0) {
+		if (tmpl_field_values(record, &sc->path, &have, err) < 0) {
 			vlist_free(&have);
 			return -1;
 		}
 		for (size_t k = 0; k < have.n && !ok; k++)
 			ok = vlist_contains(&sc->allowed, have.v[k]);
-		if (!ok) {
+		if (!ok && why) {
 			struct sbuf b;
 			sbuf_init(&b);
 			sbuf_addf(&b, "%s ", sc->field);
@@ -1093,13 +1116,18 @@ static int in_scope(const struct mapping_object *o, const cJSON *record, struct 
 			sbuf_adds(&b, have.n ? " is not in " : ", not in ");
 			for (size_t k = 0; k < sc->allowed.n; k++)
 				sbuf_addf(&b, "%s%s", k ? ", " : "", sc->allowed.v[k]);
-			r->scope_reason = sbuf_detach(&b);
-			vlist_free(&have);
-			return 0;
+			*why = sbuf_detach(&b);
 		}
 		vlist_free(&have);
+		if (!ok)
+			return 0;
 	}
 	return 1;
+}
+
+static int in_scope(const struct mapping_object *o, const cJSON *record, struct mapping_result *r)
+{
+	return conditions_hold(o->scope, o->nscope, record, &r->scope_reason, &r->error);
 }
 
 static bool is_terminated(const cJSON *record, const char *today, char **on)
@@ -1280,6 +1308,8 @@ static int eval_one(struct eval *e, const struct mapping_attr *a, struct vlist *
 
 	if (a->is_key)
 		return vlist_push_copy(v, r->key_value, strlen(r->key_value));
+	if (a->nwhen && (rc = conditions_hold(a->when, a->nwhen, e->env.record, NULL, &r->error)) <= 0)
+		return rc; /* the condition does not hold: the attribute is absent */
 	if ((a->flags & MAPPING_ATTR_CREATE_ONLY) && e->hooks->existing) {
 		int ex = e->hooks->existing(e->hooks->ctx, a->name, v, &r->error);
 		if (ex != 0)
@@ -1498,6 +1528,10 @@ bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const c
 	for (size_t i = 0; i < o->nscope; i++)
 		if (o->scope[i].path.n && strcmp(o->scope[i].path.seg[0], name) == 0)
 			return true;
+	for (size_t i = 0; i < o->nattrs; i++)
+		for (size_t w = 0; w < o->attrs[i].nwhen; w++)
+			if (o->attrs[i].when[w].path.n && strcmp(o->attrs[i].when[w].path.seg[0], name) == 0)
+				return true;
 	return false;
 }
 

@@ -57,6 +57,12 @@ struct mapping_place {
 	char *key; /* "employees.attributes.mail" */
 };
 
+struct mapping_scope {
+	char *field; /* as written, for messages */
+	struct tmpl_path path;
+	struct vlist allowed;
+};
+
 struct mapping_attr {
 	char *name;
 	struct mapping_place at; /* of its name */
@@ -65,13 +71,10 @@ struct mapping_attr {
 	unsigned flags;
 	size_t max_length; /* characters; 0 = no limit */
 	bool is_key;       /* the key attribute, added when attributes does not list it */
+	struct mapping_scope *when; /* when: the attribute is set only if each field holds an allowed value */
+	size_t nwhen;
 };
 
-struct mapping_scope {
-	char *field; /* as written, for messages */
-	struct tmpl_path path;
-	struct vlist allowed;
-};
 
 /* How an initial password reaches a new account (mapping key initial_password.method). */
 enum mapping_password_method {

@@ -392,12 +392,14 @@ class TestInitialPassword(Base):
 
 
 class TestTables(Base):
-    """tables: and map(): a code from the record said as a name in the directory."""
+    """tables: and map(): a code from the record said as a name in the directory; when: an
+    attribute only for the people a condition picks."""
     mapping = MAPPING.replace("version: 1\n", "version: 1\ntables:\n  entities: { 1: Spain, 2: France }\n"
                               "  offices: { 10: Madrid }\n", 1).replace(
         "    cn: \"{full_name}\"\n",
         "    cn: \"{full_name}\"\n    l: \"{legal_entity_id|map(entities)}\"\n"
-        "    physicalDeliveryOfficeName: \"{office_id|map(offices, 'Remote')}\"\n", 1)
+        "    physicalDeliveryOfficeName: \"{office_id|map(offices, 'Remote')}\"\n"
+        "    departmentNumber: { value: \"FR-{id}\", when: { legal_entity_id: 2 } }\n", 1)
 
     def test_values_through_tables_and_a_missing_code_is_a_record_error(self):
         self.ok("employees/employee/create_with_contract", person(1, "Ana", "Tabla", office_id=10))
@@ -405,10 +407,17 @@ class TestTables(Base):
         a, b = self.by_key(1)[1], self.by_key(2)[1]
         self.assertEqual((a["l"], a["physicalDeliveryOfficeName"]), (["Spain"], ["Madrid"]))
         self.assertEqual((b["l"], b["physicalDeliveryOfficeName"]), (["France"], ["Remote"]))
-        # moving to France changes l, and nothing else
+        # when: only the French entity's people have a department number
+        self.assertNotIn("departmentNumber", a)
+        self.assertEqual(b["departmentNumber"], ["FR-2"])
+        # moving to France changes l and gives the department number, and nothing else
         r = self.ok("employees/employee/update", person(1, "Ana", "Tabla", office_id=10, legal_entity_id=2))
-        self.assertIn(f"modify uid=ana.tabla,{PEOPLE}: l", r.stderr)
+        self.assertIn(f"modify uid=ana.tabla,{PEOPLE}: l, departmentNumber", r.stderr)
         self.assertEqual(self.by_key(1)[1]["l"], ["France"])
+        self.assertEqual(self.by_key(1)[1]["departmentNumber"], ["FR-1"])
+        # and back: the condition no longer holds, the attribute goes
+        self.ok("employees/employee/update", person(1, "Ana", "Tabla", office_id=10, legal_entity_id=1))
+        self.assertNotIn("departmentNumber", self.by_key(1)[1])
         # a code the table lacks, with no default, refuses the record and names the value and the table
         with open(self.cfg) as f:
             self.assertIn("mapping: mapping.yaml", f.read())

@@ -425,6 +425,50 @@ static void test_eval_active_entry(void **state)
 	mapping_free(m);
 }
 
+static void test_eval_when(void **state)
+{
+	struct mapping *m = NULL;
+	struct world w = { 0 };
+	struct mapping_result r;
+	char *errs = load(HEAD "  attributes:\n"
+	                       "    uid: \"{first_name|lower}\"\n"
+	                       "    l: { value: Paris, when: { legal_entity_id: 2 } }\n"
+	                       "    title: { value: \"{job_title}\", when: { legal_entity_id: [2, 3], team_ids: 7 }, "
+	                       "required: true }\n",
+	                  &m);
+
+	(void)state;
+	assert_string_equal(errs, "");
+	free(errs);
+	strmap_init(&w.taken);
+	/* both conditions hold: set (and required) */
+	assert_int_equal(eval_json(m, "{\"id\": 1, \"first_name\": \"Ana\", \"legal_entity_id\": 2, \"team_ids\": [5, 7],"
+	                              " \"job_title\": \"Chef\"}", &w, &r), 0);
+	assert_string_equal(values(&r, "l")->v[0], "Paris");
+	assert_string_equal(values(&r, "title")->v[0], "Chef");
+	mapping_result_free(&r);
+	/* not: absent, and required asks nothing of an attribute whose condition does not hold */
+	assert_int_equal(eval_json(m, "{\"id\": 2, \"first_name\": \"Bo\", \"legal_entity_id\": 1, \"team_ids\": [7]}",
+	                           &w, &r), 0);
+	assert_int_equal(values(&r, "l")->n, 0);
+	assert_int_equal(values(&r, "title")->n, 0);
+	mapping_result_free(&r);
+	/* the condition holds and the value is empty: required refuses the record */
+	assert_int_equal(eval_json(m, "{\"id\": 3, \"first_name\": \"Cy\", \"legal_entity_id\": 3, \"team_ids\": [7]}",
+	                           &w, &r), -1);
+	assert_string_equal(sbuf_str(&r.error), "title: required, but \"{job_title}\" is empty");
+	mapping_result_free(&r);
+	strmap_free(&w.taken);
+	mapping_free(m);
+	expect(HEAD "  attributes:\n"
+	            "    uid: \"{first_name}\"\n"
+	            "    l: { value: x, when: { salary_amount: 1 } }\n"
+	            "    o: { value: y, when: [legal_entity_id] }\n",
+	       "m.yaml:9:28: employees.attributes.l.when.salary_amount: salary_amount: bank, social security and salary "
+	       "fields are never kept or read by the agent\n"
+	       "m.yaml:10:26: employees.attributes.o.when: expected a mapping, got a list\n");
+}
+
 static void test_eval_unique_three_ana_garcia(void **state)
 {
 	struct mapping *m = good_mapping();
@@ -625,6 +669,7 @@ int main(void)
 		cmocka_unit_test(test_option_scope_and_termination_mistakes),
 		cmocka_unit_test(test_whole_file_mistakes),
 		cmocka_unit_test(test_eval_active_entry),
+		cmocka_unit_test(test_eval_when),
 		cmocka_unit_test(test_eval_unique_three_ana_garcia),
 		cmocka_unit_test(test_eval_create_only_keeps_existing),
 		cmocka_unit_test(test_eval_scope_and_termination),
