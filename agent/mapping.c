@@ -1146,6 +1146,35 @@ static bool is_terminated(const cJSON *record, const char *today, char **on)
 	return term;
 }
 
+/* A unique attribute with a list of templates gives one value: the first
+ * candidate no other entry holds, or, when every one is held, the first
+ * with a number (settle_unique). */
+static int pick_candidate(const struct mapping_attr *a, const struct mapping_hooks *h, struct vlist *vals,
+                          struct sbuf *err)
+{
+	size_t chosen = 0;
+
+	for (size_t i = 0; i < vals->n; i++) {
+		int taken = h->taken(h->ctx, a->name, vals->v[i], err);
+		if (taken < 0)
+			return -1;
+		if (!taken) {
+			chosen = i;
+			break;
+		}
+	}
+	/* keep the chosen one alone, first */
+	if (chosen) {
+		char *c = vals->v[chosen];
+		vals->v[chosen] = vals->v[0];
+		vals->v[0] = c;
+	}
+	for (size_t i = 1; i < vals->n; i++)
+		free(vals->v[i]);
+	vals->n = vals->n ? 1 : 0;
+	return 0;
+}
+
 /* Appends "2", "3", ... to each value until no other entry holds it. */
 static int settle_unique(const struct mapping_attr *a, const struct mapping_hooks *h, struct vlist *vals,
                          struct sbuf *err)
@@ -1328,6 +1357,9 @@ static int eval_one(struct eval *e, const struct mapping_attr *a, struct vlist *
 		sbuf_adds(&r->error, " is empty");
 		return -1;
 	}
+	if ((a->flags & MAPPING_ATTR_UNIQUE) && e->hooks->taken && a->ntmpls > 1 &&
+	    pick_candidate(a, e->hooks, v, &r->error) < 0)
+		return -1;
 	if ((a->flags & MAPPING_ATTR_UNIQUE) && e->hooks->taken && settle_unique(a, e->hooks, v, &r->error) < 0)
 		return -1;
 	return 0;

@@ -429,6 +429,26 @@ class TestTables(Base):
         self.assertEqual(self.by_key(2)[1]["l"], ["France"])  # unchanged
 
 
+class TestUniqueCandidates(Base):
+    """unique over a list of templates: jdoe, then john.doe, then numbers."""
+    mapping = MAPPING.replace(
+        '    uid: { value: "{first_name|slug}.{last_name|slug}", unique: true }\n',
+        '    uid: { value: ["{first_name|truncate(1)|slug}{last_name|slug}", "{first_name|slug}.{last_name|slug}"], '
+        'unique: true, create_only: true }\n', 1)
+
+    def test_candidates_in_order_then_numbers_and_the_choice_stays(self):
+        self.assertNotEqual(self.mapping, MAPPING)
+        for i in (1, 2, 3):
+            self.ok("employees/employee/create_with_contract", person(i, "John", "Doe", login_email=f"j{i}@example.com"))
+        self.assertEqual([self.by_key(i)[0] for i in (1, 2, 3)],
+                         [f"uid=jdoe,{PEOPLE}", f"uid=john.doe,{PEOPLE}", f"uid=jdoe2,{PEOPLE}"])
+        # create_only keeps whichever was chosen, whatever the candidates give now
+        self.ldap.modify(f"dn: uid=jdoe,{PEOPLE}\nchangetype: delete\n")
+        r = self.ok("employees/employee/update", person(2, "John", "Doe", login_email="j2@example.com"))
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+        self.assertEqual(self.by_key(2)[0], f"uid=john.doe,{PEOPLE}")
+
+
 class TestConnection(Base):
     def test_wrong_password(self):
         d, cfg = self.other_config()

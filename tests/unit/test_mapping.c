@@ -469,6 +469,37 @@ static void test_eval_when(void **state)
 	       "m.yaml:10:26: employees.attributes.o.when: expected a mapping, got a list\n");
 }
 
+static void test_eval_unique_candidates(void **state)
+{
+	struct mapping *m = NULL;
+	struct world w = { 0 };
+	const char *want[] = { "jdoe", "john.doe", "jdoe2", "jdoe3" };
+	char *errs = load(HEAD "  attributes:\n"
+	                       "    uid:\n"
+	                       "      value: [\"{first_name|truncate(1)|lower}{last_name|lower}\", \"{first_name|lower}.{last_name|lower}\"]\n"
+	                       "      unique: true\n",
+	                  &m);
+
+	(void)state;
+	assert_string_equal(errs, "");
+	free(errs);
+	strmap_init(&w.taken);
+	/* jdoe, then john.doe, then numbers on the first: one value each time */
+	for (int i = 0; i < 4; i++) {
+		struct mapping_result r;
+		char json[160], k[128];
+		snprintf(json, sizeof(json), "{\"id\": %d, \"first_name\": \"John\", \"last_name\": \"Doe\"}", i + 1);
+		assert_int_equal(eval_json(m, json, &w, &r), 0);
+		assert_int_equal(values(&r, "uid")->n, 1);
+		assert_string_equal(values(&r, "uid")->v[0], want[i]);
+		snprintf(k, sizeof(k), "uid=%s", values(&r, "uid")->v[0]);
+		strmap_put(&w.taken, k, NULL);
+		mapping_result_free(&r);
+	}
+	strmap_free(&w.taken);
+	mapping_free(m);
+}
+
 static void test_eval_unique_three_ana_garcia(void **state)
 {
 	struct mapping *m = good_mapping();
@@ -670,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_whole_file_mistakes),
 		cmocka_unit_test(test_eval_active_entry),
 		cmocka_unit_test(test_eval_when),
+		cmocka_unit_test(test_eval_unique_candidates),
 		cmocka_unit_test(test_eval_unique_three_ana_garcia),
 		cmocka_unit_test(test_eval_create_only_keeps_existing),
 		cmocka_unit_test(test_eval_scope_and_termination),
