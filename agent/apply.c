@@ -535,6 +535,8 @@ static int op_delete(struct job *j, const char *dn)
 /* The summary counts each record once by its main category, and every modify. */
 static void count_step(struct job *j, const struct step *s)
 {
+	if (s->cat == CAT_NONE)
+		return; /* a step made for the record's sake (an organizational unit for it), not the record */
 	if (s->kind == STEP_DELETE) {
 		count(j, CAT_DELETE);
 		j->counted = true;
@@ -677,7 +679,8 @@ static int directory_step(struct job *j, const struct step *s)
 	}
 	if ((s->kind == STEP_ADD || s->kind == STEP_MODIFY) && !(mods = to_mods(&s->c)))
 		goto cleanup;
-	if (s->kind == STEP_ADD && !s->password_length && j->a->pipeline && j->a->cache && j->key &&
+	/* an organizational unit made for the record goes first, and waits for its answer */
+	if (s->kind == STEP_ADD && !s->password_length && s->cat != CAT_NONE && j->a->pipeline && j->a->cache && j->key &&
 	    strcmp(j->kind, "employee") == 0) {
 		rc = pipelined_add(j, s, mods);
 		goto cleanup;
@@ -1422,12 +1425,88 @@ static void after_rename(const struct ldapw_entry *cur, const char *new_dn, cons
 	free(new_val);
 }
 
+/* With base given as a template, the parent of dn may not exist yet: with
+ * create_bases the missing organizational units are made (planned, so a dry
+ * run shows them), else the record is refused naming the base. */
+static int ensure_parent(struct job *j, const struct mapping_object *o, const char *dn)
+{
+	static const char *const none[] = { "1.1", NULL };
+	char *parent = dn_parent(dn), *at = parent ? strdup(parent) : NULL;
+	struct vlist missing;
+	int rc = -1;
+
+	vlist_init(&missing);
+	if (!o->base_tmpl) {
+		rc = 0;
+		goto cleanup;
+	}
+	/* up from the parent to the first entry that exists, at search_base at the latest */
+	while (at && !dn_equal(at, o->search_base)) {
+		struct ldapw_entries e;
+		struct ldapw_error err;
+		char *up;
+		if (ldapw_read(j->a->lw, at, none, &e, &err) != LDAP_SUCCESS) {
+			failed(j, at, &err);
+			goto cleanup;
+		}
+		if (e.n) {
+			ldapw_entries_free(&e);
+			break;
+		}
+		ldapw_entries_free(&e);
+		if (!o->create_bases) {
+			sbuf_addf(j->err, "%s %s: the base %s does not exist (create_bases: true lets the agent make it)", j->kind,
+			          j->id, parent);
+			goto cleanup;
+		}
+		if (vlist_push_copy(&missing, at, strlen(at)) < 0 || !(up = dn_parent(at)))
+			goto cleanup;
+		free(at);
+		at = up;
+	}
+	/* made from the top down: organizational units only */
+	for (size_t i = missing.n; i-- > 0;) {
+		const char *m = missing.v[i];
+		char *rdn = dn_first_rdn(m), *value = dn_rdn_value(m);
+		struct changes c = { 0 };
+		struct vlist oc, ou;
+		int x = -1;
+		vlist_init(&oc);
+		vlist_init(&ou);
+		if (rdn && value && strncasecmp(rdn, "ou=", 3) == 0) {
+			vlist_push_copy(&oc, "top", 3);
+			vlist_push_copy(&oc, "organizationalUnit", 18);
+			vlist_push_copy(&ou, value, strlen(value));
+			x = changes_add(&c, LDAP_MOD_ADD, "objectClass", &oc) == 0 && changes_add(&c, LDAP_MOD_ADD, "ou", &ou) == 0
+			            ? op_add(j, m, &c, CAT_NONE)
+			            : -1;
+		} else if (rdn) {
+			sbuf_addf(j->err, "%s %s: the base %s does not exist, and only organizational units (ou=) are made",
+			          j->kind, j->id, m);
+		}
+		changes_free(&c);
+		vlist_free(&oc);
+		vlist_free(&ou);
+		free(rdn);
+		free(value);
+		if (x < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	vlist_free(&missing);
+	free(parent);
+	free(at);
+	return rc;
+}
+
 static int add_entry(struct job *j, const struct mapping_result *r, enum cat cat)
 {
 	struct changes c = { 0 };
 	int rc = -1;
 
-	if (changes_add(&c, LDAP_MOD_ADD, "objectClass", r->object_classes) < 0)
+	if (ensure_parent(j, &j->a->m->obj[r->kind], r->dn) < 0 ||
+	    changes_add(&c, LDAP_MOD_ADD, "objectClass", r->object_classes) < 0)
 		goto cleanup;
 	for (size_t i = 0; i < r->nvalues; i++)
 		if (r->values[i].values.n && changes_add(&c, LDAP_MOD_ADD, r->values[i].attr->name, &r->values[i].values) < 0)
@@ -1459,6 +1538,8 @@ static int update_entry(struct job *j, const struct mapping_object *o, const str
 	if (!dn_equal(cur->dn, r->dn)) {
 		char *newrdn = dn_first_rdn(r->dn), *np = dn_parent(r->dn), *cp = dn_parent(cur->dn);
 		int x = -1;
+		if (newrdn && np && cp && !dn_equal(np, cp) && ensure_parent(j, o, r->dn) < 0)
+			newrdn = (free(newrdn), NULL); /* the new base is refused: no rename */
 		if (newrdn && np && cp)
 			x = op_rename(j, cur->dn, r->dn, newrdn, dn_equal(np, cp) ? NULL : np,
 			              cat == CAT_DISABLE ? CAT_DISABLE : CAT_RENAME);

@@ -133,3 +133,20 @@ bool dn_equal(const char *a, const char *b)
 	ldap_memfree(nb);
 	return eq;
 }
+
+bool dn_under(const char *dn, const char *base)
+{
+	char *nd = NULL, *nb = NULL;
+	bool under = false;
+
+	if (ldap_dn_normalize(dn, LDAP_DN_FORMAT_LDAPV3, &nd, LDAP_DN_FORMAT_LDAPV3) == LDAP_SUCCESS &&
+	    ldap_dn_normalize(base, LDAP_DN_FORMAT_LDAPV3, &nb, LDAP_DN_FORMAT_LDAPV3) == LDAP_SUCCESS) {
+		size_t ld = strlen(nd), lb = strlen(nb);
+		under = ld == lb ? strcasecmp(nd, nb) == 0
+		                 : ld > lb + 1 && nd[ld - lb - 1] == ',' && nd[ld - lb - 2] != '\\' &&
+		                           strcasecmp(nd + ld - lb, nb) == 0;
+	}
+	ldap_memfree(nd);
+	ldap_memfree(nb);
+	return under;
+}

@@ -35,4 +35,7 @@ char *dn_first_rdn(const char *s);
  * attribute names, spacing, escaping); attribute values compare exactly. */
 bool dn_equal(const char *a, const char *b);
 
+/* Whether dn is base or below it (normalised as dn_equal does). */
+bool dn_under(const char *dn, const char *base);
+
 #endif

@@ -473,8 +473,8 @@ static void visit(struct topo *T, size_t a)
 		T->o->order[T->norder++] = a;
 }
 
-static const char *const object_keys[] = { "base", "search_base", "key", "rdn", "object_classes", "only_if",
-	                                    "attributes", "terminated", "initial_password", NULL };
+static const char *const object_keys[] = { "base", "search_base", "create_bases", "key", "rdn", "object_classes",
+	                                    "only_if", "attributes", "terminated", "initial_password", NULL };
 static const char *const terminated_keys[] = { "action", "move_to", "attributes", "remove_from_groups", NULL };
 
 /* initial_password: { length: 12-128 (20), method: password_modify | unicodePwd | userPassword } */
@@ -641,6 +641,40 @@ static void load_conditions(struct loader *L, yaml_node_t *s, const char *path, 
 	}
 }
 
+/* base: "ATTR={template},DN": the first RDN's value comes from the record
+ * (escaped by libldap when the DN is built), the rest is a fixed DN. */
+static void load_base_template(struct loader *L, struct mapping_object *o, yaml_node_t *x, const char *key)
+{
+	const char *s = ydoc_scalar(x), *eq = strchr(s, '='), *comma = NULL;
+	int depth = 0;
+	char err[512] = "";
+	size_t off = 0;
+
+	for (const char *c = eq ? eq + 1 : s; *c && !comma; c++) {
+		if (*c == '{')
+			depth++;
+		else if (*c == '}')
+			depth--;
+		else if (*c == ',' && depth == 0)
+			comma = c;
+	}
+	if (!eq || !comma || strchr(comma, '{') || !dn_valid(comma + 1)) {
+		ydoc_error(&L->y, L->d, x, key, "a template base is ATTR={template},DN: only the first RDN's value may "
+		           "come from the record (\"ou={location_id|map(sites)},ou=people,dc=example,dc=com\")");
+		return;
+	}
+	o->base_attr = strndup(s, (size_t)(eq - s));
+	o->base_rest = strdup(comma + 1);
+	{
+		char *value = strndup(eq + 1, (size_t)(comma - eq - 1));
+		if (value && tmpl_parse(value, &o->base_tmpl, err, sizeof(err), &off) < 0)
+			ydoc_error(&L->y, L->d, x, key, "%s", err);
+		free(value);
+	}
+	if (o->base_attr && !valid_attr_name(o->base_attr))
+		ydoc_error(&L->y, L->d, x, key, "\"%s\" is not an attribute name", o->base_attr);
+}
+
 /* base (required) and search_base (default: base). */
 static void load_bases(struct loader *L, struct mapping_object *o, yaml_node_t *sec, const char *path)
 {
@@ -650,6 +684,8 @@ static void load_bases(struct loader *L, struct mapping_object *o, yaml_node_t *
 	join(key, sizeof(key), path, "base");
 	if (!(x = map_get(L, sec, "base", NULL)))
 		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
+	else if (ydoc_scalar(x) && strchr(ydoc_scalar(x), '{'))
+		load_base_template(L, o, x, key); /* placement per record */
 	else
 		o->base = dup_dn(L, x, key);
 	place(x, key, &o->base_at);
@@ -660,7 +696,12 @@ static void load_bases(struct loader *L, struct mapping_object *o, yaml_node_t *
 		place(x, key, &o->search_base_at);
 	} else if (o->base) {
 		o->search_base = strdup(o->base);
+	} else if (o->base_tmpl) {
+		ydoc_error(&L->y, L->d, sec, key, "required when base is a template (where the agent looks for entries)");
 	}
+	join(key, sizeof(key), path, "create_bases");
+	if ((x = map_get(L, sec, "create_bases", NULL)))
+		want_bool(L, x, key, &o->create_bases);
 }
 
 /* key: { attribute, value }, the value from the record only. */
@@ -921,6 +962,9 @@ static void object_free(struct mapping_object *o)
 		free(o->class_at[i].key);
 	free(o->class_at);
 	free(o->base);
+	tmpl_free(o->base_tmpl);
+	free(o->base_attr);
+	free(o->base_rest);
 	free(o->search_base);
 	free(o->key_attr);
 	tmpl_free(o->key_value);
@@ -1061,6 +1105,7 @@ void mapping_result_free(struct mapping_result *r)
 	free(r->key_value);
 	free(r->dn);
 	free(r->active_dn);
+	free(r->base);
 	for (size_t i = 0; i < r->nvalues; i++)
 		vlist_free(&r->values[i].values);
 	free(r->values);
@@ -1400,6 +1445,44 @@ static const struct vlist *rdn_values(const struct eval *e)
 }
 
 /* The DN while active: the RDN under base. */
+/* base as a template: one value for the first RDN, the DN built (and escaped) by libldap, under search_base. */
+static int place_record(struct eval *e)
+{
+	const struct mapping_object *o = e->o;
+	struct vlist v;
+	char err[512];
+	int rc = -1;
+
+	vlist_init(&v);
+	if (tmpl_eval(o->base_tmpl, &e->env, &v) < 0) {
+		char *why = strdup(sbuf_str(&e->r->error));
+		sbuf_reset(&e->r->error);
+		sbuf_addf(&e->r->error, "base: %s", why ? why : "");
+		free(why);
+		goto cleanup;
+	}
+	vlist_normalize(&v);
+	if (v.n != 1) {
+		sbuf_addf(&e->r->error, "base %s=\"%s\",%s gives %s", o->base_attr, o->base_tmpl->source, o->base_rest,
+		          v.n ? "more than one value" : "no value");
+		goto cleanup;
+	}
+	free(e->r->base);
+	e->r->base = NULL;
+	if (dn_build(o->base_attr, v.v[0], o->base_rest, &e->r->base, err, sizeof(err)) < 0) {
+		sbuf_addf(&e->r->error, "base: %s", err);
+		goto cleanup;
+	}
+	if (!dn_under(e->r->base, o->search_base)) {
+		sbuf_addf(&e->r->error, "base %s is not under search_base %s", e->r->base, o->search_base);
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	vlist_free(&v);
+	return rc;
+}
+
 static int active_dn(struct eval *e)
 {
 	const struct mapping_object *o = e->o;
@@ -1414,7 +1497,9 @@ static int active_dn(struct eval *e)
 		sbuf_adds(&e->r->error, rv && rv->n ? " gives more than one value" : " gives no value");
 		return -1;
 	}
-	if (dn_build(o->rdn, rv->v[0], o->base, &e->r->active_dn, err, sizeof(err)) < 0) {
+	if (o->base_tmpl ? place_record(e) < 0 : !(e->r->base = strdup(o->base)))
+		return -1;
+	if (dn_build(o->rdn, rv->v[0], e->r->base, &e->r->active_dn, err, sizeof(err)) < 0) {
 		sbuf_addf(&e->r->error, "dn: %s", err);
 		return -1;
 	}

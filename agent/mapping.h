@@ -85,7 +85,10 @@ enum mapping_password_method {
 
 struct mapping_object {
 	bool present;
-	char *base;
+	char *base;               /* a fixed DN, or NULL when base_tmpl places each record */
+	struct tmpl *base_tmpl;   /* base "ATTR={template},DN": the first RDN's value per record */
+	char *base_attr, *base_rest; /* ATTR and DN of that form; the value is escaped by libldap */
+	bool create_bases;        /* a base that does not exist is made (organizational units) */
 	char *search_base;
 	char *key_attr;
 	struct mapping_place base_at, search_base_at, key_at, move_to_at;
@@ -166,6 +169,7 @@ struct mapping_result {
 	char *key_value;
 	char *dn;                /* where the entry stands in this state */
 	char *active_dn;         /* where it stands while active (under base) */
+	char *base;              /* the base it stands under while active (the template's, evaluated) */
 	const struct vlist *object_classes;
 	struct mapping_value *values; /* objectClass excluded; output order */
 	size_t nvalues;

@@ -449,6 +449,48 @@ class TestUniqueCandidates(Base):
         self.assertEqual(self.by_key(2)[0], f"uid=john.doe,{PEOPLE}")
 
 
+class TestPlacement(Base):
+    """base as a template: one OU per site, made on demand; a move follows the person."""
+    mapping = MAPPING.replace("version: 1\n", "version: 1\ntables:\n  sites: { 1: madrid, 2: paris }\n", 1).replace(
+        "  base: ou=people,dc=example,dc=com\n  search_base: dc=example,dc=com\n",
+        "  base: \"ou={location_id|map(sites)},ou=people,dc=example,dc=com\"\n  search_base: dc=example,dc=com\n"
+        "  create_bases: true\n", 1)
+
+    def test_a_move_between_sites_moves_the_entry_and_references_follow(self):
+        self.assertNotEqual(self.mapping, MAPPING)
+        ana = person(1, "Ana", "Sitio", location_id=1)
+        r = self.apply("employees/employee/create_with_contract", ana, dry=True)
+        self.assertIn(f"dn: ou=madrid,{PEOPLE}\nchangetype: add\nobjectClass: top\nobjectClass: organizationalUnit\n"
+                      "ou: madrid\n", r.stdout)
+        self.assertIsNone(self.entry(f"ou=madrid,{PEOPLE}"))
+        r = self.ok("employees/employee/create_with_contract", ana)
+        self.assertEqual(r.stderr.splitlines()[-1], "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        self.ok("employees/employee/create_with_contract", person(2, "Bo", "Sitio", location_id=1, manager_id=1))
+        self.ok("teams/team/create", {"id": 4, "name": "Ops", "description": None, "employee_ids": [1, 2]})
+        madrid = f"uid=ana.sitio,ou=madrid,{PEOPLE}"
+        self.assertEqual(self.by_key(1)[0], madrid)
+        self.assertEqual(self.by_key(2)[1]["manager"], [madrid])
+        # Ana moves to Paris: her entry moves there (the OU made first), her references follow
+        r = self.ok("employees/employee/update", dict(ana, location_id=2))
+        paris = f"uid=ana.sitio,ou=paris,{PEOPLE}"
+        self.assertIn(f"rename {madrid} to {paris}", r.stderr)
+        self.assertEqual(self.by_key(1)[0], paris)
+        self.assertEqual(self.by_key(2)[1]["manager"], [paris])
+        self.assertIn(paris, self.entry(f"cn=team-ops,{GROUPS}")["member"])
+        self.assertNotIn(madrid, self.entry(f"cn=team-ops,{GROUPS}")["member"])
+        self.assertEqual(self.ok("employees/employee/update", dict(ana, location_id=2)).stderr.splitlines()[-1],
+                         "nothing to do")
+
+    def test_without_create_bases_a_missing_base_refuses_the_record(self):
+        d, cfg = self.other_config(self.mapping.replace("  create_bases: true\n", ""))
+        r = self.apply("employees/employee/create_with_contract", person(3, "Cy", "Sitio", location_id=2), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"employee 3: the base ou=paris,{PEOPLE} does not exist (create_bases: true lets the agent "
+                      "make it)", r.stderr)
+        self.assertEqual(self.by_key(3), (None, None))
+        self.assertIsNone(self.entry(f"ou=paris,{PEOPLE}"))
+
+
 class TestConnection(Base):
     def test_wrong_password(self):
         d, cfg = self.other_config()

@@ -500,6 +500,44 @@ static void test_eval_unique_candidates(void **state)
 	mapping_free(m);
 }
 
+static void test_base_as_a_template(void **state)
+{
+	struct mapping *m = NULL;
+	struct world w = { 0 };
+	struct mapping_result r;
+	char *errs;
+
+	(void)state;
+	expect("version: 1\nemployees:\n"
+	       "  base: \"ou={city},ou=people,dc=example,dc=com\"\n"
+	       "  key: { attribute: employeeNumber, value: \"{id}\" }\n  rdn: uid\n"
+	       "  object_classes: [inetOrgPerson]\n  attributes:\n    uid: \"{first_name}\"\n",
+	       "m.yaml:3:3: employees.search_base: required when base is a template (where the agent looks for "
+	       "entries)\n");
+	errs = load("version: 1\nemployees:\n"
+	            "  base: \"ou={city},ou=people,dc=example,dc=com\"\n  search_base: dc=example,dc=com\n"
+	            "  key: { attribute: employeeNumber, value: \"{id}\" }\n  rdn: uid\n"
+	            "  object_classes: [inetOrgPerson]\n  attributes:\n    uid: \"{first_name}\"\n",
+	            &m);
+	assert_string_equal(errs, "");
+	free(errs);
+	strmap_init(&w.taken);
+	assert_int_equal(eval_json(m, "{\"id\": 1, \"first_name\": \"ana\", \"city\": \"Lyon\"}", &w, &r), 0);
+	assert_string_equal(r.dn, "uid=ana,ou=Lyon,ou=people,dc=example,dc=com");
+	assert_string_equal(r.base, "ou=Lyon,ou=people,dc=example,dc=com");
+	mapping_result_free(&r);
+	/* no city: no base */
+	assert_int_equal(eval_json(m, "{\"id\": 2, \"first_name\": \"bo\"}", &w, &r), -1);
+	assert_string_equal(sbuf_str(&r.error), "base ou=\"{city}\",ou=people,dc=example,dc=com gives no value");
+	mapping_result_free(&r);
+	/* a value cannot change the DN's shape: it is escaped */
+	assert_int_equal(eval_json(m, "{\"id\": 3, \"first_name\": \"cy\", \"city\": \"x,dc=evil,dc=org\"}", &w, &r), 0);
+	assert_string_equal(r.dn, "uid=cy,ou=x\\2Cdc\\3Devil\\2Cdc\\3Dorg,ou=people,dc=example,dc=com");
+	mapping_result_free(&r);
+	strmap_free(&w.taken);
+	mapping_free(m);
+}
+
 static void test_eval_unique_three_ana_garcia(void **state)
 {
 	struct mapping *m = good_mapping();
@@ -702,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_eval_active_entry),
 		cmocka_unit_test(test_eval_when),
 		cmocka_unit_test(test_eval_unique_candidates),
+		cmocka_unit_test(test_base_as_a_template),
 		cmocka_unit_test(test_eval_unique_three_ana_garcia),
 		cmocka_unit_test(test_eval_create_only_keeps_existing),
 		cmocka_unit_test(test_eval_scope_and_termination),
