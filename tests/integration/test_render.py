@@ -20,7 +20,7 @@ EXAMPLE_MAPPING = os.path.join(TOP_SRCDIR, "examples", "mapping.yaml")
 FACTORIAL = os.path.join(TOP_SRCDIR, "tests", "fixtures", "factorial")
 GOLDEN = os.path.join(TOP_SRCDIR, "tests", "golden")
 NAMES = os.path.join(TOP_SRCDIR, "tests", "fixtures", "names")
-PROFILES = ("openldap-inetorgperson", "openldap-posix", "389ds-inetorgperson", "active-directory")
+PROFILES = ("openldap-inetorgperson", "openldap-posix", "openldap-sites", "389ds-inetorgperson", "active-directory")
 
 
 def read(path):
