@@ -214,6 +214,73 @@ cleanup:
 	return rc;
 }
 
+/* With base given as a template: the bases today's employees would be placed
+ * under, each said to exist or not (a missing one is an error unless
+ * create_bases makes it). */
+static int check_needed_bases(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m,
+                              struct ldapw *lw, struct factorial *api)
+{
+	static const char *const none[] = { "1.1", NULL };
+	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
+	cJSON *all = cJSON_CreateArray(), *e;
+	struct strmap bases;
+	struct vlist order;
+	struct sbuf err;
+	char today[16], count[32];
+	int rc = 0;
+
+	strmap_init(&bases);
+	vlist_init(&order);
+	sbuf_init(&err);
+	clock_today(today, sizeof(today));
+	if (!all || factorial_list(api, "employees/employees", NULL, factorial_collect, all, &err) < 0) {
+		fprintf(stderr, "%s: Factorial API %s: listing employees: %s\n", ctx->prog, cfg->factorial.base_url,
+		        sbuf_str(&err));
+		rc = -1;
+		goto cleanup;
+	}
+	cJSON_ArrayForEach(e, all)
+	{
+		struct mapping_hooks h = { .today = today };
+		struct mapping_result r;
+		if (mapping_eval(m, MAPPING_EMPLOYEE, e, &h, &r) == 0 && r.state == MAPPING_ACTIVE && r.base) {
+			const char *n = strmap_get(&bases, r.base);
+			snprintf(count, sizeof(count), "%ld", n ? atol(n) + 1 : 1L);
+			if (!n)
+				vlist_push_copy(&order, r.base, strlen(r.base));
+			strmap_put(&bases, r.base, count);
+		}
+		mapping_result_free(&r);
+	}
+	for (size_t i = 0; i < order.n; i++) {
+		struct ldapw_entries found;
+		struct ldapw_error le;
+		long people = atol(strmap_get(&bases, order.v[i]));
+		if (ldapw_read(lw, order.v[i], none, &found, &le) != 0) {
+			fprintf(stderr, "%s: base %s: %s\n", ctx->prog, order.v[i], le.text);
+			rc = -1;
+		} else if (found.n) {
+			printf("base %s: %ld %s, exists\n", order.v[i], people, people == 1 ? "person" : "people");
+		} else if (o->create_bases) {
+			printf("base %s: %ld %s, missing (create_bases makes it when the first one is applied)\n", order.v[i],
+			       people, people == 1 ? "person" : "people");
+		} else {
+			fprintf(stderr, "%s: %s:%u:%u: %s: %s does not exist, and %ld %s would be placed there (make it, or set "
+			        "create_bases: true)\n",
+			        ctx->prog, m->path, o->base_at.line, o->base_at.column, o->base_at.key, order.v[i], people,
+			        people == 1 ? "person" : "people");
+			rc = -1;
+		}
+		ldapw_entries_free(&found);
+	}
+cleanup:
+	cJSON_Delete(all);
+	strmap_free(&bases);
+	vlist_free(&order);
+	sbuf_free(&err);
+	return rc;
+}
+
 /* check --online: a bind to the directory and a call to the API, each ok or its exact failure. */
 static int check_online(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m)
 {
@@ -249,6 +316,8 @@ static int check_online(struct cli_ctx *ctx, const struct config *cfg, const str
 	} else {
 		printf("Factorial API %s: ok (version %s, company %lld)\n", cfg->factorial.base_url,
 		       cfg->factorial.api_version, cfg->factorial.company_id);
+		if (lw && m->obj[MAPPING_EMPLOYEE].base_tmpl && check_needed_bases(ctx, cfg, m, lw, api) < 0)
+			rc = -1;
 	}
 	fflush(stdout);
 	factorial_answer_free(&ans);

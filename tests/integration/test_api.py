@@ -16,7 +16,7 @@ from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import Slapd, free_port  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_apply import MAPPING  # noqa: E402
+from test_apply import MAPPING, person  # noqa: E402
 
 ALL_TYPES = ["employees/employee/create_with_contract", "employees/employee/invite", "employees/employee/update",
              "employees/employee/terminate", "employees/employee/unterminate",
@@ -389,6 +389,36 @@ class TestCheckOnlineSchema(unittest.TestCase):
                              "refuse every new entry)"), lines)
             self.assertEqual(len(lines), 4, r.stderr)  # sn said once, though three of the classes require it
             self.assertIn(f"directory {ldap.uri}: ok", r.stdout)
+
+
+class TestCheckOnlineBases(unittest.TestCase):
+    """With base as a template, check --online says which bases today's people need."""
+
+    def test_needed_bases_exist_or_are_named(self):
+        placed = MAPPING.replace("version: 1\n", "version: 1\ntables:\n  sites: { 1: madrid, 2: paris }\n", 1).replace(
+            "  base: ou=people,dc=example,dc=com\n  search_base: dc=example,dc=com\n",
+            "  base: \"ou={location_id|map(sites)},ou=people,dc=example,dc=com\"\n  search_base: dc=example,dc=com\n",
+            1)
+        self.assertNotEqual(placed, MAPPING)
+        with Slapd() as ldap, FakeFactorial(fixtures=None) as fake, AgentDir() as d:
+            ldap.add("dn: ou=madrid,ou=people,dc=example,dc=com\nobjectClass: organizationalUnit\nou: madrid\n")
+            for i, site in ((1, 1), (2, 1), (3, 2)):
+                fake.put_employee(dict(person(i, f"P{i}", "Base", location_id=site), company_id=1234))
+            m = d.file("mapping.yaml", placed)
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url)
+            r = run_agent("-c", cfg, "check", "--online", env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"})
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("base ou=madrid,ou=people,dc=example,dc=com: 2 people, exists\n", r.stdout)
+            row = next(i for i, t in enumerate(placed.splitlines()) if t.startswith("  base:"))
+            self.assertIn(f"factorial-ldap-agent: {m}:{row + 1}:9: employees.base: ou=paris,ou=people,dc=example,dc=com "
+                          "does not exist, and 1 person would be placed there (make it, or set create_bases: true)\n",
+                          r.stderr)
+            d.file("mapping.yaml", placed.replace("  search_base: dc=example,dc=com\n",
+                                                  "  search_base: dc=example,dc=com\n  create_bases: true\n", 1))
+            r = run_agent("-c", cfg, "check", "--online", env={"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("base ou=paris,ou=people,dc=example,dc=com: 1 person, missing (create_bases makes it when the "
+                          "first one is applied)\n", r.stdout)
 
 
 class TestRunKeepsSubscriptions(unittest.TestCase):
