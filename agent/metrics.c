@@ -2,8 +2,7 @@
 
 #include "metrics.h"
 
-#include "common/pmutex.h"
-
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +52,20 @@ size_t metrics_shared_size(void)
 
 int metrics_share(void *mem, bool init)
 {
+	pthread_mutexattr_t at;
 	struct metrics_state *m = mem;
 
 	if (init) {
 		memset(m, 0, sizeof(*m));
-		if (pmutex_init(&m->mu) < 0)
+		if (pthread_mutexattr_init(&at) != 0)
 			return -1;
+		pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+		if (pthread_mutex_init(&m->mu, &at) != 0) {
+			pthread_mutexattr_destroy(&at);
+			return -1;
+		}
+		pthread_mutexattr_destroy(&at);
 	}
 	st = m;
 	return 0;
@@ -68,7 +75,8 @@ int metrics_share(void *mem, bool init)
  * increment short: carry on. */
 static void lock(void)
 {
-	pmutex_lock(&st->mu);
+	if (pthread_mutex_lock(&st->mu) == EOWNERDEAD)
+		pthread_mutex_consistent(&st->mu);
 }
 
 static void unlock(void)

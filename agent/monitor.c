@@ -3,7 +3,6 @@
 #include "daemon.h"
 
 #include "common/log.h"
-#include "common/pmutex.h"
 #include "metrics.h"
 
 #include <cjson/cJSON.h>
@@ -29,6 +28,7 @@ struct shared {
 int monitor_share(struct agentd *a, int *fd, struct sbuf *err)
 {
 	size_t size = sizeof(struct shared) + metrics_shared_size();
+	pthread_mutexattr_t at;
 	struct shared *m = MAP_FAILED;
 	int f = memfd_create("factorial-ldap-agent-published", MFD_CLOEXEC), rc = -1;
 
@@ -37,8 +37,12 @@ int monitor_share(struct agentd *a, int *fd, struct sbuf *err)
 		sbuf_addf(err, "cannot make the memory the receiver answers from: %s", strerror(errno));
 		goto cleanup;
 	}
-	/* a new memory file reads as zeros: only the locks need making */
-	rc = pmutex_init(&m->health.mu) == 0 && metrics_share(m->metrics, true) == 0 ? 0 : -1;
+	memset(m, 0, size);
+	pthread_mutexattr_init(&at);
+	pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+	rc = pthread_mutex_init(&m->health.mu, &at) == 0 && metrics_share(m->metrics, true) == 0 ? 0 : -1;
+	pthread_mutexattr_destroy(&at);
 	if (rc < 0) {
 		sbuf_adds(err, "cannot make the memory the receiver answers from: no process-shared lock");
 		goto cleanup;
@@ -89,7 +93,8 @@ void monitor_unshare(struct agentd *a)
  * at worst one reading stale. */
 static void health_lock(struct health *h)
 {
-	pmutex_lock(&h->mu);
+	if (pthread_mutex_lock(&h->mu) == EOWNERDEAD)
+		pthread_mutex_consistent(&h->mu);
 }
 
 /* A worker or the monitor reached the directory (error NULL; answered: a
