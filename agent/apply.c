@@ -111,6 +111,7 @@ struct apply_cache {
 	struct strmap terminated;  /* keys of employees terminated or out of scope, per the API */
 	struct ldapw_entries added; /* entries this run added (for a second look at them) */
 	struct strmap added_by_key;
+	struct strmap bases;       /* bases (template ones) known to exist or planned: read once a run */
 	struct pending_add *pending; /* adds sent, answers not read yet */
 	size_t npending;
 };
@@ -1427,10 +1428,12 @@ static void after_rename(const struct ldapw_entry *cur, const char *new_dn, cons
 
 /* With base given as a template, the parent of dn may not exist yet: with
  * create_bases the missing organizational units are made (planned, so a dry
- * run shows them), else the record is refused naming the base. */
+ * run shows them), else the record is refused naming the base.  A sync reads
+ * each base once (the cache remembers those found or planned). */
 static int ensure_parent(struct job *j, const struct mapping_object *o, const char *dn)
 {
 	static const char *const none[] = { "1.1", NULL };
+	struct strmap *known = j->a->cache ? &j->a->cache->bases : NULL;
 	char *parent = dn_parent(dn), *at = parent ? strdup(parent) : NULL;
 	struct vlist missing;
 	int rc = -1;
@@ -1440,8 +1443,9 @@ static int ensure_parent(struct job *j, const struct mapping_object *o, const ch
 		rc = 0;
 		goto cleanup;
 	}
-	/* up from the parent to the first entry that exists, at search_base at the latest */
-	while (at && !dn_equal(at, o->search_base)) {
+	/* up from the parent to the first entry that exists (or a sync planned already), at
+	 * search_base at the latest */
+	while (at && !dn_equal(at, o->search_base) && !(known && strmap_get(known, at))) {
 		struct ldapw_entries e;
 		struct ldapw_error err;
 		char *up;
@@ -1451,6 +1455,8 @@ static int ensure_parent(struct job *j, const struct mapping_object *o, const ch
 		}
 		if (e.n) {
 			ldapw_entries_free(&e);
+			if (known)
+				strmap_put(known, at, NULL);
 			break;
 		}
 		ldapw_entries_free(&e);
@@ -1491,6 +1497,8 @@ static int ensure_parent(struct job *j, const struct mapping_object *o, const ch
 		free(value);
 		if (x < 0)
 			goto cleanup;
+		if (known)
+			strmap_put(known, m, NULL);
 	}
 	rc = 0;
 cleanup:
@@ -2555,6 +2563,7 @@ int apply_cache_load(struct apply_ctx *a, struct sbuf *err)
 	strmap_init(&c->seen);
 	strmap_init(&c->terminated);
 	strmap_init(&c->added_by_key);
+	strmap_init(&c->bases);
 	a->cache = c;
 	if (!o->present)
 		return 0;
@@ -2594,6 +2603,7 @@ void apply_cache_free(struct apply_ctx *a)
 	strmap_free(&c->seen);
 	strmap_free(&c->terminated);
 	strmap_free(&c->added_by_key);
+	strmap_free(&c->bases);
 	free(c);
 	a->cache = NULL;
 }

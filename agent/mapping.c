@@ -145,6 +145,15 @@ static char *dup_dn(struct loader *L, yaml_node_t *n, const char *key)
 	return strdup(s);
 }
 
+/* The column of byte off of a template written in scalar n (past its opening quote). */
+static unsigned template_col(const yaml_node_t *n, size_t off)
+{
+	bool quoted = n->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+	              n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+
+	return ydoc_col(n) + (unsigned)off + (quoted ? 1u : 0u);
+}
+
 static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
 {
 	const char *s = ydoc_scalar(n);
@@ -163,11 +172,7 @@ static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
 		s = num;
 	}
 	if (tmpl_parse(s, &t, err, sizeof(err), &off) < 0) {
-		unsigned col = ydoc_col(n) + (unsigned)off;
-		if (n->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
-		    n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
-			col++;
-		diag_add(L->d, L->y.file, ydoc_line(n), col, key, "%s", err);
+		diag_add(L->d, L->y.file, ydoc_line(n), template_col(n, off), key, "%s", err);
 		return NULL;
 	}
 	/* every map() names a table of the mapping's tables: */
@@ -175,12 +180,9 @@ static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
 		const struct tmpl_part *part = &t->parts[i];
 		for (size_t f = 0; f < part->nfilters; f++) {
 			const char *name = part->filters[f].id == TF_MAP ? part->filters[f].args[0].path.seg[0] : NULL;
-			if (name && !tmpl_table_find(&L->m->tables, name)) {
-				unsigned col = ydoc_col(n) + (unsigned)part->offset;
-				if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-					col++;
-				diag_add(L->d, L->y.file, ydoc_line(n), col, key, "map: no table \"%s\" in tables:", name);
-			}
+			if (name && !tmpl_table_find(&L->m->tables, name))
+				diag_add(L->d, L->y.file, ydoc_line(n), template_col(n, part->offset), key,
+				         "map: no table \"%s\" in tables:", name);
 		}
 	}
 	return t;

@@ -2,7 +2,8 @@
 
 #include "metrics.h"
 
-#include <errno.h>
+#include "common/pmutex.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,20 +53,12 @@ size_t metrics_shared_size(void)
 
 int metrics_share(void *mem, bool init)
 {
-	pthread_mutexattr_t at;
 	struct metrics_state *m = mem;
 
 	if (init) {
 		memset(m, 0, sizeof(*m));
-		if (pthread_mutexattr_init(&at) != 0)
+		if (pmutex_init(&m->mu) < 0)
 			return -1;
-		pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
-		pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
-		if (pthread_mutex_init(&m->mu, &at) != 0) {
-			pthread_mutexattr_destroy(&at);
-			return -1;
-		}
-		pthread_mutexattr_destroy(&at);
 	}
 	st = m;
 	return 0;
@@ -75,8 +68,7 @@ int metrics_share(void *mem, bool init)
  * increment short: carry on. */
 static void lock(void)
 {
-	if (pthread_mutex_lock(&st->mu) == EOWNERDEAD)
-		pthread_mutex_consistent(&st->mu);
+	pmutex_lock(&st->mu);
 }
 
 static void unlock(void)

@@ -3,6 +3,7 @@
 #include "daemon.h"
 
 #include "common/log.h"
+#include "common/pmutex.h"
 #include "metrics.h"
 
 #include <cjson/cJSON.h>
@@ -28,7 +29,6 @@ struct shared {
 int monitor_share(struct agentd *a, int *fd, struct sbuf *err)
 {
 	size_t size = sizeof(struct shared) + metrics_shared_size();
-	pthread_mutexattr_t at;
 	struct shared *m = MAP_FAILED;
 	int f = memfd_create("factorial-ldap-agent-published", MFD_CLOEXEC), rc = -1;
 
@@ -37,12 +37,8 @@ int monitor_share(struct agentd *a, int *fd, struct sbuf *err)
 		sbuf_addf(err, "cannot make the memory the receiver answers from: %s", strerror(errno));
 		goto cleanup;
 	}
-	memset(m, 0, size);
-	pthread_mutexattr_init(&at);
-	pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
-	rc = pthread_mutex_init(&m->health.mu, &at) == 0 && metrics_share(m->metrics, true) == 0 ? 0 : -1;
-	pthread_mutexattr_destroy(&at);
+	/* a new memory file reads as zeros: only the locks need making */
+	rc = pmutex_init(&m->health.mu) == 0 && metrics_share(m->metrics, true) == 0 ? 0 : -1;
 	if (rc < 0) {
 		sbuf_adds(err, "cannot make the memory the receiver answers from: no process-shared lock");
 		goto cleanup;
@@ -93,8 +89,7 @@ void monitor_unshare(struct agentd *a)
  * at worst one reading stale. */
 static void health_lock(struct health *h)
 {
-	if (pthread_mutex_lock(&h->mu) == EOWNERDEAD)
-		pthread_mutex_consistent(&h->mu);
+	pmutex_lock(&h->mu);
 }
 
 /* A worker or the monitor reached the directory (error NULL; answered: a

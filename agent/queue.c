@@ -55,10 +55,7 @@ static const char schema[] =
 /* After the migration: indexes on the columns version 2 added. */
 static const char schema_indexes[] =
 	"CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (state, waiting_on, next_attempt, id);"
-	"CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (waiting_on) WHERE waiting_on IS NOT NULL;"
-	/* older versions kept refused bodies whole; they may hold personal data */
-	"UPDATE rejected SET body = '(' || length(CAST(body AS BLOB)) || ' bytes, not kept)'"
-	"  WHERE body NOT LIKE '(% bytes, not kept)';";
+	"CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (waiting_on) WHERE waiting_on IS NOT NULL;";
 
 static int db_error(struct queue *q, struct sbuf *err, const char *what)
 {
@@ -70,7 +67,7 @@ static int db_error(struct queue *q, struct sbuf *err, const char *what)
  * next delivery by scanning the oldest 500; version 2 keeps them in
  * delivery_refs, marks a delivery that waits with the record it waits for,
  * and keeps the version (updated_at) of the record a body holds. */
-static int migrate(struct queue *q, struct sbuf *err)
+static int to_version_2(struct queue *q, struct sbuf *err)
 {
 	static const char *const added_columns[] = {
 		"waiting_on", "ALTER TABLE deliveries ADD COLUMN waiting_on TEXT",
@@ -78,22 +75,8 @@ static int migrate(struct queue *q, struct sbuf *err)
 		NULL,
 	};
 	sqlite3_stmt *st = NULL, *ins = NULL;
-	int rc = -1, version = 0;
+	int rc = -1;
 
-	if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return db_error(q, err, "begin");
-	if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
-		db_error(q, err, "prepare");
-		goto cleanup;
-	}
-	if (sqlite3_step(st) == SQLITE_ROW)
-		version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	st = NULL;
-	if (version >= 2) {
-		rc = 0;
-		goto cleanup;
-	}
 	for (size_t i = 0; added_columns[i]; i += 2) {
 		char sql[128];
 		snprintf(sql, sizeof(sql), "SELECT %s FROM deliveries LIMIT 0", added_columns[i]);
@@ -121,8 +104,7 @@ static int migrate(struct queue *q, struct sbuf *err)
 		}
 		free(refs);
 	}
-	if (sqlite3_exec(q->db, "UPDATE deliveries SET refs = ''; PRAGMA user_version = 2", NULL, NULL, NULL) !=
-	    SQLITE_OK) {
+	if (sqlite3_exec(q->db, "UPDATE deliveries SET refs = ''", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(q, err, "migrate");
 		goto cleanup;
 	}
@@ -130,6 +112,40 @@ static int migrate(struct queue *q, struct sbuf *err)
 cleanup:
 	sqlite3_finalize(st);
 	sqlite3_finalize(ins);
+	return rc;
+}
+
+/* Brings an older store up to date, once, in one transaction: version 2
+ * (above); version 3 no longer keeps refused bodies, and replaces those an
+ * older version kept (they may hold personal data) by their size. */
+static int migrate(struct queue *q, struct sbuf *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, version = 0;
+
+	if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(q, err, "begin");
+	if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
+		db_error(q, err, "prepare");
+		goto cleanup;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (version < 2 && to_version_2(q, err) < 0)
+		goto cleanup;
+	if (version < 3 &&
+	    sqlite3_exec(q->db,
+	                 "UPDATE rejected SET body = '(' || length(CAST(body AS BLOB)) || ' bytes, not kept)'"
+	                 "  WHERE body NOT LIKE '(% bytes, not kept)'; PRAGMA user_version = 3",
+	                 NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(q, err, "migrate");
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	sqlite3_finalize(st);
 	if (sqlite3_exec(q->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK && rc == 0)
 		rc = db_error(q, err, "commit");
 	return rc;

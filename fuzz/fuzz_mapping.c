@@ -6,16 +6,4 @@
 #include "common/diag.h"
 #include "mapping.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	struct mapping *m = NULL;
-	struct diag d;
-
-	diag_init(&d);
-	mapping_load(fuzz_as_file(data, size), &m, &d);
-	mapping_free(m);
-	diag_free(&d);
-	return 0;
-}
+FUZZ_LOADER_TARGET(struct mapping, mapping_load, mapping_free)

@@ -609,6 +609,21 @@ class TestPrivateState(Case):
         self.assertEqual(run_agent("-c", cfg, "queue", "list").returncode, 0)
         self.assertEqual(os.stat(os.path.join(state, "state.db")).st_mode & 0o777, 0o600)
 
+    def test_refused_bodies_an_older_version_kept_are_replaced_by_their_size(self):
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        self.assertEqual(run_agent("-c", cfg, "queue", "list").returncode, 0)  # a store of today's version
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
+        db.execute("INSERT INTO rejected (received, type, reason, body) VALUES "
+                   "('2026-01-01', 'employees/employee/update', 'not valid JSON', 'iban ES9121000418450200051332 {')")
+        db.execute("PRAGMA user_version = 2")  # as an older version left it
+        db.commit()
+        db.close()
+        self.assertEqual(run_agent("-c", cfg, "queue", "list").returncode, 0)
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
+        self.assertEqual(db.execute("SELECT body FROM rejected").fetchall(), [("(31 bytes, not kept)",)])
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 3)
+        db.close()
+
     def test_a_state_folder_others_may_write_to_is_refused(self):
         cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
         state = os.path.join(self.d.path, "state")

@@ -126,6 +126,30 @@ class TestStockSizeLimit(SyncCase):
         self.assertEqual(self.ldap.dump(), before)
 
 
+class TestPlacedBySite(SyncCase):
+    """base as a template in sync: each site's OU planned once, made once, then nothing to do."""
+    n = 6
+
+    def test_one_ou_per_site(self):
+        for e in people(self.n):
+            self.fake.update_employee(e["id"], location_id=1 + e["id"] % 2)
+        self.d.file("mapping.yaml", SYNC_MAPPING.replace("version: 1\n", "version: 1\ntables:\n  sites: { 1: madrid, 2: paris }\n", 1)
+                    .replace("  base: ou=people,dc=example,dc=com\n  search_base: dc=example,dc=com\n",
+                             "  base: \"ou={location_id|map(sites)},ou=people,dc=example,dc=com\"\n"
+                             "  search_base: dc=example,dc=com\n  create_bases: true\n", 1))
+        r = self.sync("--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        for site in ("madrid", "paris"):
+            self.assertEqual(r.stdout.count(f"dn: ou={site},{PEOPLE}\nchangetype: add\n"), 1, r.stdout)
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(self.last(r), "7 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        self.assertEqual(len(self.entries(f"ou=madrid,{PEOPLE}")), 3)
+        self.assertEqual(len(self.entries(f"ou=paris,{PEOPLE}")), 3)
+        r = self.sync()
+        self.assertEqual(self.last(r), "nothing to do", r.stderr[-2000:])
+
+
 class TestDrift(SyncCase):
     n = 40
 
