@@ -345,6 +345,7 @@ static void stop_all(struct agentd *a, struct worker *ws)
 		factorial_close(ws[i].api);
 		queue_close(ws[i].q);
 		store_close(ws[i].st);
+		strmap_free(&ws[i].claimed);
 	}
 	queue_committer_stop(a->committer);
 	queue_close(a->side_q);

@@ -2246,6 +2246,19 @@ static int fresh_team(struct job *j, const char *team, cJSON **fresh)
 	return got;
 }
 
+/* The record read fresh may name records its delivery did not (the queue
+ * ordered it by what the body named): none of them may be changing under
+ * another worker while it is applied.  0: go on; -1: the delivery waits. */
+static int claim_fresh(struct job *j, enum event_kind kind, const cJSON *fresh)
+{
+	if (!j->a->claim_refs || j->a->claim_refs(j->a->claim_ctx, kind, fresh) == 0)
+		return 0;
+	j->a->waits = true;
+	sbuf_addf(j->err, "%s %s: names a record another delivery is changing now: it waits for that one", j->kind,
+	          j->id);
+	return -1;
+}
+
 /* Whether team's employee_ids lists employee id. */
 static bool team_lists(const cJSON *team, const char *id)
 {
@@ -2277,8 +2290,10 @@ static int team_delivery(struct job *j, const cJSON *body)
 	if (!j->a->api)
 		return apply_team(j, body, del);
 	factorial_teams_changed();
-	if ((got = fresh_team(j, j->id, &fresh)) < 0)
+	if ((got = fresh_team(j, j->id, &fresh)) < 0 || (got && claim_fresh(j, EVENT_TEAM, fresh) < 0)) {
+		cJSON_Delete(fresh);
 		return -1;
+	}
 	if (got == 0 && !del)
 		say(j, "no longer exists in Factorial: its group goes");
 	rc = got ? apply_team(j, fresh, false) : apply_team(j, body, true);
@@ -2339,7 +2354,7 @@ static int one_membership(struct job *j, const cJSON *rec, bool remove)
 		rc = apply_membership(j, rec, remove);
 		goto cleanup;
 	}
-	if ((got = fresh_team(j, team, &fresh)) < 0)
+	if ((got = fresh_team(j, team, &fresh)) < 0 || (got && claim_fresh(j, EVENT_TEAM, fresh) < 0))
 		goto cleanup;
 	if (got == 0) {
 		sayf(j, "team %s no longer exists in Factorial: nothing to do", team);
@@ -2403,7 +2418,7 @@ static int employee_delivery(struct job *j, const cJSON *body)
 	} else if (got == 0) {
 		say(j, "no longer exists in Factorial: skipped");
 		rc = 0;
-	} else {
+	} else if (claim_fresh(j, EVENT_EMPLOYEE, fresh) == 0) {
 		j->fresh = true;
 		rc = apply_employee(j, fresh);
 	}
@@ -2432,6 +2447,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	a->connection_lost = false;
 	a->api_unavailable = false;
 	a->stale = false;
+	a->waits = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
 	if (!t) {

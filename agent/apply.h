@@ -48,6 +48,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "events.h"
 #include "factorial.h"
 #include "ldapw.h"
 #include "mapping.h"
@@ -94,6 +95,15 @@ struct apply_ctx {
 	int (*on_destructive)(void *ctx, const cJSON *record, const char *key, const char *dn);
 	void *destructive_ctx;
 	bool unresolved; /* the last record left a reference unresolved */
+	/* factorial.enrich with workers at once: the record read fresh may name
+	 * records (a new manager, a team's members) its delivery did not, which
+	 * another worker may be changing now.  claim_refs is asked before such a
+	 * record is applied: 0, they are this delivery's until it ends; 1, one is
+	 * being applied now and the delivery waits for it (waits is set, nothing
+	 * is written); NULL: one thread applies, nothing to ask */
+	int (*claim_refs)(void *ctx, enum event_kind kind, const cJSON *record);
+	void *claim_ctx;
+	bool waits;
 	/* sync, for real: adds of employees are sent without waiting for each answer
 	 * (apply_flush collects them); an add refused later is told here */
 	bool pipeline;

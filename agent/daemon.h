@@ -127,6 +127,13 @@ struct worker {
 	struct ldapw *lw;
 	struct queue *q;
 	struct store *st;
+	/* while a delivery is applied: it, its mapping, the records its fresh
+	 * read named that were claimed for it (apply_ctx.claim_refs), and the
+	 * record it found busy */
+	const struct queue_delivery *cur;
+	const struct mapping *cur_m;
+	struct strmap claimed;
+	char *waits_for;
 };
 
 /* Real time, for retry timing: the clock module's injectable "now" only

@@ -159,7 +159,12 @@ char *event_record_key(const struct event_type *t, const cJSON *body)
 
 void event_refs(const struct event_type *t, const cJSON *body, const struct mapping *m, struct strmap *refs)
 {
-	kinds[t->kind].refs(body, m, refs);
+	event_kind_refs(t->kind, body, m, refs);
+}
+
+void event_kind_refs(enum event_kind kind, const cJSON *record, const struct mapping *m, struct strmap *refs)
+{
+	kinds[kind].refs(record, m, refs);
 }
 
 int event_each_membership(const cJSON *body, int (*fn)(void *ctx, const cJSON *membership), void *ctx)

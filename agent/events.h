@@ -65,6 +65,8 @@ char *event_record_key(const struct event_type *t, const cJSON *body);
  * applies first when their deliveries are older; m says which fields of an
  * employee or team refer to employees (NULL: none). */
 void event_refs(const struct event_type *t, const cJSON *body, const struct mapping *m, struct strmap *refs);
+/* The same for one record of a kind (an employee or a team read from the API). */
+void event_kind_refs(enum event_kind kind, const cJSON *record, const struct mapping *m, struct strmap *refs);
 
 /* Calls fn for each membership a membership body holds (one object, or each
  * element of a list, bare or wrapped in an object); stops at the first

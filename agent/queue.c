@@ -675,6 +675,11 @@ int queue_release(struct queue *q, const char *record_key, struct sbuf *err)
 	return rc;
 }
 
+int queue_wait(struct queue *q, const struct queue_delivery *d, const char *by, struct sbuf *err)
+{
+	return exec_ids(q, "UPDATE deliveries SET waiting_on = ? WHERE id = ?", d, by, -1, err);
+}
+
 int queue_done(struct queue *q, const struct queue_delivery *d, struct sbuf *err)
 {
 	return exec_ids(q, "DELETE FROM deliveries WHERE id = ?", d, NULL, -1, err);

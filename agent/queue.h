@@ -92,6 +92,12 @@ int queue_forget_waits(struct queue *q, struct sbuf *err);
  * the record out of busy. */
 int queue_release(struct queue *q, const char *record_key, struct sbuf *err);
 
+/* The run met a record being applied now that only applying it showed
+ * (enrichment named it): it waits for that record's release, no attempt
+ * counted.  Call it under the lock of queue_release(), after checking that
+ * by is still being applied. */
+int queue_wait(struct queue *q, const struct queue_delivery *d, const char *by, struct sbuf *err);
+
 /* The run was applied: it leaves the queue. */
 int queue_done(struct queue *q, const struct queue_delivery *d, struct sbuf *err);
 /* A record-level failure: retried at next_attempt, or dead after the last attempt. */

@@ -210,6 +210,60 @@ static void applied_failed(struct worker *w, struct queue_delivery *d, const str
 	sbuf_free(&err);
 }
 
+/* apply_ctx.claim_refs: the records the fresh record names that the delivery
+ * did not are claimed for it, unless one is being applied by another worker
+ * (then 1: the delivery waits for that one). */
+static int claim_refs(void *ctx, enum event_kind kind, const cJSON *record)
+{
+	struct worker *w = ctx;
+	struct agentd *a = w->a;
+	const char *mine = w->cur->record_key;
+	struct strmap refs;
+	int rc = 0;
+
+	strmap_init(&refs);
+	event_kind_refs(kind, record, w->cur_m, &refs);
+	pthread_mutex_lock(&a->mu);
+	for (size_t i = 0; i < refs.cap && rc == 0; i++) {
+		const char *key = refs.slots[i].key, *owner = key ? strmap_get(&a->busy, key) : NULL;
+		if (owner && strcmp(owner, mine) != 0) {
+			free(w->waits_for);
+			w->waits_for = strdup(owner);
+			rc = w->waits_for ? 1 : -1;
+		}
+	}
+	for (size_t i = 0; i < refs.cap && rc == 0; i++) {
+		const char *key = refs.slots[i].key;
+		if (key && !strmap_get(&a->busy, key) &&
+		    (strmap_put(&a->busy, key, mine) < 0 || strmap_put(&w->claimed, key, NULL) < 0))
+			rc = -1;
+	}
+	pthread_mutex_unlock(&a->mu);
+	strmap_free(&refs);
+	return rc;
+}
+
+/* Enrichment named a record another worker is applying: the delivery waits
+ * for its release (or goes again at once when that came already). */
+static void applied_waits(struct worker *w, struct queue_delivery *d)
+{
+	struct agentd *a = w->a;
+	const char *owner;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	pthread_mutex_lock(&a->mu);
+	/* still being applied: its own record is in busy, owned by itself (as a
+	 * key, it may since be another delivery's reference, whose release
+	 * would never wake this one) */
+	owner = w->waits_for ? strmap_get(&a->busy, w->waits_for) : NULL;
+	if (owner && strcmp(owner, w->waits_for) == 0 && queue_wait(w->q, d, w->waits_for, &err) < 0)
+		log_warn("queue: %s", sbuf_str(&err));
+	pthread_mutex_unlock(&a->mu);
+	log_debug("waits for %s, which is being applied now", w->waits_for ? w->waits_for : "another record");
+	sbuf_free(&err);
+}
+
 /* One delivery (a coalesced run): connect, apply once (a disable or delete
  * asks the guard first), then settle it by its outcome. */
 static void process(struct worker *w, struct queue_delivery *d)
@@ -232,7 +286,10 @@ static void process(struct worker *w, struct queue_delivery *d)
 	body = cJSON_Parse(d->body);
 	clock_today(today, sizeof(today));
 	ac = (struct apply_ctx){ .m = s->m, .lw = w->lw, .st = w->st, .state = w->st, .today = today, .ldif = &ldif,
-		                 .api = w->api, .groups_lock = &a->groups_mu, .revisit = revisit, .revisit_ctx = a };
+		                 .api = w->api, .groups_lock = &a->groups_mu, .revisit = revisit, .revisit_ctx = a,
+		                 .claim_refs = claim_refs, .claim_ctx = w };
+	w->cur = d;
+	w->cur_m = s->m;
 	if (!d->forced) {
 		ac.defer_destructive = true;
 		ac.on_destructive = ask_guard;
@@ -244,7 +301,9 @@ static void process(struct worker *w, struct queue_delivery *d)
 		sbuf_adds(&err, "the stored body is not JSON");
 	if (applied < 0 && g.held && !ac.connection_lost)
 		sbuf_addf(&err, "%s%s", err.len ? "; " : "", sbuf_str(&g.why));
-	if (applied == 0 && g.held)
+	if (applied < 0 && ac.waits)
+		applied_waits(w, d);
+	else if (applied == 0 && g.held)
 		applied_held(w, d, sbuf_str(&g.why));
 	else if (applied == 0)
 		applied_ok(w, d, &ac, t0);
@@ -308,6 +367,14 @@ void *workers_main(void *arg)
 		strmap_del(&a->busy, d.record_key);
 		for (size_t i = 0; i < d.nrefs; i++)
 			strmap_del(&a->busy, d.refs[i]);
+		for (size_t i = 0; i < w->claimed.cap; i++) {
+			if (w->claimed.slots[i].key)
+				strmap_del(&a->busy, w->claimed.slots[i].key);
+		}
+		strmap_clear(&w->claimed);
+		free(w->waits_for);
+		w->waits_for = NULL;
+		w->cur = NULL;
 		sbuf_reset(&err);
 		if (queue_release(w->q, d.record_key, &err) < 0) {
 			log_warn("queue: %s", sbuf_str(&err));

@@ -237,6 +237,42 @@ class TestGuardEvaluatesOnce(Case):
         self.assertEqual(metric(agent, "applies_total", operation="disable", result="ok"), 1)
 
 
+class TestEnrichedReferences(Case):
+    def test_a_manager_only_the_api_names_is_not_changed_under_the_delivery(self):
+        # the employee's delivery names no manager; the API's record does, and that
+        # manager is being renamed by another worker: the delivery waits for it
+        boss = dict(person(1, "Ana", "Boss"), company_id=1234)
+        staff = dict(person(2, "Luis", "Gil"), company_id=1234)
+        for p in (boss, staff):
+            self.fake.put_employee(p)
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        with open(cfg) as f:
+            self.d.file("agent.yaml", f.read().replace("  enrich: false\n", "  enrich: true\n"))
+        agent = self.start(cfg)
+        for p in (boss, staff):
+            self.assertEqual(self.post(agent, "employees/employee/create_with_contract", p), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=ana.boss,{PEOPLE}", f"uid=luis.gil,{PEOPLE}"], 30,
+                 what="the entries")
+        renamed = dict(boss, first_name="Anna", full_name="Anna Boss")
+        self.fake.put_employee(renamed)
+        self.fake.put_employee(dict(staff, manager_id=1))
+        self.fake.slow_next(2.0, prefix="/api/2026-07-01/resources/employees/employees/1")
+        self.assertEqual(self.post(agent, "employees/employee/update", renamed), 200)
+        wait_for(lambda: not self.fake.faults, 30, what="the manager's delivery to read her")
+        self.assertEqual(self.post(agent, "employees/employee/update", staff), 200)
+        new_dn = f"uid=anna.boss,{PEOPLE}"
+        wait_for(lambda: (self.ldap.entry(f"uid=luis.gil,{PEOPLE}") or {}).get("manager") == [new_dn], 30,
+                 what="the manager reference")
+        wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="the queue to drain")
+        log = agent.log_text()
+        self.assertIn("employee:2: waits for employee:1, which is being applied now", log)
+        lines = log.splitlines()
+        done = [i for i, line in enumerate(lines) if ": ok (" in line]
+        boss_ok = [i for i in done if " employee:1: " in lines[i]][-1]
+        staff_ok = [i for i in done if " employee:2: " in lines[i]][-1]
+        self.assertLess(boss_ok, staff_ok)
+
+
 class TestOAuthRotation(Case):
     """The configuration folder is read-only for the agent's user (as under ProtectSystem=strict)."""
 
