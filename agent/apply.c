@@ -680,8 +680,8 @@ static int directory_step(struct job *j, const struct step *s)
 	}
 	if ((s->kind == STEP_ADD || s->kind == STEP_MODIFY) && !(mods = to_mods(&s->c)))
 		goto cleanup;
-	/* an organizational unit made for the record goes first, and waits for its answer */
-	if (s->kind == STEP_ADD && !s->password_length && s->cat != CAT_NONE && j->a->pipeline && j->a->cache && j->key &&
+	/* an organizational unit or a rule group made for the record goes first, and waits for its answer */
+	if (s->kind == STEP_ADD && !s->password_length && s->cat == CAT_ADD && j->a->pipeline && j->a->cache && j->key &&
 	    strcmp(j->kind, "employee") == 0) {
 		rc = pipelined_add(j, s, mods);
 		goto cleanup;
@@ -702,6 +702,12 @@ static int directory_step(struct job *j, const struct step *s)
 	    (r == LDAP_NO_SUCH_ATTRIBUTE || r == LDAP_NO_SUCH_OBJECT || (r == LDAP_UNWILLING_TO_PERFORM && e.ad_code == 0x2035))) {
 		/* the old name left that entry meanwhile (its own delivery changed it): nothing to follow */
 		log_debug("%s %s: %s: the old name is gone already", j->kind, j->id, s->dn);
+		rc = 0;
+		goto cleanup;
+	}
+	if (r == LDAP_ALREADY_EXISTS && s->kind == STEP_ADD && s->cat == CAT_NONE) {
+		/* an organizational unit another worker made for its own record meanwhile */
+		log_debug("%s %s: %s: made meanwhile", j->kind, j->id, s->dn);
 		rc = 0;
 		goto cleanup;
 	}
@@ -1073,13 +1079,23 @@ static void matching(const struct vlist *cur, const char *dn, const char *rdnval
 	}
 }
 
-/* Builds "(&(key=*)(|(a1=v1)(a2=v2)...))" for the member attributes of teams. */
-static char *member_filter(const struct mapping_object *t, const char *dn, const char *rdnval)
+/* Builds "(&(key=*)(|(a1=v1)(a2=v2)...))" for the member attributes of t,
+ * leaving out the groups of groups: (which may carry the same key attribute:
+ * their members are settled by rule, not here). */
+static char *member_filter(const struct mapping *m, const struct mapping_object *t, const char *dn,
+                           const char *rdnval)
 {
 	struct sbuf f;
 
 	sbuf_init(&f);
-	sbuf_addf(&f, "(&(%s=*)(|", t->key_attr);
+	sbuf_addf(&f, "(&(%s=*)", t->key_attr);
+	for (size_t i = 0; i < m->ngroups; i++) {
+		char *mark = ldapw_eq_filter(m->groups[i].key_attr, m->groups[i].key_value);
+		if (mark)
+			sbuf_addf(&f, "(!%s)", mark);
+		free(mark);
+	}
+	sbuf_adds(&f, "(|");
 	for (size_t i = 0; i < t->nattrs; i++) {
 		bool by_rdn;
 		char *one;
@@ -1119,7 +1135,7 @@ static int remove_from_groups_locked(struct job *j, const char *dn, const char *
 	if (!t->present)
 		return 0;
 	names = member_attr_names(t);
-	filter = member_filter(t, dn, rdnval);
+	filter = member_filter(j->a->m, t, dn, rdnval);
 	if (!names || !filter)
 		goto cleanup;
 	if (!names[0]) {
@@ -1338,7 +1354,7 @@ static int rewrite_references_locked(struct job *j, const char *old_dn, const ch
 		if (!o->present)
 			continue;
 		names = member_attr_names(o);
-		filter = member_filter(o, old_dn, rdn_changed && k == MAPPING_TEAM ? old_rdn : NULL);
+		filter = member_filter(m, o, old_dn, rdn_changed && k == MAPPING_TEAM ? old_rdn : NULL);
 		if (!names || !filter) {
 			free(names);
 			free(filter);
@@ -1398,6 +1414,217 @@ static int rewrite_references(struct job *j, const char *old_dn, const char *new
 	groups_enter(j);
 	rc = rewrite_references_locked(j, old_dn, new_dn);
 	groups_leave(j);
+	return rc;
+}
+
+/* ---- groups by rule ---------------------------------------------------------------- */
+
+/* "(&(KEY=VALUE)(MEMBER=dn))": the groups of rule g that hold dn. */
+static char *rule_filter(const struct mapping_group *g, const char *dn)
+{
+	char *key = ldapw_eq_filter(g->key_attr, g->key_value), *member = ldapw_eq_filter(g->member_attr, dn);
+	struct sbuf f;
+
+	sbuf_init(&f);
+	if (key && member)
+		sbuf_addf(&f, "(&%s%s)", key, member);
+	free(key);
+	free(member);
+	return f.len ? sbuf_detach(&f) : (sbuf_free(&f), NULL);
+}
+
+/* dn leaves group (an entry found holding it); the last member gives way to empty_member. */
+static int rule_leave(struct job *j, const struct mapping_group *g, const struct ldapw_entry *group, const char *dn)
+{
+	const struct vlist *cur = ldapw_entry_values(group, g->member_attr);
+	struct vlist gone, keep;
+	struct changes c = { 0 };
+	int rc;
+
+	vlist_init(&gone);
+	vlist_init(&keep);
+	matching(cur, dn, NULL, false, &gone);
+	if (g->empty_member && cur && cur->n == gone.n && !vlist_contains(cur, g->empty_member))
+		vlist_push_copy(&keep, g->empty_member, strlen(g->empty_member));
+	rc = keep.n ? changes_add(&c, LDAP_MOD_ADD, g->member_attr, &keep) : 0;
+	if (rc == 0)
+		rc = changes_add(&c, LDAP_MOD_DELETE, g->member_attr, &gone);
+	if (rc == 0)
+		rc = op_modify(j, group->dn, &c, CAT_MODIFY, "leave group");
+	changes_free(&c);
+	vlist_free(&gone);
+	vlist_free(&keep);
+	return rc;
+}
+
+/* old_dn gives way to new_dn in a group dn stays in (renamed or moved). */
+static int rule_follow(struct job *j, const struct mapping_group *g, const struct ldapw_entry *group,
+                       const char *old_dn, const char *new_dn)
+{
+	struct vlist gone, add;
+	struct changes c = { 0 };
+	int rc;
+
+	vlist_init(&gone);
+	vlist_init(&add);
+	matching(ldapw_entry_values(group, g->member_attr), old_dn, NULL, false, &gone);
+	vlist_push_copy(&add, new_dn, strlen(new_dn));
+	rc = changes_add(&c, LDAP_MOD_DELETE, g->member_attr, &gone);
+	if (rc == 0)
+		rc = changes_add(&c, LDAP_MOD_ADD, g->member_attr, &add);
+	if (rc == 0)
+		rc = op_modify(j, group->dn, &c, CAT_MODIFY, "follow rename");
+	changes_free(&c);
+	vlist_free(&gone);
+	vlist_free(&add);
+	return rc;
+}
+
+/* A rule group as the agent makes it: its classes, its name, its mark, its first member. */
+static int rule_make(struct job *j, const struct mapping_membership *w, const char *dn)
+{
+	const struct mapping_group *g = w->rule;
+	struct changes c = { 0 };
+	struct vlist one[3];
+	const char *const values[3] = { w->value, g->key_value, dn };
+	const char *const names[3] = { g->rdn_attr, g->key_attr, g->member_attr };
+	int rc = changes_add(&c, LDAP_MOD_ADD, "objectClass", &g->object_classes);
+
+	for (size_t i = 0; i < 3; i++) {
+		vlist_init(&one[i]);
+		vlist_push_copy(&one[i], values[i], strlen(values[i]));
+		if (rc == 0)
+			rc = changes_add(&c, LDAP_MOD_ADD, names[i], &one[i]);
+	}
+	if (rc == 0)
+		rc = op_add(j, w->dn, &c, CAT_MODIFY);
+	/* a sync plans it once: the next member of the run finds it planned (a dry run makes nothing) */
+	if (rc == 0 && j->a->cache)
+		strmap_put(&j->a->cache->bases, w->dn, "planned");
+	for (size_t i = 0; i < 3; i++)
+		vlist_free(&one[i]);
+	changes_free(&c);
+	return rc;
+}
+
+/* dn joins the group w names: made when missing; a group of that DN that does
+ * not carry the rule's mark is not the agent's and is refused. */
+static int rule_join(struct job *j, const struct mapping_membership *w, const char *dn)
+{
+	const struct mapping_group *g = w->rule;
+	const char *const attrs[] = { g->member_attr, g->key_attr, NULL };
+	struct ldapw_entries found = { 0 };
+	struct ldapw_error e;
+	struct changes c = { 0 };
+	struct vlist add, gone;
+	const struct vlist *cur = NULL, *mark;
+	int rc = -1, r;
+
+	vlist_init(&add);
+	vlist_init(&gone);
+	r = ldapw_read(j->a->lw, w->dn, attrs, &found, &e);
+	if (r != LDAP_SUCCESS && r != LDAP_NO_SUCH_OBJECT) {
+		failed(j, w->dn, &e);
+		goto cleanup;
+	}
+	if (!found.n && !(j->a->cache && strmap_get(&j->a->cache->bases, w->dn))) {
+		rc = rule_make(j, w, dn);
+		goto cleanup;
+	}
+	if (found.n) {
+		mark = ldapw_entry_values(&found.v[0], g->key_attr);
+		if (!mark || !vlist_contains(mark, g->key_value)) {
+			sbuf_addf(j->err, "employee %s: group %s is not one of groups.%s (it has no %s: %s), so the agent "
+			          "leaves it alone: give the rule another DN, or add that value to the group",
+			          j->id, w->dn, g->name, g->key_attr, g->key_value);
+			goto cleanup;
+		}
+		cur = ldapw_entry_values(&found.v[0], g->member_attr);
+	}
+	vlist_push_copy(&add, dn, strlen(dn));
+	if (g->empty_member && cur && vlist_contains(cur, g->empty_member) && !dn_equal(dn, g->empty_member))
+		vlist_push_copy(&gone, g->empty_member, strlen(g->empty_member));
+	rc = changes_add(&c, LDAP_MOD_ADD, g->member_attr, &add);
+	if (rc == 0 && gone.n)
+		rc = changes_add(&c, LDAP_MOD_DELETE, g->member_attr, &gone);
+	if (rc == 0)
+		rc = op_modify(j, w->dn, &c, CAT_MODIFY, "join group");
+cleanup:
+	changes_free(&c);
+	vlist_free(&add);
+	vlist_free(&gone);
+	ldapw_entries_free(&found);
+	return rc;
+}
+
+/* The employee's rule groups brought in line, under the groups lock: the
+ * entry that stood at old_dn leaves the groups it no longer belongs to,
+ * follows to new_dn in those it stays in, and new_dn joins the others of
+ * want (new_dn NULL, want empty: a leaver leaves them all).  Planned
+ * against the directory as the record found it. */
+static int rule_groups(struct job *j, const char *old_dn, const char *new_dn, const struct mapping_membership *want,
+                       size_t nwant)
+{
+	const struct mapping *m = j->a->m;
+	bool *stays = nwant ? calloc(nwant, sizeof(*stays)) : NULL;
+	int rc = -1;
+
+	if (nwant && !stays)
+		return -1;
+	groups_enter(j);
+	for (size_t i = 0; i < m->ngroups; i++) {
+		const struct mapping_group *g = &m->groups[i];
+		const char *const attrs[] = { g->member_attr, NULL };
+		struct ldapw_entries found = { 0 };
+		struct ldapw_error e;
+		char *filter = old_dn ? rule_filter(g, old_dn) : NULL;
+		int r = 0;
+		if (old_dn && !filter)
+			goto cleanup;
+		if (filter && ldapw_search(j->a->lw, g->parent, filter, attrs, 0, &found, &e) != LDAP_SUCCESS)
+			r = failed(j, g->parent, &e);
+		for (size_t f = 0; f < found.n && r == 0; f++) {
+			size_t k = 0;
+			while (k < nwant && !(want[k].rule == g && dn_equal(want[k].dn, found.v[f].dn)))
+				k++;
+			if (k == nwant)
+				r = rule_leave(j, g, &found.v[f], old_dn);
+			else if ((stays[k] = true) && !dn_equal(old_dn, new_dn))
+				r = rule_follow(j, g, &found.v[f], old_dn, new_dn);
+		}
+		free(filter);
+		ldapw_entries_free(&found);
+		if (r < 0)
+			goto cleanup;
+	}
+	for (size_t k = 0; k < nwant; k++)
+		if (!stays[k] && rule_join(j, &want[k], new_dn) < 0)
+			goto cleanup;
+	rc = 0;
+cleanup:
+	groups_leave(j);
+	free(stays);
+	return rc;
+}
+
+/* An active employee's rule groups: those the record says, for the entry now at new_dn. */
+static int rule_groups_active(struct job *j, const cJSON *rec, const char *old_dn, const char *new_dn)
+{
+	struct mapping_membership *want = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!j->a->m->ngroups)
+		return 0;
+	if (mapping_groups_of(j->a->m, rec, &want, &n, j->err) < 0) {
+		char *why = strdup(sbuf_str(j->err));
+		sbuf_reset(j->err);
+		sbuf_addf(j->err, "employee %s: %s", j->id, why ? why : "");
+		free(why);
+		return -1;
+	}
+	rc = rule_groups(j, old_dn, new_dn, want, n);
+	mapping_memberships_free(want, n);
 	return rc;
 }
 
@@ -2032,7 +2259,9 @@ static int leave(struct job *j, const cJSON *rec, const char *key, const struct 
 		return -1;
 	/* from leaving the groups to following the rename, no group changes in between */
 	groups_enter(j);
-	rc = terminate_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, &renamed);
+	rc = j->a->m->ngroups ? rule_groups(j, cur->dn, NULL, NULL, 0) : 0;
+	if (rc == 0)
+		rc = terminate_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, &renamed);
 	if (rc == 0 && r->action != MAPPING_DELETE && renamed)
 		rc = rewrite_references(j, old_dn, r->dn);
 	if (rc == 0 && (p = guard_asks(j, rec, key, cur->dn, mark)) != 1) {
@@ -2054,7 +2283,7 @@ static int leave(struct job *j, const cJSON *rec, const char *key, const struct 
 /* A new entry, in the groups of its teams; deliveries that waited for it go again. */
 static int arrive(struct job *j, const cJSON *rec, const char *key, const struct mapping_result *r)
 {
-	if (add_entry(j, r, CAT_ADD) < 0)
+	if (add_entry(j, r, CAT_ADD) < 0 || rule_groups_active(j, rec, NULL, r->dn) < 0)
 		return -1;
 	cache_keep(j, key, NULL, r);
 	strmap_put(&j->dn_cache, j->id, r->dn);
@@ -2076,6 +2305,8 @@ static int stay(struct job *j, const cJSON *rec, const char *key, const struct l
 	if (j->changed)
 		cache_keep(j, key, cur, r);
 	if (renamed && rewrite_references(j, old_dn, r->dn) < 0)
+		goto cleanup;
+	if (rule_groups_active(j, rec, old_dn, r->dn) < 0)
 		goto cleanup;
 	strmap_put(&j->dn_cache, j->id, r->dn); /* where it stands now, also in a dry run */
 	rc = was_terminated(j, key) ? rejoin(j, rec, key, true) : 0;
@@ -2741,6 +2972,8 @@ static int orphan_apply(struct job *j, const struct mapping_object *o, const str
 	int rc = -1;
 
 	if ((delete || o->remove_from_groups) && remove_from_groups(j, cur->dn, rdnval) < 0)
+		goto cleanup;
+	if (j->a->m->ngroups && rule_groups(j, cur->dn, NULL, NULL, 0) < 0)
 		goto cleanup;
 	if (delete) {
 		rc = op_delete(j, cur->dn);

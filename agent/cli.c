@@ -202,6 +202,8 @@ static int check_mapping_online(struct cli_ctx *ctx, const struct config *cfg, c
 			check_dn(lw, cfg, m, o->search_base, &o->search_base_at, &d);
 		check_dn(lw, cfg, m, o->move_to, &o->move_to_at, &d);
 	}
+	for (size_t i = 0; i < m->ngroups; i++) /* the agent makes a rule's groups, not where they go */
+		check_dn(lw, cfg, m, m->groups[i].parent, &m->groups[i].at, &d);
 	if (d.n) {
 		diag_print(&d, stderr);
 		rc = -1;

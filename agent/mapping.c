@@ -154,12 +154,34 @@ static unsigned template_col(const yaml_node_t *n, size_t off)
 	return ydoc_col(n) + (unsigned)off + (quoted ? 1u : 0u);
 }
 
+/* Parses text, which starts at byte at of scalar n, as a template whose every
+ * map() names a table of tables: (mistakes reported at their column). */
+static struct tmpl *compile_text(struct loader *L, yaml_node_t *n, const char *key, const char *text, size_t at)
+{
+	char err[512] = "";
+	size_t off = 0;
+	struct tmpl *t = NULL;
+
+	if (tmpl_parse(text, &t, err, sizeof(err), &off) < 0) {
+		diag_add(L->d, L->y.file, ydoc_line(n), template_col(n, at + off), key, "%s", err);
+		return NULL;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		const struct tmpl_part *part = &t->parts[i];
+		for (size_t f = 0; f < part->nfilters; f++) {
+			const char *name = part->filters[f].id == TF_MAP ? part->filters[f].args[0].path.seg[0] : NULL;
+			if (name && !tmpl_table_find(&L->m->tables, name))
+				diag_add(L->d, L->y.file, ydoc_line(n), template_col(n, at + part->offset), key,
+				         "map: no table \"%s\" in tables:", name);
+		}
+	}
+	return t;
+}
+
 static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
 {
 	const char *s = ydoc_scalar(n);
-	char err[512] = "", num[64];
-	size_t off = 0;
-	struct tmpl *t = NULL;
+	char num[64];
 
 	if (!s) {
 		ydoc_error(&L->y, L->d, n, key, "expected a template string, got %s", ydoc_kind(n));
@@ -171,21 +193,7 @@ static struct tmpl *compile(struct loader *L, yaml_node_t *n, const char *key)
 		snprintf(num, sizeof(num), "%s", s);
 		s = num;
 	}
-	if (tmpl_parse(s, &t, err, sizeof(err), &off) < 0) {
-		diag_add(L->d, L->y.file, ydoc_line(n), template_col(n, off), key, "%s", err);
-		return NULL;
-	}
-	/* every map() names a table of the mapping's tables: */
-	for (size_t i = 0; i < t->n; i++) {
-		const struct tmpl_part *part = &t->parts[i];
-		for (size_t f = 0; f < part->nfilters; f++) {
-			const char *name = part->filters[f].id == TF_MAP ? part->filters[f].args[0].path.seg[0] : NULL;
-			if (name && !tmpl_table_find(&L->m->tables, name))
-				diag_add(L->d, L->y.file, ydoc_line(n), template_col(n, part->offset), key,
-				         "map: no table \"%s\" in tables:", name);
-		}
-	}
-	return t;
+	return compile_text(L, n, key, s, 0);
 }
 
 /* tables: NAME: {KEY: VALUE, ...}: the lookup tables map() reads. */
@@ -643,16 +651,17 @@ static void load_conditions(struct loader *L, yaml_node_t *s, const char *path, 
 	}
 }
 
-/* base: "ATTR={template},DN": the first RDN's value comes from the record
- * (escaped by libldap when the DN is built), the rest is a fixed DN. */
-static void load_base_template(struct loader *L, struct mapping_object *o, yaml_node_t *x, const char *key)
+/* "ATTR={template},DN": the first RDN's value comes from the record (escaped
+ * by libldap when the DN is built), the rest is a fixed DN.  0 and the three
+ * parts, or -1 (reported). */
+static int load_dn_template(struct loader *L, yaml_node_t *x, const char *key, char **attr, char **rest,
+                            struct tmpl **t)
 {
-	const char *s = ydoc_scalar(x), *eq = strchr(s, '='), *comma = NULL;
+	const char *s = ydoc_scalar(x), *eq = s ? strchr(s, '=') : NULL, *comma = NULL;
 	int depth = 0;
-	char err[512] = "";
-	size_t off = 0;
+	char *value;
 
-	for (const char *c = eq ? eq + 1 : s; *c && !comma; c++) {
+	for (const char *c = eq ? eq + 1 : ""; *c && !comma; c++) {
 		if (*c == '{')
 			depth++;
 		else if (*c == '}')
@@ -661,20 +670,21 @@ static void load_base_template(struct loader *L, struct mapping_object *o, yaml_
 			comma = c;
 	}
 	if (!eq || !comma || strchr(comma, '{') || !dn_valid(comma + 1)) {
-		ydoc_error(&L->y, L->d, x, key, "a template base is ATTR={template},DN: only the first RDN's value may "
+		ydoc_error(&L->y, L->d, x, key, "a DN template is ATTR={template},DN: only the first RDN's value may "
 		           "come from the record (\"ou={location_id|map(sites)},ou=people,dc=example,dc=com\")");
-		return;
+		return -1;
 	}
-	o->base_attr = strndup(s, (size_t)(eq - s));
-	o->base_rest = strdup(comma + 1);
-	{
-		char *value = strndup(eq + 1, (size_t)(comma - eq - 1));
-		if (value && tmpl_parse(value, &o->base_tmpl, err, sizeof(err), &off) < 0)
-			ydoc_error(&L->y, L->d, x, key, "%s", err);
-		free(value);
-	}
-	if (o->base_attr && !valid_attr_name(o->base_attr))
-		ydoc_error(&L->y, L->d, x, key, "\"%s\" is not an attribute name", o->base_attr);
+	*attr = strndup(s, (size_t)(eq - s));
+	*rest = strdup(comma + 1);
+	value = strndup(eq + 1, (size_t)(comma - eq - 1));
+	*t = value ? compile_text(L, x, key, value, (size_t)(eq + 1 - s)) : NULL;
+	free(value);
+	if (*attr && !valid_attr_name(*attr))
+		ydoc_error(&L->y, L->d, x, key, "\"%s\" is not an attribute name", *attr);
+	for (size_t i = 0; *t && i < (*t)->n; i++)
+		if ((*t)->parts[i].kind == TP_ATTR)
+			ydoc_error(&L->y, L->d, x, key, "a DN template cannot use {@attr}: it comes from the record");
+	return *attr && *rest && *t ? 0 : -1;
 }
 
 /* base (required) and search_base (default: base). */
@@ -687,7 +697,7 @@ static void load_bases(struct loader *L, struct mapping_object *o, yaml_node_t *
 	if (!(x = map_get(L, sec, "base", NULL)))
 		ydoc_error(&L->y, L->d, sec, key, "required key is missing");
 	else if (ydoc_scalar(x) && strchr(ydoc_scalar(x), '{'))
-		load_base_template(L, o, x, key); /* placement per record */
+		load_dn_template(L, x, key, &o->base_attr, &o->base_rest, &o->base_tmpl); /* placement per record */
 	else
 		o->base = dup_dn(L, x, key);
 	place(x, key, &o->base_at);
@@ -954,6 +964,161 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 	}
 }
 
+/* ---- groups: membership by rule --------------------------------------------- */
+
+static const char *const group_keys[] = { "dn", "when", "object_classes", "member_attribute", "empty_member", "key",
+	                                  NULL };
+
+static void group_free(struct mapping_group *g)
+{
+	free(g->name);
+	free(g->at.key);
+	tmpl_free(g->value);
+	free(g->rdn_attr);
+	free(g->parent);
+	free(g->fixed_value);
+	free(g->key_attr);
+	free(g->key_value);
+	vlist_free(&g->object_classes);
+	free(g->member_attr);
+	free(g->empty_member);
+	conditions_free(g->when, g->nwhen);
+}
+
+/* dn: a DN template (one group per value) or a fixed DN (one group). */
+static void load_group_dn(struct loader *L, struct mapping_group *g, yaml_node_t *rule, const char *path)
+{
+	char key[512], e[512];
+	yaml_node_t *x;
+	char *dn, *again = NULL;
+
+	join(key, sizeof(key), path, "dn");
+	if (!(x = map_get(L, rule, "dn", NULL))) {
+		ydoc_error(&L->y, L->d, rule, key, "required key is missing");
+		return;
+	}
+	if (ydoc_scalar(x) && strchr(ydoc_scalar(x), '{')) {
+		load_dn_template(L, x, key, &g->rdn_attr, &g->parent, &g->value);
+		return;
+	}
+	if (!(dn = dup_dn(L, x, key)))
+		return;
+	g->parent = dn_parent(dn);
+	g->fixed_value = dn_rdn_value(dn);
+	if ((g->rdn_attr = dn_first_rdn(dn)))
+		g->rdn_attr[strcspn(g->rdn_attr, "=")] = '\0';
+	/* one attribute and value under a parent: built again, it is the same DN */
+	if (!g->parent || !*g->parent || !g->fixed_value || !g->rdn_attr ||
+	    dn_build(g->rdn_attr, g->fixed_value, g->parent, &again, e, sizeof(e)) < 0 || !dn_equal(again, dn))
+		ydoc_error(&L->y, L->d, x, key, "\"%s\": a group's DN is ATTR=VALUE under a parent DN", dn);
+	free(again);
+	free(dn);
+}
+
+static bool names_class(const struct vlist *classes, const char *name)
+{
+	for (size_t i = 0; i < classes->n; i++)
+		if (strcasecmp(classes->v[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* The optional keys of a rule, with their defaults. */
+static void load_group_options(struct loader *L, struct mapping_group *g, yaml_node_t *rule, const char *path)
+{
+	static const char *const kkeys[] = { "attribute", "value", NULL };
+	char key[512], sub[512];
+	yaml_node_t *x, *k;
+	const char *v;
+
+	join(key, sizeof(key), path, "object_classes");
+	if ((x = map_get(L, rule, "object_classes", NULL)) &&
+	    (x->type != YAML_SEQUENCE_NODE || x->data.sequence.items.top == x->data.sequence.items.start))
+		ydoc_error(&L->y, L->d, x, key, "expected a list of object classes");
+	else if (x)
+		for (yaml_node_item_t *it = x->data.sequence.items.start; it < x->data.sequence.items.top; it++) {
+			yaml_node_t *e = ydoc_node(&L->y, *it);
+			if ((v = want_string(L, e, key)) && !valid_attr_name(v))
+				ydoc_error(&L->y, L->d, e, key, "\"%s\" is not an object class name", v);
+			else if (v)
+				vlist_push_copy(&g->object_classes, v, strlen(v));
+		}
+	else {
+		vlist_push_copy(&g->object_classes, "top", 3);
+		vlist_push_copy(&g->object_classes, "groupOfNames", 12);
+	}
+	join(key, sizeof(key), path, "member_attribute");
+	v = (x = map_get(L, rule, "member_attribute", NULL)) ? want_string(L, x, key) : "member";
+	if (v && !valid_attr_name(v))
+		ydoc_error(&L->y, L->d, x, key, "\"%s\" is not an attribute name", v);
+	else if (v)
+		g->member_attr = strdup(v);
+	join(key, sizeof(key), path, "empty_member");
+	if ((x = map_get(L, rule, "empty_member", NULL)))
+		g->empty_member = dup_dn(L, x, key);
+	else if (names_class(&g->object_classes, "groupOfNames") || names_class(&g->object_classes, "groupOfUniqueNames"))
+		ydoc_error(&L->y, L->d, rule, key, "required with %s, which must keep one member: the value a group keeps "
+		           "when its last member leaves (empty_member: \"cn=nobody\")",
+		           names_class(&g->object_classes, "groupOfNames") ? "groupOfNames" : "groupOfUniqueNames");
+	join(key, sizeof(key), path, "key");
+	if ((x = map_get(L, rule, "key", NULL)) && want_map(L, x, key)) {
+		check_keys(L, x, key, kkeys);
+		join(sub, sizeof(sub), key, "attribute");
+		if (!(k = map_get(L, x, "attribute", NULL)))
+			ydoc_error(&L->y, L->d, x, sub, "required key is missing");
+		else if ((v = want_string(L, k, sub)) && !valid_attr_name(v))
+			ydoc_error(&L->y, L->d, k, sub, "\"%s\" is not an attribute name", v);
+		else if (v)
+			g->key_attr = strdup(v);
+		join(sub, sizeof(sub), key, "value");
+		if (!(k = map_get(L, x, "value", NULL)))
+			ydoc_error(&L->y, L->d, x, sub, "required key is missing");
+		else if ((v = want_string(L, k, sub)))
+			g->key_value = strdup(v);
+	} else if (!x) {
+		char def[300];
+		snprintf(def, sizeof(def), "factorial-group-%s", g->name);
+		g->key_attr = strdup("businessCategory");
+		g->key_value = strdup(def);
+	}
+	join(key, sizeof(key), path, "when");
+	if ((x = map_get(L, rule, "when", NULL)))
+		load_conditions(L, x, key, &g->when, &g->nwhen);
+}
+
+/* groups: NAME: rule, ... (employees only: the members are employees). */
+static void load_groups(struct loader *L, yaml_node_t *x)
+{
+	size_t n;
+
+	if (!want_map(L, x, "groups"))
+		return;
+	ydoc_check_duplicates(&L->y, L->d, x, "groups");
+	n = (size_t)(x->data.mapping.pairs.top - x->data.mapping.pairs.start);
+	if (!(L->m->groups = calloc(n ? n : 1, sizeof(*L->m->groups))))
+		return;
+	for (yaml_node_pair_t *p = x->data.mapping.pairs.start; p < x->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = ydoc_node(&L->y, p->key), *rule = ydoc_node(&L->y, p->value);
+		const char *name = ydoc_scalar(k);
+		struct mapping_group *g = &L->m->groups[L->m->ngroups];
+		char path[512];
+		if (!name)
+			continue;
+		join(path, sizeof(path), "groups", name);
+		if (!want_map(L, rule, path))
+			continue;
+		L->m->ngroups++;
+		vlist_init(&g->object_classes);
+		g->name = strdup(name);
+		place(k, path, &g->at);
+		check_keys(L, rule, path, group_keys);
+		load_group_dn(L, g, rule, path);
+		load_group_options(L, g, rule, path);
+	}
+	if (!L->m->obj[MAPPING_EMPLOYEE].present)
+		ydoc_error(&L->y, L->d, x, "groups", "the members of rule groups are employees: give employees too");
+}
+
 static void object_free(struct mapping_object *o)
 {
 	struct mapping_place *places[] = { &o->base_at, &o->search_base_at, &o->key_at, &o->move_to_at };
@@ -995,13 +1160,16 @@ void mapping_free(struct mapping *m)
 		vlist_free(&m->tables.v[i].values);
 	}
 	free(m->tables.v);
+	for (size_t i = 0; i < m->ngroups; i++)
+		group_free(&m->groups[i]);
+	free(m->groups);
 	free(m->path);
 	free(m);
 }
 
 int mapping_load(const char *path, struct mapping **out, struct diag *d)
 {
-	static const char *const top_keys[] = { "version", "tables", "employees", "teams", NULL };
+	static const char *const top_keys[] = { "version", "tables", "employees", "teams", "groups", NULL };
 	struct loader L = { .d = d };
 	size_t before = diag_count(d);
 	yaml_node_t *root, *x;
@@ -1035,6 +1203,8 @@ int mapping_load(const char *path, struct mapping **out, struct diag *d)
 		if (x)
 			load_object(&L, (enum mapping_kind)k, x);
 	}
+	if ((x = map_get(&L, root, "groups", NULL)))
+		load_groups(&L, x);
 	if (!map_get(&L, root, section_names[0], NULL) && !map_get(&L, root, section_names[1], NULL))
 		ydoc_error(&L.y, d, root, NULL, "give employees, teams or both");
 	if (diag_count(d) != before)
@@ -1679,4 +1849,86 @@ void mapping_reference_fields(const struct mapping *m, enum mapping_kind kind, s
 	for (size_t i = 0; i < o->nterm_attrs; i++)
 		for (size_t t = 0; t < o->term_attrs[i].ntmpls; t++)
 			template_references(o->term_attrs[i].tmpls[t], out);
+}
+
+/* ---- groups by rule: evaluation ---------------------------------------------- */
+
+void mapping_memberships_free(struct mapping_membership *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].dn);
+		free(v[i].value);
+	}
+	free(v);
+}
+
+static int push_membership(struct mapping_membership **out, size_t *n, const struct mapping_group *g,
+                           const char *value, struct sbuf *err)
+{
+	struct mapping_membership *v;
+	char *dn = NULL, e[512];
+
+	if (dn_build(g->rdn_attr, value, g->parent, &dn, e, sizeof(e)) < 0) {
+		sbuf_addf(err, "groups.%s: %s", g->name, e);
+		return -1;
+	}
+	for (size_t i = 0; i < *n; i++)
+		if (dn_equal((*out)[i].dn, dn)) {
+			free(dn);
+			return 0;
+		}
+	if (!(v = realloc(*out, (*n + 1) * sizeof(*v)))) {
+		free(dn);
+		return -1;
+	}
+	*out = v;
+	v[*n] = (struct mapping_membership){ .rule = g, .dn = dn, .value = strdup(value) };
+	(*n)++;
+	return 0;
+}
+
+int mapping_groups_of(const struct mapping *m, const cJSON *record, struct mapping_membership **out, size_t *n,
+                      struct sbuf *err)
+{
+	struct tmpl_env env = { .record = record, .err = err, .tables = &m->tables };
+	struct vlist values, unresolved;
+	int rc = -1;
+
+	*out = NULL;
+	*n = 0;
+	vlist_init(&values);
+	vlist_init(&unresolved);
+	env.unresolved = &unresolved;
+	for (size_t i = 0; i < m->ngroups; i++) {
+		const struct mapping_group *g = &m->groups[i];
+		int holds = conditions_hold(g->when, g->nwhen, record, NULL, err);
+		if (holds < 0)
+			goto cleanup;
+		if (!holds)
+			continue;
+		vlist_clear(&values);
+		if (g->value && tmpl_eval(g->value, &env, &values) < 0) {
+			char *why = strdup(sbuf_str(err));
+			sbuf_reset(err);
+			sbuf_addf(err, "groups.%s: %s", g->name, why ? why : "");
+			free(why);
+			goto cleanup;
+		}
+		if (!g->value)
+			vlist_push_copy(&values, g->fixed_value, strlen(g->fixed_value));
+		vlist_normalize(&values);
+		for (size_t k = 0; k < values.n; k++)
+			if (*values.v[k] && push_membership(out, n, g, values.v[k], err) < 0)
+				goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	if (rc < 0) {
+		mapping_memberships_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	vlist_free(&values);
+	vlist_free(&unresolved);
+	return rc;
 }

@@ -114,10 +114,31 @@ struct mapping_object {
 	enum mapping_password_method password_method;
 };
 
+/* groups: one rule, NAME: { dn, when, ... }.  Each active employee the
+ * rule holds for (when) is a member of the group its dn gives: with
+ * "ATTR={template},DN", one group per value of the template (a person of
+ * two offices is in both), else the one fixed DN.  The groups of a rule
+ * carry key_attr=key_value, which is how the agent knows them from others. */
+struct mapping_group {
+	char *name;
+	struct mapping_place at;     /* of its name */
+	struct tmpl *value;          /* the first RDN's value; NULL for a fixed DN */
+	char *rdn_attr, *parent;     /* the first RDN's attribute and the fixed rest */
+	char *fixed_value;           /* a fixed DN's first RDN value */
+	char *key_attr, *key_value;
+	struct vlist object_classes; /* written when the agent makes a group */
+	char *member_attr;           /* holds the members' DNs */
+	char *empty_member;          /* kept by a group without members (groupOfNames needs one), or NULL */
+	struct mapping_scope *when;
+	size_t nwhen;
+};
+
 struct mapping {
 	char *path;
 	struct mapping_object obj[2]; /* indexed by enum mapping_kind */
 	struct tmpl_tables tables;    /* tables: lookup tables for map() */
+	struct mapping_group *groups; /* groups: membership by rule */
+	size_t ngroups;
 };
 
 int mapping_load(const char *path, struct mapping **out, struct diag *d);
@@ -185,6 +206,20 @@ struct mapping_result {
 int mapping_eval(const struct mapping *m, enum mapping_kind kind, const cJSON *record,
                  const struct mapping_hooks *hooks, struct mapping_result *r);
 void mapping_result_free(struct mapping_result *r);
+
+/* One group an employee belongs to by rule. */
+struct mapping_membership {
+	const struct mapping_group *rule;
+	char *dn;
+	char *value; /* the group's first RDN value */
+};
+
+/* The groups employee record belongs to by the rules of groups: (in rule
+ * order, each DN once); the caller decides whether the employee is active.
+ * 0 and *out (mapping_memberships_free), or -1 with the record error. */
+int mapping_groups_of(const struct mapping *m, const cJSON *record, struct mapping_membership **out, size_t *n,
+                      struct sbuf *err);
+void mapping_memberships_free(struct mapping_membership *v, size_t n);
 
 /* The key value of a record alone (no directory needed); returns 0 and a
  * malloc'd value, or -1 with the reason in err. */

@@ -118,10 +118,83 @@ static void record_error(struct sbuf *errs, enum mapping_kind kind, const struct
 	sbuf_addf(errs, "%s %s: %s\n", mapping_kind_name(kind), r->id ? r->id : "?", sbuf_str(&r->error));
 }
 
+/* The rule groups of a batch, in the order their first member came. */
+struct batch_groups {
+	struct batch_group {
+		const struct mapping_group *rule;
+		char *dn, *value;
+		struct vlist members;
+	} *v;
+	size_t n;
+};
+
+/* Each group of groups: an active employee belongs to gets its DN as a member. */
+static int collect_groups(const struct mapping *m, const cJSON *rec, const struct mapping_result *r,
+                          struct batch_groups *g, struct sbuf *err)
+{
+	struct mapping_membership *in = NULL;
+	size_t n = 0;
+	int rc = -1;
+
+	if (r->state != MAPPING_ACTIVE || !m->ngroups)
+		return 0;
+	if (mapping_groups_of(m, rec, &in, &n, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		while (k < g->n && !(g->v[k].rule == in[i].rule && strcmp(g->v[k].dn, in[i].dn) == 0))
+			k++;
+		if (k == g->n) {
+			struct batch_group *v = realloc(g->v, (g->n + 1) * sizeof(*v));
+			if (!v)
+				goto cleanup;
+			g->v = v;
+			v[k] = (struct batch_group){ .rule = in[i].rule, .dn = in[i].dn, .value = in[i].value };
+			in[i].dn = in[i].value = NULL;
+			vlist_init(&v[k].members);
+			g->n++;
+		}
+		vlist_push_copy(&g->v[k].members, r->dn, strlen(r->dn));
+	}
+	rc = 0;
+cleanup:
+	mapping_memberships_free(in, n);
+	return rc;
+}
+
+/* The groups as an empty directory would receive them, after the people. */
+static void render_groups(struct batch_groups *g, struct sbuf *out, struct render_stats *st)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		const struct mapping_group *rule = g->v[i].rule;
+		struct sbuf c;
+		sbuf_init(&c);
+		sbuf_addf(&c, "groups.%s", rule->name);
+		ldifw_comment(out, sbuf_str(&c));
+		sbuf_free(&c);
+		ldifw_attr(out, "dn", g->v[i].dn);
+		for (size_t k = 0; k < rule->object_classes.n; k++)
+			ldifw_attr(out, "objectClass", rule->object_classes.v[k]);
+		ldifw_attr(out, rule->rdn_attr, g->v[i].value);
+		ldifw_attr(out, rule->key_attr, rule->key_value);
+		for (size_t k = 0; k < g->v[i].members.n; k++)
+			ldifw_attr(out, rule->member_attr, g->v[i].members.v[k]);
+		sbuf_addc(out, '\n');
+		st->entries++;
+		free(g->v[i].dn);
+		free(g->v[i].value);
+		vlist_free(&g->v[i].members);
+	}
+	free(g->v);
+	g->v = NULL;
+	g->n = 0;
+}
+
 void render_batch(const struct mapping *m, enum mapping_kind kind, const cJSON *batch, const char *today,
                   struct sbuf *out, struct sbuf *errs, struct render_stats *st)
 {
 	struct batch_ctx ctx;
+	struct batch_groups groups = { 0 };
 	struct mapping_hooks h = { .taken = batch_taken, .ctx = &ctx, .today = today };
 	const cJSON *rec;
 	const cJSON *single = cJSON_IsArray(batch) ? NULL : batch;
@@ -148,6 +221,9 @@ void render_batch(const struct mapping *m, enum mapping_kind kind, const cJSON *
 		if (mapping_eval(m, kind, rec, &h, &r) < 0) {
 			record_error(errs, kind, &r);
 			st->failed++;
+		} else if (kind == MAPPING_EMPLOYEE && collect_groups(m, rec, &r, &groups, &r.error) < 0) {
+			record_error(errs, kind, &r);
+			st->failed++;
 		} else {
 			render_result(&r, out);
 			if (r.state == MAPPING_OUT_OF_SCOPE || (r.state == MAPPING_TERMINATED && r.action == MAPPING_DELETE)) {
@@ -160,6 +236,7 @@ void render_batch(const struct mapping *m, enum mapping_kind kind, const cJSON *
 		}
 		mapping_result_free(&r);
 	}
+	render_groups(&groups, out, st);
 	strmap_free(&ctx.dns);
 	strmap_free(&ctx.taken);
 }

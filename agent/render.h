@@ -8,7 +8,8 @@
  * (out of scope, deleted on termination).  Without a directory, employee_dn
  * resolves against the employees of the same batch, and unique values are
  * kept unique within the batch, in order: what render shows is what an empty
- * directory would receive.  A record that fails is reported on the error
+ * directory would receive; the groups of groups: (membership by rule) follow
+ * the people, each with the members of the batch.  A record that fails is reported on the error
  * buffer as "employee 42: reason" and the others still render.
  *
  * render_fixtures() renders each DIR/NAME.json and compares it with

@@ -246,9 +246,43 @@ static size_t check_attrs(const struct schema *s, const struct mapping *m, const
 	return n;
 }
 
+/* A rule of groups: its object classes and the attributes it writes are the server's. */
+static size_t check_group(const struct schema *s, const struct mapping *m, const struct mapping_group *g,
+                          struct diag *d)
+{
+	const char *const attrs[] = { g->rdn_attr, g->key_attr, g->member_attr };
+	char msg[512];
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->object_classes.n; i++) {
+		if (find_class(s, g->object_classes.v[i]))
+			continue;
+		snprintf(msg, sizeof(msg),
+		         "the server's schema has no object class \"%s\" (the server would refuse the groups of this "
+		         "rule: Object class violation)",
+		         g->object_classes.v[i]);
+		at_place(d, m->path, &g->at, msg);
+		n++;
+	}
+	for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+		if (!attrs[i] || find_attr(s, attrs[i]))
+			continue;
+		snprintf(msg, sizeof(msg),
+		         "the server's schema has no attribute \"%s\" (the server would refuse the groups of this rule: "
+		         "Undefined attribute type)",
+		         attrs[i]);
+		at_place(d, m->path, &g->at, msg);
+		n++;
+	}
+	return n;
+}
+
 size_t schema_check(const struct schema *s, const struct mapping *m, struct diag *d)
 {
 	size_t n = 0;
+
+	for (size_t i = 0; i < m->ngroups; i++)
+		n += check_group(s, m, &m->groups[i], d);
 
 	for (int k = 0; k < 2; k++) {
 		const struct mapping_object *o = &m->obj[k];

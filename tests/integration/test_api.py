@@ -391,6 +391,32 @@ class TestCheckOnlineSchema(unittest.TestCase):
             self.assertIn(f"directory {ldap.uri}: ok", r.stdout)
 
 
+    def test_rule_groups_checked_against_the_schema_and_their_parent(self):
+        ruled = MAPPING + """groups:
+  offices:
+    dn: "cn=office-{location_id},ou=offices,dc=example,dc=com"
+    object_classes: [top, groupOfPeople]
+    member_attribute: memberOf2
+    empty_member: cn=nobody
+  staff:
+    dn: cn=staff,ou=groups,dc=example,dc=com
+    empty_member: cn=nobody
+"""
+        with Slapd() as ldap, FakeFactorial() as fake, AgentDir() as d:
+            m = d.file("mapping.yaml", ruled)
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url)
+            r = run_agent("-c", cfg, "check", "--online")
+            self.assertEqual(r.returncode, 1, r.stdout)
+            row = next(i for i, t in enumerate(ruled.splitlines()) if t == "  offices:") + 1
+            self.assertEqual(r.stderr.splitlines(), [
+                f"{m}:{row}:3: groups.offices: the server's schema has no object class "
+                "\"groupOfPeople\" (the server would refuse the groups of this rule: Object class violation)",
+                f"{m}:{row}:3: groups.offices: the server's schema has no attribute "
+                "\"memberOf2\" (the server would refuse the groups of this rule: Undefined attribute type)",
+                f"{m}:{row}:3: groups.offices: ou=offices,dc=example,dc=com does not exist, "
+                "or cn=factorial-agent,ou=services,dc=example,dc=com may not read it"])
+
+
 class TestCheckOnlineBases(unittest.TestCase):
     """With base as a template, check --online says which bases today's people need."""
 

@@ -68,6 +68,18 @@ employees:
 """
 
 
+# groups by rule: one per office (a table names the site), one for the French legal entity
+RULE_GROUPS = """groups:
+  offices:
+    dn: "cn=office-{location_id|map(sites)},ou=groups,dc=example,dc=com"
+    empty_member: cn=nobody
+  france:
+    dn: cn=staff-fr,ou=groups,dc=example,dc=com
+    when: { legal_entity_id: 2 }
+    empty_member: cn=nobody
+"""
+
+
 def person(i, first, last, **kw):
     # bank, social security and salary fields ride along, as in real payloads: the agent drops them
     e = {"id": i, "first_name": first, "last_name": last, "full_name": f"{first} {last}",
@@ -489,6 +501,96 @@ class TestPlacement(Base):
                       "make it)", r.stderr)
         self.assertEqual(self.by_key(3), (None, None))
         self.assertIsNone(self.entry(f"ou=paris,{PEOPLE}"))
+
+
+class TestRuleGroups(Base):
+    """groups: a group per office and one for a legal entity, kept in step with every change."""
+    mapping = TestPlacement.mapping.replace("  sites: { 1: madrid, 2: paris }",
+                                            "  sites: { 1: madrid, 2: paris, 3: berlin }") + RULE_GROUPS
+
+    def members(self, cn):
+        e = self.entry(f"cn={cn},{GROUPS}")
+        return sorted(e["member"]) if e else None
+
+    def test_members_follow_location_entity_termination_and_renames(self):
+        ana = person(1, "Ana", "Regla", location_id=1)
+        bo = person(2, "Bo", "Regla", location_id=1, legal_entity_id=2)
+        ana_m, bo_m = f"uid=ana.regla,ou=madrid,{PEOPLE}", f"uid=bo.regla,ou=madrid,{PEOPLE}"
+        r = self.apply("employees/employee/create_with_contract", ana, dry=True)
+        self.assertIn(f"dn: cn=office-madrid,{GROUPS}\nchangetype: add\nobjectClass: top\nobjectClass: groupOfNames\n"
+                      f"cn: office-madrid\nbusinessCategory: factorial-group-offices\nmember: {ana_m}\n", r.stdout)
+        self.ok("employees/employee/create_with_contract", ana)
+        e = self.entry(f"cn=office-madrid,{GROUPS}")
+        self.assertEqual((e["member"], e["businessCategory"]), ([ana_m], ["factorial-group-offices"]))
+        self.assertIsNone(self.members("staff-fr"))
+        self.ok("employees/employee/create_with_contract", bo)
+        self.assertEqual(self.members("office-madrid"), [ana_m, bo_m])
+        self.assertEqual(self.members("staff-fr"), [bo_m])
+        # Ana moves to Paris: her entry moves, she leaves Madrid's group and joins Paris's
+        ana_p = f"uid=ana.regla,ou=paris,{PEOPLE}"
+        r = self.ok("employees/employee/update", dict(ana, location_id=2))
+        self.assertIn(f"leave group cn=office-madrid,{GROUPS}: member", r.stderr)
+        self.assertEqual(self.members("office-madrid"), [bo_m])
+        self.assertEqual(self.members("office-paris"), [ana_p])
+        # Bo leaves the French entity: the group keeps its placeholder
+        self.ok("employees/employee/update", dict(bo, legal_entity_id=1))
+        self.assertEqual(self.members("staff-fr"), ["cn=nobody"])
+        # Bo leaves the company, then comes back
+        gone = dict(bo, legal_entity_id=1, terminated_on="2026-11-20", active=False)
+        self.ok("employees/employee/terminate", gone)
+        self.assertEqual(self.members("office-madrid"), ["cn=nobody"])
+        self.ok("employees/employee/unterminate", dict(bo, legal_entity_id=2))
+        self.assertEqual(self.members("office-madrid"), [bo_m])
+        self.assertEqual(self.members("staff-fr"), [bo_m])
+        # a rename: the member value follows
+        self.ok("employees/employee/update", dict(ana, location_id=2, first_name="Anna", full_name="Anna Regla"))
+        self.assertEqual(self.members("office-paris"), [f"uid=anna.regla,ou=paris,{PEOPLE}"])
+        r = self.ok("employees/employee/update", dict(ana, location_id=2, first_name="Anna", full_name="Anna Regla"))
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+
+    def test_a_group_of_that_name_without_the_mark_is_left_alone(self):
+        self.ldap.add(f"dn: cn=office-berlin,{GROUPS}\nobjectClass: groupOfNames\ncn: office-berlin\n"
+                      "member: cn=someone\n")
+        r = self.apply("employees/employee/create_with_contract", person(3, "Cy", "Regla", location_id=3))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"employee 3: group cn=office-berlin,{GROUPS} is not one of groups.offices (it has no "
+                      "businessCategory: factorial-group-offices), so the agent leaves it alone", r.stderr)
+        self.assertEqual(self.members("office-berlin"), ["cn=someone"])
+
+
+class TestSitesProfile(Base):
+    """mappings/openldap-sites.yaml as shipped, on a real slapd as the least-privilege account:
+    its fixture people land in their site's OU, the groups of the rules hold them, a move
+    between sites and a leaver keep everything right, and a second pass changes nothing."""
+    with open(os.path.join(TOP_SRCDIR, "mappings", "openldap-sites.yaml")) as f:
+        mapping = f.read()
+
+    def test_the_profile_on_slapd(self):
+        with open(os.path.join(TOP_SRCDIR, "mappings", "fixtures", "openldap-sites", "people.json")) as f:
+            people = json.load(f)
+        for p in people:
+            self.ok("employees/employee/create_with_contract", p)
+        ana = f"uid=agarcia,ou=madrid,{PEOPLE}"
+        alba = f"uid=alba.garcia,ou=madrid,{PEOPLE}"
+        jean = f"uid=jdupont,ou=paris,{PEOPLE}"
+        self.assertEqual(self.entry(jean)["o"], ["Example France SAS"])
+        self.assertEqual(self.entry(jean)["manager"], [ana])
+        self.assertEqual(sorted(self.entry(f"cn=office-madrid,{GROUPS}")["member"]), [ana, alba])
+        self.assertEqual(self.entry(f"cn=staff-fr,{GROUPS}")["member"], [jean])  # Luc left: not a member
+        self.assertEqual(self.entry(f"cn=office-remote,{GROUPS}")["member"], [f"uid=jsilva,ou=remote,{PEOPLE}"])
+        # Ana moves to Paris: her entry, her groups and Jean's manager follow
+        ana_p = f"uid=agarcia,ou=paris,{PEOPLE}"
+        self.ok("employees/employee/update", dict(people[0], location_id=2))
+        self.assertEqual(self.entry(f"cn=office-madrid,{GROUPS}")["member"], [alba])
+        self.assertEqual(sorted(self.entry(f"cn=office-paris,{GROUPS}")["member"]), sorted([ana_p, jean]))
+        self.assertEqual(sorted(self.entry(f"cn=staff-es,{GROUPS}")["member"]), sorted([ana_p, alba]))
+        self.assertEqual(self.entry(jean)["manager"], [ana_p])
+        # Alba leaves: Madrid's office keeps its placeholder
+        self.ok("employees/employee/terminate", dict(people[3], terminated_on="2026-11-20", active=False))
+        self.assertEqual(self.entry(f"cn=office-madrid,{GROUPS}")["member"], ["cn=nobody"])
+        self.assertEqual(self.entry(f"cn=staff-es,{GROUPS}")["member"], [ana_p])
+        for p in (dict(people[0], location_id=2), people[1], people[2]):
+            self.assertEqual(self.ok("employees/employee/update", p).stderr.splitlines()[-1], "nothing to do")
 
 
 class TestConnection(Base):

@@ -10,6 +10,9 @@ queue has drained, `sync --dry-run` must find nothing to change, and
 replaying every delivery once more must change nothing.
 
   FLA_CONVERGENCE_DAYS        how many days (default 20), seeds FLA_CONVERGENCE_SEED.. (default 1)
+  FLA_CONVERGENCE_SITE_DAYS   how many days (default 6) with SITES_MAPPING (an OU per site, groups by
+                              rule, tables, conditions, unique candidates) and people who move site and
+                              legal entity, seeds from FLA_CONVERGENCE_SEED + 1000
   FLA_CONVERGENCE_DELIVERIES  at least this many deliveries a day (default 300)
   FLA_CONVERGENCE_SHRINK=0    on a failure, do not look for a shorter failing day
   FLA_CONVERGENCE_SHRINK_SECONDS  how long to look for it (default 300): the shortest found by then
@@ -35,7 +38,20 @@ from servercase import ServersCase  # noqa: E402
 from slapd import Slapd  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_apply import MAPPING  # noqa: E402
+from test_apply import MAPPING, RULE_GROUPS  # noqa: E402
+
+# the mapping language at full stretch: people placed per site (OUs made on demand),
+# jdoe then john.doe, a country (l) from a table, an attribute under a condition, a group
+# per office and one for the French legal entity
+SITES_MAPPING = MAPPING.replace("version: 1\n", "version: 1\ntables:\n  sites: { 1: madrid, 2: paris, 3: berlin }\n"
+                                "  countries: { 1: ES, 2: FR }\n", 1).replace(
+    "  base: ou=people,dc=example,dc=com\n",
+    "  base: \"ou={location_id|map(sites)},ou=people,dc=example,dc=com\"\n  create_bases: true\n", 1).replace(
+    '    uid: { value: "{first_name|slug}.{last_name|slug}", unique: true }\n',
+    '    uid: { value: ["{first_name|truncate(1)|slug}{last_name|slug}", "{first_name|slug}.{last_name|slug}"], '
+    'unique: true, create_only: true }\n    l: "{legal_entity_id|map(countries)}"\n'
+    '    departmentNumber: { value: "FR-{id}", when: { legal_entity_id: 2 } }\n', 1) + RULE_GROUPS
+assert SITES_MAPPING.count("map(sites)") == 2 and "departmentNumber" in SITES_MAPPING
 
 NOW = "2026-11-27T12:00:00Z"
 TODAY = "2026-11-27"
@@ -45,6 +61,7 @@ FIRST = ["Ana", "Luis", "Eva", "Jose", "Marta", "Iker", "Nuria", "Pablo", "Sara"
 LAST = ["Garcia", "Nunez", "Lopez", "Martin", "Sanz", "Gil", "Ruiz", "Vidal", "Serra", "Mora", "Soler"]
 
 DAYS = int(os.environ.get("FLA_CONVERGENCE_DAYS", "20"))
+SITE_DAYS = int(os.environ.get("FLA_CONVERGENCE_SITE_DAYS", "6"))
 FIRST_SEED = int(os.environ.get("FLA_CONVERGENCE_SEED", "1"))
 DELIVERIES = int(os.environ.get("FLA_CONVERGENCE_DELIVERIES", "300"))
 SHRINK = os.environ.get("FLA_CONVERGENCE_SHRINK", "1") != "0"
@@ -65,10 +82,11 @@ class Paper:
         pass
 
 
-def plan_day(seed, deliveries):
+def plan_day(seed, deliveries, sites=False):
     """The changes of one day, each a small dict, until they make at least that many
     deliveries; they name employees and teams by their ids and are replayed by World,
-    which skips a change whose subject is gone."""
+    which skips a change whose subject is gone.  With sites, people also move between
+    sites and legal entities."""
     rng = random.Random(seed)
     paper = World(Paper())
     ops = []
@@ -85,6 +103,8 @@ def plan_day(seed, deliveries):
     kinds = [("hire", 10), ("rename", 8), ("manager", 8), ("preferred", 6), ("leave_now", 6),
              ("leave_later", 4), ("come_back", 6), ("touch", 6), ("team_create", 3), ("team_rename", 3),
              ("team_delete", 2), ("join", 12), ("leave_team", 10), ("bulk_join", 3)]
+    if sites:
+        kinds += [("relocate", 8), ("entity", 6)]
     names = [k for k, _ in kinds]
     weights = [w for _, w in kinds]
     for op in ops:
@@ -104,6 +124,8 @@ def plan_day(seed, deliveries):
             ops.append({"op": k, "team": rng.randint(1, team), "emp": rng.randint(1, emp)})
         elif k == "bulk_join":
             ops.append({"op": k, "team": rng.randint(1, team), "emps": rng.sample(range(1, emp + 1), min(3, emp))})
+        elif k in ("relocate", "entity"):
+            ops.append({"op": k, "emp": rng.randint(1, emp), "to": rng.randint(1, 3 if k == "relocate" else 2)})
         else:
             ops.append({"op": k, "emp": rng.randint(1, emp), "last": rng.choice(LAST),
                         "manager": rng.randint(1, emp), "preferred": rng.choice(FIRST + [None])})
@@ -193,6 +215,16 @@ class World:
 
     def op_preferred(self, op):
         e = self.changed(op, preferred_name=op["preferred"])
+        if e:
+            self.put_employee(e, "employees/employee/update")
+
+    def op_relocate(self, op):
+        e = self.changed(op, location_id=op["to"])
+        if e:
+            self.put_employee(e, "employees/employee/update")
+
+    def op_entity(self, op):
+        e = self.changed(op, legal_entity_id=op["to"])
         if e:
             self.put_employee(e, "employees/employee/update")
 
@@ -302,15 +334,16 @@ class Arrivals:
 # ---- one day against a real slapd and run ---------------------------------------------
 
 class Day:
-    def __init__(self, seed, ops):
+    def __init__(self, seed, ops, mapping=MAPPING):
         self.seed = seed
         self.ops = ops
+        self.mapping = mapping
 
     def run(self):
         """None when the day converged, else what went wrong."""
         with Slapd() as ldap, FakeFactorial(fixtures=None) as fake, AgentDir() as d:
             world = World(fake)
-            d.file("mapping.yaml", MAPPING)
+            d.file("mapping.yaml", self.mapping)
             cfg = d.daemon(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True,
                            public_url="https://agent.example.com/hooks",
                            extra="queue: { retry_delay: 1s, max_attempts: 30, workers: 4 }\n"
@@ -380,7 +413,7 @@ class Day:
         return None
 
 
-def shrink(seed, ops, budget=SHRINK_SECONDS):
+def shrink(seed, ops, budget=SHRINK_SECONDS, mapping=MAPPING):
     """The shortest sub-sequence of changes found that still fails (delta debugging),
     within budget seconds: the best found by then."""
     deadline = time.monotonic() + budget
@@ -392,7 +425,7 @@ def shrink(seed, ops, budget=SHRINK_SECONDS):
             if time.monotonic() >= deadline:
                 break
             candidate = ops[:start] + ops[start + chunk:]
-            if candidate and Day(seed, candidate).run():
+            if candidate and Day(seed, candidate, mapping).run():
                 smaller = candidate
                 break
         if smaller is not None:
@@ -519,14 +552,20 @@ class TestConvergence(unittest.TestCase):
     pass
 
 
-def _day_test(seed):
+class TestConvergenceSites(unittest.TestCase):
+    pass
+
+
+def _day_test(seed, sites=False):
+    mapping = SITES_MAPPING if sites else MAPPING
+
     def test(self):
-        ops = plan_day(seed, DELIVERIES)
-        problem = Day(seed, ops).run()
+        ops = plan_day(seed, DELIVERIES, sites)
+        problem = Day(seed, ops, mapping).run()
         if problem:
             detail = f"seed {seed} did not converge: {problem}"
             if SHRINK:
-                small = shrink(seed, ops)
+                small = shrink(seed, ops, mapping=mapping)
                 detail += (f"\nshortest failing sequence found ({len(small)} of {len(ops)} changes):\n" +
                            "\n".join(json.dumps(o) for o in small))
             self.fail(detail)
@@ -535,6 +574,8 @@ def _day_test(seed):
 
 for _seed in range(FIRST_SEED, FIRST_SEED + DAYS):
     setattr(TestConvergence, f"test_day_{_seed:04d}", _day_test(_seed))
+for _seed in range(FIRST_SEED + 1000, FIRST_SEED + 1000 + SITE_DAYS):
+    setattr(TestConvergenceSites, f"test_day_{_seed:04d}", _day_test(_seed, sites=True))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import directory_kind, free_port, test_directory  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_apply import MAPPING  # noqa: E402
+from test_apply import MAPPING, RULE_GROUPS  # noqa: E402
 
 PEOPLE = "ou=people,dc=example,dc=com"
 FORMER = "ou=former,dc=example,dc=com"
@@ -148,6 +148,50 @@ class TestPlacedBySite(SyncCase):
         self.assertEqual(len(self.entries(f"ou=paris,{PEOPLE}")), 3)
         r = self.sync()
         self.assertEqual(self.last(r), "nothing to do", r.stderr[-2000:])
+
+
+class TestRuleGroupsInSync(SyncCase):
+    """groups: by rule in sync: made once, members gained and lost as records change, leavers
+    out, and a second run finds nothing to do."""
+    n = 6
+
+    def group(self, cn):
+        e = self.ldap.entry(f"cn={cn},{GROUPS}")
+        return sorted(e["member"]) if e else None
+
+    def test_groups_follow_the_records(self):
+        for e in people(self.n):
+            self.fake.update_employee(e["id"], location_id=1 + e["id"] % 2, legal_entity_id=1 + (e["id"] == 3))
+        self.d.file("mapping.yaml", SYNC_MAPPING.replace(
+            "version: 1\n", "version: 1\ntables:\n  sites: { 1: madrid, 2: paris }\n", 1) + RULE_GROUPS)
+        dn = {i: f"uid=p{i}.sync,{PEOPLE}" for i in range(1, self.n + 1)}
+        r = self.sync("--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        # each group planned once, the others of the run join it
+        self.assertEqual(r.stdout.count(f"dn: cn=office-paris,{GROUPS}\nchangetype: add\n"), 1, r.stdout)
+        self.assertEqual(r.stdout.count(f"dn: cn=office-paris,{GROUPS}\nchangetype: modify\nadd: member\n"), 2)
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(self.group("office-paris"), sorted([dn[1], dn[3], dn[5]]))
+        self.assertEqual(self.group("office-madrid"), sorted([dn[2], dn[4], dn[6]]))
+        self.assertEqual(self.group("staff-fr"), [dn[3]])
+        self.assertEqual(self.last(self.sync()), "nothing to do")
+        # p1 moves to Madrid, p3 leaves the French entity, p4 leaves the company, p6 is gone from
+        # Factorial (an orphan, disabled)
+        self.fake.update_employee(1, location_id=1)
+        self.fake.update_employee(3, legal_entity_id=1)
+        self.fake.update_employee(4, terminated_on="2026-11-01", active=False)
+        self.fake.employees.pop(6)
+        with open(self.cfg, "a") as f:
+            f.write("sync: { orphans: disable }\n")
+        r = self.sync("--force")  # two of six is over the deletion guard's share
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertIn(f"employee 4 (sync): leave group cn=office-madrid,{GROUPS}: member", r.stderr)
+        self.assertEqual(self.group("office-paris"), sorted([dn[3], dn[5]]))
+        self.assertEqual(self.group("office-madrid"), sorted([dn[1], dn[2]]))
+        self.assertEqual(self.group("staff-fr"), ["cn=nobody"])
+        r = self.sync("--dry-run")
+        self.assertEqual(self.last(r), "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete", r.stdout)
 
 
 class TestDrift(SyncCase):

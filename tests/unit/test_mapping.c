@@ -722,6 +722,105 @@ static void test_dn_escaping_round_trips(void **state)
 	}
 }
 
+static void test_groups_by_rule(void **state)
+{
+	struct mapping *m = NULL;
+	struct mapping_membership *g = NULL;
+	struct sbuf err;
+	cJSON *rec;
+	size_t n = 0;
+	char *errs;
+
+	(void)state;
+	/* every mistake at its place */
+	expect(HEAD "  attributes:\n    uid: \"{first_name}\"\n"
+	       "groups:\n"
+	       "  offices:\n"
+	       "    dn: \"cn=office-{location_id|map(sites)},ou=groups,dc=example,dc=com\"\n"
+	       "  fixed:\n"
+	       "    dn: ou=groups\n"
+	       "    object_classes: [top, posixGroup]\n"
+	       "  shapes:\n"
+	       "    dn: \"cn={a},{b},dc=example,dc=com\"\n"
+	       "    member_attribute: \"bad name\"\n"
+	       "    empty_member: cn=nobody\n"
+	       "    colour: blue\n"
+	       "  plain:\n"
+	       "    dn: \"cn=x+ou=y,dc=example,dc=com\"\n"
+	       "    key: { attribute: description }\n"
+	       "    when: { bank_number: 1 }\n"
+	       "    empty_member: cn=nobody\n"
+	       "  attr:\n"
+	       "    dn: \"cn={@uid},dc=example,dc=com\"\n"
+	       "    empty_member: cn=nobody\n",
+	       "m.yaml:11:5: groups.offices.empty_member: required with groupOfNames, which must keep one member: the "
+	       "value a group keeps when its last member leaves (empty_member: \"cn=nobody\")\n"
+	       "m.yaml:11:20: groups.offices.dn: map: no table \"sites\" in tables:\n"
+	       "m.yaml:13:9: groups.fixed.dn: \"ou=groups\": a group's DN is ATTR=VALUE under a parent DN\n"
+	       "m.yaml:16:9: groups.shapes.dn: a DN template is ATTR={template},DN: only the first RDN's value may "
+	       "come from the record (\"ou={location_id|map(sites)},ou=people,dc=example,dc=com\")\n"
+	       "m.yaml:17:23: groups.shapes.member_attribute: \"bad name\" is not an attribute name\n"
+	       "m.yaml:19:5: groups.shapes.colour: unknown key\n"
+	       "m.yaml:21:9: groups.plain.dn: \"cn=x+ou=y,dc=example,dc=com\": a group's DN is ATTR=VALUE under a parent "
+	       "DN\n"
+	       "m.yaml:22:10: groups.plain.key.value: required key is missing\n"
+	       "m.yaml:23:13: groups.plain.when.bank_number: bank_number: bank, social security and salary fields are "
+	       "never kept or read by the agent\n"
+	       "m.yaml:26:9: groups.attr.dn: a DN template cannot use {@attr}: it comes from the record\n");
+	expect("version: 1\nteams:\n  base: ou=groups,dc=example,dc=com\n"
+	       "  key: { attribute: businessCategory, value: \"t{id}\" }\n  rdn: cn\n  object_classes: [groupOfNames]\n"
+	       "  attributes:\n    cn: \"{name}\"\n"
+	       "groups:\n  all:\n    dn: cn=all,dc=example,dc=com\n    empty_member: cn=nobody\n",
+	       "m.yaml:10:3: groups: the members of rule groups are employees: give employees too\n");
+	/* evaluation: one group per value, each DN once, a condition, values escaped */
+	errs = load("version: 1\ntables: { sites: { 1: madrid, 2: paris } }\n" EMPLOYEES
+	            "  attributes:\n    uid: \"{first_name}\"\n"
+	            "groups:\n"
+	            "  offices:\n"
+	            "    dn: \"cn=office-{location_ids|map(sites, 'remote')},ou=groups,dc=example,dc=com\"\n"
+	            "    empty_member: cn=nobody\n"
+	            "  france:\n"
+	            "    dn: cn=staff-fr,ou=groups,dc=example,dc=com\n"
+	            "    when: { legal_entity_id: 2 }\n"
+	            "    object_classes: [top, groupOfUniqueNames]\n"
+	            "    member_attribute: uniqueMember\n"
+	            "    empty_member: cn=nobody\n"
+	            "    key: { attribute: description, value: managed }\n"
+	            "  titles:\n"
+	            "    dn: \"cn={title},ou=groups,dc=example,dc=com\"\n"
+	            "    object_classes: [top, groupOfMembers]\n",
+	            &m);
+	assert_string_equal(errs, "");
+	free(errs);
+	assert_int_equal(m->ngroups, 3);
+	assert_string_equal(m->groups[0].key_attr, "businessCategory");
+	assert_string_equal(m->groups[0].key_value, "factorial-group-offices");
+	assert_string_equal(m->groups[1].key_value, "managed");
+	assert_null(m->groups[2].empty_member);
+	sbuf_init(&err);
+	rec = cJSON_Parse("{\"id\": 1, \"location_ids\": [1, 2, 1, 9], \"legal_entity_id\": 2, \"title\": \"R&D, Lab\"}");
+	assert_int_equal(mapping_groups_of(m, rec, &g, &n, &err), 0);
+	assert_int_equal(n, 5);
+	assert_string_equal(g[0].dn, "cn=office-madrid,ou=groups,dc=example,dc=com");
+	assert_string_equal(g[0].value, "office-madrid");
+	assert_string_equal(g[1].dn, "cn=office-paris,ou=groups,dc=example,dc=com");
+	assert_string_equal(g[2].dn, "cn=office-remote,ou=groups,dc=example,dc=com");
+	assert_string_equal(g[3].dn, "cn=staff-fr,ou=groups,dc=example,dc=com");
+	assert_ptr_equal(g[3].rule, &m->groups[1]);
+	assert_string_equal(g[4].dn, "cn=R&D\\2C Lab,ou=groups,dc=example,dc=com");
+	mapping_memberships_free(g, n);
+	cJSON_Delete(rec);
+	/* the condition does not hold, no title: only the office */
+	rec = cJSON_Parse("{\"id\": 2, \"location_ids\": 2, \"legal_entity_id\": 1}");
+	assert_int_equal(mapping_groups_of(m, rec, &g, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(g[0].dn, "cn=office-paris,ou=groups,dc=example,dc=com");
+	mapping_memberships_free(g, n);
+	cJSON_Delete(rec);
+	sbuf_free(&err);
+	mapping_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -741,6 +840,7 @@ int main(void)
 		cmocka_unit_test(test_eval_when),
 		cmocka_unit_test(test_eval_unique_candidates),
 		cmocka_unit_test(test_base_as_a_template),
+		cmocka_unit_test(test_groups_by_rule),
 		cmocka_unit_test(test_eval_unique_three_ana_garcia),
 		cmocka_unit_test(test_eval_create_only_keeps_existing),
 		cmocka_unit_test(test_eval_scope_and_termination),
