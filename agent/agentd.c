@@ -378,6 +378,7 @@ int agentd_run(const char *config_path)
 	pthread_cond_init(&a.cv, NULL);
 	pthread_mutex_init(&a.side_mu, NULL);
 	pthread_mutex_init(&a.groups_mu, NULL);
+	pthread_mutex_init(&a.related_mu, NULL);
 	strmap_init(&a.busy);
 	if (agentd_snapshot_load(config_path, &a.snap, &d) < 0) {
 		diag_print(&d, stderr);
@@ -418,6 +419,8 @@ cleanup:
 	pthread_cond_destroy(&a.cv);
 	pthread_mutex_destroy(&a.side_mu);
 	pthread_mutex_destroy(&a.groups_mu);
+	pthread_mutex_destroy(&a.related_mu);
+	related_free(a.related);
 	diag_free(&d);
 	sbuf_free(&err);
 	return rc;

@@ -2316,16 +2316,29 @@ cleanup:
 }
 
 /* One employee record: found by key, mapped, then a leaver, a new entry or an update. */
-static int apply_employee(struct job *j, const cJSON *rec)
+static int apply_employee(struct job *j, const cJSON *given)
 {
 	enum mapping_force force;
 	struct ldapw_entries found = { 0 };
 	struct mapping_result r = { 0 };
 	const struct ldapw_entry *cur;
+	/* with its location and legal entity when the mapping names their fields */
+	bool unknown = false;
+	cJSON *attached = j->a->related ? related_attach(j->a->related, given, &unknown) : NULL;
+	const cJSON *rec = attached ? attached : given;
 	char *key = NULL;
 	bool settled = false;
 	int rc = -1;
 
+	if (j->a->related && !attached) {
+		sbuf_adds(j->err, "out of memory");
+		goto cleanup;
+	}
+	if (unknown && !j->a->related_complete) {
+		j->a->related_unknown = true;
+		sbuf_addf(j->err, "employee %s: names a location or legal entity not read from Factorial yet", j->id);
+		goto cleanup;
+	}
 	if (record_key(j, MAPPING_EMPLOYEE, rec, &key) < 0)
 		goto cleanup;
 	j->key = key;
@@ -2355,6 +2368,7 @@ cleanup:
 	free(key);
 	mapping_result_free(&r);
 	ldapw_entries_free(&found);
+	cJSON_Delete(attached);
 	return rc;
 }
 
@@ -2679,6 +2693,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	a->api_unavailable = false;
 	a->stale = false;
 	a->waits = false;
+	a->related_unknown = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
 	if (!t) {

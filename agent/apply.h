@@ -52,6 +52,7 @@
 #include "factorial.h"
 #include "ldapw.h"
 #include "mapping.h"
+#include "related.h"
 #include "common/sbuf.h"
 #include "store.h"
 
@@ -70,6 +71,14 @@ struct apply_ctx {
 	const char *today;
 	struct sbuf *ldif; /* dry run: the change records */
 	struct factorial *api; /* factorial.enrich: employees are read fresh from it; NULL: as delivered */
+	/* the records employees point to ({location.name}): each employee record
+	 * gets them before it is mapped; NULL: the mapping reads none.  Unless
+	 * related_complete (just read), a record naming one that is not among
+	 * them is not applied: related_unknown is set and the caller reads them
+	 * again (a location made since they were read) */
+	const struct related *related;
+	bool related_complete;
+	bool related_unknown;
 	struct apply_summary sum;
 	bool connection_lost; /* the last failure was the directory or the API being unreachable, not the record */
 	bool api_unavailable; /* ... and it was the API */

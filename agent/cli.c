@@ -16,12 +16,14 @@
 #include "schema.h"
 #include "queue.h"
 #include "reconcile.h"
+#include "related.h"
 #include "statedir.h"
 #include "store.h"
 #include "subscriptions.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,8 +56,9 @@ static const struct command commands[] = {
 	  "validate config and mapping; --online also binds to LDAP and calls the API;\n"
 	  "                                     --fixtures renders each DIR/NAME.json and diffs it with DIR/NAME.ldif;\n"
 	  "                                     -m MAPPING checks a mapping (and fixtures) without a config" },
-	{ "render", cmd_render, "render [-m MAPPING] [--kind employee|team] FILE...",
-	  "offline: print the entry each JSON record maps to, as LDIF content records" },
+	{ "render", cmd_render, "render [-m MAPPING] [--kind employee|team] [--related DIR] FILE...",
+	  "offline: print the entry each JSON record maps to, as LDIF content records\n"
+	  "                                     (--related: where locations.json and legal_entities.json are)" },
 	{ "apply", cmd_apply, "apply [--dry-run] --event TYPE FILE|-",
 	  "handle one delivery body as if it arrived for subscription TYPE" },
 	{ "sync", cmd_sync, "sync [--dry-run] [--employee ID] [--force]",
@@ -405,25 +408,35 @@ cleanup:
 }
 
 /* render's options: 0, or -1 with the usage printed (*rc CLI_OK after --help). */
-static int render_options(struct cli_ctx *ctx, int argc, char **argv, const char **mapping_path,
-                          enum mapping_kind *kind, int *rc)
+/* What render was asked. */
+struct render_args {
+	const char *mapping_path; /* -m, or NULL: the configuration's */
+	enum mapping_kind kind;
+	const char *related_dir;  /* --related, or NULL: each FILE's folder */
+};
+
+/* render's options: -1 and usage printed (or *rc CLI_OK after --help), 0 with the FILEs from optind. */
+static int render_options(struct cli_ctx *ctx, int argc, char **argv, struct render_args *ra, int *rc)
 {
 	static const struct option opts[] = {
 		{ "mapping", required_argument, NULL, 'm' },
 		{ "kind", required_argument, NULL, 'k' },
+		{ "related", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const char use[] = "Usage: %s render [-m MAPPING] [--kind employee|team] FILE...\n";
+	static const char use[] = "Usage: %s render [-m MAPPING] [--kind employee|team] [--related DIR] FILE...\n";
 	int c;
 
 	*rc = CLI_USAGE;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "hm:k:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hm:k:r:", opts, NULL)) != -1) {
 		if (c == 'm') {
-			*mapping_path = optarg;
+			ra->mapping_path = optarg;
+		} else if (c == 'r') {
+			ra->related_dir = optarg;
 		} else if (c == 'k' && (strcmp(optarg, "employee") == 0 || strcmp(optarg, "team") == 0)) {
-			*kind = strcmp(optarg, "team") == 0 ? MAPPING_TEAM : MAPPING_EMPLOYEE;
+			ra->kind = strcmp(optarg, "team") == 0 ? MAPPING_TEAM : MAPPING_EMPLOYEE;
 		} else if (c == 'k') {
 			fprintf(stderr, "%s: render: --kind must be employee or team, not \"%s\"\n", ctx->prog, optarg);
 			return -1;
@@ -440,21 +453,49 @@ static int render_options(struct cli_ctx *ctx, int argc, char **argv, const char
 	return 0;
 }
 
+/* The related records a mapping reads, offline: from --related DIR, else from
+ * the folder of file (the current one for standard input).  0 and *rel (NULL
+ * when the mapping reads none), or -1 (said). */
+static int render_related(struct cli_ctx *ctx, const struct mapping *m, const struct render_args *ra,
+                          const char *file, struct related **rel)
+{
+	unsigned need = related_needs(m);
+	char *copy = NULL;
+	const char *dir = ra->related_dir;
+	struct sbuf err;
+	int rc = 0;
+
+	*rel = NULL;
+	if (!need)
+		return 0;
+	sbuf_init(&err);
+	if (!dir)
+		dir = strcmp(file, "-") == 0 || !(copy = strdup(file)) ? "." : dirname(copy);
+	if (related_load_files(dir, need, rel, &err) < 0) {
+		fprintf(stderr, "%s: render: %s\n", ctx->prog, sbuf_str(&err));
+		rc = -1;
+	}
+	free(copy);
+	sbuf_free(&err);
+	return rc;
+}
+
 /* Renders one FILE, printing its entries and its records' mistakes; false when it could not be read. */
-static bool render_file(struct cli_ctx *ctx, const struct mapping *m, enum mapping_kind kind, const char *file,
+static bool render_file(struct cli_ctx *ctx, const struct mapping *m, const struct render_args *ra, const char *file,
                         const char *today, struct sbuf *out, struct sbuf *errs, struct render_stats *st)
 {
+	struct related *rel = NULL;
 	struct sbuf err;
-	cJSON *json;
+	cJSON *json = NULL;
 
 	sbuf_init(&err);
+	if (render_related(ctx, m, ra, file, &rel) < 0)
+		goto cleanup;
 	json = render_read_json(file, &err);
 	if (!json)
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 	else
-		render_batch(m, kind, json, today, out, errs, st);
-	cJSON_Delete(json);
-	sbuf_free(&err);
+		render_batch(m, rel, ra->kind, json, today, out, errs, st);
 	fwrite(sbuf_str(out), 1, out->len, stdout);
 	sbuf_reset(out);
 	if (errs->len) {
@@ -462,6 +503,10 @@ static bool render_file(struct cli_ctx *ctx, const struct mapping *m, enum mappi
 		print_lines(ctx, sbuf_str(errs));
 		sbuf_reset(errs);
 	}
+cleanup:
+	cJSON_Delete(json);
+	related_free(rel);
+	sbuf_free(&err);
 	return json != NULL;
 }
 
@@ -469,8 +514,7 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
 {
 	struct config *cfg = NULL;
 	struct mapping *m = NULL;
-	const char *mapping_path = NULL;
-	enum mapping_kind kind = MAPPING_EMPLOYEE;
+	struct render_args ra = { .kind = MAPPING_EMPLOYEE };
 	struct render_stats st = { 0 };
 	struct sbuf out, errs;
 	char today[16];
@@ -479,23 +523,23 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
 
 	sbuf_init(&out);
 	sbuf_init(&errs);
-	if (render_options(ctx, argc, argv, &mapping_path, &kind, &rc) < 0)
+	if (render_options(ctx, argc, argv, &ra, &rc) < 0)
 		goto cleanup;
-	if (!mapping_path) {
+	if (!ra.mapping_path) {
 		if (load_config(ctx, &cfg) < 0)
 			goto cleanup;
-		mapping_path = cfg->mapping;
+		ra.mapping_path = cfg->mapping;
 	}
-	if (load_mapping(mapping_path, &m) < 0)
+	if (load_mapping(ra.mapping_path, &m) < 0)
 		goto cleanup;
-	if (!m->obj[kind].present) {
-		fprintf(stderr, "%s: render: %s has no %s section\n", ctx->prog, mapping_path,
-		        kind == MAPPING_TEAM ? "teams" : "employees");
+	if (!m->obj[ra.kind].present) {
+		fprintf(stderr, "%s: render: %s has no %s section\n", ctx->prog, ra.mapping_path,
+		        ra.kind == MAPPING_TEAM ? "teams" : "employees");
 		goto cleanup;
 	}
 	clock_today(today, sizeof(today));
 	for (int i = optind; i < argc; i++)
-		if (!render_file(ctx, m, kind, argv[i], today, &out, &errs, &st))
+		if (!render_file(ctx, m, &ra, argv[i], today, &out, &errs, &st))
 			file_failed = true;
 	if (fflush(stdout) != 0 || out.failed || errs.failed) {
 		fprintf(stderr, "%s: render: cannot write the output\n", ctx->prog);
@@ -576,6 +620,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	struct ldapw *lw = NULL;
 	struct store *st = NULL;
 	struct factorial *api = NULL;
+	struct related *rel = NULL;
 	struct sbuf err, ldif;
 	const char *type = NULL, *file = NULL;
 	cJSON *body = NULL;
@@ -590,7 +635,9 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		goto cleanup;
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
 	rc = CLI_FAIL;
-	if (!(body = render_read_json(file, &err)) || (cfg->factorial.enrich && factorial_open(cfg, &api, &err) < 0)) {
+	if (!(body = render_read_json(file, &err)) ||
+	    ((cfg->factorial.enrich || related_needs(m)) && factorial_open(cfg, &api, &err) < 0) ||
+	    (related_needs(m) && related_load_api(api, related_needs(m), &rel, &err) < 0)) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
@@ -598,7 +645,8 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		goto cleanup;
 	clock_today(today, sizeof(today));
 	a = (struct apply_ctx){ .m = m, .lw = lw, .st = dry_run ? NULL : st, .state = st, .dry_run = dry_run,
-		                .today = today, .ldif = &ldif, .api = api };
+		                .today = today, .ldif = &ldif, .api = cfg->factorial.enrich ? api : NULL,
+		                .related = rel, .related_complete = true };
 	if (apply_delivery(&a, type, body, &err) < 0) {
 		fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
 		fflush(stdout);
@@ -608,6 +656,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	rc = apply_output(ctx, &a, &ldif);
 cleanup:
 	cJSON_Delete(body);
+	related_free(rel);
 	store_close(st);
 	ldapw_close(lw);
 	factorial_close(api);

@@ -33,6 +33,7 @@
 #include "ldapw.h"
 #include "mapping.h"
 #include "queue.h"
+#include "related.h"
 #include "statedir.h"
 #include "store.h"
 
@@ -107,6 +108,14 @@ struct agentd {
 	volatile sig_atomic_t stopping; /* a long sync stops between operations when set */
 
 	pthread_mutex_t groups_mu; /* apply_ctx.groups_lock of every worker */
+
+	/* the locations and legal entities the workers map with ({location.name}):
+	 * read when first needed, again by each sync and when a record names one
+	 * not read yet (at most every RELATED_FRESH_SECONDS, workers.c) */
+	pthread_mutex_t related_mu;
+	struct related *related;
+	unsigned related_kinds;
+	double related_at; /* monotonic: when they were read */
 	pthread_mutex_t side_mu; /* handles the HTTP threads share */
 	struct queue *side_q;
 
@@ -191,6 +200,8 @@ int receiver_submit_text(struct agentd *a, const char *type, const char *body, s
 /* workers.c: one worker thread (arg: its struct worker); waking them all (ctx: the agentd). */
 void *workers_main(void *arg);
 void workers_wake(void *ctx);
+/* A sync read the related records: the workers map with them from now on (taken over). */
+void workers_related_read(struct agentd *a, struct related *fresh, unsigned kinds);
 
 /* timers.c: the threads (arg: the agentd), and asking for a reconcile now. */
 void *timers_scheduler_main(void *arg);

@@ -267,6 +267,9 @@ static void attr_free(struct mapping_attr *a)
 	free(a->name);
 	free(a->at.key);
 	conditions_free(a->when, a->nwhen);
+	for (size_t i = 0; a->alts && i < a->ntmpls; i++)
+		conditions_free(a->alts[i].when, a->alts[i].nwhen);
+	free(a->alts);
 	for (size_t i = 0; i < a->ntmpls; i++)
 		tmpl_free(a->tmpls[i]);
 	free(a->tmpls);
@@ -303,12 +306,53 @@ static void load_values(struct loader *L, yaml_node_t *v, const char *key, struc
 	}
 }
 
-static const char *const attr_keys[] = { "value", "unique", "create_only", "required", "max_length", "when", NULL };
+static const char *const attr_keys[] = { "value", "first", "unique", "create_only", "required", "max_length", "when",
+	                                 NULL };
 
 static void load_conditions(struct loader *L, yaml_node_t *s, const char *path, struct mapping_scope **out,
                             size_t *nout);
 
 /* NAME: TEMPLATE | [TEMPLATE...] | {value, unique, create_only, required, max_length, when} */
+/* first: [ALTERNATIVE, ...], each a template or { value: TEMPLATE, when: {...} }. */
+static void load_first(struct loader *L, yaml_node_t *x, const char *path, struct mapping_attr *a)
+{
+	static const char *const alt_keys[] = { "value", "when", NULL };
+	char key[512], sub[512];
+	size_t n;
+
+	join(key, sizeof(key), path, "first");
+	if (x->type != YAML_SEQUENCE_NODE || x->data.sequence.items.top == x->data.sequence.items.start) {
+		ydoc_error(&L->y, L->d, x, key, "expected a list of alternatives (templates, or { value, when })");
+		return;
+	}
+	n = (size_t)(x->data.sequence.items.top - x->data.sequence.items.start);
+	if (!(a->alts = calloc(n, sizeof(*a->alts))))
+		return;
+	a->first = true;
+	for (yaml_node_item_t *it = x->data.sequence.items.start; it < x->data.sequence.items.top; it++) {
+		yaml_node_t *e = ydoc_node(&L->y, *it), *value = e, *when = NULL;
+		struct mapping_alt alt = { 0 };
+		struct tmpl *t;
+		if (e->type == YAML_MAPPING_NODE) {
+			check_keys(L, e, key, alt_keys);
+			value = map_get(L, e, "value", NULL);
+			when = map_get(L, e, "when", NULL);
+			if (!value) {
+				ydoc_error(&L->y, L->d, e, key, "an alternative needs its value");
+				continue;
+			}
+		}
+		if (!(t = compile(L, value, key)))
+			continue;
+		join(sub, sizeof(sub), key, "when");
+		if (when)
+			load_conditions(L, when, sub, &alt.when, &alt.nwhen);
+		a->alts[a->ntmpls] = alt;
+		if (add_tmpl(a, t) < 0)
+			ydoc_error(&L->y, L->d, e, key, "out of memory");
+	}
+}
+
 static void load_attr(struct loader *L, yaml_node_t *k, yaml_node_t *v, const char *key, struct mapping_attr *a,
                       bool options_allowed)
 {
@@ -328,11 +372,15 @@ static void load_attr(struct loader *L, yaml_node_t *k, yaml_node_t *v, const ch
 		yaml_node_t *x;
 		bool b;
 		x = map_get(L, v, "value", NULL);
-		if (!x)
-			ydoc_error(&L->y, L->d, v, key, "value is missing");
-		else {
+		if (x && map_get(L, v, "first", NULL)) {
+			ydoc_error(&L->y, L->d, v, key, "give value or first, not both");
+		} else if (x) {
 			join(sub, sizeof(sub), key, "value");
 			load_values(L, x, sub, a);
+		} else if ((x = map_get(L, v, "first", NULL))) {
+			load_first(L, x, key, a);
+		} else {
+			ydoc_error(&L->y, L->d, v, key, "value is missing");
 		}
 		static const struct {
 			const char *name;
@@ -346,6 +394,10 @@ static void load_attr(struct loader *L, yaml_node_t *k, yaml_node_t *v, const ch
 			if (x && want_bool(L, x, sub, &b) == 0 && b)
 				a->flags |= flags[i].flag;
 		}
+		if (a->first && (a->flags & MAPPING_ATTR_UNIQUE))
+			ydoc_error(&L->y, L->d, map_get(L, v, "unique", NULL), key,
+			           "first and unique do not go together: for candidates tried in turn, give unique a list of "
+			           "templates as value");
 		x = map_get(L, v, "when", NULL);
 		join(sub, sizeof(sub), key, "when");
 		if (x)
@@ -1455,11 +1507,32 @@ static void limit_length(const struct mapping_attr *a, struct vlist *vals)
 	}
 }
 
+/* first: the first alternative whose condition holds and that gives a value whole. */
+static int eval_first(const struct mapping_attr *a, struct tmpl_env *env, struct vlist *out)
+{
+	int rc = 0;
+
+	for (size_t t = 0; t < a->ntmpls && rc == 0; t++) {
+		int holds = conditions_hold(a->alts[t].when, a->alts[t].nwhen, env->record, NULL, env->err);
+		if (holds <= 0) {
+			rc = holds;
+			continue;
+		}
+		rc = tmpl_eval_whole(a->tmpls[t], env, out);
+		vlist_normalize(out);
+		if (rc == 0 && out->n)
+			break;
+	}
+	return rc;
+}
+
 static int eval_attr(const struct mapping_attr *a, struct tmpl_env *env, struct vlist *out)
 {
 	int rc = 0;
 
-	for (size_t t = 0; t < a->ntmpls && rc == 0; t++)
+	if (a->first)
+		rc = eval_first(a, env, out);
+	for (size_t t = 0; !a->first && t < a->ntmpls && rc == 0; t++)
 		rc = tmpl_eval(a->tmpls[t], env, out);
 	if (rc < 0 && env->err->len) {
 		/* name the attribute in front of the filter's message */
@@ -1804,8 +1877,15 @@ bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const c
 
 	if (!o->present)
 		return false;
-	if (tmpl_reads(o->key_value, name))
+	if (tmpl_reads(o->key_value, name) || tmpl_reads(o->base_tmpl, name))
 		return true;
+	for (size_t i = 0; kind == MAPPING_EMPLOYEE && i < m->ngroups; i++) {
+		if (tmpl_reads(m->groups[i].value, name))
+			return true;
+		for (size_t w = 0; w < m->groups[i].nwhen; w++)
+			if (m->groups[i].when[w].path.n && strcmp(m->groups[i].when[w].path.seg[0], name) == 0)
+				return true;
+	}
 	for (size_t i = 0; i < o->nattrs; i++)
 		for (size_t t = 0; t < o->attrs[i].ntmpls; t++)
 			if (tmpl_reads(o->attrs[i].tmpls[t], name))

@@ -73,6 +73,13 @@ struct mapping_attr {
 	bool is_key;       /* the key attribute, added when attributes does not list it */
 	struct mapping_scope *when; /* when: the attribute is set only if each field holds an allowed value */
 	size_t nwhen;
+	/* first: tmpls are alternatives, in order: the first whose condition
+	 * holds and whose every expression gives a value is the attribute's */
+	bool first;
+	struct mapping_alt {
+		struct mapping_scope *when; /* NULL: always */
+		size_t nwhen;
+	} *alts; /* one per template, with first */
 };
 
 
@@ -229,7 +236,8 @@ int mapping_key(const struct mapping *m, enum mapping_kind kind, const cJSON *re
  * employees (piped through employee_dn: manager_id, employee_ids), appended
  * to out once each. */
 void mapping_reference_fields(const struct mapping *m, enum mapping_kind kind, struct vlist *out);
-/* Whether any template of the section reads record field name ({name...}). */
+/* Whether any template or condition of the section (and, for employees, of
+ * groups:) reads record field name ({name...}). */
 bool mapping_uses_field(const struct mapping *m, enum mapping_kind kind, const char *name);
 
 /* An id as text (malloc'd): a number as an integer, a non-empty string as

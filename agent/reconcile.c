@@ -40,6 +40,7 @@ struct run {
 	struct strmap failed_records; /* records that failed ("employee:42"), each counted once */
 	struct strmap titles; /* employee id -> job title of the latest contract version */
 	struct strmap title_dates; /* employee id -> date of that version */
+	struct related *related; /* locations and legal entities, when the mapping names their fields */
 	cJSON *teams;         /* the teams, when read */
 	cJSON *team_ids;      /* employee id -> [team ids] */
 	cJSON *again;         /* records to look at once more (references resolved later) */
@@ -364,7 +365,8 @@ static const char *one_employee(struct run *r, struct sbuf *q, const char *name)
 	return sbuf_str(q);
 }
 
-/* What the employees are mapped with besides themselves: job titles, teams. */
+/* What the employees are mapped with besides themselves: job titles, locations
+ * and legal entities, teams. */
 static int read_related(struct run *r, struct factorial *api)
 {
 	struct sbuf q;
@@ -375,6 +377,10 @@ static int read_related(struct run *r, struct factorial *api)
 	    factorial_list(api, "contracts/contract_versions", one_employee(r, &q, "employee_ids"), keep_title, r,
 	                   r->err) < 0)
 		goto cleanup;
+	if (related_needs(r->m) && related_load_api(api, related_needs(r->m), &r->related, r->err) < 0)
+		goto cleanup;
+	r->a.related = r->related;
+	r->a.related_complete = true;
 	if (r->m->obj[MAPPING_TEAM].present || mapping_uses_field(r->m, MAPPING_EMPLOYEE, "team_ids")) {
 		r->teams = cJSON_CreateArray();
 		r->team_ids = cJSON_CreateObject();
@@ -495,6 +501,11 @@ static void run_free(struct run *r)
 		free(r->held[i].dn);
 	}
 	free(r->held);
+	if (r->opt->related_out && !*r->opt->related_out) {
+		*r->opt->related_out = r->related; /* handed over */
+		r->related = NULL;
+	}
+	related_free(r->related);
 	cJSON_Delete(r->teams);
 	cJSON_Delete(r->team_ids);
 	cJSON_Delete(r->again);

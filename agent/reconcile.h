@@ -2,7 +2,8 @@
  * reconcile: `sync`, the whole directory made to match Factorial.
  *
  * It reads every employee from the API (and the teams and contract versions
- * when the mapping uses team_ids or job_title), reads every managed entry
+ * when the mapping uses team_ids or job_title, the locations and legal
+ * entities when it names their fields), reads every managed entry
  * with one paged search, and handles each record as apply does: add,
  * modify, rename, move, disable, delete, or nothing.  A reference to an
  * employee the run creates later is resolved in a second look at the records
@@ -30,6 +31,7 @@
 #include "factorial.h"
 #include "ldapw.h"
 #include "mapping.h"
+#include "related.h"
 #include "common/sbuf.h"
 #include "store.h"
 
@@ -40,6 +42,9 @@ struct reconcile_options {
 	/* when it becomes non-zero (a signal), the run stops between operations:
 	 * what was sent is collected and recorded, the report says so */
 	const volatile sig_atomic_t *stop;
+	/* when set, the related records ({location.name}) the run read are handed
+	 * over here (the caller's to free; NULL when the mapping reads none) */
+	struct related **related_out;
 };
 
 struct reconcile_report {

@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "render.h"
+#include "related.h"
 
 #include "ldifw.h"
 #include "common/strmap.h"
@@ -190,15 +191,37 @@ static void render_groups(struct batch_groups *g, struct sbuf *out, struct rende
 	g->n = 0;
 }
 
-void render_batch(const struct mapping *m, enum mapping_kind kind, const cJSON *batch, const char *today,
-                  struct sbuf *out, struct sbuf *errs, struct render_stats *st)
+/* The batch's employees with their related records set (a new array), or NULL. */
+static cJSON *attach_all(const struct related *rel, const cJSON *batch, const cJSON *single)
+{
+	cJSON *all = cJSON_CreateArray();
+	const cJSON *rec;
+
+	for (rec = single ? single : batch->child; all && rec; rec = single ? NULL : rec->next) {
+		cJSON *one = related_attach(rel, rec, NULL);
+		if (!one || !cJSON_AddItemToArray(all, one)) {
+			cJSON_Delete(one);
+			cJSON_Delete(all);
+			all = NULL;
+		}
+	}
+	return all;
+}
+
+void render_batch(const struct mapping *m, const struct related *rel, enum mapping_kind kind, const cJSON *batch,
+                  const char *today, struct sbuf *out, struct sbuf *errs, struct render_stats *st)
 {
 	struct batch_ctx ctx;
 	struct batch_groups groups = { 0 };
 	struct mapping_hooks h = { .taken = batch_taken, .ctx = &ctx, .today = today };
 	const cJSON *rec;
 	const cJSON *single = cJSON_IsArray(batch) ? NULL : batch;
+	cJSON *attached = rel && kind == MAPPING_EMPLOYEE ? attach_all(rel, batch, single) : NULL;
 
+	if (attached) {
+		batch = attached;
+		single = NULL;
+	}
 	strmap_init(&ctx.dns);
 	strmap_init(&ctx.taken);
 	/* pass 1: the DN of each employee of the batch, for employee_dn */
@@ -239,6 +262,7 @@ void render_batch(const struct mapping *m, enum mapping_kind kind, const cJSON *
 	render_groups(&groups, out, st);
 	strmap_free(&ctx.dns);
 	strmap_free(&ctx.taken);
+	cJSON_Delete(attached);
 }
 
 static char *read_all(FILE *fp, size_t *len)
@@ -400,7 +424,8 @@ cleanup:
 }
 
 /* One fixture: NAME.json rendered and compared with NAME.ldif; true when they are equal. */
-static bool one_fixture(const struct mapping *m, const char *dir, const char *name, const char *today, FILE *out)
+static bool one_fixture(const struct mapping *m, const struct related *rel, const char *dir, const char *name,
+                        const char *today, FILE *out)
 {
 	enum mapping_kind kind = strncmp(name, "team", 4) == 0 ? MAPPING_TEAM : MAPPING_EMPLOYEE;
 	struct render_stats st = { 0 };
@@ -419,7 +444,7 @@ static bool one_fixture(const struct mapping *m, const char *dir, const char *na
 		fprintf(out, "%s: %s\n", name, sbuf_str(&jerr));
 		goto cleanup;
 	}
-	render_batch(m, kind, json, today, &rendered, &errs, &st);
+	render_batch(m, rel, kind, json, today, &rendered, &errs, &st);
 	sbuf_reset(&path);
 	sbuf_addf(&path, "%s/%s.ldif", dir, name);
 	expected = read_text(sbuf_str(&path), &elen);
@@ -443,19 +468,28 @@ cleanup:
 
 int render_fixtures(const struct mapping *m, const char *dir, const char *today, FILE *out, struct sbuf *err)
 {
+	struct related *rel = NULL;
+	unsigned need = related_needs(m);
 	char **names = NULL;
-	size_t n = 0, ok = 0;
+	size_t n = 0, ok = 0, cases = 0;
 	int rc = -1;
 
-	if (fixture_names(dir, &names, &n, err) < 0)
+	if (fixture_names(dir, &names, &n, err) < 0 || (need && related_load_files(dir, need, &rel, err) < 0))
 		goto cleanup;
-	for (size_t i = 0; i < n; i++)
-		ok += one_fixture(m, dir, names[i], today, out);
-	fprintf(out, "%zu fixtures: %zu ok, %zu differ\n", n, ok, n - ok);
-	rc = ok < n ? 1 : 0;
+	for (size_t i = 0; i < n; i++) {
+		char file[512];
+		snprintf(file, sizeof(file), "%s.json", names[i]);
+		if (related_is_file(file))
+			continue; /* the related records the others read */
+		cases++;
+		ok += one_fixture(m, rel, dir, names[i], today, out);
+	}
+	fprintf(out, "%zu fixtures: %zu ok, %zu differ\n", cases, ok, cases - ok);
+	rc = ok < cases ? 1 : 0;
 cleanup:
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+	related_free(rel);
 	return rc;
 }

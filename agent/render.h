@@ -13,7 +13,9 @@
  * buffer as "employee 42: reason" and the others still render.
  *
  * render_fixtures() renders each DIR/NAME.json and compares it with
- * DIR/NAME.ldif, printing a unified diff for each mismatch.
+ * DIR/NAME.ldif, printing a unified diff for each mismatch; the related
+ * records a mapping reads come from DIR (locations.json, legal_entities.json,
+ * which are not fixtures themselves).
  *
  * Memory: output goes to the caller's buffers; nothing is retained.
  */
@@ -25,6 +27,7 @@
 #include <cjson/cJSON.h>
 
 #include "mapping.h"
+#include "related.h"
 #include "common/sbuf.h"
 
 struct render_stats {
@@ -36,8 +39,9 @@ struct render_stats {
 /* Writes the LDIF of one evaluated record (comments and content record). */
 void render_result(const struct mapping_result *r, struct sbuf *out);
 
-void render_batch(const struct mapping *m, enum mapping_kind kind, const cJSON *batch, const char *today,
-                  struct sbuf *out, struct sbuf *errs, struct render_stats *st);
+/* rel: the related records ({location.name}) employees are given, or NULL. */
+void render_batch(const struct mapping *m, const struct related *rel, enum mapping_kind kind, const cJSON *batch,
+                  const char *today, struct sbuf *out, struct sbuf *errs, struct render_stats *st);
 
 /* Reads and parses a JSON file ("-" is standard input).  On failure returns
  * NULL with "FILE:LINE:COLUMN: reason" in err. */

@@ -164,7 +164,8 @@ void *timers_subscriber_main(void *arg)
  * when the directory or the API could not be used (it is tried again). */
 static int reconcile_once(struct agentd *a, struct snapshot *s, const char *why)
 {
-	struct reconcile_options opt = { .stop = &a->stopping };
+	struct related *fresh = NULL;
+	struct reconcile_options opt = { .stop = &a->stopping, .related_out = &fresh };
 	struct reconcile_report rep;
 	struct factorial *api = NULL;
 	struct ldapw *lw = NULL;
@@ -187,6 +188,8 @@ static int reconcile_once(struct agentd *a, struct snapshot *s, const char *why)
 		goto cleanup;
 	}
 	r = reconcile_run(s->cfg, s->m, lw, api, st, &opt, &ldif, &report, &rep, &err);
+	if (fresh) /* the workers map with what the sync read */
+		workers_related_read(a, fresh, related_needs(s->m));
 	for (char *line = report.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 		nl = strchr(line, '\n');
 		log_warn("sync: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);

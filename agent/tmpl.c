@@ -1050,7 +1050,8 @@ static int eval_part(const struct tmpl_part *part, struct tmpl_env *env, struct 
 	return 0;
 }
 
-int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
+/* every: gives no value unless every expression gives one (tmpl_eval_whole). */
+static int eval_template(const struct tmpl *t, struct tmpl_env *env, struct vlist *out, bool every)
 {
 	struct vlist acc, vals, next;
 	struct sbuf b;
@@ -1101,7 +1102,7 @@ int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
 			goto cleanup;
 	}
 	/* text around expressions that all came out empty is no value at all */
-	rc = (exprs && !filled) ? 0 : vlist_move(out, &acc);
+	rc = (exprs && (!filled || (every && filled < exprs))) ? 0 : vlist_move(out, &acc);
 cleanup:
 	if (rc < 0 && env->err->len == 0)
 		sbuf_adds(env->err, "out of memory");
@@ -1110,4 +1111,14 @@ cleanup:
 	vlist_free(&next);
 	sbuf_free(&b);
 	return rc;
+}
+
+int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
+{
+	return eval_template(t, env, out, false);
+}
+
+int tmpl_eval_whole(const struct tmpl *t, struct tmpl_env *env, struct vlist *out)
+{
+	return eval_template(t, env, out, true);
 }

@@ -143,6 +143,11 @@ struct tmpl_env {
  * error (bad input for a filter, say) in env->err. */
 int tmpl_eval(const struct tmpl *t, struct tmpl_env *env, struct vlist *out);
 
+/* The same, but a template of text and expressions gives no value unless
+ * every expression gives one ("{preferred_name} {last_name}" without a
+ * preferred name is nothing, not " Garcia"): for alternatives (first:). */
+int tmpl_eval_whole(const struct tmpl *t, struct tmpl_env *env, struct vlist *out);
+
 /* Appends the values of a record field (as {path} would give them). */
 int tmpl_field_values(const cJSON *record, const struct tmpl_path *path, struct vlist *out, struct sbuf *err);
 

@@ -123,7 +123,7 @@ static int connect_worker(struct worker *w, const struct snapshot *s)
 		w->api = NULL;
 		w->seen = s;
 	}
-	if (s->cfg->factorial.enrich && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
+	if ((s->cfg->factorial.enrich || related_needs(s->m)) && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
 		pause_directory(a, "Factorial API", "the client could not be set up");
 		goto cleanup;
@@ -139,6 +139,60 @@ static int connect_worker(struct worker *w, const struct snapshot *s)
 	rc = 0;
 cleanup:
 	sbuf_free(&err);
+	return rc;
+}
+
+enum { RELATED_FRESH_SECONDS = 5 };
+
+void workers_related_read(struct agentd *a, struct related *fresh, unsigned kinds)
+{
+	struct related *old;
+
+	pthread_mutex_lock(&a->related_mu);
+	old = a->related;
+	a->related = fresh;
+	a->related_kinds = kinds;
+	a->related_at = agentd_mono_now();
+	pthread_mutex_unlock(&a->related_mu);
+	related_free(old);
+}
+
+/* The related records the snapshot's mapping reads, held for the worker:
+ * those read before, or read now when there are none, the mapping reads
+ * other kinds, or again is asked and they are older than
+ * RELATED_FRESH_SECONDS.  0 and *out (NULL when the mapping reads none)
+ * with *complete (read within those seconds: an id they lack is taken as
+ * truly unknown, and a storm of such records reads them at most that
+ * often); -1 when the API failed. */
+static int worker_related(struct worker *w, const struct snapshot *s, bool again, struct related **out,
+                          bool *complete, struct sbuf *err)
+{
+	struct agentd *a = w->a;
+	unsigned need = related_needs(s->m);
+	struct related *fresh = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	*complete = true;
+	if (!need)
+		return 0;
+	pthread_mutex_lock(&a->related_mu);
+	if (!a->related || a->related_kinds != need || (again && agentd_mono_now() - a->related_at >= RELATED_FRESH_SECONDS)) {
+		if (related_load_api(w->api, need, &fresh, err) < 0) {
+			rc = -1;
+		} else {
+			related_free(a->related);
+			a->related = fresh;
+			a->related_kinds = need;
+			a->related_at = agentd_mono_now();
+			log_info("read %zu locations and legal entities from Factorial", related_count(fresh));
+		}
+	}
+	if (rc == 0) {
+		*out = related_hold(a->related);
+		*complete = agentd_mono_now() - a->related_at < RELATED_FRESH_SECONDS;
+	}
+	pthread_mutex_unlock(&a->related_mu);
 	return rc;
 }
 
@@ -264,6 +318,23 @@ static void applied_waits(struct worker *w, struct queue_delivery *d)
 	sbuf_free(&err);
 }
 
+/* The record names a location or legal entity that was not there when they
+ * were read: they are read again, and the delivery goes again at once
+ * (nothing counted). */
+static void related_again(struct worker *w, const struct snapshot *s, const char *why)
+{
+	struct related *fresh = NULL;
+	bool complete;
+	struct sbuf err;
+
+	sbuf_init(&err);
+	log_info("%s: reading the locations and legal entities again", why);
+	if (worker_related(w, s, true, &fresh, &complete, &err) < 0)
+		applied_unreachable(w, &(struct apply_ctx){ .api_unavailable = true }, sbuf_str(&err));
+	related_free(fresh);
+	sbuf_free(&err);
+}
+
 /* One delivery (a coalesced run): connect, apply once (a disable or delete
  * asks the guard first), then settle it by its outcome. */
 static void process(struct worker *w, struct queue_delivery *d)
@@ -276,6 +347,8 @@ static void process(struct worker *w, struct queue_delivery *d)
 	cJSON *body = NULL;
 	char today[16];
 	double t0 = agentd_mono_now();
+	struct related *rel = NULL;
+	bool complete = true;
 	int applied = -1;
 
 	sbuf_init(&err);
@@ -283,11 +356,16 @@ static void process(struct worker *w, struct queue_delivery *d)
 	sbuf_init(&g.why);
 	if (connect_worker(w, s) < 0)
 		goto cleanup;
+	if (worker_related(w, s, false, &rel, &complete, &err) < 0) {
+		applied_unreachable(w, &(struct apply_ctx){ .api_unavailable = true }, sbuf_str(&err));
+		goto cleanup;
+	}
 	body = cJSON_Parse(d->body);
 	clock_today(today, sizeof(today));
 	ac = (struct apply_ctx){ .m = s->m, .lw = w->lw, .st = w->st, .state = w->st, .today = today, .ldif = &ldif,
-		                 .api = w->api, .groups_lock = &a->groups_mu, .revisit = revisit, .revisit_ctx = a,
-		                 .claim_refs = claim_refs, .claim_ctx = w };
+		                 .api = s->cfg->factorial.enrich ? w->api : NULL, .related = rel,
+		                 .related_complete = complete, .groups_lock = &a->groups_mu, .revisit = revisit,
+		                 .revisit_ctx = a, .claim_refs = claim_refs, .claim_ctx = w };
 	w->cur = d;
 	w->cur_m = s->m;
 	if (!d->forced) {
@@ -303,6 +381,8 @@ static void process(struct worker *w, struct queue_delivery *d)
 		sbuf_addf(&err, "%s%s", err.len ? "; " : "", sbuf_str(&g.why));
 	if (applied < 0 && ac.waits)
 		applied_waits(w, d);
+	else if (applied < 0 && ac.related_unknown)
+		related_again(w, s, sbuf_str(&err));
 	else if (applied == 0 && g.held)
 		applied_held(w, d, sbuf_str(&g.why));
 	else if (applied == 0)
@@ -313,6 +393,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 		applied_failed(w, d, s, &ac, sbuf_str(&err));
 cleanup:
 	cJSON_Delete(body);
+	related_free(rel);
 	sbuf_free(&err);
 	sbuf_free(&ldif);
 	sbuf_free(&g.why);

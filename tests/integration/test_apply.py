@@ -11,6 +11,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
 from agenttest import IBAN, SALARY, SSN, TOP_SRCDIR, AgentDir, run_agent  # noqa: E402
+from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import Slapd, directory_kind, test_directory  # noqa: E402
 
 TODAY = "2026-11-27"
@@ -558,12 +559,65 @@ class TestRuleGroups(Base):
         self.assertEqual(self.members("office-berlin"), ["cn=someone"])
 
 
+class TestRelatedRecords(Base):
+    """{location.name} and {legal_entity.legal_name}: read from the API once a run."""
+    mapping = MAPPING.replace("    cn: \"{full_name}\"\n", "    cn: \"{full_name}\"\n    l: \"{location.name}\"\n"
+                              "    o: \"{legal_entity.legal_name|default('none')}\"\n", 1)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.fake = FakeFactorial().start()  # tests/fixtures/factorial: two locations, two legal entities
+        cls.cfg = cls.dir.standard(ldap_uri=cls.ldap.uri, base_url=cls.fake.base_url, enrich=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+        super().tearDownClass()
+
+    def test_names_of_the_location_and_the_legal_entity(self):
+        self.assertNotEqual(self.mapping, MAPPING)
+        before = len(self.fake.requests)
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Rel", location_id=2, legal_entity_id=2))
+        e = self.by_key(1)[1]
+        self.assertEqual((e["l"], e["o"]), (["Paris Office"], ["Example France SAS"]))
+        paths = [r[1] for r in self.fake.requests[before:]]
+        self.assertEqual(sorted(p.split("/resources/")[1].split("?")[0] for p in paths),
+                         ["companies/legal_entities", "locations/locations"])
+        # a location Factorial does not list: no value, the rest applies
+        self.ok("employees/employee/update", person(1, "Ana", "Rel", location_id=77, legal_entity_id=2))
+        self.assertNotIn("l", self.by_key(1)[1])
+        # the API down: nothing is written, the reason is said
+        self.fake.fail_next(503, count=10)
+        r = self.apply("employees/employee/update", person(1, "Ana", "Rel", location_id=1, legal_entity_id=1))
+        self.fake.clear_faults()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("reading locations/locations for {location...} in the mapping", r.stderr)
+        self.assertNotIn("l", self.by_key(1)[1])
+
+
 class TestSitesProfile(Base):
     """mappings/openldap-sites.yaml as shipped, on a real slapd as the least-privilege account:
     its fixture people land in their site's OU, the groups of the rules hold them, a move
     between sites and a leaver keep everything right, and a second pass changes nothing."""
     with open(os.path.join(TOP_SRCDIR, "mappings", "openldap-sites.yaml")) as f:
         mapping = f.read()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # the profile names the location's and the legal entity's names: the API serves them
+        fixtures = os.path.join(TOP_SRCDIR, "mappings", "fixtures", "openldap-sites")
+        cls.fake = FakeFactorial(fixtures=None).start()
+        for kind, table in (("locations", cls.fake.locations), ("legal_entities", cls.fake.legal_entities)):
+            with open(os.path.join(fixtures, kind + ".json")) as f:
+                table.update({x["id"]: x for x in json.load(f)})
+        cls.cfg = cls.dir.standard(ldap_uri=cls.ldap.uri, base_url=cls.fake.base_url, enrich=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+        super().tearDownClass()
 
     def test_the_profile_on_slapd(self):
         with open(os.path.join(TOP_SRCDIR, "mappings", "fixtures", "openldap-sites", "people.json")) as f:
@@ -573,7 +627,7 @@ class TestSitesProfile(Base):
         ana = f"uid=agarcia,ou=madrid,{PEOPLE}"
         alba = f"uid=alba.garcia,ou=madrid,{PEOPLE}"
         jean = f"uid=jdupont,ou=paris,{PEOPLE}"
-        self.assertEqual(self.entry(jean)["o"], ["Example France SAS"])
+        self.assertEqual((self.entry(jean)["o"], self.entry(jean)["l"]), (["Example France SAS"], ["Paris Office"]))
         self.assertEqual(self.entry(jean)["manager"], [ana])
         self.assertEqual(sorted(self.entry(f"cn=office-madrid,{GROUPS}")["member"]), [ana, alba])
         self.assertEqual(self.entry(f"cn=staff-fr,{GROUPS}")["member"], [jean])  # Luc left: not a member

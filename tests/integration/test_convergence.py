@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_apply import MAPPING, RULE_GROUPS  # noqa: E402
 
 # the mapping language at full stretch: people placed per site (OUs made on demand),
-# jdoe then john.doe, a country (l) from a table, an attribute under a condition, a group
+# jdoe then john.doe, a country (l) from a table, an attribute under a condition, a display
+# name from the first alternative that has every field, the office's name from the API, a group
 # per office and one for the French legal entity
 SITES_MAPPING = MAPPING.replace("version: 1\n", "version: 1\ntables:\n  sites: { 1: madrid, 2: paris, 3: berlin }\n"
                                 "  countries: { 1: ES, 2: FR }\n", 1).replace(
@@ -50,7 +51,9 @@ SITES_MAPPING = MAPPING.replace("version: 1\n", "version: 1\ntables:\n  sites: {
     '    uid: { value: "{first_name|slug}.{last_name|slug}", unique: true }\n',
     '    uid: { value: ["{first_name|truncate(1)|slug}{last_name|slug}", "{first_name|slug}.{last_name|slug}"], '
     'unique: true, create_only: true }\n    l: "{legal_entity_id|map(countries)}"\n'
-    '    departmentNumber: { value: "FR-{id}", when: { legal_entity_id: 2 } }\n', 1) + RULE_GROUPS
+    '    departmentNumber: { value: "FR-{id}", when: { legal_entity_id: 2 } }\n'
+    '    displayName: { first: ["{preferred_name} {last_name}", "{first_name} {last_name}"] }\n'
+    '    physicalDeliveryOfficeName: "{location.name}"\n', 1) + RULE_GROUPS
 assert SITES_MAPPING.count("map(sites)") == 2 and "departmentNumber" in SITES_MAPPING
 
 NOW = "2026-11-27T12:00:00Z"
@@ -343,6 +346,7 @@ class Day:
         """None when the day converged, else what went wrong."""
         with Slapd() as ldap, FakeFactorial(fixtures=None) as fake, AgentDir() as d:
             world = World(fake)
+            fake.locations = {i: {"id": i, "name": f"Office {i}"} for i in (1, 2, 3)}
             d.file("mapping.yaml", self.mapping)
             cfg = d.daemon(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True,
                            public_url="https://agent.example.com/hooks",

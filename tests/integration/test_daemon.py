@@ -273,6 +273,36 @@ class TestEnrichedReferences(Case):
         self.assertLess(boss_ok, staff_ok)
 
 
+class TestRelatedRecords(Case):
+    """{location.name} in run: the locations are read once, and again when a record names one
+    made since."""
+    mapping = MAPPING.replace("    cn: \"{full_name}\"\n", "    cn: \"{full_name}\"\n    l: \"{location.name}\"\n", 1)
+
+    def test_a_new_location_is_read_when_a_record_names_it(self):
+        self.assertNotEqual(self.mapping, MAPPING)
+        self.fake.locations = {1: {"id": 1, "name": "Madrid HQ"}}
+        agent = self.start(self.config(webhooks_extra="  manage_subscriptions: false\n",
+                                       extra="sync: { interval: 0 }\n"))
+        reads = lambda: sum(1 for r in self.fake.requests if "/resources/locations/locations" in r[1])  # noqa: E731
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Loc", location_id=1)), 200)
+        wait_for(lambda: self.ldap.entry(f"uid=ana.loc,{PEOPLE}"), 30, what="the entry")
+        self.assertEqual(self.ldap.entry(f"uid=ana.loc,{PEOPLE}")["l"], ["Madrid HQ"])
+        self.assertEqual(reads(), 1)
+        # a second delivery reads nothing again
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(2, "Bo", "Loc", location_id=1)), 200)
+        wait_for(lambda: self.ldap.entry(f"uid=bo.loc,{PEOPLE}"), 30, what="the second entry")
+        self.assertEqual(reads(), 1)
+        # Lisbon opens after the read (past the 5 s within which a missing one is taken as unknown)
+        time.sleep(5.5)
+        self.fake.locations[3] = {"id": 3, "name": "Lisbon"}
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(3, "Cy", "Loc", location_id=3)), 200)
+        wait_for(lambda: self.ldap.entry(f"uid=cy.loc,{PEOPLE}"), 30, what="the third entry")
+        self.assertEqual(self.ldap.entry(f"uid=cy.loc,{PEOPLE}")["l"], ["Lisbon"])
+        self.assertEqual(reads(), 2)
+        self.assertIn("reading the locations and legal entities again", agent.log_text())
+        self.assertEqual(metric(agent, "dead_letters"), 0)
+
+
 class TestOAuthRotation(Case):
     """The configuration folder is read-only for the agent's user (as under ProtectSystem=strict)."""
 

@@ -205,6 +205,48 @@ employees:
         self.assertIn("mail: a@x.com\n", r.stdout)
 
 
+class TestRelatedOffline(unittest.TestCase):
+    """{location.name} offline: locations.json and legal_entities.json from --related DIR, or
+    from the folder of each FILE; a location they lack gives no value."""
+
+    def test_related_files(self):
+        d = tempfile.mkdtemp()
+        try:
+            m = os.path.join(d, "m.yaml")
+            with open(m, "w") as f:
+                f.write(read(EXAMPLE_MAPPING).replace("    cn: \"{full_name}\"\n",
+                                                       "    cn: \"{full_name}\"\n    l: \"{location.name}\"\n", 1))
+            people = [{"id": 1, "first_name": "Ana", "last_name": "Loc", "full_name": "Ana Loc",
+                       "login_email": "ana@example.com", "location_id": 1},
+                      {"id": 2, "first_name": "Bo", "last_name": "Loc", "full_name": "Bo Loc",
+                       "login_email": "bo@example.com", "location_id": 5}]
+            with open(os.path.join(d, "people.json"), "w") as f:
+                json.dump(people, f)
+            with open(os.path.join(d, "locations.json"), "w") as f:
+                json.dump([{"id": 1, "name": "Madrid HQ"}], f)
+            r = render("-m", m, os.path.join(d, "people.json"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("cn: Ana Loc\nl: Madrid HQ\n", r.stdout)
+            self.assertIn("cn: Bo Loc\n", r.stdout)
+            self.assertEqual(len(re.findall(r"^l: ", r.stdout, re.M)), 1)
+            # --related names another folder; standard input reads none from its own
+            other = os.path.join(d, "other")
+            os.mkdir(other)
+            with open(os.path.join(other, "locations.json"), "w") as f:
+                json.dump([{"id": 1, "name": "Elsewhere"}, {"id": 5, "name": "Lisbon"}], f)
+            r = render("-m", m, "--related", other, "-", input=json.dumps(people))
+            self.assertIn("cn: Ana Loc\nl: Elsewhere\n", r.stdout)
+            self.assertIn("cn: Bo Loc\nl: Lisbon\n", r.stdout)
+            # a broken file is said
+            with open(os.path.join(other, "locations.json"), "w") as f:
+                f.write("{}")
+            r = render("-m", m, "--related", other, os.path.join(d, "people.json"))
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"render: {other}/locations.json: expected a JSON array of location records", r.stderr)
+        finally:
+            shutil.rmtree(d)
+
+
 class TestFixtureMismatch(unittest.TestCase):
     def test_mismatch_shows_a_unified_diff(self):
         src = os.path.join(TOP_SRCDIR, "mappings", "fixtures", "openldap-inetorgperson")

@@ -194,6 +194,29 @@ class TestRuleGroupsInSync(SyncCase):
         self.assertEqual(self.last(r), "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete", r.stdout)
 
 
+class TestRelatedInSync(SyncCase):
+    """{location.name}: read once a sync; a renamed location renames it on everyone's entry."""
+    n = 4
+
+    def test_location_names(self):
+        for e in people(self.n):
+            self.fake.update_employee(e["id"], location_id=1 + e["id"] % 2)
+        self.fake.locations = {1: {"id": 1, "name": "Madrid HQ"}, 2: {"id": 2, "name": "Paris Office"}}
+        self.d.file("mapping.yaml", SYNC_MAPPING.replace("    cn: \"{full_name}\"\n",
+                                                          "    cn: \"{full_name}\"\n    l: \"{location.name}\"\n", 1))
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(sorted((e["uid"][0], e["l"][0]) for e in self.entries().values()),
+                         [("p1.sync", "Paris Office"), ("p2.sync", "Madrid HQ"), ("p3.sync", "Paris Office"),
+                          ("p4.sync", "Madrid HQ")])
+        self.assertEqual(sum(1 for q in self.fake.requests if "/resources/locations/locations" in q[1]), 1)
+        self.fake.locations[2]["name"] = "Paris Rivoli"
+        r = self.sync()
+        self.assertEqual(self.last(r), "0 added, 2 modified, 0 renamed, 0 disabled, 0 deleted", r.stderr[-2000:])
+        self.assertEqual(self.ldap.entry(f"uid=p1.sync,{PEOPLE}")["l"], ["Paris Rivoli"])
+        self.assertEqual(self.last(self.sync("--dry-run")), "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
+
+
 class TestDrift(SyncCase):
     n = 40
 

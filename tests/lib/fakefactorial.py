@@ -134,6 +134,8 @@ class FakeFactorial:
         self.teams = {}
         self.memberships = {}
         self.contract_versions = {}
+        self.locations = {}
+        self.legal_entities = {}
         if fixtures:
             self._seed(fixtures)
         if generate_employees:
@@ -165,6 +167,10 @@ class FakeFactorial:
             self.memberships[int(m["id"])] = m
         for c in load_json(os.path.join(d, "contract_versions.json"), []):
             self.contract_versions[int(c["id"])] = c
+        for x in load_json(os.path.join(d, "locations.json"), []):
+            self.locations[int(x["id"])] = x
+        for x in load_json(os.path.join(d, "legal_entities.json"), []):
+            self.legal_entities[int(x["id"])] = x
 
     def put_employee(self, e):
         with self.lock:
@@ -525,6 +531,11 @@ class FakeFactorial:
                 emps = ids_filter("employee_ids")
                 if emps:
                     items = [c for c in items if c["employee_id"] in emps]
+            elif rest in ("locations/locations", "companies/legal_entities"):
+                items = list((self.locations if rest.startswith("locations") else self.legal_entities).values())
+                ids = ids_filter("ids")
+                if ids:
+                    items = [x for x in items if int(x["id"]) in ids]
             elif rest == "api_public/webhook_subscriptions":
                 items = list(self.subscriptions.values())
                 for k, field in (("id", "id"), ("company_id", "company_id")):
@@ -544,6 +555,7 @@ class FakeFactorial:
         table = {"employees/employees": self.employees, "teams/teams": self.teams,
                  "teams/memberships": self.memberships,
                  "contracts/contract_versions": self.contract_versions,
+                 "locations/locations": self.locations, "companies/legal_entities": self.legal_entities,
                  "api_public/webhook_subscriptions": self.subscriptions}.get(rest)
         if table is None:
             return 404, {"error": "Not found"}

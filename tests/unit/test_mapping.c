@@ -469,6 +469,62 @@ static void test_eval_when(void **state)
 	       "m.yaml:10:26: employees.attributes.o.when: expected a mapping, got a list\n");
 }
 
+static void test_eval_first(void **state)
+{
+	struct mapping *m = NULL;
+	struct world w = { 0 };
+	struct mapping_result r;
+	char *errs = load(HEAD "  attributes:\n"
+	                       "    uid: \"{first_name|lower}\"\n"
+	                       "    displayName:\n"
+	                       "      first:\n"
+	                       "        - \"{preferred_name} {last_name}\"\n"
+	                       "        - { value: \"{first_name} {last_name} (FR)\", when: { legal_entity_id: 2 } }\n"
+	                       "        - \"{first_name} {last_name}\"\n"
+	                       "    o: { first: [\"{company}\", \"{@uid}-co\"] }\n",
+	                  &m);
+
+	(void)state;
+	assert_string_equal(errs, "");
+	free(errs);
+	strmap_init(&w.taken);
+	/* the first alternative gives a value whole */
+	assert_int_equal(eval_json(m, "{\"id\": 1, \"first_name\": \"Ana\", \"preferred_name\": \"Anita\", "
+	                              "\"last_name\": \"Gil\", \"legal_entity_id\": 2, \"company\": \"ACME\"}", &w, &r), 0);
+	assert_string_equal(values(&r, "displayName")->v[0], "Anita Gil");
+	assert_string_equal(values(&r, "o")->v[0], "ACME");
+	mapping_result_free(&r);
+	/* no preferred name: not " Gil", the next alternative whose condition holds */
+	assert_int_equal(eval_json(m, "{\"id\": 2, \"first_name\": \"Bo\", \"preferred_name\": null, "
+	                              "\"last_name\": \"Gil\", \"legal_entity_id\": 2}", &w, &r), 0);
+	assert_string_equal(values(&r, "displayName")->v[0], "Bo Gil (FR)");
+	assert_int_equal(values(&r, "displayName")->n, 1);
+	assert_string_equal(values(&r, "o")->v[0], "bo-co"); /* {@uid} in an alternative */
+	mapping_result_free(&r);
+	assert_int_equal(eval_json(m, "{\"id\": 3, \"first_name\": \"Cy\", \"last_name\": \"Gil\", \"legal_entity_id\": 1}",
+	                           &w, &r), 0);
+	assert_string_equal(values(&r, "displayName")->v[0], "Cy Gil");
+	mapping_result_free(&r);
+	/* none applies: absent */
+	assert_int_equal(eval_json(m, "{\"id\": 4, \"first_name\": \"Di\", \"legal_entity_id\": 1}", &w, &r), 0);
+	assert_int_equal(values(&r, "displayName")->n, 0);
+	mapping_result_free(&r);
+	strmap_free(&w.taken);
+	mapping_free(m);
+	expect(HEAD "  attributes:\n"
+	            "    uid: { first: [\"{a}\"], unique: true }\n"
+	            "    cn: { value: x, first: [y] }\n"
+	            "    sn: { first: [] }\n"
+	            "    o: { first: [{ when: { a: 1 } }, { value: z, colour: red }] }\n",
+	       "m.yaml:8:36: employees.attributes.uid: first and unique do not go together: for candidates tried in "
+	       "turn, give unique a list of templates as value\n"
+	       "m.yaml:9:9: employees.attributes.cn: give value or first, not both\n"
+	       "m.yaml:10:18: employees.attributes.sn.first: expected a list of alternatives (templates, or { value, "
+	       "when })\n"
+	       "m.yaml:11:18: employees.attributes.o.first: an alternative needs its value\n"
+	       "m.yaml:11:50: employees.attributes.o.first.colour: unknown key\n");
+}
+
 static void test_eval_unique_candidates(void **state)
 {
 	struct mapping *m = NULL;
@@ -838,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_whole_file_mistakes),
 		cmocka_unit_test(test_eval_active_entry),
 		cmocka_unit_test(test_eval_when),
+		cmocka_unit_test(test_eval_first),
 		cmocka_unit_test(test_eval_unique_candidates),
 		cmocka_unit_test(test_base_as_a_template),
 		cmocka_unit_test(test_groups_by_rule),
