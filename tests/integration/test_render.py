@@ -247,6 +247,55 @@ class TestRelatedOffline(unittest.TestCase):
             shutil.rmtree(d)
 
 
+class TestCookbookMappingLanguage(unittest.TestCase):
+    """The cookbook entries of docs/mapping.md for placement, groups by rule, alternatives and
+    related records, as written there, in a mapping that renders."""
+
+    def block_after(self, doc, title):
+        part = doc[doc.index(title):]
+        return part[part.index("```yaml\n") + 8:part.index("```\n", part.index("```yaml\n") + 8)]
+
+    def test_entries_render(self):
+        doc = read(os.path.join(TOP_SRCDIR, "docs", "mapping.md"))
+        country = self.block_after(doc, "**One OU per country.**")
+        office = self.block_after(doc, "**A group per office, a group for one legal entity.**")
+        preferred = self.block_after(doc, "**Preferred name when there is one.**")
+        office_name = self.block_after(doc, "**The office's name from Factorial.**")
+        mapping = (office.split("groups:\n")[0] +
+                   "employees:\n" + country.split("employees:\n")[1] +
+                   "  key: { attribute: employeeNumber, value: \"{id}\" }\n  rdn: uid\n"
+                   "  object_classes: [inetOrgPerson]\n  attributes:\n    uid: \"{first_name|lower}\"\n"
+                   "    sn: \"{last_name}\"\n    cn: \"{first_name} {last_name}\"\n" + preferred + office_name +
+                   "groups:\n" + office.split("groups:\n")[1])
+        d = tempfile.mkdtemp()
+        try:
+            with open(os.path.join(d, "m.yaml"), "w") as f:
+                f.write("version: 1\n" + mapping)
+            with open(os.path.join(d, "legal_entities.json"), "w") as f:
+                json.dump([{"id": 2, "legal_name": "Example France SAS", "country": "FR"}], f)
+            with open(os.path.join(d, "locations.json"), "w") as f:
+                json.dump([{"id": 2, "name": "Paris Office"}], f)
+            with open(os.path.join(d, "people.json"), "w") as f:
+                json.dump([{"id": 1, "first_name": "Ana", "last_name": "Gil", "preferred_name": "Anita",
+                            "location_id": 2, "legal_entity_id": 2},
+                           {"id": 2, "first_name": "Bo", "last_name": "Gil", "location_id": 9, "legal_entity_id": 1}], f)
+            r = render("-m", os.path.join(d, "m.yaml"), os.path.join(d, "people.json"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("dn: uid=ana,ou=fr,ou=people,dc=example,dc=com\n", r.stdout)
+            self.assertIn("dn: uid=bo,ou=other,ou=people,dc=example,dc=com\n", r.stdout)
+            self.assertIn("displayName: Anita Gil\n", r.stdout)
+            self.assertIn("displayName: Bo Gil\n", r.stdout)
+            self.assertIn("physicalDeliveryOfficeName: Paris Office\n", r.stdout)
+            self.assertIn("physicalDeliveryOfficeName: Remote\n", r.stdout)
+            self.assertIn("dn: cn=office-paris,ou=groups,dc=example,dc=com\n", r.stdout)
+            self.assertIn("dn: cn=office-remote,ou=groups,dc=example,dc=com\n", r.stdout)
+            self.assertIn("dn: cn=staff-fr,ou=groups,dc=example,dc=com\nobjectClass: top\nobjectClass: groupOfNames\n"
+                          "cn: staff-fr\nbusinessCategory: factorial-group-france\n"
+                          "member: uid=ana,ou=fr,ou=people,dc=example,dc=com\n", r.stdout)
+        finally:
+            shutil.rmtree(d)
+
+
 class TestFixtureMismatch(unittest.TestCase):
     def test_mismatch_shows_a_unified_diff(self):
         src = os.path.join(TOP_SRCDIR, "mappings", "fixtures", "openldap-inetorgperson")
