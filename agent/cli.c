@@ -384,7 +384,10 @@ static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (load_mapping(mapping_path, &m) < 0)
 		goto cleanup;
-	printf("configuration ok\n");
+	if (cfg)
+		printf("configuration ok\n");
+	else /* -m: the mapping alone */
+		printf("mapping %s: ok (no configuration checked)\n", mapping_path);
 	rc = CLI_OK;
 	if (online && check_online(ctx, cfg, m) < 0)
 		rc = CLI_FAIL;

@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "config.h"
+#include "common/nearest.h"
 
 #include "events.h"
 #include "common/secret.h"
@@ -178,46 +179,13 @@ static void join_path(char *buf, size_t len, const char *path, const char *name)
 		snprintf(buf, len, "%s", name);
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	size_t row[64];
-
-	if (lb >= sizeof(row) / sizeof(row[0]) || la >= 64)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j];
-			size_t best = diag + (a[i - 1] != b[j - 1]);
-			if (row[j] + 1 < best)
-				best = row[j] + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[lb];
-}
-
 static const char *suggest(const struct field *tab, const char *key)
 {
-	const char *best = NULL;
-	/* a suggestion must be closer than a third of the name's length */
-	size_t best_d = strlen(key) / 3 + 1;
+	size_t n = 0;
 
-	for (const struct field *f = tab; f->name; f++) {
-		size_t dist = edit_distance(key, f->name);
-		if (dist < best_d) {
-			best_d = dist;
-			best = f->name;
-		}
-	}
-	return best;
+	while (tab[n].name)
+		n++;
+	return nearest_name(key, &tab[0].name, n, sizeof(tab[0]));
 }
 
 static char *resolve_path(struct loader *L, const char *s)

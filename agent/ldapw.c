@@ -8,6 +8,10 @@
 #include "common/secret.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <ldap.h>
 #include <poll.h>
@@ -120,6 +124,73 @@ static int sasl_nothing(LDAP *ld, unsigned flags, void *defaults, void *interact
 	return LDAP_SUCCESS;
 }
 
+/* Waits up to seconds for a non-blocking connect on fd: 0, or an errno. */
+static int connect_result(int fd, long seconds)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int e = 0;
+	socklen_t len = sizeof(e);
+
+	if (poll(&p, 1, (int)(seconds * 1000)) == 0)
+		return ETIMEDOUT;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+		return errno;
+	return e;
+}
+
+/* libldap says "Can't contact LDAP server" for every way of not reaching
+ * it; the first server of the URI is tried by hand to tell which: an
+ * unknown host name, a refused connection, no answer, or (the port
+ * answered) something past the connection, such as TLS.  True when the port
+ * answered (or could not be tried). */
+static bool explain_unreachable(const struct ldapw *lw, struct ldapw_error *err)
+{
+	bool reached = true;
+	LDAPURLDesc *url = NULL;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	char port[16], why[320] = "";
+	int g, e = 0, fd = -1;
+	size_t len;
+
+	if (ldap_url_parse(lw->uri, &url) != LDAP_SUCCESS || !url->lud_host || !*url->lud_host ||
+	    strcasecmp(url->lud_scheme, "ldapi") == 0)
+		goto cleanup;
+	snprintf(port, sizeof(port), "%d",
+	         url->lud_port ? url->lud_port : strcasecmp(url->lud_scheme, "ldaps") == 0 ? 636 : 389);
+	if ((g = getaddrinfo(url->lud_host, port, &hints, &ai)) != 0) {
+		snprintf(why, sizeof(why), "the host name %s cannot be resolved (%s)", url->lud_host, gai_strerror(g));
+		reached = false;
+		goto cleanup;
+	}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+	if (fd < 0)
+		goto cleanup;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+		e = errno == EINPROGRESS ? connect_result(fd, lw->network_timeout > 0 ? lw->network_timeout : 10) : errno;
+	reached = e == 0;
+	if (e == ECONNREFUSED)
+		snprintf(why, sizeof(why), "%s port %s refused the connection: is the server running and listening there?",
+		         url->lud_host, port);
+	else if (e == ETIMEDOUT)
+		snprintf(why, sizeof(why), "%s port %s did not answer within %ld s (ldap.network_timeout): a firewall, or "
+		         "the wrong address?", url->lud_host, port, lw->network_timeout);
+	else if (e)
+		snprintf(why, sizeof(why), "connecting to %s port %s: %s", url->lud_host, port, strerror(e));
+	else
+		snprintf(why, sizeof(why), "%s port %s accepts connections, so what failed came after (TLS, or not an "
+		         "LDAP server)", url->lud_host, port);
+cleanup:
+	len = strlen(err->text);
+	if (*why)
+		snprintf(err->text + len, sizeof(err->text) - len, ": %s", why);
+	if (fd >= 0)
+		close(fd);
+	if (ai)
+		freeaddrinfo(ai);
+	ldap_free_urldesc(url);
+	return reached;
+}
+
 static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 {
 	struct timeval nto = { lw->network_timeout, 0 }, oto = { lw->timeout, 0 };
@@ -181,7 +252,13 @@ cleanup:
 	secret_free(&pw);
 	if (rc == LDAP_SUCCESS)
 		return rc;
-	if ((rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR) &&
+	if (rc == LDAP_TIMEOUT) {
+		size_t len = strlen(err->text);
+		snprintf(err->text + len, sizeof(err->text) - len,
+		         ": the server took the connection but gave no answer within %ld s (ldap.timeout): is it an LDAP "
+		         "server, and is it stopped or overloaded?", lw->timeout);
+	}
+	if ((rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR) && explain_unreachable(lw, err) &&
 	    (lw->starttls || strncasecmp(lw->uri, "ldaps://", 8) == 0)) {
 		size_t len = strlen(err->text);
 		snprintf(err->text + len, sizeof(err->text) - len,

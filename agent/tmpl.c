@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "tmpl.h"
+#include "common/nearest.h"
 
 #include "common/clock.h"
 
@@ -284,8 +285,12 @@ static int parse_filter(struct parser *p, struct tmpl_filter *f)
 	name[p->i - start] = '\0';
 	for (k = 0; k < NFILTERS && strcmp(filters[k].name, name) != 0; k++)
 		;
-	if (k == NFILTERS)
+	if (k == NFILTERS) {
+		const char *near = nearest_name(name, &filters[0].name, NFILTERS, sizeof(filters[0]));
+		if (near)
+			return fail(p, start, "unknown filter \"%s\" (did you mean %s?)", name, near);
 		return fail(p, start, "unknown filter \"%s\"", name);
+	}
 	f->id = (enum tmpl_filter_id)k;
 	f->nargs = 0;
 	skip_ws(p);

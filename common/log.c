@@ -3,7 +3,9 @@
 #include "common/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 static enum log_level cur_level = LOG_LVL_INFO;
 static enum log_target cur_target = LOG_TARGET_STDERR;
 static bool cur_timestamps;
+static bool cur_journal; /* stderr is the journal's stream: <N> priorities, its own timestamps */
 static bool syslog_open;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -39,10 +42,25 @@ const char *log_level_name(enum log_level lvl)
 	return "?";
 }
 
+/* systemd sets JOURNAL_STREAM to "DEVICE:INODE" of the stream it connected
+ * to stdout and stderr: when stderr is still that stream, lines go to the
+ * journal, which takes a "<N>" priority prefix and stamps the time itself. */
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_setup(enum log_level lvl, enum log_target target, bool timestamps)
 {
 	cur_level = lvl;
-	cur_timestamps = timestamps;
+	cur_journal = target == LOG_TARGET_STDERR && stderr_is_journal();
+	cur_timestamps = timestamps && !cur_journal;
 	if (target == LOG_TARGET_SYSLOG && !syslog_open) {
 		openlog(PACKAGE_NAME, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 		syslog_open = true;
@@ -134,6 +152,8 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		if (n > 0)
 			off += (size_t)n;
 	}
+	if (cur_journal)
+		off = (size_t)snprintf(line, sizeof(line), "<%d>", syslog_priority(lvl));
 	n = snprintf(line + off, sizeof(line) - off, "%s: %s: %s", PACKAGE_NAME, log_level_name(lvl), body);
 	if (n > 0)
 		off += (size_t)n;

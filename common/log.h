@@ -4,7 +4,9 @@
  * Four levels (error, warn, info, debug); lines below the configured level are
  * not formatted at all.  The target is standard error (the default, one line
  * per message, with a UTC timestamp when timestamps are on) or syslog (daemon
- * facility).  Each line is written with a single write so that lines from
+ * facility).  When standard error is the journal's stream (JOURNAL_STREAM,
+ * as systemd connects it), each line starts with its "<N>" priority and has
+ * no timestamp of its own: the journal records both.  Each line is written with a single write so that lines from
  * several threads never interleave.
  *
  * Never pass a secret, a challenge, a token or a sensitive employee field

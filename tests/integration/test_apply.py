@@ -662,7 +662,29 @@ class TestConnection(Base):
         r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr, "factorial-ldap-agent: ldap://127.0.0.1:9: bind as "
-                                   "cn=factorial-agent,ou=services,dc=example,dc=com: Can't contact LDAP server (-1)\n")
+                                   "cn=factorial-agent,ou=services,dc=example,dc=com: Can't contact LDAP server (-1): "
+                                   "127.0.0.1 port 9 refused the connection: is the server running and listening "
+                                   "there?\n")
+
+    def test_unreachable_told_apart(self):
+        # an unknown host name, and a port that takes the connection but never speaks LDAP
+        _, cfg = self.other_config(ldap_uri="ldap://no-such-host.invalid")
+        r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Can't contact LDAP server (-1): the host name no-such-host.invalid cannot be resolved (", r.stderr)
+        import socket
+        mute = socket.socket()
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(5)
+        self.addCleanup(mute.close)
+        port = mute.getsockname()[1]
+        d, cfg = self.other_config(ldap_uri=f"ldap://127.0.0.1:{port}")
+        with open(cfg) as f:
+            d.file("agent.yaml", f.read().replace("ldap:\n", "ldap:\n  timeout: 2s\n", 1))
+        r = self.apply("employees/employee/update", person(1, "A", "B"), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Timed out (-5): the server took the connection but gave no answer within 2 s (ldap.timeout)",
+                      r.stderr)
 
     def test_sasl_external_over_ldapi(self):
         d, cfg = self.other_config(ldap_uri=self.ldap.ldapi_uri)

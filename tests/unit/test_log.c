@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,37 @@ static void levels(void)
 	log_debug("not shown");
 	log_info("shown %d", 1);
 	log_error("also %s", "shown");
+}
+
+/* Standard error is the journal's stream: JOURNAL_STREAM names its device and inode. */
+static void journal(void)
+{
+	struct stat st;
+	char js[64];
+
+	fstat(STDERR_FILENO, &st);
+	snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	log_setup(LOG_LVL_DEBUG, LOG_TARGET_STDERR, true);
+	log_error("e");
+	log_warn("w");
+	log_info("i");
+	log_debug("d");
+	/* another stream (stderr redirected by hand): plain lines with their timestamps */
+	setenv("JOURNAL_STREAM", "1:2", 1);
+	log_setup(LOG_LVL_INFO, LOG_TARGET_STDERR, false);
+	log_info("plain");
+	unsetenv("JOURNAL_STREAM");
+}
+
+static void test_journal_priorities(void **state)
+{
+	char *out = captured(journal);
+
+	(void)state;
+	assert_string_equal(out, "<3>" PACKAGE_NAME ": error: e\n<4>" PACKAGE_NAME ": warn: w\n<6>" PACKAGE_NAME
+	                         ": info: i\n<7>" PACKAGE_NAME ": debug: d\n" PACKAGE_NAME ": info: plain\n");
+	free(out);
 }
 
 static void *other_thread(void *arg)
@@ -116,6 +148,7 @@ int main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_context_is_the_threads_own),
 		cmocka_unit_test(test_control_characters_escaped),
+		cmocka_unit_test(test_journal_priorities),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,7 +111,7 @@ static void test_unknown_keys_filters_arguments(void **state)
 	       "    sn: '{last_name'\n"
 	       "    mail: { value: \"{x}\", unique: yes, sparkle: true }\n",
 	       "m.yaml:7:3: employees.colour: unknown key\n"
-	       "m.yaml:9:23: employees.attributes.uid: unknown filter \"slugg\"\n"
+	       "m.yaml:9:23: employees.attributes.uid: unknown filter \"slugg\" (did you mean slug?)\n"
 	       "m.yaml:10:21: employees.attributes.cn: truncate takes 1 argument, got 0\n"
 	       "m.yaml:11:10: employees.attributes.sn: unterminated { (no closing })\n"
 	       "m.yaml:12:35: employees.attributes.mail.unique: expected true or false, got \"yes\"\n"

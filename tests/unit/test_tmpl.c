@@ -318,7 +318,8 @@ static void test_parse_errors(void **state)
 	check_parse("abc {x|lower", 4, "unterminated { (no closing })");
 	check_parse("a}b", 1, "a lone } (write }} for a literal brace)");
 	check_parse("{}", 0, "empty {} (write {{}} for literal braces)");
-	check_parse("{x|slugg}", 3, "unknown filter \"slugg\"");
+	check_parse("{x|slugg}", 3, "unknown filter \"slugg\" (did you mean slug?)");
+	check_parse("{x|zzzzzz}", 3, "unknown filter \"zzzzzz\"");
 	check_parse("{x|}", 3, "expected a filter name after |");
 	check_parse("{x|truncate}", 3, "truncate takes 1 argument, got 0");
 	check_parse("{x|replace('a')}", 3, "replace takes 2 arguments, got 1");
