@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <unistd.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdint.h>
@@ -63,10 +64,10 @@ static const struct command commands[] = {
 	  "handle one delivery body as if it arrived for subscription TYPE" },
 	{ "sync", cmd_sync, "sync [--dry-run] [--employee ID] [--force]",
 	  "reconcile the directory with the Factorial API" },
-	{ "subscriptions", cmd_subscriptions, "subscriptions list | sync [--dry-run] | delete",
+	{ "subscriptions", cmd_subscriptions, "subscriptions list | sync [--dry-run] | delete [--dry-run | --yes]",
 	  "list, register or remove this agent's webhook subscriptions" },
-	{ "queue", cmd_queue, "queue list | retry [ID] | drop ID",
-	  "inspect and replay deliveries that failed for good\n"
+	{ "queue", cmd_queue, "queue list [--json] | retry [ID] | drop ID",
+	  "inspect the queue (every delivery waiting, held or dead) and replay those that failed for good\n"
 	  "                                     (retry --force: also those the deletion guard held)" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -720,22 +721,107 @@ struct queue_args {
 	const char *action;
 	int64_t id;
 	bool force;
+	bool json;
 	const char *state_dir;
 };
 
+/* One row of `queue list`: a table line, or an object of the --json array. */
+struct listing {
+	bool json;
+	cJSON *rows;
+	struct sbuf out;
+};
+
+/* What a pending delivery is doing, in words. */
+static void pending_reason(const struct queue_row *r, char *buf, size_t len)
+{
+	char when[32] = "";
+
+	if (r->next_attempt > 0) {
+		time_t t = (time_t)r->next_attempt;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (r->waiting_on)
+		snprintf(buf, len, "waits for %s", r->waiting_on);
+	else if (r->attempts && *when)
+		snprintf(buf, len, "next attempt %s: %s", when, r->last_error ? r->last_error : "");
+	else
+		snprintf(buf, len, "due");
+}
+
+static int list_row(void *ctx, const struct queue_row *r)
+{
+	struct listing *l = ctx;
+	char reason[1200];
+	bool pending = strcmp(r->state, "pending") == 0;
+
+	if (pending)
+		pending_reason(r, reason, sizeof(reason));
+	else
+		snprintf(reason, sizeof(reason), "%s", r->last_error ? r->last_error : "");
+	if (l->json) {
+		cJSON *o = cJSON_CreateObject();
+		if (!o || !cJSON_AddItemToArray(l->rows, o))
+			return (cJSON_Delete(o), -1);
+		cJSON_AddNumberToObject(o, "id", (double)r->id);
+		cJSON_AddStringToObject(o, "state", r->state);
+		cJSON_AddStringToObject(o, "type", r->type);
+		cJSON_AddStringToObject(o, "record", r->record_key);
+		cJSON_AddNumberToObject(o, "attempts", r->attempts);
+		cJSON_AddStringToObject(o, "received", r->received);
+		cJSON_AddStringToObject(o, "reason", reason);
+		if (r->waiting_on)
+			cJSON_AddStringToObject(o, "waiting_on", r->waiting_on);
+		return 0;
+	}
+	sbuf_addf(&l->out, "%-6lld  %-7s  %-24s  %-42s  %-8d  %s: %s\n", (long long)r->id, r->state, r->received, r->type,
+	          r->attempts, r->record_key, reason);
+	return 0;
+}
+
 static int queue_do_list(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
 {
-	struct sbuf out;
-	int rc;
+	struct listing l = { .json = qa->json };
+	long pending, dead, held;
+	cJSON *doc = NULL;
+	char *text = NULL;
+	int rc = -1;
 
 	(void)ctx;
-	(void)qa;
-	sbuf_init(&out);
-	rc = queue_list(q, &out, err);
-	if (rc == 0)
-		fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
-	return rc < 0 ? -1 : CLI_OK;
+	sbuf_init(&l.out);
+	if (queue_counts(q, &pending, &dead, &held, err) < 0)
+		goto cleanup;
+	if (l.json) {
+		cJSON *counts;
+		if (!(doc = cJSON_CreateObject()) || !(counts = cJSON_AddObjectToObject(doc, "counts")) ||
+		    !(l.rows = cJSON_AddArrayToObject(doc, "deliveries")))
+			goto cleanup;
+		cJSON_AddNumberToObject(counts, "pending", (double)pending);
+		cJSON_AddNumberToObject(counts, "held", (double)held);
+		cJSON_AddNumberToObject(counts, "dead", (double)dead);
+	} else {
+		sbuf_addf(&l.out, "%ld pending, %ld held, %ld dead\n", pending, held, dead);
+		if (pending || held || dead)
+			sbuf_addf(&l.out, "%-6s  %-7s  %-24s  %-42s  %-8s  %s\n", "ID", "STATE", "RECEIVED", "TYPE",
+			          "ATTEMPTS", "RECORD: REASON");
+	}
+	if (queue_rows(q, list_row, &l, err) != 0)
+		goto cleanup;
+	if (l.json && !(text = cJSON_Print(doc)))
+		goto cleanup;
+	fputs(l.json ? text : sbuf_str(&l.out), stdout);
+	if (l.json)
+		fputc('\n', stdout);
+	rc = CLI_OK;
+cleanup:
+	if (rc < 0 && !err->len)
+		sbuf_adds(err, "queue list: out of memory");
+	cJSON_free(text);
+	cJSON_Delete(doc);
+	sbuf_free(&l.out);
+	return rc;
 }
 
 static int queue_do_retry(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
@@ -775,17 +861,18 @@ static const struct {
 	bool takes_id;  /* an ID may follow */
 	bool needs_id;  /* ... and must */
 	bool takes_force;
+	bool takes_json;
 	int (*run)(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err);
 } queue_actions[] = {
-	{ "list", false, false, false, queue_do_list },
-	{ "retry", true, false, true, queue_do_retry },
-	{ "drop", true, true, false, queue_do_drop },
-	{ NULL, false, false, false, NULL },
+	{ "list", false, false, false, true, queue_do_list },
+	{ "retry", true, false, true, false, queue_do_retry },
+	{ "drop", true, true, false, false, queue_do_drop },
+	{ NULL, false, false, false, false, NULL },
 };
 
 static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 {
-	static const char use[] = "Usage: %s queue list | retry [ID] | drop ID\n"
+	static const char use[] = "Usage: %s queue list [--json] | retry [ID] | drop ID\n"
 	                          "       (retry --force [ID]: also deliveries the deletion guard held)\n";
 	struct queue_args qa = { .action = argc > 1 ? argv[1] : "" };
 	struct config *cfg = NULL;
@@ -802,6 +889,8 @@ static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
 	for (int i = 2; queue_actions[k].name && i < argc; i++) {
 		if (queue_actions[k].takes_force && strcmp(argv[i], "--force") == 0 && !qa.force)
 			qa.force = true;
+		else if (queue_actions[k].takes_json && strcmp(argv[i], "--json") == 0 && !qa.json)
+			qa.json = true;
 		else if (queue_actions[k].takes_id && !idarg && argv[i][0] != '-')
 			idarg = argv[i];
 		else
@@ -830,20 +919,52 @@ cleanup:
 	return rc;
 }
 
+/* subscriptions delete without --yes: the dry run is shown, and a person at a
+ * terminal says yes; true to go on.  Without a terminal nothing is asked. */
+static bool confirm_delete(struct cli_ctx *ctx, struct factorial *api, const struct config *cfg, struct sbuf *err)
+{
+	struct subscriptions_result res;
+	struct sbuf out;
+	char answer[16] = "";
+	bool yes = false;
+
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "%s: subscriptions delete: give --yes to delete without being asked, or --dry-run to see "
+		        "what would go\n", ctx->prog);
+		return false;
+	}
+	sbuf_init(&out);
+	if (subscriptions_delete(api, cfg, true, &out, &res, err) == 0) {
+		fputs(sbuf_str(&out), stdout);
+		if (res.deleted == 0) {
+			sbuf_free(&out);
+			return true; /* nothing to ask about */
+		}
+		printf("Delete these %u subscriptions? Factorial stops sending their deliveries. [y/N] ", res.deleted);
+		fflush(stdout);
+		yes = fgets(answer, sizeof(answer), stdin) && (answer[0] == 'y' || answer[0] == 'Y');
+		if (!yes)
+			printf("nothing deleted\n");
+	}
+	sbuf_free(&out);
+	return yes;
+}
+
 static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv)
 {
-	static const char use[] = "Usage: %s subscriptions list | sync [--dry-run] | delete\n";
+	static const char use[] = "Usage: %s subscriptions list | sync [--dry-run] | delete [--dry-run | --yes]\n";
 	struct subscriptions_result res;
 	struct config *cfg = NULL;
 	struct factorial *api = NULL;
 	struct sbuf out, err;
 	const char *what = argc > 1 ? argv[1] : "";
 	bool dry_run = argc == 3 && strcmp(argv[2], "--dry-run") == 0;
+	bool yes = argc == 3 && strcmp(argv[2], "--yes") == 0;
 	int rc = CLI_USAGE, r;
 
 	sbuf_init(&out);
 	sbuf_init(&err);
-	if (!((strcmp(what, "list") == 0 && argc == 2) || (strcmp(what, "delete") == 0 && argc == 2) ||
+	if (!((strcmp(what, "list") == 0 && argc == 2) || (strcmp(what, "delete") == 0 && (argc == 2 || dry_run || yes)) ||
 	      (strcmp(what, "sync") == 0 && (argc == 2 || dry_run)))) {
 		fprintf(stderr, use, ctx->prog);
 		goto cleanup;
@@ -855,12 +976,18 @@ static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: subscriptions %s: %s\n", ctx->prog, what, sbuf_str(&err));
 		goto cleanup;
 	}
+	if (strcmp(what, "delete") == 0 && !dry_run && !yes && !confirm_delete(ctx, api, cfg, &err)) {
+		if (err.len)
+			fprintf(stderr, "%s: subscriptions delete: %s\n", ctx->prog, sbuf_str(&err));
+		rc = err.len ? CLI_FAIL : isatty(STDIN_FILENO) ? CLI_OK : CLI_USAGE;
+		goto cleanup;
+	}
 	if (strcmp(what, "list") == 0)
 		r = subscriptions_list(api, cfg, &out, &err);
 	else if (strcmp(what, "sync") == 0)
 		r = subscriptions_sync(api, cfg, dry_run, &out, &res, &err);
 	else
-		r = subscriptions_delete(api, cfg, &out, &res, &err);
+		r = subscriptions_delete(api, cfg, dry_run, &out, &res, &err);
 	fputs(sbuf_str(&out), stdout);
 	fflush(stdout);
 	if (r < 0)

@@ -733,29 +733,33 @@ cleanup:
 	return rc;
 }
 
-int queue_list(struct queue *q, struct sbuf *out, struct sbuf *err)
+int queue_rows(struct queue *q, int (*fn)(void *ctx, const struct queue_row *r), void *ctx, struct sbuf *err)
 {
 	sqlite3_stmt *st = NULL;
-	long pending, dead, held;
-	int rc = -1;
+	int step, rc = 0;
 
-	if (queue_counts(q, &pending, &dead, &held, err) < 0)
-		return -1;
-	sbuf_addf(out, "%ld pending, %ld held, %ld dead\n", pending, held, dead);
 	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT id, state, type, record_key, attempts, received, coalesce(last_error, '') "
-	                       "FROM deliveries WHERE state IN ('dead', 'held') ORDER BY id",
+	                       "SELECT id, state, type, record_key, attempts, received, last_error, next_attempt, "
+	                       "waiting_on FROM deliveries ORDER BY CASE state WHEN 'dead' THEN 0 WHEN 'held' THEN 1 "
+	                       "ELSE 2 END, id",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return db_error(q, err, "prepare");
-	if (dead || held)
-		sbuf_addf(out, "%-6s  %-7s  %-24s  %-42s  %-8s  %s\n", "ID", "STATE", "RECEIVED", "TYPE", "ATTEMPTS",
-		          "RECORD: REASON");
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		sbuf_addf(out, "%-6lld  %-7s  %-24s  %-42s  %-8d  %s: %s\n", (long long)sqlite3_column_int64(st, 0),
-		          sqlite3_column_text(st, 1), sqlite3_column_text(st, 5), sqlite3_column_text(st, 2),
-		          sqlite3_column_int(st, 4), sqlite3_column_text(st, 3), sqlite3_column_text(st, 6));
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct queue_row r = {
+			.id = sqlite3_column_int64(st, 0),
+			.state = (const char *)sqlite3_column_text(st, 1),
+			.type = (const char *)sqlite3_column_text(st, 2),
+			.record_key = (const char *)sqlite3_column_text(st, 3),
+			.attempts = sqlite3_column_int(st, 4),
+			.received = (const char *)sqlite3_column_text(st, 5),
+			.last_error = (const char *)sqlite3_column_text(st, 6),
+			.next_attempt = sqlite3_column_double(st, 7),
+			.waiting_on = (const char *)sqlite3_column_text(st, 8),
+		};
+		rc = fn(ctx, &r);
 	}
-	rc = 0;
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = db_error(q, err, "read");
 	sqlite3_finalize(st);
 	return rc;
 }

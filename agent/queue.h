@@ -110,8 +110,22 @@ int queue_hold(struct queue *q, const struct queue_delivery *d, const char *reas
 /* Counts for /metrics and `queue list`. */
 int queue_counts(struct queue *q, long *pending, long *dead, long *held, struct sbuf *err);
 
-/* `queue list`: dead letters and pending counts, one line each, into out. */
-int queue_list(struct queue *q, struct sbuf *out, struct sbuf *err);
+/* One delivery as `queue list` shows it (strings owned by the store, valid during the call). */
+struct queue_row {
+	int64_t id;
+	const char *state;       /* "pending", "held", "dead" */
+	const char *type;
+	const char *record_key;
+	int attempts;
+	const char *received;    /* ISO 8601 */
+	const char *last_error;  /* NULL when none */
+	double next_attempt;     /* epoch seconds; 0: at once */
+	const char *waiting_on;  /* the record it waits for, or NULL */
+};
+
+/* Calls fn for every delivery: dead letters first, then held, then pending,
+ * each by id; stops at fn's first non-zero answer and returns it. */
+int queue_rows(struct queue *q, int (*fn)(void *ctx, const struct queue_row *r), void *ctx, struct sbuf *err);
 /* `queue retry [--force] [ID]`: dead letters (with force, also deliveries
  * the deletion guard held) back to pending, all when id is 0; forced ones
  * pass the guard.  Returns how many, -1 on failure. */

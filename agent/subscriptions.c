@@ -280,7 +280,7 @@ cleanup:
 	return rc;
 }
 
-int subscriptions_delete(struct factorial *f, const struct config *cfg, struct sbuf *out,
+int subscriptions_delete(struct factorial *f, const struct config *cfg, bool dry_run, struct sbuf *out,
                          struct subscriptions_result *res, struct sbuf *err)
 {
 	cJSON *list = list_all(f, cfg, err), *s;
@@ -295,12 +295,13 @@ int subscriptions_delete(struct factorial *f, const struct config *cfg, struct s
 			res->unchanged++;
 			continue;
 		}
-		if (write_one(f, id_of(s), NULL, err) < 0)
+		if (!dry_run && write_one(f, id_of(s), NULL, err) < 0)
 			goto cleanup;
-		sbuf_addf(out, "deleted  %lld  %s\n", id_of(s), t ? t : "?");
+		sbuf_addf(out, "%s  %lld  %s\n", dry_run ? "would delete" : "deleted", id_of(s), t ? t : "?");
 		res->deleted++;
 	}
-	sbuf_addf(out, "%u deleted, %u not this agent's left alone\n", res->deleted, res->unchanged);
+	sbuf_addf(out, "%u %s, %u not this agent's left alone\n", res->deleted, dry_run ? "to delete" : "deleted",
+	          res->unchanged);
 	rc = 0;
 cleanup:
 	cJSON_Delete(list);

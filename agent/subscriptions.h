@@ -31,7 +31,8 @@ struct subscriptions_result {
 int subscriptions_list(struct factorial *f, const struct config *cfg, struct sbuf *out, struct sbuf *err);
 int subscriptions_sync(struct factorial *f, const struct config *cfg, bool dry_run, struct sbuf *out,
                        struct subscriptions_result *res, struct sbuf *err);
-int subscriptions_delete(struct factorial *f, const struct config *cfg, struct sbuf *out,
+/* Deletes this agent's own subscriptions (dry_run: says which it would). */
+int subscriptions_delete(struct factorial *f, const struct config *cfg, bool dry_run, struct sbuf *out,
                          struct subscriptions_result *res, struct sbuf *err);
 
 #endif

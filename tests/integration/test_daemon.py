@@ -123,6 +123,26 @@ class TestOneAgentPerStateFolder(Case):
         self.assertIn("they are applied when `run` starts", r.stderr)
 
 
+class TestQueueListing(Case):
+    def test_pending_deliveries_are_listed_with_what_they_wait_for(self):
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        with open(cfg) as f:
+            self.d.file("agent.yaml", f.read().replace(self.ldap.uri, "ldap://127.0.0.1:9"))
+        agent = self.start(cfg)
+        for i in (1, 2):
+            self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(i, "Q", f"Row{i}")), 200)
+        r = run_agent("-c", cfg, "queue", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "2 pending, 0 held, 0 dead")
+        self.assertEqual(len(lines), 4, r.stdout)
+        self.assertRegex(lines[2], r"^1\s+pending\s+\S+\s+employees/employee/create_with_contract\s+0\s+employee:1: due$")
+        self.assertRegex(lines[3], r"^2\s+pending\s+.*employee:2: due$")
+        self.assertEqual(json.loads(run_agent("-c", cfg, "queue", "list", "--json").stdout)["counts"],
+                         {"pending": 2, "held": 0, "dead": 0})
+        self.assertEqual(run_agent("-c", cfg, "queue", "list", "--bogus").returncode, 2)
+
+
 class TestStartOrder(Case):
     def test_a_port_in_use_ends_the_start_having_written_nothing(self):
         # a first run leaves a store, a subscription set and an entry behind

@@ -378,6 +378,14 @@ class TestLifecycle(Daemon):
         self.assertRegex(lines[2], r"^1\s+dead\s+\S+\s+employees/employee/create_with_contract\s+2\s+employee:7: "
                                    r"employee 7: mail: required, but \"\{login_email\|lower\}\" is empty$")
         # retried while the daemon runs: it fails again, and is dead again
+        r = run_agent("-c", self.cfg, "queue", "list", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        listing = json.loads(r.stdout)
+        self.assertEqual(listing["counts"], {"pending": 0, "held": 0, "dead": 1})
+        self.assertEqual({k: listing["deliveries"][0][k] for k in ("id", "state", "type", "record", "attempts")},
+                         {"id": 1, "state": "dead", "type": "employees/employee/create_with_contract",
+                          "record": "employee:7", "attempts": 2})
+        self.assertIn("mail: required", listing["deliveries"][0]["reason"])
         r = run_agent("-c", self.cfg, "queue", "retry", "1")
         self.assertEqual((r.returncode, r.stdout), (0, "1 delivery queued again\n"))
         wait_for(lambda: "failed for good after 2 attempts" in agent.log_text().split("queued again")[-1]
