@@ -62,7 +62,7 @@ static const struct command commands[] = {
 	  "                                     (--related: where locations.json and legal_entities.json are)" },
 	{ "apply", cmd_apply, "apply [--dry-run] --event TYPE FILE|-",
 	  "handle one delivery body as if it arrived for subscription TYPE" },
-	{ "sync", cmd_sync, "sync [--dry-run] [--employee ID] [--force]",
+	{ "sync", cmd_sync, "sync [--dry-run] [--employee ID] [--force] [--verbose]",
 	  "reconcile the directory with the Factorial API" },
 	{ "subscriptions", cmd_subscriptions, "subscriptions list | sync [--dry-run] | delete [--dry-run | --yes]",
 	  "list, register or remove this agent's webhook subscriptions" },
@@ -1086,10 +1086,11 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "employee", required_argument, NULL, 'e' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const char use[] = "Usage: %s sync [--dry-run] [--employee ID] [--force]\n";
+	static const char use[] = "Usage: %s sync [--dry-run] [--employee ID] [--force] [--verbose]\n";
 	struct reconcile_options opt = { .stop = &stop_signal };
 	struct reconcile_report rep;
 	struct config *cfg = NULL;
@@ -1105,10 +1106,13 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	sbuf_init(&ldif);
 	sbuf_init(&report);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "hne:f", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hne:fv", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			opt.dry_run = true;
+			break;
+		case 'v':
+			opt.verbose = true;
 			break;
 		case 'e':
 			opt.employee_id = optarg;

@@ -303,9 +303,10 @@ static void on_orphan(void *ctx, const char *key, const char *dn)
 		return;
 	r->rep->orphans++;
 	if (r->cfg->sync.orphans == CONFIG_ORPHANS_REPORT) {
-		sbuf_addf(r->report, "orphan: %s (%s=%s): no employee in Factorial has this key; left as it is "
-		                     "(sync.orphans: report)\n",
-		          dn, r->m->obj[MAPPING_EMPLOYEE].key_attr, key);
+		if (r->opt->verbose || r->rep->orphans <= RECONCILE_ORPHANS_SAID)
+			sbuf_addf(r->report, "orphan: %s (%s=%s): no employee in Factorial has this key; left as it is "
+			                     "(sync.orphans: report)\n",
+			          dn, r->m->obj[MAPPING_EMPLOYEE].key_attr, key);
 		return;
 	}
 	sbuf_init(&err);
@@ -435,6 +436,9 @@ static int settle_destructive(struct run *r)
 {
 	if (!r->opt->employee_id && r->rep->employees > 0)
 		apply_cache_orphans(&r->a, on_orphan, r);
+	if (!r->opt->verbose && r->rep->orphans > RECONCILE_ORPHANS_SAID && r->cfg->sync.orphans == CONFIG_ORPHANS_REPORT)
+		sbuf_addf(r->report, "orphan: ... and %ld more left as they are (sync --verbose names them all)\n",
+		          r->rep->orphans - RECONCILE_ORPHANS_SAID);
 	if (r->failed || stopped(r))
 		return -1;
 	if (!guard_allows(r, r->opt)) {

@@ -35,10 +35,14 @@
 #include "common/sbuf.h"
 #include "store.h"
 
+/* Orphans left as they are (sync.orphans: report) are named up to this many; the rest are counted. */
+#define RECONCILE_ORPHANS_SAID 10
+
 struct reconcile_options {
 	bool dry_run;
 	const char *employee_id; /* only this employee (no orphans, no teams) */
 	bool force;              /* past the deletion guard */
+	bool verbose;            /* every orphan said, not the first RECONCILE_ORPHANS_SAID */
 	/* when it becomes non-zero (a signal), the run stops between operations:
 	 * what was sent is collected and recorded, the report says so */
 	const volatile sig_atomic_t *stop;

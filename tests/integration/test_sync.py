@@ -217,6 +217,23 @@ class TestRelatedInSync(SyncCase):
         self.assertEqual(self.last(self.sync("--dry-run")), "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
 
 
+class TestManyOrphans(SyncCase):
+    n = 3
+
+    def test_orphans_are_counted_past_the_first_ten(self):
+        self.assertEqual(self.sync().returncode, 0)
+        self.ldap.add("\n".join(f"dn: uid=gone{i},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: gone{i}\ncn: G\nsn: G\n"
+                                f"employeeNumber: {900 + i}\n" for i in range(12)))
+        r = self.sync("--dry-run")
+        lines = [x for x in r.stderr.splitlines() if "orphan: " in x]
+        self.assertEqual(len(lines), 11, r.stderr)
+        self.assertEqual(lines[-1], "factorial-ldap-agent: orphan: ... and 2 more left as they are "
+                                    "(sync --verbose names them all)")
+        self.assertIn("; 12 orphans", r.stderr)
+        r = self.sync("--dry-run", "--verbose")
+        self.assertEqual(len([x for x in r.stderr.splitlines() if "orphan: uid=gone" in x]), 12)
+
+
 class TestDrift(SyncCase):
     n = 40
 
