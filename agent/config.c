@@ -610,6 +610,27 @@ static void parse_string_value(struct loader *L, const struct field *f, yaml_nod
 		ydoc_error(&L->y, L->d, v, key, "out of memory");
 }
 
+/* Under systemd, LoadCredential=NAME:... makes $CREDENTIALS_DIRECTORY/NAME:
+ * a secret file given by a bare name is read from there when it is there. */
+static char *credential_path(const char *name)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	struct stat st;
+	char *path;
+	size_t len;
+
+	if (!dir || !*dir || strchr(name, '/'))
+		return NULL;
+	len = strlen(dir) + 1 + strlen(name) + 1;
+	if (!(path = malloc(len)))
+		return NULL;
+	snprintf(path, len, "%s/%s", dir, name);
+	if (stat(path, &st) == 0)
+		return path;
+	free(path);
+	return NULL;
+}
+
 /* Files, secret files and folders: resolved against the configuration's folder and checked. */
 static void parse_path_value(struct loader *L, const struct field *f, yaml_node_t *v, const char *key)
 {
@@ -619,7 +640,9 @@ static void parse_path_value(struct loader *L, const struct field *f, yaml_node_
 
 	if (!(s = expect_scalar(L, v, key, "a file name")))
 		return;
-	if (!(path = resolve_path(L, s))) {
+	if (f->type == F_SECRET && (path = credential_path(s))) {
+		/* systemd's LoadCredential= put it there */
+	} else if (!(path = resolve_path(L, s))) {
 		ydoc_error(&L->y, L->d, v, key, "out of memory");
 		return;
 	}

@@ -283,6 +283,33 @@ static void test_files_and_secrets(void **state)
 	free(got);
 }
 
+/* Under systemd, LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY: a bare name is read from there. */
+static void test_credentials_directory(void **state)
+{
+	struct fx *fx = *state;
+	struct config *cfg = NULL;
+	char *errs, *creds = tu_mkdtemp(), want[1024];
+
+	free(tu_write(creds, "vault-key", 0400, "from-systemd\n"));
+	setenv("CREDENTIALS_DIRECTORY", creds, 1);
+	errs = load(fx,
+	            "factorial:\n  company_id: 1\n  api_key_file: vault-key\nwebhooks:\n"
+	            "  public_url: https://a.example/hooks\n  challenge_file: challenge\n" VALID_LDAP
+	            "mapping: mapping.yaml\n",
+	            &cfg);
+	assert_string_equal(errs, "");
+	snprintf(want, sizeof(want), "%s/vault-key", creds);
+	assert_string_equal(cfg->factorial.api_key_file, want);
+	/* a name it does not hold is the configuration folder's, as always */
+	snprintf(want, sizeof(want), "%s/challenge", fx->dir);
+	assert_string_equal(cfg->webhooks.challenge_file, want);
+	config_free(cfg);
+	free(errs);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	tu_rmtree(creds);
+	free(creds);
+}
+
 static void test_three_mistakes_all_reported(void **state)
 {
 	expect_errors(*state,
@@ -396,6 +423,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_uris, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_files_and_secrets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_credentials_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_three_mistakes_all_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cross_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subscription_types_and_duplicates, setup, teardown),
