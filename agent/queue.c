@@ -512,10 +512,11 @@ static int mark_waiting(struct queue *q, int64_t id, const char *by, struct sbuf
 }
 
 /* The record being applied now that candidate id (of record key) would run
- * into: its own record, or one it names, is in busy (which maps the record
- * and the referenced records of every delivery in progress to that
- * delivery's record).  Two deliveries that touch the same entries never run
- * at once.  1 and the owner's record key in *by, 0 when none. */
+ * into: its own record, or one that it or a later pending delivery of its
+ * record names (they are applied with it, coalesced), is in busy (which maps
+ * the record and the referenced records of every delivery in progress to
+ * that delivery's record).  Two deliveries that touch the same entries never
+ * run at once.  1 and the owner's record key in *by, 0 when none. */
 static int busy_with(struct queue *q, int64_t id, const char *key, const struct strmap *busy, char **by,
                      struct sbuf *err)
 {
@@ -525,10 +526,13 @@ static int busy_with(struct queue *q, int64_t id, const char *key, const struct 
 
 	*by = NULL;
 	if (!owner && busy->n) {
-		if (sqlite3_prepare_v2(q->db, "SELECT ref_key FROM delivery_refs WHERE delivery_id = ?", -1, &st, NULL) !=
-		    SQLITE_OK)
+		if (sqlite3_prepare_v2(q->db,
+		                       "SELECT r.ref_key FROM deliveries d JOIN delivery_refs r ON r.delivery_id = d.id "
+		                       "WHERE d.record_key = ?2 AND d.state = 'pending' AND d.id >= ?1",
+		                       -1, &st, NULL) != SQLITE_OK)
 			return db_error(q, err, "prepare");
 		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 		while (!owner && (step = sqlite3_step(st)) == SQLITE_ROW)
 			owner = strmap_get(busy, (const char *)sqlite3_column_text(st, 0));
 		sqlite3_finalize(st);

@@ -293,6 +293,42 @@ class TestEnrichedReferences(Case):
         self.assertLess(boss_ok, staff_ok)
 
 
+class TestCoalescedReferences(Case):
+    def test_a_later_delivery_of_the_run_names_a_record_being_applied(self):
+        # two deliveries of Luis wait to be applied together; only the second names Ana, his new
+        # manager, whose own delivery is being applied: the run waits for her, as the first alone would not
+        ana, luis, cy = (dict(person(i, f, "Run"), company_id=1234) for i, f in ((1, "Ana"), (2, "Luis"), (3, "Cy")))
+        for p in (ana, luis, cy):
+            self.fake.put_employee(p)
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 0 }\nqueue: { workers: 2 }\n")
+        with open(cfg) as f:
+            self.d.file("agent.yaml", f.read().replace("  enrich: false\n", "  enrich: true\n"))
+        agent = self.start(cfg)
+        for p in (ana, luis, cy):
+            self.assertEqual(self.post(agent, "employees/employee/create_with_contract", p), 200)
+        wait_for(lambda: len(self.people_dns()) == 3, 30, what="the entries")
+        renamed = dict(ana, first_name="Anna", full_name="Anna Run")
+        self.fake.put_employee(renamed)
+        self.fake.put_employee(dict(luis, manager_id=1))
+        # both workers busy: Anna's rename (3 s) and Cy's update (1 s)
+        self.fake.slow_next(3.0, prefix="/api/2026-07-01/resources/employees/employees/1")
+        self.fake.slow_next(1.0, prefix="/api/2026-07-01/resources/employees/employees/3")
+        self.assertEqual(self.post(agent, "employees/employee/update", renamed), 200)
+        self.assertEqual(self.post(agent, "employees/employee/update", cy), 200)
+        wait_for(lambda: not self.fake.faults, 30, what="both workers to be busy")
+        self.assertEqual(self.post(agent, "employees/employee/update", luis), 200)
+        self.assertEqual(self.post(agent, "employees/employee/update", dict(luis, manager_id=1)), 200)
+        new_dn = f"uid=anna.run,{PEOPLE}"
+        wait_for(lambda: metric(agent, "queue_depth") == 0 and
+                 (self.ldap.entry(f"uid=luis.run,{PEOPLE}") or {}).get("manager") == [new_dn], 30,
+                 what="Luis's manager")
+        lines = agent.log_text().splitlines()
+        done = [i for i, line in enumerate(lines) if ": ok (" in line]
+        self.assertLess([i for i in done if " employee:1: " in lines[i]][-1],
+                        [i for i in done if " employee:2: " in lines[i]][-1])
+
+
 class TestRelatedRecords(Case):
     """{location.name} in run: the locations are read once, and again when a record names one
     made since."""
