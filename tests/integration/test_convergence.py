@@ -337,10 +337,11 @@ class Arrivals:
 # ---- one day against a real slapd and run ---------------------------------------------
 
 class Day:
-    def __init__(self, seed, ops, mapping=MAPPING):
+    def __init__(self, seed, ops, mapping=MAPPING, tag=""):
         self.seed = seed
         self.ops = ops
         self.mapping = mapping
+        self.tag = tag  # in the kept log's name: a shrinking run keeps the first failure's log
 
     def run(self):
         """None when the day converged, else what went wrong."""
@@ -366,7 +367,7 @@ class Day:
                     if not problem and ldap.dump() != before:
                         problem = "replaying every delivery changed the directory"
                 if problem:
-                    kept = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fla-convergence-{self.seed}.log")
+                    kept = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fla-convergence-{self.seed}{self.tag}.log")
                     with open(kept, "w") as f:
                         f.write(agent.log_text())
                     problem += f"\n(the agent's whole log: {kept})\n" + "\n".join(agent.log_text().splitlines()[-40:])
@@ -429,7 +430,7 @@ def shrink(seed, ops, budget=SHRINK_SECONDS, mapping=MAPPING):
             if time.monotonic() >= deadline:
                 break
             candidate = ops[:start] + ops[start + chunk:]
-            if candidate and Day(seed, candidate, mapping).run():
+            if candidate and Day(seed, candidate, mapping, tag="-shrink").run():
                 smaller = candidate
                 break
         if smaller is not None:
