@@ -5,6 +5,7 @@
 #include "agentd.h"
 #include "common/diag.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "metrics.h"
 #include "sandbox.h"
 
@@ -308,13 +309,16 @@ static void wait_for_signals(struct agentd *a, const sigset_t *set)
 			continue;
 		if (sig == SIGHUP) {
 			log_info("SIGHUP: reloading %s", a->config_path);
+			notify_reloading();
 			reload(a);
+			notify_ready("reloaded");
 		} else if (sig == SIGUSR1) {
 			log_info("SIGUSR1: a full reconcile is requested");
 			timers_request_reconcile(a, "SIGUSR1");
 		} else {
 			log_info("%s: stopping: no new deliveries; finishing what is in flight",
 			         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			notify_stopping();
 			return;
 		}
 	}
@@ -402,6 +406,7 @@ int agentd_run(const char *config_path)
 	log_info("listening on %s for %zu subscription types under %s/; state in %s; %zu workers",
 	         a.snap->cfg->webhooks.listen, a.snap->cfg->webhooks.subscriptions.n, a.snap->prefix,
 	         a.snap->cfg->state_dir, a.nworkers);
+	notify_ready("listening");
 	wait_for_signals(&a, &set);
 	rc = a.receiver_lost ? 1 : 0;
 cleanup:

@@ -67,7 +67,7 @@ static const struct command commands[] = {
 	{ "subscriptions", cmd_subscriptions, "subscriptions list | sync [--dry-run] | delete [--dry-run | --yes]",
 	  "list, register or remove this agent's webhook subscriptions" },
 	{ "queue", cmd_queue, "queue list [--json] | retry [ID] | drop ID",
-	  "inspect the queue (every delivery waiting, held or dead) and replay those that failed for good\n"
+	  "inspect the queue; replay deliveries that failed for good\n"
 	  "                                     (retry --force: also those the deletion guard held)" },
 	{ NULL, NULL, NULL, NULL },
 };

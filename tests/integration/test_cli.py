@@ -20,7 +20,8 @@ class TestHelpAndVersion(unittest.TestCase):
             self.assertRegex(r.stdout, rf"\n  {c}\b", c)
         self.assertIn("check [--online] [--fixtures DIR]", r.stdout)
         self.assertIn("apply [--dry-run] --event TYPE FILE|-", r.stdout)
-        self.assertIn("queue list | retry [ID] | drop ID", r.stdout)
+        self.assertIn("queue list [--json] | retry [ID] | drop ID", r.stdout)
+        self.assertLessEqual(max(len(line) for line in r.stdout.splitlines()), 120)
         self.assertIn("/etc/factorial-ldap-agent/agent.yaml", r.stdout)
 
     def test_version(self):
@@ -102,12 +103,13 @@ class TestUsage(unittest.TestCase):
     """Bad usage is exit 2 with the command's usage line, before anything is read."""
 
     def test_each_command(self):
-        for args, usage in ((["sync", "extra"], "sync [--dry-run] [--employee ID] [--force]"),
-                            (["sync", "--bogus"], "sync [--dry-run] [--employee ID] [--force]"),
-                            (["subscriptions"], "subscriptions list | sync [--dry-run] | delete"),
+        for args, usage in ((["sync", "extra"], "sync [--dry-run] [--employee ID] [--force] [--verbose]"),
+                            (["sync", "--bogus"], "sync [--dry-run] [--employee ID] [--force] [--verbose]"),
+                            (["subscriptions"], "subscriptions list | sync [--dry-run] | delete [--dry-run | --yes]"),
                             (["subscriptions", "sync", "--force"], "subscriptions list | sync [--dry-run] | delete"),
+                            (["subscriptions", "delete", "--force"], "delete [--dry-run | --yes]"),
                             (["queue", "retry", "x"], "is not a delivery id"),
-                            (["queue"], "queue list | retry [ID] | drop ID"),
+                            (["queue"], "queue list [--json] | retry [ID] | drop ID"),
                             (["apply", "-"], "apply [--dry-run] --event TYPE FILE|-"),
                             (["render"], "give at least one FILE"),
                             (["run", "now"], "run: unexpected argument")):
@@ -115,6 +117,31 @@ class TestUsage(unittest.TestCase):
             self.assertEqual(r.returncode, 2, args)
             self.assertIn(usage, r.stderr, args)
             self.assertEqual(r.stdout, "", args)
+
+
+class TestUnit(unittest.TestCase):
+    """The systemd unit: systemd-analyze verifies it, and its exposure stays low."""
+
+    def test_unit_verifies(self):
+        import re
+        import shutil
+        import subprocess
+        import tempfile
+        from agenttest import AGENT, TOP_SRCDIR
+        self.assertIsNotNone(shutil.which("systemd-analyze"), "systemd-analyze (Debian package systemd)")
+        with open(os.path.join(TOP_SRCDIR, "examples", "factorial-ldap-agent.service.in")) as f:
+            unit = f.read().replace("@sbindir@", os.path.dirname(os.path.abspath(AGENT)))
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = os.path.join(d, "factorial-ldap-agent.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", path], capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        r = subprocess.run(["systemd-analyze", "security", "--offline=true", path], capture_output=True, text=True)
+        m = re.search(r"Overall exposure level for factorial-ldap-agent.service: ([0-9.]+)", r.stdout)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        self.assertLess(float(m.group(1)), 2.0, r.stdout)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,27 @@ class TestQueueListing(Case):
         self.assertEqual(run_agent("-c", cfg, "queue", "list", "--bogus").returncode, 2)
 
 
+class TestServiceManager(Case):
+    """Under systemd (Type=notify): ready once listening, reloading and ready again on SIGHUP,
+    stopping on SIGTERM."""
+
+    def test_sd_notify(self):
+        path = os.path.join(self.d.path, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(30)
+        self.addCleanup(sock.close)
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        agent = self.start(cfg, env={"NOTIFY_SOCKET": path})
+        self.assertEqual(sock.recv(4096), b"READY=1\nSTATUS=listening")
+        self.assertEqual(http("GET", agent.url("/healthz"))[0], 200)  # ready means serving
+        agent.signal(signal.SIGHUP)
+        self.assertEqual(sock.recv(4096), b"RELOADING=1")
+        self.assertEqual(sock.recv(4096), b"READY=1\nSTATUS=reloaded")
+        agent.signal(signal.SIGTERM)
+        self.assertEqual(sock.recv(4096), b"STOPPING=1")
+
+
 class TestStartOrder(Case):
     def test_a_port_in_use_ends_the_start_having_written_nothing(self):
         # a first run leaves a store, a subscription set and an entry behind

@@ -6,7 +6,7 @@ FLA_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Debian packages the build, the tests and the demo need.
 FLA_PACKAGES="gcc make autoconf automake libtool pkg-config
   libldap2-dev libmicrohttpd-dev libcjson-dev libyaml-dev libcurl4-openssl-dev libsqlite3-dev libicu-dev
-  libcmocka-dev slapd ldap-utils python3 ca-certificates"
+  libsystemd-dev libcmocka-dev slapd ldap-utils python3 ca-certificates"
 
 # Only the tests need these: a real Samba AD domain controller for the
 # Active Directory profile (tests/integration/test_samba.py).
