@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it: installs what is missing (apt-get),
 # builds, runs every suite through `make check` (unit tests in C, the fake
 # Factorial's own tests, integration tests against a real slapd), prints one
-# line per suite, runs each fuzz target for 30 s (fuzz/run.sh, clang) and
-# ends with "N passed, N failed".  Exits non-zero on any
+# line per suite, runs each fuzz target for 30 s (fuzz/run.sh, clang), builds,
+# installs and checks the Debian package (tests/package.sh) and ends with
+# "N passed, N failed".  Exits non-zero on any
 # failure.  In CI (CI=true) it builds with --enable-warnings --enable-sanitizers.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,6 +62,14 @@ ff=$(printf '%s\n' "$fuzz_out" | sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) 
 passed=$((passed + ${fp:-0}))
 failed=$((failed + ${ff:-1}))
 [ "$fuzz_rc" -ne 0 ] && [ "${ff:-1}" -eq 0 ] && failed=$((failed + 1))
+# the Debian package: built, linted, installed, checked, purged
+fla_say "package"
+pkg_out=$(bash "$top/tests/package.sh")
+printf '%s\n' "$pkg_out" | grep -v '^package: [0-9]'
+pp=$(printf '%s\n' "$pkg_out" | sed -n 's/^package: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+pf=$(printf '%s\n' "$pkg_out" | sed -n 's/^package: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+passed=$((passed + ${pp:-0}))
+failed=$((failed + ${pf:-1}))
 if [ "$check_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	# make check failed outside any suite (a test program did not build, say)
 	tail -50 check.out >&2

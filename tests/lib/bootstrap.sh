@@ -13,6 +13,8 @@ FLA_PACKAGES="gcc make autoconf automake libtool pkg-config
 FLA_TEST_PACKAGES="samba samba-ad-dc samba-ad-provision winbind krb5-user ldb-tools 389-ds-base"
 # ... and clang with libFuzzer for the fuzz targets (fuzz/run.sh).
 FLA_TEST_PACKAGES="$FLA_TEST_PACKAGES clang libclang-rt-14-dev"
+# ... and the Debian packaging tools, systemd-analyze and man (tests/package.sh).
+FLA_TEST_PACKAGES="$FLA_TEST_PACKAGES dpkg-dev debhelper fakeroot lintian systemd man-db"
 
 fla_say() { printf '==> %s\n' "$*" >&2; }
 
