@@ -144,5 +144,60 @@ class TestUnit(unittest.TestCase):
         self.assertLess(float(m.group(1)), 2.0, r.stdout)
 
 
+class TestDocumentedCommands(unittest.TestCase):
+    """The commands README.md and docs/*.md show, run as shown from a copy of the checkout: each
+    line of output they show (but "...") comes out, in order.  Commands that need a live directory
+    or a running agent (a configuration of one's own) are shown, not run: those the examples and
+    the mappings of the checkout are enough for are run."""
+
+    def commands(self, path):
+        """(command, shown lines) for each `$ ` line of the fenced blocks of a Markdown file."""
+        out, cur, fenced = [], None, False
+        with open(path, encoding="utf-8") as f:
+            for line in f.read().splitlines():
+                if line.startswith("```"):
+                    fenced = not fenced
+                    cur = None
+                elif fenced and line.startswith("$ "):
+                    cur = (line[2:].split("  #")[0].strip(), [])
+                    out.append(cur)
+                elif fenced and cur is not None and line != "...":
+                    cur[1].append(line)
+        return out
+
+    def runnable(self, cmd):
+        return cmd.startswith("chmod ") or " -m " in cmd or " -c examples/" in cmd
+
+    def test_readme_and_docs(self):
+        import shlex
+        import shutil
+        import subprocess
+        import tempfile
+        from agenttest import AGENT, TOP_SRCDIR
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        for sub in ("examples", "mappings"):
+            shutil.copytree(os.path.join(TOP_SRCDIR, sub), os.path.join(d, sub))
+        ran = 0
+        for doc in ["README.md"] + sorted("docs/" + n for n in os.listdir(os.path.join(TOP_SRCDIR, "docs"))):
+            for cmd, shown in self.commands(os.path.join(TOP_SRCDIR, doc)):
+                if not self.runnable(cmd):
+                    continue
+                argv = shlex.split(cmd)
+                if argv[0] == "factorial-ldap-agent":
+                    argv[0] = os.path.abspath(AGENT)
+                r = subprocess.run(argv, cwd=d, capture_output=True, text=True,
+                                   env=dict(os.environ, FACTORIAL_LDAP_AGENT_NOW="2026-11-27"))
+                got = (r.stdout + r.stderr).splitlines()
+                at = 0
+                for want in shown:
+                    while at < len(got) and got[at] != want:
+                        at += 1
+                    self.assertLess(at, len(got), f"{doc}: `{cmd}` did not print, in order:\n{want}\n"
+                                                  f"it printed:\n{r.stdout}{r.stderr}")
+                ran += 1
+        self.assertGreaterEqual(ran, 5)
+
+
 if __name__ == "__main__":
     taprunner.main()
