@@ -1080,6 +1080,24 @@ static int sync_report(struct cli_ctx *ctx, const struct reconcile_options *opt,
 	return r == 0 ? CLI_OK : CLI_FAIL;
 }
 
+/* sync on a terminal: one line kept up to date, cleared at the end. */
+static void sync_progress(void *ctx, long checked, long total, double seconds, bool done)
+{
+	double rate = seconds > 0 ? (double)checked / seconds : 0;
+
+	(void)ctx;
+	if (done) {
+		fputs("\r\033[K", stderr);
+	} else if (total > 0 && rate > 0) {
+		fprintf(stderr, "\r\033[Ksync: %ld of %ld employees read and checked (%.0f%%), %.0f/s, about %.0f s left",
+		        checked, total, 100.0 * (double)checked / (double)total, rate,
+		        (double)(total > checked ? total - checked : 0) / rate);
+	} else {
+		fprintf(stderr, "\r\033[Ksync: %ld employees read and checked, %.0f/s", checked, rate);
+	}
+	fflush(stderr);
+}
+
 static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1147,6 +1165,8 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	if (open_directory(ctx, cfg, "", &lw) < 0 || open_state(ctx, cfg, opt.dry_run, &st) < 0)
 		goto cleanup;
 	catch_stop_signals();
+	if (isatty(STDERR_FILENO))
+		opt.progress = sync_progress; /* not in a log or a pipe: those stay one line per event */
 	r = reconcile_run(cfg, m, lw, api, st, &opt, &ldif, &report, &rep, &err);
 	fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
 	fflush(stdout);

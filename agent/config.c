@@ -761,6 +761,12 @@ static void webhooks_post(struct loader *L, yaml_node_t *m, const char *path)
 		join_path(key, sizeof(key), path, cert ? "tls_key_file" : "tls_cert_file");
 		ydoc_error(&L->y, L->d, m, key, "required with %s", cert ? "tls_cert_file" : "tls_key_file");
 	}
+	/* metrics_listen the same as listen: /metrics on the webhook listener, no second one */
+	if (L->cfg->webhooks.metrics_listen && L->cfg->webhooks.listen &&
+	    strcmp(L->cfg->webhooks.metrics_listen, L->cfg->webhooks.listen) == 0) {
+		free(L->cfg->webhooks.metrics_listen);
+		L->cfg->webhooks.metrics_listen = NULL;
+	}
 }
 
 static void ldap_post(struct loader *L, yaml_node_t *m, const char *path)
@@ -794,6 +800,7 @@ static int set_defaults(struct config *cfg)
 	cfg->factorial.connect_timeout = 10;
 	cfg->factorial.timeout = 30;
 	cfg->webhooks.listen = strdup("0.0.0.0:8080");
+	cfg->webhooks.metrics_listen = strdup("127.0.0.1:9464");
 	cfg->webhooks.max_body_bytes = 1024 * 1024;
 	cfg->factorial.max_response_bytes = 64LL << 20;
 	cfg->webhooks.request_timeout = 30;

@@ -214,6 +214,8 @@ void health_directory(struct agentd *a, const char *error, bool answered);
 void health_store(struct agentd *a, const char *error);
 bool health_doubts_directory(struct agentd *a, double *answered);
 int health_render(struct agentd *a, struct sbuf *out);
+/* Whether the directory is reachable, as /healthz judges it. */
+bool health_directory_up(struct agentd *a);
 void monitor_commit_observed(double seconds, const char *error, void *ctx);
 void *monitor_main(void *arg);
 /* The health and the metrics in a memory file the receiver process maps:

@@ -28,6 +28,7 @@
 
 struct factorial {
 	CURL *curl;
+	long list_total; /* meta.total of the list being read, -1 when the API does not say */
 	char *base;    /* base_url without a trailing slash */
 	char *version;
 	char *ca_file;
@@ -87,6 +88,7 @@ int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf
 		return -1;
 	}
 	f->curl = curl_easy_init();
+	f->list_total = -1;
 	n = strlen(cfg->factorial.base_url);
 	while (n > 0 && cfg->factorial.base_url[n - 1] == '/')
 		n--;
@@ -747,6 +749,11 @@ long factorial_list(struct factorial *f, const char *path, const char *query,
 			p.count = -1;
 			break;
 		}
+		{
+			const cJSON *total = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(a.json, "meta"),
+			                                                      "total");
+			f->list_total = cJSON_IsNumber(total) ? (long)total->valuedouble : -1;
+		}
 		cJSON_ArrayForEach(it, data) {
 			n++;
 			if (fn(ctx, it) < 0) {
@@ -760,6 +767,11 @@ long factorial_list(struct factorial *f, const char *path, const char *query,
 	}
 	curl_free(p.after);
 	return p.count;
+}
+
+long factorial_list_total(const struct factorial *f)
+{
+	return f->list_total;
 }
 
 int factorial_get(struct factorial *f, const char *path, const char *id, cJSON **out, struct sbuf *err)

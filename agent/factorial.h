@@ -64,6 +64,10 @@ void factorial_answer_free(struct factorial_answer *a);
 long factorial_list(struct factorial *f, const char *path, const char *query,
                     int (*fn)(void *ctx, const cJSON *item), void *ctx, struct sbuf *err);
 
+/* While a factorial_list() runs: how many items the whole list holds, as the
+ * API's meta.total says; -1 when it does not say. */
+long factorial_list_total(const struct factorial *f);
+
 /* A factorial_list() callback that appends a copy of each item to the
  * cJSON array given as ctx. */
 int factorial_collect(void *ctx, const cJSON *item);

@@ -101,12 +101,20 @@ static void describe(struct ldapw_error *err, const char *op, int rc, char *diag
 
 static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
 {
-	char *diag = NULL;
+	char *diag = NULL, *matched = NULL;
+	size_t len;
 
 	if (lw && lw->ld)
 		ldap_get_option(lw->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
 	describe(err, op, rc, diag);
+	/* No such object: how far down the name the server found entries */
+	if (rc == LDAP_NO_SUCH_OBJECT && lw && lw->ld && ldap_get_option(lw->ld, LDAP_OPT_MATCHED_DN, &matched) == 0 &&
+	    matched && *matched) {
+		len = strlen(err->text);
+		snprintf(err->text + len, sizeof(err->text) - len, " (the server has entries down to %s only)", matched);
+	}
 	ldap_memfree(diag);
+	ldap_memfree(matched);
 }
 
 bool ldapw_error_is_connection(const struct ldapw_error *err)

@@ -41,6 +41,12 @@ struct metrics_state {
 	struct histogram ldap_h, commit_h;
 	long drift[4];
 	bool token_unsaved;
+	double sync_ok_at, sync_failed_at; /* wall time, 0: never */
+	unsigned long sync_failures;
+	bool subs_checked, subs_ok;
+	unsigned subs_wanted;
+	unsigned long subs_repaired;
+	double subs_at;
 };
 
 static struct metrics_state local = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -187,6 +193,67 @@ static void histogram(struct sbuf *out, const char *name, const char *help, cons
 	sbuf_addf(out, PREFIX "%s_sum %.6f\n" PREFIX "%s_count %lu\n", name, h->sum, name, h->count);
 }
 
+void metrics_sync(bool ok, double when)
+{
+	lock();
+	if (ok) {
+		st->sync_ok_at = when;
+	} else {
+		st->sync_failed_at = when;
+		st->sync_failures++;
+	}
+	unlock();
+}
+
+void metrics_subscriptions(bool ok, unsigned wanted, unsigned repaired, double when)
+{
+	lock();
+	st->subs_checked = true;
+	st->subs_ok = ok;
+	if (ok)
+		st->subs_wanted = wanted;
+	st->subs_repaired += repaired;
+	st->subs_at = when;
+	unlock();
+}
+
+static void gauge(struct sbuf *out, const char *name, const char *help, const char *value)
+{
+	sbuf_addf(out, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s gauge\n" PREFIX "%s %s\n", name, help, name, name,
+	          value);
+}
+
+/* Reconciles and subscription checks, the directory, and what was built. */
+static void render_upkeep(struct sbuf *out, const struct metrics_gauges *g)
+{
+	char v[64];
+
+	sbuf_adds(out, "# HELP " PREFIX "build_info The version running (always 1).\n"
+	               "# TYPE " PREFIX "build_info gauge\n" PREFIX "build_info{version=\"" PACKAGE_VERSION "\"} 1\n");
+	gauge(out, "directory_up", "1 when the directory answers, as /healthz judges it.", g->directory_up ? "1" : "0");
+	snprintf(v, sizeof(v), "%.3f", st->sync_ok_at);
+	gauge(out, "last_sync_success_timestamp_seconds", "When the last reconcile ended well (0: none yet).", v);
+	snprintf(v, sizeof(v), "%.3f", st->sync_failed_at);
+	gauge(out, "last_sync_failure_timestamp_seconds",
+	      "When the last reconcile failed (the directory or the API; 0: none yet).", v);
+	snprintf(v, sizeof(v), "%lu", st->sync_failures);
+	sbuf_addf(out, "# HELP " PREFIX "sync_failures_total Reconciles that failed.\n"
+	               "# TYPE " PREFIX "sync_failures_total counter\n" PREFIX "sync_failures_total %s\n", v);
+	gauge(out, "subscriptions_ok",
+	      "1 when the last check found (or made) every wanted subscription registered, enabled and pointing at "
+	      "this agent; 0 when it could not check.",
+	      !st->subs_checked ? "0" : st->subs_ok ? "1" : "0");
+	snprintf(v, sizeof(v), "%u", st->subs_wanted);
+	gauge(out, "subscriptions_wanted", "The subscriptions this agent keeps.", v);
+	snprintf(v, sizeof(v), "%lu", st->subs_repaired);
+	sbuf_addf(out, "# HELP " PREFIX "subscriptions_repaired_total Subscriptions created, updated or enabled again "
+	               "(missing, changed or disabled by Factorial).\n"
+	               "# TYPE " PREFIX "subscriptions_repaired_total counter\n" PREFIX "subscriptions_repaired_total %s\n",
+	          v);
+	snprintf(v, sizeof(v), "%.3f", st->subs_at);
+	gauge(out, "subscriptions_checked_timestamp_seconds", "When the subscriptions were last checked (0: not yet).", v);
+}
+
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 {
 	lock();
@@ -199,8 +266,8 @@ void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 	          "# TYPE " PREFIX "queue_depth gauge\n" PREFIX "queue_depth %ld\n"
 	          "# HELP " PREFIX "dead_letters Deliveries that failed for good.\n"
 	          "# TYPE " PREFIX "dead_letters gauge\n" PREFIX "dead_letters %ld\n"
-	          "# HELP " PREFIX "held Deliveries held by the deletion guard.\n"
-	          "# TYPE " PREFIX "held gauge\n" PREFIX "held %ld\n"
+	          "# HELP " PREFIX "held_deliveries Deliveries held by the deletion guard.\n"
+	          "# TYPE " PREFIX "held_deliveries gauge\n" PREFIX "held_deliveries %ld\n"
 	          "# HELP " PREFIX "oauth_refresh_token_unsaved 1 when the newest OAuth refresh token could not be "
 	          "saved to the state folder (a restart would need a new one).\n"
 	          "# TYPE " PREFIX "oauth_refresh_token_unsaved gauge\n" PREFIX "oauth_refresh_token_unsaved %d\n",
@@ -213,5 +280,6 @@ void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 	          PREFIX "drift_entries{outcome=\"checked\"} %ld\n" PREFIX "drift_entries{outcome=\"differing\"} %ld\n"
 	          PREFIX "drift_entries{outcome=\"fixed\"} %ld\n" PREFIX "drift_entries{outcome=\"orphans\"} %ld\n",
 	          st->drift[0], st->drift[1], st->drift[2], st->drift[3]);
+	render_upkeep(out, g);
 	unlock();
 }

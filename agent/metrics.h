@@ -3,9 +3,11 @@
  * Prometheus text format for GET /metrics.
  *
  * Counters are thread-safe (one mutex): deliveries by subscription type and
- * HTTP status, applies by operation and result, and latency histograms of
- * LDAP operations and of store commits.  Queue depth and dead letters are
- * read from the store when the page is rendered.
+ * HTTP status, applies by operation and result, latency histograms of LDAP
+ * operations and of store commits, reconciles and subscription checks.
+ * Queue depth, dead letters, held deliveries and whether the directory is
+ * up are given by the caller when the page is rendered.  Names follow the
+ * Prometheus conventions (_total counters, _seconds, _timestamp_seconds).
  *
  * The state is plain memory of a fixed size.  By default it is the
  * process's own; metrics_share() moves it into memory the caller maps in
@@ -30,6 +32,12 @@ void metrics_commit_seconds(double s);
 void metrics_drift(long checked, long differing, long fixed, long orphans);
 /* The OAuth refresh token lives in memory only (true) or is saved. */
 void metrics_token_unsaved(bool unsaved);
+/* A reconcile ended at wall time when: ok, or failed (the directory or the API). */
+void metrics_sync(bool ok, double when);
+/* A check of the subscriptions ended at wall time when: ok (each wanted one
+ * registered, enabled and pointing at this agent; repaired counts those it
+ * had to create, update or enable), or failed (the API). */
+void metrics_subscriptions(bool ok, unsigned wanted, unsigned repaired, double when);
 
 /* The size of the state, and moving it to mem (init: first use, zeroed and
  * a process-shared mutex made; else mem is already initialised by another
@@ -41,6 +49,7 @@ struct metrics_gauges {
 	long queue_depth;
 	long dead_letters;
 	long held;
+	bool directory_up;
 };
 
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g);

@@ -132,6 +132,16 @@ bool health_doubts_directory(struct agentd *a, double *answered)
 }
 
 /* /healthz: 200 or 503, and what is known, one line each; no request to anything. */
+bool health_directory_up(struct agentd *a)
+{
+	struct health h;
+
+	health_lock(a->health);
+	h = *a->health;
+	pthread_mutex_unlock(&a->health->mu);
+	return !(h.dir_failed >= h.dir_alive && agentd_wall_now() - h.dir_alive > HEALTH_GRACE);
+}
+
 int health_render(struct agentd *a, struct sbuf *out)
 {
 	struct snapshot *s = agentd_snap_get(a);

@@ -115,6 +115,9 @@ cleanup:
 	return rc;
 }
 
+/* The store's schema version (PRAGMA user_version) this program writes. */
+#define STORE_VERSION 3
+
 /* Brings an older store up to date, once, in one transaction: version 2
  * (above); version 3 no longer keeps refused bodies, and replaces those an
  * older version kept (they may hold personal data) by their size. */
@@ -133,12 +136,18 @@ static int migrate(struct queue *q, struct sbuf *err)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	st = NULL;
+	if (version > STORE_VERSION) {
+		sbuf_addf(err, "state store: it was written by a newer version of the agent (store version %d; this "
+		          "version knows up to %d): run that version, or restore a backup made for this one",
+		          version, STORE_VERSION);
+		goto cleanup;
+	}
 	if (version < 2 && to_version_2(q, err) < 0)
 		goto cleanup;
 	if (version < 3 &&
 	    sqlite3_exec(q->db,
 	                 "UPDATE rejected SET body = '(' || length(CAST(body AS BLOB)) || ' bytes, not kept)'"
-	                 "  WHERE body NOT LIKE '(% bytes, not kept)'; PRAGMA user_version = 3",
+	                 "  WHERE body NOT LIKE '(% bytes, not kept)'; PRAGMA user_version = 3", /* STORE_VERSION */
 	                 NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(q, err, "migrate");
 		goto cleanup;

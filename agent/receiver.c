@@ -43,11 +43,19 @@ int receiver_precheck(void *ctx, const char *method, const char *path, const cha
 	const char *type;
 	int status = 0;
 
-	if (is_status_path(path))
-		return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? 0 : 405;
-	if (l->status_only)
-		return 404;
 	s = agentd_snap_get(a);
+	if (strcmp(path, "/metrics") == 0 && !l->status_only && s->cfg->webhooks.metrics_listen) {
+		status = 404; /* served on webhooks.metrics_listen only, not to whoever reaches the webhooks */
+		goto cleanup;
+	}
+	if (is_status_path(path)) {
+		status = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? 0 : 405;
+		goto cleanup;
+	}
+	if (l->status_only) {
+		status = 404;
+		goto cleanup;
+	}
 	type = route(s, path);
 	if (!type)
 		status = 404;
@@ -62,6 +70,7 @@ int receiver_precheck(void *ctx, const char *method, const char *path, const cha
 		log_info("delivery refused: %s %s: %d%s", method, path, status,
 		         status == 401 ? (challenge ? " (wrong challenge)" : " (no challenge)") : "");
 	}
+cleanup:
 	agentd_snap_put(a, s);
 	return status;
 }
@@ -188,6 +197,7 @@ void receiver_handle(void *ctx, const char *method, const char *path, const char
 			log_warn("metrics: %s", sbuf_str(&err));
 		pthread_mutex_unlock(&a->side_mu);
 		sbuf_free(&err);
+		g.directory_up = health_directory_up(a);
 		metrics_render(&reply->body, &g);
 		reply->status = 200;
 		reply->content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -50,6 +50,8 @@ struct run {
 	long batch;           /* records since the store's last commit */
 	double batch_start;   /* when that transaction began (monotonic seconds) */
 	bool failed;          /* the directory or the API failed: stop */
+	struct factorial *api; /* for the list's total, in progress reports */
+	double started, said; /* monotonic: the run's start, the last progress report */
 };
 
 /* Whether a signal asked the run to stop (it is then marked interrupted). */
@@ -260,6 +262,11 @@ static int on_employee(void *ctx, const cJSON *item)
 	if (r->failed || stopped(r))
 		return -1;
 	r->rep->employees++;
+	if (r->opt->progress && mono() - r->said >= 0.25) {
+		r->said = mono();
+		r->opt->progress(r->opt->progress_ctx, r->rep->employees, factorial_list_total(r->api), r->said - r->started,
+		                 false);
+	}
 	rec = cJSON_Duplicate(item, 1);
 	id = id_of(item, "id");
 	if (!rec || !id) {
@@ -548,6 +555,9 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 	r.orphan_delete = cfg->sync.orphans == CONFIG_ORPHANS_DELETE;
 	r.again = cJSON_CreateArray();
 
+	r.api = api;
+	r.started = mono();
+	r.said = r.started - 1; /* the first employee is reported at once */
 	if (apply_cache_load(&r.a, err) < 0 || (r.a.st && store_begin(r.a.st, err) < 0))
 		goto cleanup;
 	r.batch_start = mono();
@@ -557,6 +567,8 @@ int reconcile_run(const struct config *cfg, const struct mapping *m, struct ldap
 	complete = true;
 cleanup:
 	finish(&r);
+	if (opt->progress)
+		opt->progress(opt->progress_ctx, rep->employees, rep->employees, mono() - r.started, true);
 	if (complete)
 		rc = (rep->record_errors || rep->guard_tripped) ? 1 : 0;
 	else if (rep->interrupted && !r.failed && !r.a.connection_lost)

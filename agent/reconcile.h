@@ -49,6 +49,11 @@ struct reconcile_options {
 	/* when set, the related records ({location.name}) the run read are handed
 	 * over here (the caller's to free; NULL when the mapping reads none) */
 	struct related **related_out;
+	/* when set, called as employees are read and checked (at most four times a
+	 * second, and once more at the end with done true): how many, of how
+	 * many (-1: the API does not say), since when */
+	void (*progress)(void *ctx, long checked, long total, double seconds, bool done);
+	void *progress_ctx;
 };
 
 struct reconcile_report {

@@ -117,11 +117,14 @@ void *timers_subscriber_main(void *arg)
 			/* managed by hand: nothing to do until a reload says otherwise */
 		} else if (factorial_open(s->cfg, &api, &err) < 0 ||
 		           subscriptions_sync(api, s->cfg, false, &out, &res, &err) < 0) {
+			metrics_subscriptions(false, 0, 0, agentd_wall_now());
 			log_error("subscriptions: %s (trying again in %.0f s)", sbuf_str(&err), once ? 60.0 : every);
 			every = once ? 60 : every;
 			once = false;
 		} else {
 			char *line = out.s, *nl;
+			metrics_subscriptions(true, (unsigned)s->cfg->webhooks.subscriptions.n,
+			                      res.created + res.updated + res.reenabled, agentd_wall_now());
 			if (res.created || res.updated || res.deleted)
 				for (; line && *line; line = nl ? nl + 1 : NULL) {
 					nl = strchr(line, '\n');
@@ -206,6 +209,7 @@ static int reconcile_once(struct agentd *a, struct snapshot *s, const char *why)
 	         rep.interrupted ? "; stopped early: the agent is stopping" : "", agentd_mono_now() - t0);
 	rc = 0;
 cleanup:
+	metrics_sync(rc == 0, agentd_wall_now());
 	ldapw_close(lw);
 	factorial_close(api);
 	store_close(st);

@@ -74,12 +74,13 @@ def main():
         with open(cfg) as f:
             text = f.read().replace('listen: "127.0.0.1:18080"', f'listen: "127.0.0.1:{port}"')
         d.file("agent.yaml", text)
+        mport = int(re.search(r'metrics_listen: "127\.0\.0\.1:(\d+)"', text).group(1))  # /metrics is there
         log = open(os.path.join(d.path, "agent.log"), "w")
         p = subprocess.Popen([agent, "-c", cfg, "run"], stderr=log)
         try:
             for _ in range(300):
                 try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                    urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=1)
                     break
                 except OSError:
                     time.sleep(0.05)
@@ -87,8 +88,8 @@ def main():
             for r in range(3):
                 for c in (1, 8):
                     rounds[c].append(rate(port, c, seconds, (r * 10 + c) * 10_000_000))
-            commits = metric(port, "factorial_ldap_agent_store_commit_seconds_count")
-            stored = metric(port, "factorial_ldap_agent_queue_depth")
+            commits = metric(mport, "factorial_ldap_agent_store_commit_seconds_count")
+            stored = metric(mport, "factorial_ldap_agent_queue_depth")
         finally:
             p.terminate()
             p.wait(30)

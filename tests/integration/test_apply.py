@@ -696,6 +696,14 @@ class TestConnection(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIsNotNone(self.entry(f"uid=ext.ernal,{PEOPLE}"))
 
+    def test_no_such_object_says_how_far_the_name_goes(self):
+        d, cfg = self.other_config(MAPPING.replace("  base: ou=people,dc=example,dc=com\n",
+                                                   "  base: ou=staff,ou=nowhere,dc=example,dc=com\n", 1))
+        r = self.apply("employees/employee/create_with_contract", person(51, "No", "Where"), cfg=cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("uid=no.where,ou=staff,ou=nowhere,dc=example,dc=com: add: No such object (32)", r.stderr)
+        self.assertIn("(the server has entries down to dc=example,dc=com only)", r.stderr)
+
     def test_unknown_event_is_a_usage_error(self):
         r = self.apply("employees/employee/delete", person(1, "A", "B"))
         self.assertEqual(r.returncode, 2)

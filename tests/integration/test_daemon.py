@@ -156,12 +156,46 @@ class TestServiceManager(Case):
         cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
         agent = self.start(cfg, env={"NOTIFY_SOCKET": path})
         self.assertEqual(sock.recv(4096), b"READY=1\nSTATUS=listening")
-        self.assertEqual(http("GET", agent.url("/healthz"))[0], 200)  # ready means serving
+        self.assertIn(http("GET", agent.url("/healthz"))[0], (200, 503))  # ready means answering
         agent.signal(signal.SIGHUP)
         self.assertEqual(sock.recv(4096), b"RELOADING=1")
         self.assertEqual(sock.recv(4096), b"READY=1\nSTATUS=reloaded")
         agent.signal(signal.SIGTERM)
         self.assertEqual(sock.recv(4096), b"STOPPING=1")
+
+
+class TestMonitoring(Case):
+    def test_metrics_on_their_own_loopback_listener_with_sync_and_subscription_health(self):
+        self.fake.put_employee(dict(person(1, "Ana", "Mon"), company_id=1234))
+        cfg = self.config(webhooks_extra="", extra="sync: { interval: 1h }\n")
+        agent = self.start(cfg)
+        # not on the webhook listener, which whoever sends deliveries reaches
+        self.assertEqual(http("GET", f"http://127.0.0.1:{agent.port}/metrics")[0], 404)
+        wait_for(lambda: http("GET", f"http://127.0.0.1:{agent.port}/healthz")[0] == 200, 30, what="/healthz")
+        wait_for(lambda: metric(agent, "last_sync_success_timestamp_seconds") > 0 and
+                 metric(agent, "subscriptions_ok") == 1, 30, what="the start-up sync and subscription check")
+        self.assertEqual(metric(agent, "build_info", version="0.1.0"), 1)
+        self.assertEqual(metric(agent, "directory_up"), 1)
+        self.assertEqual(metric(agent, "subscriptions_wanted"), 13)
+        self.assertEqual(metric(agent, "subscriptions_repaired_total"), 13)  # all made at the first check
+        self.assertEqual(metric(agent, "sync_failures_total"), 0)
+        self.assertEqual(metric(agent, "held_deliveries"), 0)
+        self.assertGreater(metric(agent, "subscriptions_checked_timestamp_seconds"), time.time() - 60)
+        status, text = http("GET", agent.url("/metrics"))
+        self.assertIn("# TYPE factorial_ldap_agent_sync_failures_total counter\n", text)
+        # the alert rules and the dashboard in examples/ use only metrics the agent has
+        import re
+        from agenttest import TOP_SRCDIR
+        shown = set(re.findall(r"^# TYPE (factorial_ldap_agent_\w+)", text, re.M))
+        for example in ("prometheus-alerts.yml", "grafana-dashboard.json"):
+            with open(os.path.join(TOP_SRCDIR, "examples", example)) as f:
+                used = {re.sub(r"_(bucket|sum|count)$", "", n) for n in re.findall(r"factorial_ldap_agent_\w+", f.read())}
+            self.assertTrue(used, example)
+            self.assertEqual(used - shown, set(), example)
+        # the directory goes away: directory_up follows /healthz
+        self.ldap.stop()
+        wait_for(lambda: http("GET", f"http://127.0.0.1:{agent.port}/healthz")[0] == 503, 60, what="/healthz 503")
+        self.assertEqual(metric(agent, "directory_up"), 0)
 
 
 class TestStartOrder(Case):
@@ -765,6 +799,22 @@ class TestPrivateState(Case):
         db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
         self.assertEqual(db.execute("SELECT body FROM rejected").fetchall(), [("(31 bytes, not kept)",)])
         self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 3)
+        db.close()
+
+    def test_a_store_from_a_newer_version_is_refused_untouched(self):
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        self.assertEqual(run_agent("-c", cfg, "queue", "list").returncode, 0)
+        path = os.path.join(self.d.path, "state", "state.db")
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version = 99")
+        db.commit()
+        db.close()
+        r = run_agent("-c", cfg, "queue", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("state store: it was written by a newer version of the agent (store version 99; this version "
+                      "knows up to 3)", r.stderr)
+        db = sqlite3.connect(path)
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 99)
         db.close()
 
     def test_a_state_folder_others_may_write_to_is_refused(self):

@@ -217,9 +217,10 @@ class TestListeners(Daemon):
         mport = free_port()
         with open(self.cfg) as f:
             text = f.read()
+        import re
+        text = re.sub(r'  metrics_listen: "127\.0\.0\.1:\d+"\n', f'  metrics_listen: "127.0.0.1:{mport}"\n', text)
         text = text.replace("  challenge_file: challenge\n",
-                            "  challenge_file: challenge\n  tls_cert_file: hook.pem\n  tls_key_file: hook.key\n"
-                            f'  metrics_listen: "127.0.0.1:{mport}"\n')
+                            "  challenge_file: challenge\n  tls_cert_file: hook.pem\n  tls_key_file: hook.key\n")
         self.d.file("agent.yaml", text)
         agent = AgentProcess(self.cfg, os.path.join(d, "agent.log")).start(wait=False)
         self.addCleanup(agent.stop)

@@ -179,7 +179,9 @@ class TestActiveDirectory(unittest.TestCase):
         """The module's configuration, with a Factorial API and a listener of its own."""
         with open(CFG) as f:
             text = f.read().replace("base_url: http://127.0.0.1:9", f"base_url: {fake.base_url}")
-        text = text.replace("webhooks:\n", f"webhooks:\n  listen: \"127.0.0.1:{port}\"\n  manage_subscriptions: false\n")
+        from slapd import free_port
+        text = text.replace("webhooks:\n", f"webhooks:\n  listen: \"127.0.0.1:{port}\"\n"
+                                         f"  metrics_listen: \"127.0.0.1:{free_port()}\"\n  manage_subscriptions: false\n")
         text += "sync: { interval: 0 }\n"
         return DIR.file("agent-api.yaml", text)
 

@@ -234,6 +234,40 @@ class TestManyOrphans(SyncCase):
         self.assertEqual(len([x for x in r.stderr.splitlines() if "orphan: uid=gone" in x]), 12)
 
 
+class TestProgress(SyncCase):
+    n = 450
+
+    def test_progress_on_a_terminal_and_none_in_a_pipe(self):
+        import pty
+        import select
+        from agenttest import AGENT
+        main, sub = pty.openpty()
+        p = subprocess.Popen([AGENT, "-c", self.cfg, "sync", "--dry-run"], stdout=subprocess.DEVNULL, stderr=sub,
+                             env=dict(os.environ, **TODAY))
+        os.close(sub)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([main], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        p.wait(timeout=60)
+        os.close(main)
+        text = seen.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, text[-2000:])
+        self.assertRegex(text, r"sync: \d+ of 450 employees read and checked \(\d+%\), \d+/s, about \d+ s left")
+        self.assertIn("450 employees read;", text)
+        # not a terminal: no progress line
+        r = self.sync("--dry-run")
+        self.assertNotIn("employees read and checked", r.stderr)
+
+
 class TestDrift(SyncCase):
     n = 40
 

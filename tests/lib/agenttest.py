@@ -98,6 +98,7 @@ class AgentDir:
     def standard(self, ldap_uri="ldap://127.0.0.1:389", base_url="http://127.0.0.1:9",
                  public_url="http://127.0.0.1:8080/hooks", extra="", enrich=None, ldap_extra=""):
         """Writes a valid agent.yaml with its secrets and mapping; returns its path."""
+        from slapd import free_port
         self.secret("api-key", "test-api-key")
         self.secret("challenge", "test-challenge")
         self.secret("ldap-password", "agent-secret")
@@ -112,6 +113,7 @@ class AgentDir:
   api_key_file: api-key
 {"" if enrich is None else f"  enrich: {'true' if enrich else 'false'}{chr(10)}"}webhooks:
   listen: "127.0.0.1:18080"
+  metrics_listen: "127.0.0.1:{free_port()}"
   public_url: {public_url}
   challenge_file: challenge
 ldap:
@@ -143,6 +145,7 @@ class AgentProcess:
         self.env = env
         self.proc = None
         self.port = None
+        self.metrics_port = None
         self.command = None  # another command line (a user switch in front, say); default: the agent's run
 
     def start(self, wait=True):
@@ -152,7 +155,9 @@ class AgentProcess:
         import time
         with open(self.config) as f:
             text = f.read()
-        self.port = int(re.search(r'listen: "127\.0\.0\.1:(\d+)"', text).group(1))
+        self.port = int(re.search(r'^  listen: "127\.0\.0\.1:(\d+)"', text, re.M).group(1))
+        m = re.search(r'^  metrics_listen: "127\.0\.0\.1:(\d+)"', text, re.M)
+        self.metrics_port = int(m.group(1)) if m else None
         # at debug, so that the secret scan sees everything the agent could say
         e = dict(os.environ, FACTORIAL_LDAP_AGENT_LOG_LEVEL="debug")
         if self.env:
@@ -176,6 +181,9 @@ class AgentProcess:
         raise RuntimeError("the agent did not answer /healthz in time:\n" + self.log_text())
 
     def url(self, path):
+        """The agent's URL for path: /metrics on its metrics listener (webhooks.metrics_listen)."""
+        if path == "/metrics" and self.metrics_port:
+            return f"http://127.0.0.1:{self.metrics_port}{path}"
         return f"http://127.0.0.1:{self.port}{path}"
 
     def log_text(self):
