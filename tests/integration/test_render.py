@@ -87,6 +87,36 @@ class TestGolden(unittest.TestCase):
         r = run_agent("check", "-m", EXAMPLE_MAPPING, "--fixtures", os.path.join(TOP_SRCDIR, "examples", "payloads"))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertTrue(r.stdout.endswith("5 fixtures: 5 ok, 0 differ\n"), r.stdout)
+        # the Active Directory example: its deliveries through the shipped profile
+        r = run_agent("check", "-m", os.path.join(TOP_SRCDIR, "mappings", "active-directory.yaml"), "--fixtures",
+                      os.path.join(TOP_SRCDIR, "examples", "active-directory", "payloads"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertTrue(r.stdout.endswith("5 fixtures: 5 ok, 0 differ\n"), r.stdout)
+
+    def test_example_configurations_check(self):
+        # both complete examples pass `check` once their secrets exist (as the site makes them)
+        d = tempfile.mkdtemp()
+        try:
+            for name, src in (("openldap", "agent.yaml"), ("active-directory", "active-directory/agent.yaml")):
+                folder = os.path.join(d, name)
+                os.makedirs(folder)
+                with open(os.path.join(TOP_SRCDIR, "examples", src)) as f:
+                    text = f.read()
+                text = (text.replace("/usr/share/factorial-ldap-agent/mappings/", os.path.join(TOP_SRCDIR, "mappings") + "/")
+                        .replace("mapping: mapping.yaml", f"mapping: {EXAMPLE_MAPPING}")
+                        .replace("/var/lib/factorial-ldap-agent", os.path.join(folder, "state"))
+                        .replace("/etc/ssl/certs/example-test-ca.pem", "/etc/ssl/certs/ca-certificates.crt"))
+                with open(os.path.join(folder, "agent.yaml"), "w") as f:
+                    f.write(text)
+                for secret in ("api-key", "challenge", "ldap-password"):
+                    path = os.path.join(folder, secret)
+                    with open(path, "w") as f:
+                        f.write("x\n")
+                    os.chmod(path, 0o600)
+                r = run_agent("-c", os.path.join(folder, "agent.yaml"), "check")
+                self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "configuration ok\n", ""), name)
+        finally:
+            shutil.rmtree(d)
 
     def test_shipped_profiles_and_their_fixtures(self):
         for p in PROFILES:
