@@ -63,8 +63,8 @@ class TestCheck(unittest.TestCase):
         self.assertEqual(r.stdout, "")
         self.assertEqual(r.stderr.splitlines(), [
             f'{cfg}:4:15: factorial.company_id: expected an integer, got "twelve"',
-            f'{cfg}:11:8: ldap.uri: "ldpa://127.0.0.1:389" is not a valid LDAP URI (use ldap://, ldaps:// or ldapi://)',
-            f'{cfg}:17:10: log.level: "chatty" is not one of error | warn | info | debug',
+            f'{cfg}:12:8: ldap.uri: "ldpa://127.0.0.1:389" is not a valid LDAP URI (use ldap://, ldaps:// or ldapi://)',
+            f'{cfg}:18:10: log.level: "chatty" is not one of error | warn | info | debug',
         ])
 
     def test_group_readable_secret_is_refused(self):
@@ -73,7 +73,7 @@ class TestCheck(unittest.TestCase):
         os.chmod(pw, 0o640)
         r = run_agent("-c", cfg, "check")
         self.assertEqual(r.returncode, 2)
-        self.assertIn(f"{cfg}:13:23: ldap.bind_password_file: {pw} is open to group or others (mode 0640)",
+        self.assertIn(f"{cfg}:14:23: ldap.bind_password_file: {pw} is open to group or others (mode 0640)",
                       r.stderr)
         self.assertNotIn("agent-secret", r.stderr + r.stdout)
 
