@@ -19,10 +19,16 @@ int main(int argc, char **argv)
 
 	/* everything the agent creates (state store, lock, tokens) is its own alone */
 	umask(umask(077) | 077);
+	/* started by `run` as its receiver process (which never calls the API, so
+	 * neither libcurl nor its TLS library is set up there), or by a person */
+	if (receiverd_requested()) {
+		rc = receiverd_main(receiverd_requested());
+		log_close();
+		return rc;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return CLI_FAIL;
-	/* started by `run` as its receiver process, or by a person */
-	rc = receiverd_requested() ? receiverd_main(receiverd_requested()) : cli_main(argc, argv);
+	rc = cli_main(argc, argv);
 	factorial_forget_tokens();
 	log_close();
 	curl_global_cleanup();
