@@ -64,6 +64,7 @@ int agentd_snapshot_load(const char *path, struct snapshot **out, struct diag *d
 		diag_add(d, path, 0, 0, "webhooks.challenge_file", "%s", err);
 		goto cleanup;
 	}
+	s->related_kinds = related_needs(s->m);
 	s->prefix = url_path(s->cfg->webhooks.public_url);
 	if (!s->prefix) {
 		diag_add(d, path, 0, 0, "webhooks.public_url", "cannot read the path of %s", s->cfg->webhooks.public_url);

@@ -1617,10 +1617,7 @@ static int rule_groups_active(struct job *j, const cJSON *rec, const char *old_d
 	if (!j->a->m->ngroups)
 		return 0;
 	if (mapping_groups_of(j->a->m, rec, &want, &n, j->err) < 0) {
-		char *why = strdup(sbuf_str(j->err));
-		sbuf_reset(j->err);
-		sbuf_addf(j->err, "employee %s: %s", j->id, why ? why : "");
-		free(why);
+		sbuf_prefixf(j->err, "employee %s: ", j->id);
 		return -1;
 	}
 	rc = rule_groups(j, old_dn, new_dn, want, n);

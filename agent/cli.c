@@ -625,6 +625,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	struct store *st = NULL;
 	struct factorial *api = NULL;
 	struct related *rel = NULL;
+	unsigned need;
 	struct sbuf err, ldif;
 	const char *type = NULL, *file = NULL;
 	cJSON *body = NULL;
@@ -639,9 +640,10 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		goto cleanup;
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
 	rc = CLI_FAIL;
+	need = related_needs(m);
 	if (!(body = render_read_json(file, &err)) ||
-	    ((cfg->factorial.enrich || related_needs(m)) && factorial_open(cfg, &api, &err) < 0) ||
-	    (related_needs(m) && related_load_api(api, related_needs(m), &rel, &err) < 0)) {
+	    ((cfg->factorial.enrich || need) && factorial_open(cfg, &api, &err) < 0) ||
+	    (need && related_load_api(api, need, &rel, &err) < 0)) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
@@ -1098,7 +1100,8 @@ static void sync_progress(void *ctx, long checked, long total, double seconds, b
 	fflush(stderr);
 }
 
-static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
+/* sync's options: -1 and usage printed (or *rc CLI_OK after --help), 0 with opt filled. */
+static int sync_options(struct cli_ctx *ctx, int argc, char **argv, struct reconcile_options *opt, int *rc)
 {
 	static const struct option opts[] = {
 		{ "dry-run", no_argument, NULL, 'n' },
@@ -1109,6 +1112,34 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char use[] = "Usage: %s sync [--dry-run] [--employee ID] [--force] [--verbose]\n";
+	int c;
+
+	*rc = CLI_USAGE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hne:fv", opts, NULL)) != -1) {
+		if (c == 'n') {
+			opt->dry_run = true;
+		} else if (c == 'v') {
+			opt->verbose = true;
+		} else if (c == 'e') {
+			opt->employee_id = optarg;
+		} else if (c == 'f') {
+			opt->force = true;
+		} else {
+			fprintf(c == 'h' ? stdout : stderr, use, ctx->prog);
+			*rc = c == 'h' ? CLI_OK : CLI_USAGE;
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, use, ctx->prog);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
+{
 	struct reconcile_options opt = { .stop = &stop_signal };
 	struct reconcile_report rep;
 	struct config *cfg = NULL;
@@ -1118,39 +1149,13 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	struct statedir_lock *lock = NULL;
 	struct factorial *api = NULL;
 	struct sbuf err, ldif, report;
-	int rc = CLI_USAGE, r, c;
+	int rc = CLI_USAGE, r;
 
 	sbuf_init(&err);
 	sbuf_init(&ldif);
 	sbuf_init(&report);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hne:fv", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			opt.dry_run = true;
-			break;
-		case 'v':
-			opt.verbose = true;
-			break;
-		case 'e':
-			opt.employee_id = optarg;
-			break;
-		case 'f':
-			opt.force = true;
-			break;
-		case 'h':
-			printf(use, ctx->prog);
-			rc = CLI_OK;
-			goto cleanup;
-		default:
-			fprintf(stderr, use, ctx->prog);
-			goto cleanup;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, use, ctx->prog);
+	if (sync_options(ctx, argc, argv, &opt, &rc) < 0)
 		goto cleanup;
-	}
 	if (load_config(ctx, &cfg) < 0 || load_mapping(cfg->mapping, &m) < 0)
 		goto cleanup;
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);

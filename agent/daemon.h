@@ -50,6 +50,7 @@ struct snapshot {
 	struct mapping *m;
 	struct secret challenge;
 	char *prefix; /* the path of public_url, without a trailing slash */
+	unsigned related_kinds; /* related_needs(m), worked out once */
 };
 
 struct agentd;

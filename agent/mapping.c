@@ -1534,15 +1534,8 @@ static int eval_attr(const struct mapping_attr *a, struct tmpl_env *env, struct 
 		rc = eval_first(a, env, out);
 	for (size_t t = 0; !a->first && t < a->ntmpls && rc == 0; t++)
 		rc = tmpl_eval(a->tmpls[t], env, out);
-	if (rc < 0 && env->err->len) {
-		/* name the attribute in front of the filter's message */
-		struct sbuf b;
-		sbuf_init(&b);
-		sbuf_addf(&b, "%s: %s", a->name, sbuf_str(env->err));
-		sbuf_reset(env->err);
-		sbuf_adds(env->err, sbuf_str(&b));
-		sbuf_free(&b);
-	}
+	if (rc < 0 && env->err->len)
+		sbuf_prefixf(env->err, "%s: ", a->name); /* the attribute in front of the filter's message */
 	return rc;
 }
 
@@ -1700,10 +1693,7 @@ static int place_record(struct eval *e)
 
 	vlist_init(&v);
 	if (tmpl_eval(o->base_tmpl, &e->env, &v) < 0) {
-		char *why = strdup(sbuf_str(&e->r->error));
-		sbuf_reset(&e->r->error);
-		sbuf_addf(&e->r->error, "base: %s", why ? why : "");
-		free(why);
+		sbuf_prefixf(&e->r->error, "base: ");
 		goto cleanup;
 	}
 	vlist_normalize(&v);
@@ -1988,10 +1978,7 @@ int mapping_groups_of(const struct mapping *m, const cJSON *record, struct mappi
 			continue;
 		vlist_clear(&values);
 		if (g->value && tmpl_eval(g->value, &env, &values) < 0) {
-			char *why = strdup(sbuf_str(err));
-			sbuf_reset(err);
-			sbuf_addf(err, "groups.%s: %s", g->name, why ? why : "");
-			free(why);
+			sbuf_prefixf(err, "groups.%s: ", g->name);
 			goto cleanup;
 		}
 		if (!g->value)

@@ -377,6 +377,7 @@ static const char *one_employee(struct run *r, struct sbuf *q, const char *name)
  * and legal entities, teams. */
 static int read_related(struct run *r, struct factorial *api)
 {
+	unsigned need = related_needs(r->m);
 	struct sbuf q;
 	int rc = -1;
 
@@ -385,7 +386,7 @@ static int read_related(struct run *r, struct factorial *api)
 	    factorial_list(api, "contracts/contract_versions", one_employee(r, &q, "employee_ids"), keep_title, r,
 	                   r->err) < 0)
 		goto cleanup;
-	if (related_needs(r->m) && related_load_api(api, related_needs(r->m), &r->related, r->err) < 0)
+	if (need && related_load_api(api, need, &r->related, r->err) < 0)
 		goto cleanup;
 	r->a.related = r->related;
 	r->a.related_complete = true;

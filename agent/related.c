@@ -137,14 +137,9 @@ cleanup:
 /* Kind k from the API (one paged list). */
 static int api_kind(void *src, size_t k, cJSON **list, struct sbuf *err)
 {
-	char *why;
-
 	if (factorial_list(src, kinds[k].path, NULL, factorial_collect, *list, err) >= 0)
 		return 0;
-	why = strdup(sbuf_str(err));
-	sbuf_reset(err);
-	sbuf_addf(err, "reading %s for {%s...} in the mapping: %s", kinds[k].path, kinds[k].field, why ? why : "");
-	free(why);
+	sbuf_prefixf(err, "reading %s for {%s...} in the mapping: ", kinds[k].path, kinds[k].field);
 	return -1;
 }
 

@@ -192,7 +192,7 @@ static int reconcile_once(struct agentd *a, struct snapshot *s, const char *why)
 	}
 	r = reconcile_run(s->cfg, s->m, lw, api, st, &opt, &ldif, &report, &rep, &err);
 	if (fresh) /* the workers map with what the sync read */
-		workers_related_read(a, fresh, related_needs(s->m));
+		workers_related_read(a, fresh, s->related_kinds);
 	for (char *line = report.s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 		nl = strchr(line, '\n');
 		log_warn("sync: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);

@@ -123,7 +123,7 @@ static int connect_worker(struct worker *w, const struct snapshot *s)
 		w->api = NULL;
 		w->seen = s;
 	}
-	if ((s->cfg->factorial.enrich || related_needs(s->m)) && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
+	if ((s->cfg->factorial.enrich || s->related_kinds) && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
 		pause_directory(a, "Factorial API", "the client could not be set up");
 		goto cleanup;
@@ -168,7 +168,7 @@ static int worker_related(struct worker *w, const struct snapshot *s, bool again
                           bool *complete, struct sbuf *err)
 {
 	struct agentd *a = w->a;
-	unsigned need = related_needs(s->m);
+	unsigned need = s->related_kinds;
 	struct related *fresh = NULL;
 	int rc = 0;
 

@@ -101,6 +101,25 @@ void sbuf_addf(struct sbuf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
+void sbuf_prefixf(struct sbuf *b, const char *fmt, ...)
+{
+	struct sbuf head;
+	va_list ap;
+
+	sbuf_init(&head);
+	va_start(ap, fmt);
+	sbuf_vaddf(&head, fmt, ap);
+	va_end(ap);
+	sbuf_adds(&head, sbuf_str(b));
+	if (head.failed) {
+		b->failed = true;
+	} else {
+		sbuf_reset(b);
+		sbuf_add(b, head.s, head.len);
+	}
+	sbuf_free(&head);
+}
+
 const char *sbuf_str(const struct sbuf *b)
 {
 	return b->s ? b->s : "";

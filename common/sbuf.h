@@ -30,6 +30,8 @@ void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_addc(struct sbuf *b, char c);
 void sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Puts formatted text in front of the content ("employee 4: " before a reason). */
+void sbuf_prefixf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The content ("" when empty), still owned by the buffer. */
 const char *sbuf_str(const struct sbuf *b);
 /* The content as a malloc'd string (NULL when allocation failed). */

@@ -49,9 +49,9 @@ class Case(ServersCase):
     mapping = MAPPING
 
     def config(self, name="agent.yaml", port=None, public="https://agent.example.com/hooks", extra="",
-               webhooks_extra="", state="state"):
+               webhooks_extra="", state="state", enrich=False):
         with open(self.d.daemon(port=port, webhooks_extra=webhooks_extra, ldap_uri=self.ldap.uri,
-                                base_url=self.fake.base_url, enrich=False, public_url=public, extra=extra)) as f:
+                                base_url=self.fake.base_url, enrich=enrich, public_url=public, extra=extra)) as f:
             text = f.read().replace("state_dir: state\n", f"state_dir: {state}\n")
         return self.d.file(name, text)
 
@@ -292,9 +292,7 @@ class TestGuardEvaluatesOnce(Case):
         ana = dict(person(1, "Ana", "Once"), company_id=1234)
         self.fake.put_employee(ana)
         cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
-                          extra="sync: { interval: 0 }\nsafety: { max_disables: 5 }\n")
-        with open(cfg) as f:
-            self.d.file("agent.yaml", f.read().replace("  enrich: false\n", "  enrich: true\n"))
+                          extra="sync: { interval: 0 }\nsafety: { max_disables: 5 }\n", enrich=True)
         agent = self.start(cfg)
         self.assertEqual(self.post(agent, "employees/employee/create_with_contract", ana), 200)
         wait_for(lambda: self.people_dns() == [f"uid=ana.once,{PEOPLE}"], 30, what="the entry")
@@ -320,9 +318,8 @@ class TestEnrichedReferences(Case):
         staff = dict(person(2, "Luis", "Gil"), company_id=1234)
         for p in (boss, staff):
             self.fake.put_employee(p)
-        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
-        with open(cfg) as f:
-            self.d.file("agent.yaml", f.read().replace("  enrich: false\n", "  enrich: true\n"))
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n",
+                          enrich=True)
         agent = self.start(cfg)
         for p in (boss, staff):
             self.assertEqual(self.post(agent, "employees/employee/create_with_contract", p), 200)
@@ -356,9 +353,7 @@ class TestCoalescedReferences(Case):
         for p in (ana, luis, cy):
             self.fake.put_employee(p)
         cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
-                          extra="sync: { interval: 0 }\nqueue: { workers: 2 }\n")
-        with open(cfg) as f:
-            self.d.file("agent.yaml", f.read().replace("  enrich: false\n", "  enrich: true\n"))
+                          extra="sync: { interval: 0 }\nqueue: { workers: 2 }\n", enrich=True)
         agent = self.start(cfg)
         for p in (ana, luis, cy):
             self.assertEqual(self.post(agent, "employees/employee/create_with_contract", p), 200)
