@@ -272,7 +272,8 @@ static int open_stores(struct agentd *a, struct worker **ws, struct sbuf *err)
 	}
 	for (size_t i = 0; i < a->nslots; i++) {
 		(*ws)[i].a = a;
-		if (queue_open(dir, &(*ws)[i].q, err) < 0 || store_open(dir, &(*ws)[i].st, err) < 0)
+		if (queue_open(dir, &(*ws)[i].q, err) < 0 || store_open(dir, &(*ws)[i].st, err) < 0 ||
+		    queue_set_relaxed((*ws)[i].q, err) < 0 || store_set_relaxed((*ws)[i].st, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -334,6 +335,7 @@ static void stop_all(struct agentd *a, struct worker *ws)
 	pthread_mutex_lock(&a->mu);
 	a->stop = true;
 	pthread_cond_broadcast(&a->cv);
+	pthread_cond_broadcast(&a->work_cv);
 	pthread_mutex_unlock(&a->mu);
 	for (size_t i = 0; ws && a->workers && i < a->nworkers; i++)
 		pthread_join(a->workers[i], NULL);
@@ -381,6 +383,7 @@ int agentd_run(const char *config_path)
 	pthread_mutex_init(&a.snap_mu, NULL);
 	pthread_mutex_init(&a.mu, NULL);
 	pthread_cond_init(&a.cv, NULL);
+	pthread_cond_init(&a.work_cv, NULL);
 	pthread_mutex_init(&a.side_mu, NULL);
 	pthread_mutex_init(&a.groups_mu, NULL);
 	pthread_mutex_init(&a.related_mu, NULL);
@@ -423,6 +426,7 @@ cleanup:
 	pthread_mutex_destroy(&a.snap_mu);
 	pthread_mutex_destroy(&a.mu);
 	pthread_cond_destroy(&a.cv);
+	pthread_cond_destroy(&a.work_cv);
 	pthread_mutex_destroy(&a.side_mu);
 	pthread_mutex_destroy(&a.groups_mu);
 	pthread_mutex_destroy(&a.related_mu);

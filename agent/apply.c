@@ -1328,8 +1328,13 @@ static int join_teams_locked(struct job *j, const cJSON *rec, const char *key, b
 
 static int join_teams(struct job *j, const cJSON *rec, const char *key, bool returning)
 {
+	const cJSON *ids = cJSON_GetObjectItemCaseSensitive(rec, "team_ids");
 	int rc;
 
+	/* nothing to join: no need to hold up the other workers' group changes
+	 * (the lock, once taken, is kept to the end of the job) */
+	if (!j->a->m->obj[MAPPING_TEAM].present || (!returning && cJSON_GetArraySize(ids) == 0))
+		return 0;
 	groups_enter(j);
 	rc = join_teams_locked(j, rec, key, returning);
 	groups_leave(j);
@@ -1571,6 +1576,10 @@ static int rule_groups(struct job *j, const char *old_dn, const char *new_dn, co
 
 	if (nwant && !stays)
 		return -1;
+	if (m->ngroups == 0) {
+		free(stays);
+		return 0;
+	}
 	groups_enter(j);
 	for (size_t i = 0; i < m->ngroups; i++) {
 		const struct mapping_group *g = &m->groups[i];

@@ -85,7 +85,8 @@ struct agentd {
 	struct listener main_l, status_l;
 
 	pthread_mutex_t mu; /* dispatcher: busy records, pause, stop */
-	pthread_cond_t cv;
+	pthread_cond_t cv;      /* the monitor and the timers wait on it (and stop) */
+	pthread_cond_t work_cv; /* the workers wait on it: new deliveries, a record released, stop */
 	struct strmap busy;
 	bool stop;
 	double pause_until;

@@ -8,6 +8,7 @@
 #include "factorial.h"
 #include "common/log.h"
 
+#include <malloc.h>
 #include <curl/curl.h>
 #include <locale.h>
 #include <stdlib.h>
@@ -17,6 +18,10 @@ int main(int argc, char **argv)
 {
 	int rc;
 
+	/* two malloc arenas for all threads: one per thread (glibc's default, up
+	 * to eight per core) lets each web server and worker thread keep its own
+	 * heap, and the daemon's memory grow with the load it has seen */
+	mallopt(M_ARENA_MAX, 2);
 	/* everything the agent creates (state store, lock, tokens) is its own alone */
 	umask(umask(077) | 077);
 	/* started by `run` as its receiver process (which never calls the API, so

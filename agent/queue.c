@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "stmtcache.h"
 #include "store.h"
 
 #include <cjson/cJSON.h>
@@ -17,6 +18,7 @@
 
 struct queue {
 	sqlite3 *db;
+	struct stmtcache sc; /* every delivery asks the same questions */
 };
 
 static const char schema[] =
@@ -171,8 +173,10 @@ int queue_open(const char *state_dir, struct queue **out, struct sbuf *err)
 		goto cleanup;
 	}
 	if (store_db_open(state_dir, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, 10000, schema,
-	                  &q->db, err) < 0 ||
-	    migrate(q, err) < 0)
+	                  &q->db, err) < 0)
+		goto cleanup;
+	stmtcache_init(&q->sc, q->db);
+	if (migrate(q, err) < 0)
 		goto cleanup;
 	if (sqlite3_exec(q->db, schema_indexes, NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(q, err, "schema");
@@ -190,13 +194,19 @@ void queue_close(struct queue *q)
 {
 	if (!q)
 		return;
+	stmtcache_free(&q->sc);
 	sqlite3_close(q->db);
 	free(q);
 }
 
+int queue_set_relaxed(struct queue *q, struct sbuf *err)
+{
+	return store_db_relax(q->db) == SQLITE_OK ? 0 : db_error(q, err, "set synchronous=NORMAL");
+}
+
 void queue_set_busy_timeout(struct queue *q, int ms)
 {
-	sqlite3_busy_timeout(q->db, ms);
+	store_db_busy_timeout(q->db, ms);
 }
 
 static void now_text(char *buf, size_t len)
@@ -231,15 +241,12 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 	int rc = -1;
 
 	now_text(now, sizeof(now));
-	if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	if (stmtcache_exec(&q->sc, "BEGIN IMMEDIATE") != SQLITE_OK) {
 		db_error(q, err, "begin");
 		return -1;
 	}
-	if (sqlite3_prepare_v2(q->db,
-	                       "INSERT INTO deliveries (type, record_key, body, received, version) VALUES (?, ?, ?, ?, ?)",
-	                       -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(q->db, "INSERT OR IGNORE INTO delivery_refs (ref_key, delivery_id) VALUES (?, ?)", -1,
-	                       &ref, NULL) != SQLITE_OK) {
+	if (!(st = stmtcache_get(&q->sc, "INSERT INTO deliveries (type, record_key, body, received, version) VALUES (?, ?, ?, ?, ?)")) ||
+	    !(ref = stmtcache_get(&q->sc, "INSERT OR IGNORE INTO delivery_refs (ref_key, delivery_id) VALUES (?, ?)"))) {
 		db_error(q, err, "prepare");
 		goto cleanup;
 	}
@@ -274,16 +281,16 @@ int queue_put(struct queue *q, struct queue_new *items, size_t n, struct sbuf *e
 			goto cleanup;
 		}
 	}
-	if (sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (stmtcache_exec(&q->sc, "COMMIT") != SQLITE_OK) {
 		db_error(q, err, "commit");
 		goto cleanup;
 	}
 	rc = 0;
 cleanup:
-	sqlite3_finalize(st);
-	sqlite3_finalize(ref);
+	stmtcache_done(st);
+	stmtcache_done(ref);
 	if (rc < 0)
-		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+		stmtcache_exec(&q->sc, "ROLLBACK");
 	return rc;
 }
 
@@ -296,8 +303,7 @@ int queue_reject(struct queue *q, const char *type, const char *reason, size_t l
 
 	now_text(now, sizeof(now));
 	snprintf(kept, sizeof(kept), "(%zu bytes, not kept)", len);
-	if (sqlite3_prepare_v2(q->db, "INSERT INTO rejected (received, type, reason, body) VALUES (?, ?, ?, ?)", -1, &st,
-	                       NULL) != SQLITE_OK) {
+	if (!(st = stmtcache_get(&q->sc, "INSERT INTO rejected (received, type, reason, body) VALUES (?, ?, ?, ?)"))) {
 		db_error(q, err, "prepare");
 		goto cleanup;
 	}
@@ -311,7 +317,7 @@ int queue_reject(struct queue *q, const char *type, const char *reason, size_t l
 	}
 	rc = 0;
 cleanup:
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -341,8 +347,7 @@ static int load_refs(struct queue *q, struct queue_delivery *d, struct sbuf *err
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(q->db, "SELECT DISTINCT ref_key FROM delivery_refs WHERE delivery_id = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, "SELECT DISTINCT ref_key FROM delivery_refs WHERE delivery_id = ?")))
 		return db_error(q, err, "prepare");
 	for (size_t i = 0; i < d->nids && rc == 0; i++) {
 		sqlite3_reset(st);
@@ -359,7 +364,7 @@ static int load_refs(struct queue *q, struct queue_delivery *d, struct sbuf *err
 			d->nrefs++;
 		}
 	}
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -373,10 +378,8 @@ static int load_run(struct queue *q, const char *key, int64_t first, struct queu
 	double best = -INFINITY;
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT id, type, body, attempts, received, forced, coalesce(version, -1e300) "
-	                       "FROM deliveries WHERE record_key = ? AND state = 'pending' AND id >= ? ORDER BY id",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, "SELECT id, type, body, attempts, received, forced, coalesce(version, -1e300) "
+	                       "FROM deliveries WHERE record_key = ? AND state = 'pending' AND id >= ? ORDER BY id")))
 		return db_error(q, err, "prepare");
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, first);
@@ -407,7 +410,7 @@ static int load_run(struct queue *q, const char *key, int64_t first, struct queu
 	d->record_key = strdup(key);
 	rc = d->nids && d->record_key ? load_refs(q, d, err) : -1;
 cleanup:
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -419,7 +422,7 @@ static int first_text(struct queue *q, const char *sql, int64_t id, const char *
 	int rc = -1, step;
 
 	*out = NULL;
-	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, sql)))
 		return db_error(q, err, "prepare");
 	sqlite3_bind_int64(st, 1, id);
 	if (key)
@@ -433,7 +436,7 @@ static int first_text(struct queue *q, const char *sql, int64_t id, const char *
 	} else {
 		db_error(q, err, "read");
 	}
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -486,10 +489,8 @@ static int candidates(struct queue *q, double now, size_t max, struct candidate 
 	int step;
 
 	*n = 0;
-	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT id, record_key FROM deliveries WHERE state = 'pending' AND waiting_on IS NULL "
-	                       "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, "SELECT id, record_key FROM deliveries WHERE state = 'pending' AND waiting_on IS NULL "
+	                       "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?")))
 		return db_error(q, err, "prepare");
 	sqlite3_bind_double(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
@@ -499,7 +500,7 @@ static int candidates(struct queue *q, double now, size_t max, struct candidate 
 		if (!out[(*n)++].key)
 			break;
 	}
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	if (step != SQLITE_DONE && step != SQLITE_ROW)
 		return db_error(q, err, "read");
 	return 0;
@@ -510,13 +511,13 @@ static int mark_waiting(struct queue *q, int64_t id, const char *by, struct sbuf
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(q->db, "UPDATE deliveries SET waiting_on = ? WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, "UPDATE deliveries SET waiting_on = ? WHERE id = ?")))
 		return db_error(q, err, "prepare");
 	sqlite3_bind_text(st, 1, by, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, id);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		rc = db_error(q, err, "write");
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -535,16 +536,14 @@ static int busy_with(struct queue *q, int64_t id, const char *key, const struct 
 
 	*by = NULL;
 	if (!owner && busy->n) {
-		if (sqlite3_prepare_v2(q->db,
-		                       "SELECT r.ref_key FROM deliveries d JOIN delivery_refs r ON r.delivery_id = d.id "
-		                       "WHERE d.record_key = ?2 AND d.state = 'pending' AND d.id >= ?1",
-		                       -1, &st, NULL) != SQLITE_OK)
+		if (!(st = stmtcache_get(&q->sc, "SELECT r.ref_key FROM deliveries d JOIN delivery_refs r ON r.delivery_id = d.id "
+		                       "WHERE d.record_key = ?2 AND d.state = 'pending' AND d.id >= ?1")))
 			return db_error(q, err, "prepare");
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 		while (!owner && (step = sqlite3_step(st)) == SQLITE_ROW)
 			owner = strmap_get(busy, (const char *)sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
+		stmtcache_done(st);
 	}
 	if (!owner)
 		return 0;
@@ -590,7 +589,7 @@ int queue_next(struct queue *q, double now, const struct strmap *busy, struct qu
 	memset(d, 0, sizeof(*d));
 	if (!c)
 		return db_error(q, err, "out of memory");
-	if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	if (stmtcache_exec(&q->sc, "BEGIN IMMEDIATE") != SQLITE_OK) {
 		free(c);
 		return db_error(q, err, "begin");
 	}
@@ -608,7 +607,7 @@ cleanup:
 		free(c[i].key);
 	free(c);
 	free(take.key);
-	if (sqlite3_exec(q->db, rc >= 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK && rc >= 0)
+	if (stmtcache_exec(&q->sc, rc >= 0 ? "COMMIT" : "ROLLBACK") != SQLITE_OK && rc >= 0)
 		rc = db_error(q, err, "commit");
 	if (rc < 0)
 		queue_delivery_free(d);
@@ -621,9 +620,9 @@ static int exec_ids(struct queue *q, const char *sql, const struct queue_deliver
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+	if (stmtcache_exec(&q->sc, "BEGIN IMMEDIATE") != SQLITE_OK)
 		return db_error(q, err, "begin");
-	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (!(st = stmtcache_get(&q->sc, sql))) {
 		db_error(q, err, "prepare");
 		goto cleanup;
 	}
@@ -641,10 +640,9 @@ static int exec_ids(struct queue *q, const char *sql, const struct queue_deliver
 		}
 	}
 	/* whatever waited for this record may be able to go now */
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	st = NULL;
-	if (sqlite3_prepare_v2(q->db, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on = ?", -1, &st, NULL) !=
-	            SQLITE_OK) {
+	if (!(st = stmtcache_get(&q->sc, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on = ?"))) {
 		db_error(q, err, "prepare");
 		goto cleanup;
 	}
@@ -653,15 +651,15 @@ static int exec_ids(struct queue *q, const char *sql, const struct queue_deliver
 		db_error(q, err, "write");
 		goto cleanup;
 	}
-	if (sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (stmtcache_exec(&q->sc, "COMMIT") != SQLITE_OK) {
 		db_error(q, err, "commit");
 		goto cleanup;
 	}
 	rc = 0;
 cleanup:
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	if (rc < 0)
-		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+		stmtcache_exec(&q->sc, "ROLLBACK");
 	return rc;
 }
 
@@ -678,13 +676,12 @@ int queue_release(struct queue *q, const char *record_key, struct sbuf *err)
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(q->db, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, "UPDATE deliveries SET waiting_on = NULL WHERE waiting_on = ?")))
 		return db_error(q, err, "prepare");
 	sqlite3_bind_text(st, 1, record_key, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		rc = db_error(q, err, "write");
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -721,7 +718,7 @@ int queue_counts(struct queue *q, long *pending, long *dead, long *held, struct 
 	int rc = -1;
 
 	*pending = *dead = *held = 0;
-	if (sqlite3_prepare_v2(q->db, "SELECT state, count(*) FROM deliveries GROUP BY state", -1, &st, NULL) != SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, "SELECT state, count(*) FROM deliveries GROUP BY state")))
 		return db_error(q, err, "prepare");
 	for (;;) {
 		int step = sqlite3_step(st);
@@ -742,7 +739,7 @@ int queue_counts(struct queue *q, long *pending, long *dead, long *held, struct 
 	}
 	rc = 0;
 cleanup:
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -751,11 +748,9 @@ int queue_rows(struct queue *q, int (*fn)(void *ctx, const struct queue_row *r),
 	sqlite3_stmt *st = NULL;
 	int step, rc = 0;
 
-	if (sqlite3_prepare_v2(q->db,
-	                       "SELECT id, state, type, record_key, attempts, received, last_error, next_attempt, "
+	if (!(st = stmtcache_get(&q->sc, "SELECT id, state, type, record_key, attempts, received, last_error, next_attempt, "
 	                       "waiting_on FROM deliveries ORDER BY CASE state WHEN 'dead' THEN 0 WHEN 'held' THEN 1 "
-	                       "ELSE 2 END, id",
-	                       -1, &st, NULL) != SQLITE_OK)
+	                       "ELSE 2 END, id")))
 		return db_error(q, err, "prepare");
 	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct queue_row r = {
@@ -773,7 +768,7 @@ int queue_rows(struct queue *q, int (*fn)(void *ctx, const struct queue_row *r),
 	}
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = db_error(q, err, "read");
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return rc;
 }
 
@@ -797,7 +792,7 @@ long queue_retry(struct queue *q, int64_t id, bool force, struct sbuf *err)
 	if (queue_forget_waits(q, err) < 0)
 		return -1;
 
-	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, sql)))
 		return db_error(q, err, "prepare");
 	if (id)
 		sqlite3_bind_int64(st, 1, id);
@@ -805,7 +800,7 @@ long queue_retry(struct queue *q, int64_t id, bool force, struct sbuf *err)
 		db_error(q, err, "write");
 	else
 		n = sqlite3_changes(q->db);
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return n;
 }
 
@@ -814,14 +809,14 @@ int queue_drop(struct queue *q, int64_t id, struct sbuf *err)
 	sqlite3_stmt *st = NULL;
 	int n = -1;
 
-	if (sqlite3_prepare_v2(q->db, "DELETE FROM deliveries WHERE state = 'dead' AND id = ?", -1, &st, NULL) != SQLITE_OK)
+	if (!(st = stmtcache_get(&q->sc, "DELETE FROM deliveries WHERE state = 'dead' AND id = ?")))
 		return db_error(q, err, "prepare");
 	sqlite3_bind_int64(st, 1, id);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_error(q, err, "write");
 	else
 		n = sqlite3_changes(q->db) > 0;
-	sqlite3_finalize(st);
+	stmtcache_done(st);
 	return n;
 }
 

@@ -83,6 +83,9 @@ void queue_delivery_free(struct queue_delivery *d);
  * and the refs of every delivery being applied to that delivery's record
  * key: a delivery touching any of them waits (marked with that record key).
  * Returns 1 and fills d, 0 when none is ready, -1 on a store failure. */
+/* The workers' connection: its commits (done marks, retries, dead letters,
+ * holds) do not wait for the disk; see store_set_relaxed. */
+int queue_set_relaxed(struct queue *q, struct sbuf *err);
 int queue_next(struct queue *q, double now, const struct strmap *busy, struct queue_delivery *d, struct sbuf *err);
 /* Every delivery looks again at what it waits for (at start: a mark may
  * name a delivery that was being applied when the last process ended). */

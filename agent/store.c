@@ -4,44 +4,29 @@
 
 #include "common/clock.h"
 #include "statedir.h"
+#include "stmtcache.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#define STMT_CACHE 24
-
 struct store {
 	sqlite3 *db;
-	/* prepared statements, kept: sync asks the same few questions per record */
-	struct {
-		const char *sql; /* compared by address: the callers' string literals */
-		sqlite3_stmt *stmt;
-	} cache[STMT_CACHE];
+	bool relaxed; /* synchronous=NORMAL: see store_set_relaxed */
+	/* prepared statements, kept: sync and every delivery ask the same few questions */
+	struct stmtcache sc;
 };
 
 /* A prepared statement for sql, reset and ready for new bindings; owned by the store. */
 static sqlite3_stmt *prepared(struct store *st, const char *sql)
 {
-	size_t i;
-
-	for (i = 0; i < STMT_CACHE && st->cache[i].sql; i++) {
-		if (st->cache[i].sql == sql) {
-			sqlite3_reset(st->cache[i].stmt);
-			sqlite3_clear_bindings(st->cache[i].stmt);
-			return st->cache[i].stmt;
-		}
-	}
-	if (i == STMT_CACHE)
-		return NULL;
-	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->cache[i].stmt, NULL) != SQLITE_OK)
-		return NULL;
-	st->cache[i].sql = sql;
-	return st->cache[i].stmt;
+	return stmtcache_get(&st->sc, sql);
 }
 
 static const char schema[] =
@@ -113,6 +98,27 @@ static int private_files(const char *db, struct sbuf *err)
 	return 0;
 }
 
+/* SQLite's own busy handler sleeps a whole millisecond and more between
+ * tries; the queue's transactions last tens of microseconds, so the
+ * receiver and the workers would wait far longer than the lock is held.
+ * This one tries again after 25 us, doubling up to 1 ms, until ms have
+ * gone by. */
+static int busy_wait(void *ctx, int count)
+{
+	long ms = (long)(intptr_t)ctx, slept_us = count < 6 ? 25L * ((1L << count) - 1) : 1575L + (count - 6) * 1000L;
+	struct timespec ts = { 0, (count < 6 ? 25L << count : 1000L) * 1000L };
+
+	if (slept_us / 1000 >= ms)
+		return 0;
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+void store_db_busy_timeout(sqlite3 *db, int ms)
+{
+	sqlite3_busy_handler(db, busy_wait, (void *)(intptr_t)ms);
+}
+
 int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl, struct sqlite3 **db,
                   struct sbuf *err)
 {
@@ -127,7 +133,11 @@ int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl
 	if ((flags & SQLITE_OPEN_READWRITE) && private_files(sbuf_str(&path), err) < 0)
 		goto cleanup;
 	if (sqlite3_open_v2(sbuf_str(&path), db, flags, NULL) != SQLITE_OK ||
-	    sqlite3_busy_timeout(*db, busy_ms) != SQLITE_OK ||
+	    sqlite3_busy_handler(*db, busy_wait, (void *)(intptr_t)busy_ms) != SQLITE_OK ||
+	    /* a page cache of 256 KiB per connection (SQLite's default is 2 MiB): the queue's
+	     * questions touch a few pages each, and a dozen connections would otherwise keep
+	     * megabytes of a backlog that is long gone */
+	    sqlite3_exec(*db, "PRAGMA cache_size=-256", NULL, NULL, NULL) != SQLITE_OK ||
 	    (ddl && sqlite3_exec(*db, ddl, NULL, NULL, NULL) != SQLITE_OK)) {
 		sbuf_addf(err, "state store: %s: %s", sbuf_str(&path), *db ? sqlite3_errmsg(*db) : "out of memory");
 		goto cleanup;
@@ -166,6 +176,7 @@ static int open_with(const char *state_dir, int flags, const char *with_schema, 
 	}
 	if (store_db_open(state_dir, flags | SQLITE_OPEN_FULLMUTEX, 5000, with_schema, &st->db, err) < 0)
 		goto cleanup;
+	stmtcache_init(&st->sc, st->db);
 	*out = st;
 	st = NULL;
 	rc = 0;
@@ -189,8 +200,7 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
-	for (size_t i = 0; i < STMT_CACHE && st->cache[i].sql; i++)
-		sqlite3_finalize(st->cache[i].stmt);
+	stmtcache_free(&st->sc);
 	sqlite3_close(st->db);
 	free(st);
 }
@@ -222,6 +232,32 @@ static int exec_text(struct store *st, const char *sql, const char *const *param
 cleanup:
 	sqlite3_reset(stmt);
 	return rc;
+}
+
+/* exec_text, committed with a flush to the disk even on a relaxed connection. */
+static int exec_durable(struct store *st, const char *sql, const char *const *params, struct sbuf *err)
+{
+	int rc;
+
+	if (st->relaxed && stmtcache_exec(&st->sc, "PRAGMA synchronous=FULL") != SQLITE_OK)
+		return db_error(st, err, "write");
+	rc = exec_text(st, sql, params, err);
+	if (st->relaxed && stmtcache_exec(&st->sc, "PRAGMA synchronous=NORMAL") != SQLITE_OK && rc == 0)
+		rc = db_error(st, err, "write");
+	return rc;
+}
+
+int store_db_relax(sqlite3 *db)
+{
+	return sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+}
+
+int store_set_relaxed(struct store *st, struct sbuf *err)
+{
+	if (store_db_relax(st->db) != SQLITE_OK)
+		return db_error(st, err, "set synchronous=NORMAL");
+	st->relaxed = true;
+	return 0;
 }
 
 int store_audit(struct store *st, const char *event, const char *kind, const char *record_id, const char *dn,
@@ -342,7 +378,7 @@ int store_probe(struct store *st, struct sbuf *err)
 
 void store_set_busy_timeout(struct store *st, int ms)
 {
-	sqlite3_busy_timeout(st->db, ms);
+	store_db_busy_timeout(st->db, ms);
 }
 
 int store_terminated(struct store *st, const char *key, struct sbuf *err)
@@ -376,8 +412,8 @@ int store_set_terminated(struct store *st, const char *key, bool terminated, str
 		return have < 0 ? -1 : 0;
 	now_text(now, sizeof(now));
 	if (terminated)
-		return exec_text(st, "INSERT OR REPLACE INTO terminated (key, since) VALUES (?, ?)", add, err);
-	return exec_text(st, "DELETE FROM terminated WHERE key = ?", del, err);
+		return exec_durable(st, "INSERT OR REPLACE INTO terminated (key, since) VALUES (?, ?)", add, err);
+	return exec_durable(st, "DELETE FROM terminated WHERE key = ?", del, err);
 }
 
 long store_guard_count(struct store *st, double since, struct sbuf *err)
@@ -404,7 +440,7 @@ int store_guard_add(struct store *st, double when, struct sbuf *err)
 	snprintf(buf, sizeof(buf), "%.3f", when);
 	if (exec_text(st, "DELETE FROM guard WHERE time < ? - 86400", p, err) < 0)
 		return -1;
-	return exec_text(st, "INSERT INTO guard (time) VALUES (?)", p, err);
+	return exec_durable(st, "INSERT INTO guard (time) VALUES (?)", p, err);
 }
 
 int store_begin(struct store *st, struct sbuf *err)
@@ -471,7 +507,7 @@ int store_left_group(struct store *st, const char *key, const char *dn, struct s
 {
 	const char *p[] = { key, dn, NULL };
 
-	return exec_text(st, "INSERT OR IGNORE INTO left_groups (key, dn) VALUES (?, ?)", p, err);
+	return exec_durable(st, "INSERT OR IGNORE INTO left_groups (key, dn) VALUES (?, ?)", p, err);
 }
 
 int store_left_groups(struct store *st, const char *key, struct vlist *dns, struct sbuf *err)

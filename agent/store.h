@@ -34,6 +34,10 @@ struct sqlite3;
 int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl, struct sqlite3 **db,
                   struct sbuf *err);
 
+/* How long a connection waits for another's write lock before SQLITE_BUSY
+ * (short sleeps: see store.c). */
+void store_db_busy_timeout(struct sqlite3 *db, int ms);
+
 int store_open(const char *state_dir, struct store **out, struct sbuf *err);
 /* For dry runs: opens an existing store read-only; *out is NULL (and the
  * result 0) when there is none yet.  Nothing is created. */
@@ -95,6 +99,18 @@ int store_guard_add(struct store *st, double when, struct sbuf *err);
  * of audit rows: one commit each would cost a disk flush each). */
 int store_begin(struct store *st, struct sbuf *err);
 int store_commit(struct store *st, struct sbuf *err);
+
+/* The workers' connections record what was applied (audit rows, versions,
+ * the queue's done marks) without waiting for the disk at each commit
+ * (synchronous=NORMAL): a power cut can undo the last of those commits,
+ * never part of one, and never a delivery received (the receiver's commits
+ * wait for the disk).  What they undo is applied again, which changes
+ * nothing in the directory.  The writes a second apply could not redo, or
+ * that other deliveries read before it comes (who has left, the groups a
+ * leaver was taken out of, the deletion guard's count), still wait for the
+ * disk. */
+int store_set_relaxed(struct store *st, struct sbuf *err);
+int store_db_relax(struct sqlite3 *db);
 
 /* Whether a write can be committed now (takes and releases the write lock). */
 int store_probe(struct store *st, struct sbuf *err);

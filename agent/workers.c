@@ -18,12 +18,16 @@
 
 /* ---- workers -------------------------------------------------------------- */
 
+/* New deliveries were committed (once per commit, thousands a second at
+ * full intake): the workers look at the queue, unless they are paused for
+ * an unreachable directory, which they would only note and sleep again. */
 void workers_wake(void *ctx)
 {
 	struct agentd *a = ctx;
 
 	pthread_mutex_lock(&a->mu);
-	pthread_cond_broadcast(&a->cv);
+	if (agentd_mono_now() >= a->pause_until)
+		pthread_cond_broadcast(&a->work_cv);
 	pthread_mutex_unlock(&a->mu);
 }
 
@@ -416,7 +420,7 @@ void *workers_main(void *arg)
 			struct timespec ts;
 			if (now < a->pause_until) {
 				agentd_deadline_in(&ts, a->pause_until - now);
-				pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+				pthread_cond_timedwait(&a->work_cv, &a->mu, &ts);
 				continue;
 			}
 			sbuf_reset(&err);
@@ -434,7 +438,7 @@ void *workers_main(void *arg)
 			if (got < 0)
 				log_warn("queue: %s", sbuf_str(&err));
 			agentd_deadline_in(&ts, 1.0);
-			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+			pthread_cond_timedwait(&a->work_cv, &a->mu, &ts);
 		}
 		if (a->stop && got != 1) {
 			pthread_mutex_unlock(&a->mu);
@@ -461,7 +465,7 @@ void *workers_main(void *arg)
 			log_warn("queue: %s", sbuf_str(&err));
 			a->waits_stale = true;
 		}
-		pthread_cond_broadcast(&a->cv);
+		pthread_cond_broadcast(&a->work_cv);
 		pthread_mutex_unlock(&a->mu);
 		queue_delivery_free(&d);
 	}

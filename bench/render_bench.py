@@ -48,6 +48,14 @@ def run(cmd):
     return dt
 
 
+def save(result):
+    """Writes the figures to $FLA_BENCH_RESULTS/render.json for bench/report.py."""
+    out = os.environ.get("FLA_BENCH_RESULTS")
+    if out:
+        with open(os.path.join(out, "render.json"), "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def main():
     agent = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
@@ -86,6 +94,7 @@ def main():
         print(f"  ratio posix / baseline: {med['posix'] / med['baseline']:.3f}")
     print(f"  peak RSS of the renders: {rss_kb / 1024:.1f} MiB")
     print(f"  posix per employee: {med['posix'] / n * 1e6:.1f} us")
+    save({"n": n, "rounds": rounds, "seconds": times, "peak_rss_kib": rss_kb})
     for f in os.listdir(d):
         os.remove(os.path.join(d, f))
     os.rmdir(d)

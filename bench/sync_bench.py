@@ -10,6 +10,7 @@
 Usage: python3 bench/sync_bench.py AGENT [N]
 """
 
+import json
 import os
 import statistics
 import subprocess
@@ -109,6 +110,11 @@ def main():
     print(f"directory in step, 3 runs:")
     for dt, rss, _, _ in insteps:
         print(f"  sync: {dt:.2f} s, peak RSS {rss:.1f} MiB")
+    out = os.environ.get("FLA_BENCH_RESULTS")
+    if out:
+        with open(os.path.join(out, "sync.json"), "w") as f:
+            json.dump({"n": n, "empty": {"ldapadd": add_ldapadd, "sync": add_sync},
+                       "in_step": [{"seconds": dt, "peak_rss_mib": rss} for dt, rss, _, _ in insteps]}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -284,6 +284,54 @@ class TestHealth(Case):
         wait_for(lambda: http("GET", agent.url("/healthz"))[0] == 200, 30, what="health back")
 
 
+class TestAppliedAgain(Case):
+    """The workers record what they applied (done marks, audit, versions) without waiting for
+    the disk, so a power cut can undo the last of those commits, in the order they were made:
+    those deliveries are then applied again.  Here the state a power cut would leave is made by
+    hand: the second apply writes nothing, and what it could not redo (who has left, the groups
+    a leaver was taken out of) was kept."""
+
+    def test_deliveries_whose_done_marks_are_undone_change_nothing(self):
+        ana = person(1, "Ana", "Again", updated_at="2026-11-01T10:00:00.000Z")
+        gone = dict(ana, terminated_on="2026-11-20", active=False, updated_at="2026-11-20T10:00:00.000Z")
+        steps = [("employees/employee/create_with_contract", "employee:1", ana),
+                 ("teams/team/create", "team:5", {"id": 5, "name": "Ops", "employee_ids": [1]}),
+                 ("employees/employee/terminate", "employee:1", gone)]
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
+        agent = self.start(cfg)
+        ops = "cn=team-ops,ou=groups,dc=example,dc=com"
+        for type_, _, body in steps:
+            self.assertEqual(self.post(agent, type_, body), 200)
+            wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="the queue to drain")
+        former = "uid=ana.again,ou=former,dc=example,dc=com"
+        self.assertIsNotNone(self.ldap.entry(former))
+        self.assertNotIn(former, self.ldap.entry(ops, ["member"]).get("member", []))
+        agent.stop()
+        before = self.ldap.search("dc=example,dc=com", attrs=["entryCSN"])
+        # the last two deliveries' done marks and the versions they recorded are undone
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
+        with db:
+            db.execute("DELETE FROM versions WHERE record = 'employee:1'")
+            db.execute("INSERT INTO versions (record, updated, stamp) VALUES ('employee:1', 1793527200, ?)",
+                       (ana["updated_at"],))
+            for type_, key, body in steps[1:]:
+                cur = db.execute("INSERT INTO deliveries (type, record_key, body, received) VALUES (?, ?, ?, ?)",
+                                 (type_, key, json.dumps(body), "2026-11-27T10:00:00.000Z"))
+                if key == "team:5":
+                    db.execute("INSERT INTO delivery_refs (ref_key, delivery_id) VALUES ('employee:1', ?)",
+                               (cur.lastrowid,))
+        db.close()
+        agent = self.start(cfg, log="again.log")
+        wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="the deliveries applied again")
+        self.assertEqual(metric(agent, "dead_letters"), 0)
+        self.assertEqual(self.ldap.search("dc=example,dc=com", attrs=["entryCSN"]), before, agent.log_text())
+        # the groups she left are still known: her return puts her back
+        back = dict(ana, updated_at="2026-11-25T10:00:00.000Z")
+        self.assertEqual(self.post(agent, "employees/employee/unterminate", back), 200)
+        ana_dn = "uid=ana.again,ou=people,dc=example,dc=com"
+        wait_for(lambda: ana_dn in self.ldap.entry(ops, ["member"]).get("member", []), 30, what="her return")
+
+
 class TestGuardEvaluatesOnce(Case):
     def slapd_options(self):
         return {"log_operations": True}
