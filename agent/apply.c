@@ -10,6 +10,7 @@
 #include "common/secret.h"
 #include "common/strmap.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <ldap.h>
 #include <stdarg.h>
@@ -89,6 +90,7 @@ struct job {
 	const char *key;   /* the record's key, once known */
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
 	struct strmap touched;  /* group DNs already changed for this record */
+	struct strmap unique_known; /* "attr=value" folded -> DN holding it ("" when free), read with the key */
 };
 
 #define PIPELINE_WINDOW 32 /* adds in flight at most */
@@ -773,6 +775,15 @@ static const char **owned_attrs(const struct mapping_object *o)
 	return v;
 }
 
+static void key_held_twice(struct job *j, const struct mapping_object *o, const char *key,
+                           const struct ldapw_entries *found)
+{
+	sbuf_addf(j->err, "%s %s: the key %s=%s is held by %zu entries (", j->kind, j->id, o->key_attr, key, found->n);
+	for (size_t i = 0; i < found->n; i++)
+		sbuf_addf(j->err, "%s%s", i ? "; " : "", found->v[i].dn);
+	sbuf_adds(j->err, "); nothing changed: remove the duplicate");
+}
+
 /* Finds the one entry holding key under the section's search_base: from the
  * cache (sync) or the directory.  *cur points into own or into the cache. */
 static int find_by_key(struct job *j, const struct mapping_object *o, enum mapping_kind kind, const char *key,
@@ -812,10 +823,7 @@ static int find_by_key(struct job *j, const struct mapping_object *o, enum mappi
 		goto cleanup;
 	}
 	if (own->n > 1) {
-		sbuf_addf(j->err, "%s %s: the key %s=%s is held by %zu entries (", j->kind, j->id, o->key_attr, key, own->n);
-		for (size_t i = 0; i < own->n; i++)
-			sbuf_addf(j->err, "%s%s", i ? "; " : "", own->v[i].dn);
-		sbuf_adds(j->err, "); nothing changed: remove the duplicate");
+		key_held_twice(j, o, key, own);
 		ldapw_entries_free(own);
 		goto cleanup;
 	}
@@ -856,6 +864,19 @@ static int hook_taken(void *ctx, const char *attr, const char *value, struct sbu
 		if (!holder)
 			return 0;
 		return holder[0] == '\1' || !h->own || !dn_equal(holder, h->own->dn);
+	}
+	if (h->kind == MAPPING_EMPLOYEE && h->j->unique_known.n) {
+		/* asked already, in the search for the record's entry */
+		struct sbuf k;
+		const char *holder;
+		sbuf_init(&k);
+		strmap_fold_key(&k, attr, value);
+		holder = strmap_get(&h->j->unique_known, sbuf_str(&k));
+		sbuf_free(&k);
+		if (holder) {
+			free(filter);
+			return *holder && (!h->own || !dn_equal(holder, h->own->dn));
+		}
 	}
 	if (ldapw_search(h->j->a->lw, h->search_base, filter, none, 2, &found, &e) != LDAP_SUCCESS) {
 		free(filter);
@@ -2188,6 +2209,234 @@ static int event_says(struct job *j, const cJSON *rec, enum mapping_force *force
 
 /* The record mapped; out of scope is treated as terminated, or is nothing
  * to do without an entry (1). */
+/* ---- the record's entry and its unique values, in one search ------------- */
+
+/* Hooks of a dry evaluation that asks the directory nothing: no reference
+ * resolves, no entry exists, every unique value is free, and the values
+ * asked about are noted (attr, value, attr, value, ...). */
+static int spec_taken(void *ctx, const char *attr, const char *value, struct sbuf *err)
+{
+	struct vlist *asked = ctx;
+
+	(void)err;
+	return vlist_push_copy(asked, attr, strlen(attr)) < 0 || vlist_push_copy(asked, value, strlen(value)) < 0 ? -1 : 0;
+}
+
+static int spec_none(void *ctx, const char *id, char **dn, struct sbuf *err)
+{
+	(void)ctx;
+	(void)id;
+	(void)err;
+	*dn = NULL;
+	return 0;
+}
+
+static int spec_existing(void *ctx, const char *attr, struct vlist *out, struct sbuf *err)
+{
+	(void)ctx;
+	(void)attr;
+	(void)out;
+	(void)err;
+	return 0;
+}
+
+/* The unique values a new entry for rec would be checked for first. */
+static void unique_values_asked(struct job *j, const cJSON *rec, struct vlist *asked)
+{
+	struct mapping_result r = { 0 };
+	struct mapping_hooks h = {
+		.employee_dn = spec_none,
+		.taken = spec_taken,
+		.existing = spec_existing,
+		.ctx = asked,
+		.today = j->a->today,
+	};
+
+	if (mapping_eval(j->a->m, MAPPING_EMPLOYEE, rec, &h, &r) < 0)
+		vlist_clear(asked);
+	mapping_result_free(&r);
+}
+
+/* Whether two values are the same but for case and spaces (as a server's
+ * matching rule may take them). */
+static bool alike(const char *a, const char *b)
+{
+	for (;;) {
+		while (*a == ' ')
+			a++;
+		while (*b == ' ')
+			b++;
+		if (!*a || !*b)
+			return !*a && !*b;
+		if (tolower((unsigned char)*a++) != tolower((unsigned char)*b++))
+			return false;
+	}
+}
+
+static bool looks_like(const struct ldapw_entry *e, const char *attr, const char *value)
+{
+	const struct vlist *v = ldapw_entry_values(e, attr);
+
+	for (size_t i = 0; v && i < v->n; i++)
+		if (alike(v->v[i], value))
+			return true;
+	return false;
+}
+
+static bool holds(const struct ldapw_entry *e, const char *attr, const char *value)
+{
+	const struct vlist *v = ldapw_entry_values(e, attr);
+	struct sbuf want, have;
+	bool found = false;
+
+	sbuf_init(&want);
+	sbuf_init(&have);
+	strmap_fold_key(&want, attr, value);
+	for (size_t i = 0; v && i < v->n && !found; i++) {
+		sbuf_reset(&have);
+		strmap_fold_key(&have, attr, v->v[i]);
+		found = strcmp(sbuf_str(&want), sbuf_str(&have)) == 0;
+	}
+	sbuf_free(&want);
+	sbuf_free(&have);
+	return found;
+}
+
+/* Sorts what one search for "the key, or any of the unique values asked"
+ * found: the entries holding the key stay in *own, the others are noted in
+ * j->unique_known as the holders of the values they hold, and the values
+ * nobody holds as free.  false (nothing noted, *own untouched) when an
+ * entry holds neither as this side compares them (the server matched it
+ * by a rule of its own): then the two questions are asked apart. */
+static bool sort_found(struct job *j, const struct mapping_object *o, const char *key, const struct vlist *asked,
+                       struct ldapw_entries *found)
+{
+	struct strmap known;
+	size_t mine = 0;
+	bool ok = true;
+
+	strmap_init(&known);
+	for (size_t i = 0; i < found->n && ok; i++) {
+		bool any = false;
+		if (holds(&found->v[i], o->key_attr, key))
+			continue;
+		if (looks_like(&found->v[i], o->key_attr, key)) {
+			ok = false; /* the server may take it for the key's entry: ask it apart */
+			break;
+		}
+		for (size_t a = 0; a + 1 < asked->n; a += 2) {
+			struct sbuf k;
+			if (!holds(&found->v[i], asked->v[a], asked->v[a + 1]))
+				continue;
+			any = true;
+			sbuf_init(&k);
+			strmap_fold_key(&k, asked->v[a], asked->v[a + 1]);
+			if (!strmap_get(&known, sbuf_str(&k)) && strmap_put(&known, sbuf_str(&k), found->v[i].dn) < 0)
+				ok = false;
+			sbuf_free(&k);
+		}
+		ok = ok && any;
+	}
+	for (size_t a = 0; ok && a + 1 < asked->n; a += 2) {
+		struct sbuf k;
+		sbuf_init(&k);
+		strmap_fold_key(&k, asked->v[a], asked->v[a + 1]);
+		if (!strmap_get(&known, sbuf_str(&k)) && strmap_put(&known, sbuf_str(&k), "") < 0)
+			ok = false;
+		sbuf_free(&k);
+	}
+	if (ok) {
+		/* the key's entries to the front; the others freed */
+		struct ldapw_entries rest = { calloc(found->n ? found->n : 1, sizeof(*rest.v)), 0 };
+		if (!rest.v) {
+			ok = false;
+		} else {
+			for (size_t i = 0; i < found->n; i++) {
+				if (holds(&found->v[i], o->key_attr, key))
+					found->v[mine++] = found->v[i];
+				else
+					rest.v[rest.n++] = found->v[i];
+			}
+			found->n = mine;
+			ldapw_entries_free(&rest);
+			strmap_free(&j->unique_known);
+			j->unique_known = known;
+			return true;
+		}
+	}
+	strmap_free(&known);
+	return false;
+}
+
+/* find_by_key for an employee, asking in the same search whether the unique
+ * values a new entry would take first are held (hook_taken then answers from
+ * what it found): a hire costs the directory one search, not two. */
+static int find_employee(struct job *j, const cJSON *rec, const char *key, struct ldapw_entries *own,
+                         const struct ldapw_entry **cur)
+{
+	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
+	const char **attrs = NULL;
+	struct vlist asked;
+	struct sbuf filter;
+	struct ldapw_entries found = { 0 };
+	struct ldapw_error e;
+	bool unique = false;
+	int rc = -1;
+
+	*cur = NULL;
+	for (size_t i = 0; i < o->nattrs; i++)
+		unique = unique || (o->attrs[i].flags & MAPPING_ATTR_UNIQUE);
+	if (j->a->cache || !unique)
+		return find_by_key(j, o, MAPPING_EMPLOYEE, key, own, cur);
+	vlist_init(&asked);
+	sbuf_init(&filter);
+	unique_values_asked(j, rec, &asked);
+	if (asked.n == 0) {
+		rc = find_by_key(j, o, MAPPING_EMPLOYEE, key, own, cur);
+		goto cleanup;
+	}
+	attrs = calloc(o->nattrs + o->nterm_attrs + 3, sizeof(*attrs));
+	if (!attrs)
+		goto cleanup;
+	attrs[0] = o->key_attr;
+	attrs[1] = "objectClass";
+	for (size_t i = 0; i < o->nattrs; i++)
+		attrs[2 + i] = o->attrs[i].name;
+	for (size_t i = 0; i < o->nterm_attrs; i++)
+		attrs[2 + o->nattrs + i] = o->term_attrs[i].name;
+	for (size_t a = 0; a <= asked.n; a += 2) {
+		char *one = ldapw_eq_filter(a == 0 ? o->key_attr : asked.v[a - 2], a == 0 ? key : asked.v[a - 1]);
+		if (!one)
+			goto cleanup;
+		sbuf_adds(&filter, one);
+		free(one);
+	}
+	sbuf_prefixf(&filter, "(|");
+	sbuf_adds(&filter, ")");
+	if (ldapw_search(j->a->lw, o->search_base, sbuf_str(&filter), attrs, 0, &found, &e) != LDAP_SUCCESS) {
+		failed(j, o->search_base, &e);
+		goto cleanup;
+	}
+	if (!sort_found(j, o, key, &asked, &found)) {
+		rc = find_by_key(j, o, MAPPING_EMPLOYEE, key, own, cur);
+		goto cleanup;
+	}
+	if (found.n > 1) {
+		key_held_twice(j, o, key, &found);
+		goto cleanup;
+	}
+	*own = found;
+	memset(&found, 0, sizeof(found));
+	*cur = own->n ? &own->v[0] : NULL;
+	rc = 0;
+cleanup:
+	ldapw_entries_free(&found);
+	free(attrs);
+	vlist_free(&asked);
+	sbuf_free(&filter);
+	return rc;
+}
+
 static int settle_state(struct job *j, const cJSON *rec, const struct ldapw_entry *cur, enum mapping_force force,
                         struct mapping_result *r)
 {
@@ -2350,8 +2599,13 @@ static int apply_employee(struct job *j, const cJSON *given)
 	j->key = key;
 	if ((rc = stale(j, rec)) != 0 || (rc = event_says(j, rec, &force)) != 0)
 		goto cleanup; /* stale, or a termination for later: nothing more (1), or a failure */
-	if ((rc = find_by_key(j, &j->a->m->obj[MAPPING_EMPLOYEE], MAPPING_EMPLOYEE, key, &found, &cur)) < 0 ||
-	    (rc = settle_state(j, rec, cur, force, &r)) != 0)
+	rc = find_employee(j, rec, key, &found, &cur);
+	if (rc == 0)
+		rc = settle_state(j, rec, cur, force, &r);
+	/* what the search told of unique values holds for this evaluation only:
+	 * the job's own changes come after it */
+	strmap_clear(&j->unique_known);
+	if (rc != 0)
 		goto cleanup;
 	settled = true;
 	follow_dates(j, rec, key, &r);
@@ -2702,6 +2956,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	a->related_unknown = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
+	strmap_init(&j.unique_known);
 	if (!t) {
 		sbuf_addf(err, "\"%s\" is not a subscription type the agent handles", type);
 		goto cleanup;
@@ -2726,6 +2981,7 @@ cleanup:
 	free(j.own_id);
 	strmap_free(&j.dn_cache);
 	strmap_free(&j.touched);
+	strmap_free(&j.unique_known);
 	return rc;
 }
 
@@ -2893,6 +3149,7 @@ int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *recor
 	a->unresolved = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
+	strmap_init(&j.unique_known);
 	j.id = id ? id : "?";
 	j.kind = kind == MAPPING_TEAM ? "team" : "employee";
 	rc = kind == MAPPING_TEAM ? apply_team(&j, record, false) : apply_employee(&j, record);
@@ -2901,6 +3158,7 @@ int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *recor
 	groups_release(&j);
 	strmap_free(&j.dn_cache);
 	strmap_free(&j.touched);
+	strmap_free(&j.unique_known);
 	free(id);
 	return rc;
 }
@@ -3033,6 +3291,7 @@ int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf 
 	a->connection_lost = false;
 	strmap_init(&j.dn_cache);
 	strmap_init(&j.touched);
+	strmap_init(&j.unique_known);
 	if (find_by_key(&j, o, MAPPING_EMPLOYEE, key, &own, &cur) < 0)
 		goto cleanup;
 	if (!cur) {
@@ -3050,6 +3309,7 @@ cleanup:
 	groups_release(&j);
 	strmap_free(&j.dn_cache);
 	strmap_free(&j.touched);
+	strmap_free(&j.unique_known);
 	ldapw_entries_free(&own);
 	return rc;
 }

@@ -300,13 +300,33 @@ def agent_round(agent, d, s, file, n, until, cpu=None):
     return dt, rss
 
 
+def floor_round(s, ldif, filters):
+    """What a hire asks of slapd, asked by its own tools with no agent: one search per hire (as the
+    agent's, from the same base) in one client while ldapadd adds the entries in another.  Seconds."""
+    t = time.perf_counter()
+    # ldapsearch -f puts one (escaped) value a line into the filter: the key varies, the unique value
+    # is one nobody holds, which costs slapd the same index lookup
+    search = subprocess.Popen(["ldapsearch", "-LLL", "-H", s.uri, "-x", "-D", s.agent_dn, "-w", s.agent_pw,
+                               "-b", "dc=example,dc=com", "-f", filters, "(|(employeeNumber=%s)(uid=nobody-holds-it))"],
+                              stdout=subprocess.DEVNULL)
+    add = subprocess.run(["ldapadd", "-H", s.uri, "-x", "-D", s.agent_dn, "-w", s.agent_pw], input=ldif,
+                         capture_output=True)
+    assert search.wait() == 0 and add.returncode == 0, add.stderr
+    return time.perf_counter() - t
+
+
 def hires(agent, d, tmp, n, rounds, out):
     bodies = [employee(100 + i) for i in range(n)]
     file = request_file(os.path.join(tmp, "hires.txt"), [("create_with_contract", b) for b in bodies])
     ldif = render(agent, d, bodies)
-    res = {"agent": [], "ldapadd": [], "diy": []}
+    res = {"agent": [], "ldapadd": [], "diy": [], "floor": []}
     cpu = {"agent": {}, "ldapadd": {}}
+    filters = os.path.join(tmp, "keys.txt")
+    with open(filters, "w") as f:
+        f.write("\n".join(str(b["id"]) for b in bodies))
     for _ in range(rounds):
+        with Slapd() as s:
+            res["floor"].append(floor_round(s, ldif, filters))
         with Slapd() as s:
             res["ldapadd"].append(ldap_tool("ldapadd", s, ldif, cpu["ldapadd"]))
         with Slapd() as s:
@@ -421,7 +441,7 @@ def main():
         if "bursts" in only:
             bursts(agent, d, tmp, rounds, out)
         if "intake" in only:
-            intake(agent, d, tmp, rounds, out)
+            intake(agent, d, tmp, max(rounds, 5), out)  # the flush of each commit varies most: more rounds
         if "memory" in only:
             memory(agent, d, tmp, out)
     with open(results, "w") as f:

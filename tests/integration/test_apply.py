@@ -442,6 +442,49 @@ class TestTables(Base):
         self.assertEqual(self.by_key(2)[1]["l"], ["France"])  # unchanged
 
 
+class TestHireLookups(Base):
+    """A hire asks the directory one search: the entry holding the employee's key, or any entry
+    holding the unique values a new entry would take first; the uniqueness check is answered from
+    what it found.  What this side cannot tell apart as the server does is asked apart."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if directory_kind() != "389ds":  # slapd logs its operations: they are counted
+            cls.ldap.stop()
+            cls.ldap = Slapd(log_operations=True).start()
+            cls.cfg = cls.dir.standard(ldap_uri=cls.ldap.uri, enrich=False)
+
+    def searches(self):
+        return self.ldap.log_text().count(" SRCH base=") if directory_kind() != "389ds" else None
+
+    def test_one_search_for_the_key_and_the_unique_value(self):
+        before = self.searches()
+        self.ok("employees/employee/create_with_contract", person(1, "Ana", "Pia"))
+        after = self.searches()
+        self.assertEqual(self.by_key(1)[0], f"uid=ana.pia,{PEOPLE}")
+        if before is not None:
+            self.assertEqual(after - before, 1)
+            self.assertIn('filter="(|(employeeNumber=1)(uid=ana.pia))"', self.ldap.log_text())
+
+    def test_a_value_held_by_an_entry_the_agent_does_not_manage_is_taken(self):
+        self.ldap.add(f"dn: uid=ana.pia,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: ana.pia\ncn: Ana\nsn: Pia\n")
+        self.ok("employees/employee/create_with_contract", person(2, "Ana", "Pia"))
+        self.assertEqual(self.by_key(2)[0], f"uid=ana.pia2,{PEOPLE}")
+        # and the holder of the key with it: its own value is not taken
+        r = self.ok("employees/employee/update", person(2, "Ana", "Pia"))
+        self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
+
+    def test_a_key_the_server_matches_with_spaces_is_the_employees_entry(self):
+        # " 7 " is employee 7 to the server (insignificant spaces): no second entry is made for 7
+        self.ldap.add(f"dn: uid=eva.siete,{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"
+                      "uid: eva.siete\ncn: Eva Siete\nsn: Siete\nemployeeNumber:: IDcg\nuidNumber: 10007\n"
+                      "gidNumber: 10000\nhomeDirectory: /home/eva.siete\n")
+        self.ok("employees/employee/create_with_contract", person(7, "Eva", "Siete"))
+        found = self.ldap.search(filt="(employeeNumber=7)", attrs=["uid"])
+        self.assertEqual(list(found), [f"uid=eva.siete,{PEOPLE}"])
+
+
 class TestUniqueCandidates(Base):
     """unique over a list of templates: jdoe, then john.doe, then numbers."""
     mapping = MAPPING.replace(
