@@ -31,14 +31,14 @@ def load(results, name):
         return None
 
 
-def machine():
+def machine(meta):
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    rev = subprocess.run(["git", "-C", TOP, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    rev = meta.get("rev", "")
     slapd = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "slapd"], capture_output=True, text=True).stdout
     return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, slapd {slapd or '?'}, "
             f"agent at {rev.strip() or '?'}, optimised build without sanitizers (`_build/bench`)")
@@ -216,6 +216,7 @@ def main():
     results = sys.argv[1]
     docs = sys.argv[2] if len(sys.argv) > 2 else os.path.join(TOP, "docs")
     r = {k: load(results, k) for k in ("webhook", "sync", "render")}
+    meta = load(results, "meta") or {}
     table = rows(r)
     png = os.path.join(docs, "benchmarks.png")
     drawn = plot(r, png)
@@ -227,7 +228,8 @@ def main():
         "",
         "<!-- written by bench/report.py from the figures of `bash bench/run.sh`; edit bench/notes.md -->",
         "",
-        f"Measured on {time.strftime('%Y-%m-%d')}: {machine()}. Every figure below comes from one run of",
+        f"Measured on {meta.get('date', time.strftime('%Y-%m-%d'))}: {machine(meta)}. Every figure below comes "
+        "from one run of",
         "`bash bench/run.sh`, each measure alternating with what it is compared to, round after round, so",
         "that the machine's noise falls on both alike; what counts is the ratio.",
         "",

@@ -37,6 +37,9 @@ if [ -n "${FLA_BENCH_BASELINE:-}" ]; then
 	baseline="$src/b/factorial-ldap-agent"
 fi
 start=$(date +%s)
+# what was measured: the figures name the revision and the day, whenever the report is written
+printf '{"rev": "%s", "date": "%s"}\n' "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	"$(date +%Y-%m-%d)" >"$results/meta.json"
 python3 "$top/bench/render_bench.py" "$agent" 10000 ${baseline:+"$baseline"}
 python3 "$top/bench/webhook_bench.py" "$agent" "$results/webhook.json" 2000 "${FLA_BENCH_ROUNDS:-3}"
 python3 "$top/bench/sync_bench.py" "$agent" 10000

@@ -179,7 +179,8 @@ class TestDocumentedCommands(unittest.TestCase):
         for sub in ("examples", "mappings"):
             shutil.copytree(os.path.join(TOP_SRCDIR, sub), os.path.join(d, sub))
         ran = 0
-        for doc in ["README.md"] + sorted("docs/" + n for n in os.listdir(os.path.join(TOP_SRCDIR, "docs"))):
+        for doc in ["README.md"] + sorted("docs/" + n for n in os.listdir(os.path.join(TOP_SRCDIR, "docs"))
+                                         if n.endswith(".md")):
             for cmd, shown in self.commands(os.path.join(TOP_SRCDIR, doc)):
                 if not self.runnable(cmd):
                     continue
