@@ -85,8 +85,9 @@ def rows(r):
         s = b["seconds"]
         ratio = med(s["ldapmodify"]) / med(s["agent"])
         total = b["people"] * b["changes"]
+        got = f"; the last answered 200 after {med(s['received']):.2f} s" if s.get("received") else ""
         out.append((f"bursts: {b['people']} employees changed {b['changes']} times each, until the last change is in",
-                    f"{med(s['agent']):.2f} s ({rounds(s['agent'])})",
+                    f"{med(s['agent']):.2f} s ({rounds(s['agent'])}{got})",
                     f"`ldapmodify` of all {total:,} changes {med(s['ldapmodify']):.2f} s ({rounds(s['ldapmodify'])})",
                     f"{ratio:.2f} ×", "≥ 1.5 ×", ratio >= 1.5))
     if "intake" in w:

@@ -282,16 +282,19 @@ def diy_round(tmp, s, file, n):
 
 def agent_round(agent, d, s, file, n, until, cpu=None):
     """The agent taking the deliveries of file: seconds from the first POST until until() holds
-    (with cpu, a dict, the processor time of the daemon, its receiver and slapd is added to it)."""
+    (with cpu, a dict, the processor time of the daemon, its receiver and slapd is added to it,
+    and the seconds until the last delivery was answered, as received_seconds)."""
     a = Agent(agent, d, s.uri)
     try:
         pids = {"daemon": a.proc.pid, "receiver": children(a.proc.pid)[0], "slapd": s.proc.pid}
         before = {k: cpu_seconds(p) for k, p in pids.items()}
         t = time.perf_counter()
         wrk(a.url(), file)
+        received = time.perf_counter() - t  # every delivery answered 200
         wait_until(lambda: a.drained() and until())
         dt = time.perf_counter() - t
         if cpu is not None:
+            cpu["received_seconds"] = cpu.get("received_seconds", 0) + received
             for k, p in pids.items():
                 cpu[k] = cpu.get(k, 0) + cpu_seconds(p) - before[k]
         rss = a.rss()
@@ -350,7 +353,8 @@ def hires(agent, d, tmp, n, rounds, out):
         setup = count()
         agent_round(agent, d, s, file, n, lambda: True)
         out["hire_operations"] = {op: (k - setup[op]) / n for op, k in count().items()}
-    out["hires"] = {"n": n, "seconds": res,
+    received = cpu["agent"].pop("received_seconds", 0) / rounds
+    out["hires"] = {"n": n, "seconds": res, "received_mean_seconds": received,
                     "cpu_per_delivery_ms": {side: {k: v / rounds / n * 1000 for k, v in c.items()} for side, c in cpu.items()}}
 
 
@@ -362,7 +366,7 @@ def bursts(agent, d, tmp, rounds, out, people=200, changes=10):
         for v in range(1, changes + 1) for i in range(people)).encode()
     file = request_file(os.path.join(tmp, "bursts.txt"),
                         [("update", employee(100 + i, v)) for v in range(1, changes + 1) for i in range(people)])
-    res = {"agent": [], "ldapmodify": []}
+    res = {"agent": [], "ldapmodify": [], "received": []}
     for _ in range(rounds):
         with Slapd() as s:
             ldap_tool("ldapadd", s, ldif)
@@ -370,9 +374,11 @@ def bursts(agent, d, tmp, rounds, out, people=200, changes=10):
         with Slapd() as s:
             ldap_tool("ldapadd", s, ldif)
             shutil.rmtree(os.path.join(d.path, "state"), ignore_errors=True)
+            seen = {}
             dt, _ = agent_round(agent, d, s, file, people * changes,
-                                lambda: count_entries(s, f"(title=Version {changes})") == people)
+                                lambda: count_entries(s, f"(title=Version {changes})") == people, seen)
             res["agent"].append(dt)
+            res["received"].append(seen["received_seconds"])
     out["bursts"] = {"people": people, "changes": changes, "seconds": res}
 
 
