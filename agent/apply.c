@@ -10,7 +10,6 @@
 #include "common/secret.h"
 #include "common/strmap.h"
 
-#include <ctype.h>
 #include <fcntl.h>
 #include <ldap.h>
 #include <stdarg.h>
@@ -759,15 +758,17 @@ static void say(struct job *j, const char *what)
 
 /* ---- reading the directory ------------------------------------------------- */
 
-/* objectClass and every attribute the section owns, NULL-terminated. */
-static const char **owned_attrs(const struct mapping_object *o)
+/* objectClass, also (when not NULL) and every attribute the section owns, NULL-terminated. */
+static const char **owned_attrs(const struct mapping_object *o, const char *also)
 {
-	const char **v = calloc(o->nattrs + o->nterm_attrs + 2, sizeof(*v));
+	const char **v = calloc(o->nattrs + o->nterm_attrs + 3, sizeof(*v));
 	size_t n = 0;
 
 	if (!v)
 		return NULL;
 	v[n++] = "objectClass";
+	if (also)
+		v[n++] = also;
 	for (size_t i = 0; i < o->nattrs; i++)
 		v[n++] = o->attrs[i].name;
 	for (size_t i = 0; i < o->nterm_attrs; i++)
@@ -812,7 +813,7 @@ static int find_by_key(struct job *j, const struct mapping_object *o, enum mappi
 			*cur = &c->emp.v[atol(idx)];
 		return 0;
 	}
-	attrs = owned_attrs(o);
+	attrs = owned_attrs(o, NULL);
 	filter = ldapw_eq_filter(o->key_attr, key);
 	if (!attrs || !filter) {
 		sbuf_adds(j->err, "out of memory");
@@ -854,25 +855,13 @@ static int hook_taken(void *ctx, const char *attr, const char *value, struct sbu
 	if (!filter)
 		return -1;
 	if (h->j->a->cache && h->kind == MAPPING_EMPLOYEE) {
-		struct sbuf k;
-		const char *holder;
-		sbuf_init(&k);
-		strmap_fold_key(&k, attr, value);
-		holder = strmap_get(&h->j->a->cache->values, sbuf_str(&k));
-		sbuf_free(&k);
+		const char *holder = strmap_get_folded(&h->j->a->cache->values, attr, value);
 		free(filter);
-		if (!holder)
-			return 0;
-		return holder[0] == '\1' || !h->own || !dn_equal(holder, h->own->dn);
+		return holder && (holder[0] == '\1' || !h->own || !dn_equal(holder, h->own->dn));
 	}
+	/* asked already, with the search for the record's entry ("" when nobody holds it) */
 	if (h->kind == MAPPING_EMPLOYEE && h->j->unique_known.n) {
-		/* asked already, in the search for the record's entry */
-		struct sbuf k;
-		const char *holder;
-		sbuf_init(&k);
-		strmap_fold_key(&k, attr, value);
-		holder = strmap_get(&h->j->unique_known, sbuf_str(&k));
-		sbuf_free(&k);
+		const char *holder = strmap_get_folded(&h->j->unique_known, attr, value);
 		if (holder) {
 			free(filter);
 			return *holder && (!h->own || !dn_equal(holder, h->own->dn));
@@ -2257,49 +2246,42 @@ static void unique_values_asked(struct job *j, const cJSON *rec, struct vlist *a
 	mapping_result_free(&r);
 }
 
-/* Whether two values are the same but for case and spaces (as a server's
- * matching rule may take them). */
-static bool alike(const char *a, const char *b)
+static int ascii_lower(int c)
 {
-	for (;;) {
-		while (*a == ' ')
-			a++;
-		while (*b == ' ')
-			b++;
-		if (!*a || !*b)
-			return !*a && !*b;
-		if (tolower((unsigned char)*a++) != tolower((unsigned char)*b++))
-			return false;
-	}
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 }
 
-static bool looks_like(const struct ldapw_entry *e, const char *attr, const char *value)
+/* Whether e holds value in attr, compared as strmap_fold_key compares
+ * (ASCII case aside), or with spaces aside too (as a server's matching
+ * rule may take them). */
+static bool holds_value(const struct ldapw_entry *e, const char *attr, const char *value, bool spaces)
 {
 	const struct vlist *v = ldapw_entry_values(e, attr);
 
-	for (size_t i = 0; v && i < v->n; i++)
-		if (alike(v->v[i], value))
+	for (size_t i = 0; v && i < v->n; i++) {
+		const char *x = v->v[i], *y = value;
+		for (;; x++, y++) {
+			while (spaces && *x == ' ')
+				x++;
+			while (spaces && *y == ' ')
+				y++;
+			if (!*x || !*y || ascii_lower((unsigned char)*x) != ascii_lower((unsigned char)*y))
+				break;
+		}
+		if (!*x && !*y)
 			return true;
+	}
 	return false;
 }
 
 static bool holds(const struct ldapw_entry *e, const char *attr, const char *value)
 {
-	const struct vlist *v = ldapw_entry_values(e, attr);
-	struct sbuf want, have;
-	bool found = false;
+	return holds_value(e, attr, value, false);
+}
 
-	sbuf_init(&want);
-	sbuf_init(&have);
-	strmap_fold_key(&want, attr, value);
-	for (size_t i = 0; v && i < v->n && !found; i++) {
-		sbuf_reset(&have);
-		strmap_fold_key(&have, attr, v->v[i]);
-		found = strcmp(sbuf_str(&want), sbuf_str(&have)) == 0;
-	}
-	sbuf_free(&want);
-	sbuf_free(&have);
-	return found;
+static bool looks_like(const struct ldapw_entry *e, const char *attr, const char *value)
+{
+	return holds_value(e, attr, value, true);
 }
 
 /* Sorts what one search for "the key, or any of the unique values asked"
@@ -2308,64 +2290,65 @@ static bool holds(const struct ldapw_entry *e, const char *attr, const char *val
  * nobody holds as free.  false (nothing noted, *own untouched) when an
  * entry holds neither as this side compares them (the server matched it
  * by a rule of its own): then the two questions are asked apart. */
+/* Keeps dn as the holder of attr=value, unless one is kept already: 0, or -1 out of memory. */
+static int keep_holder(struct strmap *known, const char *attr, const char *value, const char *dn)
+{
+	struct sbuf k;
+	int rc;
+
+	if (strmap_get_folded(known, attr, value))
+		return 0;
+	sbuf_init(&k);
+	strmap_fold_key(&k, attr, value);
+	rc = k.failed ? -1 : strmap_put(known, sbuf_str(&k), dn);
+	sbuf_free(&k);
+	return rc;
+}
+
 static bool sort_found(struct job *j, const struct mapping_object *o, const char *key, const struct vlist *asked,
                        struct ldapw_entries *found)
 {
+	bool *mine = calloc(found->n ? found->n : 1, sizeof(*mine));
+	struct ldapw_entries rest = { calloc(found->n ? found->n : 1, sizeof(*rest.v)), 0 };
 	struct strmap known;
-	size_t mine = 0;
-	bool ok = true;
+	size_t n = 0;
+	bool ok = mine && rest.v;
 
 	strmap_init(&known);
 	for (size_t i = 0; i < found->n && ok; i++) {
+		const struct ldapw_entry *e = &found->v[i];
 		bool any = false;
-		if (holds(&found->v[i], o->key_attr, key))
+		if ((mine[i] = holds(e, o->key_attr, key)))
 			continue;
-		if (looks_like(&found->v[i], o->key_attr, key)) {
-			ok = false; /* the server may take it for the key's entry: ask it apart */
-			break;
-		}
-		for (size_t a = 0; a + 1 < asked->n; a += 2) {
-			struct sbuf k;
-			if (!holds(&found->v[i], asked->v[a], asked->v[a + 1]))
-				continue;
-			any = true;
-			sbuf_init(&k);
-			strmap_fold_key(&k, asked->v[a], asked->v[a + 1]);
-			if (!strmap_get(&known, sbuf_str(&k)) && strmap_put(&known, sbuf_str(&k), found->v[i].dn) < 0)
-				ok = false;
-			sbuf_free(&k);
+		/* one the server may take for the key's entry, or that holds none of the values: ask apart */
+		ok = !looks_like(e, o->key_attr, key);
+		for (size_t a = 0; ok && a + 1 < asked->n; a += 2) {
+			if (holds(e, asked->v[a], asked->v[a + 1])) {
+				any = true;
+				ok = keep_holder(&known, asked->v[a], asked->v[a + 1], e->dn) == 0;
+			}
 		}
 		ok = ok && any;
 	}
-	for (size_t a = 0; ok && a + 1 < asked->n; a += 2) {
-		struct sbuf k;
-		sbuf_init(&k);
-		strmap_fold_key(&k, asked->v[a], asked->v[a + 1]);
-		if (!strmap_get(&known, sbuf_str(&k)) && strmap_put(&known, sbuf_str(&k), "") < 0)
-			ok = false;
-		sbuf_free(&k);
-	}
+	for (size_t a = 0; ok && a + 1 < asked->n; a += 2)
+		ok = keep_holder(&known, asked->v[a], asked->v[a + 1], "") == 0;
 	if (ok) {
-		/* the key's entries to the front; the others freed */
-		struct ldapw_entries rest = { calloc(found->n ? found->n : 1, sizeof(*rest.v)), 0 };
-		if (!rest.v) {
-			ok = false;
-		} else {
-			for (size_t i = 0; i < found->n; i++) {
-				if (holds(&found->v[i], o->key_attr, key))
-					found->v[mine++] = found->v[i];
-				else
-					rest.v[rest.n++] = found->v[i];
-			}
-			found->n = mine;
-			ldapw_entries_free(&rest);
-			strmap_free(&j->unique_known);
-			j->unique_known = known;
-			return true;
+		/* the key's entries stay, at the front; the others go */
+		for (size_t i = 0; i < found->n; i++) {
+			if (mine[i])
+				found->v[n++] = found->v[i];
+			else
+				rest.v[rest.n++] = found->v[i];
 		}
+		found->n = n;
+		strmap_free(&j->unique_known);
+		j->unique_known = known;
+		strmap_init(&known);
 	}
 	strmap_free(&known);
-	return false;
+	free(mine);
+	ldapw_entries_free(&rest);
+	return ok;
 }
 
 /* find_by_key for an employee, asking in the same search whether the unique
@@ -2395,15 +2378,8 @@ static int find_employee(struct job *j, const cJSON *rec, const char *key, struc
 		rc = find_by_key(j, o, MAPPING_EMPLOYEE, key, own, cur);
 		goto cleanup;
 	}
-	attrs = calloc(o->nattrs + o->nterm_attrs + 3, sizeof(*attrs));
-	if (!attrs)
+	if (!(attrs = owned_attrs(o, o->key_attr)))
 		goto cleanup;
-	attrs[0] = o->key_attr;
-	attrs[1] = "objectClass";
-	for (size_t i = 0; i < o->nattrs; i++)
-		attrs[2 + i] = o->attrs[i].name;
-	for (size_t i = 0; i < o->nterm_attrs; i++)
-		attrs[2 + o->nattrs + i] = o->term_attrs[i].name;
 	for (size_t a = 0; a <= asked.n; a += 2) {
 		char *one = ldapw_eq_filter(a == 0 ? o->key_attr : asked.v[a - 2], a == 0 ? key : asked.v[a - 1]);
 		if (!one)
@@ -3091,7 +3067,7 @@ int apply_cache_load(struct apply_ctx *a, struct sbuf *err)
 	a->cache = c;
 	if (!o->present)
 		return 0;
-	attrs = owned_attrs(o);
+	attrs = owned_attrs(o, NULL);
 	sbuf_addf(&f, "(%s=*)", o->key_attr);
 	if (!attrs || f.failed) {
 		sbuf_adds(err, "out of memory");

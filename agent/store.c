@@ -114,9 +114,9 @@ static int busy_wait(void *ctx, int count)
 	return 1;
 }
 
-void store_db_busy_timeout(sqlite3 *db, int ms)
+int store_db_busy_timeout(sqlite3 *db, int ms)
 {
-	sqlite3_busy_handler(db, busy_wait, (void *)(intptr_t)ms);
+	return sqlite3_busy_handler(db, busy_wait, (void *)(intptr_t)ms);
 }
 
 int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl, struct sqlite3 **db,
@@ -133,7 +133,7 @@ int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl
 	if ((flags & SQLITE_OPEN_READWRITE) && private_files(sbuf_str(&path), err) < 0)
 		goto cleanup;
 	if (sqlite3_open_v2(sbuf_str(&path), db, flags, NULL) != SQLITE_OK ||
-	    sqlite3_busy_handler(*db, busy_wait, (void *)(intptr_t)busy_ms) != SQLITE_OK ||
+	    store_db_busy_timeout(*db, busy_ms) != SQLITE_OK ||
 	    /* a page cache of 256 KiB per connection (SQLite's default is 2 MiB): the queue's
 	     * questions touch a few pages each, and a dozen connections would otherwise keep
 	     * megabytes of a backlog that is long gone */

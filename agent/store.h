@@ -36,7 +36,7 @@ int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl
 
 /* How long a connection waits for another's write lock before SQLITE_BUSY
  * (short sleeps: see store.c). */
-void store_db_busy_timeout(struct sqlite3 *db, int ms);
+int store_db_busy_timeout(struct sqlite3 *db, int ms);
 
 int store_open(const char *state_dir, struct store **out, struct sbuf *err);
 /* For dry runs: opens an existing store read-only; *out is NULL (and the

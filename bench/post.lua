@@ -72,9 +72,6 @@ function done(summary, latency, requests)
 	for _, t in ipairs(threads) do
 		answered_all = answered_all + t:get("answered")
 		failed_all = failed_all + t:get("failed")
-		if os.getenv("FLA_BENCH_DEBUG") then
-			io.write(string.format("thread %d: %d of %d answered, %d sent\n", t:get("id"), t:get("answered"), #t:get("mine"), t:get("sent")))
-		end
 	end
 	io.write(string.format("posts answered %d, not 200 %d\n", answered_all, failed_all))
 end

@@ -144,3 +144,15 @@ void strmap_fold_key(struct sbuf *out, const char *attr, const char *value)
 	sbuf_addc(out, '=');
 	add_lower(out, value);
 }
+
+const char *strmap_get_folded(const struct strmap *m, const char *attr, const char *value)
+{
+	struct sbuf k;
+	const char *v;
+
+	sbuf_init(&k);
+	strmap_fold_key(&k, attr, value);
+	v = k.failed ? NULL : strmap_get(m, sbuf_str(&k));
+	sbuf_free(&k);
+	return v;
+}

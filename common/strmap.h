@@ -38,5 +38,8 @@ void strmap_fold_key(struct sbuf *out, const char *attr, const char *value);
 
 /* The value for key, "" for a key stored with NULL, or NULL when absent. */
 const char *strmap_get(const struct strmap *m, const char *key);
+/* strmap_get of the key strmap_fold_key makes of attr and value (NULL also
+ * when out of memory). */
+const char *strmap_get_folded(const struct strmap *m, const char *attr, const char *value);
 
 #endif

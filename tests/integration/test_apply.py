@@ -113,10 +113,11 @@ def every_type_steps(temp_members=()):
 
 class Base(unittest.TestCase):
     mapping = MAPPING
+    directory_options = {}  # for test_directory()
 
     @classmethod
     def setUpClass(cls):
-        cls.ldap = test_directory().start()
+        cls.ldap = test_directory(**cls.directory_options).start()
         cls.dir = AgentDir()
         cls.dir.file("mapping.yaml", cls.mapping)
         cls.cfg = cls.dir.standard(ldap_uri=cls.ldap.uri, enrich=False)
@@ -447,13 +448,7 @@ class TestHireLookups(Base):
     holding the unique values a new entry would take first; the uniqueness check is answered from
     what it found.  What this side cannot tell apart as the server does is asked apart."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if directory_kind() != "389ds":  # slapd logs its operations: they are counted
-            cls.ldap.stop()
-            cls.ldap = Slapd(log_operations=True).start()
-            cls.cfg = cls.dir.standard(ldap_uri=cls.ldap.uri, enrich=False)
+    directory_options = {"log_operations": True}  # slapd logs its operations: they are counted
 
     def searches(self):
         return self.ldap.log_text().count(" SRCH base=") if directory_kind() != "389ds" else None

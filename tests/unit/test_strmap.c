@@ -1,4 +1,4 @@
-/* Unit tests of strmap: set, get, delete, growth, folded keys. */
+/* Unit tests of strmap: set, get, delete, growth, folded keys and lookups by them. */
 #include "build.h"
 
 #include <setjmp.h>
@@ -74,12 +74,26 @@ static void test_fold_key(void **state)
 	sbuf_free(&k);
 }
 
+static void test_get_folded(void **state)
+{
+	struct strmap m;
+
+	(void)state;
+	strmap_init(&m);
+	assert_int_equal(strmap_put(&m, "uid=ana.perez", "uid=ana.perez,ou=people"), 0);
+	assert_string_equal(strmap_get_folded(&m, "UID", "Ana.Perez"), "uid=ana.perez,ou=people");
+	assert_null(strmap_get_folded(&m, "uid", "ana.perez2"));
+	assert_null(strmap_get_folded(&m, "mail", "ana.perez"));
+	strmap_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_put_get_del),
 		cmocka_unit_test(test_many_keys_and_deletes),
 		cmocka_unit_test(test_fold_key),
+		cmocka_unit_test(test_get_folded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
