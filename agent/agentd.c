@@ -386,6 +386,7 @@ int agentd_run(const char *config_path)
 	pthread_cond_init(&a.work_cv, NULL);
 	pthread_mutex_init(&a.side_mu, NULL);
 	pthread_mutex_init(&a.groups_mu, NULL);
+	pthread_mutex_init(&a.guard_mu, NULL);
 	pthread_mutex_init(&a.related_mu, NULL);
 	strmap_init(&a.busy);
 	if (agentd_snapshot_load(config_path, &a.snap, &d) < 0) {
@@ -429,6 +430,7 @@ cleanup:
 	pthread_cond_destroy(&a.work_cv);
 	pthread_mutex_destroy(&a.side_mu);
 	pthread_mutex_destroy(&a.groups_mu);
+	pthread_mutex_destroy(&a.guard_mu);
 	pthread_mutex_destroy(&a.related_mu);
 	related_free(a.related);
 	diag_free(&d);

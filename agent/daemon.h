@@ -111,6 +111,12 @@ struct agentd {
 
 	pthread_mutex_t groups_mu; /* apply_ctx.groups_lock of every worker */
 
+	/* the deletion guard's question and its answer's record, one worker at a
+	 * time: guard_reserved counts the disables and deletes it let through
+	 * that are being made now and are not in the store's count yet */
+	pthread_mutex_t guard_mu;
+	long guard_reserved;
+
 	/* the locations and legal entities the workers map with ({location.name}):
 	 * read when first needed, again by each sync and when a record names one
 	 * not read yet (at most every RELATED_FRESH_SECONDS, workers.c) */

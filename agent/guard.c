@@ -11,10 +11,9 @@ bool guard_within(const struct config *cfg, long n, size_t managed, double *pct)
 }
 
 int guard_one_more(const struct config *cfg, const struct mapping *m, struct store *st, struct ldapw *lw, double now,
-                   struct sbuf *why)
+                   long reserved, struct sbuf *why)
 {
 	static const char *const none[] = { "1.1", NULL };
-	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
 	struct ldapw_entries all = { 0 };
 	struct ldapw_error le;
 	struct sbuf e, f;
@@ -30,7 +29,9 @@ int guard_one_more(const struct config *cfg, const struct mapping *m, struct sto
 		sbuf_addf(why, "deletion guard: %s", sbuf_str(&e));
 		goto cleanup;
 	}
+	done += reserved;
 	if (cfg->safety.max_disables_percent >= 0) {
+		const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
 		sbuf_addf(&f, "(%s=*)", o->key_attr);
 		if (ldapw_search_all(lw, o->search_base, sbuf_str(&f), o->key_attr, none, 1000, &all, &le) != 0) {
 			sbuf_addf(why, "deletion guard: counting the managed entries: %s", le.text);

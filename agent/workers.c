@@ -77,25 +77,56 @@ static const char *action_of(const struct apply_ctx *ac)
 
 /* The deletion guard in run, asked by apply when a delivery would disable or
  * delete an entry: within the limits of the last hour it goes ahead at once,
- * else it is held, the reason kept. */
+ * else it is held, the reason kept.  What it lets through is reserved until
+ * guard_settle() records it: workers asking at once are counted one after
+ * another, never each against the same count. */
 struct guard_note {
 	struct worker *w;
 	const struct snapshot *s;
 	bool held;
+	long reserved; /* let through for this delivery, not recorded yet */
 	struct sbuf why;
 };
 
 static int ask_guard(void *ctx, const cJSON *record, const char *key, const char *dn)
 {
 	struct guard_note *g = ctx;
+	struct agentd *a = g->w->a;
 	int r;
 
 	(void)record;
 	(void)key;
 	(void)dn;
-	r = guard_one_more(g->s->cfg, g->s->m, g->w->st, g->w->lw, agentd_wall_now(), &g->why);
+	pthread_mutex_lock(&a->guard_mu);
+	r = guard_one_more(g->s->cfg, g->s->m, g->w->st, g->w->lw, agentd_wall_now(), a->guard_reserved, &g->why);
+	if (r == 1) {
+		a->guard_reserved++;
+		g->reserved++;
+	}
+	pthread_mutex_unlock(&a->guard_mu);
 	g->held = r != 1;
 	return r < 0 ? -1 : r;
+}
+
+/* The apply is over: a disable or delete it made is recorded for the guard
+ * (forced ones too), and what it reserved is given back, under the guard's
+ * lock so that no question falls between the two. */
+static void guard_settle(struct worker *w, struct guard_note *g, const struct apply_ctx *ac)
+{
+	struct agentd *a = w->a;
+	bool made = ac->sum.disable || ac->sum.del;
+	struct sbuf err;
+
+	if (!made && !g->reserved)
+		return;
+	sbuf_init(&err);
+	pthread_mutex_lock(&a->guard_mu);
+	if (made && store_guard_add(w->st, agentd_wall_now(), &err) < 0)
+		log_warn("deletion guard: %s", sbuf_str(&err));
+	a->guard_reserved -= g->reserved;
+	g->reserved = 0;
+	pthread_mutex_unlock(&a->guard_mu);
+	sbuf_free(&err);
 }
 
 /* A delivery that waited for an employee's entry is queued again now that it exists. */
@@ -208,9 +239,6 @@ static void applied_ok(struct worker *w, struct queue_delivery *d, struct apply_
 	struct sbuf err;
 
 	sbuf_init(&err);
-	if ((ac->sum.disable || ac->sum.del) && store_guard_add(w->st, agentd_wall_now(), &err) < 0)
-		log_warn("deletion guard: %s", sbuf_str(&err));
-	sbuf_reset(&err);
 	if (queue_done(w->q, d, &err) < 0)
 		log_error("applied, but the queue could not be updated: %s", sbuf_str(&err));
 	metrics_apply(act, true);
@@ -381,6 +409,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 		applied = apply_delivery(&ac, d->type, body, &err);
 	else
 		sbuf_adds(&err, "the stored body is not JSON");
+	guard_settle(w, &g, &ac);
 	if (applied < 0 && g.held && !ac.connection_lost)
 		sbuf_addf(&err, "%s%s", err.len ? "; " : "", sbuf_str(&g.why));
 	if (applied < 0 && ac.waits)

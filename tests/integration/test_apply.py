@@ -828,6 +828,20 @@ class TestTeams(Base):
         self.ok("teams/team/delete", {"id": 7})
         self.assertEqual(self.ldap.search(GROUPS, scope="one", attrs=["1.1"]), {})
 
+    def test_team_key_held_by_two_groups_changes_nothing(self):
+        for g in ("ops-a", "ops-b"):
+            self.ldap.add(f"dn: cn={g},{GROUPS}\nobjectClass: groupOfNames\ncn: {g}\nmember: cn=nobody\n"
+                          "businessCategory: factorial-team-9\n")
+        before = self.ldap.dump()
+        for event, record in (("teams/team/update", {"id": 9, "name": "Ops", "employee_ids": []}),
+                              ("teams/team/delete", {"id": 9})):
+            r = self.apply(event, record)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("team 9: the key businessCategory=factorial-team-9 is held by 2 entries", r.stderr)
+            self.assertIn(f"cn=ops-a,{GROUPS}", r.stderr)
+            self.assertIn(f"cn=ops-b,{GROUPS}", r.stderr)
+            self.assertEqual(self.ldap.dump(), before)
+
     def test_membership_waits_for_missing_entries(self):
         self.ok("teams/team/create", {"id": 8, "name": "Empty", "employee_ids": []})
         self.assertEqual(self.entry(f"cn=team-empty,{GROUPS}")["member"], ["cn=nobody"])

@@ -254,6 +254,27 @@ class TestFairQueue(Case):
         wait_for(lambda: self.people_dns() == [f"uid=good.hire,{PEOPLE}"], 30, 0.02, what="the good hire")
         self.assertLess(time.monotonic() - t0, 2.0, "a good delivery waited behind refused ones")
 
+    def test_a_delivery_backing_off_does_not_hold_back_the_record_it_waits_for(self):
+        # a membership for employee 8 arrives before 8's hire: it fails (no entry yet) and is
+        # retried a minute later; the hire, which merely is named by it, goes at once
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 0 }\nqueue: { retry_delay: 60s, max_attempts: 5 }\n")
+        agent = self.start(cfg)
+        self.assertEqual(self.post(agent, "teams/team/create", {"id": 3, "name": "Ops", "employee_ids": []}), 200)
+        ops = "cn=team-ops,ou=groups,dc=example,dc=com"
+        wait_for(lambda: self.ldap.entry(ops), 30, what="the team's group")
+        self.assertEqual(self.post(agent, "teams/membership/create", {"id": 1, "employee_id": 8, "team_id": 3}), 200)
+        wait_for(lambda: "membership 1: employee 8 has no entry in the directory yet" in agent.log_text()
+                 and "attempt 1 of 5, next in" in agent.log_text(), 30, what="the membership to fail once")
+        t0 = time.monotonic()
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(8, "Wai", "Ting")), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=wai.ting,{PEOPLE}"], 30, 0.02, what="the hire")
+        self.assertLess(time.monotonic() - t0, 5.0, "the hire waited for the membership backing off")
+        # the membership is still the one waiting for its turn, not the hire
+        listing = run_agent("-c", cfg, "queue", "list").stdout
+        self.assertIn("1 pending, 0 held, 0 dead", listing)
+        self.assertRegex(listing, r"pending\s+\S+\s+teams/membership/create\s+1\s+membership:3:8")
+
     @staticmethod
     def refused(agent):
         return metric(agent, "applies_total", operation="none", result="error")
@@ -755,6 +776,40 @@ class TestPrivilegeSeparation(Case):
         self.assertEqual(http("POST", url, body, H)[0], 401)
         self.assertEqual(http("POST", url, body, dict(H, **{"x-factorial-wh-challenge": "a-new-challenge"}))[0], 200)
         wait_for(lambda: self.people_dns(), 30, what="the hire applied")
+
+    def test_the_daemon_takes_only_its_words_from_the_receiver(self):
+        # a new receiver that has not said it serves, and writes something else on its pipe
+        # (fd 5), is not taken as serving: the reload fails and the old receiver goes on
+        agent = self.start(self.config())
+        first = receiver_of(agent)
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"), isolation_level=None, timeout=30)
+        db.execute("BEGIN IMMEDIATE")  # the new receiver's store waits behind this, 10 s, then gives up
+        try:
+            os.kill(agent.proc.pid, signal.SIGHUP)
+            fresh = wait_for(lambda: next((p for p, cmd in children(agent.proc.pid).items()
+                                           if p != first and cmd == "factorial-ldap-agent: receiver"), None),
+                             10, 0.01, what="a new receiver")
+            with open(f"/proc/{fresh}/fd/5", "wb", 0) as pipe:
+                pipe.write(b"X\x00ready\n")
+            wait_for(lambda: f"the receiver process (pid {fresh}) sent 8 unexpected byte(s); ignored"
+                     in agent.log_text(), 10, what="the bytes noticed")
+            wait_for(lambda: not os.path.exists(f"/proc/{fresh}"), 30, what="the new receiver to give up")
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        wait_for(lambda: "the receiver with the previous configuration goes on" in agent.log_text(), 10,
+                 what="the reload to fail")
+        self.assertIsNone(agent.proc.poll(), agent.log_text())
+        self.assertEqual(receiver_of(agent), first)
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Stays")), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=ana.stays,{PEOPLE}"], 30, what="the hire applied")
+        # and the same bytes from the receiver that serves are logged and change nothing
+        with open(f"/proc/{first}/fd/5", "wb", 0) as pipe:
+            pipe.write(b"RRX")
+        wait_for(lambda: f"the receiver process (pid {first}) sent 1 unexpected byte(s); ignored"
+                 in agent.log_text(), 10, what="the byte noticed")
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(2, "Bo", "Stays")), 200)
+        wait_for(lambda: len(self.people_dns()) == 2, 30, what="the second hire applied")
 
     def test_started_as_root_with_user_it_runs_as_that_user(self):
         cfg = self.config(extra="user: nobody\n")

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
-from agenttest import AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
+from agenttest import NEVER_SEEN, AgentDir, AgentProcess, http, metric, run_agent, scan_folder, wait_for  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import free_port, test_directory  # noqa: E402
 
@@ -36,8 +36,10 @@ class Daemon(unittest.TestCase):
     webhooks_extra = ""
     common_webhooks = "  manage_subscriptions: false\n"   # no Factorial API in these tests
 
+    directory_options = {}  # for test_directory()
+
     def setUp(self):
-        self.ldap = test_directory().start()
+        self.ldap = test_directory(**self.directory_options).start()
         self.addCleanup(self.ldap.stop)
         self.d = AgentDir()
         self.addCleanup(self.d.close)
@@ -78,6 +80,19 @@ class Daemon(unittest.TestCase):
 
     def count(self, i):
         return len(self.ldap.search(filt=f"(employeeNumber={i})", attrs=["1.1"]))
+
+    def state_leaks(self):
+        """Secrets and personal data in the state folder now (its database and WAL), checking that
+        the deliveries themselves are there to be looked at."""
+        state = os.path.join(self.d.path, "state")
+        db = sqlite3.connect(os.path.join(state, "state.db"), timeout=30)
+        try:
+            stored = [r[0] for r in db.execute("SELECT body FROM deliveries WHERE state = 'pending'")]
+        finally:
+            db.close()
+        self.assertTrue(stored and all('"last_name"' in b for b in stored), stored[:3])
+        return scan_folder(state) + [f"a stored body holds {what}" for body in stored
+                                     for needle, what in NEVER_SEEN.items() if needle in body]
 
     def fail_with_log(self, msg):
         self.fail(msg + "\n" + (self.agent.log_text() if self.agent else ""))
@@ -204,6 +219,21 @@ class TestReceiver(Daemon):
 
     webhooks_extra = "  request_timeout: 2s\n"   # the stalled request is dropped quickly
 
+    def test_the_challenge_must_match_whole(self):
+        # the header is the secret, all of it and nothing more: not a prefix, not an extension,
+        # not the same letters in another case
+        agent = self.start()
+        t = "employees/employee/update"
+        near = [CHALLENGE + "X", CHALLENGE + "-and-more", CHALLENGE + CHALLENGE, CHALLENGE[:-1], CHALLENGE[1:],
+                "X" + CHALLENGE, CHALLENGE.upper(), CHALLENGE.capitalize(), CHALLENGE[:-1] + "E", "", "t"]
+        for i, challenge in enumerate(near):
+            self.assertEqual(self.post(t, person(50 + i, "Near", "Miss"), challenge=challenge), 401, repr(challenge))
+        self.assertEqual(self.post(t, person(1, "Right", "One")), 200)
+        self.drained()
+        self.assertEqual(metric(agent, "deliveries_total", type=t, status="401"), len(near))
+        self.assertEqual(self.count(1), 1)
+        self.assertEqual([i for i in range(50, 50 + len(near)) if self.count(i)], [])
+
 
 class TestListeners(Daemon):
     def test_https_and_a_separate_metrics_listener(self):
@@ -315,6 +345,11 @@ class TestDurability(Daemon):
                 saw_503 = True
                 self.assertIn("directory", body)
             time.sleep(0.5)
+        # what waits for the directory is stored without the bank, social security and salary
+        # fields the payloads carry (once applied, a body is gone: SQLite's secure_delete zeroes
+        # it, and the scan when the test's folder is removed finds nothing of it either way)
+        self.assertGreater(metric(agent, "queue_depth"), 0)
+        self.assertEqual(self.state_leaks(), [])
         self.ldap.resume()
         time.sleep(1)
         stop.set()
@@ -346,6 +381,64 @@ class TestDurability(Daemon):
         self.drained()
         self.assertEqual((self.count(1), self.count(2), self.count(3)), (1, 0, 1))
         self.assertEqual(metric(agent, "deliveries_total", type="employees/employee/update", status="503"), 1)
+
+
+class TestDeletionGuard(Daemon):
+    """The guard in run counts deletes as it counts disables: with `terminated: { action: delete }`
+    and safety.max_disables 2, the third termination within the hour is held, and so is every one
+    after it, however many workers ask at once.  slapd answers each operation after a second
+    (the retcode overlay's retcode-sleep), so that the four workers ask the guard while the others'
+    deletes are still being made."""
+
+    extra = Daemon.extra + "safety: { max_disables: 2 }\n"
+    directory_options = {"extra_conf": 'moduleload retcode\noverlay retcode\n'
+                                       'retcode-parent "ou=retcode,dc=example,dc=com"\nretcode-sleep 1\n'}
+
+    def setUp(self):
+        super().setUp()
+        start = MAPPING.index("  terminated:\n")
+        self.d.file("mapping.yaml", MAPPING[:start] + "  terminated:\n    action: delete\n" +
+                    MAPPING[MAPPING.index("teams:\n"):])
+
+    def present(self):
+        """The employee numbers under ou=people, in one search."""
+        found = self.ldap.search(PEOPLE, scope="one", attrs=["employeeNumber"])
+        return sorted(int(e["employeeNumber"][0]) for e in found.values())
+
+    def test_past_the_limit_within_the_hour_deletes_are_held(self):
+        agent = self.start()
+        ids = list(range(1, 7))
+        for i in ids:
+            self.assertEqual(self.post("employees/employee/create_with_contract", person(i, f"D{i}", "Guard")), 200)
+        self.drained()
+        self.assertEqual(self.present(), ids)
+        # six leavers at once, taken by four workers together: two are deleted, four held
+        for i in ids:
+            self.assertEqual(self.post("employees/employee/terminate",
+                                       person(i, f"D{i}", "Guard", terminated_on="2026-11-20")), 200)
+        try:
+            wait_for(lambda: metric(agent, "held_deliveries") == 4, 60, what="four terminations held")
+        except AssertionError:
+            self.fail_with_log(f"not four held: {self.present()} left")
+        left = self.present()
+        self.assertEqual(len(left), 4, left)
+        self.assertEqual(self.ldap.search(FORMER, scope="one", attrs=["1.1"]), {})
+        listing = run_agent("-c", self.cfg, "queue", "list").stdout
+        self.assertIn("0 pending, 4 held, 0 dead", listing)
+        for i in left:
+            self.assertRegex(listing, r"held\s+\S+\s+employees/employee/terminate\s+\d+\s+employee:%d: deletion guard: "
+                                      r"2 disables and deletes in the last hour" % i)
+        # she comes back before anyone looked at the held termination: her return waits behind it
+        back = left[0]
+        self.assertEqual(self.post("employees/employee/unterminate", person(back, f"D{back}", "Guard")), 200)
+        wait_for(lambda: f"employee:{back}: waits for employee:{back}"
+                 in run_agent("-c", self.cfg, "queue", "list").stdout, 30, what="the return waiting")
+        self.assertEqual(self.present(), left)
+        r = run_agent("-c", self.cfg, "queue", "retry", "--force")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the held leavers go, and the one who came back is there again, as the order they came in says
+        wait_for(lambda: metric(agent, "queue_depth") == 0 and metric(agent, "held_deliveries") == 0
+                 and self.present() == [back], 60, what="the forced deletes, then the return")
 
 
 class TestLifecycle(Daemon):
@@ -424,6 +517,25 @@ class TestLifecycle(Daemon):
         self.drained()
         self.assertEqual(self.ldap.entry(f"cn=team-race,{GROUPS}")["member"], ["cn=nobody"])
         self.assertEqual(metric(agent, "dead_letters"), 0)
+
+    def test_a_burst_keeps_the_newest_state_not_the_last_to_arrive(self):
+        # without enrichment the bodies are all there is: of a burst of one record's updates
+        # waiting together, the one stamped latest wins, whatever the order they came in
+        agent = self.start()
+        self.assertEqual(self.post("employees/employee/create_with_contract",
+                                   person(4, "Ana", "Burst", updated_at="2026-11-27T09:00:00Z")), 200)
+        self.drained()
+        self.ldap.pause()
+        try:
+            for stamp, phone in (("2026-11-27T11:00:00Z", "+34 611"), ("2026-11-27T10:00:00Z", "+34 610")):
+                self.assertEqual(self.post("employees/employee/update",
+                                           person(4, "Ana", "Burst", phone_number=phone, updated_at=stamp)), 200)
+            wait_for(lambda: metric(agent, "queue_depth") == 2, 30, what="both updates stored")
+        finally:
+            self.ldap.resume()
+        self.drained()
+        self.assertEqual(self.ldap.entry(f"uid=ana.burst,{PEOPLE}")["telephoneNumber"], ["+34 611"])
+        self.assertIn("(2 deliveries coalesced)", agent.log_text())
 
     def test_scheduled_termination_applied_when_due(self):
         agent = self.start()

@@ -37,9 +37,10 @@ def people(n, start=1):
 
 class SyncCase(unittest.TestCase):
     n = 300
+    directory_options = {}  # for test_directory()
 
     def setUp(self):
-        self.ldap = test_directory().start()
+        self.ldap = test_directory(**self.directory_options).start()
         self.addCleanup(self.ldap.stop)
         self.fake = FakeFactorial(fixtures=None).start()
         self.addCleanup(self.fake.stop)
@@ -124,6 +125,26 @@ class TestStockSizeLimit(SyncCase):
         self.assertIn('limits dn.exact="cn=factorial-agent,ou=services,dc=example,dc=com" size=unlimited', r.stderr)
         self.assertNotIn("orphan:", r.stderr)
         self.assertEqual(self.ldap.dump(), before)
+
+
+class TestSliceUnderSlice(SyncCase):
+    """A site limit of 100 (`limits ... size=100`) with 300 people: the slices of 1 and 2 (1, 10-19,
+    100-199: 111 entries) are over the limit too and are read split again, each with the rest
+    of its prefix (the entry whose key is 1 or 2 itself)."""
+    n = 300
+    directory_options = {"extra_conf": 'limits dn.exact="cn=factorial-agent,ou=services,dc=example,dc=com" '
+                                       "size=100\n"}
+
+    def test_every_entry_is_read_and_the_dry_run_wants_nothing(self):
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(self.last(r), "301 added, 0 modified, 0 renamed, 0 disabled, 0 deleted")
+        r = self.sync("--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(r.stdout, "")
+        self.assertIn("300 employees read; 301 records checked, 0 differ; 0 orphans\n", r.stderr)
+        self.assertEqual(self.last(r), "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
+        self.assertIn("the server's size limit was reached; reading in slices by employeeNumber", r.stderr)
 
 
 class TestPlacedBySite(SyncCase):
@@ -369,6 +390,16 @@ class TestGuard(SyncCase):
         self.assertEqual(len(self.entries(FORMER)), 30)
         self.assertIn("--force: applied", r.stderr)
 
+    def test_exactly_the_limit_goes_through(self):
+        # 10 of 50 is max_disables_percent (20%) itself, not more: applied without --force
+        self.assertEqual(self.sync().returncode, 0)
+        for i in range(1, 11):
+            self.fake.update_employee(i, terminated_on="2026-11-20", active=False)
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("deletion guard", r.stderr)
+        self.assertEqual((len(self.entries()), len(self.entries(FORMER))), (40, 10))
+
     def test_empty_employee_list_disables_nothing(self):
         self.assertEqual(self.sync().returncode, 0)
         self.fake.employees.clear()
@@ -495,8 +526,8 @@ class TestRunReconciles(SyncCase):
 
 
 if directory_kind() != "openldap":
-    # slapd's own limit of 500 (389's paged reads are not capped: test_389ds.py)
-    del TestStockSizeLimit
+    # slapd's own limits (389's paged reads are not capped: test_389ds.py)
+    del TestStockSizeLimit, TestSliceUnderSlice
 
 if __name__ == "__main__":
     taprunner.main()

@@ -81,7 +81,7 @@ def main(module="__main__"):
             for t in s:
                 if isinstance(t, unittest.TestSuite):
                     walk(t)
-                elif t.id().split(".")[-1] in wanted or t.id().split(".")[-2] in wanted:
+                elif wanted & {t.id().split(".")[-1], t.id().split(".")[-2], ".".join(t.id().split(".")[-2:])}:
                     flat.append(t)
         walk(suite)
         suite = unittest.TestSuite(flat)
