@@ -6,6 +6,7 @@
 #include "dn.h"
 #include "events.h"
 #include "ldifw.h"
+#include "refs.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/strmap.h"
@@ -47,6 +48,7 @@ enum step_kind {
 	STEP_MODIFY,
 	STEP_RENAME,
 	STEP_DELETE,
+	STEP_PASSWORD, /* a new initial password for an entry made earlier whose own was never set */
 };
 
 struct step {
@@ -58,8 +60,13 @@ struct step {
 	struct changes c;    /* add: the attributes; modify: the modifications */
 	char *newrdn, *newsup; /* rename */
 	bool tolerate_gone;  /* follow rename: the value or entry gone meanwhile is no failure */
+	bool tolerate_needed; /* drop reference: a value the entry's class requires stays, said */
 	char *left_group;    /* leave group: the group, remembered for a return once left */
 	unsigned password_length; /* add: an initial password of this many characters is made when it runs */
+	/* add by Password Modify: the terminated.attributes (fixed ones) the entry
+	 * is made with, so that it is never open without its password; c holds
+	 * the values it opens with once the password is set */
+	struct changes lock;
 	enum mapping_password_method password_method;
 };
 
@@ -90,7 +97,24 @@ struct job {
 	struct strmap dn_cache; /* employee id -> DN ("" when none) */
 	struct strmap touched;  /* group DNs already changed for this record */
 	struct strmap unique_known; /* "attr=value" folded -> DN holding it ("" when free), read with the key */
+	struct strmap followed; /* "DN\nattr" a managed group's or entry's rewrite has planned already */
 };
+
+static void job_maps_init(struct job *j)
+{
+	strmap_init(&j->dn_cache);
+	strmap_init(&j->touched);
+	strmap_init(&j->unique_known);
+	strmap_init(&j->followed);
+}
+
+static void job_maps_free(struct job *j)
+{
+	strmap_free(&j->dn_cache);
+	strmap_free(&j->touched);
+	strmap_free(&j->unique_known);
+	strmap_free(&j->followed);
+}
 
 #define PIPELINE_WINDOW 32 /* adds in flight at most */
 
@@ -415,6 +439,7 @@ static void step_free(struct step *s)
 	free(s->newsup);
 	free(s->left_group);
 	changes_free(&s->c);
+	changes_free(&s->lock);
 }
 
 static void plan_clear(struct job *j)
@@ -498,8 +523,10 @@ static int op_modify(struct job *j, const char *dn, const struct changes *c, enu
 	sbuf_addf(&what, "%s %s: %s", verb, dn, sbuf_str(&names));
 	s = plan_op(j, STEP_MODIFY, cat, dn, sbuf_str(&what));
 	rc = s && changes_copy(&s->c, c) == 0 && (s->names = sbuf_detach(&names)) ? 0 : -1;
-	if (s && strcmp(verb, "follow rename") == 0)
+	if (s && (strcmp(verb, "follow rename") == 0 || strcmp(verb, "drop reference") == 0))
 		s->tolerate_gone = true;
+	if (s && strcmp(verb, "drop reference") == 0)
+		s->tolerate_needed = true;
 	sbuf_free(&what);
 	sbuf_free(&names);
 	return rc;
@@ -557,6 +584,7 @@ static void count_step(struct job *j, const struct step *s)
 static const char *const step_names[] = {
 	[STEP_NOTE] = "note", [STEP_ADD] = "add", [STEP_MODIFY] = "modify", [STEP_RENAME] = "modrdn",
 	[STEP_DELETE] = "delete",
+	[STEP_PASSWORD] = "password",
 };
 
 /* What the dry run says of an initial password, by method: never the password. */
@@ -582,6 +610,12 @@ static void ldif_step(struct job *j, const struct step *s)
 	say_now(j, s->text);
 	if (s->kind == STEP_NOTE)
 		return;
+	if (s->kind == STEP_PASSWORD) {
+		ldifw_comment(out, "userPassword: a new random initial password, set by Password Modify (RFC 3062) "
+		                   "(never shown)");
+		sbuf_addc(out, '\n');
+		return;
+	}
 	ldifw_change(out, s->dn, s->kind == STEP_RENAME ? "modrdn" : step_names[s->kind]);
 	if (s->kind == STEP_ADD) {
 		for (size_t i = 0; i < s->c.n; i++)
@@ -648,12 +682,83 @@ static void hand_to_test(const struct job *j, const struct secret *pw)
 	close(fd);
 }
 
-/* An add with an initial password: made now, sent, wiped. */
+/* The password owed to the record's entry: marked before the entry is made
+ * (1), cleared once it is set or the entry is gone again (0). */
+static void owe_password(struct job *j, bool owed)
+{
+	struct sbuf e;
+
+	if (!j->a->st || !j->key)
+		return;
+	sbuf_init(&e);
+	if (store_set_mark(j->a->st, j->key, "password", owed ? "owed" : NULL, &e) < 0)
+		log_warn("%s %s: %s", j->kind, j->id, sbuf_str(&e));
+	sbuf_free(&e);
+}
+
+/* The values the entry is added with while it has no password: c, with the
+ * attributes of lock in lock's values. */
+static int locked_changes(const struct step *s, struct changes *out)
+{
+	for (size_t i = 0; i < s->c.n; i++) {
+		bool locked = false;
+		for (size_t k = 0; k < s->lock.n; k++)
+			locked = locked || strcasecmp(s->c.v[i].attr, s->lock.v[k].attr) == 0;
+		if (!locked && changes_add(out, s->c.v[i].op, s->c.v[i].attr, &s->c.v[i].values) < 0)
+			return -1;
+	}
+	return changes_copy(out, &s->lock);
+}
+
+/* What opens it once its password is set: each attribute of lock back to its
+ * values in c, or gone. */
+static int opening_changes(const struct step *s, struct changes *out)
+{
+	for (size_t k = 0; k < s->lock.n; k++) {
+		const struct change *open = NULL;
+		for (size_t i = 0; i < s->c.n && !open; i++)
+			if (strcasecmp(s->c.v[i].attr, s->lock.v[k].attr) == 0)
+				open = &s->c.v[i];
+		/* a replace also when it goes: ppolicy takes pwdAccountLockedTime away itself when the
+		 * password is set */
+		if (changes_add(out, LDAP_MOD_REPLACE, s->lock.v[k].attr, open ? &open->values : NULL) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A password refused: the entry made for it goes again (it was never
+ * usable), and the reason says what became of it. */
+static void take_back(struct job *j, const char *dn, struct ldapw_error *e)
+{
+	struct ldapw_error de;
+	size_t len = strlen(e->text);
+
+	if (ldapw_error_is_connection(e)) {
+		snprintf(e->text + len, sizeof(e->text) - len, " (the entry stays as a leaver's until it gets its password)");
+		return;
+	}
+	if (ldapw_delete(j->a->lw, dn, &de) == LDAP_SUCCESS) {
+		owe_password(j, false);
+		snprintf(e->text + len, sizeof(e->text) - len, " (the entry was removed again)");
+	} else {
+		snprintf(e->text + len, sizeof(e->text) - len,
+		         " (removing the entry again failed: %s; it stays as a leaver's until it gets its password)", de.text);
+	}
+}
+
+/* An add with an initial password: made now, sent, wiped.  With Password
+ * Modify (a second operation) the entry is made in its terminated state
+ * (the fixed terminated.attributes: locked, where they lock), given its
+ * password, then opened; a refused password takes the add back.  The mark
+ * in the store lets an apply that stopped half way finish. */
 static int add_with_password(struct job *j, const struct step *s, const struct ldapw_mod *mods,
                              struct ldapw_error *e)
 {
-	struct secret pw;
-	int r;
+	struct changes locked = { 0 }, opening = { 0 };
+	struct ldapw_mod *lm = NULL, *om = NULL;
+	struct secret pw = { 0 };
+	int r = LDAP_NO_MEMORY;
 
 	if (secret_generate(&pw, s->password_length) < 0) {
 		snprintf(e->op, sizeof(e->op), "add");
@@ -661,9 +766,62 @@ static int add_with_password(struct job *j, const struct step *s, const struct l
 		e->rc = LDAP_OTHER;
 		return LDAP_OTHER;
 	}
-	r = ldapw_add_password(j->a->lw, s->dn, mods, s->c.n, password_methods[s->password_method], pw.data, e);
-	if (r == LDAP_SUCCESS)
+	if (s->password_method != MAPPING_PASSWORD_MODIFY) {
+		r = ldapw_add_password(j->a->lw, s->dn, mods, s->c.n, password_methods[s->password_method], pw.data, e);
+		if (r == LDAP_SUCCESS)
+			hand_to_test(j, &pw);
+		goto cleanup;
+	}
+	if (locked_changes(s, &locked) < 0 || opening_changes(s, &opening) < 0 || !(lm = to_mods(&locked)) ||
+	    !(om = to_mods(&opening))) {
+		snprintf(e->op, sizeof(e->op), "add");
+		snprintf(e->text, sizeof(e->text), "out of memory");
+		e->rc = r;
+		goto cleanup;
+	}
+	owe_password(j, true);
+	if ((r = ldapw_add(j->a->lw, s->dn, lm, locked.n, e)) != LDAP_SUCCESS) {
+		owe_password(j, false);
+		goto cleanup;
+	}
+	if ((r = ldapw_set_password(j->a->lw, s->dn, pw.data, e)) != LDAP_SUCCESS) {
+		take_back(j, s->dn, e);
+		goto cleanup;
+	}
+	hand_to_test(j, &pw);
+	secret_free(&pw);
+	if (opening.n && (r = ldapw_modify(j->a->lw, s->dn, om, opening.n, e)) != LDAP_SUCCESS)
+		goto cleanup; /* the mark stays: the next apply sets a new password and opens it */
+	owe_password(j, false);
+cleanup:
+	secret_free(&pw);
+	free(lm);
+	free(om);
+	changes_free(&locked);
+	changes_free(&opening);
+	return r;
+}
+
+/* A new initial password for an entry whose own was never set (an apply
+ * stopped between its add and its password): refused, the entry goes. */
+static int password_again(struct job *j, const struct step *s, struct ldapw_error *e)
+{
+	struct secret pw;
+	int r;
+
+	if (secret_generate(&pw, s->password_length) < 0) {
+		snprintf(e->op, sizeof(e->op), "password modify");
+		snprintf(e->text, sizeof(e->text), "no random initial password could be made (getrandom)");
+		e->rc = LDAP_OTHER;
+		return LDAP_OTHER;
+	}
+	r = ldapw_set_password(j->a->lw, s->dn, pw.data, e);
+	if (r == LDAP_SUCCESS) {
 		hand_to_test(j, &pw);
+		owe_password(j, false);
+	} else {
+		take_back(j, s->dn, e);
+	}
 	secret_free(&pw);
 	return r;
 }
@@ -689,6 +847,8 @@ static int directory_step(struct job *j, const struct step *s)
 	}
 	if (s->kind == STEP_ADD && s->password_length)
 		r = add_with_password(j, s, mods, &e);
+	else if (s->kind == STEP_PASSWORD)
+		r = password_again(j, s, &e);
 	else if (s->kind == STEP_ADD)
 		r = ldapw_add(j->a->lw, s->dn, mods, s->c.n, &e);
 	else if (s->kind == STEP_MODIFY)
@@ -703,6 +863,12 @@ static int directory_step(struct job *j, const struct step *s)
 	    (r == LDAP_NO_SUCH_ATTRIBUTE || r == LDAP_NO_SUCH_OBJECT || (r == LDAP_UNWILLING_TO_PERFORM && e.ad_code == 0x2035))) {
 		/* the old name left that entry meanwhile (its own delivery changed it): nothing to follow */
 		log_debug("%s %s: %s: the old name is gone already", j->kind, j->id, s->dn);
+		rc = 0;
+		goto cleanup;
+	}
+	if (r == LDAP_OBJECT_CLASS_VIOLATION && s->tolerate_needed) {
+		/* the last member of a group that must have one: the deleted entry's DN names nothing now */
+		log_warn("%s %s: %s: its value naming the deleted entry stays: %s", j->kind, j->id, s->dn, e.text);
 		rc = 0;
 		goto cleanup;
 	}
@@ -1351,8 +1517,142 @@ static int join_teams(struct job *j, const cJSON *rec, const char *key, bool ret
 	return rc;
 }
 
+/* "DN\nattr" (the name folded): what the rewrite of a managed entry has
+ * planned, which the search of every entry then leaves alone. */
+static void followed_key(struct sbuf *k, const char *dn, const char *attr)
+{
+	sbuf_addf(k, "%s\n", dn);
+	for (const char *c = attr; *c; c++)
+		sbuf_addc(k, (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c));
+}
+
+static int note_followed(struct job *j, const char *dn, const char *attr)
+{
+	struct sbuf k;
+	int rc;
+
+	sbuf_init(&k);
+	followed_key(&k, dn, attr);
+	rc = k.failed ? -1 : strmap_put(&j->followed, sbuf_str(&k), NULL);
+	sbuf_free(&k);
+	return rc;
+}
+
+static bool was_followed(struct job *j, const char *dn, const char *attr)
+{
+	struct sbuf k;
+	bool yes;
+
+	sbuf_init(&k);
+	followed_key(&k, dn, attr);
+	yes = strmap_get(&j->followed, sbuf_str(&k)) != NULL;
+	sbuf_free(&k);
+	return yes;
+}
+
+/* Whether attr of e is a rule group's member attribute (e one of the rule's
+ * groups): the rule's own changes keep it. */
+static bool rule_members(const struct job *j, const struct ldapw_entry *e, const char *attr)
+{
+	for (size_t g = 0; g < j->a->m->ngroups; g++) {
+		const struct mapping_group *r = &j->a->m->groups[g];
+		const struct vlist *v = ldapw_entry_values(e, r->key_attr);
+		if (strcasecmp(attr, r->member_attr) != 0)
+			continue;
+		for (size_t i = 0; v && i < v->n; i++)
+			if (strcasecmp(v->v[i], r->key_value) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* The changes that make one entry's values naming old_dn name new_dn (or
+ * drop them, new_dn NULL), but for those the agent's own changes of managed
+ * entries and rule groups make. */
+static int follow_changes(struct job *j, const struct ldapw_entry *e, const char *old_dn, const char *new_dn,
+                          struct changes *c)
+{
+	const struct vlist *attrs = &j->a->m->refs.attrs;
+	struct refs_hit *hits = NULL;
+	size_t n = 0;
+	int rc = -1;
+
+	if (refs_hits(e, attrs, old_dn, new_dn, &hits, &n) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < n; i++) {
+		struct vlist add;
+		int x;
+		if (was_followed(j, e->dn, hits[i].attr) || rule_members(j, e, hits[i].attr))
+			continue;
+		vlist_init(&add);
+		x = changes_add(c, LDAP_MOD_DELETE, hits[i].attr, &hits[i].old);
+		if (x == 0 && new_dn && !hits[i].holds_new)
+			x = vlist_push_copy(&add, new_dn, strlen(new_dn)) < 0 ? -1 : changes_add(c, LDAP_MOD_ADD, hits[i].attr, &add);
+		vlist_free(&add);
+		if (x < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	refs_hits_free(hits, n);
+	return rc;
+}
+
+/* Every entry under the references base, the agent's or not, that names
+ * old_dn in one of references.attributes: the value follows new_dn, or goes
+ * (new_dn NULL: the entry was deleted).  Active Directory does it itself. */
+static int follow_everywhere(struct job *j, const char *old_dn, const char *new_dn)
+{
+	const struct vlist *attrs = &j->a->m->refs.attrs;
+	const struct ldapw_server *srv;
+	struct ldapw_entries found = { 0 };
+	struct ldapw_error e;
+	const char **names = NULL;
+	const char *base;
+	char *filter = NULL;
+	int rc = -1;
+
+	if (!attrs->n)
+		return 0;
+	if (!(srv = ldapw_server(j->a->lw, &e)))
+		return failed(j, "the root DSE", &e);
+	if (srv->active_directory || !(base = refs_base(&j->a->m->refs, &srv->naming_contexts, old_dn)))
+		return 0;
+	if (!(filter = refs_filter(attrs, old_dn)) ||
+	    !(names = calloc(attrs->n + j->a->m->ngroups + 1, sizeof(*names)))) {
+		sbuf_adds(j->err, "out of memory");
+		goto cleanup;
+	}
+	for (size_t i = 0; i < attrs->n; i++)
+		names[i] = attrs->v[i];
+	for (size_t g = 0; g < j->a->m->ngroups; g++) /* to know a rule's groups by their mark */
+		names[attrs->n + g] = j->a->m->groups[g].key_attr;
+	if (ldapw_search(j->a->lw, base, filter, names, 0, &found, &e) != LDAP_SUCCESS) {
+		failed(j, base, &e);
+		goto cleanup;
+	}
+	for (size_t i = 0; i < found.n; i++) {
+		struct changes c = { 0 };
+		int x = 0;
+		if (!strmap_get(&j->touched, found.v[i].dn)) /* this record's change took it out already */
+			x = follow_changes(j, &found.v[i], old_dn, new_dn, &c);
+		if (x == 0)
+			x = op_modify(j, found.v[i].dn, &c, CAT_MODIFY, new_dn ? "follow rename" : "drop reference");
+		changes_free(&c);
+		if (x < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	ldapw_entries_free(&found);
+	free(names);
+	free(filter);
+	return rc;
+}
+
 /* After a rename: old DN -> new DN in managed groups and in the employee
- * reference attributes (manager), on entries holding the key attribute. */
+ * reference attributes (manager), on entries holding the key attribute;
+ * then in every entry that names it (follow_everywhere). */
 static int rewrite_references_locked(struct job *j, const char *old_dn, const char *new_dn)
 {
 	const struct mapping *m = j->a->m;
@@ -1399,7 +1699,8 @@ static int rewrite_references_locked(struct job *j, const char *old_dn, const ch
 				if (gone.n) {
 					vlist_push_copy(&repl, by_rdn ? new_rdn : new_dn, strlen(by_rdn ? new_rdn : new_dn));
 					if (changes_add(&c, LDAP_MOD_DELETE, o->attrs[i].name, &gone) < 0 ||
-					    changes_add(&c, LDAP_MOD_ADD, o->attrs[i].name, &repl) < 0)
+					    changes_add(&c, LDAP_MOD_ADD, o->attrs[i].name, &repl) < 0 ||
+					    note_followed(j, found.v[g].dn, o->attrs[i].name) < 0)
 						r = -1;
 				}
 				vlist_free(&gone);
@@ -1415,7 +1716,7 @@ static int rewrite_references_locked(struct job *j, const char *old_dn, const ch
 		}
 		ldapw_entries_free(&found);
 	}
-	rc = 0;
+	rc = follow_everywhere(j, old_dn, new_dn);
 cleanup:
 	free(old_rdn);
 	free(new_rdn);
@@ -1765,9 +2066,17 @@ static int add_entry(struct job *j, const struct mapping_result *r, enum cat cat
 	rc = op_add(j, r->dn, &c, cat);
 	if (rc == 0 && r->kind == MAPPING_EMPLOYEE && j->a->m->obj[r->kind].password_length) {
 		/* the password is made by the executor, when the entry is: the plan never holds it */
+		const struct mapping_object *o = &j->a->m->obj[r->kind];
 		struct step *s = &j->plan.v[j->plan.n - 1];
-		s->password_length = j->a->m->obj[r->kind].password_length;
-		s->password_method = j->a->m->obj[r->kind].password_method;
+		s->password_length = o->password_length;
+		s->password_method = o->password_method;
+		for (size_t t = 0; rc == 0 && s->password_method == MAPPING_PASSWORD_MODIFY && t < o->nterm_attrs; t++) {
+			struct vlist fixed;
+			vlist_init(&fixed);
+			if (mapping_attr_literal(&o->term_attrs[t], &fixed) && fixed.n)
+				rc = changes_add(&s->lock, LDAP_MOD_ADD, o->term_attrs[t].name, &fixed);
+			vlist_free(&fixed);
+		}
 	}
 cleanup:
 	changes_free(&c);
@@ -1821,18 +2130,33 @@ static int update_entry(struct job *j, const struct mapping_object *o, const str
 		if (diff_attr(&c, r->values[i].attr->name, &have, &r->values[i].values) < 0)
 			goto cleanup;
 	}
-	/* attributes only termination sets are absent while active */
+	/* attributes only termination sets are absent while active; of one whose
+	 * terminated values are fixed text, only those values go: a lock the
+	 * server set itself (ppolicy's pwdAccountLockedTime after failed binds)
+	 * is not the agent's to lift.  As a replace: the server may have taken
+	 * one away itself meanwhile (ppolicy does, when a password is set) */
 	if (r->state == MAPPING_ACTIVE) {
-		static const struct vlist none = { 0 };
 		for (size_t t = 0; t < o->nterm_attrs; t++) {
+			struct vlist fixed, keep;
 			bool normal = false;
+			int x = 0;
 			for (size_t i = 0; i < r->nvalues; i++)
 				normal = normal || strcasecmp(r->values[i].attr->name, o->term_attrs[t].name) == 0;
 			if (normal)
 				continue;
 			vlist_clear(&have);
+			vlist_init(&fixed);
+			vlist_init(&keep);
 			after_rename(cur, new_dn, o->term_attrs[t].name, &have);
-			if (diff_attr(&c, o->term_attrs[t].name, &have, &none) < 0)
+			if (mapping_attr_literal(&o->term_attrs[t], &fixed))
+				for (size_t v = 0; v < have.n && x == 0; v++)
+					if (!vlist_contains(&fixed, have.v[v]))
+						x = vlist_push_copy(&keep, have.v[v], strlen(have.v[v]));
+			if (x == 0 && !same_set(&have, &keep))
+				x = changes_add(&c, LDAP_MOD_REPLACE, o->term_attrs[t].name, &keep);
+			vlist_free(&fixed);
+			vlist_free(&keep);
+			if (x < 0)
 				goto cleanup;
 		}
 	}
@@ -1940,10 +2264,11 @@ static int terminate_entry(struct job *j, const struct mapping_object *o, const 
 	int rc = -1;
 
 	*renamed = false;
-	if (o->remove_from_groups && remove_from_groups(j, cur->dn, rdnval) < 0)
+	/* a deleted entry leaves every group: a group naming nothing would be left otherwise */
+	if ((o->remove_from_groups || r->action == MAPPING_DELETE) && remove_from_groups(j, cur->dn, rdnval) < 0)
 		goto cleanup;
 	if (r->action == MAPPING_DELETE)
-		rc = op_delete(j, cur->dn);
+		rc = op_delete(j, cur->dn) < 0 ? -1 : follow_everywhere(j, cur->dn, NULL);
 	else
 		rc = update_entry(j, o, cur, r, CAT_DISABLE, renamed);
 cleanup:
@@ -2523,6 +2848,36 @@ static int arrive(struct job *j, const cJSON *rec, const char *key, const struct
 	return rejoin(j, rec, key, was_terminated(j, key));
 }
 
+/* An entry the agent made whose initial password was never set (the apply
+ * that made it stopped half way): it gets one first, then opens with the
+ * update that follows. */
+static int owed_password(struct job *j, const char *key, const struct ldapw_entry *cur)
+{
+	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
+	struct sbuf e, what;
+	struct step *s;
+	int owed;
+
+	if (!o->password_length || o->password_method != MAPPING_PASSWORD_MODIFY || !j->a->state || !key)
+		return 0;
+	sbuf_init(&e);
+	owed = store_mark(j->a->state, key, "password", NULL, &e);
+	if (owed < 0)
+		sbuf_addf(j->err, "employee %s: %s", j->id, sbuf_str(&e));
+	sbuf_free(&e);
+	if (owed != 1)
+		return owed;
+	sbuf_init(&what);
+	sbuf_addf(&what, "set the initial password of %s (the apply that made it did not)", cur->dn);
+	s = plan_op(j, STEP_PASSWORD, CAT_NONE, cur->dn, sbuf_str(&what));
+	sbuf_free(&what);
+	if (!s)
+		return -1;
+	s->password_length = o->password_length;
+	s->password_method = o->password_method;
+	return 0;
+}
+
 /* An entry brought in line; renames followed; a returning employee rejoins their groups. */
 static int stay(struct job *j, const cJSON *rec, const char *key, const struct ldapw_entry *cur,
                 const struct mapping_result *r)
@@ -2531,7 +2886,8 @@ static int stay(struct job *j, const cJSON *rec, const char *key, const struct l
 	char *old_dn = strdup(cur->dn);
 	int rc = -1;
 
-	if (!old_dn || update_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, CAT_MODIFY, &renamed) < 0)
+	if (!old_dn || owed_password(j, key, cur) < 0 ||
+	    update_entry(j, &j->a->m->obj[MAPPING_EMPLOYEE], cur, r, CAT_MODIFY, &renamed) < 0)
 		goto cleanup;
 	if (j->changed)
 		cache_keep(j, key, cur, r);
@@ -2628,7 +2984,7 @@ static int apply_team(struct job *j, const cJSON *rec, bool del)
 			say(j, "no group in the directory: nothing to do");
 			rc = 0;
 		} else {
-			rc = op_delete(j, cur->dn);
+			rc = op_delete(j, cur->dn) < 0 ? -1 : follow_everywhere(j, cur->dn, NULL);
 		}
 		goto cleanup;
 	}
@@ -2637,8 +2993,8 @@ static int apply_team(struct job *j, const cJSON *rec, bool del)
 	note_unresolved(j, &r, rec);
 	if (!cur)
 		rc = add_entry(j, &r, CAT_ADD);
-	else
-		rc = update_entry(j, o, cur, &r, CAT_MODIFY, &renamed);
+	else if ((rc = update_entry(j, o, cur, &r, CAT_MODIFY, &renamed)) == 0 && renamed)
+		rc = follow_everywhere(j, cur->dn, r.dn); /* a group named in others (nested) */
 cleanup:
 	if (execute(j) < 0)
 		rc = -1;
@@ -2930,9 +3286,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	a->stale = false;
 	a->waits = false;
 	a->related_unknown = false;
-	strmap_init(&j.dn_cache);
-	strmap_init(&j.touched);
-	strmap_init(&j.unique_known);
+	job_maps_init(&j);
 	if (!t) {
 		sbuf_addf(err, "\"%s\" is not a subscription type the agent handles", type);
 		goto cleanup;
@@ -2955,9 +3309,7 @@ cleanup:
 		rc = -1;
 	groups_release(&j);
 	free(j.own_id);
-	strmap_free(&j.dn_cache);
-	strmap_free(&j.touched);
-	strmap_free(&j.unique_known);
+	job_maps_free(&j);
 	return rc;
 }
 
@@ -3123,18 +3475,14 @@ int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *recor
 	a->api_unavailable = false;
 	a->stale = false;
 	a->unresolved = false;
-	strmap_init(&j.dn_cache);
-	strmap_init(&j.touched);
-	strmap_init(&j.unique_known);
+	job_maps_init(&j);
 	j.id = id ? id : "?";
 	j.kind = kind == MAPPING_TEAM ? "team" : "employee";
 	rc = kind == MAPPING_TEAM ? apply_team(&j, record, false) : apply_employee(&j, record);
 	if (execute(&j) < 0)
 		rc = -1;
 	groups_release(&j);
-	strmap_free(&j.dn_cache);
-	strmap_free(&j.touched);
-	strmap_free(&j.unique_known);
+	job_maps_free(&j);
 	free(id);
 	return rc;
 }
@@ -3231,7 +3579,7 @@ static int orphan_apply(struct job *j, const struct mapping_object *o, const str
 	if (j->a->m->ngroups && rule_groups(j, cur->dn, NULL, NULL, 0) < 0)
 		goto cleanup;
 	if (delete) {
-		rc = op_delete(j, cur->dn);
+		rc = op_delete(j, cur->dn) < 0 ? -1 : follow_everywhere(j, cur->dn, NULL);
 		goto cleanup;
 	}
 	if (orphan_changes(j, o, cur, &c, &newdn) < 0)
@@ -3265,9 +3613,7 @@ int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf 
 	int rc = -1;
 
 	a->connection_lost = false;
-	strmap_init(&j.dn_cache);
-	strmap_init(&j.touched);
-	strmap_init(&j.unique_known);
+	job_maps_init(&j);
 	if (find_by_key(&j, o, MAPPING_EMPLOYEE, key, &own, &cur) < 0)
 		goto cleanup;
 	if (!cur) {
@@ -3283,9 +3629,7 @@ int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf 
 cleanup:
 	plan_clear(&j);
 	groups_release(&j);
-	strmap_free(&j.dn_cache);
-	strmap_free(&j.touched);
-	strmap_free(&j.unique_known);
+	job_maps_free(&j);
 	ldapw_entries_free(&own);
 	return rc;
 }

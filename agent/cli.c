@@ -13,6 +13,7 @@
 #include "mapping.h"
 #include "ldapw.h"
 #include "render.h"
+#include "probe.h"
 #include "schema.h"
 #include "queue.h"
 #include "reconcile.h"
@@ -179,6 +180,35 @@ static void check_dn(struct ldapw *lw, const struct config *cfg, const struct ma
 	ldapw_entries_free(&e);
 }
 
+/* Whether a leaver can still bind on this server (probe.h): said as a line
+ * when they cannot, as a warning at the mapping's terminated when they can
+ * or when the server does not let it be told.  -1 only when the facts could
+ * not be read. */
+static int check_leavers(struct cli_ctx *ctx, const struct mapping *m, struct ldapw *lw, const struct schema *s)
+{
+	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
+	struct probe_facts f;
+	struct ldapw_error err;
+	struct sbuf how;
+	int rc = 0;
+
+	probe_facts_init(&f);
+	sbuf_init(&how);
+	if (probe_facts_read(lw, s, &f, &err) < 0) {
+		fprintf(stderr, "%s: directory: reading what it says of itself: %s\n", ctx->prog, err.text);
+		rc = -1;
+	} else if (probe_leaver_lock(o, &f, &how) == PROBE_YES) {
+		printf("leavers: cannot bind: %s\n", sbuf_str(&how));
+	} else {
+		fprintf(stderr, "%s: warning: %s:%u:%u: %s: %s\n", ctx->prog, m->path, o->terminated_at.line,
+		        o->terminated_at.column, o->terminated_at.key, sbuf_str(&how));
+	}
+	fflush(stdout);
+	probe_facts_free(&f);
+	sbuf_free(&how);
+	return rc;
+}
+
 /* The mapping against the directory: its schema (classes, attributes, MUST
  * attributes, the key's equality rule) and its bases; each problem at its
  * place in the mapping file. */
@@ -214,6 +244,9 @@ static int check_mapping_online(struct cli_ctx *ctx, const struct config *cfg, c
 	} else {
 		printf("mapping %s: ok against the directory (schema, bases)\n", m->path);
 	}
+	fflush(stdout);
+	if (m->obj[MAPPING_EMPLOYEE].present && check_leavers(ctx, m, lw, s) < 0)
+		rc = -1;
 cleanup:
 	schema_free(s);
 	diag_free(&d);

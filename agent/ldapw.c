@@ -32,6 +32,8 @@ struct ldapw {
 	char *sasl_mech;
 	long network_timeout;
 	long timeout;
+	bool server_read;
+	struct ldapw_server server;
 };
 
 static double mono(void)
@@ -322,7 +324,47 @@ void ldapw_close(struct ldapw *lw)
 	free(lw->bind_dn);
 	free(lw->password_file);
 	free(lw->sasl_mech);
+	vlist_free(&lw->server.naming_contexts);
 	free(lw);
+}
+
+/* ---- what the server says of itself ---------------------------------------- */
+
+#define OID_AD_CAPABILITY "1.2.840.113556.1.4.800" /* LDAP_CAP_ACTIVE_DIRECTORY_OID */
+#define OID_PPOLICY_CONTROL "1.3.6.1.4.1.42.2.27.8.5.1"
+
+static bool lists(const struct vlist *v, const char *oid)
+{
+	for (size_t i = 0; v && i < v->n; i++)
+		if (strcmp(v->v[i], oid) == 0)
+			return true;
+	return false;
+}
+
+const struct ldapw_server *ldapw_server(struct ldapw *lw, struct ldapw_error *err)
+{
+	static const char *const attrs[] = { "namingContexts", "supportedCapabilities", "supportedControl", NULL };
+	struct ldapw_entries dse = { 0 };
+	const struct vlist *nc;
+
+	if (lw->server_read)
+		return &lw->server;
+	if (ldapw_read(lw, "", attrs, &dse, err) != LDAP_SUCCESS)
+		return NULL;
+	if (dse.n) {
+		nc = ldapw_entry_values(&dse.v[0], "namingContexts");
+		for (size_t i = 0; nc && i < nc->n; i++)
+			if (vlist_push_copy(&lw->server.naming_contexts, nc->v[i], strlen(nc->v[i])) < 0) {
+				ldapw_entries_free(&dse);
+				set_error(NULL, err, "search", LDAP_NO_MEMORY);
+				return NULL;
+			}
+		lw->server.active_directory = lists(ldapw_entry_values(&dse.v[0], "supportedCapabilities"), OID_AD_CAPABILITY);
+		lw->server.ppolicy_control = lists(ldapw_entry_values(&dse.v[0], "supportedControl"), OID_PPOLICY_CONTROL);
+	}
+	ldapw_entries_free(&dse);
+	lw->server_read = true;
+	return &lw->server;
 }
 
 static int need_connection(struct ldapw *lw, struct ldapw_error *err, const char *op)
@@ -815,19 +857,9 @@ int ldapw_add_password(struct ldapw *lw, const char *dn, const struct ldapw_mod 
 	int rc;
 
 	if (method == LDAPW_PASSWORD_MODIFY) {
-		struct berval who = { strlen(dn), (char *)dn }, newpw = { strlen(password), (char *)password };
-		struct berval gen = { 0, NULL }; /* a password the server made: none is asked for */
 		if ((rc = write_op(lw, "add", dn, mods, n, true, err)) != LDAP_SUCCESS)
 			return rc;
-		rc = ldap_passwd_s(lw->ld, &who, NULL, &newpw, &gen, NULL, NULL);
-		ber_memfree(gen.bv_val);
-		if (rc != LDAP_SUCCESS) {
-			size_t len;
-			set_error(lw, err, "password modify", rc);
-			len = strlen(err->text);
-			snprintf(err->text + len, sizeof(err->text) - len, " (the entry was added without its password)");
-		}
-		return rc;
+		return ldapw_set_password(lw, dn, password, err);
 	}
 	memset(err, 0, sizeof(*err));
 	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
@@ -860,6 +892,28 @@ cleanup:
 	free(all);
 	if (lm)
 		free_mods(lm, n);
+	return rc;
+}
+
+int ldapw_set_password(struct ldapw *lw, const char *dn, const char *password, struct ldapw_error *err)
+{
+	struct berval who = { strlen(dn), (char *)dn }, newpw = { strlen(password), (char *)password };
+	struct berval gen = { 0, NULL }; /* a password the server made: none is asked for */
+	double t0;
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	if ((rc = need_connection(lw, err, "password modify")) != LDAP_SUCCESS)
+		return rc;
+	t0 = mono();
+	rc = ldap_passwd_s(lw->ld, &who, NULL, &newpw, &gen, NULL, NULL);
+	metrics_ldap_seconds(mono() - t0);
+	if (gen.bv_val) {
+		explicit_bzero(gen.bv_val, gen.bv_len);
+		ber_memfree(gen.bv_val);
+	}
+	if (rc != LDAP_SUCCESS)
+		set_error(lw, err, "password modify", rc);
 	return rc;
 }
 

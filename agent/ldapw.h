@@ -103,10 +103,13 @@ enum ldapw_password_method {
 };
 /* ldapw_add with an initial password (the caller's; nothing here keeps a
  * copy, and the encoded value is wiped once sent).  With
- * LDAPW_PASSWORD_MODIFY a failure after the add says so: the entry exists
- * without its password. */
+ * LDAPW_PASSWORD_MODIFY it is the add, then ldapw_set_password(): a
+ * failure of the second leaves the entry without its password (apply makes
+ * the two steps itself, and takes the add back). */
 int ldapw_add_password(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n,
                        enum ldapw_password_method method, const char *password, struct ldapw_error *err);
+/* The Password Modify extended operation (RFC 3062) on dn, as the service account. */
+int ldapw_set_password(struct ldapw *lw, const char *dn, const char *password, struct ldapw_error *err);
 /* An add sent without waiting for its answer (sync pipelines its adds);
  * ldapw_next_result() collects the answers, in whatever order they come. */
 int ldapw_add_async(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, int *msgid,
@@ -119,6 +122,16 @@ int ldapw_modify(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods,
 int ldapw_rename(struct ldapw *lw, const char *dn, const char *newrdn, const char *newsuperior,
                  struct ldapw_error *err);
 int ldapw_delete(struct ldapw *lw, const char *dn, struct ldapw_error *err);
+
+/* What the server says of itself in its root DSE, read at the first call and
+ * kept with the connection (owned by it). */
+struct ldapw_server {
+	struct vlist naming_contexts;
+	bool active_directory; /* supportedCapabilities names Active Directory (Samba AD too) */
+	bool ppolicy_control;  /* supportedControl names the password policy control (slapd: ppolicy loaded) */
+};
+/* NULL (err) when the root DSE cannot be read. */
+const struct ldapw_server *ldapw_server(struct ldapw *lw, struct ldapw_error *err);
 
 /* "(attr=value)" with the value escaped by ldap_bv2escaped_filter_value. */
 char *ldapw_eq_filter(const char *attr, const char *value);

@@ -432,6 +432,19 @@ bool mapping_attr_uses_filter(const struct mapping_attr *a, enum tmpl_filter_id 
 	return false;
 }
 
+bool mapping_attr_literal(const struct mapping_attr *a, struct vlist *out)
+{
+	for (size_t t = 0; t < a->ntmpls; t++) {
+		const struct tmpl *x = a->tmpls[t];
+		if (a->first || a->nwhen || x->n > 1 || (x->n == 1 && x->parts[0].kind != TP_TEXT))
+			return false;
+	}
+	for (size_t t = 0; t < a->ntmpls; t++)
+		if (a->tmpls[t]->n == 1 && vlist_push_copy(out, a->tmpls[t]->parts[0].text, strlen(a->tmpls[t]->parts[0].text)) < 0)
+			return false;
+	return true;
+}
+
 /* The sensitive field a path names, or NULL (see privacy.h). */
 static const char *sensitive_in(const struct tmpl_path *path)
 {
@@ -1005,7 +1018,9 @@ static void load_object(struct loader *L, enum mapping_kind kind, yaml_node_t *s
 	load_rdn(L, o, sec, path);
 	order_attributes(L, o, attrs, path);
 	join(key, sizeof(key), path, "terminated");
-	if ((x = map_get(L, sec, "terminated", NULL)) && kind == MAPPING_EMPLOYEE)
+	x = map_get(L, sec, "terminated", NULL);
+	place(x ? x : sec, key, &o->terminated_at);
+	if (x && kind == MAPPING_EMPLOYEE)
 		load_terminated(L, o, x, key);
 	join(key, sizeof(key), path, "initial_password");
 	if ((x = map_get(L, sec, "initial_password", NULL))) {
@@ -1139,6 +1154,45 @@ static void load_group_options(struct loader *L, struct mapping_group *g, yaml_n
 }
 
 /* groups: NAME: rule, ... (employees only: the members are employees). */
+static void default_references(struct mapping_references *r)
+{
+	static const char *const attrs[] = { "member", "uniqueMember", "manager", "secretary", "seeAlso", "owner", NULL };
+
+	for (size_t i = 0; attrs[i]; i++)
+		vlist_push_copy(&r->attrs, attrs[i], strlen(attrs[i]));
+}
+
+/* references: { base: DN, attributes: [NAME...] } */
+static void load_references(struct loader *L, yaml_node_t *x)
+{
+	static const char *const keys[] = { "base", "attributes", NULL };
+	struct mapping_references *r = &L->m->refs;
+	yaml_node_t *v;
+
+	if (!want_map(L, x, "references"))
+		return;
+	check_keys(L, x, "references", keys);
+	if ((v = map_get(L, x, "base", NULL))) {
+		r->base = dup_dn(L, v, "references.base");
+		place(v, "references.base", &r->base_at);
+	}
+	if (!(v = map_get(L, x, "attributes", NULL)))
+		return;
+	vlist_clear(&r->attrs);
+	if (v->type != YAML_SEQUENCE_NODE) {
+		ydoc_error(&L->y, L->d, v, "references.attributes", "expected a list of attribute names ([] for none)");
+		return;
+	}
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+		yaml_node_t *e = ydoc_node(&L->y, *it);
+		const char *s = want_string(L, e, "references.attributes");
+		if (s && !valid_attr_name(s))
+			ydoc_error(&L->y, L->d, e, "references.attributes", "\"%s\" is not an attribute name", s);
+		else if (s)
+			vlist_push_copy(&r->attrs, s, strlen(s));
+	}
+}
+
 static void load_groups(struct loader *L, yaml_node_t *x)
 {
 	size_t n;
@@ -1173,7 +1227,8 @@ static void load_groups(struct loader *L, yaml_node_t *x)
 
 static void object_free(struct mapping_object *o)
 {
-	struct mapping_place *places[] = { &o->base_at, &o->search_base_at, &o->key_at, &o->move_to_at };
+	struct mapping_place *places[] = { &o->base_at, &o->search_base_at, &o->key_at, &o->move_to_at,
+		                           &o->terminated_at };
 
 	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++)
 		free(places[i]->key);
@@ -1215,13 +1270,16 @@ void mapping_free(struct mapping *m)
 	for (size_t i = 0; i < m->ngroups; i++)
 		group_free(&m->groups[i]);
 	free(m->groups);
+	free(m->refs.base);
+	free(m->refs.base_at.key);
+	vlist_free(&m->refs.attrs);
 	free(m->path);
 	free(m);
 }
 
 int mapping_load(const char *path, struct mapping **out, struct diag *d)
 {
-	static const char *const top_keys[] = { "version", "tables", "employees", "teams", "groups", NULL };
+	static const char *const top_keys[] = { "version", "tables", "employees", "teams", "groups", "references", NULL };
 	struct loader L = { .d = d };
 	size_t before = diag_count(d);
 	yaml_node_t *root, *x;
@@ -1257,6 +1315,9 @@ int mapping_load(const char *path, struct mapping **out, struct diag *d)
 	}
 	if ((x = map_get(&L, root, "groups", NULL)))
 		load_groups(&L, x);
+	default_references(&L.m->refs);
+	if ((x = map_get(&L, root, "references", NULL)))
+		load_references(&L, x);
 	if (!map_get(&L, root, section_names[0], NULL) && !map_get(&L, root, section_names[1], NULL))
 		ydoc_error(&L.y, d, root, NULL, "give employees, teams or both");
 	if (diag_count(d) != before)

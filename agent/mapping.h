@@ -99,6 +99,7 @@ struct mapping_object {
 	char *search_base;
 	char *key_attr;
 	struct mapping_place base_at, search_base_at, key_at, move_to_at;
+	struct mapping_place terminated_at; /* of terminated (of the section when it has none) */
 	struct mapping_place *class_at; /* one per object class */
 	struct tmpl *key_value;
 	char *rdn;
@@ -140,9 +141,19 @@ struct mapping_group {
 	size_t nwhen;
 };
 
+/* references: where the agent looks for values naming an entry it renames,
+ * moves or deletes, and in which attributes (every entry there, managed or
+ * not); see refs.h. */
+struct mapping_references {
+	char *base;         /* NULL: the naming context that holds the entry */
+	struct vlist attrs; /* default: member, uniqueMember, manager, secretary, seeAlso, owner */
+	struct mapping_place base_at;
+};
+
 struct mapping {
 	char *path;
 	struct mapping_object obj[2]; /* indexed by enum mapping_kind */
+	struct mapping_references refs;
 	struct tmpl_tables tables;    /* tables: lookup tables for map() */
 	struct mapping_group *groups; /* groups: membership by rule */
 	size_t ngroups;
@@ -154,6 +165,9 @@ void mapping_free(struct mapping *m);
 const char *mapping_kind_name(enum mapping_kind kind);
 /* Whether any of a's templates uses filter id (employee_dn marks a team's member attributes). */
 bool mapping_attr_uses_filter(const struct mapping_attr *a, enum tmpl_filter_id id);
+/* Whether every value of a is fixed text (no field, no attribute, no
+ * condition): 1 and its values appended to out ("000001010000Z"). */
+bool mapping_attr_literal(const struct mapping_attr *a, struct vlist *out);
 
 enum mapping_force {
 	MAPPING_FORCE_NONE = 0,

@@ -142,6 +142,16 @@ static const LDAPAttributeType *find_attr(const struct schema *s, const char *na
 	return NULL;
 }
 
+bool schema_has_attr(const struct schema *s, const char *name)
+{
+	return find_attr(s, name) != NULL;
+}
+
+bool schema_has_class(const struct schema *s, const char *name)
+{
+	return find_class(s, name) != NULL;
+}
+
 static const char *attr_name(const LDAPAttributeType *at)
 {
 	return at->at_names && at->at_names[0] ? at->at_names[0] : at->at_oid;

@@ -27,6 +27,9 @@ struct schema;
 
 int schema_read(struct ldapw *lw, struct schema **out, struct ldapw_error *err);
 void schema_free(struct schema *s);
+/* Whether the schema has an attribute type (a class) of this name or OID. */
+bool schema_has_attr(const struct schema *s, const char *name);
+bool schema_has_class(const struct schema *s, const char *name);
 /* Adds one diag entry (at the mapping file's place) per problem; returns how many. */
 size_t schema_check(const struct schema *s, const struct mapping *m, struct diag *d);
 

@@ -68,7 +68,12 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS left_groups ("
 	"  key TEXT NOT NULL,"
 	"  dn TEXT NOT NULL,"
-	"  PRIMARY KEY (key, dn));";
+	"  PRIMARY KEY (key, dn));"
+	"CREATE TABLE IF NOT EXISTS marks ("
+	"  record TEXT NOT NULL,"
+	"  what TEXT NOT NULL,"
+	"  value TEXT NOT NULL,"
+	"  PRIMARY KEY (record, what));";
 
 static int db_error(struct store *st, struct sbuf *err, const char *what)
 {
@@ -331,6 +336,40 @@ cleanup:
 	if (stmt)
 		sqlite3_reset(stmt);
 	return rc;
+}
+
+int store_mark(struct store *st, const char *record, const char *what, char **value, struct sbuf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = -1, step;
+
+	if (value)
+		*value = NULL;
+	if (!(stmt = prepared(st, "SELECT value FROM marks WHERE record = ? AND what = ?")))
+		return db_error(st, err, "prepare");
+	sqlite3_bind_text(stmt, 1, record, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, what, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_DONE) {
+		rc = 0;
+	} else if (step != SQLITE_ROW) {
+		db_error(st, err, "read");
+	} else if (value && !(*value = strdup((const char *)sqlite3_column_text(stmt, 0)))) {
+		sbuf_adds(err, "state store: out of memory");
+	} else {
+		rc = 1;
+	}
+	sqlite3_reset(stmt);
+	return rc;
+}
+
+int store_set_mark(struct store *st, const char *record, const char *what, const char *value, struct sbuf *err)
+{
+	const char *set[] = { record, what, value, NULL };
+	const char *del[] = { record, what, NULL };
+
+	return value ? exec_durable(st, "INSERT OR REPLACE INTO marks (record, what, value) VALUES (?, ?, ?)", set, err)
+	             : exec_durable(st, "DELETE FROM marks WHERE record = ? AND what = ?", del, err);
 }
 
 int store_schedule_due(struct store *st, const char *today,

@@ -7,8 +7,10 @@
  * never their values), the schedule of future terminations (the delivery
  * body and the day it becomes due), the employees whose termination was
  * applied and the groups it took them out of, the newest version
- * (updated_at) applied of each record, and the deliveries waiting for an
- * employee's entry to exist.  The delivery queue (queue.h) lives in the same database.
+ * (updated_at) applied of each record, the deliveries waiting for an
+ * employee's entry to exist, and the marks an unfinished apply leaves (a
+ * password owed, references still to follow).  The delivery queue
+ * (queue.h) lives in the same database.
  *
  * state_dir is created (mode 0700) when missing.  Every write is one
  * transaction, committed before the call returns.
@@ -55,6 +57,15 @@ int store_schedule_remove(struct store *st, const char *kind, const char *record
 /* 1 and the due day (and body) when scheduled, 0 when not. */
 int store_schedule_get(struct store *st, const char *kind, const char *record_id, char **due, char **body,
                        struct sbuf *err);
+
+/* What an apply that did not finish leaves for the next one to finish, by
+ * record key and kind of mark: "password" (an entry made whose initial
+ * password is not set yet), "follow" (the DN references to the record's
+ * entry still name).  1 and *value (malloc'd; value may be NULL), 0 when
+ * there is none, -1 on failure.  Setting NULL removes it; both wait for
+ * the disk. */
+int store_mark(struct store *st, const char *record, const char *what, char **value, struct sbuf *err);
+int store_set_mark(struct store *st, const char *record, const char *what, const char *value, struct sbuf *err);
 
 /* Calls fn for every termination due on or before today (YYYY-MM-DD). */
 int store_schedule_due(struct store *st, const char *today,

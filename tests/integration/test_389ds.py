@@ -68,6 +68,10 @@ class TestDS389(unittest.TestCase):
         self.assertLessEqual(len(found), 1)
         return next(iter(found.items())) if found else (None, None)
 
+    def binds(self, dn, password):
+        r = subprocess.run(["ldapwhoami", "-x", "-H", DS.uri, "-D", dn, "-w", password], capture_output=True, text=True)
+        return r.returncode, (r.stdout + r.stderr).strip()
+
     def test_hire_rename_team_leaver_and_return(self):
         # the Active Directory story on 389: a hire binds with its initial password, a leaver is
         # locked and out of the team, a return unlocks
@@ -88,6 +92,10 @@ class TestDS389(unittest.TestCase):
                              capture_output=True, text=True)
         self.assertEqual(who.returncode, 0, who.stderr)
         self.ok("employees/employee/create_with_contract", bob)
+        # the helpdesk gives Bob a password of his own: he binds with it
+        bob_dn = self.user(2)[0]
+        DS.modify(f"dn: {bob_dn}\nchangetype: modify\nreplace: userPassword\nuserPassword: bobs-own-pw\n")
+        self.assertEqual(self.binds(bob_dn, "bobs-own-pw"), (0, f"dn: {bob_dn}"))
         dn, e = self.user(1)
         self.assertEqual(dn, f"uid=ana.garcia,{PEOPLE}")
         self.assertEqual((e["cn"], e["sn"], e["mail"]), (["Ana García"], ["García"], ["ana.garcia@example.com"]))
@@ -109,9 +117,13 @@ class TestDS389(unittest.TestCase):
         self.assertEqual(bob_dn, f"uid=bob,{PEOPLE}")
         self.assertEqual(e["nsAccountLock"], ["true"])
         self.assertEqual(DS.entry(f"cn=team-ops,{GROUPS}")["member"], [dn])
-        # and comes back: unlocked
+        # his password no longer lets him in
+        rc, said = self.binds(bob_dn, "bobs-own-pw")
+        self.assertNotEqual(rc, 0, said)
+        # and comes back: unlocked, his password lets him in again
         self.ok("employees/employee/unterminate", dict(bob, terminated_on=None, active=True))
         self.assertNotIn("nsAccountLock", self.user(2)[1])
+        self.assertEqual(self.binds(bob_dn, "bobs-own-pw"), (0, f"dn: {bob_dn}"))
 
     def test_sync_of_more_entries_than_the_stock_size_limit(self):
         n = 2100  # 389's nsslapd-sizelimit is 2,000 for an ordinary account
@@ -130,6 +142,7 @@ class TestDS389(unittest.TestCase):
         r = run_agent("-c", self.cfg, "check", "--online")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(f"mapping {self.d.path}/mapping.yaml: ok against the directory (schema, bases)", r.stdout)
+        self.assertIn("leavers: cannot bind: nsAccountLock: true (the server refuses the account's binds)\n", r.stdout)
 
     def test_a_delivery_through_run(self):
         agent = AgentProcess(self.cfg, os.path.join(self.d.path, "agent.log"), env=TODAY).start()

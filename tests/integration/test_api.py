@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
-from agenttest import API_LIST, AgentDir, AgentProcess, run_agent  # noqa: E402
+from agenttest import API_LIST, TOP_SRCDIR, AgentDir, AgentProcess, run_agent  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import Slapd, free_port  # noqa: E402
 
@@ -343,6 +343,14 @@ class TestCheckOnline(unittest.TestCase):
             cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url)
             r = run_agent("-c", cfg, "check", "--online")
             self.assertEqual(r.returncode, 0, r.stderr)
+            # the mapping's leavers keep a shell and a description only: said, not an error
+            line = next(i for i, t in enumerate(MAPPING.splitlines()) if t == "  terminated:") + 2
+            warn = (f"factorial-ldap-agent: warning: {d.path}/mapping.yaml:{line}:5: employees.terminated: leavers "
+                    "could still log in: nothing under terminated makes the server refuse their binds (attributes "
+                    "such as loginShell or shadowExpire stop only the logins that read them, and a move only changes "
+                    "the DN); set pwdAccountLockedTime: \"000001010000Z\" under terminated.attributes, with a default "
+                    "password policy that has pwdLockout: TRUE (or terminated.action: delete)\n")
+            self.assertEqual(r.stderr, warn)
             self.assertEqual(r.stdout, "configuration ok\n"
                                        f"directory {ldap.uri}: ok (bound as cn=factorial-agent,ou=services,dc=example,dc=com)\n"
                                        f"mapping {d.path}/mapping.yaml: ok against the directory (schema, bases)\n"
@@ -350,7 +358,7 @@ class TestCheckOnline(unittest.TestCase):
             d.secret("api-key", "wrong-key")
             r = run_agent("-c", cfg, "check", "--online")
             self.assertEqual(r.returncode, 1)
-            self.assertEqual(r.stderr, f"factorial-ldap-agent: Factorial API {fake.base_url}: HTTP 401: the API "
+            self.assertEqual(r.stderr, warn + f"factorial-ldap-agent: Factorial API {fake.base_url}: HTTP 401: the API "
                                        "refused the credentials (check factorial.api_key_file or the oauth block)\n")
             self.assertIn(f"directory {ldap.uri}: ok", r.stdout)
             d.secret("api-key", "test-api-key")
@@ -397,9 +405,41 @@ class TestCheckOnlineSchema(unittest.TestCase):
             self.assertIn(at("person, organizationalPerson", "employees.object_classes",
                              "person requires sn, which the mapping's attributes do not set (the server would "
                              "refuse every new entry)"), lines)
-            self.assertEqual(len(lines), 4, r.stderr)  # sn said once, though three of the classes require it
+            # sn said once, though three of the classes require it; besides, a warning that leavers
+            # could still bind (the mapping's termination sets a shell and a description only)
+            self.assertEqual(len([line for line in lines if line.startswith(m + ":")]), 4, r.stderr)
             self.assertIn(f"directory {ldap.uri}: ok", r.stdout)
 
+
+    def test_whether_leavers_can_still_bind(self):
+        with open(os.path.join(TOP_SRCDIR, "mappings", "openldap-inetorgperson.yaml")) as f:
+            profile = f.read()
+        # said at the first key under terminated
+        term = next(i for i, t in enumerate(profile.splitlines()) if t == "  terminated:") + 2
+        for ppolicy, mapping, rc, out, err in (
+                (True, profile, 0, "leavers: cannot bind: pwdAccountLockedTime: 000001010000Z (the password policy "
+                 "cn=default,ou=policies,dc=example,dc=com has pwdLockout: TRUE; it must be the one ppolicy_default "
+                 "names, or the leavers' own)\n", None),
+                # no ppolicy: the lock is an attribute the server does not know, and says so twice
+                (False, profile, 1, None, "employees.terminated: leavers could still log in: terminated.attributes sets "
+                 "pwdAccountLockedTime, which this server does not know (the ppolicy overlay is not loaded)"),
+                # a shell, a move: nothing stops a bind
+                (True, MAPPING, 0, None, "employees.terminated: leavers could still log in: nothing under terminated "
+                 "makes the server refuse their binds")):
+            with self.subTest(ppolicy=ppolicy, mapping=mapping[:40]), Slapd(ppolicy=ppolicy) as ldap, \
+                    FakeFactorial() as fake, AgentDir() as d:
+                m = d.file("mapping.yaml", mapping)
+                cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url)
+                r = run_agent("-c", cfg, "check", "--online")
+                self.assertEqual(r.returncode, rc, r.stdout + r.stderr)
+                if out:
+                    self.assertIn(out, r.stdout)
+                    self.assertNotIn("warning", r.stderr)
+                if err:
+                    line = term if mapping is profile else \
+                        next(i for i, t in enumerate(mapping.splitlines()) if t == "  terminated:") + 2
+                    self.assertIn(f"factorial-ldap-agent: warning: {m}:{line}:5: {err}", r.stderr)
+                    self.assertNotIn("leavers: cannot bind", r.stdout)
 
     def test_rule_groups_checked_against_the_schema_and_their_parent(self):
         ruled = MAPPING + """groups:
@@ -418,7 +458,8 @@ class TestCheckOnlineSchema(unittest.TestCase):
             r = run_agent("-c", cfg, "check", "--online")
             self.assertEqual(r.returncode, 1, r.stdout)
             row = next(i for i, t in enumerate(ruled.splitlines()) if t == "  offices:") + 1
-            self.assertEqual(r.stderr.splitlines(), [
+            # (the warning that this mapping's leavers could still bind is test_whether_leavers_can_still_bind's)
+            self.assertEqual([line for line in r.stderr.splitlines() if " warning: " not in line], [
                 f"{m}:{row}:3: groups.offices: the server's schema has no object class "
                 "\"groupOfPeople\" (the server would refuse the groups of this rule: Object class violation)",
                 f"{m}:{row}:3: groups.offices: the server's schema has no attribute "

@@ -85,6 +85,7 @@ class TestActiveDirectory(unittest.TestCase):
         r = run_agent("-c", CFG, "check", "--online")
         self.assertIn(f"mapping {DIR.path}/mapping.yaml: ok against the directory (schema, bases)", r.stdout,
                       r.stderr)
+        self.assertIn("leavers: cannot bind: userAccountControl marks the account disabled\n", r.stdout)
         self.assertNotIn("mapping.yaml:", r.stderr)
 
     def user(self, i):
