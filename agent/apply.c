@@ -98,6 +98,11 @@ struct job {
 	struct strmap touched;  /* group DNs already changed for this record */
 	struct strmap unique_known; /* "attr=value" folded -> DN holding it ("" when free), read with the key */
 	struct strmap followed; /* "DN\nattr" a managed group's or entry's rewrite has planned already */
+	/* references an earlier apply of this record did not finish following
+	 * (the store's "follow" mark): they still name follow_from */
+	char *follow_from;
+	bool follow_consumed; /* followed by this job */
+	bool follow_marked;   /* this job wrote the mark */
 };
 
 static void job_maps_init(struct job *j)
@@ -114,6 +119,8 @@ static void job_maps_free(struct job *j)
 	strmap_free(&j->touched);
 	strmap_free(&j->unique_known);
 	strmap_free(&j->followed);
+	free(j->follow_from);
+	j->follow_from = NULL;
 }
 
 #define PIPELINE_WINDOW 32 /* adds in flight at most */
@@ -1650,6 +1657,83 @@ cleanup:
 	return rc;
 }
 
+/* ---- references an apply did not finish following ---------------------------
+ * A rename or a deletion is marked in the store ("follow": the DN the
+ * references still name) before it is made, and the mark cleared once the
+ * whole apply went through.  When something after the rename fails (the
+ * service account may not write a hand-made group, say), the next apply of
+ * the record finds the mark and follows from that DN. */
+
+/* Reads the mark: j->follow_from when references may still name another DN
+ * than the entry's (cur, or none when it is gone). */
+static int follow_read(struct job *j, const char *key, const struct ldapw_entry *cur)
+{
+	char *from = NULL;
+	struct sbuf e;
+	int got;
+
+	if (!j->a->state || !key || !j->a->m->refs.attrs.n)
+		return 0;
+	sbuf_init(&e);
+	got = store_mark(j->a->state, key, "follow", &from, &e);
+	if (got < 0)
+		sbuf_addf(j->err, "%s %s: %s", j->kind, j->id, sbuf_str(&e));
+	sbuf_free(&e);
+	if (got == 1 && (!cur || !dn_equal(from, cur->dn))) {
+		j->follow_from = from;
+		from = NULL;
+	}
+	free(from);
+	return got < 0 ? -1 : 0;
+}
+
+/* old_dn is renamed to new_dn (NULL: deleted): marked before it is made,
+ * and what an earlier apply left is followed to the same place. */
+static int follow_pending(struct job *j, const char *old_dn, const char *new_dn)
+{
+	struct sbuf e;
+	int rc = 0;
+
+	if (j->a->st && j->key && j->a->m->refs.attrs.n && !j->follow_marked) {
+		sbuf_init(&e);
+		if (store_set_mark(j->a->st, j->key, "follow", j->follow_from ? j->follow_from : old_dn, &e) < 0) {
+			sbuf_addf(j->err, "%s %s: %s", j->kind, j->id, sbuf_str(&e));
+			rc = -1;
+		}
+		sbuf_free(&e);
+		j->follow_marked = true;
+	}
+	if (rc == 0 && j->follow_from && !j->follow_consumed) {
+		j->follow_consumed = true;
+		if (!dn_equal(j->follow_from, old_dn))
+			rc = follow_everywhere(j, j->follow_from, new_dn);
+	}
+	return rc;
+}
+
+/* At the end of a job that renamed nothing: what an earlier one left is
+ * followed to where the entry stands (or dropped, when there is none). */
+static int follow_leftover(struct job *j, const char *dn)
+{
+	if (!j->follow_from || j->follow_consumed)
+		return 0;
+	j->follow_consumed = true;
+	return follow_everywhere(j, j->follow_from, dn);
+}
+
+/* The apply went through: nothing is left to follow. */
+static void follow_done(struct job *j)
+{
+	struct sbuf e;
+
+	if (!j->a->st || !j->key || (!j->follow_marked && !j->follow_from))
+		return;
+	sbuf_init(&e);
+	if (store_set_mark(j->a->st, j->key, "follow", NULL, &e) < 0)
+		log_warn("%s %s: %s", j->kind, j->id, sbuf_str(&e));
+	sbuf_free(&e);
+}
+
 /* After a rename: old DN -> new DN in managed groups and in the employee
  * reference attributes (manager), on entries holding the key attribute;
  * then in every entry that names it (follow_everywhere). */
@@ -1716,7 +1800,9 @@ static int rewrite_references_locked(struct job *j, const char *old_dn, const ch
 		}
 		ldapw_entries_free(&found);
 	}
-	rc = follow_everywhere(j, old_dn, new_dn);
+	rc = follow_pending(j, old_dn, new_dn);
+	if (rc == 0)
+		rc = follow_everywhere(j, old_dn, new_dn);
 cleanup:
 	free(old_rdn);
 	free(new_rdn);
@@ -2268,7 +2354,7 @@ static int terminate_entry(struct job *j, const struct mapping_object *o, const 
 	if ((o->remove_from_groups || r->action == MAPPING_DELETE) && remove_from_groups(j, cur->dn, rdnval) < 0)
 		goto cleanup;
 	if (r->action == MAPPING_DELETE)
-		rc = op_delete(j, cur->dn) < 0 ? -1 : follow_everywhere(j, cur->dn, NULL);
+		rc = follow_pending(j, cur->dn, NULL) < 0 || op_delete(j, cur->dn) < 0 ? -1 : follow_everywhere(j, cur->dn, NULL);
 	else
 		rc = update_entry(j, o, cur, r, CAT_DISABLE, renamed);
 cleanup:
@@ -2941,16 +3027,22 @@ static int apply_employee(struct job *j, const cJSON *given)
 		goto cleanup;
 	settled = true;
 	follow_dates(j, rec, key, &r);
+	if ((rc = follow_read(j, key, cur)) < 0)
+		goto cleanup;
 	if (r.state == MAPPING_TERMINATED)
 		rc = leave(j, rec, key, cur, &r, &settled);
 	else if (!cur)
 		rc = arrive(j, rec, key, &r);
 	else
 		rc = stay(j, rec, key, cur, &r);
+	if (rc == 0 && !j->deferred)
+		rc = follow_leftover(j, cur ? cur->dn : NULL);
 cleanup:
 	rc = rc > 0 ? 0 : rc;
 	if (execute(j) < 0)
 		rc = -1;
+	if (rc == 0 && !j->deferred)
+		follow_done(j);
 	if (rc == 0 && j->added)
 		revisit_waiters(j);
 	if (rc == 0 && settled && j->a->st && !j->returning)
@@ -3579,7 +3671,7 @@ static int orphan_apply(struct job *j, const struct mapping_object *o, const str
 	if (j->a->m->ngroups && rule_groups(j, cur->dn, NULL, NULL, 0) < 0)
 		goto cleanup;
 	if (delete) {
-		rc = op_delete(j, cur->dn) < 0 ? -1 : follow_everywhere(j, cur->dn, NULL);
+		rc = follow_pending(j, cur->dn, NULL) < 0 || op_delete(j, cur->dn) < 0 ? -1 : follow_everywhere(j, cur->dn, NULL);
 		goto cleanup;
 	}
 	if (orphan_changes(j, o, cur, &c, &newdn) < 0)

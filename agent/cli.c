@@ -180,11 +180,13 @@ static void check_dn(struct ldapw *lw, const struct config *cfg, const struct ma
 	ldapw_entries_free(&e);
 }
 
-/* Whether a leaver can still bind on this server (probe.h): said as a line
- * when they cannot, as a warning at the mapping's terminated when they can
- * or when the server does not let it be told.  -1 only when the facts could
- * not be read. */
-static int check_leavers(struct cli_ctx *ctx, const struct mapping *m, struct ldapw *lw, const struct schema *s)
+/* What the server does by itself (probe.h): whether a leaver can still
+ * bind (a line when they cannot; a warning at the mapping's terminated when
+ * they can, or when the server does not let it be told), who keeps
+ * references (said when it needs a person's attention), and what becomes of
+ * a refused initial password.  -1 only when the facts could not be read. */
+static int check_server(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m, struct ldapw *lw,
+                         const struct schema *s)
 {
 	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
 	struct probe_facts f;
@@ -197,11 +199,27 @@ static int check_leavers(struct cli_ctx *ctx, const struct mapping *m, struct ld
 	if (probe_facts_read(lw, s, &f, &err) < 0) {
 		fprintf(stderr, "%s: directory: reading what it says of itself: %s\n", ctx->prog, err.text);
 		rc = -1;
-	} else if (probe_leaver_lock(o, &f, &how) == PROBE_YES) {
-		printf("leavers: cannot bind: %s\n", sbuf_str(&how));
 	} else {
-		fprintf(stderr, "%s: warning: %s:%u:%u: %s: %s\n", ctx->prog, m->path, o->terminated_at.line,
-		        o->terminated_at.column, o->terminated_at.key, sbuf_str(&how));
+		bool worth = false;
+		int failed = 0;
+		if (o->present && probe_leaver_lock(o, &f, &how) == PROBE_YES)
+			printf("leavers: cannot bind: %s\n", sbuf_str(&how));
+		else if (o->present)
+			fprintf(stderr, "%s: warning: %s:%u:%u: %s: %s\n", ctx->prog, m->path, o->terminated_at.line,
+			        o->terminated_at.column, o->terminated_at.key, sbuf_str(&how));
+		sbuf_reset(&how);
+		probe_references(lw, m, &f, &how, &err, &failed, &worth);
+		if (failed) {
+			fprintf(stderr, "%s: directory: looking for references to the managed entries: %s\n", ctx->prog, err.text);
+			rc = -1;
+		} else if (worth) {
+			printf("references: %s\n", sbuf_str(&how));
+		}
+		sbuf_reset(&how);
+		if (o->present && o->password_length) {
+			probe_passwords(o, cfg, &how);
+			printf("initial passwords: %s\n", sbuf_str(&how));
+		}
 	}
 	fflush(stdout);
 	probe_facts_free(&f);
@@ -245,7 +263,7 @@ static int check_mapping_online(struct cli_ctx *ctx, const struct config *cfg, c
 		printf("mapping %s: ok against the directory (schema, bases)\n", m->path);
 	}
 	fflush(stdout);
-	if (m->obj[MAPPING_EMPLOYEE].present && check_leavers(ctx, m, lw, s) < 0)
+	if (check_server(ctx, cfg, m, lw, s) < 0)
 		rc = -1;
 cleanup:
 	schema_free(s);

@@ -3,6 +3,8 @@
 
 #include "probe.h"
 
+#include "refs.h"
+
 #include <ldap.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,4 +149,101 @@ enum probe_verdict probe_leaver_lock(const struct mapping_object *o, const struc
 cleanup:
 	vlist_free(&v);
 	return verdict;
+}
+
+/* "(!(employeeNumber=*))(!(businessCategory=factorial-team-*))...": not one
+ * of the agent's own entries (by their key attributes, and the marks of the
+ * rules' groups). */
+static void not_managed(const struct mapping *m, struct sbuf *f)
+{
+	for (int k = 0; k < 2; k++)
+		if (m->obj[k].present)
+			sbuf_addf(f, "(!(%s=*))", m->obj[k].key_attr);
+	for (size_t g = 0; g < m->ngroups; g++) {
+		char *one = ldapw_eq_filter(m->groups[g].key_attr, m->groups[g].key_value);
+		if (one)
+			sbuf_addf(f, "(!%s)", one);
+		else
+			f->failed = true;
+		free(one);
+	}
+}
+
+enum probe_verdict probe_references(struct ldapw *lw, const struct mapping *m, const struct probe_facts *f,
+                                    struct sbuf *how, struct ldapw_error *err, int *failed, bool *worth)
+{
+	static const char *const none[] = { "1.1", NULL };
+	const struct mapping_object *o = m->obj[MAPPING_EMPLOYEE].present ? &m->obj[MAPPING_EMPLOYEE] : &m->obj[MAPPING_TEAM];
+	const char *where = o->search_base ? o->search_base : o->base;
+	const char *base = where ? refs_base(&m->refs, &f->naming_contexts, where) : m->refs.base;
+	struct ldapw_entries found = { 0 };
+	struct sbuf filter;
+	int rc;
+
+	*failed = 0;
+	*worth = true;
+	if (!m->refs.attrs.n) {
+		sbuf_adds(how, "not followed by the agent (references.attributes is empty): values naming a renamed or "
+		               "deleted entry keep its old DN unless the server rewrites them");
+		return PROBE_UNKNOWN;
+	}
+	if (f->active_directory) {
+		sbuf_adds(how, "kept by the server itself (Active Directory rewrites member, manager and the like when an "
+		               "entry is renamed, moved or deleted)");
+		return PROBE_YES;
+	}
+	sbuf_adds(how, "renames, moves and deletions are followed by the agent in ");
+	for (size_t i = 0; i < m->refs.attrs.n; i++)
+		sbuf_addf(how, "%s%s", i ? ", " : "", m->refs.attrs.v[i]);
+	if (!base) {
+		sbuf_adds(how, " (but the server names no naming context that holds the managed entries: set "
+		               "references.base)");
+		return PROBE_NO;
+	}
+	sbuf_addf(how, " under %s", base);
+	*worth = false; /* unless something below needs a person's attention */
+	sbuf_init(&filter);
+	sbuf_adds(&filter, "(&(|");
+	for (size_t i = 0; i < m->refs.attrs.n; i++)
+		sbuf_addf(&filter, "(%s=*)", m->refs.attrs.v[i]);
+	sbuf_addc(&filter, ')');
+	not_managed(m, &filter);
+	sbuf_addc(&filter, ')');
+	rc = filter.failed ? LDAP_NO_MEMORY : ldapw_search(lw, base, sbuf_str(&filter), none, 0, &found, err);
+	if (rc == LDAP_SIZELIMIT_EXCEEDED || rc == LDAP_ADMINLIMIT_EXCEEDED) {
+		*worth = true;
+		sbuf_adds(how, "; more entries the agent does not manage hold such values than the server lets it count: "
+		               "the service account needs write access to those attributes wherever they are");
+	} else if (rc != LDAP_SUCCESS) {
+		*failed = 1;
+	} else if (found.n) {
+		*worth = true;
+		sbuf_addf(how, "; %zu %s the agent does not manage %s such values (", found.n,
+		          found.n == 1 ? "entry" : "entries", found.n == 1 ? "holds" : "hold");
+		for (size_t i = 0; i < found.n && i < 3; i++)
+			sbuf_addf(how, "%s%s", i ? "; " : "", found.v[i].dn);
+		sbuf_addf(how, "%s): the service account needs write access to those attributes there",
+		          found.n > 3 ? "; ..." : "");
+	}
+	ldapw_entries_free(&found);
+	sbuf_free(&filter);
+	return PROBE_NO;
+}
+
+enum probe_verdict probe_passwords(const struct mapping_object *o, const struct config *cfg, struct sbuf *how)
+{
+	const char *who = cfg->ldap.bind_dn ? cfg->ldap.bind_dn : "the service account";
+	const char *where = o->base ? o->base : o->base_rest;
+
+	if (o->password_method != MAPPING_PASSWORD_MODIFY) {
+		sbuf_addf(how, "set in the add itself (%s): a refused password refuses the whole entry",
+		          o->password_method == MAPPING_PASSWORD_UNICODEPWD ? "unicodePwd" : "userPassword");
+		return PROBE_NO;
+	}
+	sbuf_addf(how, "cannot tell whether %s may set passwords under %s: the server does not say what an account "
+	               "may write before it tries; a new entry is made locked (its terminated.attributes), and a "
+	               "refused password takes it back, the delivery failing with the server's reason (on OpenLDAP: "
+	               "`access to dn.subtree=\"%s\" attrs=userPassword by dn.exact=\"%s\" =w`)",
+	          who, where ? where : "the base", where ? where : "BASE", who);
+	return PROBE_UNKNOWN;
 }

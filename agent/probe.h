@@ -4,10 +4,11 @@
  * under the mapping's termination policy, and who keeps references to
  * renamed and deleted entries.
  *
- * Each question is answered in two steps: the facts are read from the
- * server (its root DSE, its schema, the password policies the service
- * account can read), then a verdict is made from the facts alone, so that
- * the verdicts are tested without a server.
+ * The lock is answered in two steps: the facts are read from the server
+ * (its root DSE, its schema, the password policies the service account can
+ * read), then a verdict is made from the facts alone, so that it is tested
+ * without a server.  References are answered from the facts and one search
+ * for the entries the agent does not manage that hold such values.
  *
  * A leaver cannot bind when the entry is deleted, or when terminated.attributes
  * sets, as fixed text, what the server refuses binds for: Active
@@ -29,6 +30,7 @@
 
 #include "common/sbuf.h"
 #include "common/vlist.h"
+#include "config.h"
 #include "ldapw.h"
 #include "mapping.h"
 #include "schema.h"
@@ -56,5 +58,22 @@ int probe_facts_read(struct ldapw *lw, const struct schema *s, struct probe_fact
 /* Whether a leaver of o (employees) can no longer bind: YES and how in
  * how; NO or UNKNOWN and why, with the fix for this server. */
 enum probe_verdict probe_leaver_lock(const struct mapping_object *o, const struct probe_facts *f, struct sbuf *how);
+
+/* Who keeps references to the entries the agent renames, moves and
+ * deletes (refs.h), said in how: the server (Active Directory: YES), the
+ * agent (NO: with the entries it does not manage that hold such values
+ * under the references base, which it searches for: the service account
+ * needs write access there), or nobody (references.attributes is empty:
+ * UNKNOWN).  *worth: whether a person needs to hear it (the server keeps
+ * them, nobody does, or entries the agent does not manage hold some);
+ * *failed when the search failed (err). */
+enum probe_verdict probe_references(struct ldapw *lw, const struct mapping *m, const struct probe_facts *f,
+                                    struct sbuf *how, struct ldapw_error *err, int *failed, bool *worth);
+
+/* Whether a refused initial password can leave half an account (said in
+ * how): NO when the password travels in the add itself; UNKNOWN with
+ * Password Modify, which no server here can be asked about beforehand (the
+ * agent then takes the add back). */
+enum probe_verdict probe_passwords(const struct mapping_object *o, const struct config *cfg, struct sbuf *how);
 
 #endif

@@ -441,6 +441,23 @@ class TestCheckOnlineSchema(unittest.TestCase):
                     self.assertIn(f"factorial-ldap-agent: warning: {m}:{line}:5: {err}", r.stderr)
                     self.assertNotIn("leavers: cannot bind", r.stdout)
 
+    def test_who_keeps_references_and_what_a_refused_password_leaves(self):
+        with Slapd() as ldap, FakeFactorial() as fake, AgentDir() as d:
+            d.file("mapping.yaml", MAPPING.replace("  attributes:\n", "  initial_password: { length: 20 }\n"
+                                                   "  attributes:\n", 1))
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url)
+            ldap.add("dn: cn=vpn-users,ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: vpn-users\n"
+                     "member: cn=nobody\n")
+            r = run_agent("-c", cfg, "check", "--online")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("references: renames, moves and deletions are followed by the agent in member, uniqueMember, "
+                          "manager, secretary, seeAlso, owner under dc=example,dc=com; 1 entry the agent does not "
+                          "manage holds such values (cn=vpn-users,ou=groups,dc=example,dc=com): the service account "
+                          "needs write access to those attributes there\n", r.stdout)
+            self.assertIn("initial passwords: cannot tell whether cn=factorial-agent,ou=services,dc=example,dc=com may "
+                          "set passwords under ou=people,dc=example,dc=com: the server does not say what an account "
+                          "may write before it tries;", r.stdout)
+
     def test_rule_groups_checked_against_the_schema_and_their_parent(self):
         ruled = MAPPING + """groups:
   offices:

@@ -176,6 +176,47 @@ class TestActiveDirectory(unittest.TestCase):
         r = self.ok("teams/team/update", {"id": 5, "name": "Ops", "description": None, "employee_ids": [1, 2]})
         self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
 
+    def binds(self, upn, password):
+        r = subprocess.run(["ldapsearch", "-x", "-H", DC.ldaps_uri, "-D", upn, "-w", password, "-b", "", "-s", "base",
+                            "1.1"], capture_output=True, text=True, env=dict(os.environ, LDAPTLS_CACERT=DC.ca_file))
+        return r.returncode
+
+    def test_a_leaver_cannot_bind_and_binds_again_on_return(self):
+        import base64
+        from sambadc import ADMIN_DN, ADMIN_PW
+        eva = person(4, "Eva", "Lock", "eva.lock@example.com")
+        self.ok("employees/employee/create_with_contract", eva)
+        dn = self.user(4)[0]
+        # the helpdesk sets her password
+        pw = "Helpdesk-Set-1!"
+        value = base64.b64encode(f'"{pw}"'.encode("utf-16-le")).decode()
+        r = subprocess.run(["ldapmodify", "-x", "-H", DC.ldaps_uri, "-D", ADMIN_DN, "-w", ADMIN_PW],
+                           input=f"dn: {dn}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {value}\n",
+                           capture_output=True, text=True, env=dict(os.environ, LDAPTLS_CACERT=DC.ca_file))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.binds("eva.lock@example.com", pw), 0)
+        self.ok("employees/employee/terminate", dict(eva, terminated_on="2026-11-20", active=False))
+        self.assertEqual(self.user(4)[1]["userAccountControl"], ["514"])
+        self.assertEqual(self.binds("eva.lock@example.com", pw), 49)
+        self.ok("employees/employee/unterminate", eva)
+        self.assertEqual(self.user(4)[1]["userAccountControl"], ["512"])
+        self.assertEqual(self.binds("eva.lock@example.com", pw), 0)
+
+    def test_the_server_keeps_references_in_groups_the_agent_does_not_manage(self):
+        # Active Directory rewrites every reference itself: the agent relies on it, and says so
+        self.ok("employees/employee/create_with_contract", person(3, "Eva", "Vieja", "eva@example.com"))
+        old = self.user(3)[0]
+        DC.add(f"dn: CN=VPN Users,{GROUPS}\nobjectClass: group\ncn: VPN Users\nsAMAccountName: vpn-users\n"
+               f"member: {old}\n")
+        r = self.ok("employees/employee/update", person(3, "Eva", "Nueva", "eva@example.com"))
+        self.assertNotIn("follow rename", r.stderr)
+        new = self.user(3)[0]
+        self.assertEqual(new, f"CN=Eva Nueva,{PEOPLE}")
+        self.assertEqual(DC.entry(f"CN=VPN Users,{GROUPS}", ["member"])["member"], [new])
+        r = run_agent("-c", CFG, "check", "--online")
+        self.assertIn("references: kept by the server itself (Active Directory rewrites member, manager and the like "
+                      "when an entry is renamed, moved or deleted)\n", r.stdout)
+
     def config_with(self, fake, port):
         """The module's configuration, with a Factorial API and a listener of its own."""
         with open(CFG) as f:
