@@ -811,6 +811,17 @@ seeAlso: {dn}
         self.assertEqual(self.entry(f"cn=vpn-users,{GROUPS}")["member"], ["cn=nobody"])
         self.assertNotIn("manager", self.entry(f"uid=assistant,{PEOPLE}"))
 
+    def test_a_deleted_leaver_leaves_the_teams_whatever_remove_from_groups_says(self):
+        d, cfg = self.other_config(self.mapping.replace(
+            "    action: move\n    move_to: ou=former,dc=example,dc=com\n", "    action: delete\n", 1).replace(
+            "    remove_from_groups: true\n", "    remove_from_groups: false\n", 1))
+        self.ok("employees/employee/create_with_contract", person(3, "Solo", "Gone", location_id=1), cfg=cfg)
+        self.ok("teams/team/create", {"id": 6, "name": "Solo", "employee_ids": [3]}, cfg=cfg)
+        self.ok("employees/employee/terminate", person(3, "Solo", "Gone", location_id=1, terminated_on="2026-11-20"),
+                cfg=cfg)
+        # the team's group keeps its placeholder, not the DN of an entry that is gone
+        self.assertEqual(self.entry(f"cn=team-solo,{GROUPS}")["member"], ["cn=nobody"])
+
 
 class TestReferenceRefused(unittest.TestCase):
     """A hand-made group the service account may not write names a person who is renamed: the
