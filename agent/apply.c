@@ -5,6 +5,7 @@
 #include "common/clock.h"
 #include "dn.h"
 #include "events.h"
+#include "ids.h"
 #include "ldifw.h"
 #include "refs.h"
 #include "common/log.h"
@@ -1072,15 +1073,12 @@ static int hook_existing(void *ctx, const char *attr, struct vlist *out, struct 
 static cJSON *id_record(const char *id)
 {
 	cJSON *r = cJSON_CreateObject();
-	char *end;
-	double d = strtod(id, &end);
 
-	if (!r)
-		return NULL;
-	if (*id && !*end)
-		cJSON_AddNumberToObject(r, "id", d);
-	else
-		cJSON_AddStringToObject(r, "id", id);
+	/* as text, exactly: an id past 2^53 does not survive a double (ids.h) */
+	if (r && !cJSON_AddStringToObject(r, "id", id)) {
+		cJSON_Delete(r);
+		r = NULL;
+	}
 	return r;
 }
 
@@ -3367,6 +3365,34 @@ static const struct {
 	[EVENT_MEMBERSHIP] = { false, true, membership_delivery },
 };
 
+/* A record (or each of a list) whose ids are not canonical decimal text is
+ * refused whole, before the directory is asked anything (ids.h). */
+static int ids_refused(struct job *j, const cJSON *body)
+{
+	const cJSON *it;
+	struct sbuf why;
+	int rc = 0;
+
+	sbuf_init(&why);
+	if (cJSON_IsArray(body)) {
+		cJSON_ArrayForEach(it, body) {
+			if ((rc = ids_check(it, &why)) < 0)
+				break;
+		}
+	} else {
+		rc = ids_check(body, &why);
+	}
+	if (rc < 0) {
+		const cJSON *raw = cJSON_IsObject(body) ? cJSON_GetObjectItemCaseSensitive(body, "id") : NULL;
+		if (cJSON_IsString(raw) && !j->own_id)
+			sbuf_addf(j->err, "%s \"%s\": %s; nothing changed", j->kind, raw->valuestring, sbuf_str(&why));
+		else
+			sbuf_addf(j->err, "%s %s: %s; nothing changed", j->kind, j->id, sbuf_str(&why));
+	}
+	sbuf_free(&why);
+	return rc;
+}
+
 int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, struct sbuf *err)
 {
 	const struct event_type *t = event_find(type);
@@ -3391,6 +3417,8 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	}
 	j.own_id = mapping_record_id(body);
 	j.id = j.own_id ? j.own_id : "?";
+	if (ids_refused(&j, body) < 0)
+		goto cleanup;
 	if (handlers[t->kind].groups)
 		groups_enter(&j);
 	rc = handlers[t->kind].handle(&j, body);
@@ -3570,7 +3598,10 @@ int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *recor
 	job_maps_init(&j);
 	j.id = id ? id : "?";
 	j.kind = kind == MAPPING_TEAM ? "team" : "employee";
-	rc = kind == MAPPING_TEAM ? apply_team(&j, record, false) : apply_employee(&j, record);
+	if (ids_refused(&j, record) < 0)
+		rc = -1;
+	else
+		rc = kind == MAPPING_TEAM ? apply_team(&j, record, false) : apply_employee(&j, record);
 	if (execute(&j) < 0)
 		rc = -1;
 	groups_release(&j);

@@ -110,6 +110,7 @@ static const struct field webhooks_fields[] = {
 	{ "tls_key_file", F_SECRET, OFF(webhooks.tls_key_file), 0, NULL, NULL, 0, 0, NULL },
 	{ "check_interval", F_DURATION, OFF(webhooks.check_interval), 0, NULL, NULL, 0, LLONG_MAX, NULL },
 	{ "manage_subscriptions", F_BOOL, OFF(webhooks.manage_subscriptions), 0, NULL, NULL, 0, 0, NULL },
+	{ "take_over_subscriptions", F_BOOL, OFF(webhooks.take_over_subscriptions), 0, NULL, NULL, 0, 0, NULL },
 	{ "metrics_listen", F_LISTEN, OFF(webhooks.metrics_listen), 0, NULL, NULL, 0, 0, NULL },
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };

@@ -76,6 +76,7 @@ struct config {
 		char *tls_key_file;
 		long long check_interval; /* seconds */
 		bool manage_subscriptions;
+		bool take_over_subscriptions; /* another integration's subscription of a configured type: take it */
 		char *metrics_listen;
 	} webhooks;
 

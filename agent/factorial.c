@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "factorial.h"
+#include "common/json.h"
 #include "metrics.h"
 
 #include "common/log.h"
@@ -437,7 +438,7 @@ static int token_request(struct factorial *f, const struct secret *rt, const str
 		sbuf_addf(err, "OAuth: POST %s: %s", f->token_url, transfer_error(&r, cc));
 		goto cleanup;
 	}
-	j = cJSON_Parse(sbuf_str(&r.body));
+	j = json_parse(sbuf_str(&r.body), r.body.len, NULL);
 	if (status != 200 || !j || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "access_token"))) {
 		const cJSON *why = j ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
 		sbuf_addf(err, "OAuth: POST %s: HTTP %ld%s%s: the refresh token or client credentials were refused",
@@ -620,7 +621,7 @@ int factorial_call(struct factorial *f, const char *method, const char *path, co
 		}
 		if (cc == CURLE_OK && status != 429 && status < 500) {
 			ans->status = status;
-			ans->json = r.body.len ? cJSON_Parse(sbuf_str(&r.body)) : NULL;
+			ans->json = r.body.len ? json_parse(sbuf_str(&r.body), r.body.len, NULL) : NULL;
 			sbuf_free(&r.body);
 			rc = 0;
 			break;

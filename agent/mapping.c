@@ -1,6 +1,8 @@
 #include "build.h"
 
 #include "mapping.h"
+
+#include "ids.h"
 #include "privacy.h"
 
 #include "dn.h"
@@ -1335,15 +1337,7 @@ cleanup:
 
 char *mapping_id_text(const cJSON *v)
 {
-	char num[64];
-
-	if (cJSON_IsNumber(v)) {
-		tmpl_format_number(v->valuedouble, num, sizeof(num));
-		return strdup(num);
-	}
-	if (cJSON_IsString(v) && v->valuestring[0])
-		return strdup(v->valuestring);
-	return NULL;
+	return ids_text(v, NULL);
 }
 
 char *mapping_record_id(const cJSON *record)

@@ -2,6 +2,7 @@
 
 #include "queue.h"
 
+#include "common/json.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "stmtcache.h"
@@ -224,7 +225,7 @@ static void now_text(char *buf, size_t len)
 /* The version of the record a body holds: its updated_at, when it has one. */
 static bool body_version(const char *body, double *version)
 {
-	cJSON *b = cJSON_Parse(body);
+	cJSON *b = json_parse(body, strlen(body), NULL);
 	const cJSON *u = cJSON_GetObjectItemCaseSensitive(b, "updated_at");
 	struct tm tm;
 	bool ok = cJSON_IsString(u) && clock_parse_iso8601(u->valuestring, &tm, version) == 0;

@@ -2,6 +2,7 @@
 
 #include "daemon.h"
 
+#include "common/json.h"
 #include "common/log.h"
 #include "metrics.h"
 #include "privacy.h"
@@ -126,7 +127,7 @@ static int keep_private(cJSON *j, const char **body, char **clean, struct sbuf *
 int receiver_submit_text(struct agentd *a, const char *type, const char *body, struct sbuf *err)
 {
 	const struct event_type *t = event_find(type);
-	cJSON *parsed = cJSON_Parse(body);
+	cJSON *parsed = json_parse(body, strlen(body), NULL);
 	char *clean = NULL;
 	int rc = -1;
 
@@ -143,7 +144,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 {
 	const struct event_type *t = event_find(type);
 	const char *reason = event_body_out_of_bounds(body, len);
-	cJSON *j = reason ? NULL : cJSON_ParseWithLength(body, len);
+	cJSON *j = reason ? NULL : json_parse(body, len, NULL);
 	char *clean = NULL;
 	struct sbuf err;
 	double t0 = agentd_mono_now();

@@ -2,6 +2,8 @@
 
 #include "reconcile.h"
 
+#include "ids.h"
+
 #include "guard.h"
 
 #include "common/clock.h"
@@ -64,14 +66,7 @@ static bool stopped(struct run *r)
 
 static char *id_of(const cJSON *o, const char *field)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-	char num[64];
-
-	if (cJSON_IsNumber(v)) {
-		tmpl_format_number(v->valuedouble, num, sizeof(num));
-		return strdup(num);
-	}
-	return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+	return ids_text(cJSON_GetObjectItemCaseSensitive(o, field), NULL);
 }
 
 /* A termination or orphan action: set aside until the guard has counted them all. */
@@ -129,19 +124,16 @@ static int keep_team(void *ctx, const cJSON *t)
 	if (stopped(r) || factorial_collect(r->teams, t) < 0)
 		return -1;
 	cJSON_ArrayForEach(m, members) {
-		char num[64];
+		char *num = ids_text(m, NULL);
 		cJSON *list;
-		if (cJSON_IsNumber(m))
-			tmpl_format_number(m->valuedouble, num, sizeof(num));
-		else if (cJSON_IsString(m))
-			snprintf(num, sizeof(num), "%s", m->valuestring);
-		else
+		if (!num)
 			continue;
 		list = cJSON_GetObjectItemCaseSensitive(r->team_ids, num);
 		if (!list)
 			list = cJSON_AddArrayToObject(r->team_ids, num);
 		if (list)
 			cJSON_AddItemToArray(list, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "id"), 0));
+		free(num);
 	}
 	return 0;
 }

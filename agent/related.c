@@ -2,6 +2,7 @@
 
 #include "related.h"
 
+#include "common/json.h"
 #include "common/strmap.h"
 
 #include <errno.h>
@@ -163,7 +164,7 @@ static int file_kind(void *src, size_t k, cJSON **list, struct sbuf *err)
 	if (ferror(fp)) {
 		sbuf_addf(err, "%s: %s", path, strerror(errno));
 	} else {
-		cJSON *json = cJSON_ParseWithLength(sbuf_str(&text), text.len);
+		cJSON *json = json_parse(sbuf_str(&text), text.len, NULL);
 		if (!cJSON_IsArray(json)) {
 			sbuf_addf(err, "%s: expected a JSON array of %s records", path, kinds[k].field);
 			cJSON_Delete(json);

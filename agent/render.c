@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "render.h"
+#include "common/json.h"
 #include "related.h"
 
 #include "ldifw.h"
@@ -302,7 +303,7 @@ cJSON *render_read_json(const char *path, struct sbuf *err)
 		sbuf_addf(err, "%s: cannot read: %s", name, strerror(errno));
 		return NULL;
 	}
-	json = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	json = json_parse(text, len, &end);
 	if (json) {
 		/* nothing but white space may follow the value */
 		const char *p = end;
@@ -313,8 +314,6 @@ cJSON *render_read_json(const char *path, struct sbuf *err)
 			json = NULL;
 			end = p;
 		}
-	} else {
-		end = cJSON_GetErrorPtr();
 	}
 	if (!json) {
 		unsigned line = 1, col = 1;

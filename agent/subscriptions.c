@@ -3,6 +3,7 @@
 #include "subscriptions.h"
 
 #include "common/secret.h"
+#include "ids.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@ static cJSON *list_all(struct factorial *f, const struct config *cfg, struct sbu
 	cJSON *list = cJSON_CreateArray();
 	char q[64];
 
-	snprintf(q, sizeof(q), "company_id=%lld", cfg->factorial.company_id);
+	snprintf(q, sizeof(q), "company_id=%lld", cfg->factorial.company_id); /* exact: a whole number */
 	if (!list || factorial_list(f, SUBS, q, factorial_collect, list, err) < 0) {
 		cJSON_Delete(list);
 		return NULL;
@@ -62,10 +63,20 @@ static bool owned(const struct config *cfg, const cJSON *s)
 	return mine;
 }
 
-static long long id_of(const cJSON *s)
+/* A subscription's id, as the exact text it came as ("?" when it has none). */
+struct id_text {
+	char s[48];
+};
+
+static struct id_text id_of(const cJSON *s)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, "id");
-	return cJSON_IsNumber(v) ? (long long)v->valuedouble : cJSON_IsString(v) ? atoll(v->valuestring) : 0;
+	struct id_text t = { "?" };
+	char *id = ids_text(cJSON_GetObjectItemCaseSensitive(s, "id"), NULL);
+
+	if (id)
+		snprintf(t.s, sizeof(t.s), "%s", id);
+	free(id);
+	return t;
 }
 
 int subscriptions_list(struct factorial *f, const struct config *cfg, struct sbuf *out, struct sbuf *err)
@@ -77,7 +88,7 @@ int subscriptions_list(struct factorial *f, const struct config *cfg, struct sbu
 	sbuf_addf(out, "%-8s  %-48s  %-7s  %-5s  %s\n", "ID", "TYPE", "ENABLED", "OWNED", "TARGET_URL");
 	cJSON_ArrayForEach(s, list) {
 		const char *t = type_of(s), *u = str(s, "target_url");
-		sbuf_addf(out, "%-8lld  %-48s  %-7s  %-5s  %s\n", id_of(s), t ? t : "?",
+		sbuf_addf(out, "%-8s  %-48s  %-7s  %-5s  %s\n", id_of(s).s, t ? t : "?",
 		          cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(s, "enabled")) ? "no" : "yes",
 		          owned(cfg, s) ? "yes" : "no", u ? u : "");
 	}
@@ -110,14 +121,18 @@ static cJSON *find_type(cJSON *list, const char *type, const struct config *cfg)
 }
 
 /* PUT (body) or DELETE (NULL) one subscription; a DELETE of one already gone is fine. */
-static int write_one(struct factorial *f, long long id, const cJSON *body, struct sbuf *err)
+static int write_one(struct factorial *f, struct id_text id, const cJSON *body, struct sbuf *err)
 {
 	const char *method = body ? "PUT" : "DELETE";
 	struct factorial_answer a;
 	char path[128];
 	int rc = -1;
 
-	snprintf(path, sizeof(path), SUBS "/%lld", id);
+	if (strcmp(id.s, "?") == 0) {
+		sbuf_addf(err, "%s " SUBS ": the subscription has no id", method);
+		return -1;
+	}
+	snprintf(path, sizeof(path), SUBS "/%s", id.s);
 	if (factorial_call(f, method, path, NULL, body, &a, err) < 0)
 		return -1;
 	if ((a.status >= 200 && a.status < 300) || (!body && a.status == 404))
@@ -137,9 +152,11 @@ static int create_one(struct factorial *f, const struct config *cfg, const char 
 	struct factorial_answer a;
 	long status;
 
+	char company[32];
+
+	snprintf(company, sizeof(company), "%lld", cfg->factorial.company_id);
 	cJSON_AddStringToObject(body, "subscription_type", type);
-	cJSON_AddNumberToObject(body, "company_id", (double)cfg->factorial.company_id);
-	cJSON_AddStringToObject(body, "api_version", cfg->factorial.api_version);
+	cJSON_AddItemToObject(body, "company_id", ids_json(company, cfg->factorial.api_version));
 	if (dry_run) {
 		sbuf_addf(out, "would create  %s  %s\n", type, url);
 		res->created++;
@@ -168,20 +185,21 @@ static int create_one(struct factorial *f, const struct config *cfg, const char 
 	}
 	cJSON_DeleteItemFromObjectCaseSensitive(body, "subscription_type");
 	cJSON_DeleteItemFromObjectCaseSensitive(body, "company_id");
-	cJSON_DeleteItemFromObjectCaseSensitive(body, "api_version");
 	return 1;
 }
 
-/* A subscription of type exists: brought in line (target, challenge, enabled, name) when it differs. */
+/* A subscription of type exists: brought in line (target, challenge,
+ * enabled, name, the payload's api_version) when it differs. */
 static int update_one(struct factorial *f, const struct config *cfg, const char *type, const struct secret *challenge,
                       const cJSON *have, const cJSON *body, bool dry_run, struct sbuf *out,
                       struct subscriptions_result *res, struct sbuf *err)
 {
 	const char *u = str(have, "target_url"), *n = str(have, "name"), *c = str(have, "challenge");
+	const char *v = str(have, "api_version");
 	const char *url = cJSON_GetObjectItemCaseSensitive(body, "target_url")->valuestring;
 	const char *name = cJSON_GetObjectItemCaseSensitive(body, "name")->valuestring;
 	bool disabled = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(have, "enabled"));
-	long long id = id_of(have);
+	struct id_text id = id_of(have);
 	struct sbuf what;
 	int rc = -1;
 
@@ -194,16 +212,19 @@ static int update_one(struct factorial *f, const struct config *cfg, const char 
 		sbuf_addf(&what, "%senabled", what.len ? ", " : "");
 	if (!n || strcmp(n, name) != 0)
 		sbuf_addf(&what, "%sname", what.len ? ", " : "");
+	if (!v || strcmp(v, cfg->factorial.api_version) != 0) /* it decides the shape of the deliveries */
+		sbuf_addf(&what, "%sapi_version", what.len ? ", " : "");
 	if (!what.len) {
-		sbuf_addf(out, "ok       %lld  %s\n", id, type);
+		sbuf_addf(out, "ok       %s  %s\n", id.s, type);
 		res->unchanged++;
 		rc = 0;
 		goto cleanup;
 	}
 	if (!dry_run && write_one(f, id, body, err) < 0)
 		goto cleanup;
-	sbuf_addf(out, "%s  %lld  %s: %s%s\n", dry_run ? "would update" : "updated", id, type, sbuf_str(&what),
-	          owned(cfg, have) ? "" : " (it was not this agent's: there is one subscription per type)");
+	sbuf_addf(out, "%s  %s  %s: %s%s\n", dry_run ? "would update" : "updated", id.s, type, sbuf_str(&what),
+	          owned(cfg, have) ? "" : " (it was another integration's: taken over, as webhooks.take_over_subscriptions "
+	                                  "says)");
 	res->updated++;
 	if (disabled)
 		res->reenabled++;
@@ -232,8 +253,21 @@ static int sync_one(struct factorial *f, const struct config *cfg, const char *t
 	cJSON_AddStringToObject(body, "name", sbuf_str(&name));
 	cJSON_AddStringToObject(body, "challenge", challenge->data);
 	cJSON_AddBoolToObject(body, "enabled", 1);
+	cJSON_AddStringToObject(body, "api_version", cfg->factorial.api_version);
 	if (!have && (rc = create_one(f, cfg, type, body, sbuf_str(&url), list, dry_run, out, res, &have, err)) != 1)
 		goto cleanup;
+	if (!owned(cfg, have) && !cfg->webhooks.take_over_subscriptions) {
+		/* another integration's: overwriting it would cut that one off */
+		const char *theirs = str(have, "target_url"), *their_name = str(have, "name");
+		sbuf_addf(out, "foreign  %s  %s: another integration's (%s%s%s), left alone: this agent receives no %s "
+		               "deliveries; to take it over (that integration then receives none), set "
+		               "webhooks.take_over_subscriptions: true\n",
+		          id_of(have).s, type, their_name ? their_name : "", their_name ? ", " : "",
+		          theirs ? theirs : "no target_url", type);
+		res->foreign++;
+		rc = 0;
+		goto cleanup;
+	}
 	rc = update_one(f, cfg, type, challenge, have, body, dry_run, out, res, err);
 cleanup:
 	cJSON_Delete(body);
@@ -266,13 +300,16 @@ int subscriptions_sync(struct factorial *f, const struct config *cfg, bool dry_r
 			continue;
 		if (!dry_run && write_one(f, id_of(s), NULL, err) < 0)
 			goto cleanup;
-		sbuf_addf(out, "%s  %lld  %s (no longer configured)\n", dry_run ? "would delete" : "deleted", id_of(s),
+		sbuf_addf(out, "%s  %s  %s (no longer configured)\n", dry_run ? "would delete" : "deleted", id_of(s).s,
 		          t ? t : "?");
 		res->deleted++;
 	}
-	sbuf_addf(out, "%u %s, %u %s, %u %s, %u unchanged\n", res->created, dry_run ? "to create" : "created",
+	sbuf_addf(out, "%u %s, %u %s, %u %s, %u unchanged", res->created, dry_run ? "to create" : "created",
 	          res->updated, dry_run ? "to update" : "updated", res->deleted, dry_run ? "to delete" : "deleted",
 	          res->unchanged);
+	if (res->foreign)
+		sbuf_addf(out, ", %u another integration's, left alone", res->foreign);
+	sbuf_addc(out, '\n');
 	rc = 0;
 cleanup:
 	secret_free(&challenge);
@@ -297,7 +334,7 @@ int subscriptions_delete(struct factorial *f, const struct config *cfg, bool dry
 		}
 		if (!dry_run && write_one(f, id_of(s), NULL, err) < 0)
 			goto cleanup;
-		sbuf_addf(out, "%s  %lld  %s\n", dry_run ? "would delete" : "deleted", id_of(s), t ? t : "?");
+		sbuf_addf(out, "%s  %s  %s\n", dry_run ? "would delete" : "deleted", id_of(s).s, t ? t : "?");
 		res->deleted++;
 	}
 	sbuf_addf(out, "%u %s, %u not this agent's left alone\n", res->deleted, dry_run ? "to delete" : "deleted",

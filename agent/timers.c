@@ -125,11 +125,13 @@ void *timers_subscriber_main(void *arg)
 			char *line = out.s, *nl;
 			metrics_subscriptions(true, (unsigned)s->cfg->webhooks.subscriptions.n,
 			                      res.created + res.updated + res.reenabled, agentd_wall_now());
-			if (res.created || res.updated || res.deleted)
-				for (; line && *line; line = nl ? nl + 1 : NULL) {
-					nl = strchr(line, '\n');
+			for (; line && *line; line = nl ? nl + 1 : NULL) {
+				nl = strchr(line, '\n');
+				if (strncmp(line, "foreign ", 8) == 0)
+					log_warn("subscriptions: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
+				else if (res.created || res.updated || res.deleted)
 					log_info("subscriptions: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
-				}
+			}
 			if (res.reenabled) {
 				log_warn("subscriptions: %u of this agent's subscriptions had been disabled by Factorial (it gave "
 				         "up delivering) and were enabled again; deliveries were missed: a full reconcile "

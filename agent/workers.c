@@ -2,6 +2,7 @@
 
 #include "daemon.h"
 
+#include "common/json.h"
 #include "apply.h"
 #include "guard.h"
 #include "common/clock.h"
@@ -392,7 +393,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 		applied_unreachable(w, &(struct apply_ctx){ .api_unavailable = true }, sbuf_str(&err));
 		goto cleanup;
 	}
-	body = cJSON_Parse(d->body);
+	body = json_parse(d->body, strlen(d->body), NULL);
 	clock_today(today, sizeof(today));
 	ac = (struct apply_ctx){ .m = s->m, .lw = w->lw, .st = w->st, .state = w->st, .today = today, .ldif = &ldif,
 		                 .api = s->cfg->factorial.enrich ? w->api : NULL, .related = rel,

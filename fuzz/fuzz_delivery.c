@@ -5,6 +5,7 @@
 
 #include "fuzz.h"
 
+#include "common/json.h"
 #include "common/strmap.h"
 #include "events.h"
 #include "privacy.h"
@@ -20,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (event_body_out_of_bounds(body, size))
 		return 0;
-	j = cJSON_ParseWithLength(body, size);
+	j = json_parse(body, size, NULL);
 	if (!j)
 		return 0;
 	privacy_scrub(j);

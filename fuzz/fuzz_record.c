@@ -5,6 +5,7 @@
 
 #include "fuzz.h"
 
+#include "common/json.h"
 #include "common/sbuf.h"
 #include "mapping.h"
 #include "render.h"
@@ -44,7 +45,7 @@ static int existing(void *ctx, const char *attr, struct vlist *out, struct sbuf 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct mapping *m = fuzz_mapping();
-	cJSON *record = cJSON_ParseWithLength((const char *)data, size);
+	cJSON *record = json_parse((const char *)data, size, NULL);
 	int turn = 0;
 
 	if (!record)

@@ -20,6 +20,11 @@ SUBS = f"/api/{V}/resources/api_public/webhook_subscriptions"
 EMPS = f"/api/{V}/resources/employees/employees"
 
 
+def ids(*numbers):
+    """Ids as 2026-07-01 writes them: strings."""
+    return [str(n) for n in numbers]
+
+
 def call(fake, method, path, body=None, key="test-api-key", bearer=None, raw=False):
     headers = {"Content-Type": "application/json"}
     if bearer is not None:
@@ -126,7 +131,7 @@ class TestPagination(FakeTestCase):
                 break
             after = meta["end_cursor"]
         self.assertEqual(pages, 10)
-        self.assertEqual(seen, list(range(1, 1001)))
+        self.assertEqual(seen, ids(*range(1, 1001)))
 
     def test_page_paging_reads_all_in_ten_pages(self):
         seen = []
@@ -136,18 +141,18 @@ class TestPagination(FakeTestCase):
             seen += [e["id"] for e in body["data"]]
             if page == 10:
                 self.assertFalse(body["meta"]["has_next_page"])
-        self.assertEqual(seen, list(range(1, 1001)))
+        self.assertEqual(seen, ids(*range(1, 1001)))
 
     def test_limit_is_capped_at_100(self):
         status, body, _ = call(self.fake, "GET", EMPS + "?limit=500")
         self.assertEqual(len(body["data"]), 100)
         self.assertEqual(body["meta"]["limit"], 100)
         self.assertTrue(body["meta"]["has_next_page"])
-        self.assertEqual(body["meta"]["end_cursor"], "100")
+        self.assertEqual(body["meta"]["end_cursor"], "MTAw")  # opaque: base64
 
     def test_ids_filter(self):
         status, body, _ = call(self.fake, "GET", EMPS + "?ids[]=5&ids[]=700")
-        self.assertEqual([e["id"] for e in body["data"]], [5, 700])
+        self.assertEqual([e["id"] for e in body["data"]], ids(5, 700))
 
 
 class TestPageOnly(FakeTestCase):
@@ -155,10 +160,10 @@ class TestPageOnly(FakeTestCase):
 
     def test_no_cursor_in_the_older_api(self):
         status, body, _ = call(self.fake, "GET", EMPS + "?limit=100&after_id=100")
-        self.assertEqual([e["id"] for e in body["data"]][:2], [1, 2])  # after_id is not known
+        self.assertEqual([e["id"] for e in body["data"]][:2], ids(1, 2))  # after_id is not known
         self.assertNotIn("end_cursor", body["meta"])
         _, last, _ = call(self.fake, "GET", EMPS + "?limit=100&page=3")
-        self.assertEqual([e["id"] for e in last["data"]], list(range(201, 251)))
+        self.assertEqual([e["id"] for e in last["data"]], ids(*range(201, 251)))
 
 
 class TestResources(FakeTestCase):
@@ -170,13 +175,13 @@ class TestResources(FakeTestCase):
 
     def test_only_active_filter(self):
         status, body, _ = call(self.fake, "GET", EMPS + "?only_active=true")
-        self.assertNotIn(8, [e["id"] for e in body["data"]])
+        self.assertNotIn("8", [e["id"] for e in body["data"]])
 
     def test_teams_memberships_contract_versions(self):
         _, teams, _ = call(self.fake, "GET", f"/api/{V}/resources/teams/teams")
         self.assertEqual([t["name"] for t in teams["data"]], ["Engineering", "Ventas y Márketing", "R&D, Labs"])
         _, ms, _ = call(self.fake, "GET", f"/api/{V}/resources/teams/memberships?team_ids[]=3")
-        self.assertEqual(sorted(m["employee_id"] for m in ms["data"]), [9, 11])
+        self.assertEqual(sorted(m["employee_id"] for m in ms["data"]), ids(11, 9))
         _, cv, _ = call(self.fake, "GET", f"/api/{V}/resources/contracts/contract_versions?employee_ids[]=2")
         self.assertEqual([c["job_title"] for c in cv["data"]], ["Junior Software Engineer", "Software Engineer"])
 
@@ -190,7 +195,7 @@ class TestResources(FakeTestCase):
 class TestSubscriptions(FakeTestCase):
     def _create(self, type_="employees/employee/update", url="https://a.example/hooks/x"):
         return call(self.fake, "POST", SUBS, {"subscription_type": type_, "target_url": url,
-                                             "company_id": 1234, "challenge": "c", "name": "n"})
+                                             "company_id": "1234", "challenge": "c", "name": "n"})
 
     def test_crud(self):
         status, s, _ = self._create()
@@ -229,13 +234,47 @@ class TestDuplicateReject(FakeTestCase):
 
     def test_duplicate_is_422(self):
         self.assertEqual(call(self.fake, "POST", SUBS, {"subscription_type": "teams/team/create",
-                                                        "target_url": "https://a/1", "company_id": 1234})[0], 201)
+                                                        "target_url": "https://a/1", "company_id": "1234"})[0], 201)
         status, body, _ = call(self.fake, "POST", SUBS, {"subscription_type": "teams/team/create",
-                                                         "target_url": "https://a/2", "company_id": 1234})
+                                                         "target_url": "https://a/2", "company_id": "1234"})
         self.assertEqual(status, 422)
         self.assertIn("has already been taken", json.dumps(body))
         _, lst, _ = call(self.fake, "GET", SUBS)
         self.assertEqual([x["target_url"] for x in lst["data"]], ["https://a/1"])
+
+
+class TestIdsOnTheWire(FakeTestCase):
+    """Ids as each version writes them, and a company on the second database cluster."""
+    fake_args = {"cluster": 2}
+    BIG = 18446744073709550
+
+    def test_strings_past_two_to_the_53_and_numbers_before(self):
+        _, body, _ = call(self.fake, "GET", EMPS + "?limit=2")
+        e = body["data"][0]
+        self.assertEqual((e["id"], e["company_id"]), (str(self.BIG + 1), str(self.BIG + 1234)))
+        self.assertEqual(e["manager_id"], None)
+        self.assertEqual(body["data"][1]["manager_id"], str(self.BIG + 1))
+        # the id, exactly, finds it; a rounded one does not
+        self.assertEqual(call(self.fake, "GET", EMPS + f"/{self.BIG + 2}")[1]["id"], str(self.BIG + 2))
+        self.assertEqual(call(self.fake, "GET", EMPS + f"/{self.BIG + 2}")[0], 200)
+        self.assertEqual(call(self.fake, "GET", EMPS + "/18446744073709552000")[0], 404)
+        # the cursor is opaque, and leads on
+        after = body["meta"]["end_cursor"]
+        self.assertFalse(after.isdigit())
+        _, more, _ = call(self.fake, "GET", EMPS + f"?limit=2&after_id={after}")
+        self.assertEqual(more["data"][0]["id"], str(self.BIG + 3))
+        # the version before sends numbers
+        _, old, _ = call(self.fake, "GET", "/api/2026-04-01/resources/employees/employees?limit=1")
+        self.assertEqual(old["data"][0]["id"], self.BIG + 1)
+
+    def test_a_subscription_for_the_exact_company_only(self):
+        body = {"subscription_type": "teams/team/create", "target_url": "https://a/1"}
+        self.assertEqual(call(self.fake, "POST", SUBS, dict(body, company_id=str(self.BIG + 1234)))[0], 201)
+        # rounded through a double: another company
+        status, err, _ = call(self.fake, "POST", SUBS, dict(body, company_id="18446744073709552"))
+        self.assertEqual((status, err["errors"]["company_id"]), (422, ["is not a company you have access to"]))
+        # a number where 2026-07-01 wants a string
+        self.assertEqual(call(self.fake, "POST", SUBS, dict(body, company_id=self.BIG + 1234))[0], 422)
 
 
 class TestFaults(FakeTestCase):
@@ -280,7 +319,7 @@ class TestDeliveries(FakeTestCase):
             self.assertEqual(path, "/hooks/employees/employee/update")
             self.assertEqual(headers["x-factorial-wh-challenge"], "s3cret")
             self.assertEqual(headers["x-factorial-author-type"], "employee")
-            self.assertEqual(body, emp)
+            self.assertEqual(body, dict(emp, id="2"))  # the subscription's api_version: ids as strings
         finally:
             rec.close()
 

@@ -83,14 +83,14 @@ class TestSubscriptions(Api):
         self.assertEqual(subs["teams/team/delete"]["challenge"], "test-challenge")
 
     def test_dry_run_changes_nothing(self):
-        self.fake.add_subscription("teams/team/create", "https://old.example.com/x", challenge="c")
+        self.fake.add_subscription("teams/team/create", f"{PUBLIC}/teams/team/create", challenge="old")
         r = self.agent("subscriptions", "sync", "--dry-run")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("would create  employees/employee/update  " + PUBLIC + "/employees/employee/update\n", r.stdout)
-        self.assertIn("would update  1  teams/team/create: target_url, challenge, name", r.stdout)
+        self.assertIn("would update  1  teams/team/create: challenge, name", r.stdout)
         self.assertEqual(r.stdout.splitlines()[-1], "12 to create, 1 to update, 0 to delete, 0 unchanged")
         self.assertEqual(self.modifying_requests(), [])
-        self.assertEqual(self.fake.subscriptions[1]["target_url"], "https://old.example.com/x")
+        self.assertEqual(self.fake.subscriptions[1]["challenge"], "old")
 
     def test_delete_touches_only_owned(self):
         other = self.fake.add_subscription("locations/location/create", "https://other.example.com/x", name="erp")
@@ -131,13 +131,37 @@ class TestSubscriptions(Api):
 class TestDuplicatesRejected(Api):
     fake_args = {"duplicates": "reject"}
 
-    def test_existing_subscription_is_updated_not_duplicated(self):
-        theirs = self.fake.add_subscription("teams/team/create", "https://old.example.com/t", challenge="c")
+    def test_another_integrations_subscription_is_left_alone_and_named(self):
+        theirs = self.fake.add_subscription("teams/team/create", "https://crm.example.com/t", challenge="c",
+                                            name="crm sync")
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn(f"updated  {theirs['id']}  teams/team/create: target_url, challenge, name (it was not this "
-                      "agent's: there is one subscription per type)", r.stdout)
+        self.assertIn(f"foreign  {theirs['id']}  teams/team/create: another integration's (crm sync, "
+                      "https://crm.example.com/t), left alone: this agent receives no teams/team/create deliveries; "
+                      "to take it over (that integration then receives none), set "
+                      "webhooks.take_over_subscriptions: true\n", r.stdout)
+        self.assertEqual(r.stdout.splitlines()[-1],
+                         "12 created, 0 updated, 0 deleted, 0 unchanged, 1 another integration's, left alone")
+        self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], "https://crm.example.com/t")
         self.assertEqual(len(self.fake.subscriptions), 13)
+        # taken over only when the configuration says so
+        with open(self.cfg) as f:
+            text = f.read()
+        self.d.file("agent.yaml", text.replace("  challenge_file: challenge\n",
+                                               "  challenge_file: challenge\n  take_over_subscriptions: true\n"))
+        r = self.agent("subscriptions", "sync")
+        self.assertIn(f"updated  {theirs['id']}  teams/team/create: target_url, challenge, name (it was another "
+                      "integration's: taken over, as webhooks.take_over_subscriptions says)", r.stdout)
+        self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], f"{PUBLIC}/teams/team/create")
+
+    def test_api_version_is_kept_in_step(self):
+        # it decides the shape of the deliveries: one made with another version is corrected
+        self.agent("subscriptions", "sync")
+        mine = self.ours()["employees/employee/update"]
+        mine["api_version"] = "2025-10-01"
+        r = self.agent("subscriptions", "sync")
+        self.assertIn(f"updated  {mine['id']}  employees/employee/update: api_version\n", r.stdout)
+        self.assertEqual(self.ours()["employees/employee/update"]["api_version"], "2026-07-01")
 
     def test_422_already_taken_turns_into_an_update(self):
         # the list does not show it yet (as if written a moment ago): create answers 422
@@ -145,19 +169,49 @@ class TestDuplicatesRejected(Api):
         real_list = self.fake.list_resource
         calls = []
 
-        def stale_list(rest, query):
+        def stale_list(rest, query, *version):
             calls.append(rest)
-            status, body = real_list(rest, query)
+            status, body = real_list(rest, query, *version)
             if rest == "api_public/webhook_subscriptions" and len(calls) == 1:
                 body["data"] = [s for s in body["data"] if s["id"] != theirs["id"]]
             return status, body
         self.fake.list_resource = stale_list
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn(f"updated  {theirs['id']}  teams/team/update: target_url, challenge, name", r.stdout)
+        # it is another integration's: found, and left alone
+        self.assertIn(f"foreign  {theirs['id']}  teams/team/update: another integration's (https://old.example.com/t)",
+                      r.stdout)
         self.assertIn(("POST", "/api/2026-07-01/resources/api_public/webhook_subscriptions", 422), self.fake.requests)
         self.assertEqual(len(self.fake.subscriptions), 13)
-        self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], f"{PUBLIC}/teams/team/update")
+        self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], "https://old.example.com/t")
+
+
+class TestSecondCluster(Api):
+    """A company on Factorial's second database cluster: its id and its people's ids are past what a
+    double holds; the agent keeps them as text and registers for the exact company."""
+    fake_args = {"cluster": 2}
+    BIG = 18446744073709550
+
+    def setUp(self):
+        super().setUp()
+        with open(self.cfg) as f:
+            text = f.read()
+        self.d.file("agent.yaml", text.replace("company_id: 1234", f"company_id: {self.BIG + 1234}"))
+
+    def test_subscriptions_registered_for_the_exact_company(self):
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[-1], "13 created, 0 updated, 0 deleted, 0 unchanged")
+        self.assertEqual({s["company_id"] for s in self.fake.subscriptions.values()}, {1234})
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.stdout.splitlines()[-1], "0 created, 0 updated, 0 deleted, 13 unchanged")
+        ids = {str(self.BIG + s["id"]) for s in self.fake.subscriptions.values()}
+        listed = {line.split()[0] for line in self.agent("subscriptions", "list").stdout.splitlines()[1:]}
+        self.assertEqual(listed, ids)
+        # and they are deleted by their exact ids
+        r = self.agent("subscriptions", "delete", "--yes")
+        self.assertEqual((r.returncode, r.stdout.splitlines()[-1]), (0, "13 deleted, 0 not this agent's left alone"))
+        self.assertEqual(self.fake.subscriptions, {})
 
 
 class TestDuplicatesOverwritten(Api):
@@ -165,8 +219,8 @@ class TestDuplicatesOverwritten(Api):
         theirs = self.fake.add_subscription("teams/team/update", "https://old.example.com/t", challenge="c")
         real_list = self.fake.list_resource
 
-        def stale_list(rest, query):
-            status, body = real_list(rest, query)
+        def stale_list(rest, query, *version):
+            status, body = real_list(rest, query, *version)
             body["data"] = [s for s in body["data"] if s["id"] != theirs["id"]]
             return status, body
         self.fake.list_resource = stale_list
@@ -287,7 +341,8 @@ class TestPaginator(unittest.TestCase):
         ids, summary, reqs = self.run_list("both")
         self.assertEqual(ids, list(range(1, 1001)))
         self.assertEqual(summary, "1000 items, 10 requests, 0 token refreshes")
-        self.assertEqual(reqs[1][1], "/api/2026-07-01/resources/employees/employees?limit=100&after_id=100")
+        # the cursor is opaque (base64): handed back as it came
+        self.assertEqual(reqs[1][1], "/api/2026-07-01/resources/employees/employees?limit=100&after_id=MTAw")
 
     def test_page_when_the_api_has_no_cursor(self):
         ids, summary, reqs = self.run_list("page")

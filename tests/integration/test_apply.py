@@ -1236,6 +1236,51 @@ class TestTeams(Base):
         self.assertIn("membership 6: team 99 has no group in the directory yet", r.stderr)
 
 
+class TestIdsAsText(Base):
+    """API 2026-07-01 sends every id as a string, past 2^53 on Factorial's later database clusters;
+    an id that is not canonical decimal text is refused before the directory is touched."""
+    BIG = 18446744073709562
+
+    def test_ids_past_two_to_the_53_resolve(self):
+        boss = person(str(self.BIG), "Ana", "Grande", login_email="ana@example.com")
+        report = person(str(self.BIG + 1), "Bo", "Grande", login_email="bo@example.com", manager_id=str(self.BIG))
+        self.ok("employees/employee/create_with_contract", boss)
+        r = self.ok("employees/employee/create_with_contract", report)
+        self.assertNotIn("has no entry", r.stderr)
+        ana, bo = f"uid=ana.grande,{PEOPLE}", f"uid=bo.grande,{PEOPLE}"
+        self.assertEqual(self.by_key(str(self.BIG))[0], ana)
+        e = self.entry(bo)
+        self.assertEqual((e["employeeNumber"], e["manager"]), ([str(self.BIG + 1)], [ana]))
+        # add(n) on it is exact
+        self.assertEqual(e["uidNumber"], [str(self.BIG + 1 + 10000)])
+        # as numbers (an older version), written past 2^53: the same entries, nothing to do
+        old = json.dumps(dict(report, id=0, manager_id=0)).replace('"id": 0', f'"id": {self.BIG + 1}').replace(
+            '"manager_id": 0', f'"manager_id": {self.BIG}')
+        r = run_agent("-c", self.cfg, "apply", "--event", "employees/employee/update", "-", input=old,
+                      env={"FACTORIAL_LDAP_AGENT_NOW": TODAY})
+        self.assertEqual((r.returncode, r.stderr.splitlines()[-1]), (0, "nothing to do"), r.stderr)
+        self.ok("teams/team/create", {"id": str(self.BIG + 7), "name": "Big", "employee_ids": [str(self.BIG),
+                                                                                             str(self.BIG + 1)]})
+        self.assertEqual(sorted(self.entry(f"cn=team-big,{GROUPS}")["member"]), [ana, bo])
+
+    def test_ids_that_are_not_canonical_are_refused(self):
+        self.ok("employees/employee/create_with_contract", person("1", "Uno", "Solo"))
+        before = self.ldap.dump()
+        for field, value, said in (("id", "1 ", 'employee "1 ": id "1 " is not an id'),
+                                   ("id", "\uff11", 'employee "\uff11": id "\uff11" is not an id'),
+                                   ("id", "01", 'employee "01": id "01" is not an id'),
+                                   ("manager_id", "+1", 'employee 1: manager_id "+1" is not an id')):
+            record = dict(person("1", "Uno", "Solo"), **{field: value})
+            r = self.apply("employees/employee/update", record)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(said + ": ids are decimal digits, without sign, spaces or leading zeros; nothing "
+                          "changed", r.stderr)
+            self.assertEqual(self.ldap.dump(), before)
+        r = self.apply("teams/membership/bulk_upsert", [{"id": "3", "employee_id": "1", "team_id": "07"}])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('team_id "07" is not an id', r.stderr)
+
+
 class TestSpecialNames(Base):
     mapping = CN_MAPPING
 
@@ -1258,16 +1303,23 @@ class TestSpecialNames(Base):
     def test_hostile_key_matches_nothing_and_harms_nothing(self):
         self.ok("employees/employee/create_with_contract", {"id": 1, "full_name": "Ana", "last_name": "Pérez"})
         before = self.ldap.dump()
-        r = self.ok("employees/employee/update", {"id": "*)(uid=*", "full_name": "Mal Icioso",
-                                                  "last_name": "Icioso", "manager_id": "*)(uid=*"})
+        # as an id it is no id at all: refused before the directory is asked anything
+        r = self.apply("employees/employee/update", {"id": "*)(uid=*", "full_name": "Mal Icioso",
+                                                     "last_name": "Icioso"})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('id "*)(uid=*" is not an id', r.stderr)
+        self.assertEqual(self.ldap.dump(), before)
+        # as a key that is not an id (the mail here), its filter is escaped: it matches nothing
+        d, cfg = self.other_config(CN_MAPPING.replace('key: { attribute: employeeNumber, value: "{id}" }',
+                                                      'key: { attribute: mail, value: "{login_email}" }'))
+        r = self.ok("employees/employee/update", {"id": 2, "full_name": "Mal Icioso", "last_name": "Icioso",
+                                                  "login_email": "*)(uid=*"}, cfg=cfg)
         after = self.ldap.dump()
         added = set(after) - set(before)
         self.assertEqual(added, {f"cn=mal icioso,{PEOPLE}".lower()})
-        self.assertEqual(after[f"cn=mal icioso,{PEOPLE}".lower()]["employeenumber"], ["*)(uid=*"])
-        self.assertNotIn("manager", after[f"cn=mal icioso,{PEOPLE}".lower()])
+        self.assertEqual(after[f"cn=mal icioso,{PEOPLE}".lower()]["mail"], ["*)(uid=*"])
         for dn in before:
             self.assertEqual(after[dn], before[dn])
-        self.assertIn("manager: employee *)(uid=* has no entry; left out", r.stderr)
 
 
 def managed(directory):

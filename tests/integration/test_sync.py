@@ -3,6 +3,7 @@ from a real slapd."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -145,6 +146,49 @@ class TestSliceUnderSlice(SyncCase):
         self.assertIn("300 employees read; 301 records checked, 0 differ; 0 orphans\n", r.stderr)
         self.assertEqual(self.last(r), "0 to add, 0 to modify, 0 to rename, 0 to disable, 0 to delete")
         self.assertIn("the server's size limit was reached; reading in slices by employeeNumber", r.stderr)
+
+
+class TestSecondCluster(SyncCase):
+    """A company on Factorial's second database cluster: every id past 2^53, as strings (2026-07-01)
+    or as numbers (the version before): managers and team members resolve, and the second sync
+    has nothing to do."""
+    n = 30
+    BIG = 18446744073709550
+
+    def setUp(self):
+        super().setUp()
+        self.fake = FakeFactorial(fixtures=None, cluster=2).start()
+        self.addCleanup(self.fake.stop)
+        for e in people(self.n):
+            self.fake.put_employee(e)
+        self.fake.teams = {1: {"id": 1, "name": "All", "description": "Everyone", "employee_ids": [1, 2, 3]}}
+        with open(self.cfg) as f:
+            text = f.read()
+        text = text.replace("company_id: 1234", f"company_id: {self.BIG + 1234}")
+        self.d.file("agent.yaml", re.sub(r"base_url: \S+", f"base_url: {self.fake.base_url}", text))
+        # the scope names the legal entities by their ids, as the API writes them
+        self.d.file("mapping.yaml", SYNC_MAPPING.replace("only_if: { legal_entity_id: [1, 2] }",
+                                                         f"only_if: {{ legal_entity_id: [{self.BIG + 1}, "
+                                                         f"{self.BIG + 2}] }}"))
+
+    def check(self):
+        r = self.sync()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertNotIn("has no entry", r.stderr)
+        e = self.entries()
+        p2 = e[f"uid=p2.sync,{PEOPLE}"]
+        self.assertEqual((p2["employeeNumber"], p2["manager"]), ([str(self.BIG + 2)], [f"uid=p1.sync,{PEOPLE}"]))
+        self.assertEqual(sorted(self.ldap.entry(f"cn=team-all,{GROUPS}")["member"]),
+                         [f"uid=p{i}.sync,{PEOPLE}" for i in (1, 2, 3)])
+        self.assertEqual(self.last(self.sync()), "nothing to do")
+
+    def test_strings(self):
+        self.check()
+
+    def test_numbers_of_the_version_before(self):
+        with open(self.cfg) as f:
+            self.d.file("agent.yaml", f.read().replace('api_version: "2026-07-01"', 'api_version: "2026-04-01"'))
+        self.check()
 
 
 class TestPlacedBySite(SyncCase):

@@ -21,7 +21,16 @@ It follows docs/api.md, "What the agent relies on" (the facts the agent depends 
 * deliveries: deliver(type, record) POSTs the record to the target_url of
   every enabled subscription of that type, with x-factorial-wh-challenge,
   retries a failed delivery up to `max_retries` times `retry_interval`
-  seconds apart, and disables the subscription after the last failure.
+  seconds apart, and disables the subscription after the last failure;
+* ids as each version writes them: from 2026-07-01 every id and reference id
+  is a JSON string, before it a JSON number (ids="by-version", the default;
+  "numbers" or "strings" force one form); the company and its ids may live
+  on a later database cluster (cluster=2: every id offset by
+  18446744073709550, past what a double holds; FLA_FAKE_CLUSTER in the
+  environment sets the default), and the cursors of 2026-07-01 are opaque
+  (base64).  The tests keep talking of small ids: put_employee(), deliver()
+  and the tables hold them, and only what goes over the wire carries the
+  offset (wire_id() says how an id is written there).
 
 Use it in-process (FakeFactorial(...).start()) or as a program:
 
@@ -34,6 +43,7 @@ Only the Python standard library is used.
 """
 
 import argparse
+import base64
 import copy
 import json
 import os
@@ -52,6 +62,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FIXTURES = os.path.join(HERE, "..", "fixtures", "factorial")
 DEFAULT_VERSIONS = ("2025-10-01", "2026-04-01", "2026-07-01")
 MAX_LIMIT = 100
+FIRST_STRING_VERSION = "2026-07-01"
+CLUSTER_OFFSETS = {1: 0, 2: 18446744073709550, 3: 36893488147419100}
+# the fields of Factorial's records that hold ids, alone or in lists
+ID_FIELDS = {"id", "access_id", "company_id", "location_id", "legal_entity_id", "manager_id",
+             "timeoff_manager_id", "employee_id", "team_id"}
+ID_LISTS = {"employee_ids", "lead_ids", "team_ids"}
 
 RESOURCE_RE = re.compile(r"^/api/(?P<version>[^/]+)/resources/(?P<rest>.+?)/?$")
 
@@ -108,7 +124,7 @@ class FakeFactorial:
                  max_retries=20, retry_interval=0.05, delivery_timeout=5.0,
                  refresh_token="test-refresh-token", rotate_refresh_tokens=True, expires_in=7200,
                  client_id="test-client", client_secret="test-client-secret", host="127.0.0.1", port=0,
-                 paging="both"):
+                 paging="both", ids="by-version", cluster=None):
         if duplicates not in ("overwrite", "reject"):
             raise ValueError("duplicates must be overwrite or reject")
         if paging not in ("both", "page"):
@@ -116,6 +132,11 @@ class FakeFactorial:
         # "page": the older API, which knows page + limit but no cursor (after_id is ignored
         # and meta carries no cursor fields)
         self.paging = paging
+        if ids not in ("by-version", "numbers", "strings"):
+            raise ValueError("ids must be by-version, numbers or strings")
+        self.ids = ids
+        self.cluster = int(cluster if cluster is not None else os.environ.get("FLA_FAKE_CLUSTER", "1"))
+        self.offset = CLUSTER_OFFSETS[self.cluster]
         self.api_key = api_key
         self.company_id = company_id
         self.duplicates = duplicates
@@ -156,6 +177,42 @@ class FakeFactorial:
         self.port = port
         self.httpd = None
         self._threads = []
+
+    # -- ids on the wire --------------------------------------------------------
+    def strings(self, version):
+        """Whether this version writes ids as strings."""
+        return self.ids == "strings" or (self.ids == "by-version" and (version or "") >= FIRST_STRING_VERSION)
+
+    def wire_id(self, i, version=FIRST_STRING_VERSION):
+        """How the internal id i is written in version's payloads ("18446744073709551" on cluster 2)."""
+        v = int(i) + self.offset
+        return str(v) if self.strings(version) else v
+
+    def wire(self, version, obj):
+        """A copy of obj with every id written as version writes it."""
+        if isinstance(obj, list):
+            return [self.wire(version, x) for x in obj]
+        if not isinstance(obj, dict):
+            return copy.deepcopy(obj)
+        out = {}
+        for k, v in obj.items():
+            if k in ID_FIELDS and isinstance(v, (int, str)) and not isinstance(v, bool) and str(v).isdigit():
+                out[k] = self.wire_id(v, version)
+            elif k in ID_LISTS and isinstance(v, list):
+                out[k] = [self.wire_id(x, version) if isinstance(x, (int, str)) and not isinstance(x, bool)
+                          and str(x).isdigit() else x for x in v]
+            else:
+                out[k] = self.wire(version, v)
+        return out
+
+    def unwire(self, v):
+        """The internal id of an id as a client sent it (a number or a string of digits)."""
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).isdigit():
+            raise ValueError(f"{v!r} is not an id")
+        i = int(v) - self.offset
+        if i < 0:
+            raise ValueError(f"{v!r} is no id of this company")
+        return i
 
     # -- data ---------------------------------------------------------------
     def _seed(self, d):
@@ -289,13 +346,21 @@ class FakeFactorial:
     def _sub_out(self, s):
         return copy.deepcopy(s)
 
-    def create_subscription(self, body):
+    def create_subscription(self, body, version=FIRST_STRING_VERSION):
         errors = {}
-        for k, t in (("subscription_type", str), ("target_url", str), ("company_id", int)):
+        for k, t in (("subscription_type", str), ("target_url", str),
+                     ("company_id", str if self.strings(version) else int)):
             if k not in body or body[k] is None:
                 errors[k] = ["can't be blank"]
             elif not isinstance(body[k], t) or isinstance(body[k], bool):
                 errors[k] = ["is invalid"]
+        if not errors:
+            try:
+                body = dict(body, company_id=self.unwire(body["company_id"]))
+            except ValueError:
+                errors["company_id"] = ["is invalid"]
+        if not errors and body["company_id"] != self.company_id:
+            errors["company_id"] = ["is not a company you have access to"]
         if errors:
             return 422, {"errors": errors}
         with self.lock:
@@ -362,7 +427,8 @@ class FakeFactorial:
                 self.next_delivery_id += 1
                 ids.append(did)
                 self._pending += 1
-                self._deliver_q.put((did, s["id"], type_, json.dumps(record, ensure_ascii=False), author_id, 0))
+                body = json.dumps(self.wire(s.get("api_version") or FIRST_STRING_VERSION, record), ensure_ascii=False)
+                self._deliver_q.put((did, s["id"], type_, body, author_id, 0))
             return ids
 
     def wait_deliveries(self, timeout=30.0):
@@ -435,7 +501,12 @@ class FakeFactorial:
         self._pending_cv.notify_all()
 
     # -- listing ------------------------------------------------------------
-    def paginate(self, items, query):
+    def cursor(self, i, version):
+        """A page's cursor: opaque base64 from 2026-07-01 ("Mjc="), the id itself before."""
+        text = str(int(i) + self.offset)
+        return base64.b64encode(text.encode()).decode() if self.strings(version) else text
+
+    def paginate(self, items, query, version=FIRST_STRING_VERSION):
         """Cursor (after_id) or page paging over items sorted by id."""
         items = sorted(items, key=lambda x: int(x["id"]))
         total = len(items)
@@ -458,9 +529,9 @@ class FakeFactorial:
             after = query.get("after_id", [None])[0]
             if after not in (None, ""):
                 try:
-                    after = int(after)
-                except ValueError:
-                    return 400, {"error": "after_id must be an id"}
+                    after = self.unwire(after if after.isdigit() else base64.b64decode(after).decode())
+                except (ValueError, UnicodeDecodeError):
+                    return 400, {"error": "after_id must be a cursor this API gave"}
                 items = [x for x in items if int(x["id"]) > after]
                 has_prev = True
             else:
@@ -471,19 +542,19 @@ class FakeFactorial:
             meta = {"total": total, "limit": limit, "page": int(query.get("page", ["1"])[0])}
         else:
             meta = {"has_next_page": has_next, "has_previous_page": has_prev,
-                    "start_cursor": str(chunk[0]["id"]) if chunk else None,
-                    "end_cursor": str(chunk[-1]["id"]) if chunk else None,
+                    "start_cursor": self.cursor(chunk[0]["id"], version) if chunk else None,
+                    "end_cursor": self.cursor(chunk[-1]["id"], version) if chunk else None,
                     "total": total, "limit": limit}
         return 200, {"data": copy.deepcopy(chunk), "meta": meta}
 
-    def list_resource(self, rest, query):
+    def list_resource(self, rest, query, version=FIRST_STRING_VERSION):
         def ids_filter(key):
             vals = query.get(key + "[]", []) + query.get(key, [])
             out = set()
             for v in vals:
                 for part in str(v).split(","):
                     if part.strip():
-                        out.add(int(part))
+                        out.add(self.unwire(part.strip()))
             return out
 
         with self.lock:
@@ -540,7 +611,7 @@ class FakeFactorial:
                 items = list(self.subscriptions.values())
                 for k, field in (("id", "id"), ("company_id", "company_id")):
                     if k in query:
-                        want = {int(v) for v in query[k]}
+                        want = {self.unwire(v) for v in query[k]}
                         items = [s for s in items if s[field] in want]
                 if "type" in query:
                     items = [s for s in items if s["type"] in set(query["type"])]
@@ -549,7 +620,7 @@ class FakeFactorial:
                     items = [s for s in items if s["enabled"] == want]
             else:
                 return 404, {"error": "Not found"}
-            return self.paginate(items, query)
+            return self.paginate(items, query, version)
 
     def get_resource(self, rest, rid):
         table = {"employees/employees": self.employees, "teams/teams": self.teams,
@@ -668,9 +739,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._body()
                 self._record(method, path, 401)
                 return self._send(401, {"error": "Unauthorized"})
-            status, out = self._route(method, m.group("rest"), query)
+            version = m.group("version")
+            status, out = self._route(method, m.group("rest"), query, version)
             self._record(method, path, status)
-            return self._send(status, out)
+            return self._send(status, fake.wire(version, out))
         except (ValueError, KeyError) as e:
             return self._send(400, {"error": f"bad request: {e}"})
 
@@ -678,7 +750,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server_fake.lock:
             self.server_fake.requests.append((method, self.path, status))
 
-    def _route(self, method, rest, query):
+    def _route(self, method, rest, query, version):
         fake = self.server_fake
         parts = rest.split("/")
         collection = "/".join(parts[:2])
@@ -687,17 +759,17 @@ class _Handler(BaseHTTPRequestHandler):
             return 404, {"error": "Not found"}
         if rid is not None:
             try:
-                rid = int(rid)
+                rid = fake.unwire(rid)
             except ValueError:
                 return 404, {"error": "Not found"}
         if method == "GET":
             if rid is None:
-                return fake.list_resource(collection, query)
+                return fake.list_resource(collection, query, version)
             return fake.get_resource(collection, rid)
         if collection != "api_public/webhook_subscriptions":
             return 405, {"error": "Method not allowed"}
         if method == "POST" and rid is None:
-            return fake.create_subscription(self._json_body())
+            return fake.create_subscription(self._json_body(), version)
         if method in ("PUT", "PATCH") and rid is not None:
             return fake.update_subscription(rid, self._json_body())
         if method == "DELETE" and rid is not None:
