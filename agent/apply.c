@@ -8,6 +8,7 @@
 #include "ids.h"
 #include "ldifw.h"
 #include "refs.h"
+#include "related.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/strmap.h"
@@ -3324,20 +3325,44 @@ static int membership_delivery(struct job *j, const cJSON *body)
 
 /* employees/employee/...: from the body, or (factorial.enrich) the employee
  * read fresh with job_title and team_ids. */
-static int employee_delivery(struct job *j, const cJSON *body)
+/* The day the employee's next contract version takes effect (next, "" for
+ * none): the employee is read again that day (the scheduler queues a
+ * contract version delivery for it), so that a title dated later is
+ * applied on its day. */
+static void schedule_title(struct job *j, const char *next)
+{
+	char *due = NULL, body[96];
+	struct sbuf e;
+	int got;
+
+	if (!j->a->st || !j->a->m->obj[MAPPING_EMPLOYEE].present)
+		return;
+	sbuf_init(&e);
+	got = store_schedule_get(j->a->st, "contract", j->id, &due, NULL, &e);
+	snprintf(body, sizeof(body), "{\"employee_id\": \"%s\"}", j->id);
+	if (got == 1 && !next[0] && store_schedule_remove(j->a->st, "contract", j->id, &e) < 0)
+		log_warn("employee %s: the schedule could not be updated: %s", j->id, sbuf_str(&e));
+	else if (got >= 0 && next[0] && (got == 0 || strcmp(due, next) != 0) &&
+	         store_schedule_put(j->a->st, "contract", j->id, next, body, &e) < 0)
+		log_warn("employee %s: the contract version taking effect on %s could not be recorded: %s", j->id, next,
+		         sbuf_str(&e));
+	else if (got >= 0 && next[0])
+		sayf(j, "the contract version taking effect on %s is applied on that day", next);
+	free(due);
+	sbuf_free(&e);
+}
+
+/* The employee read fresh from the API (enrichment, or a contract version
+ * naming it), then applied as an employee delivery. */
+static int employee_read_fresh(struct job *j, struct factorial *api)
 {
 	struct sbuf e;
 	cJSON *fresh = NULL;
+	char next[16] = "";
 	int rc = -1, got;
 
-	if (!j->a->m->obj[MAPPING_EMPLOYEE].present) {
-		say(j, "the mapping has no employees section: nothing to do");
-		return 0;
-	}
-	if (!j->a->api)
-		return apply_employee(j, body);
 	sbuf_init(&e);
-	got = factorial_enrich(j->a->api, j->id, &fresh, &e);
+	got = factorial_enrich(api, j->id, j->a->today, &fresh, next, &e);
 	if (got < 0) {
 		sbuf_addf(j->err, "employee %s: reading it from the Factorial API: %s", j->id, sbuf_str(&e));
 		j->a->connection_lost = true;
@@ -3348,8 +3373,123 @@ static int employee_delivery(struct job *j, const cJSON *body)
 	} else if (claim_fresh(j, EVENT_EMPLOYEE, fresh) == 0) {
 		j->fresh = true;
 		rc = apply_employee(j, fresh);
+		if (rc == 0 && !j->a->dry_run)
+			schedule_title(j, next);
 	}
 	cJSON_Delete(fresh);
+	sbuf_free(&e);
+	return rc;
+}
+
+static int employee_delivery(struct job *j, const cJSON *body)
+{
+	if (!j->a->m->obj[MAPPING_EMPLOYEE].present) {
+		say(j, "the mapping has no employees section: nothing to do");
+		return 0;
+	}
+	return j->a->api ? employee_read_fresh(j, j->a->api) : apply_employee(j, body);
+}
+
+/* A contract version (a new job title, dated now or later): its employee is
+ * read again, with the title in force today; a version dated later is
+ * applied on its day (schedule_title). */
+static int contract_delivery(struct job *j, const cJSON *body)
+{
+	char *emp = ids_text(cJSON_GetObjectItemCaseSensitive(body, "employee_id"), NULL);
+	const char *version = j->id;
+	int rc = -1;
+
+	if (!emp) {
+		sbuf_addf(j->err, "contract version %s: it names no employee (employee_id)", version);
+		goto cleanup;
+	}
+	if (!j->a->m->obj[MAPPING_EMPLOYEE].present) {
+		say(j, "the mapping has no employees section: nothing to do");
+		rc = 0;
+		goto cleanup;
+	}
+	if (!j->a->reader) {
+		sbuf_addf(j->err, "contract version %s: reading employee %s needs the Factorial API", version, emp);
+		goto cleanup;
+	}
+	j->kind = "employee";
+	j->id = emp;
+	rc = employee_read_fresh(j, j->a->reader);
+cleanup:
+	free(emp);
+	return rc;
+}
+
+struct location_people {
+	struct job *j;
+	long n, failed;
+};
+
+/* One person of the location: queued again (run), or applied now (apply). */
+static int location_person(void *ctx, const cJSON *emp)
+{
+	struct location_people *p = ctx;
+	struct apply_ctx *a = p->j->a;
+	char *body;
+	struct sbuf err;
+
+	p->n++;
+	if (a->revisit) {
+		if (!(body = cJSON_PrintUnformatted(emp)))
+			return -1;
+		a->revisit(a->revisit_ctx, "employees/employee/update", body);
+		free(body);
+		return 0;
+	}
+	sbuf_init(&err);
+	if (apply_record(a, MAPPING_EMPLOYEE, emp, &err) < 0) {
+		log_error("%s", sbuf_str(&err));
+		p->failed++;
+	}
+	sbuf_free(&err);
+	return 0;
+}
+
+/* A location made, renamed or removed: when the mapping reads locations
+ * ({location.name}), its people are applied again with its new names
+ * (the caller reads the locations fresh first). */
+static int location_delivery(struct job *j, const cJSON *body)
+{
+	struct location_people p = { .j = j };
+	struct sbuf q, e;
+	char *id = ids_text(cJSON_GetObjectItemCaseSensitive(body, "id"), NULL);
+	int rc = -1;
+
+	sbuf_init(&q);
+	sbuf_init(&e);
+	if (!id) {
+		sbuf_addf(j->err, "location %s: it has no id", j->id);
+		goto cleanup;
+	}
+	if (!j->a->m->obj[MAPPING_EMPLOYEE].present || !(related_needs(j->a->m) & RELATED_LOCATIONS)) {
+		say(j, "the mapping reads no location: nothing to do");
+		rc = 0;
+		goto cleanup;
+	}
+	if (!j->a->reader) {
+		sbuf_addf(j->err, "location %s: reading its people needs the Factorial API", id);
+		goto cleanup;
+	}
+	sbuf_addf(&q, "location_ids%%5B%%5D=%s", id);
+	if (factorial_list(j->a->reader, "employees/employees", sbuf_str(&q), location_person, &p, &e) < 0) {
+		sbuf_addf(j->err, "location %s: reading its people from the Factorial API: %s", id, sbuf_str(&e));
+		j->a->connection_lost = true;
+		j->a->api_unavailable = true;
+		goto cleanup;
+	}
+	sayf(j, "%ld %s of location %s %s again%s", p.n, p.n == 1 ? "person" : "people", id,
+	     j->a->revisit ? "queued to be applied" : "applied", p.failed ? " (some failed: see above)" : "");
+	rc = p.failed ? -1 : 0;
+	if (rc < 0)
+		sbuf_addf(j->err, "location %s: %ld of its people could not be applied", id, p.failed);
+cleanup:
+	free(id);
+	sbuf_free(&q);
 	sbuf_free(&e);
 	return rc;
 }
@@ -3363,6 +3503,8 @@ static const struct {
 	[EVENT_EMPLOYEE] = { true, false, employee_delivery },
 	[EVENT_TEAM] = { true, true, team_delivery },
 	[EVENT_MEMBERSHIP] = { false, true, membership_delivery },
+	[EVENT_CONTRACT] = { true, false, contract_delivery },
+	[EVENT_LOCATION] = { true, false, location_delivery },
 };
 
 /* A record (or each of a list) whose ids are not canonical decimal text is

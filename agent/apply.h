@@ -71,6 +71,8 @@ struct apply_ctx {
 	const char *today;
 	struct sbuf *ldif; /* dry run: the change records */
 	struct factorial *api; /* factorial.enrich: employees are read fresh from it; NULL: as delivered */
+	struct factorial *reader; /* for the deliveries that only say what to read (contract versions):
+	                           * the API whatever enrich says; NULL: they fail */
 	/* the records employees point to ({location.name}): each employee record
 	 * gets them before it is mapped; NULL: the mapping reads none.  Unless
 	 * related_complete (just read), a record naming one that is not among

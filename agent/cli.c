@@ -692,8 +692,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
 	rc = CLI_FAIL;
 	need = related_needs(m);
-	if (!(body = render_read_json(file, &err)) ||
-	    ((cfg->factorial.enrich || need) && factorial_open(cfg, &api, &err) < 0) ||
+	if (!(body = render_read_json(file, &err)) || factorial_open(cfg, &api, &err) < 0 ||
 	    (need && related_load_api(api, need, &rel, &err) < 0)) {
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
@@ -703,7 +702,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 	clock_today(today, sizeof(today));
 	a = (struct apply_ctx){ .m = m, .lw = lw, .st = dry_run ? NULL : st, .state = st, .dry_run = dry_run,
 		                .today = today, .ldif = &ldif, .api = cfg->factorial.enrich ? api : NULL,
-		                .related = rel, .related_complete = true };
+		                .reader = api, .related = rel, .related_complete = true };
 	if (apply_delivery(&a, type, body, &err) < 0) {
 		fwrite(sbuf_str(&ldif), 1, ldif.len, stdout);
 		fflush(stdout);

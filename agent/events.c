@@ -25,6 +25,12 @@ const struct event_type event_types[] = {
 	{ "teams/membership/update", EVENT_MEMBERSHIP, "update", false },
 	{ "teams/membership/delete", EVENT_MEMBERSHIP, "delete", false },
 	{ "teams/membership/bulk_upsert", EVENT_MEMBERSHIP, "bulk_upsert", true },
+	{ "contracts/contract_version/create", EVENT_CONTRACT, "create", false },
+	{ "contracts/contract_version/update", EVENT_CONTRACT, "update", false },
+	{ "contracts/contract_version/delete", EVENT_CONTRACT, "delete", false },
+	{ "locations/location/create", EVENT_LOCATION, "create", false },
+	{ "locations/location/update", EVENT_LOCATION, "update", false },
+	{ "locations/location/delete", EVENT_LOCATION, "delete", false },
 	{ NULL, EVENT_EMPLOYEE, NULL, false },
 };
 
@@ -100,6 +106,11 @@ static char *team_key(const cJSON *body)
 	return object_key("team", body);
 }
 
+static char *location_key(const cJSON *body)
+{
+	return object_key("location", body);
+}
+
 static char *membership_key(const cJSON *body)
 {
 	char *team, *emp, key[160];
@@ -112,6 +123,22 @@ static char *membership_key(const cJSON *body)
 	free(team);
 	free(emp);
 	return strdup(key);
+}
+
+/* A contract version is its employee's: applied in turn with that employee's deliveries. */
+static char *contract_key(const cJSON *body)
+{
+	char *emp = mapping_id_text(cJSON_GetObjectItemCaseSensitive(body, "employee_id"));
+	char key[160];
+
+	snprintf(key, sizeof(key), "employee:%s", emp ? emp : "?");
+	free(emp);
+	return strdup(key);
+}
+
+static void no_refs(const cJSON *body, const struct mapping *m, struct strmap *refs)
+{
+	(void)body, (void)m, (void)refs;
 }
 
 static void employee_refs(const cJSON *body, const struct mapping *m, struct strmap *refs)
@@ -145,6 +172,8 @@ static const struct {
 	[EVENT_EMPLOYEE] = { "employee", employee_key, employee_refs },
 	[EVENT_TEAM] = { "team", team_key, team_refs },
 	[EVENT_MEMBERSHIP] = { "membership", membership_key, membership_refs },
+	[EVENT_CONTRACT] = { "contract version", contract_key, no_refs },
+	[EVENT_LOCATION] = { "location", location_key, no_refs },
 };
 
 const char *event_kind_name(enum event_kind kind)

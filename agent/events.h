@@ -14,6 +14,12 @@
  *   membership  {employee_id, team_id}, or a list of them (bare or wrapped
  *               in an object); record "membership:TEAM:EMPLOYEE" (a list
  *               gets a record of its own); it names its employees and teams
+ *   contract    a contract version {id, employee_id, effective_on, job_title}:
+ *               its employee's record ("employee:ID": it is applied in turn
+ *               with that employee's deliveries, by reading the employee)
+ *   location    a location {id, name, ...}; record "location:ID": its people
+ *               are applied again (their names, OU and rule groups may
+ *               read it)
  *
  * The configuration's check of webhooks.subscriptions, the receiver's
  * routes and body checks, the queue's record keys and order, and apply's
@@ -36,6 +42,8 @@ enum event_kind {
 	EVENT_EMPLOYEE,
 	EVENT_TEAM,
 	EVENT_MEMBERSHIP,
+	EVENT_CONTRACT,
+	EVENT_LOCATION,
 };
 
 struct event_type {

@@ -2,6 +2,7 @@
 
 #include "factorial.h"
 #include "common/json.h"
+#include "ids.h"
 #include "metrics.h"
 
 #include "common/log.h"
@@ -804,6 +805,8 @@ cleanup:
 
 struct latest {
 	const cJSON *best;
+	const char *today; /* versions taking effect after it are not in force yet (NULL: all count) */
+	char next[16];     /* the earliest of those: when the title changes next */
 };
 
 static const char *version_date(const cJSON *c)
@@ -823,12 +826,22 @@ static int keep_latest(void *ctx, const cJSON *c)
 	struct latest *l = ctx;
 	cJSON *copy;
 
-	/* the latest contract version: by effective date, then by id */
+	/* the latest contract version in force: by effective date, then by id;
+	 * one taking effect later is not (the API's date filter leaves it out,
+	 * and so does this, should a server not) */
+	if (l->today && strncmp(version_date(c), l->today, 10) > 0) {
+		if (!l->next[0] || strncmp(version_date(c), l->next, 10) < 0)
+			snprintf(l->next, sizeof(l->next), "%.10s", version_date(c));
+		return 0;
+	}
 	if (l->best) {
 		int cmp = strcmp(version_date(c), version_date(l->best));
-		double a = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "id"));
-		double b = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l->best, "id"));
-		if (cmp < 0 || (cmp == 0 && !(a > b)))
+		char *a = ids_text(cJSON_GetObjectItemCaseSensitive(c, "id"), NULL);
+		char *b = ids_text(cJSON_GetObjectItemCaseSensitive(l->best, "id"), NULL);
+		bool older = cmp < 0 || (cmp == 0 && ids_compare(a, b) <= 0);
+		free(a);
+		free(b);
+		if (older)
 			return 0;
 		cJSON_Delete((cJSON *)l->best);
 	}
@@ -867,9 +880,10 @@ void factorial_teams_changed(void)
 	atomic_fetch_add(&teams_generation, 1);
 }
 
-int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sbuf *err)
+int factorial_enrich(struct factorial *f, const char *id, const char *today, cJSON **out, char next[16],
+                     struct sbuf *err)
 {
-	struct latest l = { 0 };
+	struct latest l = { .today = today };
 	struct sbuf q;
 	cJSON *emp = NULL, *team_ids = NULL, *t;
 	char *eid = curl_easy_escape(f->curl, id, 0);
@@ -885,6 +899,8 @@ int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sb
 	sbuf_addf(&q, "employee_ids%%5B%%5D=%s", eid ? eid : "");
 	if (factorial_list(f, "contracts/contract_versions", sbuf_str(&q), keep_latest, &l, err) < 0)
 		goto cleanup;
+	if (next)
+		snprintf(next, 16, "%s", l.next);
 	if (l.best) {
 		const cJSON *title = cJSON_GetObjectItemCaseSensitive(l.best, "job_title");
 		cJSON_DeleteItemFromObjectCaseSensitive(emp, "job_title");

@@ -75,9 +75,13 @@ int factorial_collect(void *ctx, const cJSON *item);
 /* GET by id: 1 and *out when found, 0 when the API says 404, -1 on failure. */
 int factorial_get(struct factorial *f, const char *path, const char *id, cJSON **out, struct sbuf *err);
 
-/* The employee read fresh, with job_title and team_ids added: 1 and *out;
- * 0 when the employee no longer exists; -1 on failure. */
-int factorial_enrich(struct factorial *f, const char *id, cJSON **out, struct sbuf *err);
+/* The employee read fresh, with job_title (of the contract version in force
+ * on today, YYYY-MM-DD; NULL: the latest) and team_ids added: 1 and *out;
+ * 0 when the employee no longer exists; -1 on failure.  next (when not
+ * NULL) gets the day the next contract version takes effect, "" when none
+ * is dated later. */
+int factorial_enrich(struct factorial *f, const char *id, const char *today, cJSON **out, char next[16],
+                     struct sbuf *err);
 
 /* A team or membership changed: every client reads the teams list again
  * before its next enrichment instead of waiting for the minute to pass. */

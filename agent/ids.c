@@ -91,6 +91,19 @@ int ids_check(const cJSON *record, struct sbuf *why)
 	return 0;
 }
 
+int ids_compare(const char *a, const char *b)
+{
+	size_t la, lb;
+
+	if (!a || !b)
+		return a ? 1 : b ? -1 : 0;
+	if (!ids_canonical(a) || !ids_canonical(b))
+		return strcmp(a, b);
+	la = strlen(a);
+	lb = strlen(b);
+	return la != lb ? (la < lb ? -1 : 1) : strcmp(a, b);
+}
+
 bool ids_are_strings(const char *api_version)
 {
 	return api_version && strcmp(api_version, FIRST_STRING_VERSION) >= 0;

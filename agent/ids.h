@@ -37,6 +37,10 @@ char *ids_text(const cJSON *v, struct sbuf *why);
  * \"01\" is not an id: ..."). */
 int ids_check(const cJSON *record, struct sbuf *why);
 
+/* Orders two ids as numbers, by their text (NULL first); text that is not
+ * an id compares as text. */
+int ids_compare(const char *a, const char *b);
+
 /* Whether API version v (YYYY-MM-DD) sends and takes ids as strings. */
 bool ids_are_strings(const char *api_version);
 

@@ -104,7 +104,9 @@ static int keep_title(void *ctx, const cJSON *c)
 			break;
 		}
 	}
-	if (emp && cJSON_IsString(title)) {
+	/* the title in force today: a version dated later waits for its day (a sync then, or its employee's
+	 * next delivery, which schedules it) */
+	if (emp && cJSON_IsString(title) && strncmp(date, r->a.today, 10) <= 0) {
 		const char *have = strmap_get(&r->title_dates, emp);
 		/* the latest version wins; ids ascend, so a tie goes to the later one */
 		if (!have || strcmp(date, have) >= 0) {

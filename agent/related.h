@@ -31,6 +31,10 @@
 
 struct related;
 
+/* The kinds, a bit each, in the order of related.c's table. */
+#define RELATED_LOCATIONS 0x1u
+#define RELATED_LEGAL_ENTITIES 0x2u
+
 /* The kinds (a bit each) the employees section of m reads. */
 unsigned related_needs(const struct mapping *m);
 

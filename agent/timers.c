@@ -23,20 +23,31 @@ struct due_ctx {
 	struct store *st;
 };
 
+/* What comes due: a termination ("employee"), or a contract version taking
+ * effect ("contract": its employee is read again). */
 static int enqueue_due(void *ctx, const char *kind, const char *record_id, const char *body)
 {
+	static const struct {
+		const char *kind, *type, *what;
+	} due[] = {
+		{ "employee", "employees/employee/terminate", "termination due" },
+		{ "contract", "contracts/contract_version/update", "contract version taking effect" },
+	};
 	struct due_ctx *c = ctx;
 	struct sbuf err;
+	size_t i = 0;
 	int rc = 0;
 
 	sbuf_init(&err);
-	if (strcmp(kind, "employee") != 0)
+	while (i < sizeof(due) / sizeof(due[0]) && strcmp(kind, due[i].kind) != 0)
+		i++;
+	if (i == sizeof(due) / sizeof(due[0]))
 		goto cleanup;
-	if (receiver_submit_text(c->a, "employees/employee/terminate", body, &err) < 0) {
-		log_error("employee %s: the termination due today could not be queued: %s", record_id, sbuf_str(&err));
+	if (receiver_submit_text(c->a, due[i].type, body, &err) < 0) {
+		log_error("employee %s: the %s today could not be queued: %s", record_id, due[i].what, sbuf_str(&err));
 		goto cleanup;
 	}
-	log_info("employee %s: termination due: queued", record_id);
+	log_info("employee %s: %s: queued", record_id, due[i].what);
 	if (store_schedule_remove(c->st, kind, record_id, &err) < 0)
 		log_warn("employee %s: %s", record_id, sbuf_str(&err));
 cleanup:

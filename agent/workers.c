@@ -159,7 +159,8 @@ static int connect_worker(struct worker *w, const struct snapshot *s)
 		w->api = NULL;
 		w->seen = s;
 	}
-	if ((s->cfg->factorial.enrich || s->related_kinds) && !w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
+	/* always: contract version deliveries read their employee whatever enrich says */
+	if (!w->api && factorial_open(s->cfg, &w->api, &err) < 0) {
 		log_error("%s", sbuf_str(&err));
 		pause_directory(a, "Factorial API", "the client could not be set up");
 		goto cleanup;
@@ -195,12 +196,12 @@ void workers_related_read(struct agentd *a, struct related *fresh, unsigned kind
 
 /* The related records the snapshot's mapping reads, held for the worker:
  * those read before, or read now when there are none, the mapping reads
- * other kinds, or again is asked and they are older than
- * RELATED_FRESH_SECONDS.  0 and *out (NULL when the mapping reads none)
+ * other kinds, again is asked and they are older than
+ * RELATED_FRESH_SECONDS, or now is asked (a location changed).  0 and *out (NULL when the mapping reads none)
  * with *complete (read within those seconds: an id they lack is taken as
  * truly unknown, and a storm of such records reads them at most that
  * often); -1 when the API failed. */
-static int worker_related(struct worker *w, const struct snapshot *s, bool again, struct related **out,
+static int worker_related(struct worker *w, const struct snapshot *s, bool again, bool now, struct related **out,
                           bool *complete, struct sbuf *err)
 {
 	struct agentd *a = w->a;
@@ -213,7 +214,8 @@ static int worker_related(struct worker *w, const struct snapshot *s, bool again
 	if (!need)
 		return 0;
 	pthread_mutex_lock(&a->related_mu);
-	if (!a->related || a->related_kinds != need || (again && agentd_mono_now() - a->related_at >= RELATED_FRESH_SECONDS)) {
+	if (!a->related || a->related_kinds != need || now ||
+	    (again && agentd_mono_now() - a->related_at >= RELATED_FRESH_SECONDS)) {
 		if (related_load_api(w->api, need, &fresh, err) < 0) {
 			rc = -1;
 		} else {
@@ -362,7 +364,7 @@ static void related_again(struct worker *w, const struct snapshot *s, const char
 
 	sbuf_init(&err);
 	log_info("%s: reading the locations and legal entities again", why);
-	if (worker_related(w, s, true, &fresh, &complete, &err) < 0)
+	if (worker_related(w, s, true, false, &fresh, &complete, &err) < 0)
 		applied_unreachable(w, &(struct apply_ctx){ .api_unavailable = true }, sbuf_str(&err));
 	related_free(fresh);
 	sbuf_free(&err);
@@ -377,6 +379,7 @@ static void process(struct worker *w, struct queue_delivery *d)
 	struct apply_ctx ac = { 0 };
 	struct guard_note g = { .w = w, .s = s };
 	struct sbuf err, ldif;
+	const struct event_type *t = event_find(d->type);
 	cJSON *body = NULL;
 	char today[16];
 	double t0 = agentd_mono_now();
@@ -389,14 +392,15 @@ static void process(struct worker *w, struct queue_delivery *d)
 	sbuf_init(&g.why);
 	if (connect_worker(w, s) < 0)
 		goto cleanup;
-	if (worker_related(w, s, false, &rel, &complete, &err) < 0) {
+	/* a location delivery: its people are applied with its new names, read now */
+	if (worker_related(w, s, false, t && t->kind == EVENT_LOCATION, &rel, &complete, &err) < 0) {
 		applied_unreachable(w, &(struct apply_ctx){ .api_unavailable = true }, sbuf_str(&err));
 		goto cleanup;
 	}
 	body = json_parse(d->body, strlen(d->body), NULL);
 	clock_today(today, sizeof(today));
 	ac = (struct apply_ctx){ .m = s->m, .lw = w->lw, .st = w->st, .state = w->st, .today = today, .ldif = &ldif,
-		                 .api = s->cfg->factorial.enrich ? w->api : NULL, .related = rel,
+		                 .api = s->cfg->factorial.enrich ? w->api : NULL, .reader = w->api, .related = rel,
 		                 .related_complete = complete, .groups_lock = &a->groups_mu, .revisit = revisit,
 		                 .revisit_ctx = a, .claim_refs = claim_refs, .claim_ctx = w };
 	w->cur = d;

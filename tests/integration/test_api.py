@@ -22,7 +22,10 @@ ALL_TYPES = ["employees/employee/create_with_contract", "employees/employee/invi
              "employees/employee/terminate", "employees/employee/unterminate",
              "employees/employee/set_regular_access_start_date", "teams/team/create", "teams/team/update",
              "teams/team/delete", "teams/membership/create", "teams/membership/update", "teams/membership/delete",
-             "teams/membership/bulk_upsert"]
+             "teams/membership/bulk_upsert", "contracts/contract_version/create", "contracts/contract_version/update",
+             "contracts/contract_version/delete", "locations/location/create", "locations/location/update",
+             "locations/location/delete"]
+N = len(ALL_TYPES)
 PUBLIC = "https://agent.example.com/hooks"
 
 
@@ -51,7 +54,7 @@ class TestSubscriptions(Api):
     def test_sync_creates_one_per_type_then_changes_nothing(self):
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.splitlines()[-1], "13 created, 0 updated, 0 deleted, 0 unchanged")
+        self.assertEqual(r.stdout.splitlines()[-1], f"{N} created, 0 updated, 0 deleted, 0 unchanged")
         subs = self.ours()
         self.assertEqual(sorted(subs), sorted(ALL_TYPES))
         for t, s in subs.items():
@@ -62,7 +65,7 @@ class TestSubscriptions(Api):
             self.assertEqual(s["company_id"], 1234)
         before = len(self.modifying_requests())
         r = self.agent("subscriptions", "sync")
-        self.assertEqual(r.stdout.splitlines()[-1], "0 created, 0 updated, 0 deleted, 13 unchanged")
+        self.assertEqual(r.stdout.splitlines()[-1], f"0 created, 0 updated, 0 deleted, {N} unchanged")
         self.assertEqual(len(self.modifying_requests()), before)
 
     def test_wrong_target_and_disabled_are_corrected(self):
@@ -88,7 +91,7 @@ class TestSubscriptions(Api):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("would create  employees/employee/update  " + PUBLIC + "/employees/employee/update\n", r.stdout)
         self.assertIn("would update  1  teams/team/create: challenge, name", r.stdout)
-        self.assertEqual(r.stdout.splitlines()[-1], "12 to create, 1 to update, 0 to delete, 0 unchanged")
+        self.assertEqual(r.stdout.splitlines()[-1], f"{N - 1} to create, 1 to update, 0 to delete, 0 unchanged")
         self.assertEqual(self.modifying_requests(), [])
         self.assertEqual(self.fake.subscriptions[1]["challenge"], "old")
 
@@ -102,7 +105,7 @@ class TestSubscriptions(Api):
         self.assertRegex(r.stdout, r"\n\d+\s+teams/team/create\s+yes\s+yes\s+" + PUBLIC + "/teams/team/create\n")
         r = self.agent("subscriptions", "delete", "--dry-run")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.splitlines()[-1], "13 to delete, 1 not this agent's left alone")
+        self.assertEqual(r.stdout.splitlines()[-1], f"{N} to delete, 1 not this agent's left alone")
         self.assertRegex(r.stdout, r"^would delete  \d+  ")
         self.assertEqual(len(self.fake.subscriptions), 14)
         # no terminal to ask, and no --yes: nothing goes
@@ -112,7 +115,7 @@ class TestSubscriptions(Api):
         self.assertEqual(len(self.fake.subscriptions), 14)
         r = self.agent("subscriptions", "delete", "--yes")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.splitlines()[-1], "13 deleted, 1 not this agent's left alone")
+        self.assertEqual(r.stdout.splitlines()[-1], f"{N} deleted, 1 not this agent's left alone")
         self.assertEqual(list(self.fake.subscriptions), [other["id"]])
 
     def test_unconfigured_own_subscription_is_removed(self):
@@ -141,9 +144,9 @@ class TestDuplicatesRejected(Api):
                       "to take it over (that integration then receives none), set "
                       "webhooks.take_over_subscriptions: true\n", r.stdout)
         self.assertEqual(r.stdout.splitlines()[-1],
-                         "12 created, 0 updated, 0 deleted, 0 unchanged, 1 another integration's, left alone")
+                         f"{N - 1} created, 0 updated, 0 deleted, 0 unchanged, 1 another integration's, left alone")
         self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], "https://crm.example.com/t")
-        self.assertEqual(len(self.fake.subscriptions), 13)
+        self.assertEqual(len(self.fake.subscriptions), N)
         # taken over only when the configuration says so
         with open(self.cfg) as f:
             text = f.read()
@@ -182,7 +185,7 @@ class TestDuplicatesRejected(Api):
         self.assertIn(f"foreign  {theirs['id']}  teams/team/update: another integration's (https://old.example.com/t)",
                       r.stdout)
         self.assertIn(("POST", "/api/2026-07-01/resources/api_public/webhook_subscriptions", 422), self.fake.requests)
-        self.assertEqual(len(self.fake.subscriptions), 13)
+        self.assertEqual(len(self.fake.subscriptions), N)
         self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], "https://old.example.com/t")
 
 
@@ -201,16 +204,16 @@ class TestSecondCluster(Api):
     def test_subscriptions_registered_for_the_exact_company(self):
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.splitlines()[-1], "13 created, 0 updated, 0 deleted, 0 unchanged")
+        self.assertEqual(r.stdout.splitlines()[-1], f"{N} created, 0 updated, 0 deleted, 0 unchanged")
         self.assertEqual({s["company_id"] for s in self.fake.subscriptions.values()}, {1234})
         r = self.agent("subscriptions", "sync")
-        self.assertEqual(r.stdout.splitlines()[-1], "0 created, 0 updated, 0 deleted, 13 unchanged")
+        self.assertEqual(r.stdout.splitlines()[-1], f"0 created, 0 updated, 0 deleted, {N} unchanged")
         ids = {str(self.BIG + s["id"]) for s in self.fake.subscriptions.values()}
         listed = {line.split()[0] for line in self.agent("subscriptions", "list").stdout.splitlines()[1:]}
         self.assertEqual(listed, ids)
         # and they are deleted by their exact ids
         r = self.agent("subscriptions", "delete", "--yes")
-        self.assertEqual((r.returncode, r.stdout.splitlines()[-1]), (0, "13 deleted, 0 not this agent's left alone"))
+        self.assertEqual((r.returncode, r.stdout.splitlines()[-1]), (0, f"{N} deleted, 0 not this agent's left alone"))
         self.assertEqual(self.fake.subscriptions, {})
 
 
@@ -226,7 +229,7 @@ class TestDuplicatesOverwritten(Api):
         self.fake.list_resource = stale_list
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(len(self.fake.subscriptions), 13)
+        self.assertEqual(len(self.fake.subscriptions), N)
         self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], f"{PUBLIC}/teams/team/update")
 
 
@@ -585,9 +588,9 @@ class TestRunKeepsSubscriptions(unittest.TestCase):
             agent = AgentProcess(cfg, os.path.join(d.path, "agent.log")).start()
             try:
                 deadline = time.monotonic() + 30
-                while len(fake.subscriptions) < 13 and time.monotonic() < deadline:
+                while len(fake.subscriptions) < N and time.monotonic() < deadline:
                     time.sleep(0.1)
-                self.assertEqual(len(fake.subscriptions), 13, agent.log_text())
+                self.assertEqual(len(fake.subscriptions), N, agent.log_text())
                 # Factorial delivers to the subscriptions the agent registered itself
                 fake.deliver("employees/employee/create_with_contract", dict(fake.employees[1], login_email=None))
                 self.assertTrue(fake.wait_deliveries(20))

@@ -71,7 +71,7 @@ class TestOneAgentPerStateFolder(Case):
     def test_a_second_run_exits_at_once_naming_the_first(self):
         first = self.start(self.config(public="https://first.example.com/hooks",
                                        extra="sync: { interval: 0 }\n"))
-        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="the first agent's subscriptions")
+        wait_for(lambda: len(self.fake.subscriptions) == 19, 30, what="the first agent's subscriptions")
         targets = sorted(s["target_url"] for s in self.fake.subscriptions.values())
         self.assertTrue(all(t.startswith("https://first.example.com/hooks/") for t in targets))
         second = self.config(name="second.yaml", public="https://second.example.com/hooks",
@@ -176,8 +176,8 @@ class TestMonitoring(Case):
                  metric(agent, "subscriptions_ok") == 1, 30, what="the start-up sync and subscription check")
         self.assertEqual(metric(agent, "build_info", version="0.1.0"), 1)
         self.assertEqual(metric(agent, "directory_up"), 1)
-        self.assertEqual(metric(agent, "subscriptions_wanted"), 13)
-        self.assertEqual(metric(agent, "subscriptions_repaired_total"), 13)  # all made at the first check
+        self.assertEqual(metric(agent, "subscriptions_wanted"), 19)
+        self.assertEqual(metric(agent, "subscriptions_repaired_total"), 19)  # all made at the first check
         self.assertEqual(metric(agent, "sync_failures_total"), 0)
         self.assertEqual(metric(agent, "held_deliveries"), 0)
         self.assertGreater(metric(agent, "subscriptions_checked_timestamp_seconds"), time.time() - 60)
@@ -205,7 +205,7 @@ class TestStartOrder(Case):
         agent = self.start(cfg)
         self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Port")), 200)
         wait_for(lambda: self.people_dns() == [f"uid=ana.port,{PEOPLE}"], 30, what="the entry")
-        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="the subscriptions")
+        wait_for(lambda: len(self.fake.subscriptions) == 19, 30, what="the subscriptions")
         self.assertEqual(agent.stop(), 0)
         # then the configuration changes (another public URL, a drifted employee) and the port is taken
         self.fake.put_employee(dict(person(2, "Eva", "Port"), company_id=1234))
@@ -452,6 +452,40 @@ class TestCoalescedReferences(Case):
                         [i for i in done if " employee:2: " in lines[i]][-1])
 
 
+class TestContractVersions(Case):
+    """A new job title comes as a contract version: its webhook re-reads the employee, with the title
+    in force today; one dated later is applied on its day."""
+    mapping = MAPPING.replace("    loginShell: /bin/bash\n", "    loginShell: /bin/bash\n    title: \"{job_title}\"\n")
+
+    def test_a_title_changes_through_its_webhook_and_a_later_one_on_its_day(self):
+        clock = self.d.file("now", "2026-11-27T09:00:00Z\n")
+        ana = dict(person(1, "Ana", "Titulo"), company_id=1234)
+        self.fake.put_employee(ana)
+        self.fake.contract_versions = {1: {"id": 1, "employee_id": 1, "job_title": "Engineer",
+                                           "effective_on": "2026-01-01"}}
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", enrich=True,
+                          extra="sync: { interval: 0 }\nqueue: { schedule_check: 1s }\n")
+        agent = self.start(cfg, env={"FACTORIAL_LDAP_AGENT_NOW": "@" + clock})
+        dn = f"uid=ana.titulo,{PEOPLE}"
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", ana), 200)
+        wait_for(lambda: (self.ldap.entry(dn) or {}).get("title") == ["Engineer"], 30, what="the first title")
+        # a promotion in force today
+        self.fake.contract_versions[2] = {"id": 2, "employee_id": 1, "job_title": "Senior Engineer",
+                                          "effective_on": "2026-11-27"}
+        self.assertEqual(self.post(agent, "contracts/contract_version/create", self.fake.contract_versions[2]), 200)
+        wait_for(lambda: self.ldap.entry(dn).get("title") == ["Senior Engineer"], 30, what="the promotion")
+        # one dated next month: nothing changes today, and it is applied on its day
+        self.fake.contract_versions[3] = {"id": 3, "employee_id": 1, "job_title": "Staff Engineer",
+                                          "effective_on": "2026-12-15"}
+        self.assertEqual(self.post(agent, "contracts/contract_version/create", self.fake.contract_versions[3]), 200)
+        wait_for(lambda: "the contract version taking effect on 2026-12-15 is applied on that day" in agent.log_text(),
+                 30, what="the later one scheduled")
+        self.assertEqual(self.ldap.entry(dn)["title"], ["Senior Engineer"])
+        self.d.file("now", "2026-12-15T00:10:00Z\n")
+        wait_for(lambda: self.ldap.entry(dn).get("title") == ["Staff Engineer"], 30, what="the title on its day")
+        self.assertIn("employee 1: contract version taking effect: queued", agent.log_text())
+
+
 class TestRelatedRecords(Case):
     """{location.name} in run: the locations are read once, and again when a record names one
     made since."""
@@ -479,6 +513,40 @@ class TestRelatedRecords(Case):
         self.assertEqual(self.ldap.entry(f"uid=cy.loc,{PEOPLE}")["l"], ["Lisbon"])
         self.assertEqual(reads(), 2)
         self.assertIn("reading the locations and legal entities again", agent.log_text())
+        self.assertEqual(metric(agent, "dead_letters"), 0)
+
+
+class TestLocationRenamed(Case):
+    """A location renamed in Factorial: its webhook reads the locations again and applies its people
+    again, who move to the OU of its new name and carry it in l."""
+    mapping = MAPPING.replace("  base: ou=people,dc=example,dc=com\n",
+                              "  base: \"ou={location.name|slug},ou=people,dc=example,dc=com\"\n  create_bases: true\n",
+                              1).replace("    cn: \"{full_name}\"\n", "    cn: \"{full_name}\"\n    l: \"{location.name}\"\n", 1)
+
+    def test_the_people_follow_the_new_name(self):
+        self.assertNotIn("  base: ou=people,dc=example,dc=com\n", self.mapping)
+        self.fake.locations = {1: {"id": 1, "name": "Madrid Office"}, 2: {"id": 2, "name": "Paris"}}
+        people = [dict(person(1, "Ana", "Sede", location_id=1), company_id=1234),
+                  dict(person(2, "Bo", "Sede", location_id=1), company_id=1234),
+                  dict(person(3, "Cy", "Sede", location_id=2), company_id=1234)]
+        for p in people:
+            self.fake.put_employee(p)
+        agent = self.start(self.config(webhooks_extra="  manage_subscriptions: false\n",
+                                       extra="sync: { interval: 0 }\n"))
+        for p in people:
+            self.assertEqual(self.post(agent, "employees/employee/create_with_contract", p), 200)
+        wait_for(lambda: len(self.ldap.search(PEOPLE, "(employeeNumber=*)", attrs=["1.1"])) == 3, 30,
+                 what="the three entries")
+        self.assertEqual(self.ldap.entry(f"uid=ana.sede,ou=madrid-office,{PEOPLE}")["l"], ["Madrid Office"])
+        self.fake.locations[1] = {"id": 1, "name": "Madrid HQ"}
+        self.assertEqual(self.post(agent, "locations/location/update", self.fake.locations[1]), 200)
+        for who in ("ana", "bo"):
+            wait_for(lambda: (self.ldap.entry(f"uid={who}.sede,ou=madrid-hq,{PEOPLE}") or {}).get("l") == ["Madrid HQ"],
+                     30, what=f"{who} in the renamed location")
+        self.assertIsNone(self.ldap.entry(f"uid=ana.sede,ou=madrid-office,{PEOPLE}"))
+        # the people of other locations are left as they are
+        self.assertEqual(self.ldap.entry(f"uid=cy.sede,ou=paris,{PEOPLE}")["l"], ["Paris"])
+        self.assertIn("2 people of location 1 queued to be applied again", agent.log_text())
         self.assertEqual(metric(agent, "dead_letters"), 0)
 
 
@@ -519,7 +587,7 @@ class TestOAuthRotation(Case):
         cfg = self.oauth_config()
         prefix = self.as_nobody()
         agent = self.start_as(prefix, cfg, "one.log")
-        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions made with an OAuth token")
+        wait_for(lambda: len(self.fake.subscriptions) == 19, 30, what="subscriptions made with an OAuth token")
         self.assertEqual(agent.stop(), 0)
         kept = os.path.join(self.d.path, "state", "oauth-refresh-token")
         with open(kept) as f:
@@ -533,7 +601,7 @@ class TestOAuthRotation(Case):
         self.fake.subscriptions.clear()
         requests = self.fake.token_requests
         agent = self.start_as(prefix, cfg, "two.log")
-        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions after the restart")
+        wait_for(lambda: len(self.fake.subscriptions) == 19, 30, what="subscriptions after the restart")
         self.assertEqual(self.fake.token_requests, requests + 1)
         self.assertNotIn("invalid_grant", agent.log_text())
         self.assertEqual(metric(agent, "oauth_refresh_token_unsaved"), 0)
@@ -545,7 +613,7 @@ class TestOAuthRotation(Case):
         self.d.file("agent.yaml", text)
         os.makedirs(os.path.join(self.d.path, "state", "oauth-refresh-token.new"))  # in the way of the new file
         agent = self.start(cfg)
-        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions")
+        wait_for(lambda: len(self.fake.subscriptions) == 19, 30, what="subscriptions")
         self.assertIn("OAuth: the rotated refresh token could not be saved", agent.log_text())
         self.assertIn("make the state folder writable", agent.log_text())
         self.assertEqual(metric(agent, "oauth_refresh_token_unsaved"), 1)
@@ -748,7 +816,7 @@ class TestPrivilegeSeparation(Case):
         self.assertIsNotNone(rx, f"no receiver process under {agent.proc.pid}: {children(agent.proc.pid)}")
         self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Split")), 200)
         wait_for(lambda: self.people_dns(), 30, what="the hire applied by the daemon")
-        wait_for(lambda: len(self.fake.subscriptions) == 13, 30, what="subscriptions made with the API key")
+        wait_for(lambda: len(self.fake.subscriptions) == 19, 30, what="subscriptions made with the API key")
         st = status_of(rx)
         self.assertEqual(st["NoNewPrivs"].strip(), "1")
         self.assertEqual(st["Seccomp"].strip(), "2")  # a filter

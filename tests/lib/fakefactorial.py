@@ -602,6 +602,9 @@ class FakeFactorial:
                 emps = ids_filter("employee_ids")
                 if emps:
                     items = [c for c in items if c["employee_id"] in emps]
+                day = query.get("date", [None])[0]
+                if day:  # the versions in force on that day: effective_on on or before it
+                    items = [c for c in items if (c.get("effective_on") or "") <= day]
             elif rest in ("locations/locations", "companies/legal_entities"):
                 items = list((self.locations if rest.startswith("locations") else self.legal_entities).values())
                 ids = ids_filter("ids")

@@ -133,7 +133,7 @@ static void test_valid_minimal_with_defaults(void **state)
 	assert_int_equal(cfg->sync.interval, 21600);
 	assert_int_equal(cfg->safety.max_disables, 25);
 	assert_int_equal(cfg->log.level, LOG_LVL_INFO);
-	assert_int_equal(cfg->webhooks.subscriptions.n, 13);
+	assert_int_equal(cfg->webhooks.subscriptions.n, 19);
 	assert_string_equal(cfg->state_dir, "/var/lib/factorial-ldap-agent");
 	config_free(cfg);
 }
