@@ -3361,9 +3361,19 @@ static int employee_read_fresh(struct job *j, struct factorial *api)
 	char next[16] = "";
 	int rc = -1, got;
 
+	const struct mapping *m = j->a->m;
+	unsigned what = (mapping_uses_field(m, MAPPING_EMPLOYEE, "job_title") ? FACTORIAL_ENRICH_TITLE : 0) |
+	                (m->obj[MAPPING_TEAM].present || mapping_uses_field(m, MAPPING_EMPLOYEE, "team_ids")
+	                         ? FACTORIAL_ENRICH_TEAMS
+	                         : 0);
+
 	sbuf_init(&e);
-	got = factorial_enrich(api, j->id, j->a->today, &fresh, next, &e);
-	if (got < 0) {
+	got = factorial_enrich(api, j->id, what, j->a->today, &fresh, next, &e);
+	if (got < 0 && factorial_forbidden(api)) {
+		/* a permission the token lacks: this record's failure, not the API being away (which would
+		 * hold every delivery back) */
+		sbuf_addf(j->err, "employee %s: reading it from the Factorial API: %s", j->id, sbuf_str(&e));
+	} else if (got < 0) {
 		sbuf_addf(j->err, "employee %s: reading it from the Factorial API: %s", j->id, sbuf_str(&e));
 		j->a->connection_lost = true;
 		j->a->api_unavailable = true;

@@ -338,6 +338,53 @@ cleanup:
 	return rc;
 }
 
+/* Each family of records the configuration and the mapping make the agent
+ * read, asked for one record: a 403 names what the token lacks (an OAuth
+ * app's scope) and what needs it.  -1 when one is refused. */
+static int check_reads(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m, struct factorial *api)
+{
+	const struct mapping_object *e = &m->obj[MAPPING_EMPLOYEE];
+	unsigned rel = related_needs(m);
+	const struct {
+		const char *path, *why;
+		bool needed;
+	} reads[] = {
+		{ "employees/employees", "sync, and enrichment", e->present },
+		{ "teams/teams", "the teams' groups", m->obj[MAPPING_TEAM].present || mapping_uses_field(m, MAPPING_EMPLOYEE, "team_ids") },
+		{ "contracts/contract_versions", "job_title", mapping_uses_field(m, MAPPING_EMPLOYEE, "job_title") },
+		{ "locations/locations", "{location.*} in the mapping", (rel & RELATED_LOCATIONS) != 0 },
+		{ "companies/legal_entities", "{legal_entity.*} in the mapping", (rel & RELATED_LEGAL_ENTITIES) != 0 },
+	};
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		struct factorial_answer a = { 0 };
+		struct sbuf err;
+		const char *what, *scope;
+		if (!reads[i].needed)
+			continue;
+		sbuf_init(&err);
+		scope = factorial_scope_of(reads[i].path, &what);
+		if (factorial_call(api, "GET", reads[i].path, "limit=1", NULL, &a, &err) < 0) {
+			fprintf(stderr, "%s: Factorial API %s: %s\n", ctx->prog, cfg->factorial.base_url, sbuf_str(&err));
+			rc = -1;
+		} else if (a.status == 403) {
+			fprintf(stderr, "%s: Factorial API %s: the token may not read %s, which %s needs: %s\n", ctx->prog,
+			        cfg->factorial.base_url, what, reads[i].why,
+			        cfg->factorial.oauth ? "give the OAuth app that scope" : "an API key should have it");
+			fprintf(stderr, "%s: (the OAuth scope: %s)\n", ctx->prog, scope);
+			rc = -1;
+		} else if (a.status != 200) {
+			fprintf(stderr, "%s: Factorial API %s: GET %s: HTTP %ld\n", ctx->prog, cfg->factorial.base_url,
+			        reads[i].path, a.status);
+			rc = -1;
+		}
+		factorial_answer_free(&a);
+		sbuf_free(&err);
+	}
+	return rc;
+}
+
 /* check --online: a bind to the directory and a call to the API, each ok or its exact failure. */
 static int check_online(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m)
 {
@@ -373,6 +420,9 @@ static int check_online(struct cli_ctx *ctx, const struct config *cfg, const str
 	} else {
 		printf("Factorial API %s: ok (version %s, company %lld)\n", cfg->factorial.base_url,
 		       cfg->factorial.api_version, cfg->factorial.company_id);
+		fflush(stdout);
+		if (check_reads(ctx, cfg, m, api) < 0)
+			rc = -1;
 		if (lw && m->obj[MAPPING_EMPLOYEE].base_tmpl && check_needed_bases(ctx, cfg, m, lw, api) < 0)
 			rc = -1;
 	}

@@ -51,6 +51,7 @@ struct factorial {
 	unsigned teams_generation; /* of the process's team changes when the list was read */
 	long requests;
 	long refreshes;
+	bool forbidden; /* the last refusal was a 403: the token lacks a permission (an OAuth scope) */
 };
 
 struct reply {
@@ -662,14 +663,52 @@ static const cJSON *unwrap(const cJSON *j)
 	return cJSON_IsObject(d) ? d : j;
 }
 
-static void status_error(struct sbuf *err, const char *what, long status)
+/* The OAuth scope each family of resources needs (docs/api.md). */
+static const struct {
+	const char *prefix, *what, *scope;
+} scopes[] = {
+	{ "employees/", "employees", "employees" },
+	{ "teams/", "teams and memberships", "employees" },
+	{ "contracts/", "contract versions", "contracts" },
+	{ "locations/", "locations", "company_locations" },
+	{ "companies/legal_entities", "legal entities", "company_legal_entities" },
+	{ "api_public/webhook_subscriptions", "webhook subscriptions", "webhook subscriptions" },
+};
+
+const char *factorial_scope_of(const char *path, const char **what)
 {
-	if (status == 401 || status == 403)
-		sbuf_addf(err, "%s: HTTP %ld: the API refused the credentials (check factorial.api_key_file or the "
+	for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++)
+		if (strncmp(path, scopes[i].prefix, strlen(scopes[i].prefix)) == 0) {
+			if (what)
+				*what = scopes[i].what;
+			return scopes[i].scope;
+		}
+	if (what)
+		*what = path;
+	return NULL;
+}
+
+static void status_error(struct factorial *f, struct sbuf *err, const char *what, long status)
+{
+	const char *family, *scope = factorial_scope_of(what, &family);
+
+	f->forbidden = status == 403;
+	if (status == 401)
+		sbuf_addf(err, "%s: HTTP 401: the API refused the credentials (check factorial.api_key_file or the "
 		               "oauth block)",
-		          what, status);
+		          what);
+	else if (status == 403 && scope)
+		sbuf_addf(err, "%s: HTTP 403: the token may not read %s: an OAuth app needs the %s scope for it%s", what,
+		          family, scope, f->oauth ? "" : " (an API key has every permission: check who made it)");
+	else if (status == 403)
+		sbuf_addf(err, "%s: HTTP 403: the token lacks the permission for it", what);
 	else
 		sbuf_addf(err, "%s: HTTP %ld", what, status);
+}
+
+bool factorial_forbidden(const struct factorial *f)
+{
+	return f->forbidden;
 }
 
 /* Where a listing stands: by cursor (after_id) or, for an API without one, by page. */
@@ -699,7 +738,7 @@ static int fetch_page(struct factorial *f, const char *path, const char *query, 
 	if (factorial_call(f, "GET", path, sbuf_str(&q), NULL, a, err) < 0)
 		goto cleanup;
 	if (a->status != 200) {
-		status_error(err, path, a->status);
+		status_error(f, err, path, a->status);
 		goto cleanup;
 	}
 	*data = cJSON_GetObjectItemCaseSensitive(a->json, "data");
@@ -792,7 +831,7 @@ int factorial_get(struct factorial *f, const char *path, const char *id, cJSON *
 	if (a.status == 404) {
 		rc = 0;
 	} else if (a.status != 200 || !a.json) {
-		status_error(err, sbuf_str(&p), a.status);
+		status_error(f, err, sbuf_str(&p), a.status);
 	} else {
 		*out = cJSON_Duplicate(unwrap(a.json), 1);
 		rc = *out ? 1 : -1;
@@ -880,8 +919,8 @@ void factorial_teams_changed(void)
 	atomic_fetch_add(&teams_generation, 1);
 }
 
-int factorial_enrich(struct factorial *f, const char *id, const char *today, cJSON **out, char next[16],
-                     struct sbuf *err)
+int factorial_enrich(struct factorial *f, const char *id, unsigned what, const char *today, cJSON **out,
+                     char next[16], struct sbuf *err)
 {
 	struct latest l = { .today = today };
 	struct sbuf q;
@@ -889,6 +928,7 @@ int factorial_enrich(struct factorial *f, const char *id, const char *today, cJS
 	char *eid = curl_easy_escape(f->curl, id, 0);
 	int rc = -1, got;
 
+	f->forbidden = false;
 	*out = NULL;
 	sbuf_init(&q);
 	got = factorial_get(f, "employees/employees", id, &emp, err);
@@ -896,8 +936,11 @@ int factorial_enrich(struct factorial *f, const char *id, const char *today, cJS
 		rc = got;
 		goto cleanup;
 	}
+	if (next)
+		next[0] = '\0';
 	sbuf_addf(&q, "employee_ids%%5B%%5D=%s", eid ? eid : "");
-	if (factorial_list(f, "contracts/contract_versions", sbuf_str(&q), keep_latest, &l, err) < 0)
+	if ((what & FACTORIAL_ENRICH_TITLE) &&
+	    factorial_list(f, "contracts/contract_versions", sbuf_str(&q), keep_latest, &l, err) < 0)
 		goto cleanup;
 	if (next)
 		snprintf(next, 16, "%s", l.next);
@@ -906,6 +949,12 @@ int factorial_enrich(struct factorial *f, const char *id, const char *today, cJS
 		cJSON_DeleteItemFromObjectCaseSensitive(emp, "job_title");
 		if (cJSON_IsString(title))
 			cJSON_AddStringToObject(emp, "job_title", title->valuestring);
+	}
+	if (!(what & FACTORIAL_ENRICH_TEAMS)) {
+		*out = emp;
+		emp = NULL;
+		rc = 1;
+		goto cleanup;
 	}
 	if (!f->teams || time(NULL) - f->teams_at >= TEAMS_TTL || f->teams_generation != atomic_load(&teams_generation)) {
 		cJSON *list = cJSON_CreateArray();

@@ -75,13 +75,26 @@ int factorial_collect(void *ctx, const cJSON *item);
 /* GET by id: 1 and *out when found, 0 when the API says 404, -1 on failure. */
 int factorial_get(struct factorial *f, const char *path, const char *id, cJSON **out, struct sbuf *err);
 
-/* The employee read fresh, with job_title (of the contract version in force
- * on today, YYYY-MM-DD; NULL: the latest) and team_ids added: 1 and *out;
- * 0 when the employee no longer exists; -1 on failure.  next (when not
- * NULL) gets the day the next contract version takes effect, "" when none
- * is dated later. */
-int factorial_enrich(struct factorial *f, const char *id, const char *today, cJSON **out, char next[16],
-                     struct sbuf *err);
+/* What an enrichment adds, as the mapping needs it (each costs a read). */
+#define FACTORIAL_ENRICH_TITLE 0x1u /* job_title, from the contract versions */
+#define FACTORIAL_ENRICH_TEAMS 0x2u /* team_ids, from the teams */
+
+/* The employee read fresh, with what asks for added: job_title (of the
+ * contract version in force on today, YYYY-MM-DD; NULL: the latest) and
+ * team_ids.  1 and *out; 0 when the employee no longer exists; -1 on
+ * failure (factorial_forbidden() tells a missing permission apart).  next
+ * (when not NULL) gets the day the next contract version takes effect, ""
+ * when none is dated later (or titles were not read). */
+int factorial_enrich(struct factorial *f, const char *id, unsigned what, const char *today, cJSON **out,
+                     char next[16], struct sbuf *err);
+
+/* Whether the last refusal was a 403 (a permission, an OAuth scope, the
+ * token lacks), not the API being away. */
+bool factorial_forbidden(const struct factorial *f);
+/* The OAuth scope a resource path needs ("contracts" for
+ * contracts/contract_versions), and (when what is not NULL) what it holds
+ * in words; NULL when the path is none the agent reads. */
+const char *factorial_scope_of(const char *path, const char **what);
 
 /* A team or membership changed: every client reads the teams list again
  * before its next enrichment instead of waiting for the minute to pass. */

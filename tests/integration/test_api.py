@@ -3,6 +3,7 @@ the fake Factorial server (there is no network here)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,23 +97,23 @@ class TestSubscriptions(Api):
         self.assertEqual(self.fake.subscriptions[1]["challenge"], "old")
 
     def test_delete_touches_only_owned(self):
-        other = self.fake.add_subscription("locations/location/create", "https://other.example.com/x", name="erp")
+        other = self.fake.add_subscription("companies/legal_entity/create", "https://other.example.com/x", name="erp")
         self.agent("subscriptions", "sync")
-        self.assertEqual(len(self.fake.subscriptions), 14)
+        self.assertEqual(len(self.fake.subscriptions), N + 1)
         r = self.agent("subscriptions", "list")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertRegex(r.stdout, rf"\n{other['id']}\s+locations/location/create\s+yes\s+no\s+https://other\.example\.com/x\n")
+        self.assertRegex(r.stdout, rf"\n{other['id']}\s+companies/legal_entity/create\s+yes\s+no\s+https://other\.example\.com/x\n")
         self.assertRegex(r.stdout, r"\n\d+\s+teams/team/create\s+yes\s+yes\s+" + PUBLIC + "/teams/team/create\n")
         r = self.agent("subscriptions", "delete", "--dry-run")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines()[-1], f"{N} to delete, 1 not this agent's left alone")
         self.assertRegex(r.stdout, r"^would delete  \d+  ")
-        self.assertEqual(len(self.fake.subscriptions), 14)
+        self.assertEqual(len(self.fake.subscriptions), N + 1)
         # no terminal to ask, and no --yes: nothing goes
         r = self.agent("subscriptions", "delete")
         self.assertEqual(r.returncode, 2)
         self.assertIn("give --yes to delete without being asked, or --dry-run to see what would go", r.stderr)
-        self.assertEqual(len(self.fake.subscriptions), 14)
+        self.assertEqual(len(self.fake.subscriptions), N + 1)
         r = self.agent("subscriptions", "delete", "--yes")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines()[-1], f"{N} deleted, 1 not this agent's left alone")
@@ -215,6 +216,31 @@ class TestSecondCluster(Api):
         r = self.agent("subscriptions", "delete", "--yes")
         self.assertEqual((r.returncode, r.stdout.splitlines()[-1]), (0, f"{N} deleted, 0 not this agent's left alone"))
         self.assertEqual(self.fake.subscriptions, {})
+
+
+class TestScopes(Api):
+    """An OAuth app without the contracts scope: check --online names it, with what needs it."""
+    fake_args = {"withheld_scopes": {"contracts"}}
+
+    def test_a_missing_scope_is_named(self):
+        self.d.file("mapping.yaml", MAPPING.replace("    loginShell: /bin/bash\n",
+                                                    "    loginShell: /bin/bash\n    title: \"{job_title}\"\n"))
+        with Slapd() as ldap:
+            with open(self.cfg) as f:
+                self.d.file("agent.yaml", f.read().replace("ldap://127.0.0.1:389", ldap.uri))
+            r = self.agent("check", "--online")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn(f"Factorial API {self.fake.base_url}: ok (version 2026-07-01, company 1234)\n", r.stdout)
+        self.assertIn(f"factorial-ldap-agent: Factorial API {self.fake.base_url}: the token may not read contract "
+                      "versions, which job_title needs: an API key should have it\n"
+                      "factorial-ldap-agent: (the OAuth scope: contracts)\n", r.stderr)
+        # without a title in the mapping, contract versions are not read at all
+        self.d.file("mapping.yaml", MAPPING)
+        with Slapd() as ldap:
+            with open(self.cfg) as f:
+                self.d.file("agent.yaml", re.sub(r"ldap://127\.0\.0\.1:\d+", ldap.uri, f.read()))
+            r = self.agent("check", "--online")
+        self.assertNotIn("contract versions", r.stderr)
 
 
 class TestDuplicatesOverwritten(Api):

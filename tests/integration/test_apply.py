@@ -1351,18 +1351,26 @@ class TestDryRunEqualsApply(unittest.TestCase):
         # the dry run prints, through the LDIF executor, the plan the directory executor carries out:
         # the same directory after every type the agent handles
         events = every_type_steps(temp_members=[2])
+        # a contract version reads its employee from the API, as Factorial has it by then; this
+        # mapping reads no location: a location changes nothing
+        ana = person(1, "Ana", "Pérez", phone_number="+34 600")
+        version = {"id": 1, "employee_id": 1, "job_title": "Engineer", "effective_on": "2026-01-01"}
+        events += [(f"contracts/contract_version/{a}", version) for a in ("create", "update", "delete")]
+        events += [(f"locations/location/{a}", {"id": 1, "name": "Madrid"}) for a in ("create", "update", "delete")]
         listed = run_agent("apply", "--event", "none", "-").stderr.splitlines()[1:]
         self.assertEqual(sorted({t for t, _ in events}), sorted(line.strip() for line in listed))
-        self.run_sequence(events)
+        with FakeFactorial(fixtures=None) as fake:
+            fake.put_employee(ana)
+            self.run_sequence(events, base_url=fake.base_url)
 
-    def run_sequence(self, events):
+    def run_sequence(self, events, base_url="http://127.0.0.1:9"):
         with test_directory() as real, test_directory() as dry, AgentDir() as dr, AgentDir() as dd:
             dr.file("mapping.yaml", MAPPING)
             dd.file("mapping.yaml", MAPPING)
-            cr = dr.standard(ldap_uri=real.uri, enrich=False)
+            cr = dr.standard(ldap_uri=real.uri, enrich=False, base_url=base_url)
             # the dry run reads the state the real runs left (leavers, the groups they left), as it
             # would on the machine itself, and runs first: it shows what the real run does next
-            cd = dd.standard(ldap_uri=dry.uri, enrich=False)
+            cd = dd.standard(ldap_uri=dry.uri, enrich=False, base_url=base_url)
             with open(cd) as f:
                 text = f.read().replace("state_dir: state\n", f"state_dir: {dr.path}/state\n")
             dd.file("agent.yaml", text)

@@ -516,6 +516,28 @@ class TestRelatedRecords(Case):
         self.assertEqual(metric(agent, "dead_letters"), 0)
 
 
+class TestMissingScope(Case):
+    """An OAuth app without the contracts scope, a mapping with a job title: each employee delivery
+    fails as that record's failure, naming the scope; the rest of the queue goes on."""
+    mapping = TestContractVersions.mapping
+
+    def test_deliveries_are_not_held_behind_it(self):
+        self.fake.withheld_scopes = {"contracts"}
+        ana = dict(person(1, "Ana", "Scope"), company_id=1234)
+        self.fake.put_employee(ana)
+        self.fake.teams = {4: {"id": 4, "name": "Ops", "employee_ids": []}}
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", enrich=True,
+                          extra="sync: { interval: 0 }\nqueue: { retry_delay: 1s, max_attempts: 2 }\n")
+        agent = self.start(cfg)
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", ana), 200)
+        self.assertEqual(self.post(agent, "teams/team/create", {"id": 4, "name": "Ops", "employee_ids": []}), 200)
+        wait_for(lambda: self.ldap.entry("cn=team-ops,ou=groups,dc=example,dc=com"), 10, what="the team, meanwhile")
+        wait_for(lambda: metric(agent, "dead_letters") == 1, 30, what="the employee's dead letter")
+        listing = run_agent("-c", cfg, "queue", "list").stdout
+        self.assertIn("HTTP 403: the token may not read contract versions: an OAuth app needs the contracts scope", listing)
+        self.assertNotIn("unavailable", agent.log_text())
+
+
 class TestLocationRenamed(Case):
     """A location renamed in Factorial: its webhook reads the locations again and applies its people
     again, who move to the OU of its new name and carry it in l."""

@@ -219,7 +219,7 @@ class TestApiFaults(Faults):
                             prefix="/api/2026-07-01/resources/api_public/webhook_subscriptions")
         self.fake.slow_next(5, count=2, prefix="/api/2026-07-01/resources/api_public/webhook_subscriptions")
         agent = self.start()
-        wait_for(lambda: len(self.fake.subscriptions) == 13, 90, what="the subscriptions made despite the faults")
+        wait_for(lambda: len(self.fake.subscriptions) == 19, 90, what="the subscriptions made despite the faults")
         # deliveries are answered all along
         self.assertEqual(self.hire(1), 200)
         self.drained()

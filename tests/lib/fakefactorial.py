@@ -30,7 +30,10 @@ It follows docs/api.md, "What the agent relies on" (the facts the agent depends 
   environment sets the default), and the cursors of 2026-07-01 are opaque
   (base64).  The tests keep talking of small ids: put_employee(), deliver()
   and the tables hold them, and only what goes over the wire carries the
-  offset (wire_id() says how an id is written there).
+  offset (wire_id() says how an id is written there);
+* OAuth scopes per family of resources (employees, contracts,
+  company_locations, company_legal_entities, webhook subscriptions): those in
+  `withheld_scopes` answer 403, as an app without them gets.
 
 Use it in-process (FakeFactorial(...).start()) or as a program:
 
@@ -124,7 +127,7 @@ class FakeFactorial:
                  max_retries=20, retry_interval=0.05, delivery_timeout=5.0,
                  refresh_token="test-refresh-token", rotate_refresh_tokens=True, expires_in=7200,
                  client_id="test-client", client_secret="test-client-secret", host="127.0.0.1", port=0,
-                 paging="both", ids="by-version", cluster=None):
+                 paging="both", ids="by-version", cluster=None, withheld_scopes=()):
         if duplicates not in ("overwrite", "reject"):
             raise ValueError("duplicates must be overwrite or reject")
         if paging not in ("both", "page"):
@@ -135,6 +138,7 @@ class FakeFactorial:
         if ids not in ("by-version", "numbers", "strings"):
             raise ValueError("ids must be by-version, numbers or strings")
         self.ids = ids
+        self.withheld_scopes = set(withheld_scopes)
         self.cluster = int(cluster if cluster is not None else os.environ.get("FLA_FAKE_CLUSTER", "1"))
         self.offset = CLUSTER_OFFSETS[self.cluster]
         self.api_key = api_key
@@ -204,6 +208,16 @@ class FakeFactorial:
             else:
                 out[k] = self.wire(version, v)
         return out
+
+    @staticmethod
+    def scope_of(rest):
+        """The OAuth scope a resource path needs."""
+        for prefix, scope in (("employees/", "employees"), ("teams/", "employees"), ("contracts/", "contracts"),
+                              ("locations/", "company_locations"), ("companies/legal_entities", "company_legal_entities"),
+                              ("api_public/webhook_subscriptions", "webhook subscriptions")):
+            if rest.startswith(prefix):
+                return scope
+        return None
 
     def unwire(self, v):
         """The internal id of an id as a client sent it (a number or a string of digits)."""
@@ -743,6 +757,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._record(method, path, 401)
                 return self._send(401, {"error": "Unauthorized"})
             version = m.group("version")
+            if fake.scope_of(m.group("rest")) in fake.withheld_scopes:
+                self._body()
+                self._record(method, path, 403)
+                return self._send(403, {"error": "insufficient_scope", "scope": fake.scope_of(m.group("rest"))})
             status, out = self._route(method, m.group("rest"), query, version)
             self._record(method, path, status)
             return self._send(status, fake.wire(version, out))

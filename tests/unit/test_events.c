@@ -97,9 +97,9 @@ static void test_every_type_is_a_row(void **state)
 		assert_ptr_equal(event_find(t->name), t);
 		assert_string_equal(strrchr(t->name, '/') + 1, t->action);
 	}
-	assert_int_equal(n, 13);
+	assert_int_equal(n, 19);
 	assert_null(event_find("employees/employee/delete"));
-	assert_null(event_find("locations/location/create"));
+	assert_null(event_find("companies/legal_entity/create"));
 	assert_true(event_find("teams/membership/bulk_upsert")->list_body);
 	assert_false(event_find("teams/membership/create")->list_body);
 	assert_int_equal(event_find("employees/employee/invite")->kind, EVENT_EMPLOYEE);
