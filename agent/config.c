@@ -71,14 +71,17 @@ static const char *const orphan_choices[] = { "report", "disable", "delete", NUL
 static const char *const sasl_choices[] = { "EXTERNAL", NULL };
 
 static void factorial_post(struct loader *L, yaml_node_t *m, const char *path);
+static void oauth_post(struct loader *L, yaml_node_t *m, const char *path);
 static void webhooks_post(struct loader *L, yaml_node_t *m, const char *path);
 static void ldap_post(struct loader *L, yaml_node_t *m, const char *path);
 
+/* An OAuth app's four keys (the refresh token rotates), or a company token alone (it never expires). */
 static const struct field oauth_fields[] = {
-	{ "token_url", F_HTTP_URL, OFF(factorial.token_url), REQUIRED, NULL, NULL, 0, 0, NULL },
-	{ "client_id", F_STRING, OFF(factorial.client_id), REQUIRED, NULL, NULL, 0, 0, NULL },
-	{ "client_secret_file", F_SECRET, OFF(factorial.client_secret_file), REQUIRED, NULL, NULL, 0, 0, NULL },
-	{ "refresh_token_file", F_SECRET, OFF(factorial.refresh_token_file), REQUIRED, NULL, NULL, 0, 0, NULL },
+	{ "token_url", F_HTTP_URL, OFF(factorial.token_url), 0, NULL, NULL, 0, 0, NULL },
+	{ "client_id", F_STRING, OFF(factorial.client_id), 0, NULL, NULL, 0, 0, NULL },
+	{ "client_secret_file", F_SECRET, OFF(factorial.client_secret_file), 0, NULL, NULL, 0, 0, NULL },
+	{ "refresh_token_file", F_SECRET, OFF(factorial.refresh_token_file), 0, NULL, NULL, 0, 0, NULL },
+	{ "token_file", F_SECRET, OFF(factorial.token_file), 0, NULL, NULL, 0, 0, NULL },
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };
 
@@ -87,7 +90,7 @@ static const struct field factorial_fields[] = {
 	{ "api_version", F_STRING, OFF(factorial.api_version), 0, NULL, NULL, 0, 0, NULL },
 	{ "company_id", F_INT, OFF(factorial.company_id), REQUIRED, NULL, NULL, 1, LLONG_MAX, NULL },
 	{ "api_key_file", F_SECRET, OFF(factorial.api_key_file), 0, NULL, NULL, 0, 0, NULL },
-	{ "oauth", F_SECTION, OFF(factorial.oauth), 0, oauth_fields, NULL, 0, 0, NULL },
+	{ "oauth", F_SECTION, OFF(factorial.oauth), 0, oauth_fields, NULL, 0, 0, oauth_post },
 	{ "enrich", F_BOOL, OFF(factorial.enrich), 0, NULL, NULL, 0, 0, NULL },
 	{ "ca_file", F_FILE, OFF(factorial.ca_file), 0, NULL, NULL, 0, 0, NULL },
 	{ "connect_timeout", F_DURATION, OFF(factorial.connect_timeout), 0, NULL, NULL, 1, 3600, NULL },
@@ -751,6 +754,22 @@ static void factorial_post(struct loader *L, yaml_node_t *m, const char *path)
 		ydoc_error(&L->y, L->d, m, path, "give api_key_file or an oauth block");
 	else if (key && oauth)
 		ydoc_error(&L->y, L->d, m, path, "api_key_file and oauth exclude each other: keep one");
+}
+
+static void oauth_post(struct loader *L, yaml_node_t *m, const char *path)
+{
+	static const char *const app[] = { "token_url", "client_id", "client_secret_file", "refresh_token_file", NULL };
+	bool company = has_key(L, m, "token_file");
+	char key[256];
+
+	for (size_t i = 0; app[i]; i++) {
+		join_path(key, sizeof(key), path, app[i]);
+		if (company && has_key(L, m, app[i]))
+			ydoc_error(&L->y, L->d, m, key, "not with token_file: a company token is used as it is, without "
+			                                "refreshing it");
+		else if (!company && !has_key(L, m, app[i]))
+			ydoc_error(&L->y, L->d, m, key, "required key is missing (or token_file, for a company token)");
+	}
 }
 
 static void webhooks_post(struct loader *L, yaml_node_t *m, const char *path)

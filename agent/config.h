@@ -55,6 +55,7 @@ struct config {
 		char *client_id;
 		char *client_secret_file;
 		char *refresh_token_file;
+		char *token_file; /* oauth: a company token (never expires, never refreshed) instead */
 		bool enrich;
 		char *ca_file;
 		long long connect_timeout; /* seconds */

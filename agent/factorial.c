@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "factorial.h"
+#include "common/clock.h"
 #include "common/json.h"
 #include "ids.h"
 #include "metrics.h"
@@ -37,7 +38,8 @@ struct factorial {
 	long connect_timeout;
 	long timeout;
 	size_t max_response;
-	struct secret api_key;
+	struct secret api_key; /* or a company OAuth token, with bearer */
+	bool bearer; /* api_key holds a company token: sent as a bearer token, never refreshed */
 	bool oauth;
 	char *token_url;
 	char *client_id;
@@ -105,7 +107,13 @@ int factorial_open(const struct config *cfg, struct factorial **out, struct sbuf
 		sbuf_adds(err, "out of memory");
 		goto cleanup;
 	}
-	if (cfg->factorial.oauth) {
+	if (cfg->factorial.oauth && cfg->factorial.token_file) {
+		f->bearer = true; /* a company token: it never expires */
+		if (secret_read_file(cfg->factorial.token_file, &f->api_key, e, sizeof(e)) < 0) {
+			sbuf_addf(err, "factorial.oauth.token_file: %s", e);
+			goto cleanup;
+		}
+	} else if (cfg->factorial.oauth) {
 		f->oauth = true;
 		f->token_url = strdup(cfg->factorial.token_url);
 		f->client_id = strdup(cfg->factorial.client_id);
@@ -219,6 +227,8 @@ static struct {
 	struct secret access;
 	time_t expiry;         /* of access, a minute early */
 	bool unsaved;          /* the newest refresh token lives in memory only */
+	double issued;         /* clock_now() when the refresh token in use was issued: its week starts there */
+	double forced;         /* when keep-alive last spent one (an API that does not rotate is asked once an hour) */
 } tokens = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 void factorial_forget_tokens(void)
@@ -349,6 +359,7 @@ static void rotated(const char *token)
 	secret_free(&tokens.refresh);
 	tokens.refresh.data = strdup(token);
 	tokens.refresh.len = tokens.refresh.data ? strlen(token) : 0;
+	tokens.issued = (double)clock_now();
 	tokens.unsaved = keep_refresh_token(token, &err) < 0;
 	metrics_token_unsaved(tokens.unsaved);
 	if (tokens.unsaved)
@@ -503,9 +514,12 @@ static int refresh(struct factorial *f, struct sbuf *err)
 		if (i > 0)
 			sbuf_reset(err); /* the newer file was refused: the other one may still be good */
 		r = token_request(f, &rt, &cs, err);
-		if (r == 0 && !tokens.refresh.data)
+		if (r == 0 && !tokens.refresh.data) {
+			/* not rotated: the file's token goes on, its week counted from when it was written */
+			double written = mtime_of(files[i]);
+			tokens.issued = written > 0 ? written : (double)clock_now();
 			rc = secret_copy(&tokens.refresh, &rt);
-		else if (r == 0)
+		} else if (r == 0)
 			rc = 0;
 		else if (r < 0)
 			break;
@@ -518,6 +532,30 @@ cleanup:
 	pthread_mutex_unlock(&tokens.mu);
 	secret_free(&rt);
 	secret_free(&cs);
+	return rc;
+}
+
+int factorial_keep_alive(struct factorial *f, double now, double *age, struct sbuf *err)
+{
+	int rc = 0;
+
+	*age = -1;
+	if (!f->oauth)
+		return 0;
+	pthread_mutex_lock(&tokens.mu);
+	tokens_follow(f);
+	if (tokens.refresh.data && now - tokens.issued >= FACTORIAL_KEEP_ALIVE_AFTER && now - tokens.forced >= 3600) {
+		/* spent now, while it is good: the new one is good for another week */
+		tokens.forced = now;
+		secret_free(&tokens.access);
+		secret_free(&f->access_token);
+	}
+	pthread_mutex_unlock(&tokens.mu);
+	if (!f->access_token.data || time(NULL) >= f->access_expiry)
+		rc = refresh(f, err);
+	pthread_mutex_lock(&tokens.mu);
+	*age = tokens.refresh.data ? now - tokens.issued : -1;
+	pthread_mutex_unlock(&tokens.mu);
 	return rc;
 }
 
@@ -553,6 +591,8 @@ static CURLcode perform(struct factorial *f, const char *method, const char *url
 	sbuf_init(&auth);
 	if (f->oauth)
 		sbuf_addf(&auth, "Authorization: Bearer %s", f->access_token.data ? f->access_token.data : "");
+	else if (f->bearer)
+		sbuf_addf(&auth, "Authorization: Bearer %s", f->api_key.data);
 	else
 		sbuf_addf(&auth, "x-api-key: %s", f->api_key.data);
 	h = curl_slist_append(h, sbuf_str(&auth));
@@ -694,9 +734,9 @@ static void status_error(struct factorial *f, struct sbuf *err, const char *what
 
 	f->forbidden = status == 403;
 	if (status == 401)
-		sbuf_addf(err, "%s: HTTP 401: the API refused the credentials (check factorial.api_key_file or the "
-		               "oauth block)",
-		          what);
+		sbuf_addf(err, "%s: HTTP 401: the API refused the credentials (check %s)", what,
+		          f->bearer ? "factorial.oauth.token_file: the company token may have been revoked"
+		                    : "factorial.api_key_file or the oauth block");
 	else if (status == 403 && scope)
 		sbuf_addf(err, "%s: HTTP 403: the token may not read %s: an OAuth app needs the %s scope for it%s", what,
 		          family, scope, f->oauth ? "" : " (an API key has every permission: check who made it)");

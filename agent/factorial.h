@@ -100,6 +100,18 @@ const char *factorial_scope_of(const char *path, const char **what);
  * before its next enrichment instead of waiting for the minute to pass. */
 void factorial_teams_changed(void);
 
+/* Refresh tokens last a week, and rotate at every use: one spent after
+ * FACTORIAL_KEEP_ALIVE_AFTER seconds gives a new week, so that an agent that
+ * has nothing to ask the API for a week keeps its authorization. */
+#define FACTORIAL_KEEP_ALIVE_AFTER (3 * 86400.0)
+#define FACTORIAL_REFRESH_TOKEN_LIFE (7 * 86400.0)
+/* With OAuth: spends the refresh token when it is FACTORIAL_KEEP_ALIVE_AFTER
+ * old (now: clock_now()), or gets an access token when there is none; *age
+ * gets the age of the refresh token in use (seconds; -1 without OAuth or
+ * before the first).  0, or -1 (why in err) when the token endpoint refused
+ * or could not be reached. */
+int factorial_keep_alive(struct factorial *f, double now, double *age, struct sbuf *err);
+
 /* Wipes the process's OAuth tokens (at exit). */
 void factorial_forget_tokens(void);
 

@@ -41,6 +41,7 @@ struct metrics_state {
 	struct histogram ldap_h, commit_h;
 	long drift[4];
 	bool token_unsaved;
+	double token_age; /* seconds, -1: no OAuth refresh token */
 	double sync_ok_at, sync_failed_at; /* wall time, 0: never */
 	unsigned long sync_failures;
 	bool subs_checked, subs_ok;
@@ -137,6 +138,13 @@ void metrics_ldap_seconds(double s)
 void metrics_commit_seconds(double s)
 {
 	observe(&st->commit_h, s);
+}
+
+void metrics_token_age(double seconds)
+{
+	lock();
+	st->token_age = seconds;
+	unlock();
 }
 
 void metrics_token_unsaved(bool unsaved)
@@ -272,6 +280,13 @@ void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 	          "saved to the state folder (a restart would need a new one).\n"
 	          "# TYPE " PREFIX "oauth_refresh_token_unsaved gauge\n" PREFIX "oauth_refresh_token_unsaved %d\n",
 	          g->queue_depth, g->dead_letters, g->held, st->token_unsaved ? 1 : 0);
+	if (st->token_age > 0)
+		sbuf_addf(out,
+		          "# HELP " PREFIX "oauth_refresh_token_age_seconds How old the OAuth refresh token in use is; "
+		          "Factorial's last a week, and the agent spends one at three days to get a new week.\n"
+		          "# TYPE " PREFIX "oauth_refresh_token_age_seconds gauge\n" PREFIX
+		          "oauth_refresh_token_age_seconds %.0f\n",
+		          st->token_age);
 	histogram(out, "ldap_operation_seconds", "Latency of LDAP operations.", &st->ldap_h);
 	histogram(out, "store_commit_seconds", "Latency of durable commits of deliveries.", &st->commit_h);
 	sbuf_addf(out,

@@ -32,6 +32,8 @@ void metrics_commit_seconds(double s);
 void metrics_drift(long checked, long differing, long fixed, long orphans);
 /* The OAuth refresh token lives in memory only (true) or is saved. */
 void metrics_token_unsaved(bool unsaved);
+/* The age of the OAuth refresh token in use, seconds (-1: none). */
+void metrics_token_age(double seconds);
 /* A reconcile ended at wall time when: ok, or failed (the directory or the API). */
 void metrics_sync(bool ok, double when);
 /* A check of the subscriptions ended at wall time when: ok (each wanted one

@@ -55,10 +55,40 @@ cleanup:
 	return rc;
 }
 
+/* With OAuth, the refresh token's week: spent in time (factorial_keep_alive)
+ * whatever else asks the API, its age a metric, and said a day before it
+ * runs out when it cannot be renewed (at most once an hour). */
+static void keep_oauth_alive(const struct snapshot *s, struct factorial **api, double *said)
+{
+	double now = (double)clock_now(), age = -1;
+	struct sbuf err;
+
+	if (!s->cfg->factorial.oauth)
+		return;
+	sbuf_init(&err);
+	if (!*api && factorial_open(s->cfg, api, &err) < 0) {
+		log_error("OAuth: %s", sbuf_str(&err));
+	} else if (factorial_keep_alive(*api, now, &age, &err) < 0 &&
+	           (age < 0 || age >= FACTORIAL_REFRESH_TOKEN_LIFE - 86400) && now - *said >= 3600) {
+		log_warn("OAuth: the refresh token %scould not be renewed (%s): put a new one in "
+		         "factorial.oauth.refresh_token_file (refresh tokens last a week)",
+		         age < 0                               ? ""
+		         : age >= FACTORIAL_REFRESH_TOKEN_LIFE ? "has run out and "
+		                                               : "runs out within a day, and ",
+		         sbuf_str(&err));
+		*said = now;
+	}
+	if (*api)
+		metrics_token_age(age);
+	sbuf_free(&err);
+}
+
 void *timers_scheduler_main(void *arg)
 {
 	struct agentd *a = arg;
 	struct store *st = NULL;
+	struct factorial *api = NULL;
+	double said = 0;
 	struct sbuf err;
 
 	sbuf_init(&err);
@@ -79,6 +109,9 @@ void *timers_scheduler_main(void *arg)
 		sbuf_reset(&err);
 		if (store_schedule_due(st, today, enqueue_due, &dc, &err) < 0)
 			log_warn("scheduler: %s", sbuf_str(&err));
+		s = agentd_snap_get(a);
+		keep_oauth_alive(s, &api, &said);
+		agentd_snap_put(a, s);
 		pthread_mutex_lock(&a->mu);
 		/* woken at every commit and reload: the next look comes after the whole period */
 		agentd_deadline_in(&ts, every);
@@ -90,6 +123,7 @@ void *timers_scheduler_main(void *arg)
 		}
 		pthread_mutex_unlock(&a->mu);
 	}
+	factorial_close(api);
 	store_close(st);
 	sbuf_free(&err);
 	return NULL;

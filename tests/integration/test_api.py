@@ -243,6 +243,35 @@ class TestScopes(Api):
         self.assertNotIn("contract versions", r.stderr)
 
 
+class TestCompanyToken(Api):
+    """An OAuth company token (resource_owner_type=company) never expires: configured alone, it is
+    sent as it is and never refreshed."""
+
+    def test_a_company_token_is_used_as_it_is(self):
+        self.fake.company_tokens.add("test-company-token")
+        self.d.secret("company-token", "test-company-token")
+        with open(self.cfg) as f:
+            text = f.read()
+        self.d.file("agent.yaml", text.replace("  api_key_file: api-key\n", "  oauth:\n    token_file: company-token\n"))
+        r = self.agent("subscriptions", "sync")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[-1], f"{N} created, 0 updated, 0 deleted, 0 unchanged")
+        self.assertEqual(self.fake.token_requests, 0)
+        self.assertNotIn("test-company-token", r.stdout + r.stderr)
+        # revoked: said as such
+        self.fake.company_tokens.clear()
+        r = self.agent("subscriptions", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 401: the API refused the credentials (check factorial.oauth.token_file: the company token "
+                      "may have been revoked)", r.stderr)
+        # with the keys of an app besides, the configuration is refused, at its place
+        self.d.file("agent.yaml", text.replace("  api_key_file: api-key\n",
+                                               "  oauth:\n    token_file: company-token\n    client_id: x\n"))
+        r = self.agent("check")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("factorial.oauth.client_id: not with token_file: a company token is used as it is", r.stderr)
+
+
 class TestDuplicatesOverwritten(Api):
     def test_create_overwrites_an_unlisted_one(self):
         theirs = self.fake.add_subscription("teams/team/update", "https://old.example.com/t", challenge="c")

@@ -649,6 +649,43 @@ class TestOAuthRotation(Case):
         self.assertNotIn("subscriptions: OAuth", agent.log_text())
 
 
+class TestRefreshTokenWeek(Case):
+    """Factorial's refresh tokens last a week: an idle run (nothing delivered, no sync, no subscription
+    upkeep) spends its token in time, eight days running, and says how old it is."""
+
+    def test_kept_alive_across_eight_idle_days(self):
+        import datetime
+        self.d.secret("client-secret", "test-client-secret")
+        self.d.secret("refresh-token", "test-refresh-token")
+        start = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        clock = self.d.file("now", start.strftime("%Y-%m-%dT%H:%M:%SZ") + "\n")
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 0 }\nqueue: { schedule_check: 1s }\n")
+        text = open(cfg).read().replace(
+            "  api_key_file: api-key\n",
+            f"  oauth:\n    token_url: {self.fake.base_url}/oauth/token\n    client_id: test-client\n"
+            "    client_secret_file: client-secret\n    refresh_token_file: refresh-token\n")
+        self.d.file("agent.yaml", text)
+        agent = self.start(cfg, env={"FACTORIAL_LDAP_AGENT_NOW": "@" + clock})
+        wait_for(lambda: self.fake.token_requests >= 1, 30, what="the first token")
+        # spent at three days old: one, two, renewed (0), one, two, renewed, one, two
+        for day, age in zip(range(1, 9), (1, 2, 0, 1, 2, 0, 1, 2)):
+            self.fake.advance(86400)
+            self.d.file("now", (start + datetime.timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ") + "\n")
+            if age:
+                wait_for(lambda: abs(metric(agent, "oauth_refresh_token_age_seconds") - age * 86400) < 5, 30,
+                         what=f"a refresh token {age} days old on day {day}")
+            else:
+                wait_for(lambda: "oauth_refresh_token_age_seconds" not in http("GET", agent.url("/metrics"))[1] or
+                         metric(agent, "oauth_refresh_token_age_seconds") < 5, 30,
+                         what=f"the refresh token renewed on day {day}")
+        # on the eighth day the API still takes the agent's token
+        self.assertNotIn("could not be renewed", agent.log_text())
+        self.assertNotIn("invalid_grant", agent.log_text())
+        self.assertGreaterEqual(self.fake.token_requests, 3)  # spent on days 3 and 6 at least
+        self.assertNotIn("test-refresh-token", self.fake.refresh_tokens)
+
+
 class TestStartupReconcileRetried(Case):
     def test_a_failed_start_up_reconcile_is_tried_again(self):
         self.fake.put_employee(dict(person(1, "Ana", "Retry"), company_id=1234))

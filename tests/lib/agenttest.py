@@ -27,12 +27,14 @@ NEVER_SEEN = {
     "test-challenge": "the webhook challenge",
     "test-client-secret": "the OAuth client secret",
     "test-refresh-token": "the OAuth refresh token",
+    "test-company-token": "the OAuth company token",
     IBAN: "an IBAN sent in a payload",
     SSN: "a social security number sent in a payload",
     str(SALARY): "a salary sent in a payload",
 }
 # Files that hold a secret by design: the inputs, and the rotated OAuth token.
-SECRET_FILES = {"api-key", "challenge", "ldap-password", "client-secret", "refresh-token", "oauth-refresh-token"}
+SECRET_FILES = {"api-key", "challenge", "ldap-password", "client-secret", "refresh-token", "oauth-refresh-token",
+                "company-token"}
 
 
 def leaks(text, where):

@@ -65,6 +65,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FIXTURES = os.path.join(HERE, "..", "fixtures", "factorial")
 DEFAULT_VERSIONS = ("2025-10-01", "2026-04-01", "2026-07-01")
 MAX_LIMIT = 100
+REFRESH_TOKEN_LIFE = 7 * 86400  # a week
 FIRST_STRING_VERSION = "2026-07-01"
 CLUSTER_OFFSETS = {1: 0, 2: 18446744073709550, 3: 36893488147419100}
 # the fields of Factorial's records that hold ids, alone or in lists
@@ -151,6 +152,10 @@ class FakeFactorial:
         self.client_id = client_id
         self.client_secret = client_secret
         self.refresh_tokens = {refresh_token} if refresh_token else set()
+        self.company_tokens = set()  # OAuth tokens of resource_owner_type=company: they never expire
+        # refresh tokens last a week (of the fake's clock, which advance() moves)
+        self.clock_offset = 0.0
+        self.refresh_issued = {refresh_token: time.time()} if refresh_token else {}
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.expires_in = expires_in
         self.access_tokens = {}  # token -> expiry (monotonic)
@@ -326,18 +331,30 @@ class FakeFactorial:
             rt = form.get("refresh_token")
             if rt not in self.refresh_tokens:
                 return 400, {"error": "invalid_grant"}
+            if self.now() - self.refresh_issued.get(rt, self.now()) > REFRESH_TOKEN_LIFE:
+                return 400, {"error": "invalid_grant", "error_description": "the refresh token has expired"}
             access = "at-" + secrets.token_hex(16)
-            self.access_tokens[access] = time.monotonic() + self.expires_in
+            self.access_tokens[access] = self.now() + self.expires_in
             body = {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in,
                     "created_at": int(time.time())}
             if self.rotate_refresh_tokens:
                 self.refresh_tokens.discard(rt)
                 new = "rt-" + secrets.token_hex(16)
                 self.refresh_tokens.add(new)
+                self.refresh_issued[new] = self.now()
                 body["refresh_token"] = new
             else:
                 body["refresh_token"] = rt
             return 200, body
+
+    def now(self):
+        """The fake's clock: the wall clock, moved on by advance()."""
+        return time.time() + self.clock_offset
+
+    def advance(self, seconds):
+        """Moves the fake's clock on (access and refresh tokens age with it)."""
+        with self.lock:
+            self.clock_offset += seconds
 
     def expire_access_tokens(self):
         with self.lock:
@@ -353,7 +370,8 @@ class FakeFactorial:
             tok = auth[7:]
             with self.lock:
                 exp = self.access_tokens.get(tok)
-            return exp is not None and exp > time.monotonic()
+                company = tok in self.company_tokens
+            return company or (exp is not None and exp > self.now())
         return False
 
     # -- webhook subscriptions ------------------------------------------------
