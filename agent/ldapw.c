@@ -582,7 +582,8 @@ int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, c
  * part of the directory as the whole. */
 
 static const char slice_alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz-_.@";
-enum { SLICE_DEPTH = 12 };
+/* deep enough for any key a directory holds: ids of a later Factorial cluster share their first 15 digits */
+enum { SLICE_DEPTH = 64 };
 
 static bool over_limit(int rc)
 {

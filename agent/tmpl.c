@@ -577,6 +577,45 @@ int tmpl_field_values(const cJSON *record, const struct tmpl_path *path, struct 
 	return push_json_value(record, path, 0, out, err);
 }
 
+/* Whether the record holds path, and holds it as null. */
+static bool path_is_null(const cJSON *record, const struct tmpl_path *path)
+{
+	const cJSON *v = record;
+
+	for (size_t i = 0; i < path->n; i++) {
+		if (!cJSON_IsObject(v))
+			return false;
+		v = cJSON_GetObjectItemCaseSensitive(v, path->seg[i]);
+	}
+	return v && cJSON_IsNull(v);
+}
+
+static size_t add_if_null(const cJSON *record, const struct tmpl_path *path, size_t n, const char *sep,
+                          struct sbuf *out)
+{
+	if (!path->n || !path_is_null(record, path))
+		return 0;
+	sbuf_adds(out, n ? ", " : sep);
+	path_text(out, path, path->n);
+	return 1;
+}
+
+size_t tmpl_null_fields(const struct tmpl *t, const cJSON *record, const char *sep, struct sbuf *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->n; i++) {
+		const struct tmpl_part *part = &t->parts[i];
+		if (part->kind == TP_FIELD)
+			n += add_if_null(record, &part->path, n, sep, out);
+		for (size_t f = 0; f < part->nfilters; f++)
+			for (size_t a = 0; a < part->filters[f].nargs; a++)
+				if (part->filters[f].args[a].kind == TA_PATH)
+					n += add_if_null(record, &part->filters[f].args[a].path, n, sep, out);
+	}
+	return n;
+}
+
 static bool all_empty(const struct vlist *l)
 {
 	for (size_t i = 0; i < l->n; i++)

@@ -151,6 +151,12 @@ int tmpl_eval_whole(const struct tmpl *t, struct tmpl_env *env, struct vlist *ou
 /* Appends the values of a record field (as {path} would give them). */
 int tmpl_field_values(const cJSON *record, const struct tmpl_path *path, struct vlist *out, struct sbuf *err);
 
+/* Appends to out, after sep, each record field t reads (in an expression or
+ * a filter's argument) that the record holds as null, not merely lacks,
+ * separated by ", "; returns how many it appended.  A required attribute
+ * that comes out empty says which of its fields were sent null. */
+size_t tmpl_null_fields(const struct tmpl *t, const cJSON *record, const char *sep, struct sbuf *out);
+
 /* Formats a cJSON number the way templates print it. */
 void tmpl_format_number(double d, char *buf, size_t len);
 

@@ -70,6 +70,12 @@ class Receiver:
         self.httpd.server_close()
 
 
+def body_cursor(i):
+    """The cursor 2026-07-01 gives for the page that ends at id i."""
+    import base64
+    return base64.b64encode(str(i).encode()).decode()
+
+
 class FakeTestCase(unittest.TestCase):
     fake_args = {}
 
@@ -153,6 +159,22 @@ class TestPagination(FakeTestCase):
     def test_ids_filter(self):
         status, body, _ = call(self.fake, "GET", EMPS + "?ids[]=5&ids[]=700")
         self.assertEqual([e["id"] for e in body["data"]], ids(5, 700))
+        # an id of no employee of this company (another cluster's, say) matches nothing
+        status, body, _ = call(self.fake, "GET", EMPS + "?ids[]=18446744073709555")
+        self.assertEqual((status, body["data"]), (200, []))
+
+    def test_a_page_costs_the_page_not_the_table(self):
+        # the ids are put in order once, not on every page, so that 100,000 people page in O(page)
+        call(self.fake, "GET", EMPS + "?limit=100")
+        order = self.fake.employees._order
+        status, body, _ = call(self.fake, "GET", EMPS + "?limit=100&after_id=" + body_cursor(500))
+        self.assertIs(self.fake.employees._order, order)
+        self.assertEqual([e["id"] for e in body["data"]][:2], ids(501, 502))
+        # a new employee makes the order again, and is on its page
+        self.fake.put_employee(dict(self.fake.employees[5], id=1500))
+        status, body, _ = call(self.fake, "GET", EMPS + "?limit=100&after_id=" + body_cursor(1000))
+        self.assertIsNot(self.fake.employees._order, order)
+        self.assertEqual([e["id"] for e in body["data"]], ids(1500))
 
 
 class TestPageOnly(FakeTestCase):

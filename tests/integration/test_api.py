@@ -13,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
 from agenttest import API_LIST, TOP_SRCDIR, AgentDir, AgentProcess, run_agent  # noqa: E402
-from fakefactorial import FakeFactorial  # noqa: E402
+from fakefactorial import AGENT_API_VERSION, FakeFactorial, wid  # noqa: E402
 from slapd import Slapd, free_port  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,9 +78,9 @@ class TestSubscriptions(Api):
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
         out = r.stdout
-        self.assertIn(f"updated  {subs['teams/team/create']['id']}  teams/team/create: target_url\n", out)
-        self.assertIn(f"updated  {subs['employees/employee/update']['id']}  employees/employee/update: enabled\n", out)
-        self.assertIn(f"updated  {subs['teams/team/delete']['id']}  teams/team/delete: challenge\n", out)
+        self.assertIn(f"updated  {wid(subs['teams/team/create']['id'])}  teams/team/create: target_url\n", out)
+        self.assertIn(f"updated  {wid(subs['employees/employee/update']['id'])}  employees/employee/update: enabled\n", out)
+        self.assertIn(f"updated  {wid(subs['teams/team/delete']['id'])}  teams/team/delete: challenge\n", out)
         subs = self.ours()
         self.assertEqual(subs["teams/team/create"]["target_url"], f"{PUBLIC}/teams/team/create")
         self.assertTrue(subs["employees/employee/update"]["enabled"])
@@ -91,7 +91,7 @@ class TestSubscriptions(Api):
         r = self.agent("subscriptions", "sync", "--dry-run")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("would create  employees/employee/update  " + PUBLIC + "/employees/employee/update\n", r.stdout)
-        self.assertIn("would update  1  teams/team/create: challenge, name", r.stdout)
+        self.assertIn(f"would update  {wid(1)}  teams/team/create: challenge, name", r.stdout)
         self.assertEqual(r.stdout.splitlines()[-1], f"{N - 1} to create, 1 to update, 0 to delete, 0 unchanged")
         self.assertEqual(self.modifying_requests(), [])
         self.assertEqual(self.fake.subscriptions[1]["challenge"], "old")
@@ -102,7 +102,7 @@ class TestSubscriptions(Api):
         self.assertEqual(len(self.fake.subscriptions), N + 1)
         r = self.agent("subscriptions", "list")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertRegex(r.stdout, rf"\n{other['id']}\s+companies/legal_entity/create\s+yes\s+no\s+https://other\.example\.com/x\n")
+        self.assertRegex(r.stdout, rf"\n{wid(other['id'])}\s+companies/legal_entity/create\s+yes\s+no\s+https://other\.example\.com/x\n")
         self.assertRegex(r.stdout, r"\n\d+\s+teams/team/create\s+yes\s+yes\s+" + PUBLIC + "/teams/team/create\n")
         r = self.agent("subscriptions", "delete", "--dry-run")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -128,7 +128,7 @@ class TestSubscriptions(Api):
                                            name="factorial-ldap-agent teams/team/create")
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn(f"deleted  {stale['id']}  teams/team/create (no longer configured)\n", r.stdout)
+        self.assertIn(f"deleted  {wid(stale['id'])}  teams/team/create (no longer configured)\n", r.stdout)
         self.assertEqual([s["type"] for s in self.fake.subscriptions.values()], ["employees/employee/update"])
 
 
@@ -140,7 +140,7 @@ class TestDuplicatesRejected(Api):
                                             name="crm sync")
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn(f"foreign  {theirs['id']}  teams/team/create: another integration's (crm sync, "
+        self.assertIn(f"foreign  {wid(theirs['id'])}  teams/team/create: another integration's (crm sync, "
                       "https://crm.example.com/t), left alone: this agent receives no teams/team/create deliveries; "
                       "to take it over (that integration then receives none), set "
                       "webhooks.take_over_subscriptions: true\n", r.stdout)
@@ -154,7 +154,7 @@ class TestDuplicatesRejected(Api):
         self.d.file("agent.yaml", text.replace("  challenge_file: challenge\n",
                                                "  challenge_file: challenge\n  take_over_subscriptions: true\n"))
         r = self.agent("subscriptions", "sync")
-        self.assertIn(f"updated  {theirs['id']}  teams/team/create: target_url, challenge, name (it was another "
+        self.assertIn(f"updated  {wid(theirs['id'])}  teams/team/create: target_url, challenge, name (it was another "
                       "integration's: taken over, as webhooks.take_over_subscriptions says)", r.stdout)
         self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], f"{PUBLIC}/teams/team/create")
 
@@ -164,8 +164,8 @@ class TestDuplicatesRejected(Api):
         mine = self.ours()["employees/employee/update"]
         mine["api_version"] = "2025-10-01"
         r = self.agent("subscriptions", "sync")
-        self.assertIn(f"updated  {mine['id']}  employees/employee/update: api_version\n", r.stdout)
-        self.assertEqual(self.ours()["employees/employee/update"]["api_version"], "2026-07-01")
+        self.assertIn(f"updated  {wid(mine['id'])}  employees/employee/update: api_version\n", r.stdout)
+        self.assertEqual(self.ours()["employees/employee/update"]["api_version"], AGENT_API_VERSION)
 
     def test_422_already_taken_turns_into_an_update(self):
         # the list does not show it yet (as if written a moment ago): create answers 422
@@ -183,9 +183,9 @@ class TestDuplicatesRejected(Api):
         r = self.agent("subscriptions", "sync")
         self.assertEqual(r.returncode, 0, r.stderr)
         # it is another integration's: found, and left alone
-        self.assertIn(f"foreign  {theirs['id']}  teams/team/update: another integration's (https://old.example.com/t)",
+        self.assertIn(f"foreign  {wid(theirs['id'])}  teams/team/update: another integration's (https://old.example.com/t)",
                       r.stdout)
-        self.assertIn(("POST", "/api/2026-07-01/resources/api_public/webhook_subscriptions", 422), self.fake.requests)
+        self.assertIn(("POST", f"/api/{AGENT_API_VERSION}/resources/api_public/webhook_subscriptions", 422), self.fake.requests)
         self.assertEqual(len(self.fake.subscriptions), N)
         self.assertEqual(self.fake.subscriptions[theirs["id"]]["target_url"], "https://old.example.com/t")
 
@@ -230,7 +230,7 @@ class TestScopes(Api):
                 self.d.file("agent.yaml", f.read().replace("ldap://127.0.0.1:389", ldap.uri))
             r = self.agent("check", "--online")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn(f"Factorial API {self.fake.base_url}: ok (version 2026-07-01, company 1234)\n", r.stdout)
+        self.assertIn(f"Factorial API {self.fake.base_url}: ok (version {AGENT_API_VERSION}, company {wid(1234)})\n", r.stdout)
         self.assertIn(f"factorial-ldap-agent: Factorial API {self.fake.base_url}: the token may not read contract "
                       "versions, which job_title needs: an API key should have it\n"
                       "factorial-ldap-agent: (the OAuth scope: contracts)\n", r.stderr)
@@ -302,8 +302,8 @@ class TestClient(Api):
         r = self.agent("subscriptions", "list")
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr, "factorial-ldap-agent: subscriptions list: GET "
-                                   f"{self.fake.base_url}/api/2026-07-01/resources/api_public/webhook_subscriptions"
-                                   "?company_id=1234&limit=100: HTTP 500 (after 5 attempts)\n")
+                                   f"{self.fake.base_url}/api/{AGENT_API_VERSION}/resources/api_public/webhook_subscriptions"
+                                   f"?company_id={wid(1234)}&limit=100: HTTP 500 (after 5 attempts)\n")
         self.assertEqual(len(self.fake.requests), 5)
 
     def test_unreachable_api(self):
@@ -312,7 +312,7 @@ class TestClient(Api):
         self.d.file("agent.yaml", text)
         r = self.agent("subscriptions", "list")
         self.assertEqual(r.returncode, 1)
-        self.assertIn("http://127.0.0.1:9/api/2026-07-01/resources/api_public/webhook_subscriptions?company_id=1234"
+        self.assertIn(f"http://127.0.0.1:9/api/{AGENT_API_VERSION}/resources/api_public/webhook_subscriptions?company_id={wid(1234)}"
                       "&limit=100: Couldn't connect to server (after 5 attempts)", r.stderr)
 
     def test_wrong_key_is_refused_and_never_shown(self):
@@ -343,16 +343,17 @@ class TestResponseCap(unittest.TestCase):
             self.assertEqual(r.stdout.splitlines()[-1], "10 items, 1 requests, 0 token refreshes")
 
 
+OAUTH = ("  oauth:\n    token_url: {}/oauth/token\n    client_id: test-client\n    client_secret_file: client-secret\n"
+         "    refresh_token_file: refresh-token\n")
+
+
 class TestOAuth(Api):
     def setUp(self):
         super().setUp()
         self.d.secret("client-secret", "test-client-secret")
         self.d.secret("refresh-token", "test-refresh-token")
         with open(self.cfg) as f:
-            text = f.read().replace("  api_key_file: api-key\n",
-                                    f"  oauth:\n    token_url: {self.fake.base_url}/oauth/token\n"
-                                    "    client_id: test-client\n    client_secret_file: client-secret\n"
-                                    "    refresh_token_file: refresh-token\n")
+            text = f.read().replace("  api_key_file: api-key\n", OAUTH.format(self.fake.base_url))
         self.d.file("agent.yaml", text)
 
     def test_a_401_leads_to_exactly_one_refresh(self):
@@ -418,18 +419,18 @@ class TestEnrichment(unittest.TestCase):
             cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True)
             body = dict(fake.employees[2], login_email=None, phone_number=None)
             r = run_agent("-c", cfg, "apply", "--event", "employees/employee/create_with_contract", "-",
-                          input=json.dumps(body, ensure_ascii=False))
+                          input=json.dumps(fake.to_agent(body), ensure_ascii=False))
             self.assertEqual(r.returncode, 0, r.stderr)
             e = ldap.entry("uid=jose.nunez,ou=people,dc=example,dc=com")
             self.assertEqual(e["mail"], ["jose.nunez@example.com"])
             self.assertEqual(e["title"], ["Software Engineer"])  # the latest contract version
-            self.assertEqual(e["departmentNumber"], ["1"])
+            self.assertEqual(e["departmentNumber"], [wid(1)])
             # an employee the API no longer knows is skipped
             fake.remove_employee(3)
             r = run_agent("-c", cfg, "apply", "--event", "employees/employee/update", "-",
-                          input=json.dumps(fake_employee(3)))
+                          input=json.dumps(fake.to_agent(fake_employee(3))))
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertIn("employee 3 (update): no longer exists in Factorial: skipped", r.stderr)
+            self.assertIn(f"employee {wid(3)} (update): no longer exists in Factorial: skipped", r.stderr)
             self.assertEqual(r.stderr.splitlines()[-1], "nothing to do")
 
     def test_without_enrich_the_body_is_mapped_as_it_came(self):
@@ -438,10 +439,32 @@ class TestEnrichment(unittest.TestCase):
             cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=False)
             body = dict(fake.employees[2], login_email=None)
             r = run_agent("-c", cfg, "apply", "--event", "employees/employee/create_with_contract", "-",
-                          input=json.dumps(body, ensure_ascii=False))
+                          input=json.dumps(fake.to_agent(body), ensure_ascii=False))
             self.assertEqual(r.returncode, 1)
-            self.assertIn("employee 2: mail: required", r.stderr)
+            self.assertIn(f"employee {wid(2)}: mail: required", r.stderr)
             self.assertEqual(fake.requests, [])
+
+    def test_a_token_of_a_user_who_is_not_an_administrator_is_named_in_the_refusal(self):
+        # Factorial sends such a user's token employees with login_email (and more) null
+        with Slapd() as ldap, FakeFactorial(non_admin=True) as fake, AgentDir() as d:
+            d.file("mapping.yaml", MAPPING)
+            cfg = d.standard(ldap_uri=ldap.uri, base_url=fake.base_url, enrich=True)
+            body = json.dumps(fake.to_agent(fake.employees[2]), ensure_ascii=False)
+            d.secret("client-secret", "test-client-secret")
+            d.secret("refresh-token", "test-refresh-token")
+            with open(cfg) as f:
+                oauth = d.file("oauth.yaml", f.read().replace("  api_key_file: api-key\n", OAUTH.format(fake.base_url)))
+            r = run_agent("-c", oauth, "apply", "--event", "employees/employee/update", "-", input=body)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"employee {wid(2)}: mail: required, but \"{{login_email|lower}}\" is empty: Factorial "
+                          "sent login_email null: the employee has none, or the agent's OAuth token is a user's who is "
+                          "not an administrator, whose records Factorial sends restricted (authorize the agent as an "
+                          "administrator, or use an API key or a company token)\n", r.stderr)
+            self.assertEqual(ldap.search("ou=people,dc=example,dc=com", scope="one", attrs=["1.1"]), {})
+            # the API key reads the whole record
+            r = run_agent("-c", cfg, "apply", "--event", "employees/employee/update", "-", input=body)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(ldap.entry("uid=jose.nunez,ou=people,dc=example,dc=com")["mail"], ["jose.nunez@example.com"])
 
 
 def fake_employee(i):
@@ -467,7 +490,7 @@ class TestCheckOnline(unittest.TestCase):
             self.assertEqual(r.stdout, "configuration ok\n"
                                        f"directory {ldap.uri}: ok (bound as cn=factorial-agent,ou=services,dc=example,dc=com)\n"
                                        f"mapping {d.path}/mapping.yaml: ok against the directory (schema, bases)\n"
-                                       f"Factorial API {fake.base_url}: ok (version 2026-07-01, company 1234)\n")
+                                       f"Factorial API {fake.base_url}: ok (version {AGENT_API_VERSION}, company {wid(1234)})\n")
             d.secret("api-key", "wrong-key")
             r = run_agent("-c", cfg, "check", "--online")
             self.assertEqual(r.returncode, 1)

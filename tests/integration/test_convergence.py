@@ -33,7 +33,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
 from agenttest import AgentDir, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
-from fakefactorial import FakeFactorial  # noqa: E402
+from fakefactorial import FakeFactorial, wid  # noqa: E402
 from servercase import ServersCase  # noqa: E402
 from slapd import Slapd  # noqa: E402
 
@@ -83,6 +83,10 @@ class Paper:
 
     def put_employee(self, e):
         pass
+
+    @staticmethod
+    def to_agent(record):
+        return record
 
 
 def plan_day(seed, deliveries, sites=False):
@@ -157,7 +161,7 @@ class World:
         return t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
     def send(self, type_, body):
-        self.deliveries.append((type_, json.dumps(body, ensure_ascii=False)))
+        self.deliveries.append((type_, json.dumps(self.fake.to_agent(body), ensure_ascii=False)))
 
     def put_employee(self, e, type_):
         e["updated_at"] = self.stamp()
@@ -465,7 +469,7 @@ class Findings(ServersCase):
         return e
 
     def deliver(self, type_, body, drain=True):
-        self.assertEqual(http("POST", self.agent.url("/hooks/" + type_), json.dumps(body), H)[0], 200)
+        self.assertEqual(http("POST", self.agent.url("/hooks/" + type_), json.dumps(self.fake.to_agent(body)), H)[0], 200)
         if drain:
             self.assertIsNone(Day.drained(self.agent), self.agent.log_text())
 
@@ -491,14 +495,14 @@ class TestStaleRetry(Findings):
         self.assertEqual(entry["loginShell"], ["/usr/sbin/nologin"])
         self.assertNotIn("telephoneNumber", entry)
         self.assertIsNone(self.ldap.entry(f"uid=ana.stale,{people}"))
-        self.assertIn("employee 1 (update): skipped-stale: updated_at 2026-11-27T10:00:00.000Z is older than "
+        self.assertIn(f"employee {wid(1)} (update): skipped-stale: updated_at 2026-11-27T10:00:00.000Z is older than "
                       "2026-11-27T11:00:00.000Z, already applied: nothing changes", self.agent.log_text())
         self.assertEqual(metric(self.agent, "applies_total", operation="skipped-stale", result="ok"), 1)
         import sqlite3
         db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
         rows = db.execute("SELECT event, record_id, attributes FROM audit WHERE operation = 'skipped-stale'").fetchall()
         db.close()
-        self.assertEqual(rows, [("employees/employee/update", "1", "2026-11-27T10:00:00.000Z")])
+        self.assertEqual(rows, [("employees/employee/update", wid(1), "2026-11-27T10:00:00.000Z")])
         # the same snapshot again applies (and changes nothing): equal is not older
         self.deliver("employees/employee/terminate", left)
         self.assertEqual(metric(self.agent, "applies_total", operation="skipped-stale", result="ok"), 1)

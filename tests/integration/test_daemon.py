@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
 from agenttest import AGENT, AgentProcess, http, metric, run_agent, wait_for  # noqa: E402
+from fakefactorial import AGENT_API_VERSION, wid  # noqa: E402
 from servercase import ServersCase  # noqa: E402
 from slapd import free_port  # noqa: E402
 
@@ -27,6 +28,7 @@ PEOPLE = "ou=people,dc=example,dc=com"
 CHALLENGE = "test-challenge"
 H = {"x-factorial-wh-challenge": CHALLENGE, "Content-Type": "application/json"}
 TODAY = {"FACTORIAL_LDAP_AGENT_NOW": "2026-11-27"}
+EMPLOYEES = f"/api/{AGENT_API_VERSION}/resources/employees/employees/"
 
 
 def tree(path):
@@ -61,7 +63,7 @@ class Case(ServersCase):
         return agent
 
     def post(self, agent, type_, record):
-        return http("POST", agent.url("/hooks/" + type_), json.dumps(record), H)[0]
+        return http("POST", agent.url("/hooks/" + type_), json.dumps(self.fake.to_agent(record)), H)[0]
 
     def people_dns(self):
         return sorted(self.ldap.search(PEOPLE, scope="one", attrs=["1.1"]))
@@ -136,8 +138,8 @@ class TestQueueListing(Case):
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0], "2 pending, 0 held, 0 dead")
         self.assertEqual(len(lines), 4, r.stdout)
-        self.assertRegex(lines[2], r"^1\s+pending\s+\S+\s+employees/employee/create_with_contract\s+0\s+employee:1: due$")
-        self.assertRegex(lines[3], r"^2\s+pending\s+.*employee:2: due$")
+        self.assertRegex(lines[2], r"^1\s+pending\s+\S+\s+employees/employee/create_with_contract\s+0\s+employee:" + wid(1) + ": due$")
+        self.assertRegex(lines[3], r"^2\s+pending\s+.*employee:" + wid(2) + ": due$")
         self.assertEqual(json.loads(run_agent("-c", cfg, "queue", "list", "--json").stdout)["counts"],
                          {"pending": 2, "held": 0, "dead": 0})
         self.assertEqual(run_agent("-c", cfg, "queue", "list", "--bogus").returncode, 2)
@@ -264,7 +266,7 @@ class TestFairQueue(Case):
         ops = "cn=team-ops,ou=groups,dc=example,dc=com"
         wait_for(lambda: self.ldap.entry(ops), 30, what="the team's group")
         self.assertEqual(self.post(agent, "teams/membership/create", {"id": 1, "employee_id": 8, "team_id": 3}), 200)
-        wait_for(lambda: "membership 1: employee 8 has no entry in the directory yet" in agent.log_text()
+        wait_for(lambda: f"membership {wid(1)}: employee {wid(8)} has no entry in the directory yet" in agent.log_text()
                  and "attempt 1 of 5, next in" in agent.log_text(), 30, what="the membership to fail once")
         t0 = time.monotonic()
         self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(8, "Wai", "Ting")), 200)
@@ -273,7 +275,7 @@ class TestFairQueue(Case):
         # the membership is still the one waiting for its turn, not the hire
         listing = run_agent("-c", cfg, "queue", "list").stdout
         self.assertIn("1 pending, 0 held, 0 dead", listing)
-        self.assertRegex(listing, r"pending\s+\S+\s+teams/membership/create\s+1\s+membership:3:8")
+        self.assertRegex(listing, r"pending\s+\S+\s+teams/membership/create\s+1\s+membership:" + wid(3) + ":" + wid(8))
 
     @staticmethod
     def refused(agent):
@@ -315,9 +317,9 @@ class TestAppliedAgain(Case):
     def test_deliveries_whose_done_marks_are_undone_change_nothing(self):
         ana = person(1, "Ana", "Again", updated_at="2026-11-01T10:00:00.000Z")
         gone = dict(ana, terminated_on="2026-11-20", active=False, updated_at="2026-11-20T10:00:00.000Z")
-        steps = [("employees/employee/create_with_contract", "employee:1", ana),
-                 ("teams/team/create", "team:5", {"id": 5, "name": "Ops", "employee_ids": [1]}),
-                 ("employees/employee/terminate", "employee:1", gone)]
+        steps = [("employees/employee/create_with_contract", "employee:" + wid(1), ana),
+                 ("teams/team/create", "team:" + wid(5), {"id": 5, "name": "Ops", "employee_ids": [1]}),
+                 ("employees/employee/terminate", "employee:" + wid(1), gone)]
         cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n")
         agent = self.start(cfg)
         ops = "cn=team-ops,ou=groups,dc=example,dc=com"
@@ -332,15 +334,15 @@ class TestAppliedAgain(Case):
         # the last two deliveries' done marks and the versions they recorded are undone
         db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"))
         with db:
-            db.execute("DELETE FROM versions WHERE record = 'employee:1'")
-            db.execute("INSERT INTO versions (record, updated, stamp) VALUES ('employee:1', 1793527200, ?)",
-                       (ana["updated_at"],))
+            db.execute("DELETE FROM versions WHERE record = ?", ("employee:" + wid(1),))
+            db.execute("INSERT INTO versions (record, updated, stamp) VALUES (?, 1793527200, ?)",
+                       ("employee:" + wid(1), ana["updated_at"]))
             for type_, key, body in steps[1:]:
                 cur = db.execute("INSERT INTO deliveries (type, record_key, body, received) VALUES (?, ?, ?, ?)",
-                                 (type_, key, json.dumps(body), "2026-11-27T10:00:00.000Z"))
-                if key == "team:5":
-                    db.execute("INSERT INTO delivery_refs (ref_key, delivery_id) VALUES ('employee:1', ?)",
-                               (cur.lastrowid,))
+                                 (type_, key, json.dumps(self.fake.to_agent(body)), "2026-11-27T10:00:00.000Z"))
+                if key.startswith("team:"):
+                    db.execute("INSERT INTO delivery_refs (ref_key, delivery_id) VALUES (?, ?)",
+                               ("employee:" + wid(1), cur.lastrowid))
         db.close()
         agent = self.start(cfg, log="again.log")
         wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="the deliveries applied again")
@@ -359,7 +361,7 @@ class TestGuardEvaluatesOnce(Case):
 
     def key_searches(self):
         """Searches slapd logged that look for employee 1's entry (alone, or with its unique values)."""
-        return sum(1 for line in self.ldap.log_text().splitlines() if " SRCH base=" in line and "(employeeNumber=1)" in line)
+        return sum(1 for line in self.ldap.log_text().splitlines() if " SRCH base=" in line and f"(employeeNumber={wid(1)})" in line)
 
     def test_a_termination_under_the_guard_is_read_and_searched_once(self):
         ana = dict(person(1, "Ana", "Once"), company_id=1234)
@@ -371,14 +373,14 @@ class TestGuardEvaluatesOnce(Case):
         wait_for(lambda: self.people_dns() == [f"uid=ana.once,{PEOPLE}"], 30, what="the entry")
         gone = dict(ana, terminated_on="2026-11-20", active=False)
         self.fake.put_employee(gone)
-        reads = sum(1 for r in self.fake.requests if r[1].startswith("/api/2026-07-01/resources/employees/employees/1"))
+        reads = sum(1 for r in self.fake.requests if r[1].startswith(EMPLOYEES + wid(1)))
         searches = self.key_searches()
         self.assertEqual(self.post(agent, "employees/employee/terminate", gone), 200)
         wait_for(lambda: self.ldap.entry("uid=ana.once,ou=former,dc=example,dc=com"), 30, what="the termination")
         wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="the queue to drain")
         # the guard was asked (5 a hour) and the delivery read from the API and searched for once, not twice
         self.assertEqual(sum(1 for r in self.fake.requests
-                             if r[1].startswith("/api/2026-07-01/resources/employees/employees/1")), reads + 1)
+                             if r[1].startswith(EMPLOYEES + wid(1))), reads + 1)
         self.assertEqual(self.key_searches(), searches + 1)
         self.assertEqual(metric(agent, "applies_total", operation="disable", result="ok"), 1)
 
@@ -401,7 +403,7 @@ class TestEnrichedReferences(Case):
         renamed = dict(boss, first_name="Anna", full_name="Anna Boss")
         self.fake.put_employee(renamed)
         self.fake.put_employee(dict(staff, manager_id=1))
-        self.fake.slow_next(2.0, prefix="/api/2026-07-01/resources/employees/employees/1")
+        self.fake.slow_next(2.0, prefix=EMPLOYEES + wid(1))
         self.assertEqual(self.post(agent, "employees/employee/update", renamed), 200)
         wait_for(lambda: not self.fake.faults, 30, what="the manager's delivery to read her")
         self.assertEqual(self.post(agent, "employees/employee/update", staff), 200)
@@ -410,11 +412,11 @@ class TestEnrichedReferences(Case):
                  what="the manager reference")
         wait_for(lambda: metric(agent, "queue_depth") == 0, 30, what="the queue to drain")
         log = agent.log_text()
-        self.assertIn("employee:2: waits for employee:1, which is being applied now", log)
+        self.assertIn(f"employee:{wid(2)}: waits for employee:{wid(1)}, which is being applied now", log)
         lines = log.splitlines()
         done = [i for i, line in enumerate(lines) if ": ok (" in line]
-        boss_ok = [i for i in done if " employee:1: " in lines[i]][-1]
-        staff_ok = [i for i in done if " employee:2: " in lines[i]][-1]
+        boss_ok = [i for i in done if f" employee:{wid(1)}: " in lines[i]][-1]
+        staff_ok = [i for i in done if f" employee:{wid(2)}: " in lines[i]][-1]
         self.assertLess(boss_ok, staff_ok)
 
 
@@ -435,8 +437,8 @@ class TestCoalescedReferences(Case):
         self.fake.put_employee(renamed)
         self.fake.put_employee(dict(luis, manager_id=1))
         # both workers busy: Anna's rename (3 s) and Cy's update (1 s)
-        self.fake.slow_next(3.0, prefix="/api/2026-07-01/resources/employees/employees/1")
-        self.fake.slow_next(1.0, prefix="/api/2026-07-01/resources/employees/employees/3")
+        self.fake.slow_next(3.0, prefix=EMPLOYEES + wid(1))
+        self.fake.slow_next(1.0, prefix=EMPLOYEES + wid(3))
         self.assertEqual(self.post(agent, "employees/employee/update", renamed), 200)
         self.assertEqual(self.post(agent, "employees/employee/update", cy), 200)
         wait_for(lambda: not self.fake.faults, 30, what="both workers to be busy")
@@ -448,8 +450,8 @@ class TestCoalescedReferences(Case):
                  what="Luis's manager")
         lines = agent.log_text().splitlines()
         done = [i for i, line in enumerate(lines) if ": ok (" in line]
-        self.assertLess([i for i in done if " employee:1: " in lines[i]][-1],
-                        [i for i in done if " employee:2: " in lines[i]][-1])
+        self.assertLess([i for i in done if f" employee:{wid(1)}: " in lines[i]][-1],
+                        [i for i in done if f" employee:{wid(2)}: " in lines[i]][-1])
 
 
 class TestContractVersions(Case):
@@ -483,7 +485,7 @@ class TestContractVersions(Case):
         self.assertEqual(self.ldap.entry(dn)["title"], ["Senior Engineer"])
         self.d.file("now", "2026-12-15T00:10:00Z\n")
         wait_for(lambda: self.ldap.entry(dn).get("title") == ["Staff Engineer"], 30, what="the title on its day")
-        self.assertIn("employee 1: contract version taking effect: queued", agent.log_text())
+        self.assertIn(f"employee {wid(1)}: contract version taking effect: queued", agent.log_text())
 
 
 class TestRelatedRecords(Case):
@@ -568,7 +570,7 @@ class TestLocationRenamed(Case):
         self.assertIsNone(self.ldap.entry(f"uid=ana.sede,ou=madrid-office,{PEOPLE}"))
         # the people of other locations are left as they are
         self.assertEqual(self.ldap.entry(f"uid=cy.sede,ou=paris,{PEOPLE}")["l"], ["Paris"])
-        self.assertIn("2 people of location 1 queued to be applied again", agent.log_text())
+        self.assertIn(f"2 people of location {wid(1)} queued to be applied again", agent.log_text())
         self.assertEqual(metric(agent, "dead_letters"), 0)
 
 
@@ -689,7 +691,7 @@ class TestRefreshTokenWeek(Case):
 class TestStartupReconcileRetried(Case):
     def test_a_failed_start_up_reconcile_is_tried_again(self):
         self.fake.put_employee(dict(person(1, "Ana", "Retry"), company_id=1234))
-        self.fake.fail_next(500, count=12, prefix="/api/2026-07-01/resources/employees/")
+        self.fake.fail_next(500, count=12, prefix=f"/api/{AGENT_API_VERSION}/resources/employees/")
         cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
                           extra="sync: { interval: 1h, retry_delay: 1s }\n")
         agent = self.start(cfg, env=TODAY)
@@ -771,9 +773,9 @@ class TestHostileClients(Case):
                 pass  # closed by the agent: one address may hold only so many
         start = time.monotonic()
         self.assertEqual(post_from("127.0.0.2", agent.port, "/hooks/employees/employee/create_with_contract",
-                                   json.dumps(person(1, "Ana", "Other"))), 200)
+                                   json.dumps(self.fake.to_agent(person(1, "Ana", "Other")))), 200)
         self.assertLess(time.monotonic() - start, 5)
-        wait_for(lambda: self.ldap.search(PEOPLE, "(employeeNumber=1)", attrs=["uid"]), 30, what="the hire applied")
+        wait_for(lambda: self.ldap.search(PEOPLE, f"(employeeNumber={wid(1)})", attrs=["uid"]), 30, what="the hire applied")
 
 
     def trickle_until_closed(self, agent, head, then, limit):
@@ -898,7 +900,7 @@ class TestPrivilegeSeparation(Case):
         os.kill(agent.proc.pid, signal.SIGHUP)
         wait_for(lambda: receiver_of(agent) not in (None, first), 30, what="a new receiver")
         wait_for(lambda: not os.path.exists(f"/proc/{first}"), 30, what="the old receiver gone")
-        body = json.dumps(person(2, "Bo", "Rotated"))
+        body = json.dumps(self.fake.to_agent(person(2, "Bo", "Rotated")))
         url = agent.url("/hooks/employees/employee/create_with_contract")
         self.assertEqual(http("POST", url, body, H)[0], 401)
         self.assertEqual(http("POST", url, body, dict(H, **{"x-factorial-wh-challenge": "a-new-challenge"}))[0], 200)

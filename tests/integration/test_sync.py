@@ -12,7 +12,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
 from agenttest import AgentDir, AgentProcess, run_agent  # noqa: E402
-from fakefactorial import FakeFactorial  # noqa: E402
+from fakefactorial import AGENT_API_VERSION, FakeFactorial, wid  # noqa: E402
 from slapd import directory_kind, free_port, test_directory  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -251,7 +251,7 @@ class TestRuleGroupsInSync(SyncCase):
             f.write("sync: { orphans: disable }\n")
         r = self.sync("--force")  # two of six is over the deletion guard's share
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
-        self.assertIn(f"employee 4 (sync): leave group cn=office-madrid,{GROUPS}: member", r.stderr)
+        self.assertIn(f"employee {wid(4)} (sync): leave group cn=office-madrid,{GROUPS}: member", r.stderr)
         self.assertEqual(self.group("office-paris"), sorted([dn[3], dn[5]]))
         self.assertEqual(self.group("office-madrid"), sorted([dn[1], dn[2]]))
         self.assertEqual(self.group("staff-fr"), ["cn=nobody"])
@@ -350,10 +350,10 @@ class TestDrift(SyncCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.ldap.dump(), before)
         out = r.stdout
-        self.assertIn(f"# employee 5 (sync): modify uid=p5.sync,{PEOPLE}: title\n", out)
-        self.assertIn(f"# employee 6 (sync): add uid=p6.sync,{PEOPLE}\n", out)
-        self.assertIn(f"# employee 7 (sync): rename uid=p7.sync,{PEOPLE} to uid=p7.renamed,{PEOPLE}\n", out)
-        self.assertIn(f"# employee 8 (sync): rename uid=p8.sync,{PEOPLE} to uid=p8.sync,{FORMER}\n", out)
+        self.assertIn(f"# employee {wid(5)} (sync): modify uid=p5.sync,{PEOPLE}: title\n", out)
+        self.assertIn(f"# employee {wid(6)} (sync): add uid=p6.sync,{PEOPLE}\n", out)
+        self.assertIn(f"# employee {wid(7)} (sync): rename uid=p7.sync,{PEOPLE} to uid=p7.renamed,{PEOPLE}\n", out)
+        self.assertIn(f"# employee {wid(8)} (sync): rename uid=p8.sync,{PEOPLE} to uid=p8.sync,{FORMER}\n", out)
         self.assertIn(f"orphan: uid=ghost,{PEOPLE} (employeeNumber=999): no employee in Factorial has this key",
                       r.stderr)
         # modify: p5's title, p7's cn and sn, p8's manager (p7 renamed), p9's manager (p8 moved)
@@ -484,12 +484,12 @@ class TestClockAndScope(SyncCase):
         self.assertEqual(self.sync().returncode, 0)
         self.fake.update_employee(2, phone_number="+1 2")
         self.fake.update_employee(4, phone_number="+1 4")
-        r = self.sync("--employee", "2")
+        r = self.sync("--employee", wid(2))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.last(r), "0 added, 1 modified, 0 renamed, 0 disabled, 0 deleted")
         self.assertNotIn("telephoneNumber", self.entries()[f"uid=p4.sync,{PEOPLE}"])
-        r = self.sync("--employee", "77")
-        self.assertIn("employee 77: not in Factorial", r.stderr)
+        r = self.sync("--employee", wid(77))
+        self.assertIn(f"employee {wid(77)}: not in Factorial", r.stderr)
 
     def test_refused_adds_are_reported_per_record(self):
         # the adds of a sync are pipelined: a refusal comes back later and still names its record
@@ -500,7 +500,7 @@ class TestClockAndScope(SyncCase):
         said = {"openldap": "Undefined attribute type (17): shoeSize: attribute type undefined",
                 "389ds": 'Object class violation (65): attribute "shoesize" not allowed'}[directory_kind()]
         for i in range(1, 6):
-            self.assertIn(f"factorial-ldap-agent: employee {i}: uid=p{i}.sync,{PEOPLE}: add: {said}\n", r.stderr)
+            self.assertIn(f"factorial-ldap-agent: employee {wid(i)}: uid=p{i}.sync,{PEOPLE}: add: {said}\n", r.stderr)
         # only the team's group was added (its members had no entries: the placeholder stands in);
         # the summary counts the refused ones
         self.assertEqual(self.last(r), "1 added, 0 modified, 0 renamed, 0 disabled, 0 deleted, 5 failed")
@@ -514,7 +514,7 @@ class TestClockAndScope(SyncCase):
         self.d.file("agent.yaml", text)
         r = self.sync()
         self.assertEqual(r.returncode, 1)
-        self.assertIn("factorial-ldap-agent: sync: GET http://127.0.0.1:9/api/2026-07-01/resources/", r.stderr)
+        self.assertIn(f"factorial-ldap-agent: sync: GET http://127.0.0.1:9/api/{AGENT_API_VERSION}/resources/", r.stderr)
         self.assertEqual(self.entries(), {})
 
 
@@ -550,13 +550,13 @@ class TestRunReconciles(SyncCase):
                 rec = dict(self.fake.employees[i], terminated_on="2026-11-01", active=False)
                 self.fake.update_employee(i, terminated_on="2026-11-01", active=False)
                 self.assertEqual(http("POST", agent.url("/hooks/employees/employee/terminate"),
-                                      json.dumps(rec), h)[0], 200)
+                                      json.dumps(self.fake.to_agent(rec)), h)[0], 200)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and "1 held" not in run_agent("-c", self.cfg, "queue", "list").stdout:
                 time.sleep(0.2)
             listing = run_agent("-c", self.cfg, "queue", "list").stdout
             self.assertIn("0 pending, 1 held, 0 dead", listing)
-            self.assertRegex(listing, r"held\s+\S+\s+employees/employee/terminate\s+\d+\s+employee:3: deletion guard")
+            self.assertRegex(listing, r"held\s+\S+\s+employees/employee/terminate\s+\d+\s+employee:" + wid(3) + ": deletion guard")
             self.assertIsNotNone(self.ldap.entry(f"uid=p3.sync,{PEOPLE}"))
             r = run_agent("-c", self.cfg, "queue", "retry", "--force")
             self.assertEqual(r.returncode, 0, r.stderr)

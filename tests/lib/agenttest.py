@@ -58,6 +58,34 @@ def scan_folder(path):
     return found
 
 
+def wired_mapping(text, cluster=None):
+    """A mapping as a site whose company is on that database cluster writes it (the environment's
+    by default, FLA_FAKE_CLUSTER): the small ids it names (legal_entity_id: [1, 2], when: {
+    location_id: 2 }, the keys of its tables) written as that cluster's ids.  Ids already past the
+    first cluster are left as they are."""
+    import re
+    from fakefactorial import wid
+
+    def big(m):
+        n = int(m.group(0))
+        return wid(n, cluster) if n < 10**9 else m.group(0)
+
+    if int(wid(0, cluster)) == 0:
+        return text
+    text = re.sub(r"\b(\w+_id): (\[[0-9, ]+\]|[0-9]+(?![0-9]))",
+                  lambda m: m.group(1) + ": " + re.sub(r"[0-9]+", big, m.group(2)), text)
+    out, in_tables = [], False
+    for line in text.split("\n"):
+        if line == "tables:":
+            in_tables = True
+        elif in_tables and not line.startswith(" "):
+            in_tables = False
+        elif in_tables:
+            line = re.sub(r"(?<=[{,] )[0-9]+(?=:)", big, line)
+        out.append(line)
+    return "\n".join(out)
+
+
 def run_agent(*args, input=None, env=None, timeout=60):
     """Runs the agent; returns CompletedProcess with text stdout and stderr."""
     e = dict(os.environ)
@@ -87,7 +115,10 @@ class AgentDir:
             raise AssertionError("\n".join(found))
 
     def file(self, name, content, mode=0o644):
+        """Writes name (a mapping, *mapping*.yaml, as wired_mapping() makes it); returns its path."""
         p = os.path.join(self.path, name)
+        if "mapping" in os.path.basename(name) and name.endswith(".yaml"):
+            content = wired_mapping(content)
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "w", encoding="utf-8") as f:
             f.write(content)
@@ -100,6 +131,7 @@ class AgentDir:
     def standard(self, ldap_uri="ldap://127.0.0.1:389", base_url="http://127.0.0.1:9",
                  public_url="http://127.0.0.1:8080/hooks", extra="", enrich=None, ldap_extra=""):
         """Writes a valid agent.yaml with its secrets and mapping; returns its path."""
+        from fakefactorial import AGENT_API_VERSION, wid
         from slapd import free_port
         self.secret("api-key", "test-api-key")
         self.secret("challenge", "test-challenge")
@@ -110,8 +142,8 @@ class AgentDir:
         os.makedirs(os.path.join(self.path, "state"), exist_ok=True)
         return self.file("agent.yaml", f"""factorial:
   base_url: {base_url}
-  api_version: "2026-07-01"
-  company_id: 1234
+  api_version: "{AGENT_API_VERSION}"
+  company_id: {wid(1234)}
   api_key_file: api-key
 {"" if enrich is None else f"  enrich: {'true' if enrich else 'false'}{chr(10)}"}webhooks:
   listen: "127.0.0.1:18080"

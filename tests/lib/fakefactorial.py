@@ -31,6 +31,9 @@ It follows docs/api.md, "What the agent relies on" (the facts the agent depends 
   (base64).  The tests keep talking of small ids: put_employee(), deliver()
   and the tables hold them, and only what goes over the wire carries the
   offset (wire_id() says how an id is written there);
+* a token of a user who is not an administrator (non_admin=True: OAuth user
+  tokens, not API keys nor company tokens) gets employees restricted, their
+  personal fields (login_email among them) null;
 * OAuth scopes per family of resources (employees, contracts,
   company_locations, company_legal_entities, webhook subscriptions): those in
   `withheld_scopes` answer 403, as an app without them gets.
@@ -47,6 +50,7 @@ Only the Python standard library is used.
 
 import argparse
 import base64
+import bisect
 import copy
 import json
 import os
@@ -72,6 +76,27 @@ CLUSTER_OFFSETS = {1: 0, 2: 18446744073709550, 3: 36893488147419100}
 ID_FIELDS = {"id", "access_id", "company_id", "location_id", "legal_entity_id", "manager_id",
              "timeoff_manager_id", "employee_id", "team_id"}
 ID_LISTS = {"employee_ids", "lead_ids", "team_ids"}
+# what a token of a user who is not an administrator gets null in employees ("a restricted version
+# of the payload")
+RESTRICTED_FIELDS = ("login_email", "email", "personal_email", "phone_number", "birthday_on", "identifier",
+                     "address_line_1", "address_line_2", "postal_code", "city", "bank_number",
+                     "social_security_number")
+
+# The form the suites run against, from the environment: the API version the agent's
+# configuration names (FLA_TEST_API_VERSION, default 2026-07-01: ids as strings; 2026-04-01:
+# numbers) and the database cluster of the company (FLA_FAKE_CLUSTER, default 1; 2: ids past 2^53).
+AGENT_API_VERSION = os.environ.get("FLA_TEST_API_VERSION", FIRST_STRING_VERSION)
+
+
+def env_cluster():
+    return int(os.environ.get("FLA_FAKE_CLUSTER", "1"))
+
+
+def wid(i, cluster=None):
+    """The text of the small id i as the agent sees it on the cluster (the environment's by default):
+    "8" on the first, "18446744073709558" on the second."""
+    return str(int(i) + CLUSTER_OFFSETS[env_cluster() if cluster is None else cluster])
+
 
 RESOURCE_RE = re.compile(r"^/api/(?P<version>[^/]+)/resources/(?P<rest>.+?)/?$")
 
@@ -98,6 +123,54 @@ def generated_employees(n, company_id=1234, start_id=1):
             "company_identifier": f"G{i:06d}",
         })
     return out
+
+
+class Table(dict):
+    """A table of records by internal id that keeps its ids in order, for paging in O(page): the
+    order is made again only after the set of ids changed."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self._order = None
+
+    def _changed(self):
+        self._order = None
+
+    def __setitem__(self, k, v):
+        if k not in self:
+            self._order = None
+        super().__setitem__(k, v)
+
+    def __delitem__(self, k):
+        self._order = None
+        super().__delitem__(k)
+
+    def pop(self, *a):
+        self._order = None
+        return super().pop(*a)
+
+    def popitem(self):
+        self._order = None
+        return super().popitem()
+
+    def clear(self):
+        self._order = None
+        super().clear()
+
+    def update(self, *a, **kw):
+        self._order = None
+        super().update(*a, **kw)
+
+    def setdefault(self, k, v=None):
+        if k not in self:
+            self._order = None
+        return super().setdefault(k, v)
+
+    def ids(self):
+        """Every id, ascending."""
+        if self._order is None:
+            self._order = sorted(self)
+        return self._order
 
 
 class Fault:
@@ -128,7 +201,7 @@ class FakeFactorial:
                  max_retries=20, retry_interval=0.05, delivery_timeout=5.0,
                  refresh_token="test-refresh-token", rotate_refresh_tokens=True, expires_in=7200,
                  client_id="test-client", client_secret="test-client-secret", host="127.0.0.1", port=0,
-                 paging="both", ids="by-version", cluster=None, withheld_scopes=()):
+                 paging="both", ids="by-version", cluster=None, withheld_scopes=(), non_admin=False):
         if duplicates not in ("overwrite", "reject"):
             raise ValueError("duplicates must be overwrite or reject")
         if paging not in ("both", "page"):
@@ -140,7 +213,9 @@ class FakeFactorial:
             raise ValueError("ids must be by-version, numbers or strings")
         self.ids = ids
         self.withheld_scopes = set(withheld_scopes)
-        self.cluster = int(cluster if cluster is not None else os.environ.get("FLA_FAKE_CLUSTER", "1"))
+        # the OAuth user the refresh tokens belong to is no administrator: employees come restricted
+        self.non_admin = non_admin
+        self.cluster = int(cluster if cluster is not None else env_cluster())
         self.offset = CLUSTER_OFFSETS[self.cluster]
         self.api_key = api_key
         self.company_id = company_id
@@ -160,7 +235,7 @@ class FakeFactorial:
         self.expires_in = expires_in
         self.access_tokens = {}  # token -> expiry (monotonic)
         self.lock = threading.RLock()
-        self.employees = {}
+        self.employees = Table()
         self.teams = {}
         self.memberships = {}
         self.contract_versions = {}
@@ -213,6 +288,11 @@ class FakeFactorial:
             else:
                 out[k] = self.wire(version, v)
         return out
+
+    def to_agent(self, record):
+        """record as Factorial delivers it to an agent configured for AGENT_API_VERSION: the body a
+        test posts to the agent itself."""
+        return self.wire(AGENT_API_VERSION, record)
 
     @staticmethod
     def scope_of(rest):
@@ -361,6 +441,21 @@ class FakeFactorial:
             for t in self.access_tokens:
                 self.access_tokens[t] = 0.0
 
+    def user_token(self, headers):
+        """Whether the request carries an OAuth token of a user (not an API key, not a company token)."""
+        auth = headers.get("Authorization", "")
+        with self.lock:
+            return headers.get("x-api-key") is None and auth.startswith("Bearer ") and auth[7:] not in self.company_tokens
+
+    @staticmethod
+    def restricted(out):
+        """Employees as a user who is not an administrator gets them: personal fields null."""
+        def one(e):
+            return dict(e, **{k: None for k in RESTRICTED_FIELDS if k in e}) if isinstance(e, dict) else e
+        if isinstance(out, dict) and isinstance(out.get("data"), list):
+            return dict(out, data=[one(e) for e in out["data"]])
+        return one(out)
+
     def authorized(self, headers):
         key = headers.get("x-api-key")
         if key is not None:
@@ -437,11 +532,12 @@ class FakeFactorial:
                 s["type"] = body["subscription_type"]
             return 200, self._sub_out(s)
 
-    def add_subscription(self, type_, target_url, challenge=None, enabled=True, name=None):
+    def add_subscription(self, type_, target_url, challenge=None, enabled=True, name=None,
+                         api_version=AGENT_API_VERSION):
         """Adds a subscription directly (as if another tool had made it)."""
         with self.lock:
             s = {"id": self.next_subscription_id, "type": type_, "company_id": self.company_id,
-                 "target_url": target_url, "enabled": enabled, "api_version": "2026-07-01",
+                 "target_url": target_url, "enabled": enabled, "api_version": api_version,
                  "name": name, "challenge": challenge}
             self.next_subscription_id += 1
             self.subscriptions[s["id"]] = s
@@ -539,9 +635,14 @@ class FakeFactorial:
         return base64.b64encode(text.encode()).decode() if self.strings(version) else text
 
     def paginate(self, items, query, version=FIRST_STRING_VERSION):
-        """Cursor (after_id) or page paging over items sorted by id."""
-        items = sorted(items, key=lambda x: int(x["id"]))
-        total = len(items)
+        """Cursor (after_id) or page paging over items sorted by id; items a Table: all of its
+        records, a page of them taken in O(page)."""
+        if isinstance(items, Table):
+            table, keys = items, items.ids()
+        else:
+            table = {int(x["id"]): x for x in items}
+            keys = sorted(table)
+        total = len(keys)
         try:
             limit = int(query.get("limit", [MAX_LIMIT])[0])
         except ValueError:
@@ -554,7 +655,6 @@ class FakeFactorial:
                 return 400, {"error": "page must be an integer"}
             page = max(1, page)
             start = (page - 1) * limit
-            chunk = items[start:start + limit]
             has_prev = start > 0
             has_next = start + limit < total
         else:
@@ -564,12 +664,13 @@ class FakeFactorial:
                     after = self.unwire(after if after.isdigit() else base64.b64decode(after).decode())
                 except (ValueError, UnicodeDecodeError):
                     return 400, {"error": "after_id must be a cursor this API gave"}
-                items = [x for x in items if int(x["id"]) > after]
+                start = bisect.bisect_right(keys, after)
                 has_prev = True
             else:
+                start = 0
                 has_prev = False
-            chunk = items[:limit]
-            has_next = len(items) > limit
+            has_next = start + limit < total
+        chunk = [table[k] for k in keys[start:start + limit]]
         if self.paging == "page":
             meta = {"total": total, "limit": limit, "page": int(query.get("page", ["1"])[0])}
         else:
@@ -585,37 +686,45 @@ class FakeFactorial:
             out = set()
             for v in vals:
                 for part in str(v).split(","):
-                    if part.strip():
-                        out.add(self.unwire(part.strip()))
+                    part = part.strip()
+                    try:
+                        out.add(self.unwire(part))
+                    except ValueError:
+                        if not part.isdigit():
+                            raise
+                        out.add(-1)  # an id of another company: matches nothing
             return out
+
+        def rows(items):
+            return items.values() if isinstance(items, dict) else items
 
         with self.lock:
             if rest == "employees/employees":
-                items = list(self.employees.values())
+                items = self.employees if isinstance(self.employees, Table) else list(self.employees.values())
                 ids = ids_filter("ids")
                 if ids:
-                    items = [e for e in items if int(e["id"]) in ids]
+                    items = [e for e in rows(items) if int(e["id"]) in ids]
                 emails = set(query.get("emails[]", []))
                 if emails:
-                    items = [e for e in items if e.get("login_email") in emails or e.get("email") in emails]
+                    items = [e for e in rows(items) if e.get("login_email") in emails or e.get("email") in emails]
                 les = ids_filter("legal_entity_ids")
                 if les:
-                    items = [e for e in items if e.get("legal_entity_id") in les]
+                    items = [e for e in rows(items) if e.get("legal_entity_id") in les]
                 locs = ids_filter("location_ids")
                 if locs:
-                    items = [e for e in items if e.get("location_id") in locs]
+                    items = [e for e in rows(items) if e.get("location_id") in locs]
                 teams = ids_filter("team_ids")
                 if teams:
                     members = {m["employee_id"] for m in self.memberships.values() if m["team_id"] in teams}
-                    items = [e for e in items if int(e["id"]) in members]
+                    items = [e for e in rows(items) if int(e["id"]) in members]
                 if query.get("only_active", ["false"])[0] == "true":
-                    items = [e for e in items if e.get("active", True)]
+                    items = [e for e in rows(items) if e.get("active", True)]
                 upd = query.get("updated_at_gteq", [None])[0]
                 if upd:
-                    items = [e for e in items if (e.get("updated_at") or "") >= upd]
+                    items = [e for e in rows(items) if (e.get("updated_at") or "") >= upd]
                 ci = query.get("company_identifier", [None])[0]
                 if ci:
-                    items = [e for e in items if e.get("company_identifier") == ci]
+                    items = [e for e in rows(items) if e.get("company_identifier") == ci]
             elif rest == "teams/teams":
                 items = list(self.teams.values())
                 ids = ids_filter("ids")
@@ -781,6 +890,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(403, {"error": "insufficient_scope", "scope": fake.scope_of(m.group("rest"))})
             status, out = self._route(method, m.group("rest"), query, version)
             self._record(method, path, status)
+            if fake.non_admin and m.group("rest").startswith("employees/employees") and fake.user_token(self.headers):
+                out = fake.restricted(out)
             return self._send(status, fake.wire(version, out))
         except (ValueError, KeyError) as e:
             return self._send(400, {"error": f"bad request: {e}"})

@@ -383,6 +383,36 @@ static void test_brace_inside_string_argument(void **state)
 	check("{nick|default('a\\'b')}", "a'b");
 }
 
+/* The fields a template reads that the record sends null (not those it lacks, nor empty ones). */
+static void null_fields(const char *src, const char *want)
+{
+	struct tmpl *t = NULL;
+	char err[256];
+	size_t off = 0;
+	cJSON *rec = cJSON_Parse(RECORD);
+	struct sbuf out;
+
+	sbuf_init(&out);
+	assert_int_equal(tmpl_parse(src, &t, err, sizeof(err), &off), 0);
+	size_t n = tmpl_null_fields(t, rec, ": ", &out);
+	assert_string_equal(sbuf_str(&out), want);
+	assert_int_equal(n, want[0] ? 1 + (size_t)(strstr(want, ", ") != NULL) : 0);
+	sbuf_free(&out);
+	tmpl_free(t);
+	cJSON_Delete(rec);
+}
+
+static void test_null_fields(void **state)
+{
+	(void)state;
+	null_fields("{nick}", ": nick");
+	null_fields("{first_name} {nick|lower}", ": nick");
+	null_fields("{missing}{empty}{none}", "");
+	null_fields("{missing|default(nick)}", ": nick");
+	null_fields("{nick} {addr.zip}{addr.none}", ": nick");
+	null_fields("{nick}{nick}", ": nick, nick");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_brace_inside_string_argument),
 		cmocka_unit_test(test_translit),
 		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_null_fields),
 	};
 	return cmocka_run_group_tests_name("tmpl", tests, NULL, NULL);
 }
