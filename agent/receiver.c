@@ -140,11 +140,20 @@ int receiver_submit_text(struct agentd *a, const char *type, const char *body, s
 	return rc;
 }
 
+static bool only_space(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+			return false;
+	return true;
+}
+
 static void deliver(struct agentd *a, const char *type, const char *body, size_t len, struct http_reply *reply)
 {
 	const struct event_type *t = event_find(type);
 	const char *reason = event_body_out_of_bounds(body, len);
-	cJSON *j = reason ? NULL : json_parse(body, len, NULL);
+	const char *end = NULL;
+	cJSON *j = reason ? NULL : json_parse(body, len, &end);
 	char *clean = NULL;
 	struct sbuf err;
 	double t0 = agentd_mono_now();
@@ -158,6 +167,10 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 		reason = "not valid JSON";
 	else if (!cJSON_IsObject(j) && !(cJSON_IsArray(j) && t && t->list_body))
 		reason = "not a JSON object";
+	else if (!only_space(end, (size_t)(body + len - end)))
+		reason = "more than one JSON value"; /* what follows would be stored unscrubbed */
+	else if (privacy_has_nul(body, len))
+		reason = "a NUL character (\\u0000)"; /* it would cut a field's name short of the scrub */
 	if (reason) {
 		reply->status = 400;
 		sbuf_addf(&reply->body, "%s\n", reason);

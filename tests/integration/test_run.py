@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import taprunner  # noqa: E402
-from agenttest import NEVER_SEEN, AgentDir, AgentProcess, http, metric, run_agent, scan_folder, wait_for  # noqa: E402
+from agenttest import IBAN as IBAN_TEXT, NEVER_SEEN, SSN as SSN_TEXT, AgentDir, AgentProcess, http, metric, run_agent, scan_folder, wait_for  # noqa: E402
 from fakefactorial import FakeFactorial  # noqa: E402
 from slapd import free_port, test_directory  # noqa: E402
 
@@ -233,6 +233,42 @@ class TestReceiver(Daemon):
         self.assertEqual(metric(agent, "deliveries_total", type=t, status="401"), len(near))
         self.assertEqual(self.count(1), 1)
         self.assertEqual([i for i in range(50, 50 + len(near)) if self.count(i)], [])
+
+    def test_personal_data_cannot_ride_along(self):
+        # a leaked challenge is in the threat model: whatever its holder sends, no bank, national
+        # id, social security or tax number reaches the state folder
+        agent = self.start()
+        t = "employees/employee/update"
+        one = json.dumps(person(7, "Ana", "Rides"))
+        national = "X1234567L"
+        refused = {
+            "a second value after the object": one + json.dumps({"iban": IBAN_TEXT}),
+            "text after the object": one + " iban=" + IBAN_TEXT,
+            "a name holding NUL": one[:-1] + ', "\\u0000iban": "' + IBAN_TEXT + '"}',
+            "a value holding NUL": one[:-1] + ', "note": "a\\u0000b"}',
+        }
+        for why, body in refused.items():
+            self.assertEqual(self.post(t, body), 400, why)
+        self.ldap.pause()  # what is sent next waits in the store, to be looked at
+        spelled = dict(person(8, "Bo", "Rides"), bankNumber=IBAN_TEXT, **{"Social-Security-Number": SSN_TEXT},
+                       tax_id="B12345678", identifier=national, identifier_type="dni",
+                       disability_percentage_cents=3300, contact_name="Mum", contact_number="+34 600 000 000",
+                       address={"city": "Bilbao", "IBAN": IBAN_TEXT})
+        self.assertEqual(self.post(t, spelled), 200)
+        self.assertEqual(self.post(t, one + "\n"), 200)  # white space after the value is no second value
+        wait_for(lambda: metric(agent, "queue_depth") == 2, 30, what="both stored")
+        self.assertEqual(self.state_leaks(), [])
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"), timeout=30)
+        bodies = [json.loads(r[0]) for r in db.execute("SELECT body FROM deliveries WHERE state = 'pending' ORDER BY id")]
+        db.close()
+        self.assertEqual(sorted(k for k in bodies[0] if k not in person(8, "Bo", "Rides")), ["address"])
+        self.assertEqual(bodies[0]["address"], {"city": "Bilbao"})
+        self.assertNotIn(national, json.dumps(bodies))
+        self.ldap.resume()
+        self.drained()
+        self.assertEqual(self.count(7), 1)
+        for why in ("more than one JSON value", "a NUL character (\\u0000)"):
+            self.assertIn(f"delivery refused: {t}: 400 ({why})", agent.log_text())
 
 
 class TestListeners(Daemon):
