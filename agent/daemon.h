@@ -199,10 +199,12 @@ void receiver_retire(struct receiver *r);
 
 /* receiver.c: the HTTP callbacks (ctx: a struct listener), and storing a
  * delivery the agent made or kept itself. */
-int receiver_precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len);
+int receiver_precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len,
+                      const char *addr);
 void receiver_handle(void *ctx, const char *method, const char *path, const char *body, size_t len,
-                     struct http_reply *reply);
-void receiver_refused(void *ctx, const char *path, int status);
+                     const char *addr, struct http_reply *reply);
+void receiver_refused(void *ctx, const char *path, int status, const char *reason, const char *addr);
+void receiver_tick(void *ctx);
 int receiver_submit_text(struct agentd *a, const char *type, const char *body, struct sbuf *err);
 
 /* workers.c: one worker thread (arg: its struct worker); waking them all (ctx: the agentd). */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,7 +49,19 @@ struct http_server {
 struct request {
 	bool answered; /* a response was queued before the body was read */
 	struct sbuf body;
+	char addr[48]; /* the client's address, as text */
 };
+
+/* The client's address of conn as text ("-" when it cannot be told). */
+static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	socklen_t len = sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+
+	if (!sa || getnameinfo(sa, len, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(out, cap, "-");
+}
 
 int http_parse_listen(const char *listen, char *host, size_t hostlen, char *port, size_t portlen)
 {
@@ -223,12 +236,73 @@ static void *reaper_main(void *arg)
 		if (late_bodies)
 			log_info("http: %s: closed %u connection(s) whose body took longer than %u s", s->listen,
 			         late_bodies, s->body_deadline);
+		if (s->cb.tick) {
+			pthread_mutex_unlock(&s->lock);
+			s->cb.tick(s->cb.ctx);
+			pthread_mutex_lock(&s->lock);
+		}
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += 1;
 		pthread_cond_timedwait(&s->wake, &s->lock, &until);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
+}
+
+/* ---- framing -------------------------------------------------------------
+ * A request whose length two readers could read two ways (a proxy in front
+ * taking one, the agent the other) could hide a second request in its body.
+ * libmicrohttpd prefers Transfer-Encoding when both are given and takes the
+ * first of two Content-Length headers; such requests are refused before
+ * anything is read as a body, and the connection closed. */
+
+struct framing {
+	unsigned lengths, encodings;
+	bool chunked;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		f->lengths++;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		f->encodings++;
+		f->chunked = value && strcasecmp(value, "chunked") == 0;
+	}
+	return MHD_YES;
+}
+
+/* Why the request's framing is ambiguous, or NULL. */
+static const char *ambiguous_framing(struct MHD_Connection *conn)
+{
+	struct framing f = { 0 };
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+	if (f.lengths && f.encodings)
+		return "both Content-Length and Transfer-Encoding";
+	if (f.lengths > 1)
+		return "more than one Content-Length";
+	if (f.encodings > 1 || (f.encodings && !f.chunked))
+		return "a Transfer-Encoding other than chunked";
+	return NULL;
+}
+
+static enum MHD_Result answer_and_close(struct MHD_Connection *c, int status)
+{
+	const char *t = status_text(status);
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), (void *)t, MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result rc;
+
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	rc = MHD_queue_response(c, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return rc;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -243,13 +317,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		const char *ch = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-factorial-wh-challenge");
 		long long len = -1;
+		const char *framing;
 		int st;
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return MHD_NO;
 		sbuf_init(&r->body);
+		client_address(conn, r->addr, sizeof(r->addr));
 		*con_cls = r;
 		set_phase(s, conn, WAIT_BODY);
+		if ((framing = ambiguous_framing(conn)) != NULL) {
+			r->answered = true;
+			set_phase(s, conn, ANSWERING);
+			if (s->cb.refused)
+				s->cb.refused(s->cb.ctx, url, 400, framing, r->addr);
+			return answer_and_close(conn, 400);
+		}
 		if (cl) {
 			char *end;
 			errno = 0;
@@ -257,7 +340,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			if (errno || *end || len < 0)
 				len = -1;
 		}
-		st = s->cb.precheck(s->cb.ctx, method, url, ch, len);
+		st = s->cb.precheck(s->cb.ctx, method, url, ch, len, r->addr);
 		if (st == 0 && len >= 0 && (size_t)len > s->max_body)
 			st = 413;
 		if (st) {
@@ -278,7 +361,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			*upload_data_size = 0;
 			set_phase(s, conn, ANSWERING);
 			if (s->cb.refused)
-				s->cb.refused(s->cb.ctx, url, 413);
+				s->cb.refused(s->cb.ctx, url, 413, "body larger than webhooks.max_body_bytes", r->addr);
 			return answer_status(conn, 413);
 		}
 		sbuf_add(&r->body, upload_data, *upload_data_size);
@@ -292,7 +375,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		enum MHD_Result rc;
 		set_phase(s, conn, ANSWERING);
 		sbuf_init(&reply.body);
-		s->cb.handle(s->cb.ctx, method, url, sbuf_str(&r->body), r->body.len, &reply);
+		s->cb.handle(s->cb.ctx, method, url, sbuf_str(&r->body), r->body.len, r->addr, &reply);
 		if (reply.body.len)
 			rc = answer(conn, reply.status, reply.content_type, sbuf_str(&reply.body), reply.body.len);
 		else
@@ -406,6 +489,8 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_address ? o->max_per_address : 16u,
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+	                        /* no space in a path, a Host header in HTTP/1.1 */
+	                        MHD_OPTION_STRICT_FOR_CLIENT, 1,
 	                        /* the certificate and key only when serving TLS: an empty list otherwise */
 	                        s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
 	                        MHD_OPTION_HTTPS_MEM_KEY, s->tls_key, MHD_OPTION_END);

@@ -7,7 +7,10 @@
  * whether to read the body at all (and answers 401, 404, 405 or 413 at once
  * when not); the body is collected up to max_body bytes (a body that grows
  * past it is answered 413 and the rest is not read); then the handle
- * callback produces the answer.  A connection silent longer than the
+ * callback produces the answer.  A request whose length could be read two
+ * ways (Content-Length with Transfer-Encoding, two Content-Length headers, a
+ * Transfer-Encoding other than chunked) is answered 400 before anything is
+ * read as its body, and its connection closed.  A connection silent longer than the
  * timeout is dropped by libmicrohttpd; one that is not silent but slow (a
  * byte at a time) is cut at the header deadline (from opening, or from its
  * previous request, to a complete head) or the body deadline (from the head
@@ -38,12 +41,17 @@ struct http_reply {
 struct http_callbacks {
 	/* 0 to read the body and call handle; else the status to answer now.
 	 * challenge is NULL when the header is absent; content_length -1 when
-	 * not declared. */
-	int (*precheck)(void *ctx, const char *method, const char *path, const char *challenge, long long content_length);
-	void (*handle)(void *ctx, const char *method, const char *path, const char *body, size_t len,
+	 * not declared; addr is the client's address (text). */
+	int (*precheck)(void *ctx, const char *method, const char *path, const char *challenge, long long content_length,
+	                const char *addr);
+	void (*handle)(void *ctx, const char *method, const char *path, const char *body, size_t len, const char *addr,
 	               struct http_reply *reply);
-	/* Told when a body grew past max_body and was answered 413 (may be NULL). */
-	void (*refused)(void *ctx, const char *path, int status);
+	/* Told when the server itself refused a request: a body grown past
+	 * max_body (413), framing two readers could read two ways (400, the
+	 * connection closed); reason says which.  May be NULL. */
+	void (*refused)(void *ctx, const char *path, int status, const char *reason, const char *addr);
+	/* Called about once a second by the server's housekeeping thread (may be NULL). */
+	void (*tick)(void *ctx);
 	void *ctx;
 };
 

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "metrics.h"
 #include "privacy.h"
+#include "refusals.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -35,7 +36,39 @@ static bool is_status_path(const char *path)
 	return strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0;
 }
 
-int receiver_precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len)
+/* A refusal, counted and said as refusals.h says. */
+static void refused(int status, const char *reason, const char *addr, const char *method, const char *path)
+{
+	char detail[160];
+
+	snprintf(detail, sizeof(detail), "%s %.120s", method ? method : "POST", path);
+	refusals_note(status, reason, addr, detail, agentd_mono_now());
+}
+
+void receiver_tick(void *ctx)
+{
+	(void)ctx;
+	refusals_tick(agentd_mono_now());
+}
+
+static const char *status_reason(int status, const char *challenge)
+{
+	switch (status) {
+	case 401:
+		return challenge ? "wrong challenge" : "no challenge";
+	case 404:
+		return "no such path";
+	case 405:
+		return "method not allowed";
+	case 413:
+		return "declared body larger than webhooks.max_body_bytes";
+	default:
+		return "refused";
+	}
+}
+
+int receiver_precheck(void *ctx, const char *method, const char *path, const char *challenge, long long len,
+                      const char *addr)
 {
 	struct listener *l = ctx;
 	struct agentd *a = l->a;
@@ -67,22 +100,21 @@ int receiver_precheck(void *ctx, const char *method, const char *path, const cha
 		status = 413;
 	if (status) {
 		metrics_delivery(type ? type : "unknown", status);
-		log_info("delivery refused: %s %s: %d%s", method, path, status,
-		         status == 401 ? (challenge ? " (wrong challenge)" : " (no challenge)") : "");
+		refused(status, status_reason(status, challenge), addr, method, path);
 	}
 cleanup:
 	agentd_snap_put(a, s);
 	return status;
 }
 
-void receiver_refused(void *ctx, const char *path, int status)
+void receiver_refused(void *ctx, const char *path, int status, const char *reason, const char *addr)
 {
 	struct agentd *a = ((struct listener *)ctx)->a;
 	struct snapshot *s = agentd_snap_get(a);
 	const char *type = route(s, path);
 
 	metrics_delivery(type ? type : "unknown", status);
-	log_info("delivery refused: %s: %d (body larger than webhooks.max_body_bytes)", path, status);
+	refused(status, reason ? reason : "refused", addr, NULL, path);
 	agentd_snap_put(a, s);
 }
 
@@ -148,7 +180,8 @@ static bool only_space(const char *p, size_t n)
 	return true;
 }
 
-static void deliver(struct agentd *a, const char *type, const char *body, size_t len, struct http_reply *reply)
+static void deliver(struct agentd *a, const char *type, const char *body, size_t len, const char *addr,
+                    struct http_reply *reply)
 {
 	const struct event_type *t = event_find(type);
 	const char *reason = event_body_out_of_bounds(body, len);
@@ -178,7 +211,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 		if (queue_reject(a->side_q, type, reason, len, &err) < 0)
 			log_warn("the rejected log could not be written: %s", sbuf_str(&err));
 		pthread_mutex_unlock(&a->side_mu);
-		log_info("delivery refused: %s: 400 (%s)", type, reason);
+		refused(400, reason, addr, "POST", type);
 	} else if (keep_private(j, &body, &clean, &err) < 0 || submit(a, t, j, body, &err) < 0) {
 		reply->status = 503;
 		sbuf_adds(&reply->body, "the delivery could not be stored; retry later\n");
@@ -194,7 +227,7 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 }
 
 void receiver_handle(void *ctx, const char *method, const char *path, const char *body, size_t len,
-                   struct http_reply *reply)
+                     const char *addr, struct http_reply *reply)
 {
 	struct agentd *a = ((struct listener *)ctx)->a;
 
@@ -223,7 +256,7 @@ void receiver_handle(void *ctx, const char *method, const char *path, const char
 			reply->status = 404;
 			return;
 		}
-		deliver(a, t, body, len, reply);
+		deliver(a, t, body, len, addr, reply);
 		free(t);
 	}
 }

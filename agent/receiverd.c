@@ -298,7 +298,8 @@ static int read_tls(const struct config *cfg, char **cert, struct secret *key, s
 static int serve(struct listener *l, const struct config *cfg, const char *listen, int fd, const char *cert,
                  struct secret *key, struct http_server **out, struct sbuf *err)
 {
-	struct http_callbacks cb = { .precheck = receiver_precheck, .handle = receiver_handle, .refused = receiver_refused, .ctx = l };
+	struct http_callbacks cb = { .precheck = receiver_precheck, .handle = receiver_handle,
+	                             .refused = receiver_refused, .tick = receiver_tick, .ctx = l };
 	struct http_options o = {
 		.listen = listen,
 		.fd = fd,

@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "common/log.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,22 +104,49 @@ static int syslog_priority(enum log_level lvl)
 }
 
 /*
- * Copies src into dst (cap bytes, NUL-terminated) with every control
- * character escaped: C0 and DEL as \xNN, C1 (U+0080..U+009F) as \u00NN.
- * Whatever a client, a record or a server sent thus stays on its line.
+ * Whether a reader could be misled by code point cp printed as it is: C1
+ * controls, the line and paragraph separators, the bidirectional controls
+ * (which reorder what follows them on screen: U+202E makes "exe.txt" read
+ * "txt.exe"), the zero-width and invisible format characters, and
+ * noncharacters.
+ */
+static bool misleading(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0xad || cp == 0x061c || cp == 0x180e ||
+	       (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) ||
+	       cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb) || (cp >= 0xfdd0 && cp <= 0xfdef) ||
+	       (cp & 0xfffe) == 0xfffe || (cp >= 0xe0000 && cp <= 0xe007f);
+}
+
+/*
+ * Copies src into dst (cap bytes, NUL-terminated) with everything that could
+ * forge a line or mislead its reader escaped: C0 and DEL as \xNN, a byte
+ * that is not UTF-8 as \xNN, and the code points misleading() names as
+ * \uNNNN (\UNNNNNNNN past U+FFFF).  Whatever a client, a record or a
+ * server sent thus stays on its line and reads as it is.
  */
 static size_t escape_controls(char *dst, size_t cap, const char *src)
 {
-	size_t o = 0;
+	size_t o = 0, len = strlen(src), i = 0;
 
-	for (const unsigned char *p = (const unsigned char *)src; *p && o + 7 < cap; p++) {
-		if (*p < 0x20 || *p == 0x7f) {
-			o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", *p);
-		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-			o += (size_t)snprintf(dst + o, cap - o, "\\u%04x", p[1]);
-			p++;
+	while (i < len && o + 11 < cap) {
+		size_t at = i;
+		uint32_t cp;
+		unsigned char c = (unsigned char)src[i];
+		if (c < 0x80) {
+			i++;
+			if (c < 0x20 || c == 0x7f)
+				o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", c);
+			else
+				dst[o++] = (char)c;
+		} else if (utf8_decode(src, len, &i, &cp) < 0) {
+			i = at + 1;
+			o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", c);
+		} else if (misleading(cp)) {
+			o += (size_t)snprintf(dst + o, cap - o, cp > 0xffff ? "\\U%08x" : "\\u%04x", (unsigned)cp);
 		} else {
-			dst[o++] = (char)*p;
+			memcpy(dst + o, src + at, i - at);
+			o += i - at;
 		}
 	}
 	dst[o] = '\0';

@@ -6,6 +6,7 @@ state files.  Real slapd, the fake Factorial."""
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -754,7 +755,90 @@ def post_from(source, port, path, body):
         c.close()
 
 
+def exchange(port, raw, timeout=10):
+    """What the agent answers to raw bytes sent on one connection, read until it closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(raw)
+        out = b""
+        try:
+            while True:
+                got = s.recv(65536)
+                if not got:
+                    return out, True
+                out += got
+        except socket.timeout:
+            return out, False
+
+
 class TestHostileClients(Case):
+    def test_a_length_two_readers_could_read_two_ways_is_refused(self):
+        # behind a proxy that frames by Content-Length, a chunked body could carry a second request
+        agent = self.start(self.config())
+        t = "/hooks/employees/employee/create_with_contract"
+        hidden = json.dumps(self.fake.to_agent(person(2, "Hidden", "Request")))
+        smuggled = (f"POST {t} HTTP/1.1\r\nHost: agent\r\nx-factorial-wh-challenge: {CHALLENGE}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(hidden)}\r\n\r\n{hidden}")
+        head = f"POST {t} HTTP/1.1\r\nHost: agent\r\nx-factorial-wh-challenge: {CHALLENGE}\r\n"
+        one = json.dumps(self.fake.to_agent(person(1, "Ana", "Framed")))
+        cases = {
+            "both": head + f"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+            "both, the other way round": head + f"Transfer-Encoding: chunked\r\nContent-Length: {len(one)}\r\n\r\n"
+                                                f"{len(one):x}\r\n{one}\r\n0\r\n\r\n" + smuggled,
+            "two lengths that differ": head + f"Content-Length: {len(one)}\r\nContent-Length: 0\r\n\r\n{one}" + smuggled,
+            "two lengths alike": head + f"Content-Length: {len(one)}\r\nContent-Length: {len(one)}\r\n\r\n{one}",
+            "an encoding other than chunked": head + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + smuggled,
+        }
+        for why, raw in cases.items():
+            out, closed = exchange(agent.port, raw.encode())
+            self.assertTrue(out.startswith(b"HTTP/1.1 400 "), (why, out[:200]))
+            self.assertEqual(out.count(b"HTTP/1.1 "), 1, (why, out))  # nothing after it was read as a request
+            self.assertTrue(closed, why)
+        # a plain delivery still goes in, and nothing of the refused ones did
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(3, "Eva", "Plain")), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=eva.plain,{PEOPLE}"], 30, what="the plain delivery")
+        self.assertEqual(metric(agent, "deliveries_total", type="employees/employee/create_with_contract",
+                                status="400"), len(cases))
+        for why in ("both Content-Length and Transfer-Encoding", "more than one Content-Length",
+                    "a Transfer-Encoding other than chunked"):
+            wait_for(lambda: f"(400 ({why})" in agent.log_text() or f"refused 400 ({why})" in agent.log_text()
+                     or f" 400 ({why}) " in agent.log_text(), 15, what=why)
+        self.assertEqual(self.people_dns(), [f"uid=eva.plain,{PEOPLE}"])
+
+    def test_a_flood_of_refused_requests_grows_the_log_by_a_line_now_and_then(self):
+        # one client without the challenge, as fast as it can for ten seconds, at the default level
+        import http.client
+        agent = self.start(self.config(), env={"FACTORIAL_LDAP_AGENT_LOG_LEVEL": "info"})
+        before = len(agent.log_text().encode())
+        path = "/hooks/employees/employee/create_with_contract/%E2%80%AEtxt.exe" + "x" * 3000
+        body = json.dumps(person(9, "No", "Challenge"))
+        c = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=10)
+        sent, end = 0, time.monotonic() + 10
+        while time.monotonic() < end:
+            for target, headers in ((path, {}), ("/hooks/employees/employee/update",
+                                                 {"x-factorial-wh-challenge": "wrong" + "y" * 500})):
+                try:
+                    c.request("POST", target, body=body, headers=dict(headers, **{"Content-Type": "application/json"}))
+                    c.getresponse().read()
+                    sent += 1
+                except (OSError, http.client.HTTPException):
+                    c.close()
+                    c = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=10)
+        c.close()
+        self.assertGreater(sent, 2000)
+
+        def summed():
+            return sum(int(m.group(1)) for m in re.finditer(r"refused (\d+) more requests? in \d+ s: ", agent.log_text()))
+        # every refusal is counted: the first said at once, the others in the summaries
+        wait_for(lambda: summed() == sent - 1, 15, what=f"{sent - 1} refusals summed up")
+        grown = len(agent.log_text().encode()) - before
+        self.assertLess(grown, 64 * 1024, agent.log_text()[-3000:])
+        log = agent.log_text()
+        self.assertIn("refused 404 (no such path): POST /hooks/employees/employee/create_with_contract/\\u202etxt.exe"
+                      "xxxx", log)
+        self.assertRegex(log, r"401 \(wrong challenge\) \d+: 127\.0\.0\.1 \d+")
+        self.assertNotIn("\u202e", log)
+        self.assertNotIn("y" * 100, log)
+
     def test_stalled_connections_from_one_address_keep_no_delivery_out(self):
         import resource
         agent = self.start(self.config())

@@ -267,8 +267,13 @@ class TestReceiver(Daemon):
         self.ldap.resume()
         self.drained()
         self.assertEqual(self.count(7), 1)
-        for why in ("more than one JSON value", "a NUL character (\\u0000)"):
-            self.assertIn(f"delivery refused: {t}: 400 ({why})", agent.log_text())
+        # the first refusal is said at once, the rest counted and summed up within seconds
+        self.assertIn(f"refused 400 (more than one JSON value): POST {t} from 127.0.0.1", agent.log_text())
+        wait_for(lambda: re.search(r"refused 3 more requests in \d+ s: 400 \(more than one JSON value\) 1: 127\.0\.0\.1 1; "
+                                   r"400 \(a NUL character \(\\u0000\)\) 2: 127\.0\.0\.1 2\n", agent.log_text()) or
+                 re.search(r"refused 3 more requests in \d+ s: 400 \(a NUL character \(\\u0000\)\) 2: 127\.0\.0\.1 2; "
+                           r"400 \(more than one JSON value\) 1: 127\.0\.0\.1 1\n", agent.log_text()),
+                 15, what="the refusals summed up")
 
 
 class TestListeners(Daemon):

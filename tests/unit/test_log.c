@@ -142,12 +142,34 @@ static void test_control_characters_escaped(void **state)
 	free(out);
 }
 
+static void misleading(void)
+{
+	log_setup(LOG_LVL_INFO, LOG_TARGET_STDERR, false);
+	/* right-to-left override, line and paragraph separators, a raw C1 byte, bytes that are not
+	 * UTF-8 (a lone continuation, a cut sequence, an overlong slash, a surrogate), zero width */
+	log_info("path /hooks/\xe2\x80\xaetxt.exe \xe2\x80\xa8x\xe2\x80\xa9y \x9b" "2J \x80 \xc3( \xc0\xaf \xed\xa0\x80 "
+	         "a\xe2\x80\x8b" "b \xef\xbb\xbf \xf3\xa0\x80\x81");
+	log_info("Jos\xc3\xa9 \xe7\x8e\x8b \xf0\x9f\x98\x80 stay");
+}
+
+static void test_misleading_characters_escaped(void **state)
+{
+	char *out = captured(misleading);
+
+	(void)state;
+	assert_string_equal(out, PACKAGE_NAME ": info: path /hooks/\\u202etxt.exe \\u2028x\\u2029y \\x9b2J \\x80 \\xc3( "
+	                         "\\xc0\\xaf \\xed\\xa0\\x80 a\\u200bb \\ufeff \\U000e0001\n"
+	                         PACKAGE_NAME ": info: Jos\xc3\xa9 \xe7\x8e\x8b \xf0\x9f\x98\x80 stay\n");
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_context_is_the_threads_own),
 		cmocka_unit_test(test_control_characters_escaped),
+		cmocka_unit_test(test_misleading_characters_escaped),
 		cmocka_unit_test(test_journal_priorities),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
