@@ -115,6 +115,7 @@ static const struct field webhooks_fields[] = {
 	{ "manage_subscriptions", F_BOOL, OFF(webhooks.manage_subscriptions), 0, NULL, NULL, 0, 0, NULL },
 	{ "take_over_subscriptions", F_BOOL, OFF(webhooks.take_over_subscriptions), 0, NULL, NULL, 0, 0, NULL },
 	{ "metrics_listen", F_LISTEN, OFF(webhooks.metrics_listen), 0, NULL, NULL, 0, 0, NULL },
+	{ "public_healthz", F_BOOL, OFF(webhooks.public_healthz), 0, NULL, NULL, 0, 0, NULL },
 	{ NULL, F_STRING, 0, 0, NULL, NULL, 0, 0, NULL },
 };
 

@@ -78,6 +78,7 @@ struct config {
 		long long check_interval; /* seconds */
 		bool manage_subscriptions;
 		bool take_over_subscriptions; /* another integration's subscription of a configured type: take it */
+		bool public_healthz; /* /healthz on listen too (a status and a word), not only on metrics_listen */
 		char *metrics_listen;
 	} webhooks;
 

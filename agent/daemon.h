@@ -63,8 +63,10 @@ struct health {
 	double dir_answered; /* of the last answer to a request */
 	double dir_failed;   /* of the last failure to reach it */
 	char dir_error[512];
-	bool store_failed;   /* the last commit (or check) failed */
+	bool store_failed;   /* the daemon's last commit (or check) failed */
 	char store_error[512];
+	bool intake_failed;  /* the receiver's last commit of a delivery failed (it answered 503) */
+	char intake_error[512];
 	long pending, held, dead;
 };
 
@@ -223,10 +225,13 @@ void timers_request_reconcile(struct agentd *a, const char *why);
 void health_directory(struct agentd *a, const char *error, bool answered);
 void health_store(struct agentd *a, const char *error);
 bool health_doubts_directory(struct agentd *a, double *answered);
-int health_render(struct agentd *a, struct sbuf *out);
+/* /healthz: 200 or 503 and a word; with detail, what is known of the directory,
+ * the store and the queue, a line each (for the metrics listener only). */
+int health_render(struct agentd *a, bool detail, struct sbuf *out);
 /* Whether the directory is reachable, as /healthz judges it. */
 bool health_directory_up(struct agentd *a);
 void monitor_commit_observed(double seconds, const char *error, void *ctx);
+void monitor_intake_observed(double seconds, const char *error, void *ctx);
 void *monitor_main(void *arg);
 /* The health and the metrics in a memory file the receiver process maps:
  * made by the daemon (its descriptor in *fd), mapped by the receiver. */

@@ -1695,12 +1695,10 @@ static int eval_one(struct eval *e, const struct mapping_attr *a, struct vlist *
 		sbuf_adds(&r->error, " is empty");
 		size_t nulls = 0;
 		for (size_t t = 0; t < a->ntmpls; t++)
-			nulls += tmpl_null_fields(a->tmpls[t], e->env.record, nulls ? ", " : ": Factorial sent ",
-			                          &r->error);
+			nulls += tmpl_null_fields(a->tmpls[t], e->env.record, nulls ? ", " : ": ", &r->error);
 		if (nulls)
-			sbuf_adds(&r->error, " null: the employee has none, or the agent's OAuth token is a user's who is "
-			                     "not an administrator, whose records Factorial sends restricted (authorize "
-			                     "the agent as an administrator, or use an API key or a company token)");
+			sbuf_addf(&r->error, " %s null (Factorial sends such fields null to a token of a user who is not an "
+			                     "administrator)", nulls == 1 ? "is" : "are");
 		return -1;
 	}
 	if ((a->flags & MAPPING_ATTR_UNIQUE) && e->hooks->taken && a->ntmpls > 1 &&

@@ -142,7 +142,7 @@ bool health_directory_up(struct agentd *a)
 	return !(h.dir_failed >= h.dir_alive && agentd_wall_now() - h.dir_alive > HEALTH_GRACE);
 }
 
-int health_render(struct agentd *a, struct sbuf *out)
+int health_render(struct agentd *a, bool detail, struct sbuf *out)
 {
 	struct snapshot *s = agentd_snap_get(a);
 	struct health h;
@@ -153,8 +153,10 @@ int health_render(struct agentd *a, struct sbuf *out)
 	h = *a->health;
 	pthread_mutex_unlock(&a->health->mu);
 	dir_down = h.dir_failed >= h.dir_alive && now - h.dir_alive > HEALTH_GRACE;
-	ok = !dir_down && !h.store_failed;
+	ok = !dir_down && !h.store_failed && !h.intake_failed;
 	sbuf_adds(out, ok ? "ok\n" : "unavailable\n");
+	if (!detail)
+		goto cleanup;
 	if (dir_down && h.dir_alive > 0)
 		sbuf_addf(out, "directory %s: unreachable for %.0f s: %s\n", s->cfg->ldap.uri, now - h.dir_alive,
 		          h.dir_error);
@@ -164,11 +166,14 @@ int health_render(struct agentd *a, struct sbuf *out)
 		sbuf_addf(out, "directory %s: ok (last answer %.0f s ago)\n", s->cfg->ldap.uri, now - h.dir_answered);
 	else
 		sbuf_addf(out, "directory %s: ok\n", s->cfg->ldap.uri);
+	if (h.intake_failed)
+		sbuf_addf(out, "state store: deliveries cannot be stored (answered 503): %s\n", h.intake_error);
 	if (h.store_failed)
 		sbuf_addf(out, "%s\n", h.store_error);
-	else
+	else if (!h.intake_failed)
 		sbuf_adds(out, "state store: ok\n");
 	sbuf_addf(out, "queue: %ld pending, %ld held, %ld dead\n", h.pending, h.held, h.dead);
+cleanup:
 	agentd_snap_put(a, s);
 	return ok ? 200 : 503;
 }
@@ -177,6 +182,20 @@ int health_render(struct agentd *a, struct sbuf *out)
 void monitor_commit_observed(double seconds, const char *error, void *ctx)
 {
 	health_store(ctx, error);
+	metrics_commit_seconds(seconds);
+}
+
+/* The receiver's commits of deliveries: a failure (answered 503) stands until one goes through,
+ * whatever the daemon's own checks of the store find meanwhile. */
+void monitor_intake_observed(double seconds, const char *error, void *ctx)
+{
+	struct agentd *a = ctx;
+
+	health_lock(a->health);
+	a->health->intake_failed = error != NULL;
+	if (error)
+		snprintf(a->health->intake_error, sizeof(a->health->intake_error), "%s", error);
+	pthread_mutex_unlock(&a->health->mu);
 	metrics_commit_seconds(seconds);
 }
 

@@ -81,6 +81,11 @@ int receiver_precheck(void *ctx, const char *method, const char *path, const cha
 		status = 404; /* served on webhooks.metrics_listen only, not to whoever reaches the webhooks */
 		goto cleanup;
 	}
+	if (strcmp(path, "/healthz") == 0 && !l->status_only && s->cfg->webhooks.metrics_listen &&
+	    !s->cfg->webhooks.public_healthz) {
+		status = 404; /* on webhooks.metrics_listen only, unless webhooks.public_healthz */
+		goto cleanup;
+	}
 	if (is_status_path(path)) {
 		status = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? 0 : 405;
 		goto cleanup;
@@ -229,11 +234,16 @@ static void deliver(struct agentd *a, const char *type, const char *body, size_t
 void receiver_handle(void *ctx, const char *method, const char *path, const char *body, size_t len,
                      const char *addr, struct http_reply *reply)
 {
-	struct agentd *a = ((struct listener *)ctx)->a;
+	struct listener *l = ctx;
+	struct agentd *a = l->a;
 
 	(void)method;
 	if (strcmp(path, "/healthz") == 0) {
-		reply->status = health_render(a, &reply->body);
+		/* the detail on the metrics listener (or where it shares the webhooks' port) only */
+		struct snapshot *s = agentd_snap_get(a);
+		bool detail = l->status_only || !s->cfg->webhooks.metrics_listen;
+		agentd_snap_put(a, s);
+		reply->status = health_render(a, detail, &reply->body);
 	} else if (strcmp(path, "/metrics") == 0) {
 		struct metrics_gauges g = { 0 };
 		struct sbuf err;

@@ -364,7 +364,7 @@ static int receiver_open(struct agentd *a, bool status_listener, char **cert, st
 	/* threads only from here: each inherits the confinement */
 	if (queue_committer_start(cfg->state_dir, &a->committer, err) < 0)
 		goto cleanup;
-	queue_committer_observe(a->committer, monitor_commit_observed, a);
+	queue_committer_observe(a->committer, monitor_intake_observed, a);
 	queue_committer_notify(a->committer, tell_daemon, a);
 	a->main_l.a = a;
 	a->status_l.a = a;

@@ -315,7 +315,9 @@ class TestEmployees(Base):
         r = self.apply("employees/employee/create_with_contract", person(8, "No", "Mail", login_email=None))
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.splitlines()[-1],
-                         'factorial-ldap-agent: employee 8: mail: required, but "{login_email|lower}" is empty')
+                         'factorial-ldap-agent: employee 8: mail: required, but "{login_email|lower}" is empty: '
+                         'login_email is null (Factorial sends such fields null to a token of a user who is not an '
+                         'administrator)')
         self.assertEqual(self.by_key(8), (None, None))
 
     def test_audit_log_names_attributes_never_values(self):

@@ -174,7 +174,8 @@ class TestMonitoring(Case):
         agent = self.start(cfg)
         # not on the webhook listener, which whoever sends deliveries reaches
         self.assertEqual(http("GET", f"http://127.0.0.1:{agent.port}/metrics")[0], 404)
-        wait_for(lambda: http("GET", f"http://127.0.0.1:{agent.port}/healthz")[0] == 200, 30, what="/healthz")
+        self.assertEqual(http("GET", f"http://127.0.0.1:{agent.port}/healthz")[0], 404)
+        wait_for(lambda: http("GET", agent.url("/healthz"))[0] == 200, 30, what="/healthz")
         wait_for(lambda: metric(agent, "last_sync_success_timestamp_seconds") > 0 and
                  metric(agent, "subscriptions_ok") == 1, 30, what="the start-up sync and subscription check")
         self.assertEqual(metric(agent, "build_info", version="0.1.0"), 1)
@@ -197,7 +198,7 @@ class TestMonitoring(Case):
             self.assertEqual(used - shown, set(), example)
         # the directory goes away: directory_up follows /healthz
         self.ldap.stop()
-        wait_for(lambda: http("GET", f"http://127.0.0.1:{agent.port}/healthz")[0] == 503, 60, what="/healthz 503")
+        wait_for(lambda: http("GET", agent.url("/healthz"))[0] == 503, 60, what="/healthz 503")
         self.assertEqual(metric(agent, "directory_up"), 0)
 
 
@@ -306,6 +307,21 @@ class TestHealth(Case):
         self.assertIn(f"directory {self.ldap.uri}: unreachable", body)
         self.ldap.resume()
         wait_for(lambda: http("GET", agent.url("/healthz"))[0] == 200, 30, what="health back")
+
+    def test_the_public_healthz_says_a_word_and_nothing_else(self):
+        # for a load balancer that probes the webhooks' port: a status and a word; the directory's
+        # address, its errors and the queue only on the metrics listener
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n  public_healthz: true\n",
+                          extra="sync: { interval: 0 }\n")
+        agent = self.start(cfg)
+        public = f"http://127.0.0.1:{agent.port}/healthz"
+        wait_for(lambda: http("GET", public)[0] == 200, 10, what="a healthy agent")
+        self.assertEqual(http("GET", public), (200, "ok\n"))
+        self.assertIn("queue: 0 pending", http("GET", agent.url("/healthz"))[1])
+        self.ldap.stop()
+        wait_for(lambda: http("GET", public)[0] == 503, 30, what="503")
+        self.assertEqual(http("GET", public), (503, "unavailable\n"))
+        self.assertIn(f"directory {self.ldap.uri}: unreachable", http("GET", agent.url("/healthz"))[1])
 
 
 class TestAppliedAgain(Case):

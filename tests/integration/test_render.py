@@ -38,7 +38,8 @@ class TestGolden(unittest.TestCase):
         self.assertEqual(r.stdout, read(os.path.join(GOLDEN, "example-employees.ldif")))
         # the records that cannot be mapped are named, the rest still render
         self.assertEqual(r.stderr.splitlines(), [
-            'factorial-ldap-agent: employee 10: mail: required, but "{login_email|lower}" is empty',
+            'factorial-ldap-agent: employee 10: mail: required, but "{login_email|lower}" is empty: login_email is '
+            'null (Factorial sends such fields null to a token of a user who is not an administrator)',
         ])
         # names in Han and Cyrillic script get ASCII uids
         self.assertIn("uid: xiao-ming.wang\n", r.stdout)

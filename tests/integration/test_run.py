@@ -423,6 +423,34 @@ class TestDurability(Daemon):
         self.assertEqual((self.count(1), self.count(2), self.count(3)), (1, 0, 1))
         self.assertEqual(metric(agent, "deliveries_total", type="employees/employee/update", status="503"), 1)
 
+    def test_a_store_that_refuses_deliveries_is_unhealthy_until_one_goes_in(self):
+        # the daemon's own check of the store writes elsewhere and succeeds: /healthz must still
+        # say what every delivery is answered
+        agent = self.start()
+        self.assertEqual(self.post("employees/employee/update", person(1, "A", "Broken")), 200)
+        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"), isolation_level=None, timeout=30)
+        db.execute("CREATE TRIGGER broken BEFORE INSERT ON deliveries BEGIN "
+                   "SELECT RAISE(ABORT, 'database disk image is malformed'); END")
+        try:
+            def checked():
+                row = db.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone()
+                return row[0] if row else None
+            last = checked()
+            self.assertEqual(self.post("employees/employee/update", person(2, "B", "Broken")), 503)
+            # the daemon's check of the store runs since, and finds it writable
+            wait_for(lambda: checked() != last, 30, what="the daemon's next check of the store")
+            st, body = http("GET", agent.url("/healthz"))
+            self.assertEqual((st, body.splitlines()[0]), (503, "unavailable"))
+            self.assertIn("state store: deliveries cannot be stored (answered 503): ", body)
+            self.assertIn("malformed", body)
+        finally:
+            db.execute("DROP TRIGGER broken")
+            db.close()
+        self.assertEqual(self.post("employees/employee/update", person(3, "C", "Broken")), 200)
+        self.assertEqual(http("GET", agent.url("/healthz"))[0], 200)
+        self.drained()
+        self.assertEqual((self.count(1), self.count(2), self.count(3)), (1, 0, 1))
+
 
 class TestDeletionGuard(Daemon):
     """The guard in run counts deletes as it counts disables: with `terminated: { action: delete }`
@@ -511,7 +539,9 @@ class TestLifecycle(Daemon):
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0], "0 pending, 0 held, 1 dead")
         self.assertRegex(lines[2], r"^1\s+dead\s+\S+\s+employees/employee/create_with_contract\s+2\s+employee:7: "
-                                   r"employee 7: mail: required, but \"\{login_email\|lower\}\" is empty$")
+                                   r"employee 7: mail: required, but \"\{login_email\|lower\}\" is empty: login_email is "
+                                   r"null \(Factorial sends such fields null to a token of a user who is not an "
+                                   r"administrator\)$")
         # retried while the daemon runs: it fails again, and is dead again
         r = run_agent("-c", self.cfg, "queue", "list", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -215,8 +215,8 @@ class AgentProcess:
         raise RuntimeError("the agent did not answer /healthz in time:\n" + self.log_text())
 
     def url(self, path):
-        """The agent's URL for path: /metrics on its metrics listener (webhooks.metrics_listen)."""
-        if path == "/metrics" and self.metrics_port:
+        """The agent's URL for path: /metrics and /healthz on its metrics listener (webhooks.metrics_listen)."""
+        if path in ("/metrics", "/healthz") and self.metrics_port:
             return f"http://127.0.0.1:{self.metrics_port}{path}"
         return f"http://127.0.0.1:{self.port}{path}"
 

@@ -718,11 +718,9 @@ static void test_eval_record_errors(void **state)
 	                         &w, &r),
 	                 -1);
 	assert_string_equal(r.id, "10");
-	assert_string_equal(sbuf_str(&r.error),
-	                    "mail: required, but \"{login_email|lower}\" is empty: Factorial sent login_email null: the "
-	                    "employee has none, or the agent's OAuth token is a user's who is not an administrator, "
-	                    "whose records Factorial sends restricted (authorize the agent as an administrator, or use "
-	                    "an API key or a company token)");
+	assert_string_equal(sbuf_str(&r.error), "mail: required, but \"{login_email|lower}\" is empty: login_email is null "
+	                                        "(Factorial sends such fields null to a token of a user who is not an "
+	                                        "administrator)");
 	mapping_result_free(&r);
 	/* a field the record lacks is no sign of a restricted token */
 	assert_int_equal(eval_json(m, "{\"id\": 10, \"legal_entity_id\": 1, \"first_name\": \"a\", \"last_name\": \"b\"}",
