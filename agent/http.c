@@ -18,6 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A connection serves at most this many requests, and is asked to close
+ * once this old: kept-alive connections do not last for ever. */
+enum { MAX_REQUESTS_PER_CONNECTION = 1000, MAX_CONNECTION_SECONDS = 120, ROOM_SLACK = 64 };
+
 /* What a connection is waiting for, and so which deadline applies. */
 enum phase { WAIT_HEADERS, WAIT_BODY, ANSWERING };
 
@@ -27,8 +31,11 @@ struct watch {
 	struct watch *prev, *next;
 	int fd;
 	enum phase phase;
-	time_t since; /* monotonic seconds the phase began */
-	bool cut;     /* shut down by the reaper already */
+	time_t since;       /* monotonic seconds the phase began */
+	time_t opened;      /* monotonic seconds the connection opened */
+	unsigned requests;  /* requests begun on it */
+	bool cut;           /* shut down already (by the reaper, or to make room) */
+	struct http_server *server;
 };
 
 struct http_server {
@@ -39,10 +46,13 @@ struct http_server {
 	char *tls_key;
 	char *listen;
 	unsigned header_deadline, body_deadline;
+	unsigned max_connections; /* open at once; the newest past it makes room (see on_connection) */
+	unsigned nwatches;
 	pthread_mutex_t lock; /* guards the watch list and stopping */
 	pthread_cond_t wake;
 	struct watch *watches;
 	bool reaper_started, stopping;
+	unsigned long made_room; /* connections closed to make room, since the reaper last said so */
 	pthread_t reaper;
 };
 
@@ -95,6 +105,8 @@ int http_parse_listen(const char *listen, char *host, size_t hostlen, char *port
 	return 0;
 }
 
+static bool served_enough(struct MHD_Connection *c);
+
 static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *type, const char *body, size_t len)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -103,6 +115,8 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *
 	if (!r)
 		return MHD_NO;
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type ? type : "text/plain; charset=utf-8");
+	if (served_enough(c))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	rc = MHD_queue_response(c, (unsigned)status, r);
 	MHD_destroy_response(r);
 	return rc;
@@ -158,6 +172,32 @@ static struct watch *watch_of(struct MHD_Connection *conn)
 	return ci ? ci->socket_context : NULL;
 }
 
+/* A request begins on conn. */
+static void count_request(struct http_server *s, struct MHD_Connection *conn)
+{
+	struct watch *w = watch_of(conn);
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&s->lock);
+	w->requests++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Whether conn has served its share (MAX_REQUESTS_PER_CONNECTION, MAX_CONNECTION_SECONDS). */
+static bool served_enough(struct MHD_Connection *c)
+{
+	struct watch *w = watch_of(c);
+	bool enough;
+
+	if (!w)
+		return false;
+	pthread_mutex_lock(&w->server->lock);
+	enough = w->requests >= MAX_REQUESTS_PER_CONNECTION || mono_now() - w->opened >= MAX_CONNECTION_SECONDS;
+	pthread_mutex_unlock(&w->server->lock);
+	return enough;
+}
+
 static void set_phase(struct http_server *s, struct MHD_Connection *conn, enum phase p)
 {
 	struct watch *w = watch_of(conn);
@@ -168,6 +208,34 @@ static void set_phase(struct http_server *s, struct MHD_Connection *conn, enum p
 	w->phase = p;
 	w->since = mono_now();
 	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Past max_connections, the newest connection makes room: the connection
+ * idle the longest between two requests (a kept-alive one) is closed, else
+ * one opened a second ago or more that has not yet sent a complete request
+ * head, else the newest itself.  A client holding many quiet keep-alive
+ * connections (each asking something now and then, so no idle timeout ever
+ * fires) thus cannot keep a delivery out: it is its own connections that go.
+ * s->lock held.
+ */
+static void make_room(struct http_server *s, struct watch *newest)
+{
+	struct watch *kept = NULL, *fresh = NULL, *victim;
+	time_t now = mono_now();
+
+	for (struct watch *w = s->watches; w; w = w->next) {
+		if (w == newest || w->cut || w->phase != WAIT_HEADERS)
+			continue;
+		if (w->requests > 0 && (!kept || w->since < kept->since))
+			kept = w;
+		else if (w->requests == 0 && now - w->opened >= 1 && (!fresh || w->opened < fresh->opened))
+			fresh = w;
+	}
+	victim = kept ? kept : fresh ? fresh : newest;
+	shutdown(victim->fd, SHUT_RDWR);
+	victim->cut = true;
+	s->made_room++;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -185,13 +253,16 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 			return;
 		}
 		w->fd = ci->connect_fd;
+		w->server = s;
 		w->phase = WAIT_HEADERS;
-		w->since = mono_now();
+		w->since = w->opened = mono_now();
 		pthread_mutex_lock(&s->lock);
 		w->next = s->watches;
 		if (s->watches)
 			s->watches->prev = w;
 		s->watches = w;
+		if (++s->nwatches > s->max_connections)
+			make_room(s, w);
 		pthread_mutex_unlock(&s->lock);
 		*socket_context = w;
 		return;
@@ -199,6 +270,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	if (!w)
 		return;
 	pthread_mutex_lock(&s->lock);
+	s->nwatches--;
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -213,6 +285,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *reaper_main(void *arg)
 {
 	struct http_server *s = arg;
+	time_t said_room = 0;
 
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
@@ -236,6 +309,12 @@ static void *reaper_main(void *arg)
 		if (late_bodies)
 			log_info("http: %s: closed %u connection(s) whose body took longer than %u s", s->listen,
 			         late_bodies, s->body_deadline);
+		if (s->made_room && now - said_room >= 5) {
+			log_info("http: %s: %u connections open at once: closed %lu idle one(s) to make room", s->listen,
+			         s->max_connections, s->made_room);
+			s->made_room = 0;
+			said_room = now;
+		}
 		if (s->cb.tick) {
 			pthread_mutex_unlock(&s->lock);
 			s->cb.tick(s->cb.ctx);
@@ -324,6 +403,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return MHD_NO;
 		sbuf_init(&r->body);
 		client_address(conn, r->addr, sizeof(r->addr));
+		count_request(s, conn);
 		*con_cls = r;
 		set_phase(s, conn, WAIT_BODY);
 		if ((framing = ambiguous_framing(conn)) != NULL) {
@@ -464,6 +544,7 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	s->cb = *cb;
 	s->max_body = o->max_body;
 	s->header_deadline = o->header_deadline ? o->header_deadline : 10u;
+	s->max_connections = o->max_connections ? o->max_connections : 256u;
 	s->body_deadline = o->body_deadline ? o->body_deadline : 30u;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
@@ -485,7 +566,9 @@ int http_start(const struct http_options *o, const struct http_callbacks *cb, st
 	                        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)o->fd,
 	                        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 4u,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
-	                        MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 256u,
+	                        /* past max_connections the newest makes room (make_room); libmicrohttpd's own
+	                         * limit, above it, only bounds what is open while the room is being made */
+	                        MHD_OPTION_CONNECTION_LIMIT, s->max_connections + ROOM_SLACK,
 	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_address ? o->max_per_address : 16u,
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,

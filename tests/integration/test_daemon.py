@@ -760,10 +760,10 @@ class TestSyncHonesty(Case):
         self.assertEqual(err.count(" (sync): add uid="), added)
 
 
-def post_from(source, port, path, body):
+def post_from(source, port, path, body, timeout=10):
     """The status of a POST made from the local address `source` (127.0.0.2, say)."""
     import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
     try:
         c.request("POST", path, body=body, headers=H)
         return c.getresponse().status
@@ -819,6 +819,85 @@ class TestHostileClients(Case):
             wait_for(lambda: f"(400 ({why})" in agent.log_text() or f"refused 400 ({why})" in agent.log_text()
                      or f" 400 ({why}) " in agent.log_text(), 15, what=why)
         self.assertEqual(self.people_dns(), [f"uid=eva.plain,{PEOPLE}"])
+
+    def test_keep_alive_connections_held_from_many_addresses_keep_no_delivery_out(self):
+        # 17 addresses, each holding as many connections as one address may (16), each connection
+        # kept alive with a request every few seconds: no deadline fires, and they are more than the
+        # agent takes at once (256); /healthz on the webhooks' port, as for a load balancer, answers them
+        import resource
+        import selectors
+        import threading
+        agent = self.start(self.config(webhooks_extra="  public_healthz: true\n"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        sources = [f"127.0.0.{i}" for i in range(2, 19)]
+        probe = b"GET /healthz HTTP/1.1\r\nHost: agent\r\n\r\n"
+        stop = threading.Event()
+        reconnects = [0]
+
+        def attack():
+            sel = selectors.DefaultSelector()
+            due = {}
+
+            def connect(src):
+                try:
+                    c = socket.create_connection(("127.0.0.1", agent.port), timeout=2, source_address=(src, 0))
+                    c.setblocking(False)
+                    sel.register(c, selectors.EVENT_READ, src)
+                    due[c] = time.monotonic()
+                except OSError:
+                    pass
+            for src in sources:
+                for _ in range(16):
+                    connect(src)
+            while not stop.is_set():
+                now = time.monotonic()
+                for c, when in list(due.items()):
+                    if when <= now:
+                        try:
+                            c.send(probe)
+                        except OSError:
+                            pass
+                        due[c] = now + 5
+                for key, _ in sel.select(0.05):
+                    c = key.fileobj
+                    try:
+                        data = c.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:  # closed by the agent: back at once
+                        sel.unregister(c)
+                        due.pop(c, None)
+                        c.close()
+                        reconnects[0] += 1
+                        connect(key.data)
+            for c in list(due):
+                c.close()
+
+        attacker = threading.Thread(target=attack)
+        attacker.start()
+        try:
+            time.sleep(3)  # the connections are all open and kept alive
+            took = []
+            for i in range(100):
+                start = time.monotonic()
+                try:
+                    st = post_from("127.0.0.100", agent.port, "/hooks/employees/employee/update",
+                                   json.dumps(self.fake.to_agent(person(100 + i, f"P{i}", "Through"))), timeout=3)
+                except OSError:
+                    st = None
+                took.append((st, time.monotonic() - start))
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            attacker.join()
+        fast = [t for st, t in took if st == 200 and t < 2]
+        self.assertGreaterEqual(len(fast), 99, took)
+        self.assertGreater(reconnects[0], 0)  # the attack's connections were the ones closed
+        self.assertIn("idle one(s) to make room", agent.log_text())
 
     def test_a_flood_of_refused_requests_grows_the_log_by_a_line_now_and_then(self):
         # one client without the challenge, as fast as it can for ten seconds, at the default level
