@@ -1160,6 +1160,114 @@ cleanup:
 	return rc;
 }
 
+/*
+ * A team's members found in batches: the DNs of the employees its id lists
+ * name (employee_ids, lead_ids, ...), PREFETCH_BATCH keys to a search, into
+ * the job's cache, so that a team of 50,000 asks the directory some hundreds
+ * of times, not 50,000.  A batch whose answer cannot be matched key for key
+ * (an entry whose key the server matched otherwise, or two entries of one
+ * key) leaves those ids to lookup_employee, one at a time, as before.
+ */
+enum { PREFETCH_BATCH = 100 };
+
+static void prefetch_batch(struct job *j, const char *const *ids, char **keys, size_t n)
+{
+	const struct mapping_object *o = &j->a->m->obj[MAPPING_EMPLOYEE];
+	const char *attrs[] = { o->key_attr, NULL };
+	struct ldapw_entries found = { 0 };
+	struct ldapw_error e;
+	struct strmap dn_of; /* key -> DN; "" once two entries hold it */
+	struct sbuf f;
+	bool exact = true;
+
+	sbuf_init(&f);
+	strmap_init(&dn_of);
+	sbuf_adds(&f, "(|");
+	for (size_t i = 0; i < n; i++) {
+		char *one = ldapw_eq_filter(o->key_attr, keys[i]);
+		if (!one)
+			goto cleanup;
+		sbuf_adds(&f, one);
+		free(one);
+	}
+	sbuf_addc(&f, ')');
+	if (f.failed || ldapw_search(j->a->lw, o->search_base, sbuf_str(&f), attrs, 0, &found, &e) != LDAP_SUCCESS)
+		goto cleanup; /* each is looked up alone later, and fails there with its reason */
+	for (size_t i = 0; i < found.n; i++) {
+		const struct vlist *v = ldapw_entry_values(&found.v[i], o->key_attr);
+		bool matched = false;
+		for (size_t k = 0; v && k < v->n; k++) {
+			for (size_t x = 0; x < n; x++)
+				if (strcmp(v->v[k], keys[x]) == 0) {
+					strmap_put(&dn_of, keys[x], strmap_get(&dn_of, keys[x]) ? "" : found.v[i].dn);
+					matched = true;
+				}
+		}
+		exact = exact && matched;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *dn = strmap_get(&dn_of, keys[i]);
+		if (dn && *dn)
+			strmap_put(&j->dn_cache, ids[i], dn);
+		else if (!dn && exact)
+			strmap_put(&j->dn_cache, ids[i], ""); /* no entry holds it */
+	}
+cleanup:
+	ldapw_entries_free(&found);
+	strmap_free(&dn_of);
+	sbuf_free(&f);
+}
+
+static void prefetch_members(struct job *j, const cJSON *rec)
+{
+	char *ids[PREFETCH_BATCH], *keys[PREFETCH_BATCH];
+	size_t n = 0;
+	const cJSON *field;
+	struct sbuf scratch;
+
+	if (j->a->cache || !j->a->m->obj[MAPPING_EMPLOYEE].present || !cJSON_IsObject(rec))
+		return;
+	sbuf_init(&scratch);
+	cJSON_ArrayForEach(field, rec) {
+		size_t len = field->string ? strlen(field->string) : 0;
+		const cJSON *idv;
+		if (!cJSON_IsArray(field) || len < 4 || strcmp(field->string + len - 4, "_ids") != 0)
+			continue;
+		cJSON_ArrayForEach(idv, field) {
+			cJSON *one = NULL;
+			char *key = NULL, *id;
+			sbuf_reset(&scratch);
+			if (!(id = ids_text(idv, &scratch)) || strmap_get(&j->dn_cache, id)) {
+				free(id);
+				continue;
+			}
+			one = id_record(id);
+			if (one && mapping_key(j->a->m, MAPPING_EMPLOYEE, one, &key, &scratch) == 0 && key) {
+				ids[n] = id;
+				keys[n++] = key;
+			} else {
+				free(key);
+				free(id);
+			}
+			cJSON_Delete(one);
+			if (n == PREFETCH_BATCH) {
+				prefetch_batch(j, (const char *const *)ids, keys, n);
+				for (; n; n--) {
+					free(keys[n - 1]);
+					free(ids[n - 1]);
+				}
+			}
+		}
+	}
+	if (n)
+		prefetch_batch(j, (const char *const *)ids, keys, n);
+	for (; n; n--) {
+		free(keys[n - 1]);
+		free(ids[n - 1]);
+	}
+	sbuf_free(&scratch);
+}
+
 static int hook_employee_dn(void *ctx, const char *id, char **dn, struct sbuf *err)
 {
 	struct hookctx *h = ctx;
@@ -2256,6 +2364,8 @@ cleanup:
 /* References to employees without an entry are left out, and said; in the
  * daemon, an employee delivery is kept to be applied again when the entry
  * it refers to is made (a manager hired after the employee). */
+enum { UNRESOLVED_SAID = 10 }; /* ids said one by one; past them, one line for the rest */
+
 static void note_unresolved(struct job *j, const struct mapping_result *r, const cJSON *rec)
 {
 	char *body = NULL;
@@ -2264,8 +2374,20 @@ static void note_unresolved(struct job *j, const struct mapping_result *r, const
 		j->a->unresolved = true;
 	if (r->unresolved.n && j->a->revisit && j->a->st && strcmp(j->kind, "employee") == 0)
 		body = cJSON_PrintUnformatted(rec);
+	/* a team of thousands without entries: a line for each of the first few, one for the rest */
+	bool summed = r->unresolved.n > UNRESOLVED_SAID + 1;
+
 	for (size_t i = 0; i < r->unresolved.n; i++) {
-		if (j->a->dry_run)
+		if (summed && i == UNRESOLVED_SAID) {
+			if (j->a->dry_run)
+				sayf(j, "%zu more employees named have no entry; left out", r->unresolved.n - i);
+			else
+				log_warn("%s %s (%s): %zu more employees named have no entry; left out", j->kind, j->id,
+				         j->event, r->unresolved.n - i);
+		}
+		if (summed && i >= UNRESOLVED_SAID)
+			; /* said in the line above */
+		else if (j->a->dry_run)
 			sayf(j, "%s: employee %s has no entry; left out", r->unresolved_attr[i], r->unresolved.v[i]);
 		else
 			log_warn("%s %s (%s): %s: employee %s has no entry; left out%s", j->kind, j->id, j->event,
@@ -2313,6 +2435,8 @@ static int evaluate(struct job *j, enum mapping_kind kind, const cJSON *rec, con
 		.force = force,
 	};
 
+	if (kind == MAPPING_TEAM)
+		prefetch_members(j, rec);
 	if (mapping_eval(j->a->m, kind, rec, &h, r) < 0) {
 		if (!j->err->len)
 			sbuf_addf(j->err, "%s %s: %s", j->kind, j->id, sbuf_str(&r->error));

@@ -4,6 +4,7 @@
 #include "common/nearest.h"
 
 #include "common/clock.h"
+#include "common/strmap.h"
 
 #include "dn.h"
 #include "common/translit.h"
@@ -1010,10 +1011,15 @@ cleanup:
 static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
 {
 	struct vlist out;
+	struct strmap noted; /* the ids in env->unresolved, to note each once in linear time */
 	int rc = -1;
 
 	(void)f;
 	vlist_init(&out);
+	strmap_init(&noted);
+	for (size_t i = 0; env->unresolved && i < env->unresolved->n; i++)
+		if (strmap_put(&noted, env->unresolved->v[i], NULL) < 0)
+			goto cleanup;
 	for (size_t i = 0; i < vals->n; i++) {
 		char *dn = NULL;
 		int found;
@@ -1024,14 +1030,16 @@ static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, stru
 			goto cleanup;
 		if (found == 1 && vlist_push(&out, dn) < 0)
 			goto cleanup;
-		if (found == 0 && env->unresolved && !vlist_contains(env->unresolved, vals->v[i]) &&
-		    vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0)
+		if (found == 0 && env->unresolved && !strmap_get(&noted, vals->v[i]) &&
+		    (strmap_put(&noted, vals->v[i], NULL) < 0 ||
+		     vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0))
 			goto cleanup;
 	}
 	vlist_clear(vals);
 	rc = vlist_move(vals, &out);
 cleanup:
 	vlist_free(&out);
+	strmap_free(&noted);
 	return rc;
 }
 
