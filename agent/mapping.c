@@ -227,8 +227,7 @@ static void load_tables(struct loader *L, yaml_node_t *x)
 		ydoc_check_duplicates(&L->y, L->d, v, key);
 		t = &tt->v[tt->n++];
 		t->name = strdup(name);
-		vlist_init(&t->keys);
-		vlist_init(&t->values);
+		strmap_init(&t->entries);
 		for (yaml_node_pair_t *e = v->data.mapping.pairs.start; e < v->data.mapping.pairs.top; e++) {
 			yaml_node_t *ek = ydoc_node(&L->y, e->key), *ev = ydoc_node(&L->y, e->value);
 			char ekey[512];
@@ -237,8 +236,8 @@ static void load_tables(struct loader *L, yaml_node_t *x)
 				ydoc_error(&L->y, L->d, ydoc_scalar(ek) ? ev : ek, ekey, "expected a key and a value (text)");
 				continue;
 			}
-			vlist_push_copy(&t->keys, ydoc_scalar(ek), strlen(ydoc_scalar(ek)));
-			vlist_push_copy(&t->values, ydoc_scalar(ev), strlen(ydoc_scalar(ev)));
+			if (strmap_put(&t->entries, ydoc_scalar(ek), ydoc_scalar(ev)) < 0)
+				ydoc_error(&L->y, L->d, ek, ekey, "out of memory");
 		}
 	}
 }
@@ -1265,8 +1264,7 @@ void mapping_free(struct mapping *m)
 	object_free(&m->obj[1]);
 	for (size_t i = 0; i < m->tables.n; i++) {
 		free(m->tables.v[i].name);
-		vlist_free(&m->tables.v[i].keys);
-		vlist_free(&m->tables.v[i].values);
+		strmap_free(&m->tables.v[i].entries);
 	}
 	free(m->tables.v);
 	for (size_t i = 0; i < m->ngroups; i++)

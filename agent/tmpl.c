@@ -937,9 +937,7 @@ static int f_map(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist
 		char *copy;
 		if (!vals->v[i][0])
 			continue;
-		for (size_t k = 0; k < t->keys.n && !to; k++)
-			if (strcmp(t->keys.v[k], vals->v[i]) == 0)
-				to = t->values.v[k];
+		to = strmap_get(&t->entries, vals->v[i]);
 		if (!to && !fallback) {
 			sbuf_addf(env->err, "map: \"%s\" is not in table %s, and no default is given (map(%s, 'DEFAULT'))",
 			          vals->v[i], name, name);

@@ -31,6 +31,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/sbuf.h"
+#include "common/strmap.h"
 #include "common/vlist.h"
 
 enum tmpl_filter_id {
@@ -118,7 +119,7 @@ typedef int (*tmpl_dn_lookup)(void *ctx, const char *employee_id, char **dn, str
 /* A lookup table of the mapping (tables: NAME: {KEY: VALUE, ...}), for map(NAME). */
 struct tmpl_table {
 	char *name;
-	struct vlist keys, values; /* parallel */
+	struct strmap entries; /* key -> value: looked up in constant time, however large */
 };
 
 struct tmpl_tables {

@@ -1,6 +1,7 @@
 #include "build.h"
 
 #include "common/yamldoc.h"
+#include "common/strmap.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -144,29 +145,31 @@ void ydoc_error(struct ydoc *y, struct diag *d, const yaml_node_t *n, const char
 
 int ydoc_check_duplicates(struct ydoc *y, struct diag *d, yaml_node_t *m, const char *path)
 {
+	struct strmap first; /* key -> the line it was first given on: linear in the keys */
 	int found = 0;
 
 	if (!m || m->type != YAML_MAPPING_NODE)
 		return 0;
+	strmap_init(&first);
 	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = ydoc_node(y, p->key);
-		const char *ks = ydoc_scalar(k);
+		const char *ks = ydoc_scalar(k), *line;
+		char at[16];
 		if (!ks)
 			continue;
-		for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
-			const char *qs = ydoc_scalar(ydoc_node(y, q->key));
-			if (qs && strcmp(qs, ks) == 0) {
-				char full[512];
-				if (path && *path)
-					snprintf(full, sizeof(full), "%s.%s", path, ks);
-				else
-					snprintf(full, sizeof(full), "%s", ks);
-				ydoc_error(y, d, k, full, "duplicate key (first given on line %u)",
-				           ydoc_line(ydoc_node(y, q->key)));
-				found++;
-				break;
-			}
+		if ((line = strmap_get(&first, ks)) != NULL) {
+			char full[512];
+			if (path && *path)
+				snprintf(full, sizeof(full), "%s.%s", path, ks);
+			else
+				snprintf(full, sizeof(full), "%s", ks);
+			ydoc_error(y, d, k, full, "duplicate key (first given on line %s)", line);
+			found++;
+			continue;
 		}
+		snprintf(at, sizeof(at), "%u", ydoc_line(k));
+		strmap_put(&first, ks, at);
 	}
+	strmap_free(&first);
 	return found;
 }

@@ -49,12 +49,9 @@ static void tables_setup(void)
 	if (offices_table.name)
 		return;
 	offices_table.name = (char *)"offices";
-	vlist_init(&offices_table.keys);
-	vlist_init(&offices_table.values);
-	vlist_push_copy(&offices_table.keys, "42", 2);
-	vlist_push_copy(&offices_table.values, "Madrid", 6);
-	vlist_push_copy(&offices_table.keys, "99", 2);
-	vlist_push_copy(&offices_table.values, "Paris", 5);
+	strmap_init(&offices_table.entries);
+	strmap_put(&offices_table.entries, "42", "Madrid");
+	strmap_put(&offices_table.entries, "99", "Paris");
 }
 
 /* Evaluates src on RECORD; returns the values joined by " | ", or "ERR: msg". */
