@@ -7,12 +7,14 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <pwd.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -124,12 +126,41 @@ static uint64_t landlock_rights(int abi)
 	return r;
 }
 
+#if FLA_SANITIZED
 static int allow_beneath(int ruleset, const char *path, uint64_t rights, struct sbuf *err)
 {
 	struct landlock_path_beneath_attr pb = { .allowed_access = rights };
 	int rc;
 
 	pb.parent_fd = open(path, O_PATH | O_CLOEXEC | O_DIRECTORY);
+	if (pb.parent_fd < 0) {
+		sbuf_addf(err, "Landlock: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	rc = (int)syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
+	if (rc < 0)
+		sbuf_addf(err, "Landlock: cannot allow %s: %s", path, strerror(errno));
+	close(pb.parent_fd);
+	return rc < 0 ? -1 : 0;
+}
+#endif
+
+/* The files of the state folder the receiver uses: the queue's database and its WAL and index.
+ * Nothing else there (the rotated OAuth token, what a later version keeps) can it open. */
+static const char *const receiver_files[] = { "state.db", "state.db-wal", "state.db-shm" };
+
+static int allow_file(int ruleset, const char *state_dir, const char *name, uint64_t rights, struct sbuf *err)
+{
+	struct landlock_path_beneath_attr pb = { .allowed_access = rights };
+	char path[4096];
+	int rc, fd;
+
+	snprintf(path, sizeof(path), "%s/%s", state_dir, name);
+	/* SQLite makes the WAL and its index at the first transaction: here they exist, made now if not */
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	pb.parent_fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (pb.parent_fd < 0) {
 		sbuf_addf(err, "Landlock: cannot open %s: %s", path, strerror(errno));
 		return -1;
@@ -159,8 +190,12 @@ static int landlock_confine(const char *state_dir, struct sbuf *warn, struct sbu
 		sbuf_addf(err, "Landlock: %s", strerror(errno));
 		goto cleanup;
 	}
-	if (allow_beneath(rs, state_dir, all & ~(uint64_t)LANDLOCK_ACCESS_FS_EXECUTE, err) < 0)
-		goto cleanup;
+	for (size_t i = 0; i < sizeof(receiver_files) / sizeof(receiver_files[0]); i++)
+		if (allow_file(rs, state_dir, receiver_files[i],
+		               all & (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+		                      LANDLOCK_ACCESS_FS_TRUNCATE),
+		               err) < 0)
+			goto cleanup;
 #if FLA_SANITIZED
 	/* the leak checker reads /proc/self at exit */
 	if (allow_beneath(rs, "/proc", LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, err) < 0)
@@ -185,6 +220,11 @@ static const int denied_calls[] = {
 	SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_mount, SYS_umount2, SYS_pivot_root,
 	SYS_chroot, SYS_setuid, SYS_setgid, SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid,
 	SYS_bpf, SYS_perf_event_open, SYS_keyctl, SYS_add_key, SYS_request_key, SYS_personality,
+	/* no socket of its own: it cannot reach the directory (ldapi:// included), the API or anything
+	 * else, nor listen on a port of its own; it accepts on the sockets it was given */
+	SYS_socket, SYS_connect, SYS_bind, SYS_listen,
+	/* nor a namespace of its own, where it would hold capabilities again */
+	SYS_unshare, SYS_setns,
 #if !FLA_SANITIZED
 	SYS_ptrace, /* the leak checker of sanitized builds traces its own threads */
 #endif
@@ -230,12 +270,38 @@ static int seccomp_confine(struct sbuf *warn, struct sbuf *err)
 #endif
 }
 
+/* Started as root without `user:`, the receiver still gives up every capability: it stays uid 0
+ * (the state folder's owner) but may no longer read others' files, trace, kill, change owners or
+ * modes of what is not its own, or use the network as root may. */
+static int drop_capabilities(struct sbuf *err)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+
+	if (geteuid() != 0)
+		return 0; /* an ordinary user: none to give up */
+	for (int cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
+			sbuf_addf(err, "capabilities: cannot drop %d from the bounding set: %s", cap, strerror(errno));
+			return -1;
+		}
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	memset(none, 0, sizeof(none));
+	if (syscall(SYS_capset, &h, none) < 0) {
+		sbuf_addf(err, "capabilities: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int sandbox_confine(const char *state_dir, struct sbuf *warn, struct sbuf *err)
 {
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		sbuf_addf(err, "no_new_privs: %s", strerror(errno));
 		return -1;
 	}
+	if (drop_capabilities(err) < 0)
+		return -1;
 	sandbox_no_tracing();
 	if (landlock_confine(state_dir, warn, err) < 0)
 		return -1;

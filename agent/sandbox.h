@@ -8,10 +8,13 @@
  * - sandbox_give_state(): before that, the state folder and the files in it
  *   are handed to the user, so that it can go on writing them.
  * - sandbox_confine(): the receiver process (the one that parses HTTP) is
- *   shut in: no new privileges; with Landlock, no file outside the state
- *   folder can be opened, read or written; with seccomp, no program can be
- *   started and no other process traced or read.  Where the kernel lacks
- *   one, the rest still applies and *warn says what is missing.
+ *   shut in: no new privileges; with Landlock, no file can be opened, read
+ *   or written but the queue's database in the state folder (state.db, its
+ *   WAL and index: not the OAuth token beside them); with seccomp, no
+ *   program can be started, no other process traced or read, and no socket
+ *   made, connected, bound or listened on (it accepts on those it was
+ *   given).  Where the kernel lacks one, the rest still applies and *warn
+ *   says what is missing.
  * - sandbox_no_tracing(): a process holding credentials cannot be traced
  *   or have its memory read by another of the same user.
  *

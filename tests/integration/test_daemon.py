@@ -1050,6 +1050,43 @@ def memory_holds(pid, needles):
 
 
 class TestPrivilegeSeparation(Case):
+    def test_a_compromised_receiver_reaches_nothing(self):
+        # tests/tools/intruder.so, loaded into the agent, plays code an attacker got into the receiver
+        # after its sandbox was applied: the rotated OAuth token beside the queue, the directory by
+        # ldapi:// and by TCP, a port of its own, the daemon's memory are all out of its reach
+        import urllib.parse
+        intruder = os.path.join(os.path.dirname(AGENT), "tests", "tools", "intruder.so")
+        self.d.secret("client-secret", "test-client-secret")
+        self.d.secret("refresh-token", "test-refresh-token")
+        text = open(self.config(extra="sync: { interval: 0 }\n")).read().replace(
+            "  api_key_file: api-key\n",
+            f"  oauth:\n    token_url: {self.fake.base_url}/oauth/token\n    client_id: test-client\n"
+            "    client_secret_file: client-secret\n    refresh_token_file: refresh-token\n")
+        cfg = self.d.file("agent.yaml", text)
+        token = os.path.join(self.d.path, "state", "oauth-refresh-token")
+        env = {"LD_PRELOAD": intruder, "FLA_INTRUDER_TOKEN": token,
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0",
+               "FLA_INTRUDER_LDAPI": urllib.parse.unquote(self.ldap.ldapi_uri[len("ldapi://"):]),
+               "FLA_INTRUDER_TCP": self.ldap.uri[len("ldap://"):]}
+        agent = self.start(cfg, env=env)
+        wait_for(lambda: os.path.exists(token), 30, what="the rotated OAuth token in the state folder")
+        first = receiver_of(agent)
+        os.kill(agent.proc.pid, signal.SIGHUP)  # a new receiver, now that the token is there
+        wait_for(lambda: receiver_of(agent) not in (None, first), 30, what="a new receiver")
+        wait_for(lambda: agent.log_text().count("intruder: done") >= 2, 30, what="the second receiver's attempts")
+        # started as root without `user:`: it is uid 0 with no capability, for good
+        st = status_of(receiver_of(agent))
+        self.assertEqual((st["CapEff"], st["CapPrm"], st["CapBnd"]), ("0" * 16,) * 3)
+        tried = [line.split("intruder: ", 1)[1] for line in agent.log_text().splitlines() if "intruder: " in line]
+        tried = tried[tried.index("done") + 1:]  # the second receiver's
+        for what in ("read the OAuth token", "connect to the directory's ldapi socket",
+                     "connect to the directory over TCP", "listen on a port of its own",
+                     "read the daemon's environment"):
+            self.assertTrue(any(t.startswith(what + ": refused (") for t in tried), (what, tried))
+        self.assertEqual([t for t in tried if t.endswith(": DONE")], [])
+        # and it still does its own work
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Held")), 200)
+        wait_for(lambda: self.people_dns() == [f"uid=ana.held,{PEOPLE}"], 30, what="the hire applied")
     def test_the_receiver_holds_the_challenge_and_no_credential(self):
         agent = self.start(self.config())
         rx = receiver_of(agent)
