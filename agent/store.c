@@ -81,9 +81,10 @@ static int db_error(struct store *st, struct sbuf *err, const char *what)
 	return -1;
 }
 
-/* The database, its WAL and shared-memory files: 0600 even when an older
- * version or a wide umask left them readable by others. */
-static int private_files(const char *db, struct sbuf *err)
+/* The database, its WAL and shared-memory files: none a symbolic link (the
+ * agent would write wherever it points); 0600, when opened to write, even
+ * when an older version or a wide umask left them readable by others. */
+static int private_files(const char *db, bool writable, struct sbuf *err)
 {
 	static const char *const suffixes[] = { "", "-wal", "-shm", NULL };
 	char path[4096];
@@ -91,7 +92,16 @@ static int private_files(const char *db, struct sbuf *err)
 
 	for (size_t i = 0; suffixes[i]; i++) {
 		snprintf(path, sizeof(path), "%s%s", db, suffixes[i]);
-		if (stat(path, &sb) < 0 || !(sb.st_mode & 077))
+		if (lstat(path, &sb) < 0)
+			continue;
+		if (S_ISLNK(sb.st_mode)) {
+			/* followed, it would have the agent (root, maybe) write wherever the link points */
+			sbuf_addf(err, "state store: %s is a symbolic link: the state folder's files are the agent's own; "
+			               "remove it",
+			          path);
+			return -1;
+		}
+		if (!writable || !(sb.st_mode & 077))
 			continue;
 		if (chmod(path, 0600) < 0) {
 			sbuf_addf(err, "state store: %s is readable by others (mode %04o) and cannot be narrowed: %s; "
@@ -135,9 +145,9 @@ int store_db_open(const char *state_dir, int flags, int busy_ms, const char *ddl
 	if ((flags & SQLITE_OPEN_CREATE) && statedir_prepare(state_dir, err) < 0)
 		goto cleanup;
 	sbuf_addf(&path, "%s/state.db", state_dir);
-	if ((flags & SQLITE_OPEN_READWRITE) && private_files(sbuf_str(&path), err) < 0)
+	if (private_files(sbuf_str(&path), (flags & SQLITE_OPEN_READWRITE) != 0, err) < 0)
 		goto cleanup;
-	if (sqlite3_open_v2(sbuf_str(&path), db, flags, NULL) != SQLITE_OK ||
+	if (sqlite3_open_v2(sbuf_str(&path), db, flags | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK ||
 	    store_db_busy_timeout(*db, busy_ms) != SQLITE_OK ||
 	    /* a page cache of 256 KiB per connection (SQLite's default is 2 MiB): the queue's
 	     * questions touch a few pages each, and a dozen connections would otherwise keep

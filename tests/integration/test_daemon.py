@@ -1190,6 +1190,29 @@ class TestPrivilegeSeparation(Case):
         self.assertRegex(r.stderr, r"agent.yaml:\d+:\d+: user: no such user on this system")
 
 
+class TestStateLinks(Case):
+    def test_a_state_file_that_is_a_link_is_refused_and_nothing_is_made_where_it_points(self):
+        # planted by whoever could write the folder once: followed by a root daemon, it would make
+        # (or overwrite) a file wherever it points
+        outside = os.path.join(self.d.path, "elsewhere")
+        os.makedirs(outside)
+        state = os.path.join(self.d.path, "state")
+        os.makedirs(state, exist_ok=True)
+        for name in ("state.db", "state.db-wal"):
+            for f in os.listdir(state):
+                os.remove(os.path.join(state, f))
+            os.symlink(os.path.join(outside, "planted"), os.path.join(state, name))
+            r = run_agent("-c", self.config(), "run", timeout=30)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(f"state store: {state}/{name} is a symbolic link: the state folder's files are the "
+                          "agent's own; remove it", r.stderr)
+            self.assertEqual(os.listdir(outside), [])
+            r = run_agent("-c", self.config(), "queue", "list")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("is a symbolic link", r.stderr)
+            self.assertEqual(os.listdir(outside), [])
+
+
 class TestPrivateData(Case):
     def test_bank_social_security_and_salary_are_never_kept(self):
         agent = self.start(self.config(extra="log: { level: debug }\n"))
