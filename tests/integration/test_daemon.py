@@ -402,6 +402,51 @@ class TestGuardEvaluatesOnce(Case):
         self.assertEqual(metric(agent, "applies_total", operation="disable", result="ok"), 1)
 
 
+class TestLookalikeIds(Case):
+    def test_ids_the_directory_would_take_for_others_change_nothing(self):
+        # a leaked challenge, and ids that a directory's matching rules (spaces and width aside)
+        # would take for employee 1 and team 6: no one leaves the group, the group stays
+        ana = dict(person(1, "Ana", "Alike"), company_id=1234)
+        self.fake.put_employee(ana)
+        with self.fake.lock:
+            self.fake.teams[6] = {"id": 6, "name": "Ops", "description": "Ops", "employee_ids": [1]}
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
+                          extra="sync: { interval: 0 }\nqueue: { max_attempts: 1 }\n", enrich=True)
+        agent = self.start(cfg)
+        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", ana), 200)
+        self.assertEqual(self.post(agent, "teams/team/create", self.fake.teams[6]), 200)
+        group = "cn=team-ops,ou=groups,dc=example,dc=com"
+        wait_for(lambda: (self.ldap.entry(group) or {}).get("member") == [f"uid=ana.alike,{PEOPLE}"], 30,
+                 what="the group")
+        before = self.ldap.dump()
+        one, six = wid(1), wid(6)
+        forged = [("teams/membership/delete", {"id": 9, "employee_id": one + " ", "team_id": six}),
+                  ("teams/membership/delete", {"id": 9, "employee_id": "".join(chr(0xFF10 + int(c)) for c in one),
+                                               "team_id": six}),
+                  ("teams/membership/delete", {"id": 9, "employee_id": "0" + one, "team_id": six}),
+                  ("teams/team/delete", {"id": six + " ", "name": "Ops"}),
+                  ("teams/team/delete", {"id": " " + six, "name": "Ops"}),
+                  ("employees/employee/terminate", dict(ana, id=one + " ", terminated_on="2026-11-01"))]
+        for type_, body in forged:
+            status = http("POST", agent.url("/hooks/" + type_), json.dumps(body), H)[0]
+            self.assertEqual(status, 200, body)
+        # refused, each (those of one record applied together count once)
+        wait_for(lambda: metric(agent, "queue_depth") == 0 and metric(agent, "dead_letters") > 0 and
+                 self.settled(agent), 60, what="every forged delivery refused")
+        self.assertEqual(self.ldap.dump(), before)
+        log = agent.log_text()
+        for said in (f'employee_id "{one} " is not an id', f'team "{six} ": id "{six} " is not an id',
+                     f'employee "{one} ": id "{one} " is not an id'):
+            self.assertIn(said, log)
+        # nor was the API asked for them (a team "6 " the API does not know was once taken as deleted)
+        self.assertEqual([r for r in self.fake.requests if "%20" in r[1] or "%EF%BC" in r[1] or "/0" in r[1]], [])
+
+    @staticmethod
+    def settled(agent):
+        time.sleep(0.5)
+        return metric(agent, "queue_depth") == 0
+
+
 class TestEnrichedReferences(Case):
     def test_a_manager_only_the_api_names_is_not_changed_under_the_delivery(self):
         # the employee's delivery names no manager; the API's record does, and that
