@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <time.h>
@@ -58,15 +59,14 @@ struct agentd;
 /* What the workers and the monitor saw, for /healthz: it never asks the
  * directory itself. */
 struct health {
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;  /* the daemon's writers; the receiver, which maps it read-only, copies (seqread) */
+	atomic_uint seq;
 	double dir_alive;    /* wall time of the last sign the directory is there (an answer, an open connection) */
 	double dir_answered; /* of the last answer to a request */
 	double dir_failed;   /* of the last failure to reach it */
 	char dir_error[512];
 	bool store_failed;   /* the daemon's last commit (or check) failed */
 	char store_error[512];
-	bool intake_failed;  /* the receiver's last commit of a delivery failed (it answered 503) */
-	char intake_error[512];
 	long pending, held, dead;
 };
 

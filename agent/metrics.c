@@ -3,8 +3,10 @@
 #include "metrics.h"
 
 #include "common/pmutex.h"
+#include "common/seqread.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,7 @@ struct table {
 
 struct metrics_state {
 	pthread_mutex_t mu; /* robust and process-shared once metrics_share() has run */
+	atomic_uint seq;    /* for readers without the lock (seqread) */
 	struct table deliveries, applies;
 	struct histogram ldap_h, commit_h;
 	long drift[4];
@@ -51,7 +54,8 @@ struct metrics_state {
 };
 
 static struct metrics_state local = { .mu = PTHREAD_MUTEX_INITIALIZER };
-static struct metrics_state *st = &local;
+static struct metrics_state *st = &local; /* where this process counts */
+static const struct metrics_state *published; /* the daemon's, read-only here (in the receiver) */
 
 size_t metrics_shared_size(void)
 {
@@ -71,16 +75,55 @@ int metrics_share(void *mem, bool init)
 	return 0;
 }
 
+void metrics_attach(const void *mem)
+{
+	published = mem;
+}
+
 /* A process that died holding the lock left counters that are at worst one
  * increment short: carry on. */
 static void lock(void)
 {
 	pmutex_lock(&st->mu);
+	seq_begin(&st->seq);
 }
 
 static void unlock(void)
 {
+	seq_end(&st->seq);
 	pthread_mutex_unlock(&st->mu);
+}
+
+static void table_check(struct table *t)
+{
+	if (t->n > ROWS)
+		t->n = ROWS;
+	for (size_t i = 0; i < t->n; i++) {
+		t->v[i].a[sizeof(t->v[i].a) - 1] = '\0';
+		t->v[i].b[sizeof(t->v[i].b) - 1] = '\0';
+	}
+}
+
+/* Everything counted, whole: in the receiver, the daemon's figures (copied from its read-only
+ * mapping, checked before use) with its own deliveries and commits. */
+static void snapshot(struct metrics_state *out)
+{
+	if (!published) {
+		lock();
+		memcpy(out, st, sizeof(*out));
+		unlock();
+		return;
+	}
+	seq_copy(out, published, sizeof(*out), &published->seq);
+	table_check(&out->deliveries);
+	table_check(&out->applies);
+	lock();
+	out->deliveries = st->deliveries;
+	for (size_t i = 0; i < NB; i++)
+		out->commit_h.buckets[i] += st->commit_h.buckets[i];
+	out->commit_h.count += st->commit_h.count;
+	out->commit_h.sum += st->commit_h.sum;
+	unlock();
 }
 
 static void bump(struct table *t, const char *a, const char *b)
@@ -232,43 +275,47 @@ static void gauge(struct sbuf *out, const char *name, const char *help, const ch
 }
 
 /* Reconciles and subscription checks, the directory, and what was built. */
-static void render_upkeep(struct sbuf *out, const struct metrics_gauges *g)
+static void render_upkeep(struct sbuf *out, const struct metrics_gauges *g, const struct metrics_state *m)
 {
 	char v[64];
 
 	sbuf_adds(out, "# HELP " PREFIX "build_info The version running (always 1).\n"
 	               "# TYPE " PREFIX "build_info gauge\n" PREFIX "build_info{version=\"" PACKAGE_VERSION "\"} 1\n");
 	gauge(out, "directory_up", "1 when the directory answers, as /healthz judges it.", g->directory_up ? "1" : "0");
-	snprintf(v, sizeof(v), "%.3f", st->sync_ok_at);
+	snprintf(v, sizeof(v), "%.3f", m->sync_ok_at);
 	gauge(out, "last_sync_success_timestamp_seconds", "When the last reconcile ended well (0: none yet).", v);
-	snprintf(v, sizeof(v), "%.3f", st->sync_failed_at);
+	snprintf(v, sizeof(v), "%.3f", m->sync_failed_at);
 	gauge(out, "last_sync_failure_timestamp_seconds",
 	      "When the last reconcile failed (the directory or the API; 0: none yet).", v);
-	snprintf(v, sizeof(v), "%lu", st->sync_failures);
+	snprintf(v, sizeof(v), "%lu", m->sync_failures);
 	sbuf_addf(out, "# HELP " PREFIX "sync_failures_total Reconciles that failed.\n"
 	               "# TYPE " PREFIX "sync_failures_total counter\n" PREFIX "sync_failures_total %s\n", v);
 	gauge(out, "subscriptions_ok",
 	      "1 when the last check found (or made) every wanted subscription registered, enabled and pointing at "
 	      "this agent; 0 when it could not check.",
-	      !st->subs_checked ? "0" : st->subs_ok ? "1" : "0");
-	snprintf(v, sizeof(v), "%u", st->subs_wanted);
+	      !m->subs_checked ? "0" : m->subs_ok ? "1" : "0");
+	snprintf(v, sizeof(v), "%u", m->subs_wanted);
 	gauge(out, "subscriptions_wanted", "The subscriptions this agent keeps.", v);
-	snprintf(v, sizeof(v), "%lu", st->subs_repaired);
+	snprintf(v, sizeof(v), "%lu", m->subs_repaired);
 	sbuf_addf(out, "# HELP " PREFIX "subscriptions_repaired_total Subscriptions created, updated or enabled again "
 	               "(missing, changed or disabled by Factorial).\n"
 	               "# TYPE " PREFIX "subscriptions_repaired_total counter\n" PREFIX "subscriptions_repaired_total %s\n",
 	          v);
-	snprintf(v, sizeof(v), "%.3f", st->subs_at);
+	snprintf(v, sizeof(v), "%.3f", m->subs_at);
 	gauge(out, "subscriptions_checked_timestamp_seconds", "When the subscriptions were last checked (0: not yet).", v);
 }
 
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 {
-	lock();
+	static struct metrics_state m; /* a copy, rendered from (the caller's is the only thread that renders) */
+	static pthread_mutex_t render_mu = PTHREAD_MUTEX_INITIALIZER;
+
+	pthread_mutex_lock(&render_mu);
+	snapshot(&m);
 	counter(out, "deliveries_total", "Deliveries received, by subscription type and HTTP status.", "type", "status",
-	        &st->deliveries);
+	        &m.deliveries);
 	counter(out, "applies_total", "Deliveries applied to the directory, by operation and result.", "operation",
-	        "result", &st->applies);
+	        "result", &m.applies);
 	sbuf_addf(out,
 	          "# HELP " PREFIX "queue_depth Deliveries stored and not applied yet.\n"
 	          "# TYPE " PREFIX "queue_depth gauge\n" PREFIX "queue_depth %ld\n"
@@ -279,22 +326,22 @@ void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 	          "# HELP " PREFIX "oauth_refresh_token_unsaved 1 when the newest OAuth refresh token could not be "
 	          "saved to the state folder (a restart would need a new one).\n"
 	          "# TYPE " PREFIX "oauth_refresh_token_unsaved gauge\n" PREFIX "oauth_refresh_token_unsaved %d\n",
-	          g->queue_depth, g->dead_letters, g->held, st->token_unsaved ? 1 : 0);
-	if (st->token_age > 0)
+	          g->queue_depth, g->dead_letters, g->held, m.token_unsaved ? 1 : 0);
+	if (m.token_age > 0)
 		sbuf_addf(out,
 		          "# HELP " PREFIX "oauth_refresh_token_age_seconds How old the OAuth refresh token in use is; "
 		          "Factorial's last a week, and the agent spends one at three days to get a new week.\n"
 		          "# TYPE " PREFIX "oauth_refresh_token_age_seconds gauge\n" PREFIX
 		          "oauth_refresh_token_age_seconds %.0f\n",
-		          st->token_age);
-	histogram(out, "ldap_operation_seconds", "Latency of LDAP operations.", &st->ldap_h);
-	histogram(out, "store_commit_seconds", "Latency of durable commits of deliveries.", &st->commit_h);
+		          m.token_age);
+	histogram(out, "ldap_operation_seconds", "Latency of LDAP operations.", &m.ldap_h);
+	histogram(out, "store_commit_seconds", "Latency of durable commits of deliveries.", &m.commit_h);
 	sbuf_addf(out,
 	          "# HELP " PREFIX "drift_entries Entries seen by the last reconcile, by outcome.\n"
 	          "# TYPE " PREFIX "drift_entries gauge\n"
 	          PREFIX "drift_entries{outcome=\"checked\"} %ld\n" PREFIX "drift_entries{outcome=\"differing\"} %ld\n"
 	          PREFIX "drift_entries{outcome=\"fixed\"} %ld\n" PREFIX "drift_entries{outcome=\"orphans\"} %ld\n",
-	          st->drift[0], st->drift[1], st->drift[2], st->drift[3]);
-	render_upkeep(out, g);
-	unlock();
+	          m.drift[0], m.drift[1], m.drift[2], m.drift[3]);
+	render_upkeep(out, g, &m);
+	pthread_mutex_unlock(&render_mu);
 }

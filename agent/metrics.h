@@ -46,6 +46,9 @@ void metrics_subscriptions(bool ok, unsigned wanted, unsigned repaired, double w
  * process).  Returns 0 or -1. */
 size_t metrics_shared_size(void);
 int metrics_share(void *mem, bool init);
+/* In the receiver: the daemon's figures are read from mem (mapped read-only) when rendering;
+ * what the receiver counts itself (deliveries, its commits) stays in its own memory. */
+void metrics_attach(const void *mem);
 
 struct metrics_gauges {
 	long queue_depth;

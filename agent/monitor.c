@@ -4,11 +4,13 @@
 
 #include "common/log.h"
 #include "common/pmutex.h"
+#include "common/seqread.h"
 #include "metrics.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,7 @@
 /* The health and the metrics live in one mapping the daemon and its
  * receiver process share: the appliers write, the receiver answers. */
 struct shared {
-	struct health health;
+	struct health health; /* written by the daemon only */
 	max_align_t metrics[]; /* metrics_shared_size() bytes */
 };
 
@@ -30,11 +32,18 @@ int monitor_share(struct agentd *a, int *fd, struct sbuf *err)
 {
 	size_t size = sizeof(struct shared) + metrics_shared_size();
 	struct shared *m = MAP_FAILED;
-	int f = memfd_create("factorial-ldap-agent-published", MFD_CLOEXEC), rc = -1;
+	int f = memfd_create("factorial-ldap-agent-published", MFD_CLOEXEC | MFD_ALLOW_SEALING), rc = -1;
 
 	if (f < 0 || ftruncate(f, (off_t)size) < 0 ||
 	    (m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0)) == MAP_FAILED) {
 		sbuf_addf(err, "cannot make the memory the receiver answers from: %s", strerror(errno));
+		goto cleanup;
+	}
+	/* this mapping is the only writable one there will be: a receiver maps it to read, and can
+	 * neither write it, map it to write, nor change its size (which would fault the daemon) */
+	if (fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		sbuf_addf(err, "cannot seal the memory the receiver answers from: %s", strerror(errno));
+		rc = -1;
 		goto cleanup;
 	}
 	/* a new memory file reads as zeros: only the locks need making */
@@ -67,12 +76,12 @@ int monitor_attach(struct agentd *a, int fd, struct sbuf *err)
 		sbuf_adds(err, "the memory shared with the daemon is not what it should be");
 		return -1;
 	}
-	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
 		sbuf_addf(err, "cannot map the memory shared with the daemon: %s", strerror(errno));
 		return -1;
 	}
-	metrics_share(m->metrics, false);
+	metrics_attach(m->metrics);
 	a->health = &m->health;
 	a->shared_size = size;
 	return 0;
@@ -85,12 +94,34 @@ void monitor_unshare(struct agentd *a)
 	a->health = NULL;
 }
 
-/* The other process may have died holding the lock: what it was writing is
- * at worst one reading stale. */
+/* The daemon's threads write the health under its lock; the receiver reads
+ * it without one (health_copy). */
 static void health_lock(struct health *h)
 {
 	pmutex_lock(&h->mu);
+	seq_begin(&h->seq);
 }
+
+static void health_unlock(struct health *h)
+{
+	seq_end(&h->seq);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* What is known now, whole; in the receiver, from its read-only mapping. */
+static void health_copy(struct agentd *a, struct health *out)
+{
+	seq_copy(out, a->health, sizeof(*out), &a->health->seq);
+	out->dir_error[sizeof(out->dir_error) - 1] = '\0';
+	out->store_error[sizeof(out->store_error) - 1] = '\0';
+}
+
+/* The receiver's own commits of deliveries: its own to know, in its own memory. */
+static struct {
+	pthread_mutex_t mu;
+	bool failed;
+	char error[512];
+} intake = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* A worker or the monitor reached the directory (error NULL; answered: a
  * request was answered, not only a connection seen open) or failed to. */
@@ -107,7 +138,7 @@ void health_directory(struct agentd *a, const char *error, bool answered)
 		a->health->dir_failed = now;
 		snprintf(a->health->dir_error, sizeof(a->health->dir_error), "%s", error);
 	}
-	pthread_mutex_unlock(&a->health->mu);
+	health_unlock(a->health);
 }
 
 void health_store(struct agentd *a, const char *error)
@@ -116,7 +147,7 @@ void health_store(struct agentd *a, const char *error)
 	a->health->store_failed = error != NULL;
 	if (error)
 		snprintf(a->health->store_error, sizeof(a->health->store_error), "%s", error);
-	pthread_mutex_unlock(&a->health->mu);
+	health_unlock(a->health);
 }
 
 /* Whether the last thing known of the directory is a failure newer than any answer. */
@@ -127,7 +158,7 @@ bool health_doubts_directory(struct agentd *a, double *answered)
 	health_lock(a->health);
 	doubt = a->health->dir_failed >= a->health->dir_answered;
 	*answered = a->health->dir_answered;
-	pthread_mutex_unlock(&a->health->mu);
+	health_unlock(a->health);
 	return doubt;
 }
 
@@ -136,9 +167,7 @@ bool health_directory_up(struct agentd *a)
 {
 	struct health h;
 
-	health_lock(a->health);
-	h = *a->health;
-	pthread_mutex_unlock(&a->health->mu);
+	health_copy(a, &h);
 	return !(h.dir_failed >= h.dir_alive && agentd_wall_now() - h.dir_alive > HEALTH_GRACE);
 }
 
@@ -149,11 +178,16 @@ int health_render(struct agentd *a, bool detail, struct sbuf *out)
 	double now = agentd_wall_now();
 	bool dir_down, ok;
 
-	health_lock(a->health);
-	h = *a->health;
-	pthread_mutex_unlock(&a->health->mu);
+	bool intake_failed;
+	char intake_error[sizeof(intake.error)];
+
+	health_copy(a, &h);
+	pthread_mutex_lock(&intake.mu);
+	intake_failed = intake.failed;
+	memcpy(intake_error, intake.error, sizeof(intake_error));
+	pthread_mutex_unlock(&intake.mu);
 	dir_down = h.dir_failed >= h.dir_alive && now - h.dir_alive > HEALTH_GRACE;
-	ok = !dir_down && !h.store_failed && !h.intake_failed;
+	ok = !dir_down && !h.store_failed && !intake_failed;
 	sbuf_adds(out, ok ? "ok\n" : "unavailable\n");
 	if (!detail)
 		goto cleanup;
@@ -166,11 +200,11 @@ int health_render(struct agentd *a, bool detail, struct sbuf *out)
 		sbuf_addf(out, "directory %s: ok (last answer %.0f s ago)\n", s->cfg->ldap.uri, now - h.dir_answered);
 	else
 		sbuf_addf(out, "directory %s: ok\n", s->cfg->ldap.uri);
-	if (h.intake_failed)
-		sbuf_addf(out, "state store: deliveries cannot be stored (answered 503): %s\n", h.intake_error);
+	if (intake_failed)
+		sbuf_addf(out, "state store: deliveries cannot be stored (answered 503): %s\n", intake_error);
 	if (h.store_failed)
 		sbuf_addf(out, "%s\n", h.store_error);
-	else if (!h.intake_failed)
+	else if (!intake_failed)
 		sbuf_adds(out, "state store: ok\n");
 	sbuf_addf(out, "queue: %ld pending, %ld held, %ld dead\n", h.pending, h.held, h.dead);
 cleanup:
@@ -189,13 +223,12 @@ void monitor_commit_observed(double seconds, const char *error, void *ctx)
  * whatever the daemon's own checks of the store find meanwhile. */
 void monitor_intake_observed(double seconds, const char *error, void *ctx)
 {
-	struct agentd *a = ctx;
-
-	health_lock(a->health);
-	a->health->intake_failed = error != NULL;
+	(void)ctx;
+	pthread_mutex_lock(&intake.mu);
+	intake.failed = error != NULL;
 	if (error)
-		snprintf(a->health->intake_error, sizeof(a->health->intake_error), "%s", error);
-	pthread_mutex_unlock(&a->health->mu);
+		snprintf(intake.error, sizeof(intake.error), "%s", error);
+	pthread_mutex_unlock(&intake.mu);
 	metrics_commit_seconds(seconds);
 }
 
@@ -266,7 +299,7 @@ static void watch_store(struct agentd *a, struct store *st, struct queue *q, str
 	sbuf_init(&err);
 	health_lock(a->health);
 	failed = a->health->store_failed;
-	pthread_mutex_unlock(&a->health->mu);
+	health_unlock(a->health);
 	if (failed || now - w->store_checked >= STORE_PROBE_EVERY) {
 		w->store_checked = now;
 		health_store(a, store_probe(st, &err) < 0 ? sbuf_str(&err) : NULL);
@@ -277,7 +310,7 @@ static void watch_store(struct agentd *a, struct store *st, struct queue *q, str
 		a->health->pending = pending;
 		a->health->dead = dead;
 		a->health->held = held;
-		pthread_mutex_unlock(&a->health->mu);
+		health_unlock(a->health);
 	}
 	sbuf_free(&err);
 }

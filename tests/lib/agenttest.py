@@ -115,14 +115,21 @@ class AgentDir:
             raise AssertionError("\n".join(found))
 
     def file(self, name, content, mode=0o644):
-        """Writes name (a mapping, *mapping*.yaml, as wired_mapping() makes it); returns its path."""
+        """Writes name (a mapping, *mapping*.yaml, as wired_mapping() makes it) whole, by a rename,
+        so that an agent reading it meanwhile (a clock file moved on, a configuration reloaded)
+        sees the old content or the new, never an empty file; returns its path."""
         p = os.path.join(self.path, name)
         if "mapping" in os.path.basename(name) and name.endswith(".yaml"):
             content = wired_mapping(content)
         os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, "w", encoding="utf-8") as f:
+        tmp = p + ".writing"
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(content)
-        os.chmod(p, mode)
+        os.chmod(tmp, mode)
+        if os.path.exists(p):  # its owner stays (a test may have given it to the agent's user)
+            st = os.stat(p)
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.replace(tmp, p)
         return p
 
     def secret(self, name, content):

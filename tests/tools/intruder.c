@@ -14,7 +14,8 @@
  * What to attack comes from the environment: FLA_INTRUDER_TOKEN (a file the
  * receiver must not read: the rotated OAuth token), FLA_INTRUDER_LDAPI (the
  * directory's ldapi:// socket), FLA_INTRUDER_TCP (host:port of a server to
- * connect to: the directory).  It never runs in a shipped build: the
+ * connect to: the directory); the memory the daemon publishes in is its
+ * descriptor 6.  It never runs in a shipped build: the
  * Makefile builds it for the tests only.
  */
 #define _GNU_SOURCE
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -88,6 +90,19 @@ static void listen_anew(void)
 		close(fd);
 }
 
+/* The memory the daemon publishes health and figures in (descriptor 6): the receiver only reads it. */
+static void write_published(void)
+{
+	void *m;
+
+	said("write the daemon's published memory", pwrite(6, "x", 1, 0) == 1);
+	m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 6, 0);
+	said("map the daemon's published memory to write", m != MAP_FAILED);
+	if (m != MAP_FAILED)
+		munmap(m, 4096);
+	said("change the size of the daemon's published memory", ftruncate(6, 1) == 0);
+}
+
 static void read_daemon(void)
 {
 	char path[64], buf[64];
@@ -115,6 +130,7 @@ struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_Accep
 		if (getenv("FLA_INTRUDER_TCP"))
 			connect_tcp(getenv("FLA_INTRUDER_TCP"));
 		listen_anew();
+		write_published();
 		read_daemon();
 		fprintf(stderr, "intruder: done\n");
 	}
