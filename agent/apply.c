@@ -3660,6 +3660,7 @@ static int ids_refused(struct job *j, const cJSON *body)
 	}
 	if (rc < 0) {
 		const cJSON *raw = cJSON_IsObject(body) ? cJSON_GetObjectItemCaseSensitive(body, "id") : NULL;
+		j->a->hopeless = true;
 		if (cJSON_IsString(raw) && !j->own_id)
 			sbuf_addf(j->err, "%s \"%s\": %s; nothing changed", j->kind, raw->valuestring, sbuf_str(&why));
 		else
@@ -3676,6 +3677,7 @@ int apply_delivery(struct apply_ctx *a, const char *type, const cJSON *body, str
 	int rc = -1;
 
 	a->connection_lost = false;
+	a->hopeless = false;
 	a->api_unavailable = false;
 	a->stale = false;
 	a->waits = false;
@@ -3868,6 +3870,7 @@ int apply_record(struct apply_ctx *a, enum mapping_kind kind, const cJSON *recor
 	int rc;
 
 	a->connection_lost = false;
+	a->hopeless = false;
 	a->api_unavailable = false;
 	a->stale = false;
 	a->unresolved = false;
@@ -4012,6 +4015,7 @@ int apply_orphan(struct apply_ctx *a, const char *key, bool delete, struct sbuf 
 	int rc = -1;
 
 	a->connection_lost = false;
+	a->hopeless = false;
 	job_maps_init(&j);
 	if (find_by_key(&j, o, MAPPING_EMPLOYEE, key, &own, &cur) < 0)
 		goto cleanup;

@@ -85,6 +85,7 @@ struct apply_ctx {
 	bool connection_lost; /* the last failure was the directory or the API being unreachable, not the record */
 	bool api_unavailable; /* ... and it was the API */
 	bool stale; /* the last delivery was older than what was applied for its record: skipped */
+	bool hopeless; /* the last failure is the body's own and no retry can pass it (ids that are not ids) */
 	/* workers applying at once: a group is read and changed under this lock
 	 * (team and membership deliveries, and an employee's leaving, joining
 	 * and renames), so that two changes of one group never cross; NULL when

@@ -278,12 +278,13 @@ static void applied_unreachable(struct worker *w, const struct apply_ctx *ac, co
 	pause_directory(w->a, ac->api_unavailable ? "Factorial API" : "directory", why);
 }
 
-/* The record failed: retried later, or kept as a dead letter after the last attempt. */
+/* The record failed: retried later, or kept as a dead letter after the last attempt (at once when
+ * no retry could pass: a body whose ids are not ids). */
 static void applied_failed(struct worker *w, struct queue_delivery *d, const struct snapshot *s,
                            const struct apply_ctx *ac, const char *why)
 {
 	int attempts = d->attempts + 1;
-	bool dead = attempts >= s->cfg->queue.max_attempts;
+	bool dead = ac->hopeless || attempts >= s->cfg->queue.max_attempts;
 	double delay = (double)s->cfg->queue.retry_delay * pow(2, attempts - 1) * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
 	struct sbuf err;
 
@@ -291,7 +292,9 @@ static void applied_failed(struct worker *w, struct queue_delivery *d, const str
 	if (queue_failed(w->q, d, why, agentd_wall_now() + delay, dead, &err) < 0)
 		log_error("%s", sbuf_str(&err));
 	metrics_apply(action_of(ac), false);
-	if (dead)
+	if (dead && ac->hopeless)
+		log_error("failed for good (no retry can change it), kept as a dead letter: %s", why);
+	else if (dead)
 		log_error("failed for good after %d attempt%s, kept as a dead letter: %s", attempts, attempts == 1 ? "" : "s",
 		          why);
 	else

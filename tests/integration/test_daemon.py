@@ -410,8 +410,8 @@ class TestLookalikeIds(Case):
         self.fake.put_employee(ana)
         with self.fake.lock:
             self.fake.teams[6] = {"id": 6, "name": "Ops", "description": "Ops", "employee_ids": [1]}
-        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n",
-                          extra="sync: { interval: 0 }\nqueue: { max_attempts: 1 }\n", enrich=True)
+        cfg = self.config(webhooks_extra="  manage_subscriptions: false\n", extra="sync: { interval: 0 }\n",
+                          enrich=True)
         agent = self.start(cfg)
         self.assertEqual(self.post(agent, "employees/employee/create_with_contract", ana), 200)
         self.assertEqual(self.post(agent, "teams/team/create", self.fake.teams[6]), 200)
@@ -430,9 +430,12 @@ class TestLookalikeIds(Case):
         for type_, body in forged:
             status = http("POST", agent.url("/hooks/" + type_), json.dumps(body), H)[0]
             self.assertEqual(status, 200, body)
-        # refused, each (those of one record applied together count once)
+        # refused for good at once, not retried: no retry makes them ids (those of one record applied
+        # together are one dead letter)
         wait_for(lambda: metric(agent, "queue_depth") == 0 and metric(agent, "dead_letters") > 0 and
-                 self.settled(agent), 60, what="every forged delivery refused")
+                 self.settled(agent), 15, what="every forged delivery refused")
+        self.assertNotIn("failed (attempt 1 of", agent.log_text())
+        self.assertIn("failed for good (no retry can change it), kept as a dead letter: ", agent.log_text())
         self.assertEqual(self.ldap.dump(), before)
         log = agent.log_text()
         for said in (f'employee_id "{one} " is not an id', f'team "{six} ": id "{six} " is not an id',
