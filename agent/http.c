@@ -35,6 +35,7 @@ struct watch {
 	time_t opened;      /* monotonic seconds the connection opened */
 	unsigned requests;  /* requests begun on it */
 	bool cut;           /* shut down already (by the reaper, or to make room) */
+	bool delivered;     /* a POST on it was taken (200): a sender that holds the challenge */
 	struct http_server *server;
 };
 
@@ -184,6 +185,18 @@ static void count_request(struct http_server *s, struct MHD_Connection *conn)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A delivery was taken on conn: its sender holds the challenge, and keeps its place. */
+static void mark_delivered(struct http_server *s, struct MHD_Connection *conn)
+{
+	struct watch *w = watch_of(conn);
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&s->lock);
+	w->delivered = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* Whether conn has served its share (MAX_REQUESTS_PER_CONNECTION, MAX_CONNECTION_SECONDS). */
 static bool served_enough(struct MHD_Connection *c)
 {
@@ -214,25 +227,28 @@ static void set_phase(struct http_server *s, struct MHD_Connection *conn, enum p
  * Past max_connections, the newest connection makes room: the connection
  * idle the longest between two requests (a kept-alive one) is closed, else
  * one opened a second ago or more that has not yet sent a complete request
- * head, else the newest itself.  A client holding many quiet keep-alive
+ * head, else a kept-alive one that brought a delivery (its sender holds the
+ * challenge, so it goes last), else the newest itself.  A client holding many quiet keep-alive
  * connections (each asking something now and then, so no idle timeout ever
  * fires) thus cannot keep a delivery out: it is its own connections that go.
  * s->lock held.
  */
 static void make_room(struct http_server *s, struct watch *newest)
 {
-	struct watch *kept = NULL, *fresh = NULL, *victim;
+	struct watch *kept = NULL, *fresh = NULL, *sender = NULL, *victim;
 	time_t now = mono_now();
 
 	for (struct watch *w = s->watches; w; w = w->next) {
 		if (w == newest || w->cut || w->phase != WAIT_HEADERS)
 			continue;
-		if (w->requests > 0 && (!kept || w->since < kept->since))
+		if (w->delivered && (!sender || w->since < sender->since))
+			sender = w; /* a real sender's kept-alive connection goes last */
+		else if (!w->delivered && w->requests > 0 && (!kept || w->since < kept->since))
 			kept = w;
 		else if (w->requests == 0 && now - w->opened >= 1 && (!fresh || w->opened < fresh->opened))
 			fresh = w;
 	}
-	victim = kept ? kept : fresh ? fresh : newest;
+	victim = kept ? kept : fresh ? fresh : sender ? sender : newest;
 	shutdown(victim->fd, SHUT_RDWR);
 	victim->cut = true;
 	s->made_room++;
@@ -456,6 +472,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		set_phase(s, conn, ANSWERING);
 		sbuf_init(&reply.body);
 		s->cb.handle(s->cb.ctx, method, url, sbuf_str(&r->body), r->body.len, r->addr, &reply);
+		if (reply.status == 200 && strcmp(method, "POST") == 0)
+			mark_delivered(s, conn);
 		if (reply.body.len)
 			rc = answer(conn, reply.status, reply.content_type, sbuf_str(&reply.body), reply.body.len);
 		else

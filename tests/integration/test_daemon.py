@@ -925,10 +925,22 @@ class TestHostileClients(Case):
             for c in list(due):
                 c.close()
 
+        # Factorial's own connection, kept alive after a delivery, keeps its place
+        import http.client
+        factorial = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=5, source_address=("127.0.0.50", 0))
+        self.addCleanup(factorial.close)
+        factorial.request("POST", "/hooks/employees/employee/update", headers=H,
+                          body=json.dumps(self.fake.to_agent(person(99, "Kept", "Alive"))))
+        self.assertEqual(factorial.getresponse().read() and 200, 200)
+        kept = factorial.sock
         attacker = threading.Thread(target=attack)
         attacker.start()
         try:
             time.sleep(3)  # the connections are all open and kept alive
+            factorial.request("POST", "/hooks/employees/employee/update", headers=H,
+                              body=json.dumps(self.fake.to_agent(person(98, "Still", "Alive"))))
+            self.assertEqual(factorial.getresponse().status, 200)
+            self.assertIs(factorial.sock, kept)  # the same connection: not closed to make room
             took = []
             for i in range(100):
                 start = time.monotonic()
