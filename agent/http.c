@@ -239,14 +239,17 @@ static void make_room(struct http_server *s, struct watch *newest)
 	time_t now = mono_now();
 
 	for (struct watch *w = s->watches; w; w = w->next) {
+		struct watch **pick;
 		if (w == newest || w->cut || w->phase != WAIT_HEADERS)
 			continue;
-		if (w->delivered && (!sender || w->since < sender->since))
-			sender = w; /* a real sender's kept-alive connection goes last */
-		else if (!w->delivered && w->requests > 0 && (!kept || w->since < kept->since))
-			kept = w;
-		else if (w->requests == 0 && now - w->opened >= 1 && (!fresh || w->opened < fresh->opened))
-			fresh = w;
+		if (w->requests == 0) {
+			if (now - w->opened >= 1 && (!fresh || w->opened < fresh->opened))
+				fresh = w;
+			continue;
+		}
+		pick = w->delivered ? &sender : &kept; /* a real sender's kept-alive connection goes last */
+		if (!*pick || w->since < (*pick)->since)
+			*pick = w;
 	}
 	victim = kept ? kept : fresh ? fresh : sender ? sender : newest;
 	shutdown(victim->fd, SHUT_RDWR);

@@ -24,7 +24,7 @@ if [ ! -f Makefile ]; then
 	[ -x "$top/configure" ] || (cd "$top" && ./autogen.sh) >/dev/null || exit 2
 	"$top/configure" >configure.out 2>&1 || { tail -20 configure.out >&2; exit 2; }
 fi
-make -j"$(nproc)" factorial-ldap-agent tests/tools/api_list >make.out 2>&1 || { tail -20 make.out >&2; exit 2; }
+make -j"$(nproc)" factorial-ldap-agent tests/tools/api_list tests/tools/intruder.so >make.out 2>&1 || { tail -20 make.out >&2; exit 2; }
 
 # the folder open to all: some tests run the agent as nobody
 logs=$(mktemp -d /tmp/fla-valgrind-XXXXXX)

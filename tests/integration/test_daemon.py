@@ -1117,6 +1117,7 @@ class TestPrivilegeSeparation(Case):
         # a row count written there once crashed the daemon) are all out of its reach
         import urllib.parse
         intruder = os.path.join(os.path.dirname(AGENT), "tests", "tools", "intruder.so")
+        self.assertTrue(os.path.exists(intruder), f"{intruder} is not built (`make check` builds it)")
         self.d.secret("client-secret", "test-client-secret")
         self.d.secret("refresh-token", "test-refresh-token")
         text = open(self.config(extra="sync: { interval: 0 }\n")).read().replace(

@@ -116,7 +116,7 @@ class Tree:
         return run([os.path.join(self.root, "configure"), *opts], self.build, self.log)[0] == 0
 
     def make(self, tests):
-        targets = ["factorial-ldap-agent", "tests/tools/api_list"]
+        targets = ["factorial-ldap-agent", "tests/tools/api_list", "tests/tools/intruder.so"]
         targets += ["tests/unit/" + t.split(":", 1)[1] for t in tests if t.startswith("unit:")]
         return run(["make", "-j" + self.jobs, *targets], self.build, self.log)[0] == 0
 
