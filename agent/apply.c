@@ -1176,17 +1176,20 @@ static void prefetch_batch(struct job *j, const char *const *ids, char **keys, s
 	const char *attrs[] = { o->key_attr, NULL };
 	struct ldapw_entries found = { 0 };
 	struct ldapw_error e;
-	struct strmap dn_of; /* key -> DN; "" once two entries hold it */
+	struct strmap wanted, dn_of; /* the keys asked for; key -> DN ("" once two entries hold it) */
 	struct sbuf f;
 	bool exact = true;
 
 	sbuf_init(&f);
+	strmap_init(&wanted);
 	strmap_init(&dn_of);
 	sbuf_adds(&f, "(|");
 	for (size_t i = 0; i < n; i++) {
 		char *one = ldapw_eq_filter(o->key_attr, keys[i]);
-		if (!one)
+		if (!one || strmap_put(&wanted, keys[i], NULL) < 0) {
+			free(one);
 			goto cleanup;
+		}
 		sbuf_adds(&f, one);
 		free(one);
 	}
@@ -1197,11 +1200,10 @@ static void prefetch_batch(struct job *j, const char *const *ids, char **keys, s
 		const struct vlist *v = ldapw_entry_values(&found.v[i], o->key_attr);
 		bool matched = false;
 		for (size_t k = 0; v && k < v->n; k++) {
-			for (size_t x = 0; x < n; x++)
-				if (strcmp(v->v[k], keys[x]) == 0) {
-					strmap_put(&dn_of, keys[x], strmap_get(&dn_of, keys[x]) ? "" : found.v[i].dn);
-					matched = true;
-				}
+			if (!strmap_get(&wanted, v->v[k]))
+				continue;
+			strmap_put(&dn_of, v->v[k], strmap_get(&dn_of, v->v[k]) ? "" : found.v[i].dn);
+			matched = true;
 		}
 		exact = exact && matched;
 	}
@@ -1214,8 +1216,20 @@ static void prefetch_batch(struct job *j, const char *const *ids, char **keys, s
 	}
 cleanup:
 	ldapw_entries_free(&found);
+	strmap_free(&wanted);
 	strmap_free(&dn_of);
 	sbuf_free(&f);
+}
+
+/* The batch gathered so far asked for, and emptied. */
+static void prefetch_flush(struct job *j, char **ids, char **keys, size_t *n)
+{
+	if (*n)
+		prefetch_batch(j, (const char *const *)ids, keys, *n);
+	for (; *n; (*n)--) {
+		free(keys[*n - 1]);
+		free(ids[*n - 1]);
+	}
 }
 
 static void prefetch_members(struct job *j, const cJSON *rec)
@@ -1250,21 +1264,11 @@ static void prefetch_members(struct job *j, const cJSON *rec)
 				free(id);
 			}
 			cJSON_Delete(one);
-			if (n == PREFETCH_BATCH) {
-				prefetch_batch(j, (const char *const *)ids, keys, n);
-				for (; n; n--) {
-					free(keys[n - 1]);
-					free(ids[n - 1]);
-				}
-			}
+			if (n == PREFETCH_BATCH)
+				prefetch_flush(j, ids, keys, &n);
 		}
 	}
-	if (n)
-		prefetch_batch(j, (const char *const *)ids, keys, n);
-	for (; n; n--) {
-		free(keys[n - 1]);
-		free(ids[n - 1]);
-	}
+	prefetch_flush(j, ids, keys, &n);
 	sbuf_free(&scratch);
 }
 
@@ -2375,23 +2379,19 @@ static void note_unresolved(struct job *j, const struct mapping_result *r, const
 	if (r->unresolved.n && j->a->revisit && j->a->st && strcmp(j->kind, "employee") == 0)
 		body = cJSON_PrintUnformatted(rec);
 	/* a team of thousands without entries: a line for each of the first few, one for the rest */
-	bool summed = r->unresolved.n > UNRESOLVED_SAID + 1;
+	size_t said = r->unresolved.n > UNRESOLVED_SAID + 1 ? UNRESOLVED_SAID : r->unresolved.n;
 
 	for (size_t i = 0; i < r->unresolved.n; i++) {
-		if (summed && i == UNRESOLVED_SAID) {
-			if (j->a->dry_run)
-				sayf(j, "%zu more employees named have no entry; left out", r->unresolved.n - i);
-			else
-				log_warn("%s %s (%s): %zu more employees named have no entry; left out", j->kind, j->id,
-				         j->event, r->unresolved.n - i);
-		}
-		if (summed && i >= UNRESOLVED_SAID)
-			; /* said in the line above */
-		else if (j->a->dry_run)
+		if (i < said && j->a->dry_run)
 			sayf(j, "%s: employee %s has no entry; left out", r->unresolved_attr[i], r->unresolved.v[i]);
-		else
+		else if (i < said)
 			log_warn("%s %s (%s): %s: employee %s has no entry; left out%s", j->kind, j->id, j->event,
 			         r->unresolved_attr[i], r->unresolved.v[i], body ? " until it has one" : "");
+		else if (i == said && j->a->dry_run)
+			sayf(j, "%zu more employees named have no entry; left out", r->unresolved.n - i);
+		else if (i == said)
+			log_warn("%s %s (%s): %zu more employees named have no entry; left out", j->kind, j->id, j->event,
+			         r->unresolved.n - i);
 		if (body) {
 			char target[160], waiter[160];
 			struct sbuf e;

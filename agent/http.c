@@ -108,7 +108,9 @@ int http_parse_listen(const char *listen, char *host, size_t hostlen, char *port
 
 static bool served_enough(struct MHD_Connection *c);
 
-static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *type, const char *body, size_t len)
+/* Queues the answer; close: the connection ends after it (it ends too once it has served its share). */
+static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *type, const char *body, size_t len,
+                              bool close)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result rc;
@@ -116,7 +118,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *
 	if (!r)
 		return MHD_NO;
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type ? type : "text/plain; charset=utf-8");
-	if (served_enough(c))
+	if (close || served_enough(c))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	rc = MHD_queue_response(c, (unsigned)status, r);
 	MHD_destroy_response(r);
@@ -145,10 +147,10 @@ static const char *status_text(int status)
 	}
 }
 
-static enum MHD_Result answer_status(struct MHD_Connection *c, int status)
+static enum MHD_Result answer_status(struct MHD_Connection *c, int status, bool close)
 {
 	const char *t = status_text(status);
-	return answer(c, status, NULL, t, strlen(t));
+	return answer(c, status, NULL, t, strlen(t), close);
 }
 
 /* ---- deadlines ----------------------------------------------------------
@@ -388,18 +390,94 @@ static const char *ambiguous_framing(struct MHD_Connection *conn)
 	return NULL;
 }
 
-static enum MHD_Result answer_and_close(struct MHD_Connection *c, int status)
+/* The request's answer is settled before (or without) reading the rest of its body. */
+static void settled(struct http_server *s, struct MHD_Connection *conn, struct request *r)
 {
-	const char *t = status_text(status);
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), (void *)t, MHD_RESPMEM_PERSISTENT);
-	enum MHD_Result rc;
+	r->answered = true;
+	set_phase(s, conn, ANSWERING);
+}
+
+static long long declared_length(struct MHD_Connection *conn)
+{
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	long long len;
+	char *end;
+
+	if (!cl)
+		return -1;
+	errno = 0;
+	len = strtoll(cl, &end, 10);
+	return errno || *end || len < 0 ? -1 : len;
+}
+
+/* The head is in: framing and precheck decide whether the body is read at all. */
+static enum MHD_Result begin_request(struct http_server *s, struct MHD_Connection *conn, const char *url,
+                                     const char *method, void **con_cls)
+{
+	const char *ch = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-factorial-wh-challenge");
+	struct request *r = calloc(1, sizeof(*r));
+	const char *framing;
+	long long len;
+	int st;
 
 	if (!r)
 		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	rc = MHD_queue_response(c, (unsigned)status, r);
-	MHD_destroy_response(r);
+	sbuf_init(&r->body);
+	client_address(conn, r->addr, sizeof(r->addr));
+	count_request(s, conn);
+	*con_cls = r;
+	set_phase(s, conn, WAIT_BODY);
+	if ((framing = ambiguous_framing(conn)) != NULL) {
+		settled(s, conn, r);
+		if (s->cb.refused)
+			s->cb.refused(s->cb.ctx, url, 400, framing, r->addr);
+		return answer_status(conn, 400, true);
+	}
+	len = declared_length(conn);
+	st = s->cb.precheck(s->cb.ctx, method, url, ch, len, r->addr);
+	if (st == 0 && len >= 0 && (size_t)len > s->max_body)
+		st = 413;
+	if (st) {
+		settled(s, conn, r);
+		return answer_status(conn, st, false);
+	}
+	return MHD_YES;
+}
+
+/* A piece of the body: kept, or the request answered 413 once it grows past max_body. */
+static enum MHD_Result take_body(struct http_server *s, struct MHD_Connection *conn, struct request *r,
+                                 const char *url, const char *data, size_t *size)
+{
+	if (r->body.len + *size > s->max_body) {
+		*size = 0;
+		settled(s, conn, r);
+		if (s->cb.refused)
+			s->cb.refused(s->cb.ctx, url, 413, "body larger than webhooks.max_body_bytes", r->addr);
+		return answer_status(conn, 413, false);
+	}
+	sbuf_add(&r->body, data, *size);
+	*size = 0;
+	return r->body.failed ? MHD_NO : MHD_YES;
+}
+
+/* The whole body is in: the handler answers. */
+static enum MHD_Result finish_request(struct http_server *s, struct MHD_Connection *conn, struct request *r,
+                                      const char *url, const char *method)
+{
+	struct http_reply reply = { .status = 500 };
+	enum MHD_Result rc;
+
+	set_phase(s, conn, ANSWERING);
+	sbuf_init(&reply.body);
+	s->cb.handle(s->cb.ctx, method, url, sbuf_str(&r->body), r->body.len, r->addr, &reply);
+	if (reply.status == 200 && strcmp(method, "POST") == 0)
+		mark_delivered(s, conn);
+	if (reply.body.len)
+		rc = answer(conn, reply.status, reply.content_type, sbuf_str(&reply.body), reply.body.len, false);
+	else
+		rc = answer_status(conn, reply.status, false);
+	sbuf_free(&reply.body);
+	r->answered = true;
 	return rc;
 }
 
@@ -411,80 +489,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct request *r = *con_cls;
 
 	(void)version;
-	if (!r) {
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		const char *ch = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-factorial-wh-challenge");
-		long long len = -1;
-		const char *framing;
-		int st;
-		r = calloc(1, sizeof(*r));
-		if (!r)
-			return MHD_NO;
-		sbuf_init(&r->body);
-		client_address(conn, r->addr, sizeof(r->addr));
-		count_request(s, conn);
-		*con_cls = r;
-		set_phase(s, conn, WAIT_BODY);
-		if ((framing = ambiguous_framing(conn)) != NULL) {
-			r->answered = true;
-			set_phase(s, conn, ANSWERING);
-			if (s->cb.refused)
-				s->cb.refused(s->cb.ctx, url, 400, framing, r->addr);
-			return answer_and_close(conn, 400);
-		}
-		if (cl) {
-			char *end;
-			errno = 0;
-			len = strtoll(cl, &end, 10);
-			if (errno || *end || len < 0)
-				len = -1;
-		}
-		st = s->cb.precheck(s->cb.ctx, method, url, ch, len, r->addr);
-		if (st == 0 && len >= 0 && (size_t)len > s->max_body)
-			st = 413;
-		if (st) {
-			r->answered = true;
-			set_phase(s, conn, ANSWERING);
-			return answer_status(conn, st);
-		}
-		return MHD_YES;
-	}
+	if (!r)
+		return begin_request(s, conn, url, method, con_cls);
 	if (r->answered) {
 		/* the answer is out; what the client still sends is not read */
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (*upload_data_size) {
-		if (r->body.len + *upload_data_size > s->max_body) {
-			r->answered = true;
-			*upload_data_size = 0;
-			set_phase(s, conn, ANSWERING);
-			if (s->cb.refused)
-				s->cb.refused(s->cb.ctx, url, 413, "body larger than webhooks.max_body_bytes", r->addr);
-			return answer_status(conn, 413);
-		}
-		sbuf_add(&r->body, upload_data, *upload_data_size);
-		*upload_data_size = 0;
-		if (r->body.failed)
-			return MHD_NO;
-		return MHD_YES;
-	}
-	{
-		struct http_reply reply = { .status = 500 };
-		enum MHD_Result rc;
-		set_phase(s, conn, ANSWERING);
-		sbuf_init(&reply.body);
-		s->cb.handle(s->cb.ctx, method, url, sbuf_str(&r->body), r->body.len, r->addr, &reply);
-		if (reply.status == 200 && strcmp(method, "POST") == 0)
-			mark_delivered(s, conn);
-		if (reply.body.len)
-			rc = answer(conn, reply.status, reply.content_type, sbuf_str(&reply.body), reply.body.len);
-		else
-			rc = answer_status(conn, reply.status);
-		sbuf_free(&reply.body);
-		r->answered = true;
-		return rc;
-	}
+	if (*upload_data_size)
+		return take_body(s, conn, r, url, upload_data, upload_data_size);
+	return finish_request(s, conn, r, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)

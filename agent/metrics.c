@@ -115,8 +115,7 @@ static void snapshot(struct metrics_state *out)
 		return;
 	}
 	seq_copy(out, published, sizeof(*out), &published->seq);
-	table_check(&out->deliveries);
-	table_check(&out->applies);
+	table_check(&out->applies); /* its deliveries are this process's own, below */
 	lock();
 	out->deliveries = st->deliveries;
 	for (size_t i = 0; i < NB; i++)
@@ -307,7 +306,7 @@ static void render_upkeep(struct sbuf *out, const struct metrics_gauges *g, cons
 
 void metrics_render(struct sbuf *out, const struct metrics_gauges *g)
 {
-	static struct metrics_state m; /* a copy, rendered from (the caller's is the only thread that renders) */
+	static struct metrics_state m; /* the copy rendered from: too large for a thread's stack, so one, locked */
 	static pthread_mutex_t render_mu = PTHREAD_MUTEX_INITIALIZER;
 
 	pthread_mutex_lock(&render_mu);

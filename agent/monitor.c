@@ -155,10 +155,11 @@ bool health_doubts_directory(struct agentd *a, double *answered)
 {
 	bool doubt;
 
-	health_lock(a->health);
-	doubt = a->health->dir_failed >= a->health->dir_answered;
-	*answered = a->health->dir_answered;
-	health_unlock(a->health);
+	struct health h;
+
+	health_copy(a, &h);
+	doubt = h.dir_failed >= h.dir_answered;
+	*answered = h.dir_answered;
 	return doubt;
 }
 
@@ -176,9 +177,7 @@ int health_render(struct agentd *a, bool detail, struct sbuf *out)
 	struct snapshot *s = agentd_snap_get(a);
 	struct health h;
 	double now = agentd_wall_now();
-	bool dir_down, ok;
-
-	bool intake_failed;
+	bool dir_down, ok, intake_failed;
 	char intake_error[sizeof(intake.error)];
 
 	health_copy(a, &h);
@@ -293,14 +292,12 @@ static void watch_directory(struct agentd *a, const struct snapshot *s, struct w
 static void watch_store(struct agentd *a, struct store *st, struct queue *q, struct watch *w, double now)
 {
 	struct sbuf err;
+	struct health h;
 	long pending, dead, held;
-	bool failed;
 
 	sbuf_init(&err);
-	health_lock(a->health);
-	failed = a->health->store_failed;
-	health_unlock(a->health);
-	if (failed || now - w->store_checked >= STORE_PROBE_EVERY) {
+	health_copy(a, &h);
+	if (h.store_failed || now - w->store_checked >= STORE_PROBE_EVERY) {
 		w->store_checked = now;
 		health_store(a, store_probe(st, &err) < 0 ? sbuf_str(&err) : NULL);
 	}

@@ -126,13 +126,14 @@ static uint64_t landlock_rights(int abi)
 	return r;
 }
 
-#if FLA_SANITIZED
-static int allow_beneath(int ruleset, const char *path, uint64_t rights, struct sbuf *err)
+/* A rule: what rights the path (opened with how: O_DIRECTORY for a folder and
+ * all beneath it, O_NOFOLLOW for one file) gives. */
+static int allow_path(int ruleset, const char *path, int how, uint64_t rights, struct sbuf *err)
 {
 	struct landlock_path_beneath_attr pb = { .allowed_access = rights };
 	int rc;
 
-	pb.parent_fd = open(path, O_PATH | O_CLOEXEC | O_DIRECTORY);
+	pb.parent_fd = open(path, O_PATH | O_CLOEXEC | how);
 	if (pb.parent_fd < 0) {
 		sbuf_addf(err, "Landlock: cannot open %s: %s", path, strerror(errno));
 		return -1;
@@ -143,7 +144,6 @@ static int allow_beneath(int ruleset, const char *path, uint64_t rights, struct 
 	close(pb.parent_fd);
 	return rc < 0 ? -1 : 0;
 }
-#endif
 
 /* The files of the state folder the receiver uses: the queue's database and its WAL and index.
  * Nothing else there (the rotated OAuth token, what a later version keeps) can it open. */
@@ -151,25 +151,15 @@ static const char *const receiver_files[] = { "state.db", "state.db-wal", "state
 
 static int allow_file(int ruleset, const char *state_dir, const char *name, uint64_t rights, struct sbuf *err)
 {
-	struct landlock_path_beneath_attr pb = { .allowed_access = rights };
 	char path[4096];
-	int rc, fd;
+	int fd;
 
 	snprintf(path, sizeof(path), "%s/%s", state_dir, name);
 	/* SQLite makes the WAL and its index at the first transaction: here they exist, made now if not */
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		close(fd);
-	pb.parent_fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (pb.parent_fd < 0) {
-		sbuf_addf(err, "Landlock: cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	rc = (int)syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
-	if (rc < 0)
-		sbuf_addf(err, "Landlock: cannot allow %s: %s", path, strerror(errno));
-	close(pb.parent_fd);
-	return rc < 0 ? -1 : 0;
+	return allow_path(ruleset, path, O_NOFOLLOW, rights, err);
 }
 
 static int landlock_confine(const char *state_dir, struct sbuf *warn, struct sbuf *err)
@@ -180,7 +170,7 @@ static int landlock_confine(const char *state_dir, struct sbuf *warn, struct sbu
 	int rs = -1, rc = -1;
 
 	if (abi < 1) {
-		sbuf_adds(warn, "this kernel has no Landlock: the receiver can still open files outside the state folder");
+		sbuf_adds(warn, "this kernel has no Landlock: the receiver can still open files other than the queue's");
 		return 0;
 	}
 	all = landlock_rights(abi);
@@ -198,7 +188,7 @@ static int landlock_confine(const char *state_dir, struct sbuf *warn, struct sbu
 			goto cleanup;
 #if FLA_SANITIZED
 	/* the leak checker reads /proc/self at exit */
-	if (allow_beneath(rs, "/proc", LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, err) < 0)
+	if (allow_path(rs, "/proc", O_DIRECTORY, LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, err) < 0)
 		goto cleanup;
 #endif
 	if (syscall(SYS_landlock_restrict_self, rs, 0) < 0) {
