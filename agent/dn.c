@@ -80,7 +80,8 @@ char *dn_rdn_value(const char *s)
 	if (ldap_str2dn(s, &dn, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS)
 		return NULL;
 	if (dn && dn[0] && dn[0][0])
-		v = strndup(dn[0][0]->la_value.bv_val, dn[0][0]->la_value.bv_len);
+		/* an attribute without a value ("ple" alone) has no bv_val at all */
+		v = dn[0][0]->la_value.bv_val ? strndup(dn[0][0]->la_value.bv_val, dn[0][0]->la_value.bv_len) : strdup("");
 	ldap_dnfree(dn);
 	return v;
 }

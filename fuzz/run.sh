@@ -38,7 +38,7 @@ seed() { # seed TARGET FILE...
 	for f in "$@"; do [ -f "$f" ] && cp "$f" "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"; done
 }
 seed config "$top"/examples/agent.yaml "$top"/tests/fixtures/*/*.yaml
-seed mapping "$top"/mappings/*.yaml "$top"/examples/mapping.yaml
+seed mapping "$top"/mappings/*.yaml "$top"/examples/mapping.yaml "$top"/fuzz/regressions/mapping-*.yaml
 json=$(find "$top/examples/payloads" "$top/mappings/fixtures" "$top/tests/fixtures" -name '*.json' 2>/dev/null)
 # shellcheck disable=SC2086
 seed record $json

@@ -801,6 +801,13 @@ static void test_dn_escaping_round_trips(void **state)
 		free(dn);
 	}
 	{
+		/* an RDN whose value is empty (found by fuzz_mapping): libldap gives it no bv_val at all */
+		char *back = dn_rdn_value("cn=,dc=com");
+		assert_non_null(back);
+		assert_string_equal(back, "");
+		free(back);
+	}
+	{
 		char *dn = NULL, err[256];
 		assert_int_equal(dn_build("cn", "Smith, Jr.", "ou=people,dc=example,dc=com", &dn, err, sizeof(err)), 0);
 		assert_string_equal(dn, "cn=Smith\\2C Jr.,ou=people,dc=example,dc=com");
