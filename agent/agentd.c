@@ -384,7 +384,6 @@ int agentd_run(const char *config_path)
 	pthread_mutex_init(&a.mu, NULL);
 	pthread_cond_init(&a.cv, NULL);
 	pthread_cond_init(&a.work_cv, NULL);
-	pthread_mutex_init(&a.side_mu, NULL);
 	pthread_mutex_init(&a.groups_mu, NULL);
 	pthread_mutex_init(&a.guard_mu, NULL);
 	pthread_mutex_init(&a.related_mu, NULL);
@@ -428,7 +427,6 @@ cleanup:
 	pthread_mutex_destroy(&a.mu);
 	pthread_cond_destroy(&a.cv);
 	pthread_cond_destroy(&a.work_cv);
-	pthread_mutex_destroy(&a.side_mu);
 	pthread_mutex_destroy(&a.groups_mu);
 	pthread_mutex_destroy(&a.guard_mu);
 	pthread_mutex_destroy(&a.related_mu);

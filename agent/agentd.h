@@ -2,9 +2,10 @@
  * agentd: `factorial-ldap-agent run`, the daemon.
  *
  * It wires the modules together: the HTTP endpoint (http), in a receiver
- * process of its own that holds no credentials (receiverd.c), checks each
- * delivery and stores it durably through the group committer (queue) before
- * answering 200; worker threads, each with its own directory connection
+ * process of its own that holds no credentials and no file (receiverd.c),
+ * checks each delivery and sends it to the daemon (wire), which checks it
+ * again and commits it to the queue before the receiver answers 200
+ * (intake.c); worker threads, each with its own directory connection
  * (ldapw) and store handles, take deliveries from the queue in arrival order
  * per record and apply them (apply); a connection failure pauses every
  * worker with exponential backoff and jitter, never dropping anything; a
@@ -17,8 +18,8 @@
  * the running ones when the new ones have mistakes (which are logged).
  *
  * The daemon is split by role (daemon.h lists the parts): this file's
- * agentd_run() starts and stops it; receiver.c, workers.c, timers.c and
- * monitor.c do the rest.
+ * agentd_run() starts and stops it; receiver.c, intake.c, workers.c,
+ * timers.c and monitor.c do the rest.
  *
  * Memory: agentd_run() owns everything it starts and releases all of it
  * before returning.

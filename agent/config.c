@@ -165,6 +165,7 @@ static const struct field top_fields[] = {
 	{ "mapping", F_FILE, OFF(mapping), REQUIRED, NULL, NULL, 0, 0, NULL },
 	{ "state_dir", F_DIR, OFF(state_dir), 0, NULL, NULL, 0, 0, NULL },
 	{ "user", F_USER, OFF(user), 0, NULL, NULL, 0, 0, NULL },
+	{ "receiver_user", F_USER, OFF(receiver_user), 0, NULL, NULL, 0, 0, NULL },
 	{ "sync", F_SECTION, NOOFF, 0, sync_fields, NULL, 0, 0, NULL },
 	{ "safety", F_SECTION, NOOFF, 0, safety_fields, NULL, 0, 0, NULL },
 	{ "queue", F_SECTION, NOOFF, 0, queue_fields, NULL, 0, 0, NULL },

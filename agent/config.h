@@ -96,6 +96,7 @@ struct config {
 	char *mapping;
 	char *state_dir;
 	char *user; /* run drops root for this account after binding; NULL: stays as started */
+	char *receiver_user; /* the receiver's account while the daemon stays root; NULL: nobody */
 
 	struct {
 		long long interval; /* seconds, 0 = off */

@@ -3,8 +3,9 @@
  *
  * The daemon is split by role: agentd.c starts and stops it (configuration
  * snapshots, signals, the order of start-up); receiver.c answers HTTP
- * (deliveries stored durably, /healthz, /metrics) in the receiver process
- * receiverd.c starts and runs; workers.c applies the
+ * (deliveries sent to the daemon, /healthz, /metrics) in the receiver process
+ * receiverd.c starts and runs; intake.c stores what the receiver sends
+ * (wire.h) in the daemon; workers.c applies the
  * queue to the directory; timers.c runs the scheduled terminations, the
  * subscription upkeep and the periodic reconcile; monitor.c keeps what the
  * workers saw of the directory and the store, for /healthz.  They share
@@ -55,6 +56,7 @@ struct snapshot {
 };
 
 struct agentd;
+struct wire_client;
 
 /* What the workers and the monitor saw, for /healthz: it never asks the
  * directory itself. */
@@ -126,8 +128,7 @@ struct agentd {
 	struct related *related;
 	unsigned related_kinds;
 	double related_at; /* monotonic: when they were read */
-	pthread_mutex_t side_mu; /* handles the HTTP threads share */
-	struct queue *side_q;
+	struct queue *side_q; /* the start's: wait marks cleared before the workers choose */
 
 	struct statedir_lock *lock;
 	int listen_fd, metrics_fd; /* bound before anything is written; served once the store is open */
@@ -136,6 +137,8 @@ struct agentd {
 	int shared_fd;          /* that memory, for the next receiver */
 	char self_exe[4096];    /* this program, to start the receiver from */
 	struct receiver *rx;    /* the receiver process serving now */
+	struct wire_client *wire; /* in the receiver: its end of the conversation with the daemon */
+	pid_t daemon_pid;         /* in the receiver: its parent */
 	volatile bool receiver_lost; /* it ended on its own: run exits 1 */
 };
 
@@ -208,6 +211,24 @@ void receiver_handle(void *ctx, const char *method, const char *path, const char
 void receiver_refused(void *ctx, const char *path, int status, const char *reason, const char *addr);
 void receiver_tick(void *ctx);
 int receiver_submit_text(struct agentd *a, const char *type, const char *body, struct sbuf *err);
+/* Whether body is a delivery of type t (NULL: a type the agent does not
+ * know) the agent keeps: NULL and the parsed body in *parsed (the
+ * caller's), or why not.  The receiver asks before it sends a delivery to
+ * the daemon, and the daemon again of what the receiver sent. */
+const char *receiver_check(const struct event_type *t, const char *body, size_t len, cJSON **parsed);
+/* Strips the fields the agent never keeps from j; *body and *len then say
+ * the text stored instead (in *clean, the caller's to free). */
+int receiver_keep_private(cJSON *j, const char **body, size_t *len, char **clean, struct sbuf *err);
+/* The record a delivery orders by (*key, malloc'd) and the records it names
+ * (into refs), as the event table and the mapping in force say. */
+int receiver_keys(struct agentd *a, const struct event_type *t, const cJSON *parsed, char **key,
+                  struct strmap *refs);
+
+/* intake.c: the daemon's side of the receiver's messages (wire.h), until
+ * the stream ends (0) or breaks (-1 and why): each batch of deliveries is
+ * checked again, committed in one transaction and answered; ready(ctx)
+ * when the receiver says it serves.  max_len: the largest message taken. */
+int intake_serve(struct agentd *a, int fd, size_t max_len, void (*ready)(void *ctx), void *ctx, struct sbuf *err);
 
 /* workers.c: one worker thread (arg: its struct worker); waking them all (ctx: the agentd). */
 void *workers_main(void *arg);

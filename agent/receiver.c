@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "privacy.h"
 #include "refusals.h"
+#include "wire.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -123,31 +124,37 @@ void receiver_refused(void *ctx, const char *path, int status, const char *reaso
 	agentd_snap_put(a, s);
 }
 
-/* Stores a delivery durably, with the record it orders by and the records
- * it names as the event table and the mapping in force say. */
+/* The record a delivery orders by and the records it names, as the event
+ * table and the mapping in force say (*key malloc'd, refs the caller's). */
+int receiver_keys(struct agentd *a, const struct event_type *t, const cJSON *parsed, char **key, struct strmap *refs)
+{
+	struct snapshot *s = agentd_snap_get(a);
+
+	event_refs(t, parsed, s->m, refs);
+	agentd_snap_put(a, s);
+	*key = event_record_key(t, parsed);
+	return *key ? 0 : -1;
+}
+
+/* Stores a delivery the daemon made or kept itself, through its committer. */
 static int submit(struct agentd *a, const struct event_type *t, const cJSON *parsed, const char *body,
                   struct sbuf *err)
 {
-	struct snapshot *s = agentd_snap_get(a);
-	char *key = event_record_key(t, parsed);
+	char *key = NULL;
 	struct strmap refs;
 	int rc = -1;
 
 	strmap_init(&refs);
-	event_refs(t, parsed, s->m, &refs);
-	if (!key)
+	if (receiver_keys(a, t, parsed, &key, &refs) < 0)
 		sbuf_adds(err, "out of memory");
 	else
 		rc = queue_submit(a->committer, t->name, key, &refs, body, err);
 	strmap_free(&refs);
 	free(key);
-	agentd_snap_put(a, s);
 	return rc;
 }
 
-/* Strips the fields the agent never keeps; *body then points at the text
- * stored instead (in *clean, the caller's to free). */
-static int keep_private(cJSON *j, const char **body, char **clean, struct sbuf *err)
+int receiver_keep_private(cJSON *j, const char **body, size_t *len, char **clean, struct sbuf *err)
 {
 	if (privacy_scrub(j) == 0)
 		return 0;
@@ -157,6 +164,7 @@ static int keep_private(cJSON *j, const char **body, char **clean, struct sbuf *
 		return -1;
 	}
 	*body = *clean;
+	*len = strlen(*clean);
 	return 0;
 }
 
@@ -166,11 +174,12 @@ int receiver_submit_text(struct agentd *a, const char *type, const char *body, s
 	const struct event_type *t = event_find(type);
 	cJSON *parsed = json_parse(body, strlen(body), NULL);
 	char *clean = NULL;
+	size_t len = strlen(body);
 	int rc = -1;
 
 	if (!t || !parsed)
 		sbuf_addf(err, "%s: not a delivery the agent can store", type);
-	else if (keep_private(parsed, &body, &clean, err) == 0)
+	else if (receiver_keep_private(parsed, &body, &len, &clean, err) == 0)
 		rc = submit(a, t, parsed, body, err);
 	cJSON_Delete(parsed);
 	free(clean);
@@ -185,46 +194,72 @@ static bool only_space(const char *p, size_t n)
 	return true;
 }
 
-static void deliver(struct agentd *a, const char *type, const char *body, size_t len, const char *addr,
-                    struct http_reply *reply)
+const char *receiver_check(const struct event_type *t, const char *body, size_t len, cJSON **parsed)
 {
-	const struct event_type *t = event_find(type);
 	const char *reason = event_body_out_of_bounds(body, len);
 	const char *end = NULL;
 	cJSON *j = reason ? NULL : json_parse(body, len, &end);
-	char *clean = NULL;
-	struct sbuf err;
-	double t0 = agentd_mono_now();
 
-	sbuf_init(&err);
+	*parsed = NULL;
 	if (reason)
 		; /* refused before parsing */
+	else if (!t)
+		reason = "not a subscription type the agent knows";
 	else if (len == 0)
 		reason = "empty body";
 	else if (!j)
 		reason = "not valid JSON";
-	else if (!cJSON_IsObject(j) && !(cJSON_IsArray(j) && t && t->list_body))
+	else if (!cJSON_IsObject(j) && !(cJSON_IsArray(j) && t->list_body))
 		reason = "not a JSON object";
 	else if (!only_space(end, (size_t)(body + len - end)))
 		reason = "more than one JSON value"; /* what follows would be stored unscrubbed */
 	else if (privacy_has_nul(body, len))
 		reason = "a NUL character (\\u0000)"; /* it would cut a field's name short of the scrub */
+	if (reason)
+		cJSON_Delete(j);
+	else
+		*parsed = j;
+	return reason;
+}
+
+static void deliver(struct agentd *a, const char *type, const char *body, size_t len, const char *addr,
+                    struct http_reply *reply)
+{
+	cJSON *j = NULL;
+	const char *reason = receiver_check(event_find(type), body, len, &j);
+	char *clean = NULL, why[WIRE_REASON_MAX];
+	enum wire_outcome outcome = WIRE_FAILED;
+	struct sbuf err;
+	double t0 = agentd_mono_now();
+
+	sbuf_init(&err);
+	why[0] = '\0';
 	if (reason) {
 		reply->status = 400;
 		sbuf_addf(&reply->body, "%s\n", reason);
-		pthread_mutex_lock(&a->side_mu);
-		if (queue_reject(a->side_q, type, reason, len, &err) < 0)
+		if (wire_client_say(a->wire, WIRE_REJECTED, type, reason, len, &err) < 0)
 			log_warn("the rejected log could not be written: %s", sbuf_str(&err));
-		pthread_mutex_unlock(&a->side_mu);
 		refused(400, reason, addr, "POST", type);
-	} else if (keep_private(j, &body, &clean, &err) < 0 || submit(a, t, j, body, &err) < 0) {
-		reply->status = 503;
-		sbuf_adds(&reply->body, "the delivery could not be stored; retry later\n");
-		log_error("delivery not stored (answered 503): %s: %s", type, sbuf_str(&err));
-	} else {
+		goto cleanup;
+	}
+	if (receiver_keep_private(j, &body, &len, &clean, &err) < 0)
+		snprintf(why, sizeof(why), "%s", sbuf_str(&err));
+	else
+		outcome = wire_client_deliver(a->wire, type, body, len, why, sizeof(why));
+	monitor_intake_observed(agentd_mono_now() - t0, outcome == WIRE_FAILED ? why : NULL, a);
+	if (outcome == WIRE_OK) {
 		reply->status = 200;
 		log_debug("delivery stored: %s (%.1f ms)", type, (agentd_mono_now() - t0) * 1000);
+	} else if (outcome == WIRE_REFUSED) {
+		reply->status = 400;
+		sbuf_addf(&reply->body, "%s\n", why);
+		refused(400, why, addr, "POST", type);
+	} else {
+		reply->status = 503;
+		sbuf_adds(&reply->body, "the delivery could not be stored; retry later\n");
+		log_error("delivery not stored (answered 503): %s: %s", type, why);
 	}
+cleanup:
 	metrics_delivery(type, reply->status);
 	cJSON_Delete(j);
 	free(clean);
@@ -246,13 +281,9 @@ void receiver_handle(void *ctx, const char *method, const char *path, const char
 		reply->status = health_render(a, detail, &reply->body);
 	} else if (strcmp(path, "/metrics") == 0) {
 		struct metrics_gauges g = { 0 };
-		struct sbuf err;
-		sbuf_init(&err);
-		pthread_mutex_lock(&a->side_mu);
-		if (queue_counts(a->side_q, &g.queue_depth, &g.dead_letters, &g.held, &err) < 0)
-			log_warn("metrics: %s", sbuf_str(&err));
-		pthread_mutex_unlock(&a->side_mu);
-		sbuf_free(&err);
+		char why[WIRE_REASON_MAX];
+		if (wire_client_count(a->wire, &g.queue_depth, &g.held, &g.dead_letters, why, sizeof(why)) < 0)
+			log_warn("metrics: the queue's counts: %s", why);
 		g.directory_up = health_directory_up(a);
 		metrics_render(&reply->body, &g);
 		reply->status = 200;

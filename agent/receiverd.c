@@ -1,24 +1,26 @@
 /*
  * The receiver process, and the daemon's side of it.
  *
- * The process that parses HTTP holds the challenge, the mapping (to know
- * which records a delivery names) and the queue; it never holds the LDAP
- * bind password, the API key or OAuth tokens.  The daemon starts it with
- * fork() and execve() of its own program, so that it begins with a memory
- * of its own, and hands it four descriptors:
+ * The process that parses HTTP holds the challenge and the webhook
+ * listener's certificate; it never holds the LDAP bind password, the API
+ * key or OAuth tokens, nor any file of the daemon's.  The daemon starts it
+ * with fork() and execve() of its own program, so that it begins with a
+ * memory of its own, and hands it four descriptors:
  *
- *   3  the webhook listener          5  a pipe to the daemon (write end)
+ *   3  the webhook listener          5  a stream socket to the daemon (wire.h)
  *   4  the status listener, or none  6  the memory the daemon publishes
  *                                      health and metrics in (monitor_share)
  *
  * and the configuration's path in FACTORIAL_LDAP_AGENT_RECEIVER.  It reads
- * its configuration, opens the queue, shuts itself in (sandbox_confine:
- * only the state folder can be opened), serves, and says one byte on the
- * pipe: 'R' once it serves, 'D' after each commit of deliveries.  The
- * daemon reads nothing else from it: any other byte is logged and ignored.
- * It dies with the daemon (PR_SET_PDEATHSIG); SIGTERM stops it after the
- * requests in flight.  On SIGHUP the daemon starts a new receiver with the
- * new configuration and retires the old one once the new one serves.
+ * its configuration, becomes an account of its own when started as root
+ * (receiver_user, else nobody), shuts itself in (sandbox_confine: no file
+ * can be opened, no socket made), serves, and says WIRE_READY.  Each
+ * delivery it takes is sent to the daemon, which checks it again, commits
+ * it and answers (intake.c); a body it refuses is reported for the rejected
+ * log.  A message the daemon does not take ends the receiver.  It dies with
+ * the daemon (PR_SET_PDEATHSIG); SIGTERM stops it after the requests in
+ * flight.  On SIGHUP the daemon starts a new receiver with the new
+ * configuration and retires the old one once the new one serves.
  */
 #include "build.h"
 
@@ -28,6 +30,7 @@
 #include "common/diag.h"
 #include "common/log.h"
 #include "sandbox.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,7 +54,8 @@ enum { FD_LISTEN = 3, FD_STATUS = 4, FD_PIPE = 5, FD_SHARED = 6, READY_WAIT = 30
 struct receiver {
 	struct agentd *a;
 	pid_t pid;
-	int fd; /* the read end of its pipe */
+	int fd; /* the daemon's end of its socket */
+	size_t max_len; /* the largest message taken: a body as large as the configuration allows */
 	pthread_t watch;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -68,42 +73,31 @@ static void describe_status(int status, char *buf, size_t len)
 		snprintf(buf, len, "status %d", status);
 }
 
-/* Reads the receiver's bytes until it ends. */
+static void said_ready(void *ctx)
+{
+	struct receiver *r = ctx;
+
+	pthread_mutex_lock(&r->mu);
+	r->ready = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Takes the receiver's messages until it ends; one the daemon does not take ends it. */
 static void *watch_main(void *arg)
 {
 	struct receiver *r = arg;
-	unsigned char buf[256];
-	size_t odd = 0;
 	char how[64];
-	ssize_t n;
+	struct sbuf err;
 	int status = 0;
 
-	for (;;) {
-		bool wake = false;
-		n = read(r->fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] == 'D') {
-				wake = true;
-			} else if (buf[i] == 'R') {
-				pthread_mutex_lock(&r->mu);
-				r->ready = true;
-				pthread_cond_broadcast(&r->cv);
-				pthread_mutex_unlock(&r->mu);
-			} else {
-				odd++;
-			}
-		}
-		if (wake)
-			workers_wake(r->a);
-		if (odd) {
-			log_warn("the receiver process (pid %d) sent %zu unexpected byte(s); ignored", (int)r->pid, odd);
-			odd = 0;
-		}
+	sbuf_init(&err);
+	if (intake_serve(r->a, r->fd, r->max_len, said_ready, r, &err) < 0) {
+		log_error("the receiver process (pid %d) broke the conversation with the daemon (%s): it is stopped",
+		          (int)r->pid, sbuf_str(&err));
+		kill(r->pid, SIGKILL);
 	}
+	sbuf_free(&err);
 	while (waitpid(r->pid, &status, 0) < 0 && errno == EINTR)
 		;
 	pthread_mutex_lock(&r->mu);
@@ -208,7 +202,12 @@ int receiver_spawn(struct agentd *a, struct receiver **out, struct sbuf *err)
 	r->fd = -1;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	if (pipe2(p, O_CLOEXEC) < 0) {
+	{
+		struct snapshot *s = agentd_snap_get(a);
+		r->max_len = (size_t)s->cfg->webhooks.max_body_bytes + 4096;
+		agentd_snap_put(a, s);
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) {
 		sbuf_addf(err, "cannot start the receiver: %s", strerror(errno));
 		goto cleanup;
 	}
@@ -319,28 +318,17 @@ static int serve(struct listener *l, const struct config *cfg, const char *liste
 	return http_start(&o, &cb, out, err);
 }
 
-/* A commit went through: the daemon's workers have something to do.  A full
- * pipe means they have been told already. */
-static void tell_daemon(void *ctx)
-{
-	(void)ctx;
-	if (write(FD_PIPE, "D", 1) < 0) {
-		/* EAGAIN: a wake-up is pending; EPIPE: the daemon is gone, and so is this process soon */
-	}
-}
-
 /* The four descriptors are what they should be. */
 static int check_descriptors(bool *status_listener, struct sbuf *err)
 {
 	struct stat st;
 
-	if (fstat(FD_LISTEN, &st) < 0 || !S_ISSOCK(st.st_mode) || fstat(FD_PIPE, &st) < 0 || !S_ISFIFO(st.st_mode) ||
+	if (fstat(FD_LISTEN, &st) < 0 || !S_ISSOCK(st.st_mode) || fstat(FD_PIPE, &st) < 0 || !S_ISSOCK(st.st_mode) ||
 	    fstat(FD_SHARED, &st) < 0 || !S_ISREG(st.st_mode)) {
 		sbuf_adds(err, "started without the daemon's descriptors (the receiver is started by `run`, not by hand)");
 		return -1;
 	}
 	*status_listener = fstat(FD_STATUS, &st) == 0 && S_ISSOCK(st.st_mode);
-	fcntl(FD_PIPE, F_SETFL, O_NONBLOCK);
 	return 0;
 }
 
@@ -352,20 +340,24 @@ static int receiver_open(struct agentd *a, bool status_listener, char **cert, st
 	int rc = -1;
 
 	sbuf_init(&warn);
-	if (monitor_attach(a, FD_SHARED, err) < 0 || read_tls(cfg, cert, key, err) < 0 ||
-	    queue_open(cfg->state_dir, &a->side_q, err) < 0)
+	if (monitor_attach(a, FD_SHARED, err) < 0 || read_tls(cfg, cert, key, err) < 0)
 		goto cleanup;
-	queue_set_busy_timeout(a->side_q, 2000);
 	tzset(); /* the time zone file, read now */
-	if (sandbox_confine(cfg->state_dir, &warn, err) < 0)
+	/* started as root (the daemon keeps root without `user:`), it becomes an account of its own */
+	if (sandbox_confine(cfg->receiver_user ? cfg->receiver_user : "nobody", &warn, err) < 0)
 		goto cleanup;
+	/* a change of user clears the signal the daemon's end sends: asked again, and the daemon
+	 * checked to be still there (it may have ended in between) */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != a->daemon_pid) {
+		sbuf_adds(err, "the daemon is gone");
+		goto cleanup;
+	}
 	if (warn.len)
 		log_warn("receiver: %s", sbuf_str(&warn));
 	/* threads only from here: each inherits the confinement */
-	if (queue_committer_start(cfg->state_dir, &a->committer, err) < 0)
+	if (wire_client_start(FD_PIPE, &a->wire, err) < 0)
 		goto cleanup;
-	queue_committer_observe(a->committer, monitor_intake_observed, a);
-	queue_committer_notify(a->committer, tell_daemon, a);
 	a->main_l.a = a;
 	a->status_l.a = a;
 	a->status_l.status_only = true;
@@ -395,9 +387,9 @@ int receiverd_main(const char *config_path)
 	sbuf_init(&err);
 	prctl(PR_SET_NAME, "fla-receiver");
 	pthread_mutex_init(&a.snap_mu, NULL);
-	pthread_mutex_init(&a.side_mu, NULL);
 	agentd_block_signals(&set);
-	if (getppid() == 1)
+	a.daemon_pid = getppid();
+	if (a.daemon_pid == 1)
 		goto cleanup; /* the daemon is gone already */
 	if (agentd_snapshot_load(config_path, &a.snap, &d) < 0) {
 		diag_print(&d, stderr);
@@ -409,8 +401,10 @@ int receiverd_main(const char *config_path)
 		goto cleanup;
 	}
 	secret_free(&key);
-	if (write(FD_PIPE, "R", 1) != 1)
+	if (wire_client_say(a.wire, WIRE_READY, NULL, NULL, 0, &err) < 0) {
+		log_error("receiver: %s", sbuf_str(&err));
 		goto cleanup;
+	}
 	/* SIGHUP and SIGUSR1 are the daemon's to act on; a terminal's ^C reaches both */
 	while (sigwait(&set, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
 		;
@@ -420,15 +414,13 @@ cleanup:
 	http_quiesce(a.mhttp);
 	http_stop(a.http);
 	http_stop(a.mhttp);
-	queue_committer_stop(a.committer);
-	queue_close(a.side_q);
+	wire_client_stop(a.wire);
 	monitor_unshare(&a);
 	free(cert);
 	secret_free(&key);
 	if (a.snap)
 		agentd_snap_put(&a, a.snap);
 	pthread_mutex_destroy(&a.snap_mu);
-	pthread_mutex_destroy(&a.side_mu);
 	diag_free(&d);
 	sbuf_free(&err);
 	return rc;

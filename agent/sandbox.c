@@ -12,6 +12,7 @@
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -126,6 +127,7 @@ static uint64_t landlock_rights(int abi)
 	return r;
 }
 
+#if FLA_SANITIZED
 /* A rule: what rights the path (opened with how: O_DIRECTORY for a folder and
  * all beneath it, O_NOFOLLOW for one file) gives. */
 static int allow_path(int ruleset, const char *path, int how, uint64_t rights, struct sbuf *err)
@@ -144,25 +146,9 @@ static int allow_path(int ruleset, const char *path, int how, uint64_t rights, s
 	close(pb.parent_fd);
 	return rc < 0 ? -1 : 0;
 }
+#endif
 
-/* The files of the state folder the receiver uses: the queue's database and its WAL and index.
- * Nothing else there (the rotated OAuth token, what a later version keeps) can it open. */
-static const char *const receiver_files[] = { "state.db", "state.db-wal", "state.db-shm" };
-
-static int allow_file(int ruleset, const char *state_dir, const char *name, uint64_t rights, struct sbuf *err)
-{
-	char path[4096];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", state_dir, name);
-	/* SQLite makes the WAL and its index at the first transaction: here they exist, made now if not */
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
-	return allow_path(ruleset, path, O_NOFOLLOW, rights, err);
-}
-
-static int landlock_confine(const char *state_dir, struct sbuf *warn, struct sbuf *err)
+static int landlock_confine(struct sbuf *warn, struct sbuf *err)
 {
 	int abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	struct landlock_ruleset_attr ra;
@@ -170,7 +156,7 @@ static int landlock_confine(const char *state_dir, struct sbuf *warn, struct sbu
 	int rs = -1, rc = -1;
 
 	if (abi < 1) {
-		sbuf_adds(warn, "this kernel has no Landlock: the receiver can still open files other than the queue's");
+		sbuf_adds(warn, "this kernel has no Landlock: the receiver can still open the files its account may");
 		return 0;
 	}
 	all = landlock_rights(abi);
@@ -180,12 +166,7 @@ static int landlock_confine(const char *state_dir, struct sbuf *warn, struct sbu
 		sbuf_addf(err, "Landlock: %s", strerror(errno));
 		goto cleanup;
 	}
-	for (size_t i = 0; i < sizeof(receiver_files) / sizeof(receiver_files[0]); i++)
-		if (allow_file(rs, state_dir, receiver_files[i],
-		               all & (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE |
-		                      LANDLOCK_ACCESS_FS_TRUNCATE),
-		               err) < 0)
-			goto cleanup;
+	/* no rule: no file or folder can be opened, made or removed (it holds none of the daemon's) */
 #if FLA_SANITIZED
 	/* the leak checker reads /proc/self at exit */
 	if (allow_path(rs, "/proc", O_DIRECTORY, LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, err) < 0)
@@ -260,14 +241,10 @@ static int seccomp_confine(struct sbuf *warn, struct sbuf *err)
 #endif
 }
 
-/* Started as root without `user:`, the receiver still gives up every capability: it stays uid 0
- * (the state folder's owner) but may no longer read others' files, trace, kill, change owners or
- * modes of what is not its own, or use the network as root may. */
+/* Started as root, the receiver gives up every capability, for good: none in its bounding set
+ * (before it stops being root, while it may still drop them), none held. */
 static int drop_capabilities(struct sbuf *err)
 {
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
-
 	if (geteuid() != 0)
 		return 0; /* an ordinary user: none to give up */
 	for (int cap = 0; cap <= 63; cap++)
@@ -276,6 +253,15 @@ static int drop_capabilities(struct sbuf *err)
 			return -1;
 		}
 	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	return 0;
+}
+
+/* And none held (after becoming another user the kernel cleared them already). */
+static int drop_held(struct sbuf *err)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+
 	memset(none, 0, sizeof(none));
 	if (syscall(SYS_capset, &h, none) < 0) {
 		sbuf_addf(err, "capabilities: %s", strerror(errno));
@@ -284,16 +270,19 @@ static int drop_capabilities(struct sbuf *err)
 	return 0;
 }
 
-int sandbox_confine(const char *state_dir, struct sbuf *warn, struct sbuf *err)
+int sandbox_confine(const char *user, struct sbuf *warn, struct sbuf *err)
 {
+	bool root = geteuid() == 0;
+
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		sbuf_addf(err, "no_new_privs: %s", strerror(errno));
 		return -1;
 	}
-	if (drop_capabilities(err) < 0)
+	if (drop_capabilities(err) < 0 || (root && user && sandbox_drop_user(user, err) < 0) ||
+	    (root && drop_held(err) < 0))
 		return -1;
 	sandbox_no_tracing();
-	if (landlock_confine(state_dir, warn, err) < 0)
+	if (landlock_confine(warn, err) < 0)
 		return -1;
 	return seccomp_confine(warn, err);
 }

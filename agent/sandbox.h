@@ -8,9 +8,10 @@
  * - sandbox_give_state(): before that, the state folder and the files in it
  *   are handed to the user, so that it can go on writing them.
  * - sandbox_confine(): the receiver process (the one that parses HTTP) is
- *   shut in: no new privileges; with Landlock, no file can be opened, read
- *   or written but the queue's database in the state folder (state.db, its
- *   WAL and index: not the OAuth token beside them); with seccomp, no
+ *   shut in: no new privileges; started as root, no capability (bounding
+ *   set included) and the account user (for good: sandbox_drop_user); with
+ *   Landlock, no file or folder can be opened, made or removed (it holds
+ *   no file: what it stores goes to the daemon, wire.h); with seccomp, no
  *   program can be started, no other process traced or read, and no socket
  *   made, connected, bound or listened on (it accepts on those it was
  *   given).  Where the kernel lacks one, the rest still applies and *warn
@@ -29,7 +30,7 @@ int sandbox_give_state(const char *state_dir, const char *user, struct sbuf *err
 int sandbox_drop_user(const char *user, struct sbuf *err);
 /* 0, possibly with warnings in *warn (a kernel without Landlock or
  * seccomp); -1 when what the kernel offers could not be applied. */
-int sandbox_confine(const char *state_dir, struct sbuf *warn, struct sbuf *err);
+int sandbox_confine(const char *user, struct sbuf *warn, struct sbuf *err);
 void sandbox_no_tracing(void);
 
 #endif

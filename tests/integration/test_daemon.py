@@ -7,11 +7,13 @@ state files.  Real slapd, the fake Factorial."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -1110,14 +1112,20 @@ def memory_holds(pid, needles):
 
 
 class TestPrivilegeSeparation(Case):
+    def intruder_env(self, **more):
+        """tests/tools/intruder.so, loaded into the agent: it plays code an attacker got into the
+        receiver after its sandbox was applied (the daemon never calls what it takes the place of)."""
+        intruder = os.path.join(os.path.dirname(AGENT), "tests", "tools", "intruder.so")
+        self.assertTrue(os.path.exists(intruder), f"{intruder} is not built (`make check` builds it)")
+        return dict({"LD_PRELOAD": intruder,
+                     "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}, **more)
+
     def test_a_compromised_receiver_reaches_nothing(self):
-        # tests/tools/intruder.so, loaded into the agent, plays code an attacker got into the receiver
-        # after its sandbox was applied: the rotated OAuth token beside the queue, the directory by
+        # the rotated OAuth token, the daemon's state database (its tables: a far-future version
+        # row kept a leaver active, forced rows passed the deletion guard), the directory by
         # ldapi:// and by TCP, a port of its own, the daemon's memory (what it publishes included:
         # a row count written there once crashed the daemon) are all out of its reach
         import urllib.parse
-        intruder = os.path.join(os.path.dirname(AGENT), "tests", "tools", "intruder.so")
-        self.assertTrue(os.path.exists(intruder), f"{intruder} is not built (`make check` builds it)")
         self.d.secret("client-secret", "test-client-secret")
         self.d.secret("refresh-token", "test-refresh-token")
         text = open(self.config(extra="sync: { interval: 0 }\n")).read().replace(
@@ -1126,22 +1134,26 @@ class TestPrivilegeSeparation(Case):
             "    client_secret_file: client-secret\n    refresh_token_file: refresh-token\n")
         cfg = self.d.file("agent.yaml", text)
         token = os.path.join(self.d.path, "state", "oauth-refresh-token")
-        env = {"LD_PRELOAD": intruder, "FLA_INTRUDER_TOKEN": token,
-               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0",
-               "FLA_INTRUDER_LDAPI": urllib.parse.unquote(self.ldap.ldapi_uri[len("ldapi://"):]),
-               "FLA_INTRUDER_TCP": self.ldap.uri[len("ldap://"):]}
+        env = self.intruder_env(
+            FLA_INTRUDER_TOKEN=token, FLA_INTRUDER_STATE=os.path.join(self.d.path, "state", "state.db"),
+            FLA_INTRUDER_LDAPI=urllib.parse.unquote(self.ldap.ldapi_uri[len("ldapi://"):]),
+            FLA_INTRUDER_TCP=self.ldap.uri[len("ldap://"):])
         agent = self.start(cfg, env=env)
         wait_for(lambda: os.path.exists(token), 30, what="the rotated OAuth token in the state folder")
         first = receiver_of(agent)
         os.kill(agent.proc.pid, signal.SIGHUP)  # a new receiver, now that the token is there
         wait_for(lambda: receiver_of(agent) not in (None, first), 30, what="a new receiver")
         wait_for(lambda: agent.log_text().count("intruder: done") >= 2, 30, what="the second receiver's attempts")
-        # started as root without `user:`: it is uid 0 with no capability, for good
+        # started as root without `user:`: it is nobody, with no capability, for good
         st = status_of(receiver_of(agent))
         self.assertEqual((st["CapEff"], st["CapPrm"], st["CapBnd"]), ("0" * 16,) * 3)
+        self.assertEqual(st["Uid"].split(), ["65534"] * 4)
+        self.assertEqual(st["Gid"].split(), ["65534"] * 4)
+        self.assertEqual(status_of(agent.proc.pid)["Uid"].split(), ["0"] * 4)
         tried = [line.split("intruder: ", 1)[1] for line in agent.log_text().splitlines() if "intruder: " in line]
         tried = tried[tried.index("done") + 1:]  # the second receiver's
-        for what in ("read the OAuth token", "connect to the directory's ldapi socket",
+        for what in ("read the OAuth token", "open the daemon's state database",
+                     "connect to the directory's ldapi socket",
                      "connect to the directory over TCP", "listen on a port of its own",
                      "write the daemon's published memory", "map the daemon's published memory to write",
                      "change the size of the daemon's published memory", "read the daemon's environment"):
@@ -1186,38 +1198,53 @@ class TestPrivilegeSeparation(Case):
         wait_for(lambda: self.people_dns(), 30, what="the hire applied")
 
     def test_the_daemon_takes_only_its_words_from_the_receiver(self):
-        # a new receiver that has not said it serves, and writes something else on its pipe
-        # (fd 5), is not taken as serving: the reload fails and the old receiver goes on
-        agent = self.start(self.config())
+        # the receiver's conversation with the daemon (fd 5) is messages the daemon checks: a new
+        # receiver that writes anything else is stopped before it serves (the reload fails and the
+        # old receiver goes on); the receiver serving that does so is stopped, and the agent with it
+        flag = os.path.join(tempfile.mkdtemp(prefix="fla-garbage-"), "now")  # where nobody may look
+        os.chmod(os.path.dirname(flag), 0o755)
+        self.addCleanup(shutil.rmtree, os.path.dirname(flag))
+        agent = self.start(self.config(), env=self.intruder_env(FLA_INTRUDER_GARBAGE=flag))
         first = receiver_of(agent)
-        db = sqlite3.connect(os.path.join(self.d.path, "state", "state.db"), isolation_level=None, timeout=30)
-        db.execute("BEGIN IMMEDIATE")  # the new receiver's store waits behind this, 10 s, then gives up
-        try:
-            os.kill(agent.proc.pid, signal.SIGHUP)
-            fresh = wait_for(lambda: next((p for p, cmd in children(agent.proc.pid).items()
-                                           if p != first and cmd == "factorial-ldap-agent: receiver"), None),
-                             10, 0.01, what="a new receiver")
-            with open(f"/proc/{fresh}/fd/5", "wb", 0) as pipe:
-                pipe.write(b"X\x00ready\n")
-            wait_for(lambda: f"the receiver process (pid {fresh}) sent 8 unexpected byte(s); ignored"
-                     in agent.log_text(), 10, what="the bytes noticed")
-            wait_for(lambda: not os.path.exists(f"/proc/{fresh}"), 30, what="the new receiver to give up")
-        finally:
-            db.execute("ROLLBACK")
-            db.close()
-        wait_for(lambda: "the receiver with the previous configuration goes on" in agent.log_text(), 10,
+        open(flag, "w").close()
+        os.kill(agent.proc.pid, signal.SIGHUP)
+        wait_for(lambda: "the receiver with the previous configuration goes on" in agent.log_text(), 30,
                  what="the reload to fail")
+        broke = r"the receiver process \(pid (\d+)\) broke the conversation with the daemon \(a message of " \
+                r"kind \d+, which this side does not take\): it is stopped"
+        fresh = re.findall(broke, agent.log_text())
+        self.assertEqual(len(fresh), 1, agent.log_text())
+        self.assertNotEqual(int(fresh[0]), first)
         self.assertIsNone(agent.proc.poll(), agent.log_text())
         self.assertEqual(receiver_of(agent), first)
         self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(1, "Ana", "Stays")), 200)
         wait_for(lambda: self.people_dns() == [f"uid=ana.stays,{PEOPLE}"], 30, what="the hire applied")
-        # and the same bytes from the receiver that serves are logged and change nothing
-        with open(f"/proc/{first}/fd/5", "wb", 0) as pipe:
-            pipe.write(b"RRX")
-        wait_for(lambda: f"the receiver process (pid {first}) sent 1 unexpected byte(s); ignored"
-                 in agent.log_text(), 10, what="the byte noticed")
-        self.assertEqual(self.post(agent, "employees/employee/create_with_contract", person(2, "Bo", "Stays")), 200)
-        wait_for(lambda: len(self.people_dns()) == 2, 30, what="the second hire applied")
+        os.kill(first, signal.SIGUSR2)  # the serving receiver writes the same bytes
+        self.assertEqual(agent.proc.wait(30), 1)
+        self.assertEqual([int(p) for p in re.findall(broke, agent.log_text())], [int(fresh[0]), first])
+
+    def test_deliveries_a_compromised_receiver_forges_are_checked_again(self):
+        # sent on the receiver's conversation with the daemon, past every check the receiver makes:
+        # the daemon parses and scrubs each body again, and works out its record itself
+        forged = self.fake.to_agent(person(72, "Forged", "Scrubbed", **{"Bank-Number": "ES9121000418450200051332",
+                                                                        "identifier": "12345678Z"}))
+        agent = self.start(self.config(), env=self.intruder_env(FLA_INTRUDER_FORGE=json.dumps(forged)))
+        wait_for(lambda: "intruder: forged deliveries sent" in agent.log_text(), 30, what="the forgeries")
+        log = wait_for(lambda: (lambda t: t if t.count("the receiver sent a delivery the daemon refuses") >= 2
+                                else None)(agent.log_text()), 30, what="the forgeries refused")
+        self.assertIn("the receiver sent a delivery the daemon refuses (employees/employee/update: more than one "
+                      "JSON value): answered 400", log)
+        self.assertIn("the receiver sent a delivery the daemon refuses (no/such/type: not a subscription type the "
+                      "agent knows): answered 400", log)
+        wait_for(lambda: self.people_dns() == [f"uid=forged.scrubbed,{PEOPLE}"], 30, what="the scrubbed one applied")
+        self.assertIsNone(agent.proc.poll(), agent.log_text())
+        agent.stop()
+        state = os.path.join(self.d.path, "state")
+        for name in os.listdir(state):
+            with open(os.path.join(state, name), "rb") as f:
+                data = f.read()
+            for needle in (b"ES9121000418450200051332", b"12345678Z"):
+                self.assertNotIn(needle, data, name)
 
     def test_started_as_root_with_user_it_runs_as_that_user(self):
         cfg = self.config(extra="user: nobody\n")

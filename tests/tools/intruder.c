@@ -14,9 +14,16 @@
  * What to attack comes from the environment: FLA_INTRUDER_TOKEN (a file the
  * receiver must not read: the rotated OAuth token), FLA_INTRUDER_LDAPI (the
  * directory's ldapi:// socket), FLA_INTRUDER_TCP (host:port of a server to
- * connect to: the directory); the memory the daemon publishes in is its
- * descriptor 6.  It never runs in a shipped build: the
- * Makefile builds it for the tests only.
+ * connect to: the directory), FLA_INTRUDER_STATE (the daemon's state.db:
+ * its tables, the queue included, must be out of reach); the memory the
+ * daemon publishes in is its descriptor 6, its conversation with the daemon
+ * descriptor 5 (wire.h).  With FLA_INTRUDER_FORGE set, it sends the daemon
+ * deliveries the receiver would never pass (a second JSON value after the
+ * first, a type it does not know, and the body FLA_INTRUDER_FORGE holds:
+ * personal data), which the daemon must check again; when the file
+ * FLA_INTRUDER_GARBAGE names exists, it writes bytes that are no message
+ * (and with it set, again at each SIGUSR2, once the receiver serves).
+ * It never runs in a shipped build: the Makefile builds it for the tests only.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -24,7 +31,9 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +112,43 @@ static void write_published(void)
 	said("change the size of the daemon's published memory", ftruncate(6, 1) == 0);
 }
 
+static void open_state(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	said("open the daemon's state database", fd >= 0);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A message as wire.h frames it: kind, seq, len, aux, size, then the payload. */
+static void send_message(uint32_t kind, uint32_t seq, const char *type, const char *body)
+{
+	struct { uint32_t kind, seq, len, aux; uint64_t size; } h = { kind, seq, 0, 0, 0 };
+	char buf[16384];
+
+	h.aux = (uint32_t)strlen(type);
+	h.len = h.aux + (uint32_t)strlen(body);
+	if (sizeof(h) + h.len > sizeof(buf))
+		return;
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), type, h.aux);
+	memcpy(buf + sizeof(h) + h.aux, body, strlen(body));
+	if (write(5, buf, sizeof(h) + h.len) < 0)
+		fprintf(stderr, "intruder: cannot write to the daemon: %s\n", strerror(errno));
+}
+
+/* body: a delivery with personal data under spellings of the test's choosing */
+static void forge(const char *body)
+{
+	/* seq numbers the receiver's own never reach: their answers are not waited for */
+	send_message(2, 0xfffffff0u, "employees/employee/update",
+	             "{\"id\":\"71\",\"first_name\":\"Forged\"} {\"iban\":\"ES9121000418450200051332\"}");
+	send_message(2, 0xfffffff1u, "employees/employee/create_with_contract", body);
+	send_message(2, 0xfffffff2u, "no/such/type", "{\"id\":\"73\"}");
+	fprintf(stderr, "intruder: forged deliveries sent\n");
+}
+
 static void read_daemon(void)
 {
 	char path[64], buf[64];
@@ -113,6 +159,20 @@ static void read_daemon(void)
 	said("read the daemon's environment", fd >= 0 && read(fd, buf, sizeof(buf)) > 0);
 	if (fd >= 0)
 		close(fd);
+}
+
+static const char garbage[] = "X\0ready\n and more bytes than a message head";
+
+static void write_garbage(void)
+{
+	if (write(5, garbage, sizeof(garbage) - 1) < 0)
+		fprintf(stderr, "intruder: cannot write to the daemon: %s\n", strerror(errno));
+}
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	write_garbage();
 }
 
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc, void *apc_cls,
@@ -129,9 +189,18 @@ struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_Accep
 			connect_ldapi(getenv("FLA_INTRUDER_LDAPI"));
 		if (getenv("FLA_INTRUDER_TCP"))
 			connect_tcp(getenv("FLA_INTRUDER_TCP"));
+		if (getenv("FLA_INTRUDER_STATE"))
+			open_state(getenv("FLA_INTRUDER_STATE"));
 		listen_anew();
 		write_published();
 		read_daemon();
+		if (getenv("FLA_INTRUDER_FORGE"))
+			forge(getenv("FLA_INTRUDER_FORGE"));
+		if (getenv("FLA_INTRUDER_GARBAGE")) {
+			if (access(getenv("FLA_INTRUDER_GARBAGE"), F_OK) == 0)
+				write_garbage();
+			signal(SIGUSR2, on_usr2);
+		}
 		fprintf(stderr, "intruder: done\n");
 	}
 	va_start(ap, dh_cls);

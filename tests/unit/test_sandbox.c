@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <stdbool.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,45 +23,42 @@
 #include "sandbox.h"
 #include "testutil.h"
 
-/* Each check the child makes, as a bit of its exit code when it fails. */
-enum {
-	OPEN_INSIDE = 1, WRITE_INSIDE = 2, OPEN_OUTSIDE = 4, CREATE_OUTSIDE = 8, EXEC = 16, CONFINE = 32,
-	TOKEN = 64, CREATE_INSIDE = 128, SOCKET = 256
-};
+/* Each check the child makes, as a bit of its exit code (8 bits) when it fails. */
+enum { STATE = 1, OUTSIDE = 2, EXEC = 4, CONFINE = 8, SOCKET = 16, USER = 32, CAPS = 64 };
 
 static int confined_child(const char *inside, const char *outside_file, const char *outside_dir)
 {
+	bool root = geteuid() == 0;
 	struct sbuf warn, err;
 	char path[8192];
-	int fd, failed = 0;
+	int failed = 0;
 
 	sbuf_init(&warn);
 	sbuf_init(&err);
-	if (sandbox_confine(inside, &warn, &err) < 0)
+	if (sandbox_confine("nobody", &warn, &err) < 0)
 		return CONFINE;
-	/* the queue's database opens and takes writes */
-	snprintf(path, sizeof(path), "%s/state.db", inside);
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		failed |= OPEN_INSIDE;
-	else if (write(fd, "x", 1) != 1)
-		failed |= WRITE_INSIDE;
-	if (fd >= 0)
-		close(fd);
-	/* with Landlock (this kernel has it: platform checked at run time) nothing else opens, the
-	 * OAuth token beside the database included, and nothing new is made, inside or out */
+	/* started as root: nobody, for good, with no capability left to gain */
+	if (root && (getuid() != 65534 || geteuid() != 65534 || getgid() != 65534 || setuid(0) == 0))
+		failed |= USER;
+	if (root && (prctl(PR_CAPBSET_READ, CAP_SETUID, 0, 0, 0) != 0 || prctl(PR_CAPBSET_READ, CAP_KILL, 0, 0, 0) != 0))
+		failed |= CAPS;
+	/* with Landlock (this kernel has it: platform checked at run time) no file opens and none is
+	 * made: not the daemon's database, not the OAuth token beside it, nothing outside */
 	if (warn.len == 0 || strstr(sbuf_str(&warn), "Landlock") == NULL) {
-		if (open(outside_file, O_RDONLY | O_CLOEXEC) >= 0 || errno != EACCES)
-			failed |= OPEN_OUTSIDE;
-		snprintf(path, sizeof(path), "%s/planted", outside_dir);
-		if (open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600) >= 0 || errno != EACCES)
-			failed |= CREATE_OUTSIDE;
-		snprintf(path, sizeof(path), "%s/oauth-refresh-token", inside);
-		if (open(path, O_RDONLY | O_CLOEXEC) >= 0 || errno != EACCES)
-			failed |= TOKEN;
+		static const char *const names[] = { "state.db", "oauth-refresh-token" };
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			snprintf(path, sizeof(path), "%s/%s", inside, names[i]);
+			if (open(path, O_RDONLY | O_CLOEXEC) >= 0 || errno != EACCES)
+				failed |= STATE;
+		}
 		snprintf(path, sizeof(path), "%s/new-file", inside);
 		if (open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600) >= 0 || errno != EACCES)
-			failed |= CREATE_INSIDE;
+			failed |= STATE;
+		if (open(outside_file, O_RDONLY | O_CLOEXEC) >= 0 || errno != EACCES)
+			failed |= OUTSIDE;
+		snprintf(path, sizeof(path), "%s/planted", outside_dir);
+		if (open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600) >= 0 || errno != EACCES)
+			failed |= OUTSIDE;
 	}
 	/* no socket of its own, to connect anywhere or listen */
 	if (warn.len == 0 || strstr(sbuf_str(&warn), "seccomp") == NULL) {
@@ -78,7 +78,7 @@ static int confined_child(const char *inside, const char *outside_file, const ch
 	return failed;
 }
 
-static void test_confined_to_the_queue_database(void **state)
+static void test_confined_to_nothing_but_its_descriptors(void **state)
 {
 	char inside[1024], outside[1024], outside_file[2048];
 	pid_t pid;
@@ -120,7 +120,7 @@ static void test_confined_to_the_queue_database(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_confined_to_the_queue_database),
+		cmocka_unit_test(test_confined_to_nothing_but_its_descriptors),
 	};
 	return cmocka_run_group_tests(tests, tu_dir_setup, tu_dir_teardown);
 }
