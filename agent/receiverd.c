@@ -348,8 +348,7 @@ static int receiver_open(struct agentd *a, bool status_listener, char **cert, st
 		goto cleanup;
 	/* a change of user clears the signal the daemon's end sends: asked again, and the daemon
 	 * checked to be still there (it may have ended in between) */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != a->daemon_pid) {
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != a->daemon_pid) {
 		sbuf_adds(err, "the daemon is gone");
 		goto cleanup;
 	}

@@ -89,6 +89,27 @@ class TestSecretScan(unittest.TestCase):
         clean.close()  # nothing to say
 
 
+class TestMutantList(unittest.TestCase):
+    """tests/tools/mutants.list names code by its text: an entry whose text the code no longer
+    holds (or holds twice) breaks nothing and tests nothing, so the list is checked here."""
+
+    def test_every_entry_names_code_that_is_there_once(self):
+        import importlib.util
+        top = os.environ.get("TOP_SRCDIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+        spec = importlib.util.spec_from_file_location("mutants", os.path.join(top, "tests", "tools", "mutants.py"))
+        mutants = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mutants)
+        entries = mutants.read_list(os.path.join(top, "tests", "tools", "mutants.list"))
+        self.assertGreater(len(entries), 40)
+        stale = []
+        for e in entries:
+            with open(os.path.join(top, e["file"]), encoding="utf-8") as f:
+                n = f.read().count(e["from"])
+            if n != 1:
+                stale.append(f"[{e['name']}] {e['file']}: found {n} times: {e['from']}")
+        self.assertEqual(stale, [])
+
+
 class TestLifecycle(unittest.TestCase):
     def test_stopped_and_removed_even_when_the_test_fails(self):
         with self.assertRaises(RuntimeError):
