@@ -24,7 +24,7 @@
  * The configuration's check of webhooks.subscriptions, the receiver's
  * routes and body checks, the queue's record keys and order, and apply's
  * dispatch all read this table: adding a type is adding a row; a new kind of
- * record adds a row to the kinds below and its handler to apply.c's table.
+ * record adds a row to the kinds below and its handler to apply_delivery.c's table.
  *
  * Memory: the table is static; strings returned are malloc'd for the caller.
  */
