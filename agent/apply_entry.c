@@ -165,18 +165,76 @@ cleanup:
 	return rc;
 }
 
+/* objectClass: what the mapping's classes add to the entry's, never a removal. */
+static int add_missing_classes(const struct ldapw_entry *cur, const struct mapping_result *r, struct changes *c)
+{
+	const struct vlist *oc = ldapw_entry_values(cur, "objectClass");
+	struct vlist missing;
+	int rc = -1;
+
+	vlist_init(&missing);
+	for (size_t i = 0; i < r->object_classes->n; i++) {
+		bool present = false;
+		for (size_t k = 0; oc && k < oc->n; k++)
+			present = present || strcasecmp(oc->v[k], r->object_classes->v[i]) == 0;
+		if (!present && vlist_push_copy(&missing, r->object_classes->v[i], strlen(r->object_classes->v[i])) < 0)
+			goto cleanup;
+	}
+	if (missing.n && apply_changes_add(c, LDAP_MOD_ADD, "objectClass", &missing) < 0)
+		goto cleanup;
+	rc = 0;
+cleanup:
+	vlist_free(&missing);
+	return rc;
+}
+
+/* An active entry: attributes only termination sets are absent.  Of one whose
+ * terminated values are fixed text, only those values go: a lock the server
+ * set itself (ppolicy's pwdAccountLockedTime after failed binds) is not the
+ * agent's to lift.  As a replace: the server may have taken one away itself
+ * meanwhile (ppolicy does, when a password is set). */
+static int clear_termination(const struct mapping_object *o, const struct ldapw_entry *cur, const char *new_dn,
+                             const struct mapping_result *r, struct changes *c)
+{
+	struct vlist have;
+	int rc = 0;
+
+	vlist_init(&have);
+	for (size_t t = 0; t < o->nterm_attrs && rc == 0; t++) {
+		struct vlist fixed, keep;
+		bool normal = false;
+		for (size_t i = 0; i < r->nvalues; i++)
+			normal = normal || strcasecmp(r->values[i].attr->name, o->term_attrs[t].name) == 0;
+		if (normal)
+			continue;
+		vlist_clear(&have);
+		vlist_init(&fixed);
+		vlist_init(&keep);
+		after_rename(cur, new_dn, o->term_attrs[t].name, &have);
+		if (mapping_attr_literal(&o->term_attrs[t], &fixed))
+			for (size_t v = 0; v < have.n && rc == 0; v++)
+				if (!vlist_contains(&fixed, have.v[v]))
+					rc = vlist_push_copy(&keep, have.v[v], strlen(have.v[v]));
+		if (rc == 0 && !apply_same_set(&have, &keep))
+			rc = apply_changes_add(c, LDAP_MOD_REPLACE, o->term_attrs[t].name, &keep);
+		vlist_free(&fixed);
+		vlist_free(&keep);
+	}
+	vlist_free(&have);
+	return rc < 0 ? -1 : 0;
+}
+
 /* Brings an existing entry to the mapped result: at most one rename, one modify. */
 int apply_update_entry(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
                         const struct mapping_result *r, enum cat cat, bool *renamed)
 {
 	struct changes c = { 0 };
 	const char *new_dn = NULL;
-	struct vlist have, missing;
+	struct vlist have;
 	int rc = -1;
 
 	*renamed = false;
 	vlist_init(&have);
-	vlist_init(&missing);
 	if (!dn_equal(cur->dn, r->dn)) {
 		char *newrdn = dn_first_rdn(r->dn), *np = dn_parent(r->dn), *cp = dn_parent(cur->dn);
 		int x = -1;
@@ -184,7 +242,7 @@ int apply_update_entry(struct job *j, const struct mapping_object *o, const stru
 			newrdn = (free(newrdn), NULL); /* the new base is refused: no rename */
 		if (newrdn && np && cp)
 			x = apply_op_rename(j, cur->dn, r->dn, newrdn, dn_equal(np, cp) ? NULL : np,
-			              cat == CAT_DISABLE ? CAT_DISABLE : CAT_RENAME);
+			                    cat == CAT_DISABLE ? CAT_DISABLE : CAT_RENAME);
 		free(newrdn);
 		free(np);
 		free(cp);
@@ -193,60 +251,20 @@ int apply_update_entry(struct job *j, const struct mapping_object *o, const stru
 		new_dn = r->dn;
 		*renamed = true;
 	}
-	/* objectClass: add what is missing, never remove */
-	{
-		const struct vlist *oc = ldapw_entry_values(cur, "objectClass");
-		for (size_t i = 0; i < r->object_classes->n; i++) {
-			bool present = false;
-			for (size_t k = 0; oc && k < oc->n; k++)
-				present = present || strcasecmp(oc->v[k], r->object_classes->v[i]) == 0;
-			if (!present && vlist_push_copy(&missing, r->object_classes->v[i], strlen(r->object_classes->v[i])) < 0)
-				goto cleanup;
-		}
-		if (missing.n && apply_changes_add(&c, LDAP_MOD_ADD, "objectClass", &missing) < 0)
-			goto cleanup;
-	}
+	if (add_missing_classes(cur, r, &c) < 0)
+		goto cleanup;
 	for (size_t i = 0; i < r->nvalues; i++) {
 		vlist_clear(&have);
 		after_rename(cur, new_dn, r->values[i].attr->name, &have);
 		if (apply_diff_attr(&c, r->values[i].attr->name, &have, &r->values[i].values) < 0)
 			goto cleanup;
 	}
-	/* attributes only termination sets are absent while active; of one whose
-	 * terminated values are fixed text, only those values go: a lock the
-	 * server set itself (ppolicy's pwdAccountLockedTime after failed binds)
-	 * is not the agent's to lift.  As a replace: the server may have taken
-	 * one away itself meanwhile (ppolicy does, when a password is set) */
-	if (r->state == MAPPING_ACTIVE) {
-		for (size_t t = 0; t < o->nterm_attrs; t++) {
-			struct vlist fixed, keep;
-			bool normal = false;
-			int x = 0;
-			for (size_t i = 0; i < r->nvalues; i++)
-				normal = normal || strcasecmp(r->values[i].attr->name, o->term_attrs[t].name) == 0;
-			if (normal)
-				continue;
-			vlist_clear(&have);
-			vlist_init(&fixed);
-			vlist_init(&keep);
-			after_rename(cur, new_dn, o->term_attrs[t].name, &have);
-			if (mapping_attr_literal(&o->term_attrs[t], &fixed))
-				for (size_t v = 0; v < have.n && x == 0; v++)
-					if (!vlist_contains(&fixed, have.v[v]))
-						x = vlist_push_copy(&keep, have.v[v], strlen(have.v[v]));
-			if (x == 0 && !apply_same_set(&have, &keep))
-				x = apply_changes_add(&c, LDAP_MOD_REPLACE, o->term_attrs[t].name, &keep);
-			vlist_free(&fixed);
-			vlist_free(&keep);
-			if (x < 0)
-				goto cleanup;
-		}
-	}
+	if (r->state == MAPPING_ACTIVE && clear_termination(o, cur, new_dn, r, &c) < 0)
+		goto cleanup;
 	rc = apply_op_modify(j, r->dn, &c, cat, cat == CAT_DISABLE ? "disable" : "modify");
 cleanup:
 	apply_changes_free(&c);
 	vlist_free(&have);
-	vlist_free(&missing);
 	return rc;
 }
 

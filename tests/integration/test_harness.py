@@ -95,7 +95,7 @@ class TestMutantList(unittest.TestCase):
 
     def test_every_entry_names_code_that_is_there_once(self):
         import importlib.util
-        top = os.environ.get("TOP_SRCDIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+        top = source_top()
         spec = importlib.util.spec_from_file_location("mutants", os.path.join(top, "tests", "tools", "mutants.py"))
         mutants = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mutants)
@@ -108,6 +108,93 @@ class TestMutantList(unittest.TestCase):
             if n != 1:
                 stale.append(f"[{e['name']}] {e['file']}: found {n} times: {e['from']}")
         self.assertEqual(stale, [])
+
+
+def source_top():
+    return os.environ.get("TOP_SRCDIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def c_modules(top):
+    """The program's modules and the modules each includes: a module is a .c/.h pair by name in its
+    folder, a family of files around one prefix (apply_*) one module."""
+    import glob
+    import re
+
+    def module(path):
+        folder = os.path.basename(os.path.dirname(path))
+        name = os.path.splitext(os.path.basename(path))[0]
+        return f"{folder}/{name.split('_')[0] if name.startswith('apply_') else name}"
+    graph = {}
+    for path in glob.glob(os.path.join(top, "agent", "*.[ch]")) + glob.glob(os.path.join(top, "common", "*.[ch]")):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        here = module(path)
+        for inc in re.findall(r'^#include "([^"]+)"', text, re.M):
+            if inc == "build.h":
+                continue
+            there = module(os.path.join(top, inc) if "/" in inc else os.path.join(os.path.dirname(path), inc))
+            if there != here:
+                graph.setdefault(here, set()).add(there)
+        graph.setdefault(here, set())
+    return graph
+
+
+def include_cycle(graph):
+    """One cycle of modules including each other, as a list, or None."""
+    state, path = {}, []
+
+    def visit(m):
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        state[m] = 2
+        path.pop()
+        return None
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+class TestSourceShape(unittest.TestCase):
+    """The shape the code keeps: no module includes one that includes it back, no function over
+    80 lines."""
+
+    def test_no_include_cycle_between_modules(self):
+        graph = c_modules(source_top())
+        self.assertGreater(len(graph), 50)
+        self.assertIn("agent/ldapw", graph["agent/apply"])
+        self.assertIsNone(include_cycle(graph))
+        # and the check finds one when there is one
+        graph["agent/ldapw"] = graph["agent/ldapw"] | {"agent/apply"}
+        self.assertEqual(include_cycle(graph)[0], include_cycle(graph)[-1])
+
+    def test_no_function_over_80_lines(self):
+        import glob
+        import re
+        top = source_top()
+        long = []
+        for path in sorted(glob.glob(os.path.join(top, "agent", "*.c")) + glob.glob(os.path.join(top, "common", "*.c"))):
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            for i, line in enumerate(lines):
+                if not line.startswith("{"):
+                    continue
+                end = next(k for k in range(i + 1, len(lines)) if lines[k].startswith("}"))
+                if end - i + 1 > 80:
+                    head = next(lines[k] for k in range(i - 1, -1, -1) if "(" in lines[k])
+                    name = re.search(r"(\w+)\(", head)
+                    long.append(f"{os.path.relpath(path, top)}:{i + 1}: {name.group(1) if name else '?'}: "
+                                f"{end - i + 1} lines")
+        self.assertEqual(long, [])
 
 
 class TestLifecycle(unittest.TestCase):
