@@ -226,7 +226,7 @@ static int clear_termination(const struct mapping_object *o, const struct ldapw_
 
 /* Brings an existing entry to the mapped result: at most one rename, one modify. */
 int apply_update_entry(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
-                        const struct mapping_result *r, enum cat cat, bool *renamed)
+                       const struct mapping_result *r, enum cat cat, bool *renamed)
 {
 	struct changes c = { 0 };
 	const char *new_dn = NULL;
@@ -325,7 +325,7 @@ void apply_revisit_waiters(struct job *j)
 }
 
 int apply_evaluate(struct job *j, enum mapping_kind kind, const cJSON *rec, const struct ldapw_entry *own,
-                    enum mapping_force force, struct mapping_result *r)
+                   enum mapping_force force, struct mapping_result *r)
 {
 	const struct mapping_object *o = &j->a->m->obj[kind];
 	struct hookctx hc = { .j = j, .own = own, .search_base = o->search_base, .kind = kind };
@@ -370,7 +370,7 @@ void apply_schedule(struct job *j, const cJSON *rec, const char *due, bool put)
 /* The termination policy on an existing entry: leave groups, then delete it
  * or bring it to its terminated form. */
 int apply_terminate_entry(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
-                           const struct mapping_result *r, bool *renamed)
+                          const struct mapping_result *r, bool *renamed)
 {
 	char *rdnval = dn_rdn_value(cur->dn);
 	int rc = -1;

@@ -207,7 +207,7 @@ struct step *apply_plan_op(struct job *j, enum step_kind kind, enum cat cat, con
 int apply_op_add(struct job *j, const char *dn, const struct changes *attrs, enum cat cat);
 int apply_op_modify(struct job *j, const char *dn, const struct changes *c, enum cat cat, const char *verb);
 int apply_op_rename(struct job *j, const char *dn, const char *newdn, const char *newrdn, const char *newsup,
-                     enum cat cat);
+                    enum cat cat);
 int apply_op_delete(struct job *j, const char *dn);
 int apply_execute(struct job *j);
 void apply_say(struct job *j, const char *what);
@@ -215,9 +215,9 @@ void apply_say(struct job *j, const char *what);
 /* apply_read.c */
 const char **apply_owned_attrs(const struct mapping_object *o, const char *also);
 void apply_key_held_twice(struct job *j, const struct mapping_object *o, const char *key,
-                           const struct ldapw_entries *found);
+                          const struct ldapw_entries *found);
 int apply_find_by_key(struct job *j, const struct mapping_object *o, enum mapping_kind kind, const char *key,
-                       struct ldapw_entries *own, const struct ldapw_entry **cur);
+                      struct ldapw_entries *own, const struct ldapw_entry **cur);
 int apply_hook_taken(void *ctx, const char *attr, const char *value, struct sbuf *err);
 int apply_hook_existing(void *ctx, const char *attr, struct vlist *out, struct sbuf *err);
 cJSON *apply_id_record(const char *id);
@@ -229,11 +229,11 @@ int apply_hook_employee_dn(void *ctx, const char *id, char **dn, struct sbuf *er
 bool apply_is_member_attr(const struct mapping_attr *a, bool *by_rdn);
 void apply_matching(const struct vlist *cur, const char *dn, const char *rdnval, bool by_rdn, struct vlist *out);
 char *apply_member_filter(const struct mapping *m, const struct mapping_object *t, const char *dn,
-                           const char *rdnval);
+                          const char *rdnval);
 const char **apply_member_attr_names(const struct mapping_object *t);
 int apply_remove_from_groups(struct job *j, const char *dn, const char *rdnval);
 int apply_change_membership(struct job *j, const struct ldapw_entry *group, const char *team, const char *emp,
-                             bool remove);
+                            bool remove);
 int apply_team_group(struct job *j, const char *team, struct ldapw_entries *found, const struct ldapw_entry **group);
 int apply_join_teams(struct job *j, const cJSON *rec, const char *key, bool returning);
 int apply_note_followed(struct job *j, const char *dn, const char *attr);
@@ -248,20 +248,20 @@ int apply_rewrite_references(struct job *j, const char *old_dn, const char *new_
 
 /* apply_rules.c */
 int apply_rule_groups(struct job *j, const char *old_dn, const char *new_dn, const struct mapping_membership *want,
-                       size_t nwant);
+                      size_t nwant);
 int apply_rule_groups_active(struct job *j, const cJSON *rec, const char *old_dn, const char *new_dn);
 
 /* apply_entry.c */
 int apply_add_entry(struct job *j, const struct mapping_result *r, enum cat cat);
 int apply_update_entry(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
-                        const struct mapping_result *r, enum cat cat, bool *renamed);
+                       const struct mapping_result *r, enum cat cat, bool *renamed);
 void apply_note_unresolved(struct job *j, const struct mapping_result *r, const cJSON *rec);
 void apply_revisit_waiters(struct job *j);
 int apply_evaluate(struct job *j, enum mapping_kind kind, const cJSON *rec, const struct ldapw_entry *own,
-                    enum mapping_force force, struct mapping_result *r);
+                   enum mapping_force force, struct mapping_result *r);
 void apply_schedule(struct job *j, const cJSON *rec, const char *due, bool put);
 int apply_terminate_entry(struct job *j, const struct mapping_object *o, const struct ldapw_entry *cur,
-                           const struct mapping_result *r, bool *renamed);
+                          const struct mapping_result *r, bool *renamed);
 
 /* apply_versions.c */
 int apply_stale(struct job *j, const cJSON *rec);
@@ -283,7 +283,7 @@ int apply_ids_refused(struct job *j, const cJSON *body);
 
 /* apply_sync.c */
 void apply_cache_values(struct apply_cache *c, const struct mapping_object *o, const struct ldapw_entry *e,
-                         const char *dn, bool add);
+                        const char *dn, bool add);
 void apply_cache_keep(struct job *j, const char *key, const struct ldapw_entry *cur, const struct mapping_result *r);
 void apply_cache_forget(struct job *j, const char *key, const struct ldapw_entry *cur);
 int apply_record_key(struct job *j, enum mapping_kind kind, const cJSON *rec, char **key);

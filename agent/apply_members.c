@@ -123,7 +123,7 @@ void apply_matching(const struct vlist *cur, const char *dn, const char *rdnval,
  * leaving out the groups of groups: (which may carry the same key attribute:
  * their members are settled by rule, not here). */
 char *apply_member_filter(const struct mapping *m, const struct mapping_object *t, const char *dn,
-                           const char *rdnval)
+                          const char *rdnval)
 {
 	struct sbuf f;
 
@@ -233,7 +233,7 @@ int apply_remove_from_groups(struct job *j, const char *dn, const char *rdnval)
  * when only the group is known); the value of a team without members
  * (cn=nobody) leaves when a real member comes. */
 int apply_change_membership(struct job *j, const struct ldapw_entry *group, const char *team, const char *emp,
-                             bool remove)
+                            bool remove)
 {
 	const struct mapping_object *t = &j->a->m->obj[MAPPING_TEAM];
 	struct changes c = { 0 };

@@ -140,7 +140,7 @@ int apply_op_modify(struct job *j, const char *dn, const struct changes *c, enum
 }
 
 int apply_op_rename(struct job *j, const char *dn, const char *newdn, const char *newrdn, const char *newsup,
-                     enum cat cat)
+                    enum cat cat)
 {
 	struct sbuf what;
 	struct step *s;

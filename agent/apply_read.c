@@ -47,7 +47,7 @@ const char **apply_owned_attrs(const struct mapping_object *o, const char *also)
 }
 
 void apply_key_held_twice(struct job *j, const struct mapping_object *o, const char *key,
-                           const struct ldapw_entries *found)
+                          const struct ldapw_entries *found)
 {
 	sbuf_addf(j->err, "%s %s: the key %s=%s is held by %zu entries (", j->kind, j->id, o->key_attr, key, found->n);
 	for (size_t i = 0; i < found->n; i++)
@@ -58,7 +58,7 @@ void apply_key_held_twice(struct job *j, const struct mapping_object *o, const c
 /* Finds the one entry holding key under the section's search_base: from the
  * cache (sync) or the directory.  *cur points into own or into the cache. */
 int apply_find_by_key(struct job *j, const struct mapping_object *o, enum mapping_kind kind, const char *key,
-                       struct ldapw_entries *own, const struct ldapw_entry **cur)
+                      struct ldapw_entries *own, const struct ldapw_entry **cur)
 {
 	const char **attrs = NULL;
 	char *filter = NULL;

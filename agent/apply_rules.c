@@ -172,7 +172,7 @@ cleanup:
  * want (new_dn NULL, want empty: a leaver leaves them all).  Planned
  * against the directory as the record found it. */
 int apply_rule_groups(struct job *j, const char *old_dn, const char *new_dn, const struct mapping_membership *want,
-                       size_t nwant)
+                      size_t nwant)
 {
 	const struct mapping *m = j->a->m;
 	bool *stays = nwant ? calloc(nwant, sizeof(*stays)) : NULL;

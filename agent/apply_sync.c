@@ -29,7 +29,7 @@
 /* ---- the sync cache ------------------------------------------------------ */
 
 void apply_cache_values(struct apply_cache *c, const struct mapping_object *o, const struct ldapw_entry *e,
-                         const char *dn, bool add)
+                        const char *dn, bool add)
 {
 	struct sbuf k;
 

@@ -116,14 +116,16 @@ def source_top():
 
 def c_modules(top):
     """The program's modules and the modules each includes: a module is a .c/.h pair by name in its
-    folder, a family of files around one prefix (apply_*) one module."""
+    folder, and a family of files around a private header (apply.h, apply_int.h, apply_*.c) one."""
     import glob
     import re
+    families = {os.path.basename(p)[:-len("_int.h")] for p in glob.glob(os.path.join(top, "*", "*_int.h"))}
 
     def module(path):
         folder = os.path.basename(os.path.dirname(path))
         name = os.path.splitext(os.path.basename(path))[0]
-        return f"{folder}/{name.split('_')[0] if name.startswith('apply_') else name}"
+        fam = next((f for f in families if name == f or name.startswith(f + "_")), name)
+        return f"{folder}/{fam}"
     graph = {}
     for path in glob.glob(os.path.join(top, "agent", "*.[ch]")) + glob.glob(os.path.join(top, "common", "*.[ch]")):
         with open(path, encoding="utf-8") as f:
