@@ -1,12 +1,12 @@
 #include "build.h"
 
-#include "ldapw.h"
+#include "ldapw_int.h"
 
+#include "ldapw.h"
 #include "metrics.h"
 #include "common/log.h"
 #include "common/sbuf.h"
 #include "common/secret.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -22,26 +22,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-struct ldapw {
-	LDAP *ld;
-	char *uri;
-	bool starttls;
-	char *ca_file;
-	char *bind_dn;
-	char *password_file;
-	char *sasl_mech;
-	long network_timeout;
-	long timeout;
-	bool server_read;
-	struct ldapw_server server;
-};
-
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+/* ---- connecting, binding, errors in words ------------------------------------ */
 
 /* Active Directory starts its diagnostic messages with a Windows error code
  * ("0000052D: Constraint violation - ..."): the ones a sysadmin meets when
@@ -84,7 +65,7 @@ static const char *ad_meaning(unsigned long code)
 
 /* The error a person reads: the result, and the server's own message (its
  * trailing newline cut, an Active Directory code said in words). */
-static void describe(struct ldapw_error *err, const char *op, int rc, char *diag)
+void ldapw_describe(struct ldapw_error *err, const char *op, int rc, char *diag)
 {
 	const char *ad;
 
@@ -101,14 +82,14 @@ static void describe(struct ldapw_error *err, const char *op, int rc, char *diag
 		snprintf(err->text, sizeof(err->text), "%s (%d)", ldap_err2string(rc), rc);
 }
 
-static void set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
+void ldapw_set_error(struct ldapw *lw, struct ldapw_error *err, const char *op, int rc)
 {
 	char *diag = NULL, *matched = NULL;
 	size_t len;
 
 	if (lw && lw->ld)
 		ldap_get_option(lw->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
-	describe(err, op, rc, diag);
+	ldapw_describe(err, op, rc, diag);
 	/* No such object: how far down the name the server found entries */
 	if (rc == LDAP_NO_SUCH_OBJECT && lw && lw->ld && ldap_get_option(lw->ld, LDAP_OPT_MATCHED_DN, &matched) == 0 &&
 	    matched && *matched) {
@@ -212,7 +193,7 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 	memset(err, 0, sizeof(*err));
 	rc = ldap_initialize(&lw->ld, lw->uri);
 	if (rc != LDAP_SUCCESS) {
-		set_error(NULL, err, "connect", rc);
+		ldapw_set_error(NULL, err, "connect", rc);
 		return rc;
 	}
 	ldap_set_option(lw->ld, LDAP_OPT_PROTOCOL_VERSION, &version);
@@ -228,7 +209,7 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 	if (lw->starttls) {
 		rc = ldap_start_tls_s(lw->ld, NULL, NULL);
 		if (rc != LDAP_SUCCESS) {
-			set_error(lw, err, "StartTLS", rc);
+			ldapw_set_error(lw, err, "StartTLS", rc);
 			goto cleanup;
 		}
 	}
@@ -236,7 +217,7 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 		rc = ldap_sasl_interactive_bind_s(lw->ld, NULL, lw->sasl_mech, NULL, NULL, LDAP_SASL_QUIET, sasl_nothing,
 		                                  NULL);
 		if (rc != LDAP_SUCCESS) {
-			set_error(lw, err, "SASL bind", rc);
+			ldapw_set_error(lw, err, "SASL bind", rc);
 			goto cleanup;
 		}
 	} else if (lw->bind_dn) {
@@ -253,7 +234,7 @@ static int connect_bind(struct ldapw *lw, struct ldapw_error *err)
 		rc = ldap_sasl_bind_s(lw->ld, lw->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 		secret_free(&pw);
 		if (rc != LDAP_SUCCESS) {
-			set_error(lw, err, "bind", rc);
+			ldapw_set_error(lw, err, "bind", rc);
 			goto cleanup;
 		}
 	}
@@ -327,7 +308,6 @@ void ldapw_close(struct ldapw *lw)
 	vlist_free(&lw->server.naming_contexts);
 	free(lw);
 }
-
 /* ---- what the server says of itself ---------------------------------------- */
 
 #define OID_AD_CAPABILITY "1.2.840.113556.1.4.800" /* LDAP_CAP_ACTIVE_DIRECTORY_OID */
@@ -356,7 +336,7 @@ const struct ldapw_server *ldapw_server(struct ldapw *lw, struct ldapw_error *er
 		for (size_t i = 0; nc && i < nc->n; i++)
 			if (vlist_push_copy(&lw->server.naming_contexts, nc->v[i], strlen(nc->v[i])) < 0) {
 				ldapw_entries_free(&dse);
-				set_error(NULL, err, "search", LDAP_NO_MEMORY);
+				ldapw_set_error(NULL, err, "search", LDAP_NO_MEMORY);
 				return NULL;
 			}
 		lw->server.active_directory = lists(ldapw_entry_values(&dse.v[0], "supportedCapabilities"), OID_AD_CAPABILITY);
@@ -367,11 +347,11 @@ const struct ldapw_server *ldapw_server(struct ldapw *lw, struct ldapw_error *er
 	return &lw->server;
 }
 
-static int need_connection(struct ldapw *lw, struct ldapw_error *err, const char *op)
+int ldapw_need_connection(struct ldapw *lw, struct ldapw_error *err, const char *op)
 {
 	if (lw->ld)
 		return LDAP_SUCCESS;
-	set_error(NULL, err, op, LDAP_SERVER_DOWN);
+	ldapw_set_error(NULL, err, op, LDAP_SERVER_DOWN);
 	return LDAP_SERVER_DOWN;
 }
 
@@ -468,12 +448,12 @@ static int search_scope(struct ldapw *lw, const char *base, int scope, const cha
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((rc = need_connection(lw, err, "search")) != LDAP_SUCCESS)
+	if ((rc = ldapw_need_connection(lw, err, "search")) != LDAP_SUCCESS)
 		return rc;
 	{
-		double t0 = mono();
+		double t0 = ldapw_mono();
 		rc = ldap_search_ext_s(lw->ld, base, scope, filter, (char **)attrs, 0, NULL, NULL, &to, sizelimit, &res);
-		metrics_ldap_seconds(mono() - t0);
+		metrics_ldap_seconds(ldapw_mono() - t0);
 	}
 	if (rc == LDAP_NO_SUCH_OBJECT) {
 		ldap_msgfree(res);
@@ -482,13 +462,13 @@ static int search_scope(struct ldapw *lw, const char *base, int scope, const cha
 	/* past the limit the caller set, the entries found are what was asked for; past the
 	 * server's own limit they are a part, and a part is never taken for the whole */
 	if (rc != LDAP_SUCCESS && !(rc == LDAP_SIZELIMIT_EXCEEDED && sizelimit > 0)) {
-		set_error(lw, err, "search", rc);
+		ldapw_set_error(lw, err, "search", rc);
 		ldap_msgfree(res);
 		return rc;
 	}
 	if (collect(lw->ld, res, out) < 0) {
 		ldapw_entries_free(out);
-		set_error(NULL, err, "search", LDAP_NO_MEMORY);
+		ldapw_set_error(NULL, err, "search", LDAP_NO_MEMORY);
 		ldap_msgfree(res);
 		return LDAP_NO_MEMORY;
 	}
@@ -510,7 +490,7 @@ int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, c
 
 	memset(out, 0, sizeof(*out));
 	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, "search")) != LDAP_SUCCESS)
+	if ((rc = ldapw_need_connection(lw, err, "search")) != LDAP_SUCCESS)
 		return rc;
 	for (;;) {
 		LDAPControl *page = NULL, *sctrls[2] = { NULL, NULL }, **rctrls = NULL;
@@ -521,14 +501,14 @@ int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, c
 
 		rc = ldap_create_page_control(lw->ld, (ber_int_t)page_size, cookie.bv_val ? &cookie : NULL, 1, &page);
 		if (rc != LDAP_SUCCESS) {
-			set_error(lw, err, "search", rc);
+			ldapw_set_error(lw, err, "search", rc);
 			break;
 		}
 		sctrls[0] = page;
-		t0 = mono();
+		t0 = ldapw_mono();
 		rc = ldap_search_ext_s(lw->ld, base, LDAP_SCOPE_SUBTREE, filter, (char **)attrs, 0, sctrls, NULL, &to, 0,
 		                       &res);
-		metrics_ldap_seconds(mono() - t0);
+		metrics_ldap_seconds(ldapw_mono() - t0);
 		ldap_control_free(page);
 		if (rc == LDAP_NO_SUCH_OBJECT) {
 			ldap_msgfree(res);
@@ -536,13 +516,13 @@ int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, c
 			break;
 		}
 		if (rc != LDAP_SUCCESS || ldap_parse_result(lw->ld, res, &code, NULL, NULL, NULL, &rctrls, 0) != LDAP_SUCCESS) {
-			set_error(lw, err, "search", rc != LDAP_SUCCESS ? rc : LDAP_OTHER);
+			ldapw_set_error(lw, err, "search", rc != LDAP_SUCCESS ? rc : LDAP_OTHER);
 			ldap_msgfree(res);
 			rc = err->rc;
 			break;
 		}
 		if (collect(lw->ld, res, out) < 0) {
-			set_error(NULL, err, "search", LDAP_NO_MEMORY);
+			ldapw_set_error(NULL, err, "search", LDAP_NO_MEMORY);
 			ldap_msgfree(res);
 			ldap_controls_free(rctrls);
 			rc = LDAP_NO_MEMORY;
@@ -569,7 +549,6 @@ int ldapw_search_paged(struct ldapw *lw, const char *base, const char *filter, c
 		ldapw_entries_free(out);
 	return rc;
 }
-
 /* ---- reading past a server's size limit ------------------------------------
  * An ordinary account may read only so many entries in all, paged or not
  * (slapd: size.prtotal follows the hard limit, 500 by default; 389-DS:
@@ -675,7 +654,7 @@ static int read_slices(struct ldapw *lw, const char *base, const char *filter, c
 			rc = LDAP_NO_MEMORY;
 	}
 	if (rc == LDAP_NO_MEMORY)
-		set_error(NULL, err, "search", LDAP_NO_MEMORY);
+		ldapw_set_error(NULL, err, "search", LDAP_NO_MEMORY);
 	sbuf_free(&f);
 	return rc;
 }
@@ -744,281 +723,4 @@ int ldapw_read(struct ldapw *lw, const char *dn, const char *const *attrs, struc
                struct ldapw_error *err)
 {
 	return search_scope(lw, dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, out, err);
-}
-
-/* LDAPMod arrays for add and modify; the berval arrays point into the vlists. */
-static LDAPMod **build_mods(const struct ldapw_mod *mods, size_t n)
-{
-	/* v[n] ends the list; v[n + 1] keeps the block of LDAPMods for free_mods */
-	LDAPMod **v = calloc(n + 2, sizeof(*v));
-	LDAPMod *m = calloc(n ? n : 1, sizeof(*m));
-
-	if (!v || !m) {
-		free(v);
-		free(m);
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		size_t nv = mods[i].values ? mods[i].values->n : 0;
-		m[i].mod_op = mods[i].op | LDAP_MOD_BVALUES;
-		m[i].mod_type = (char *)mods[i].attr;
-		if (nv) {
-			struct berval **bv = calloc(nv + 1, sizeof(*bv));
-			struct berval *b = calloc(nv, sizeof(*b));
-			if (!bv || !b) {
-				free(bv);
-				free(b);
-				for (size_t k = 0; k < i; k++)
-					if (m[k].mod_bvalues) {
-						free(m[k].mod_bvalues[0]);
-						free(m[k].mod_bvalues);
-					}
-				free(m);
-				free(v);
-				return NULL;
-			}
-			for (size_t k = 0; k < nv; k++) {
-				b[k].bv_val = mods[i].values->v[k];
-				b[k].bv_len = strlen(mods[i].values->v[k]);
-				bv[k] = &b[k];
-			}
-			m[i].mod_bvalues = bv;
-		}
-		v[i] = &m[i];
-	}
-	v[n + 1] = m;
-	return v;
-}
-
-static void free_mods(LDAPMod **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i]->mod_bvalues) {
-			free(v[i]->mod_bvalues[0]);
-			free(v[i]->mod_bvalues);
-		}
-	}
-	free(v[n + 1]);
-	free(v);
-}
-
-static int write_op(struct ldapw *lw, const char *op, const char *dn, const struct ldapw_mod *mods, size_t n,
-                    bool add, struct ldapw_error *err)
-{
-	LDAPMod **lm;
-	int rc;
-
-	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, op)) != LDAP_SUCCESS)
-		return rc;
-	lm = build_mods(mods, n);
-	if (!lm) {
-		set_error(NULL, err, op, LDAP_NO_MEMORY);
-		return LDAP_NO_MEMORY;
-	}
-	{
-		double t0 = mono();
-		rc = add ? ldap_add_ext_s(lw->ld, dn, lm, NULL, NULL) : ldap_modify_ext_s(lw->ld, dn, lm, NULL, NULL);
-		metrics_ldap_seconds(mono() - t0);
-	}
-	if (rc != LDAP_SUCCESS)
-		set_error(lw, err, op, rc);
-	free_mods(lm, n);
-	return rc;
-}
-
-int ldapw_add(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err)
-{
-	return write_op(lw, "add", dn, mods, n, true, err);
-}
-
-/* unicodePwd's value: the password in double quotes, as UTF-16LE (the password is ASCII). */
-static int unicode_pwd(const char *password, struct berval *out)
-{
-	size_t n = strlen(password) + 2;
-
-	out->bv_len = n * 2;
-	out->bv_val = calloc(n, 2);
-	if (!out->bv_val)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		out->bv_val[2 * i] = i == 0 || i == n - 1 ? '"' : password[i - 1];
-	return 0;
-}
-
-int ldapw_add_password(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n,
-                       enum ldapw_password_method method, const char *password, struct ldapw_error *err)
-{
-	struct berval pw = { 0, NULL }, *pwv[2] = { &pw, NULL };
-	LDAPMod pwmod = { .mod_op = LDAP_MOD_ADD | LDAP_MOD_BVALUES, .mod_type = (char *)"unicodePwd",
-		          .mod_bvalues = pwv };
-	LDAPMod **lm = NULL, **all = NULL;
-	int rc;
-
-	if (method == LDAPW_PASSWORD_MODIFY) {
-		if ((rc = write_op(lw, "add", dn, mods, n, true, err)) != LDAP_SUCCESS)
-			return rc;
-		return ldapw_set_password(lw, dn, password, err);
-	}
-	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
-		return rc;
-	if (method == LDAPW_PASSWORD_USERPASSWORD) {
-		pwmod.mod_type = (char *)"userPassword";
-		pw.bv_len = strlen(password);
-		pw.bv_val = strdup(password);
-	}
-	if ((method == LDAPW_PASSWORD_USERPASSWORD ? !pw.bv_val : unicode_pwd(password, &pw) < 0) ||
-	    !(lm = build_mods(mods, n)) || !(all = calloc(n + 2, sizeof(*all)))) {
-		set_error(NULL, err, "add", LDAP_NO_MEMORY);
-		rc = LDAP_NO_MEMORY;
-		goto cleanup;
-	}
-	memcpy(all, lm, n * sizeof(*all));
-	all[n] = &pwmod;
-	{
-		double t0 = mono();
-		rc = ldap_add_ext_s(lw->ld, dn, all, NULL, NULL);
-		metrics_ldap_seconds(mono() - t0);
-	}
-	if (rc != LDAP_SUCCESS)
-		set_error(lw, err, "add", rc);
-cleanup:
-	if (pw.bv_val) {
-		explicit_bzero(pw.bv_val, pw.bv_len);
-		free(pw.bv_val);
-	}
-	free(all);
-	if (lm)
-		free_mods(lm, n);
-	return rc;
-}
-
-int ldapw_set_password(struct ldapw *lw, const char *dn, const char *password, struct ldapw_error *err)
-{
-	struct berval who = { strlen(dn), (char *)dn }, newpw = { strlen(password), (char *)password };
-	struct berval gen = { 0, NULL }; /* a password the server made: none is asked for */
-	double t0;
-	int rc;
-
-	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, "password modify")) != LDAP_SUCCESS)
-		return rc;
-	t0 = mono();
-	rc = ldap_passwd_s(lw->ld, &who, NULL, &newpw, &gen, NULL, NULL);
-	metrics_ldap_seconds(mono() - t0);
-	if (gen.bv_val) {
-		explicit_bzero(gen.bv_val, gen.bv_len);
-		ber_memfree(gen.bv_val);
-	}
-	if (rc != LDAP_SUCCESS)
-		set_error(lw, err, "password modify", rc);
-	return rc;
-}
-
-int ldapw_add_async(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, int *msgid,
-                    struct ldapw_error *err)
-{
-	LDAPMod **lm;
-	int rc;
-
-	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
-		return rc;
-	lm = build_mods(mods, n);
-	if (!lm) {
-		set_error(NULL, err, "add", LDAP_NO_MEMORY);
-		return LDAP_NO_MEMORY;
-	}
-	/* the request is encoded before this returns: the values may go */
-	rc = ldap_add_ext(lw->ld, dn, lm, NULL, NULL, msgid);
-	if (rc != LDAP_SUCCESS)
-		set_error(lw, err, "add", rc);
-	free_mods(lm, n);
-	return rc;
-}
-
-int ldapw_next_result(struct ldapw *lw, int *msgid, struct ldapw_error *err)
-{
-	struct timeval to = { lw->timeout, 0 };
-	LDAPMessage *res = NULL;
-	char *diag = NULL;
-	int code = LDAP_OTHER, rc;
-	double t0 = mono();
-
-	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, "add")) != LDAP_SUCCESS)
-		return rc;
-	rc = ldap_result(lw->ld, LDAP_RES_ANY, LDAP_MSG_ONE, &to, &res);
-	metrics_ldap_seconds(mono() - t0);
-	if (rc <= 0) {
-		set_error(lw, err, "add", rc == 0 ? LDAP_TIMEOUT : LDAP_SERVER_DOWN);
-		ldap_msgfree(res);
-		return err->rc;
-	}
-	*msgid = ldap_msgid(res);
-	if (ldap_parse_result(lw->ld, res, &code, NULL, &diag, NULL, NULL, 1) != LDAP_SUCCESS)
-		code = LDAP_OTHER;
-	if (code != LDAP_SUCCESS)
-		describe(err, "add", code, diag);
-	ldap_memfree(diag);
-	return code;
-}
-
-int ldapw_modify(struct ldapw *lw, const char *dn, const struct ldapw_mod *mods, size_t n, struct ldapw_error *err)
-{
-	return write_op(lw, "modify", dn, mods, n, false, err);
-}
-
-int ldapw_rename(struct ldapw *lw, const char *dn, const char *newrdn, const char *newsuperior,
-                 struct ldapw_error *err)
-{
-	int rc;
-
-	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, "modrdn")) != LDAP_SUCCESS)
-		return rc;
-	{
-		double t0 = mono();
-		rc = ldap_rename_s(lw->ld, dn, newrdn, newsuperior, 1, NULL, NULL);
-		metrics_ldap_seconds(mono() - t0);
-	}
-	if (rc != LDAP_SUCCESS)
-		set_error(lw, err, "modrdn", rc);
-	return rc;
-}
-
-int ldapw_delete(struct ldapw *lw, const char *dn, struct ldapw_error *err)
-{
-	int rc;
-
-	memset(err, 0, sizeof(*err));
-	if ((rc = need_connection(lw, err, "delete")) != LDAP_SUCCESS)
-		return rc;
-	{
-		double t0 = mono();
-		rc = ldap_delete_ext_s(lw->ld, dn, NULL, NULL);
-		metrics_ldap_seconds(mono() - t0);
-	}
-	if (rc != LDAP_SUCCESS)
-		set_error(lw, err, "delete", rc);
-	return rc;
-}
-
-char *ldapw_eq_filter(const char *attr, const char *value)
-{
-	struct berval in = { strlen(value), (char *)value }, out = { 0, NULL };
-	size_t len;
-	char *f;
-
-	if (ldap_bv2escaped_filter_value(&in, &out) != 0)
-		return NULL;
-	len = strlen(attr) + out.bv_len + 4;
-	f = malloc(len);
-	if (f)
-		snprintf(f, len, "(%s=%s)", attr, out.bv_val);
-	ber_memfree(out.bv_val);
-	return f;
 }
