@@ -1,7 +1,8 @@
 #include "build.h"
 
-#include "cli.h"
+#include "cli_int.h"
 
+#include "cli.h"
 #include "agentd.h"
 #include "apply.h"
 #include "common/clock.h"
@@ -21,7 +22,6 @@
 #include "statedir.h"
 #include "store.h"
 #include "subscriptions.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <unistd.h>
@@ -32,29 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct cli_ctx {
-	const char *config_path;
-	const char *prog;
-};
-
-struct command {
-	const char *name;
-	int (*run)(struct cli_ctx *ctx, int argc, char **argv);
-	const char *usage;
-	const char *summary;
-};
-
-static int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_render(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
-static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "run", "serve webhooks, apply them, keep subscriptions healthy" },
-	{ "check", cmd_check, "check [--online] [--fixtures DIR]",
+	{ "check", cli_cmd_check, "check [--online] [--fixtures DIR]",
 	  "validate config and mapping; --online also binds to LDAP and calls the API;\n"
 	  "                                     --fixtures renders each DIR/NAME.json and diffs it with DIR/NAME.ldif;\n"
 	  "                                     -m MAPPING checks a mapping (and fixtures) without a config" },
@@ -67,11 +53,13 @@ static const struct command commands[] = {
 	  "reconcile the directory with the Factorial API" },
 	{ "subscriptions", cmd_subscriptions, "subscriptions list | sync [--dry-run] | delete [--dry-run | --yes]",
 	  "list, register or remove this agent's webhook subscriptions" },
-	{ "queue", cmd_queue, "queue list [--json] | retry [ID] | drop ID",
+	{ "queue", cli_cmd_queue, "queue list [--json] | retry [ID] | drop ID",
 	  "inspect the queue; replay deliveries that failed for good\n"
 	  "                                     (retry --force: also those the deletion guard held)" },
 	{ NULL, NULL, NULL, NULL },
 };
+
+/* ---- what every command shares ----------------------------------------------- */
 
 static void usage(FILE *fp)
 {
@@ -100,7 +88,7 @@ static void usage(FILE *fp)
 }
 
 /* Connects and binds; a failure is printed as "PREFIXURI: bind as DN: reason". */
-static int open_directory(struct cli_ctx *ctx, const struct config *cfg, const char *prefix, struct ldapw **lw)
+int cli_open_directory(struct cli_ctx *ctx, const struct config *cfg, const char *prefix, struct ldapw **lw)
 {
 	struct ldapw_error le;
 	bool bind = false;
@@ -136,7 +124,7 @@ static void print_lines(struct cli_ctx *ctx, const char *text)
 	}
 }
 
-static int load_config(struct cli_ctx *ctx, struct config **cfg)
+int cli_load_config(struct cli_ctx *ctx, struct config **cfg)
 {
 	struct diag d;
 	int rc;
@@ -149,7 +137,7 @@ static int load_config(struct cli_ctx *ctx, struct config **cfg)
 	return rc;
 }
 
-static int load_mapping(const char *path, struct mapping **m)
+int cli_load_mapping(const char *path, struct mapping **m)
 {
 	struct diag d;
 	int rc;
@@ -161,358 +149,8 @@ static int load_mapping(const char *path, struct mapping **m)
 	diag_free(&d);
 	return rc;
 }
+/* ---- render, apply and run --------------------------------------------------- */
 
-/* One DN of the mapping exists and the service account can read it. */
-static void check_dn(struct ldapw *lw, const struct config *cfg, const struct mapping *m, const char *dn,
-                     const struct mapping_place *p, struct diag *d)
-{
-	static const char *const none[] = { "1.1", NULL };
-	struct ldapw_entries e;
-	struct ldapw_error err;
-
-	if (!dn)
-		return;
-	if (ldapw_read(lw, dn, none, &e, &err) != 0)
-		diag_add(d, m->path, p->line, p->column, p->key, "cannot read %s: %s", dn, err.text);
-	else if (!e.n)
-		diag_add(d, m->path, p->line, p->column, p->key, "%s does not exist, or %s may not read it", dn,
-		         cfg->ldap.bind_dn ? cfg->ldap.bind_dn : "the service account");
-	ldapw_entries_free(&e);
-}
-
-/* What the server does by itself (probe.h): whether a leaver can still
- * bind (a line when they cannot; a warning at the mapping's terminated when
- * they can, or when the server does not let it be told), who keeps
- * references (said when it needs a person's attention), and what becomes of
- * a refused initial password.  -1 only when the facts could not be read. */
-static int check_server(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m, struct ldapw *lw,
-                         const struct schema *s)
-{
-	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
-	struct probe_facts f;
-	struct ldapw_error err;
-	struct sbuf how;
-	int rc = 0;
-
-	probe_facts_init(&f);
-	sbuf_init(&how);
-	if (probe_facts_read(lw, s, &f, &err) < 0) {
-		fprintf(stderr, "%s: directory: reading what it says of itself: %s\n", ctx->prog, err.text);
-		rc = -1;
-	} else {
-		bool worth = false;
-		int failed = 0;
-		if (o->present && probe_leaver_lock(o, &f, &how) == PROBE_YES)
-			printf("leavers: cannot bind: %s\n", sbuf_str(&how));
-		else if (o->present)
-			fprintf(stderr, "%s: warning: %s:%u:%u: %s: %s\n", ctx->prog, m->path, o->terminated_at.line,
-			        o->terminated_at.column, o->terminated_at.key, sbuf_str(&how));
-		sbuf_reset(&how);
-		probe_references(lw, m, &f, &how, &err, &failed, &worth);
-		if (failed) {
-			fprintf(stderr, "%s: directory: looking for references to the managed entries: %s\n", ctx->prog, err.text);
-			rc = -1;
-		} else if (worth) {
-			printf("references: %s\n", sbuf_str(&how));
-		}
-		sbuf_reset(&how);
-		if (o->present && o->password_length) {
-			probe_passwords(o, cfg, &how);
-			printf("initial passwords: %s\n", sbuf_str(&how));
-		}
-	}
-	fflush(stdout);
-	probe_facts_free(&f);
-	sbuf_free(&how);
-	return rc;
-}
-
-/* The mapping against the directory: its schema (classes, attributes, MUST
- * attributes, the key's equality rule) and its bases; each problem at its
- * place in the mapping file. */
-static int check_mapping_online(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m,
-                                struct ldapw *lw)
-{
-	struct schema *s = NULL;
-	struct ldapw_error err;
-	struct diag d;
-	int rc = 0;
-
-	diag_init(&d);
-	if (schema_read(lw, &s, &err) != 0) {
-		fprintf(stderr, "%s: directory %s: cannot read its schema: %s\n", ctx->prog, cfg->ldap.uri, err.text);
-		rc = -1;
-		goto cleanup;
-	}
-	schema_check(s, m, &d);
-	for (int k = 0; k < 2; k++) {
-		const struct mapping_object *o = &m->obj[k];
-		if (!o->present)
-			continue;
-		check_dn(lw, cfg, m, o->base, &o->base_at, &d);
-		if (o->search_base && o->base && strcmp(o->search_base, o->base) != 0)
-			check_dn(lw, cfg, m, o->search_base, &o->search_base_at, &d);
-		check_dn(lw, cfg, m, o->move_to, &o->move_to_at, &d);
-	}
-	for (size_t i = 0; i < m->ngroups; i++) /* the agent makes a rule's groups, not where they go */
-		check_dn(lw, cfg, m, m->groups[i].parent, &m->groups[i].at, &d);
-	if (d.n) {
-		diag_print(&d, stderr);
-		rc = -1;
-	} else {
-		printf("mapping %s: ok against the directory (schema, bases)\n", m->path);
-	}
-	fflush(stdout);
-	if (check_server(ctx, cfg, m, lw, s) < 0)
-		rc = -1;
-cleanup:
-	schema_free(s);
-	diag_free(&d);
-	return rc;
-}
-
-/* With base given as a template: the bases today's employees would be placed
- * under, each said to exist or not (a missing one is an error unless
- * create_bases makes it). */
-static int check_needed_bases(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m,
-                              struct ldapw *lw, struct factorial *api)
-{
-	static const char *const none[] = { "1.1", NULL };
-	const struct mapping_object *o = &m->obj[MAPPING_EMPLOYEE];
-	cJSON *all = cJSON_CreateArray(), *e;
-	struct strmap bases;
-	struct vlist order;
-	struct sbuf err;
-	char today[16], count[32];
-	int rc = 0;
-
-	strmap_init(&bases);
-	vlist_init(&order);
-	sbuf_init(&err);
-	clock_today(today, sizeof(today));
-	if (!all || factorial_list(api, "employees/employees", NULL, factorial_collect, all, &err) < 0) {
-		fprintf(stderr, "%s: Factorial API %s: listing employees: %s\n", ctx->prog, cfg->factorial.base_url,
-		        sbuf_str(&err));
-		rc = -1;
-		goto cleanup;
-	}
-	cJSON_ArrayForEach(e, all)
-	{
-		struct mapping_hooks h = { .today = today };
-		struct mapping_result r;
-		if (mapping_eval(m, MAPPING_EMPLOYEE, e, &h, &r) == 0 && r.state == MAPPING_ACTIVE && r.base) {
-			const char *n = strmap_get(&bases, r.base);
-			snprintf(count, sizeof(count), "%ld", n ? atol(n) + 1 : 1L);
-			if (!n)
-				vlist_push_copy(&order, r.base, strlen(r.base));
-			strmap_put(&bases, r.base, count);
-		}
-		mapping_result_free(&r);
-	}
-	for (size_t i = 0; i < order.n; i++) {
-		struct ldapw_entries found;
-		struct ldapw_error le;
-		long people = atol(strmap_get(&bases, order.v[i]));
-		if (ldapw_read(lw, order.v[i], none, &found, &le) != 0) {
-			fprintf(stderr, "%s: base %s: %s\n", ctx->prog, order.v[i], le.text);
-			rc = -1;
-		} else if (found.n) {
-			printf("base %s: %ld %s, exists\n", order.v[i], people, people == 1 ? "person" : "people");
-		} else if (o->create_bases) {
-			printf("base %s: %ld %s, missing (create_bases makes it when the first one is applied)\n", order.v[i],
-			       people, people == 1 ? "person" : "people");
-		} else {
-			fprintf(stderr, "%s: %s:%u:%u: %s: %s does not exist, and %ld %s would be placed there (make it, or set "
-			        "create_bases: true)\n",
-			        ctx->prog, m->path, o->base_at.line, o->base_at.column, o->base_at.key, order.v[i], people,
-			        people == 1 ? "person" : "people");
-			rc = -1;
-		}
-		ldapw_entries_free(&found);
-	}
-cleanup:
-	cJSON_Delete(all);
-	strmap_free(&bases);
-	vlist_free(&order);
-	sbuf_free(&err);
-	return rc;
-}
-
-/* Each family of records the configuration and the mapping make the agent
- * read, asked for one record: a 403 names what the token lacks (an OAuth
- * app's scope) and what needs it.  -1 when one is refused. */
-static int check_reads(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m, struct factorial *api)
-{
-	const struct mapping_object *e = &m->obj[MAPPING_EMPLOYEE];
-	unsigned rel = related_needs(m);
-	const struct {
-		const char *path, *why;
-		bool needed;
-	} reads[] = {
-		{ "employees/employees", "sync, and enrichment", e->present },
-		{ "teams/teams", "the teams' groups", m->obj[MAPPING_TEAM].present || mapping_uses_field(m, MAPPING_EMPLOYEE, "team_ids") },
-		{ "contracts/contract_versions", "job_title", mapping_uses_field(m, MAPPING_EMPLOYEE, "job_title") },
-		{ "locations/locations", "{location.*} in the mapping", (rel & RELATED_LOCATIONS) != 0 },
-		{ "companies/legal_entities", "{legal_entity.*} in the mapping", (rel & RELATED_LEGAL_ENTITIES) != 0 },
-	};
-	int rc = 0;
-
-	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
-		struct factorial_answer a = { 0 };
-		struct sbuf err;
-		const char *what, *scope;
-		if (!reads[i].needed)
-			continue;
-		sbuf_init(&err);
-		scope = factorial_scope_of(reads[i].path, &what);
-		if (factorial_call(api, "GET", reads[i].path, "limit=1", NULL, &a, &err) < 0) {
-			fprintf(stderr, "%s: Factorial API %s: %s\n", ctx->prog, cfg->factorial.base_url, sbuf_str(&err));
-			rc = -1;
-		} else if (a.status == 403) {
-			fprintf(stderr, "%s: Factorial API %s: the token may not read %s, which %s needs: %s\n", ctx->prog,
-			        cfg->factorial.base_url, what, reads[i].why,
-			        cfg->factorial.oauth ? "give the OAuth app that scope" : "an API key should have it");
-			fprintf(stderr, "%s: (the OAuth scope: %s)\n", ctx->prog, scope);
-			rc = -1;
-		} else if (a.status != 200) {
-			fprintf(stderr, "%s: Factorial API %s: GET %s: HTTP %ld\n", ctx->prog, cfg->factorial.base_url,
-			        reads[i].path, a.status);
-			rc = -1;
-		}
-		factorial_answer_free(&a);
-		sbuf_free(&err);
-	}
-	return rc;
-}
-
-/* check --online: a bind to the directory and a call to the API, each ok or its exact failure. */
-static int check_online(struct cli_ctx *ctx, const struct config *cfg, const struct mapping *m)
-{
-	struct ldapw *lw = NULL;
-	struct factorial *api = NULL;
-	struct factorial_answer ans = { 0 };
-	struct sbuf err;
-	char q[64];
-	int rc = 0;
-
-	sbuf_init(&err);
-	fflush(stdout);
-	if (open_directory(ctx, cfg, "directory ", &lw) < 0) {
-		rc = -1;
-	} else {
-		printf("directory %s: ok (bound %s%s)\n", cfg->ldap.uri, cfg->ldap.sasl_mech ? "with SASL " : "as ",
-		       cfg->ldap.sasl_mech ? cfg->ldap.sasl_mech : cfg->ldap.bind_dn ? cfg->ldap.bind_dn : "anonymously");
-		fflush(stdout);
-		if (check_mapping_online(ctx, cfg, m, lw) < 0)
-			rc = -1;
-	}
-	snprintf(q, sizeof(q), "company_id=%lld&limit=1", cfg->factorial.company_id);
-	if (factorial_open(cfg, &api, &err) < 0 ||
-	    factorial_call(api, "GET", "api_public/webhook_subscriptions", q, NULL, &ans, &err) < 0) {
-		fprintf(stderr, "%s: Factorial API %s: %s\n", ctx->prog, cfg->factorial.base_url, sbuf_str(&err));
-		rc = -1;
-	} else if (ans.status != 200) {
-		fprintf(stderr, "%s: Factorial API %s: HTTP %ld%s\n", ctx->prog, cfg->factorial.base_url, ans.status,
-		        ans.status == 401 || ans.status == 403
-		                ? ": the API refused the credentials (check factorial.api_key_file or the oauth block)"
-		                : "");
-		rc = -1;
-	} else {
-		printf("Factorial API %s: ok (version %s, company %lld)\n", cfg->factorial.base_url,
-		       cfg->factorial.api_version, cfg->factorial.company_id);
-		fflush(stdout);
-		if (check_reads(ctx, cfg, m, api) < 0)
-			rc = -1;
-		if (lw && m->obj[MAPPING_EMPLOYEE].base_tmpl && check_needed_bases(ctx, cfg, m, lw, api) < 0)
-			rc = -1;
-	}
-	fflush(stdout);
-	factorial_answer_free(&ans);
-	factorial_close(api);
-	ldapw_close(lw);
-	sbuf_free(&err);
-	return rc;
-}
-
-static int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "online", no_argument, NULL, 'o' },
-		{ "fixtures", required_argument, NULL, 'f' },
-		{ "mapping", required_argument, NULL, 'm' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	static const char use[] = "Usage: %s check [--online] [--fixtures DIR] [-m MAPPING]\n";
-	struct config *cfg = NULL;
-	struct mapping *m = NULL;
-	const char *fixtures = NULL, *mapping_path = NULL;
-	int online = 0;
-	int rc = CLI_USAGE;
-	int c;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hm:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			online = 1;
-			break;
-		case 'f':
-			fixtures = optarg;
-			break;
-		case 'm':
-			mapping_path = optarg;
-			break;
-		case 'h':
-			printf(use, ctx->prog);
-			return CLI_OK;
-		default:
-			fprintf(stderr, use, ctx->prog);
-			return CLI_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "%s: check: unexpected argument \"%s\"\n", ctx->prog, argv[optind]);
-		return CLI_USAGE;
-	}
-	if (mapping_path && online) {
-		fprintf(stderr, "%s: check: --online needs the configuration, not -m\n", ctx->prog);
-		return CLI_USAGE;
-	}
-	if (!mapping_path) {
-		if (load_config(ctx, &cfg) < 0)
-			goto cleanup;
-		mapping_path = cfg->mapping;
-	}
-	if (load_mapping(mapping_path, &m) < 0)
-		goto cleanup;
-	if (cfg)
-		printf("configuration ok\n");
-	else /* -m: the mapping alone */
-		printf("mapping %s: ok (no configuration checked)\n", mapping_path);
-	rc = CLI_OK;
-	if (online && check_online(ctx, cfg, m) < 0)
-		rc = CLI_FAIL;
-	if (fixtures) {
-		struct sbuf err;
-		char today[16];
-		int frc;
-		sbuf_init(&err);
-		clock_today(today, sizeof(today));
-		fflush(stdout);
-		frc = render_fixtures(m, fixtures, today, stdout, &err);
-		if (frc < 0)
-			fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
-		rc = frc == 0 ? CLI_OK : CLI_FAIL;
-		sbuf_free(&err);
-	}
-cleanup:
-	mapping_free(m);
-	config_free(cfg);
-	return rc;
-}
-
-/* render's options: 0, or -1 with the usage printed (*rc CLI_OK after --help). */
 /* What render was asked. */
 struct render_args {
 	const char *mapping_path; /* -m, or NULL: the configuration's */
@@ -631,11 +269,11 @@ static int cmd_render(struct cli_ctx *ctx, int argc, char **argv)
 	if (render_options(ctx, argc, argv, &ra, &rc) < 0)
 		goto cleanup;
 	if (!ra.mapping_path) {
-		if (load_config(ctx, &cfg) < 0)
+		if (cli_load_config(ctx, &cfg) < 0)
 			goto cleanup;
 		ra.mapping_path = cfg->mapping;
 	}
-	if (load_mapping(ra.mapping_path, &m) < 0)
+	if (cli_load_mapping(ra.mapping_path, &m) < 0)
 		goto cleanup;
 	if (!m->obj[ra.kind].present) {
 		fprintf(stderr, "%s: render: %s has no %s section\n", ctx->prog, ra.mapping_path,
@@ -736,8 +374,8 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 
 	sbuf_init(&err);
 	sbuf_init(&ldif);
-	if (apply_options(ctx, argc, argv, &dry_run, &type, &file, &rc) < 0 || load_config(ctx, &cfg) < 0 ||
-	    load_mapping(cfg->mapping, &m) < 0)
+	if (apply_options(ctx, argc, argv, &dry_run, &type, &file, &rc) < 0 || cli_load_config(ctx, &cfg) < 0 ||
+	    cli_load_mapping(cfg->mapping, &m) < 0)
 		goto cleanup;
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
 	rc = CLI_FAIL;
@@ -747,7 +385,7 @@ static int cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (open_directory(ctx, cfg, "", &lw) < 0 || open_state(ctx, cfg, dry_run, &st) < 0)
+	if (cli_open_directory(ctx, cfg, "", &lw) < 0 || open_state(ctx, cfg, dry_run, &st) < 0)
 		goto cleanup;
 	clock_today(today, sizeof(today));
 	a = (struct apply_ctx){ .m = m, .lw = lw, .st = dry_run ? NULL : st, .state = st, .dry_run = dry_run,
@@ -785,241 +423,7 @@ static int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	return agentd_run(ctx->config_path);
 }
-
-static int parse_id(const char *s, int64_t *id)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || *end || v <= 0)
-		return -1;
-	*id = v;
-	return 0;
-}
-
-/* After queue retry: whether a running agent takes the deliveries now. */
-static void say_who_applies(struct cli_ctx *ctx, const char *state_dir)
-{
-	struct statedir_holder h;
-	struct sbuf err;
-	char who[64];
-	int held;
-
-	sbuf_init(&err);
-	held = statedir_held(state_dir, &h, &err);
-	statedir_holder_text(&h, who, sizeof(who));
-	if (held == 1 && strcmp(h.command, "run") == 0)
-		fprintf(stderr, "%s: queue retry: the agent running as %s applies them now\n", ctx->prog, who);
-	else if (held == 0)
-		fprintf(stderr, "%s: queue retry: no agent is running on %s: they are applied when `run` starts\n",
-		        ctx->prog, state_dir);
-	sbuf_free(&err);
-}
-
-/* What `queue ACTION` was asked. */
-struct queue_args {
-	const char *action;
-	int64_t id;
-	bool force;
-	bool json;
-	const char *state_dir;
-};
-
-/* One row of `queue list`: a table line, or an object of the --json array. */
-struct listing {
-	bool json;
-	cJSON *rows;
-	struct sbuf out;
-};
-
-/* What a pending delivery is doing, in words. */
-static void pending_reason(const struct queue_row *r, char *buf, size_t len)
-{
-	char when[32] = "";
-
-	if (r->next_attempt > 0) {
-		time_t t = (time_t)r->next_attempt;
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	}
-	if (r->waiting_on)
-		snprintf(buf, len, "waits for %s", r->waiting_on);
-	else if (r->attempts && *when)
-		snprintf(buf, len, "next attempt %s: %s", when, r->last_error ? r->last_error : "");
-	else
-		snprintf(buf, len, "due");
-}
-
-static int list_row(void *ctx, const struct queue_row *r)
-{
-	struct listing *l = ctx;
-	char reason[1200];
-	bool pending = strcmp(r->state, "pending") == 0;
-
-	if (pending)
-		pending_reason(r, reason, sizeof(reason));
-	else
-		snprintf(reason, sizeof(reason), "%s", r->last_error ? r->last_error : "");
-	if (l->json) {
-		cJSON *o = cJSON_CreateObject();
-		if (!o || !cJSON_AddItemToArray(l->rows, o))
-			return (cJSON_Delete(o), -1);
-		cJSON_AddNumberToObject(o, "id", (double)r->id);
-		cJSON_AddStringToObject(o, "state", r->state);
-		cJSON_AddStringToObject(o, "type", r->type);
-		cJSON_AddStringToObject(o, "record", r->record_key);
-		cJSON_AddNumberToObject(o, "attempts", r->attempts);
-		cJSON_AddStringToObject(o, "received", r->received);
-		cJSON_AddStringToObject(o, "reason", reason);
-		if (r->waiting_on)
-			cJSON_AddStringToObject(o, "waiting_on", r->waiting_on);
-		return 0;
-	}
-	sbuf_addf(&l->out, "%-6lld  %-7s  %-24s  %-42s  %-8d  %s: %s\n", (long long)r->id, r->state, r->received, r->type,
-	          r->attempts, r->record_key, reason);
-	return 0;
-}
-
-static int queue_do_list(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
-{
-	struct listing l = { .json = qa->json };
-	long pending, dead, held;
-	cJSON *doc = NULL;
-	char *text = NULL;
-	int rc = -1;
-
-	(void)ctx;
-	sbuf_init(&l.out);
-	if (queue_counts(q, &pending, &dead, &held, err) < 0)
-		goto cleanup;
-	if (l.json) {
-		cJSON *counts;
-		if (!(doc = cJSON_CreateObject()) || !(counts = cJSON_AddObjectToObject(doc, "counts")) ||
-		    !(l.rows = cJSON_AddArrayToObject(doc, "deliveries")))
-			goto cleanup;
-		cJSON_AddNumberToObject(counts, "pending", (double)pending);
-		cJSON_AddNumberToObject(counts, "held", (double)held);
-		cJSON_AddNumberToObject(counts, "dead", (double)dead);
-	} else {
-		sbuf_addf(&l.out, "%ld pending, %ld held, %ld dead\n", pending, held, dead);
-		if (pending || held || dead)
-			sbuf_addf(&l.out, "%-6s  %-7s  %-24s  %-42s  %-8s  %s\n", "ID", "STATE", "RECEIVED", "TYPE",
-			          "ATTEMPTS", "RECORD: REASON");
-	}
-	if (queue_rows(q, list_row, &l, err) != 0)
-		goto cleanup;
-	if (l.json && !(text = cJSON_Print(doc)))
-		goto cleanup;
-	fputs(l.json ? text : sbuf_str(&l.out), stdout);
-	if (l.json)
-		fputc('\n', stdout);
-	rc = CLI_OK;
-cleanup:
-	if (rc < 0 && !err->len)
-		sbuf_adds(err, "queue list: out of memory");
-	cJSON_free(text);
-	cJSON_Delete(doc);
-	sbuf_free(&l.out);
-	return rc;
-}
-
-static int queue_do_retry(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
-{
-	long n = queue_retry(q, qa->id, qa->force, err);
-
-	if (n < 0)
-		return -1;
-	if (qa->id && n == 0) {
-		fprintf(stderr, "%s: queue retry: no %s %lld\n", ctx->prog,
-		        qa->force ? "dead letter or held delivery" : "dead letter (held deliveries need --force)",
-		        (long long)qa->id);
-		return CLI_FAIL;
-	}
-	printf("%ld deliver%s queued again\n", n, n == 1 ? "y" : "ies");
-	if (n > 0)
-		say_who_applies(ctx, qa->state_dir);
-	return CLI_OK;
-}
-
-static int queue_do_drop(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err)
-{
-	int n = queue_drop(q, qa->id, err);
-
-	if (n < 0)
-		return -1;
-	if (n == 0) {
-		fprintf(stderr, "%s: queue drop: no dead letter %lld\n", ctx->prog, (long long)qa->id);
-		return CLI_FAIL;
-	}
-	printf("dead letter %lld dropped\n", (long long)qa->id);
-	return CLI_OK;
-}
-
-static const struct {
-	const char *name;
-	bool takes_id;  /* an ID may follow */
-	bool needs_id;  /* ... and must */
-	bool takes_force;
-	bool takes_json;
-	int (*run)(struct cli_ctx *ctx, struct queue *q, const struct queue_args *qa, struct sbuf *err);
-} queue_actions[] = {
-	{ "list", false, false, false, true, queue_do_list },
-	{ "retry", true, false, true, false, queue_do_retry },
-	{ "drop", true, true, false, false, queue_do_drop },
-	{ NULL, false, false, false, false, NULL },
-};
-
-static int cmd_queue(struct cli_ctx *ctx, int argc, char **argv)
-{
-	static const char use[] = "Usage: %s queue list [--json] | retry [ID] | drop ID\n"
-	                          "       (retry --force [ID]: also deliveries the deletion guard held)\n";
-	struct queue_args qa = { .action = argc > 1 ? argv[1] : "" };
-	struct config *cfg = NULL;
-	struct queue *q = NULL;
-	const char *idarg = NULL;
-	struct sbuf err;
-	size_t k;
-	int rc = CLI_USAGE;
-	bool bad = false;
-
-	sbuf_init(&err);
-	for (k = 0; queue_actions[k].name && strcmp(queue_actions[k].name, qa.action) != 0; k++)
-		;
-	for (int i = 2; queue_actions[k].name && i < argc; i++) {
-		if (queue_actions[k].takes_force && strcmp(argv[i], "--force") == 0 && !qa.force)
-			qa.force = true;
-		else if (queue_actions[k].takes_json && strcmp(argv[i], "--json") == 0 && !qa.json)
-			qa.json = true;
-		else if (queue_actions[k].takes_id && !idarg && argv[i][0] != '-')
-			idarg = argv[i];
-		else
-			bad = true;
-	}
-	if (!queue_actions[k].name || bad || (queue_actions[k].needs_id && !idarg)) {
-		fprintf(stderr, use, ctx->prog);
-		goto cleanup;
-	}
-	if (idarg && parse_id(idarg, &qa.id) < 0) {
-		fprintf(stderr, "%s: queue %s: \"%s\" is not a delivery id\n", ctx->prog, qa.action, idarg);
-		goto cleanup;
-	}
-	if (load_config(ctx, &cfg) < 0)
-		goto cleanup;
-	qa.state_dir = cfg->state_dir;
-	rc = queue_open(cfg->state_dir, &q, &err) < 0 ? -1 : queue_actions[k].run(ctx, q, &qa, &err);
-	if (rc < 0) {
-		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
-		rc = CLI_FAIL;
-	}
-cleanup:
-	queue_close(q);
-	config_free(cfg);
-	sbuf_free(&err);
-	return rc;
-}
+/* ---- subscriptions and sync -------------------------------------------------- */
 
 /* subscriptions delete without --yes: the dry run is shown, and a person at a
  * terminal says yes; true to go on.  Without a terminal nothing is asked. */
@@ -1071,7 +475,7 @@ static int cmd_subscriptions(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, use, ctx->prog);
 		goto cleanup;
 	}
-	if (load_config(ctx, &cfg) < 0)
+	if (cli_load_config(ctx, &cfg) < 0)
 		goto cleanup;
 	rc = CLI_FAIL;
 	if (factorial_open(cfg, &api, &err) < 0) {
@@ -1256,7 +660,7 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 	sbuf_init(&report);
 	if (sync_options(ctx, argc, argv, &opt, &rc) < 0)
 		goto cleanup;
-	if (load_config(ctx, &cfg) < 0 || load_mapping(cfg->mapping, &m) < 0)
+	if (cli_load_config(ctx, &cfg) < 0 || cli_load_mapping(cfg->mapping, &m) < 0)
 		goto cleanup;
 	log_setup((enum log_level)cfg->log.level, LOG_TARGET_STDERR, false);
 	rc = opt.dry_run ? CLI_OK : own_state(ctx, cfg, &lock);
@@ -1267,7 +671,7 @@ static int cmd_sync(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", ctx->prog, sbuf_str(&err));
 		goto cleanup;
 	}
-	if (open_directory(ctx, cfg, "", &lw) < 0 || open_state(ctx, cfg, opt.dry_run, &st) < 0)
+	if (cli_open_directory(ctx, cfg, "", &lw) < 0 || open_state(ctx, cfg, opt.dry_run, &st) < 0)
 		goto cleanup;
 	catch_stop_signals();
 	if (isatty(STDERR_FILENO))

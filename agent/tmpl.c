@@ -1,15 +1,14 @@
 #include "build.h"
 
+#include "tmpl_int.h"
+
 #include "tmpl.h"
 #include "common/nearest.h"
-
 #include "common/clock.h"
 #include "common/strmap.h"
-
 #include "dn.h"
 #include "common/translit.h"
 #include "common/utf8.h"
-
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -20,37 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TMPL_MAX_VALUES 4096 /* combinations one template may produce */
-
-struct parser;
-
-/* What a filter does to one value: out gets the result; -1 with the reason in env->err. */
-typedef int (*value_fn)(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                        const char *arg1);
-/* What a filter does to the whole list of values (in place). */
-typedef int (*list_fn)(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
-/* A check of a filter's arguments when the template is parsed. */
-typedef int (*check_fn)(struct parser *p, struct tmpl_filter *f, size_t off);
-
-#define VALUE_FILTER(name) static int name(struct tmpl_env *, const char *, size_t, struct sbuf *, const char *, const char *)
-VALUE_FILTER(f_lower);
-VALUE_FILTER(f_upper);
-VALUE_FILTER(f_trim);
-VALUE_FILTER(f_ascii);
-VALUE_FILTER(f_slug);
-VALUE_FILTER(f_alnum);
-VALUE_FILTER(f_truncate);
-VALUE_FILTER(f_replace);
-VALUE_FILTER(f_date);
-VALUE_FILTER(f_add);
-VALUE_FILTER(f_before);
-VALUE_FILTER(f_after);
-VALUE_FILTER(f_rdn);
-static int f_default(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
-static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
-static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
-static int f_translit(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
-static int f_map(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals);
 static int check_table(struct parser *p, struct tmpl_filter *f, size_t off);
 static int check_count(struct parser *p, struct tmpl_filter *f, size_t off);
 static int check_integer(struct parser *p, struct tmpl_filter *f, size_t off);
@@ -67,24 +35,24 @@ static const struct filter_def {
 	list_fn list;     /* applied to the list of values */
 	size_t min_args;  /* when fewer than nargs will do (0: exactly nargs) */
 } filters[] = {
-	[TF_LOWER] = { "lower", 0, NULL, f_lower, NULL },
-	[TF_UPPER] = { "upper", 0, NULL, f_upper, NULL },
-	[TF_TRIM] = { "trim", 0, NULL, f_trim, NULL },
-	[TF_ASCII] = { "ascii", 0, NULL, f_ascii, NULL },
-	[TF_SLUG] = { "slug", 0, NULL, f_slug, NULL },
-	[TF_ALNUM] = { "alnum", 0, NULL, f_alnum, NULL },
-	[TF_TRUNCATE] = { "truncate", 1, check_count, f_truncate, NULL },
-	[TF_REPLACE] = { "replace", 2, check_nonempty, f_replace, NULL },
-	[TF_DEFAULT] = { "default", 1, NULL, NULL, f_default },
-	[TF_DATE] = { "date", 1, NULL, f_date, NULL },
-	[TF_ADD] = { "add", 1, check_integer, f_add, NULL },
-	[TF_JOIN] = { "join", 1, NULL, NULL, f_join },
-	[TF_EMPLOYEE_DN] = { "employee_dn", 0, NULL, NULL, f_employee_dn },
-	[TF_BEFORE] = { "before", 1, check_nonempty, f_before, NULL },
-	[TF_AFTER] = { "after", 1, check_nonempty, f_after, NULL },
-	[TF_RDN] = { "rdn", 0, NULL, f_rdn, NULL },
-	[TF_TRANSLIT] = { "translit", 1, check_transform, NULL, f_translit },
-	[TF_MAP] = { "map", 2, check_table, NULL, f_map, 1 },
+	[TF_LOWER] = { "lower", 0, NULL, tmpl_f_lower, NULL },
+	[TF_UPPER] = { "upper", 0, NULL, tmpl_f_upper, NULL },
+	[TF_TRIM] = { "trim", 0, NULL, tmpl_f_trim, NULL },
+	[TF_ASCII] = { "ascii", 0, NULL, tmpl_f_ascii, NULL },
+	[TF_SLUG] = { "slug", 0, NULL, tmpl_f_slug, NULL },
+	[TF_ALNUM] = { "alnum", 0, NULL, tmpl_f_alnum, NULL },
+	[TF_TRUNCATE] = { "truncate", 1, check_count, tmpl_f_truncate, NULL },
+	[TF_REPLACE] = { "replace", 2, check_nonempty, tmpl_f_replace, NULL },
+	[TF_DEFAULT] = { "default", 1, NULL, NULL, tmpl_f_default },
+	[TF_DATE] = { "date", 1, NULL, tmpl_f_date, NULL },
+	[TF_ADD] = { "add", 1, check_integer, tmpl_f_add, NULL },
+	[TF_JOIN] = { "join", 1, NULL, NULL, tmpl_f_join },
+	[TF_EMPLOYEE_DN] = { "employee_dn", 0, NULL, NULL, tmpl_f_employee_dn },
+	[TF_BEFORE] = { "before", 1, check_nonempty, tmpl_f_before, NULL },
+	[TF_AFTER] = { "after", 1, check_nonempty, tmpl_f_after, NULL },
+	[TF_RDN] = { "rdn", 0, NULL, tmpl_f_rdn, NULL },
+	[TF_TRANSLIT] = { "translit", 1, check_transform, NULL, tmpl_f_translit },
+	[TF_MAP] = { "map", 2, check_table, NULL, tmpl_f_map, 1 },
 };
 
 #define NFILTERS (sizeof(filters) / sizeof(filters[0]))
@@ -504,7 +472,6 @@ bool tmpl_uses_filter(const struct tmpl *t, enum tmpl_filter_id id)
 				return true;
 	return false;
 }
-
 /* ---- evaluation -------------------------------------------------------- */
 
 void tmpl_format_number(double d, char *buf, size_t len)
@@ -617,7 +584,7 @@ size_t tmpl_null_fields(const struct tmpl *t, const cJSON *record, const char *s
 	return n;
 }
 
-static bool all_empty(const struct vlist *l)
+bool tmpl_all_empty(const struct vlist *l)
 {
 	for (size_t i = 0; i < l->n; i++)
 		if (l->v[i][0])
@@ -625,7 +592,7 @@ static bool all_empty(const struct vlist *l)
 	return true;
 }
 
-static int arg_values(const struct tmpl_arg *a, struct tmpl_env *env, struct vlist *out)
+int tmpl_arg_values(const struct tmpl_arg *a, struct tmpl_env *env, struct vlist *out)
 {
 	if (a->kind == TA_PATH)
 		return tmpl_field_values(env->record, &a->path, out, env->err);
@@ -633,13 +600,13 @@ static int arg_values(const struct tmpl_arg *a, struct tmpl_env *env, struct vli
 }
 
 /* A filter argument that must be one value (a number, a separator...). */
-static int arg_single(const struct tmpl_arg *a, struct tmpl_env *env, const char *filter, char **out)
+int tmpl_arg_single(const struct tmpl_arg *a, struct tmpl_env *env, const char *filter, char **out)
 {
 	struct vlist l;
 	int rc = -1;
 
 	vlist_init(&l);
-	if (arg_values(a, env, &l) < 0)
+	if (tmpl_arg_values(a, env, &l) < 0)
 		goto cleanup;
 	if (l.n != 1) {
 		sbuf_addf(env->err, "%s: the argument ", filter);
@@ -655,7 +622,7 @@ cleanup:
 	return rc;
 }
 
-static int parse_integer(const char *s, long long *out)
+int tmpl_parse_integer(const char *s, long long *out)
 {
 	char *end;
 
@@ -668,7 +635,7 @@ static int parse_integer(const char *s, long long *out)
 	return 0;
 }
 
-static int slugify(struct sbuf *out, const char *s, size_t len)
+int tmpl_slugify(struct sbuf *out, const char *s, size_t len)
 {
 	struct sbuf a;
 	bool dash = false;
@@ -691,7 +658,7 @@ static int slugify(struct sbuf *out, const char *s, size_t len)
 	return rc;
 }
 
-static void trim(struct sbuf *out, const char *s, size_t len)
+void tmpl_trim(struct sbuf *out, const char *s, size_t len)
 {
 	size_t a = 0, b = len;
 
@@ -715,331 +682,7 @@ static void trim(struct sbuf *out, const char *s, size_t len)
 	sbuf_add(out, s + a, b - a);
 }
 
-/* ---- the filters ---------------------------------------------------------- */
-
-static int f_lower(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                   const char *arg1)
-{
-	(void)env, (void)arg0, (void)arg1;
-	utf8_lower(out, in, len);
-	return 0;
-}
-
-static int f_upper(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                   const char *arg1)
-{
-	(void)env, (void)arg0, (void)arg1;
-	utf8_upper(out, in, len);
-	return 0;
-}
-
-static int f_trim(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                  const char *arg1)
-{
-	(void)env, (void)arg0, (void)arg1;
-	trim(out, in, len);
-	return 0;
-}
-
-static int f_ascii(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                   const char *arg1)
-{
-	(void)arg0, (void)arg1;
-	if (translit_ascii(out, in, len) == 0)
-		return 0;
-	sbuf_adds(env->err, "ascii: the transliteration failed (ICU)");
-	return -1;
-}
-
-static int f_slug(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                  const char *arg1)
-{
-	(void)arg0, (void)arg1;
-	if (slugify(out, in, len) == 0)
-		return 0;
-	sbuf_adds(env->err, "slug: the transliteration failed (ICU)");
-	return -1;
-}
-
-static int f_alnum(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                   const char *arg1)
-{
-	(void)env, (void)arg0, (void)arg1;
-	for (size_t i = 0; i < len; i++)
-		if (isalnum((unsigned char)in[i]) && (unsigned char)in[i] < 0x80)
-			sbuf_addc(out, in[i]);
-	return 0;
-}
-
-static int f_truncate(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                      const char *arg1)
-{
-	struct sbuf nfc;
-	long long n;
-	int rc = -1;
-
-	(void)arg1;
-	sbuf_init(&nfc);
-	if (parse_integer(arg0, &n) < 0 || n < 0) {
-		sbuf_addf(env->err, "truncate: \"%s\" is not a whole number", arg0);
-		goto cleanup;
-	}
-	/* characters as NFC counts them: a decomposed é is one */
-	if (translit_nfc(&nfc, in, len) < 0) {
-		sbuf_adds(env->err, "truncate: the value could not be normalized (ICU)");
-		goto cleanup;
-	}
-	sbuf_add(out, sbuf_str(&nfc), utf8_prefix_bytes(sbuf_str(&nfc), nfc.len, (size_t)n));
-	rc = 0;
-cleanup:
-	sbuf_free(&nfc);
-	return rc;
-}
-
-static int f_replace(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                     const char *arg1)
-{
-	size_t fl = strlen(arg0);
-	const char *p = in, *hit;
-
-	(void)len;
-	if (!fl) {
-		sbuf_adds(env->err, "replace: the text to replace is empty");
-		return -1;
-	}
-	while ((hit = strstr(p, arg0))) {
-		sbuf_add(out, p, (size_t)(hit - p));
-		sbuf_adds(out, arg1);
-		p = hit + fl;
-	}
-	sbuf_adds(out, p);
-	return 0;
-}
-
-static int f_date(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                  const char *arg1)
-{
-	struct tm tm;
-	char buf[256];
-	size_t n;
-
-	(void)len, (void)arg1;
-	if (!in[0])
-		return 0;
-	if (clock_parse_iso8601(in, &tm, NULL) < 0) {
-		sbuf_addf(env->err, "date: \"%s\" is not an ISO 8601 date or timestamp", in);
-		return -1;
-	}
-	/* the format is the mapping author's, by design */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-	n = strftime(buf, sizeof(buf), arg0, &tm);
-#pragma GCC diagnostic pop
-	sbuf_add(out, buf, n);
-	return 0;
-}
-
-static int f_add(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                 const char *arg1)
-{
-	long long a, b, r;
-
-	(void)len, (void)arg1;
-	if (!in[0])
-		return 0;
-	if (parse_integer(in, &a) < 0) {
-		sbuf_addf(env->err, "add: \"%s\" is not an integer", in);
-		return -1;
-	}
-	if (parse_integer(arg0, &b) < 0) {
-		sbuf_addf(env->err, "add: the argument \"%s\" is not an integer", arg0);
-		return -1;
-	}
-	if (__builtin_add_overflow(a, b, &r)) {
-		sbuf_addf(env->err, "add: %lld + %lld is out of range", a, b);
-		return -1;
-	}
-	sbuf_addf(out, "%lld", r);
-	return 0;
-}
-
-static int f_before(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                    const char *arg1)
-{
-	const char *hit = arg0[0] ? strstr(in, arg0) : NULL;
-
-	(void)env, (void)arg1;
-	sbuf_add(out, in, hit ? (size_t)(hit - in) : len);
-	return 0;
-}
-
-static int f_after(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                   const char *arg1)
-{
-	const char *hit = arg0[0] ? strstr(in, arg0) : NULL;
-
-	(void)env, (void)len, (void)arg1;
-	if (hit)
-		sbuf_adds(out, hit + strlen(arg0));
-	return 0;
-}
-
-static int f_rdn(struct tmpl_env *env, const char *in, size_t len, struct sbuf *out, const char *arg0,
-                 const char *arg1)
-{
-	char *v;
-
-	(void)len, (void)arg0, (void)arg1;
-	if (!in[0])
-		return 0;
-	v = dn_rdn_value(in);
-	if (!v) {
-		sbuf_addf(env->err, "rdn: \"%s\" is not a DN", in);
-		return -1;
-	}
-	sbuf_adds(out, v);
-	free(v);
-	return 0;
-}
-
-static int f_default(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
-{
-	if (!all_empty(vals))
-		return 0;
-	vlist_clear(vals);
-	return arg_values(&f->args[0], env, vals);
-}
-
-const struct tmpl_table *tmpl_table_find(const struct tmpl_tables *t, const char *name)
-{
-	for (size_t i = 0; t && i < t->n; i++)
-		if (strcmp(t->v[i].name, name) == 0)
-			return &t->v[i];
-	return NULL;
-}
-
-/* Each value through the table; an empty value stays empty (for a later default). */
-static int f_map(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
-{
-	const char *name = f->args[0].path.seg[0];
-	const struct tmpl_table *t = tmpl_table_find(env->tables, name);
-	char *fallback = NULL;
-	int rc = -1;
-
-	if (!t) {
-		sbuf_addf(env->err, "map: no table \"%s\"", name);
-		return -1;
-	}
-	if (f->nargs > 1 && arg_single(&f->args[1], env, "map", &fallback) < 0)
-		return -1;
-	for (size_t i = 0; i < vals->n; i++) {
-		const char *to = NULL;
-		char *copy;
-		if (!vals->v[i][0])
-			continue;
-		to = strmap_get(&t->entries, vals->v[i]);
-		if (!to && !fallback) {
-			sbuf_addf(env->err, "map: \"%s\" is not in table %s, and no default is given (map(%s, 'DEFAULT'))",
-			          vals->v[i], name, name);
-			goto cleanup;
-		}
-		if (!(copy = strdup(to ? to : fallback)))
-			goto cleanup;
-		free(vals->v[i]);
-		vals->v[i] = copy;
-	}
-	rc = 0;
-cleanup:
-	free(fallback);
-	return rc;
-}
-
-static int f_join(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
-{
-	char *sep = NULL;
-	struct sbuf b;
-	int rc = -1;
-
-	sbuf_init(&b);
-	if (arg_single(&f->args[0], env, "join", &sep) < 0)
-		goto cleanup;
-	for (size_t i = 0, k = 0; i < vals->n; i++) {
-		if (!vals->v[i][0])
-			continue;
-		if (k++)
-			sbuf_adds(&b, sep);
-		sbuf_adds(&b, vals->v[i]);
-	}
-	vlist_clear(vals);
-	if (b.len && vlist_push(vals, sbuf_detach(&b)) < 0)
-		goto cleanup;
-	rc = 0;
-cleanup:
-	free(sep);
-	sbuf_free(&b);
-	return rc;
-}
-
-/* Each value through the transform compiled from the argument. */
-static int f_translit(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
-{
-	struct sbuf b;
-	int rc = -1;
-
-	sbuf_init(&b);
-	for (size_t i = 0; i < vals->n; i++) {
-		sbuf_reset(&b);
-		if (translit_apply(f->transform, &b, vals->v[i], strlen(vals->v[i])) < 0) {
-			sbuf_addf(env->err, "translit: the transform '%s' failed (ICU)", f->args[0].text);
-			goto cleanup;
-		}
-		free(vals->v[i]);
-		vals->v[i] = sbuf_detach(&b);
-		if (!vals->v[i])
-			goto cleanup;
-	}
-	rc = 0;
-cleanup:
-	sbuf_free(&b);
-	return rc;
-}
-
-/* Each value an employee id, each result the DN of that employee's entry; an
- * id without an entry is left out and noted in env->unresolved. */
-static int f_employee_dn(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
-{
-	struct vlist out;
-	struct strmap noted; /* the ids in env->unresolved, to note each once in linear time */
-	int rc = -1;
-
-	(void)f;
-	vlist_init(&out);
-	strmap_init(&noted);
-	for (size_t i = 0; env->unresolved && i < env->unresolved->n; i++)
-		if (strmap_put(&noted, env->unresolved->v[i], NULL) < 0)
-			goto cleanup;
-	for (size_t i = 0; i < vals->n; i++) {
-		char *dn = NULL;
-		int found;
-		if (!vals->v[i][0])
-			continue;
-		found = env->employee_dn ? env->employee_dn(env->ctx, vals->v[i], &dn, env->err) : 0;
-		if (found < 0)
-			goto cleanup;
-		if (found == 1 && vlist_push(&out, dn) < 0)
-			goto cleanup;
-		if (found == 0 && env->unresolved && !strmap_get(&noted, vals->v[i]) &&
-		    (strmap_put(&noted, vals->v[i], NULL) < 0 ||
-		     vlist_push_copy(env->unresolved, vals->v[i], strlen(vals->v[i])) < 0))
-			goto cleanup;
-	}
-	vlist_clear(vals);
-	rc = vlist_move(vals, &out);
-cleanup:
-	vlist_free(&out);
-	strmap_free(&noted);
-	return rc;
-}
+/* ---- filters applied, templates evaluated -------------------------------------- */
 
 static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struct vlist *vals)
 {
@@ -1055,9 +698,9 @@ static int apply_filter(const struct tmpl_filter *f, struct tmpl_env *env, struc
 		rc = def->list(f, env, vals);
 		goto cleanup;
 	}
-	if (f->nargs > 0 && arg_single(&f->args[0], env, def->name, &arg0) < 0)
+	if (f->nargs > 0 && tmpl_arg_single(&f->args[0], env, def->name, &arg0) < 0)
 		goto cleanup;
-	if (f->nargs > 1 && arg_single(&f->args[1], env, def->name, &arg1) < 0)
+	if (f->nargs > 1 && tmpl_arg_single(&f->args[1], env, def->name, &arg1) < 0)
 		goto cleanup;
 	for (size_t i = 0; i < vals->n; i++) {
 		sbuf_reset(&b);
@@ -1128,7 +771,7 @@ static int eval_template(const struct tmpl *t, struct tmpl_env *env, struct vlis
 			goto cleanup;
 		if (t->parts[i].kind != TP_TEXT) {
 			exprs++;
-			if (!all_empty(&vals))
+			if (!tmpl_all_empty(&vals))
 				filled++;
 		}
 		if (vals.n == 0 && vlist_push_copy(&vals, "", 0) < 0)

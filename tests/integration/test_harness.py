@@ -166,9 +166,21 @@ def include_cycle(graph):
     return None
 
 
+def c_sources(top, pattern="*.[ch]"):
+    """(path relative to top, its lines) of every source file of agent/ and common/."""
+    import glob
+    for path in sorted(glob.glob(os.path.join(top, "agent", pattern)) + glob.glob(os.path.join(top, "common", pattern))):
+        with open(path, encoding="utf-8") as f:
+            yield os.path.relpath(path, top), f.read().split("\n")
+
+
 class TestSourceShape(unittest.TestCase):
-    """The shape the code keeps: no module includes one that includes it back, no function over
-    80 lines."""
+    """The shape the code keeps: no module includes one that includes it back, no source file over
+    1,000 lines, no function over 80 lines."""
+
+    def test_no_source_file_over_1000_lines(self):
+        long = [f"{path}: {len(lines) - 1} lines" for path, lines in c_sources(source_top()) if len(lines) - 1 > 1000]
+        self.assertEqual(long, [])
 
     def test_no_include_cycle_between_modules(self):
         graph = c_modules(source_top())
@@ -180,13 +192,9 @@ class TestSourceShape(unittest.TestCase):
         self.assertEqual(include_cycle(graph)[0], include_cycle(graph)[-1])
 
     def test_no_function_over_80_lines(self):
-        import glob
         import re
-        top = source_top()
         long = []
-        for path in sorted(glob.glob(os.path.join(top, "agent", "*.c")) + glob.glob(os.path.join(top, "common", "*.c"))):
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().split("\n")
+        for path, lines in c_sources(source_top(), "*.c"):
             for i, line in enumerate(lines):
                 if not line.startswith("{"):
                     continue
@@ -194,8 +202,7 @@ class TestSourceShape(unittest.TestCase):
                 if end - i + 1 > 80:
                     head = next(lines[k] for k in range(i - 1, -1, -1) if "(" in lines[k])
                     name = re.search(r"(\w+)\(", head)
-                    long.append(f"{os.path.relpath(path, top)}:{i + 1}: {name.group(1) if name else '?'}: "
-                                f"{end - i + 1} lines")
+                    long.append(f"{path}:{i + 1}: {name.group(1) if name else '?'}: {end - i + 1} lines")
         self.assertEqual(long, [])
 
 
